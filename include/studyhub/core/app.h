@@ -1,0 +1,27 @@
+/* app: the one process-wide context every handler and task is given. */
+#ifndef STUDYHUB_CORE_APP_H
+#define STUDYHUB_CORE_APP_H
+
+#include <time.h>
+
+struct event_base;
+struct config;
+struct pg_pool;
+struct redis_client;
+struct http_server;
+struct metrics;
+struct admin_server;
+
+struct app {
+    struct event_base *base;      /* borrowed from main */
+    const struct config *cfg;     /* borrowed from main */
+    struct pg_pool *pg;           /* owned by main */
+    struct redis_client *redis;   /* owned by main */
+    struct http_server *http;     /* owned by main */
+    struct metrics *metrics;      /* owned by main */
+    struct admin_server *admin;   /* owned by main */
+    time_t started;               /* wall-clock start, for uptime */
+    int draining;                 /* set once SIGTERM/SIGINT arrived */
+};
+
+#endif

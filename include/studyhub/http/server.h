@@ -1,0 +1,73 @@
+/* server: the HTTP listener.  Every evhttp call of the project lives in
+ * src/http/server.c, so the parser can be swapped without touching
+ * handlers.  A handler may reply at once or later, from any callback; the
+ * request stays valid until http_reply* is called exactly once. */
+#ifndef STUDYHUB_HTTP_SERVER_H
+#define STUDYHUB_HTTP_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct event_base;
+struct evbuffer;
+struct config;
+struct http_server;
+struct http_req;
+struct router;
+struct metrics;
+
+#define HTTP_MAX_PARAMS 4
+
+enum http_method {
+    HTTP_GET, HTTP_HEAD, HTTP_POST, HTTP_PUT, HTTP_PATCH, HTTP_DELETE,
+    HTTP_OPTIONS, HTTP_OTHER
+};
+
+typedef void (*http_handler_fn)(struct http_req *req, void *arg);
+
+/* router and metrics are borrowed; arg is given to every handler. */
+struct http_server *http_server_new(struct event_base *base,
+                                    const struct config *cfg,
+                                    const struct router *router,
+                                    struct metrics *metrics, void *arg);
+void http_server_free(struct http_server *srv);
+int http_server_listen(struct http_server *srv, const char *addr, int port);
+/* The port actually bound (useful with LISTEN_PORT=0). */
+int http_server_port(const struct http_server *srv);
+/* Stop accepting new connections; in-flight requests go on. */
+void http_server_stop_accepting(struct http_server *srv);
+/* Requests accepted and not yet answered. */
+unsigned http_server_inflight(const struct http_server *srv);
+/* Open client connections. */
+unsigned http_server_connections(const struct http_server *srv);
+
+/* Request accessors; every returned pointer lives as long as the request. */
+enum http_method http_req_method(const struct http_req *req);
+const char *http_req_method_name(const struct http_req *req);
+const char *http_req_path(const struct http_req *req);   /* decoded, no query */
+const char *http_req_query_string(const struct http_req *req); /* raw or "" */
+const char *http_req_query(struct http_req *req, const char *key); /* decoded */
+const char *http_req_header(const struct http_req *req, const char *name);
+const char *http_req_body(const struct http_req *req, size_t *len); /* NUL-terminated */
+const char *http_req_id(const struct http_req *req);
+const char *http_req_peer(const struct http_req *req);
+/* Router parameters ({name} segments), in pattern order. */
+const char *http_req_param(const struct http_req *req, int index);
+/* "http://host" from BASE_URL or the Host header, without trailing slash. */
+const char *http_req_base_url(struct http_req *req);
+/* The router pattern that matched, for logs and metrics. */
+const char *http_req_route(const struct http_req *req);
+/* Per-request user data (e.g. the authenticated user); not freed by us. */
+void http_req_set_data(struct http_req *req, void *data);
+void *http_req_data(const struct http_req *req);
+/* True once the client has gone (replying is still required and safe). */
+bool http_req_client_gone(const struct http_req *req);
+
+void http_add_header(struct http_req *req, const char *name, const char *value);
+/* Replies and frees the request. */
+void http_reply(struct http_req *req, int status, const char *content_type,
+                const char *body, size_t len);
+void http_reply_buffer(struct http_req *req, int status,
+                       const char *content_type, struct evbuffer *body);
+
+#endif

@@ -1,0 +1,56 @@
+/* pg: a pool of non-blocking libpq connections driven by the event loop.
+ *
+ * Every query is a named, parameterised statement (struct pg_stmt) that the
+ * pool prepares once per connection.  One query is in flight per
+ * connection; the rest wait in a FIFO.  A query that cannot get a
+ * connection within the acquire timeout is answered with res == NULL.
+ * Lost connections are re-opened with exponential backoff. */
+#ifndef STUDYHUB_IO_PG_H
+#define STUDYHUB_IO_PG_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+
+struct event_base;
+struct pg_pool;
+
+/* A statement: declare them static const; name must be unique. */
+struct pg_stmt {
+    const char *name;
+    const char *sql;
+};
+
+/* res is owned by the pool and cleared after the callback returns.
+ * res == NULL: no connection (PostgreSQL down, or the acquire timeout
+ * passed, or the connection broke mid-query): answer 503.
+ * Otherwise check PQresultStatus: PGRES_FATAL_ERROR carries a SQLSTATE
+ * (PG_DIAG_SQLSTATE), e.g. "23505" for a unique violation. */
+typedef void (*pg_cb)(PGresult *res, void *arg);
+
+struct pg_pool *pg_pool_new(struct event_base *base, const char *conninfo,
+                            int size, int acquire_timeout_ms);
+/* Fails every waiting query (callbacks get NULL) and closes connections. */
+void pg_pool_free(struct pg_pool *pool);
+
+/* Queues a query; params are copied, so they may be freed on return.
+ * NULL params mean SQL NULL.  The callback is never called before this
+ * function returns.  Returns 0, or -1 on allocation failure. */
+int pg_exec(struct pg_pool *pool, const struct pg_stmt *stmt, int nparams,
+            const char *const *params, pg_cb cb, void *arg);
+
+struct pg_pool_stats {
+    int size;       /* configured connections */
+    int connected;  /* connections ready for queries */
+    int in_use;     /* connections running a query */
+    int waiting;    /* queries waiting for a connection */
+};
+void pg_pool_stats(const struct pg_pool *pool, struct pg_pool_stats *out);
+
+/* True once any connection is up; false while PostgreSQL is unreachable. */
+bool pg_pool_ready(const struct pg_pool *pool);
+
+/* Helpers for reading results. */
+const char *pg_sqlstate(const PGresult *res);   /* "" if none */
+bool pg_ok(const PGresult *res);                /* TUPLES_OK or COMMAND_OK */
+
+#endif

@@ -1,0 +1,32 @@
+/* redis: one hiredis async connection on the loop, re-opened on a timer
+ * when it drops.  Commands sent while it is down are answered NULL at once
+ * (from the loop, never inside redis_cmd). */
+#ifndef STUDYHUB_IO_REDIS_H
+#define STUDYHUB_IO_REDIS_H
+
+#include <hiredis/hiredis.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+struct event_base;
+struct redis_client;
+
+/* reply is owned by hiredis and freed after the callback returns; NULL
+ * means Redis is unavailable (answer 503), or the command timed out. */
+typedef void (*redis_cb)(redisReply *reply, void *arg);
+
+struct redis_client *redis_client_new(struct event_base *base, const char *host,
+                                      int port, int db, int timeout_ms);
+void redis_client_free(struct redis_client *rc);
+
+/* Sends a command built from argv (binary safe).  cb may be NULL.  Returns
+ * 0, or -1 on allocation failure. */
+int redis_cmdargv(struct redis_client *rc, redis_cb cb, void *arg, int argc,
+                  const char **argv, const size_t *argvlen);
+/* printf-style, as redisAsyncCommand. */
+int redis_cmd(struct redis_client *rc, redis_cb cb, void *arg, const char *fmt,
+              ...);
+
+bool redis_connected(const struct redis_client *rc);
+
+#endif
