@@ -1,1 +1,208 @@
-int main(void) { return 0; }
+/* studyhub: the server.  Reads its configuration, applies migrations, then
+ * runs one libevent loop serving HTTP and the admin socket until SIGTERM or
+ * SIGINT, after which it stops accepting and drains in-flight work. */
+#include "config.h"
+
+#include <event2/event.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "studyhub/admin/admin.h"
+#include "studyhub/core/app.h"
+#include "studyhub/core/config.h"
+#include "studyhub/core/log.h"
+#include "studyhub/core/metrics.h"
+#include "studyhub/http/health.h"
+#include "studyhub/http/router.h"
+#include "studyhub/http/server.h"
+#include "studyhub/io/migrate.h"
+#include "studyhub/io/pg.h"
+#include "studyhub/io/redis.h"
+
+/* How long migrations wait for PostgreSQL to accept connections at start. */
+#define MIGRATE_WAIT_S 30
+
+struct shutdown {
+    struct app *app;          /* borrowed */
+    struct event *poll;       /* owned: checks whether the drain is done */
+    struct timespec deadline; /* monotonic */
+    int signals;              /* how many stop signals arrived */
+};
+
+static const char *env_getenv(const char *name, void *arg)
+{
+    return getenv(name);
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: studyhub [--help | --version | --config-markdown]\n"
+            "studyhub %s: an online-research platform server.\n"
+            "It is configured only through the environment.\n\n",
+            PACKAGE_VERSION);
+    config_print_help(out);
+}
+
+static void register_routes(struct router *r)
+{
+    health_routes(r);
+}
+
+static void register_admin(struct admin_server *admin)
+{
+    (void)admin;
+}
+
+static bool drained(const struct app *app)
+{
+    return http_server_inflight(app->http) == 0;
+}
+
+static void drain_poll(evutil_socket_t fd, short what, void *arg)
+{
+    struct shutdown *sd = arg;
+    struct timespec now;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (drained(sd->app)) {
+        log_info("drained; exiting");
+        event_base_loopbreak(sd->app->base);
+        return;
+    }
+    if (now.tv_sec > sd->deadline.tv_sec ||
+        (now.tv_sec == sd->deadline.tv_sec && now.tv_nsec >= sd->deadline.tv_nsec)) {
+        log_warn("drain timeout passed with %u requests in flight; exiting",
+                 http_server_inflight(sd->app->http));
+        event_base_loopbreak(sd->app->base);
+        return;
+    }
+    struct timeval tv = { 0, 20000 };
+    evtimer_add(sd->poll, &tv);
+}
+
+static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct shutdown *sd = arg;
+
+    if (sd->signals++ > 0) {
+        log_warn("second stop signal; exiting now");
+        event_base_loopbreak(sd->app->base);
+        return;
+    }
+    log_info("signal %d: no longer accepting; draining for up to %ld s", (int)sig,
+             sd->app->cfg->drain_timeout_s);
+    sd->app->draining = 1;
+    http_server_stop_accepting(sd->app->http);
+    clock_gettime(CLOCK_MONOTONIC, &sd->deadline);
+    sd->deadline.tv_sec += sd->app->cfg->drain_timeout_s;
+    drain_poll(-1, 0, sd);
+}
+
+int main(int argc, char **argv)
+{
+    struct config cfg;
+    struct app app = { 0 };
+    struct shutdown sd = { .app = &app };
+    struct router *router = NULL;
+    struct event *sigterm = NULL, *sigint = NULL;
+    enum log_level level;
+    char err[512];
+    int rc = 1;
+
+    if (argc > 1) {
+        if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+            usage(stdout);
+            return 0;
+        }
+        if (strcmp(argv[1], "--version") == 0) {
+            printf("studyhub %s\n", PACKAGE_VERSION);
+            return 0;
+        }
+        if (strcmp(argv[1], "--config-markdown") == 0) {
+            config_print_markdown(stdout);
+            return 0;
+        }
+        usage(stderr);
+        return 2;
+    }
+    if (config_load(&cfg, env_getenv, NULL, err, sizeof err) < 0) {
+        fprintf(stderr, "studyhub: bad configuration: %s\n", err);
+        return 2;
+    }
+    log_level_parse(cfg.log_level, &level);
+    log_set_level(level);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (cfg.migrate) {
+        int n = migrate_apply(cfg.database_url, MIGRATE_WAIT_S, err, sizeof err);
+        if (n < 0) {
+            log_error("migrations failed: %s", err);
+            goto out;
+        }
+        log_info("migrations: %d applied", n);
+    }
+
+    app.cfg = &cfg;
+    app.started = time(NULL);
+    app.base = event_base_new();
+    app.metrics = metrics_new();
+    router = router_new();
+    if (!app.base || !app.metrics || !router) {
+        log_error("out of memory at start");
+        goto out;
+    }
+    app.pg = pg_pool_new(app.base, cfg.database_url, (int)cfg.pg_pool_size,
+                         (int)cfg.pg_acquire_timeout_ms);
+    app.redis = redis_client_new(app.base, cfg.redis_host, (int)cfg.redis_port,
+                                 (int)cfg.redis_db, (int)cfg.redis_timeout_ms);
+    if (!app.pg || !app.redis) {
+        log_error("cannot set up the PostgreSQL pool or the Redis client");
+        goto out;
+    }
+    register_routes(router);
+    app.http = http_server_new(app.base, &cfg, router, app.metrics, &app);
+    if (!app.http || http_server_listen(app.http, cfg.listen_addr, (int)cfg.listen_port) < 0) {
+        log_error("cannot listen on %s:%ld", cfg.listen_addr, cfg.listen_port);
+        goto out;
+    }
+    app.admin = admin_server_new(app.base, cfg.admin_socket, &app);
+    if (!app.admin) {
+        log_error("cannot open the admin socket %s", cfg.admin_socket);
+        goto out;
+    }
+    register_admin(app.admin);
+
+    sigterm = evsignal_new(app.base, SIGTERM, on_stop_signal, &sd);
+    sigint = evsignal_new(app.base, SIGINT, on_stop_signal, &sd);
+    sd.poll = evtimer_new(app.base, drain_poll, &sd);
+    if (!sigterm || !sigint || !sd.poll || evsignal_add(sigterm, NULL) < 0 ||
+        evsignal_add(sigint, NULL) < 0) {
+        log_error("cannot install signal handlers");
+        goto out;
+    }
+    log_info("studyhub %s listening on %s:%d", PACKAGE_VERSION, cfg.listen_addr,
+             http_server_port(app.http));
+    event_base_dispatch(app.base);
+    rc = 0;
+out:
+    if (sigterm)
+        event_free(sigterm);
+    if (sigint)
+        event_free(sigint);
+    if (sd.poll)
+        event_free(sd.poll);
+    admin_server_free(app.admin);
+    http_server_free(app.http);
+    redis_client_free(app.redis);
+    pg_pool_free(app.pg);
+    router_free(router);
+    metrics_free(app.metrics);
+    if (app.base)
+        event_base_free(app.base);
+    config_cleanup(&cfg);
+    return rc;
+}

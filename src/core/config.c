@@ -1,1 +1,249 @@
-/* placeholder */ typedef int placeholder_config;
+/* config: the one table of environment variables.  The server, --help and
+ * the README's configuration section are all generated from it. */
+#include "studyhub/core/config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "studyhub/core/log.h"
+
+enum config_kind { CFG_STR, CFG_INT, CFG_BOOL };
+
+struct config_var {
+    const char *name;       /* environment variable */
+    const char *def;        /* default, as text */
+    const char *help;       /* one line for --help and the README */
+    enum config_kind kind;
+    size_t offset;          /* into struct config */
+    long min, max;          /* CFG_INT bounds, inclusive */
+    /* Extra check of the parsed value; writes err and returns -1. */
+    int (*check)(struct config *cfg, const char *value, char *err, size_t errlen);
+};
+
+static int check_ip(struct config *cfg, const char *v, char *err, size_t n);
+static int check_redis_url(struct config *cfg, const char *v, char *err, size_t n);
+static int check_log_level(struct config *cfg, const char *v, char *err, size_t n);
+static int check_base_url(struct config *cfg, const char *v, char *err, size_t n);
+
+#define STR(field) CFG_STR, offsetof(struct config, field), 0, 0
+#define INT(field, lo, hi) CFG_INT, offsetof(struct config, field), lo, hi
+#define BOOL(field) CFG_BOOL, offsetof(struct config, field), 0, 1
+
+static const struct config_var vars[] = {
+    { "LISTEN_ADDR", "127.0.0.1", "numeric IP address the HTTP server binds",
+      STR(listen_addr), check_ip },
+    { "LISTEN_PORT", "8000", "TCP port of the HTTP server (0: any free port)",
+      INT(listen_port, 0, 65535), NULL },
+    { "BASE_URL", "", "absolute URL prefix of links in API documents (empty: http://<Host header>)",
+      STR(base_url), check_base_url },
+    { "DATABASE_URL", "host=127.0.0.1 port=5432 dbname=studyhub user=studyhub",
+      "PostgreSQL conninfo or URI; use a numeric host (libpq resolves names synchronously)",
+      STR(database_url), NULL },
+    { "PG_POOL_SIZE", "4", "PostgreSQL connections in the pool",
+      INT(pg_pool_size, 1, 256), NULL },
+    { "PG_ACQUIRE_TIMEOUT_MS", "2000", "longest wait for a PostgreSQL connection before answering 503",
+      INT(pg_acquire_timeout_ms, 10, 600000), NULL },
+    { "REDIS_URL", "redis://127.0.0.1:6379/0", "Redis address as redis://NUMERIC-IP:PORT/DB",
+      STR(redis_url), check_redis_url },
+    { "REDIS_TIMEOUT_MS", "2000", "longest wait for a Redis reply before answering 503",
+      INT(redis_timeout_ms, 10, 600000), NULL },
+    { "MAX_HEADER_BYTES", "16384", "largest request line plus headers, in bytes",
+      INT(max_header_bytes, 1024, 1048576), NULL },
+    { "MAX_BODY_BYTES", "4194304", "largest request body, in bytes (413 above)",
+      INT(max_body_bytes, 1024, 1073741824), NULL },
+    { "IDLE_TIMEOUT_S", "60", "seconds an idle or slow client connection is kept",
+      INT(idle_timeout_s, 1, 86400), NULL },
+    { "DRAIN_TIMEOUT_S", "10", "seconds in-flight work may take after SIGTERM before exit",
+      INT(drain_timeout_s, 0, 3600), NULL },
+    { "ADMIN_SOCKET", "var/studyhub.sock", "path of the admin Unix socket (mode 0600)",
+      STR(admin_socket), NULL },
+    { "LOG_LEVEL", "info", "least severe level logged: debug, info, warn or error",
+      STR(log_level), check_log_level },
+    { "SESSION_TTL_S", "1209600", "lifetime of a login session in Redis, in seconds",
+      INT(session_ttl_s, 60, 31536000), NULL },
+    { "MIGRATE", "1", "apply the sql/ migrations at start (1 or 0)",
+      BOOL(migrate), NULL },
+    { "DEBUG_ROUTES", "0", "serve /debug/sleep and /debug/echo (tests only; 1 or 0)",
+      BOOL(debug_routes), NULL },
+};
+
+#define NVARS (sizeof vars / sizeof vars[0])
+
+static void set_err(char *err, size_t n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void set_err(char *err, size_t n, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, n, fmt, ap);
+    va_end(ap);
+}
+
+static int check_ip(struct config *cfg, const char *v, char *err, size_t n)
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+    if (inet_pton(AF_INET, v, buf) == 1 || inet_pton(AF_INET6, v, buf) == 1)
+        return 0;
+    set_err(err, n, "LISTEN_ADDR: '%s' is not a numeric IP address", v);
+    return -1;
+}
+
+/* redis://HOST[:PORT][/DB] with a numeric host: hiredis connects with
+ * getaddrinfo, which would block the loop on a name. */
+static int check_redis_url(struct config *cfg, const char *v, char *err, size_t n)
+{
+    const char *p = v, *host, *end;
+    unsigned char buf[sizeof(struct in6_addr)];
+    long port = 6379, db = 0;
+    char *e;
+
+    if (strncmp(p, "redis://", 8) != 0)
+        goto bad;
+    host = p + 8;
+    end = host + strcspn(host, ":/");
+    if (end == host || (size_t)(end - host) >= 64)
+        goto bad;
+    free(cfg->redis_host);
+    cfg->redis_host = strndup(host, (size_t)(end - host));
+    if (!cfg->redis_host || inet_pton(AF_INET, cfg->redis_host, buf) != 1)
+        goto bad;
+    p = end;
+    if (*p == ':') {
+        errno = 0;
+        port = strtol(p + 1, &e, 10);
+        if (errno || e == p + 1 || port < 1 || port > 65535)
+            goto bad;
+        p = e;
+    }
+    if (*p == '/' && p[1] != '\0') {
+        errno = 0;
+        db = strtol(p + 1, &e, 10);
+        if (errno || e == p + 1 || *e != '\0' || db < 0 || db > 1000)
+            goto bad;
+        p = e;
+    } else if (*p == '/') {
+        p++;
+    }
+    if (*p != '\0')
+        goto bad;
+    cfg->redis_port = port;
+    cfg->redis_db = db;
+    return 0;
+bad:
+    set_err(err, n, "REDIS_URL: '%s' is not redis://NUMERIC-IP[:PORT][/DB]", v);
+    return -1;
+}
+
+static int check_log_level(struct config *cfg, const char *v, char *err, size_t n)
+{
+    enum log_level l;
+    if (log_level_parse(v, &l) == 0)
+        return 0;
+    set_err(err, n, "LOG_LEVEL: '%s' is not one of debug, info, warn, error", v);
+    return -1;
+}
+
+static int check_base_url(struct config *cfg, const char *v, char *err, size_t n)
+{
+    size_t len = strlen(v);
+    if (len == 0)
+        return 0;
+    if ((strncmp(v, "http://", 7) == 0 || strncmp(v, "https://", 8) == 0) &&
+        v[len - 1] != '/')
+        return 0;
+    set_err(err, n, "BASE_URL: '%s' must start with http:// or https:// and not end in /", v);
+    return -1;
+}
+
+static int parse_one(struct config *cfg, const struct config_var *var,
+                     const char *value, char *err, size_t n)
+{
+    char *field = (char *)cfg + var->offset;
+    char *end;
+    long l;
+
+    switch (var->kind) {
+    case CFG_STR: {
+        char *copy = strdup(value);
+        if (!copy) {
+            set_err(err, n, "%s: out of memory", var->name);
+            return -1;
+        }
+        free(*(char **)field);
+        *(char **)field = copy;
+        break;
+    }
+    case CFG_INT:
+        errno = 0;
+        l = strtol(value, &end, 10);
+        if (errno || end == value || *end != '\0') {
+            set_err(err, n, "%s: '%s' is not an integer", var->name, value);
+            return -1;
+        }
+        if (l < var->min || l > var->max) {
+            set_err(err, n, "%s: %ld is outside %ld..%ld", var->name, l, var->min, var->max);
+            return -1;
+        }
+        *(long *)field = l;
+        break;
+    case CFG_BOOL:
+        if (strcmp(value, "1") == 0 || strcmp(value, "true") == 0 || strcmp(value, "yes") == 0)
+            *(bool *)field = true;
+        else if (strcmp(value, "0") == 0 || strcmp(value, "false") == 0 || strcmp(value, "no") == 0)
+            *(bool *)field = false;
+        else {
+            set_err(err, n, "%s: '%s' is not 1 or 0", var->name, value);
+            return -1;
+        }
+        break;
+    }
+    if (var->check)
+        return var->check(cfg, value, err, n);
+    return 0;
+}
+
+int config_load(struct config *cfg, config_getenv_fn getenv_fn, void *arg,
+                char *err, size_t errlen)
+{
+    memset(cfg, 0, sizeof *cfg);
+    for (size_t i = 0; i < NVARS; i++) {
+        const char *value = getenv_fn(vars[i].name, arg);
+        if (!value)
+            value = vars[i].def;
+        if (parse_one(cfg, &vars[i], value, err, errlen) < 0) {
+            config_cleanup(cfg);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void config_cleanup(struct config *cfg)
+{
+    for (size_t i = 0; i < NVARS; i++) {
+        if (vars[i].kind == CFG_STR) {
+            char **field = (char **)((char *)cfg + vars[i].offset);
+            free(*field);
+            *field = NULL;
+        }
+    }
+    free(cfg->redis_host);
+    cfg->redis_host = NULL;
+}
+
+void config_print_help(FILE *out)
+{
+    fprintf(out, "Environment variables (default in brackets):\n");
+    for (size_t i = 0; i < NVARS; i++)
+        fprintf(out, "  %-22s %s [%s]\n", vars[i].name, vars[i].help, vars[i].def);
+}
+
+void config_print_markdown(FILE *out)
+{
+    fprintf(out, "| variable | default | meaning |\n|---|---|---|\n");
+    for (size_t i = 0; i < NVARS; i++)
+        fprintf(out, "| `%s` | `%s` | %s |\n", vars[i].name, vars[i].def, vars[i].help);
+}

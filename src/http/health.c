@@ -1,1 +1,192 @@
-/* placeholder */ typedef int placeholder_health;
+/* health: liveness, readiness and metrics, plus the test-only /debug/
+ * routes (DEBUG_ROUTES=1). */
+#include "studyhub/http/health.h"
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "studyhub/core/app.h"
+#include "studyhub/core/config.h"
+#include "studyhub/core/log.h"
+#include "studyhub/core/metrics.h"
+#include "studyhub/http/jsonapi.h"
+#include "studyhub/http/router.h"
+#include "studyhub/http/server.h"
+#include "studyhub/io/pg.h"
+#include "studyhub/io/redis.h"
+
+static void healthz(struct http_req *req, void *arg)
+{
+    static const char body[] = "{\"status\":\"ok\"}";
+    http_reply(req, 200, "application/json", body, sizeof body - 1);
+}
+
+/* /readyz asks both services for a round trip at once. */
+struct readiness {
+    struct http_req *req;   /* answered when pending reaches 0 */
+    int pending;
+    bool pg_ok;
+    bool redis_ok;
+};
+
+static void readiness_done(struct readiness *r)
+{
+    if (--r->pending > 0)
+        return;
+    json_t *down = json_array();
+    if (!r->pg_ok)
+        json_array_append_new(down, json_string("postgresql"));
+    if (!r->redis_ok)
+        json_array_append_new(down, json_string("redis"));
+    bool ready = json_array_size(down) == 0;
+    json_t *doc = json_pack("{s:s, s:{s:s, s:s}, s:o}",
+                            "status", ready ? "ok" : "unavailable",
+                            "checks", "postgresql", r->pg_ok ? "up" : "down",
+                            "redis", r->redis_ok ? "up" : "down", "down", down);
+    char *text = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    http_reply(r->req, ready ? 200 : 503, "application/json", text ? text : "{}",
+               text ? strlen(text) : 2);
+    free(text);
+    free(r);
+}
+
+static const struct pg_stmt stmt_ping = { "health_ping", "SELECT 1" };
+
+static void readiness_pg(PGresult *res, void *arg)
+{
+    struct readiness *r = arg;
+    r->pg_ok = res && pg_ok(res);
+    readiness_done(r);
+}
+
+static void readiness_redis(redisReply *reply, void *arg)
+{
+    struct readiness *r = arg;
+    r->redis_ok = reply && reply->type != REDIS_REPLY_ERROR;
+    readiness_done(r);
+}
+
+static void readyz(struct http_req *req, void *arg)
+{
+    struct app *app = arg;
+    struct readiness *r = calloc(1, sizeof *r);
+    if (!r) {
+        jsonapi_reply_unavailable(req, "Memory");
+        return;
+    }
+    r->req = req;
+    r->pending = 2;
+    /* A pool with no live connection is down now, not after the timeout. */
+    if (!pg_pool_ready(app->pg) || pg_exec(app->pg, &stmt_ping, 0, NULL, readiness_pg, r) < 0) {
+        r->pg_ok = false;
+        r->pending--;
+    }
+    if (redis_cmd(app->redis, readiness_redis, r, "PING") < 0) {
+        r->redis_ok = false;
+        r->pending--;
+    }
+    if (r->pending == 0) {
+        r->pending = 1;
+        readiness_done(r);
+    }
+}
+
+static void metrics_route(struct http_req *req, void *arg)
+{
+    struct app *app = arg;
+    struct evbuffer *out = evbuffer_new();
+    struct pg_pool_stats ps;
+
+    if (!out) {
+        jsonapi_reply_unavailable(req, "Memory");
+        return;
+    }
+    metrics_render(app->metrics, out);
+    pg_pool_stats(app->pg, &ps);
+    evbuffer_add_printf(out,
+        "# HELP studyhub_pg_pool_size PostgreSQL connections configured.\n"
+        "# TYPE studyhub_pg_pool_size gauge\nstudyhub_pg_pool_size %d\n"
+        "# HELP studyhub_pg_pool_connected PostgreSQL connections up.\n"
+        "# TYPE studyhub_pg_pool_connected gauge\nstudyhub_pg_pool_connected %d\n"
+        "# HELP studyhub_pg_pool_in_use PostgreSQL connections running a query.\n"
+        "# TYPE studyhub_pg_pool_in_use gauge\nstudyhub_pg_pool_in_use %d\n"
+        "# HELP studyhub_pg_pool_waiting Queries waiting for a PostgreSQL connection.\n"
+        "# TYPE studyhub_pg_pool_waiting gauge\nstudyhub_pg_pool_waiting %d\n"
+        "# HELP studyhub_redis_connected 1 when the Redis connection is up.\n"
+        "# TYPE studyhub_redis_connected gauge\nstudyhub_redis_connected %d\n"
+        "# HELP studyhub_http_inflight Requests accepted and not yet answered.\n"
+        "# TYPE studyhub_http_inflight gauge\nstudyhub_http_inflight %u\n"
+        "# HELP studyhub_http_connections Open client connections.\n"
+        "# TYPE studyhub_http_connections gauge\nstudyhub_http_connections %u\n",
+        ps.size, ps.connected, ps.in_use, ps.waiting, redis_connected(app->redis) ? 1 : 0,
+        http_server_inflight(app->http), http_server_connections(app->http));
+    http_reply_buffer(req, 200, "text/plain; version=0.0.4", out);
+    evbuffer_free(out);
+}
+
+/* /debug/sleep?ms=N: a slow request, for the drain test. */
+struct sleeper {
+    struct http_req *req;
+    struct event *timer;    /* owned */
+};
+
+static void sleeper_fire(evutil_socket_t fd, short what, void *arg)
+{
+    struct sleeper *s = arg;
+    static const char body[] = "{\"slept\":true}";
+    http_reply(s->req, 200, "application/json", body, sizeof body - 1);
+    event_free(s->timer);
+    free(s);
+}
+
+static void debug_sleep(struct http_req *req, void *arg)
+{
+    struct app *app = arg;
+    const char *ms_s = http_req_query(req, "ms");
+    long ms = ms_s ? strtol(ms_s, NULL, 10) : 1000;
+    struct sleeper *s;
+
+    if (!app->cfg->debug_routes) {
+        jsonapi_reply_errorf(req, 404, "not_found", NULL, "Not found.");
+        return;
+    }
+    if (ms < 0 || ms > 60000)
+        ms = 1000;
+    s = calloc(1, sizeof *s);
+    if (!s || !(s->timer = evtimer_new(app->base, sleeper_fire, s))) {
+        free(s);
+        jsonapi_reply_unavailable(req, "Memory");
+        return;
+    }
+    s->req = req;
+    struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+    evtimer_add(s->timer, &tv);
+}
+
+/* /debug/echo/...: the path as the router saw it, for the parser tests. */
+static void debug_echo(struct http_req *req, void *arg)
+{
+    struct app *app = arg;
+    if (!app->cfg->debug_routes) {
+        jsonapi_reply_errorf(req, 404, "not_found", NULL, "Not found.");
+        return;
+    }
+    json_t *doc = json_pack("{s:s}", "path", http_req_path(req));
+    char *text = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    http_reply(req, 200, "application/json", text ? text : "{}", text ? strlen(text) : 2);
+    free(text);
+}
+
+void health_routes(struct router *r)
+{
+    router_add(r, HTTP_GET, "/healthz", healthz);
+    router_add(r, HTTP_GET, "/readyz", readyz);
+    router_add(r, HTTP_GET, "/metrics", metrics_route);
+    router_add(r, HTTP_GET, "/debug/sleep", debug_sleep);
+    router_add(r, HTTP_GET, "/debug/echo/*", debug_echo);
+}

@@ -1,1 +1,508 @@
-/* placeholder */ typedef int placeholder_server;
+/* server: the HTTP listener, on libevent's evhttp.  Every evhttp call of
+ * the project is in this file, so the parser can be swapped for another
+ * without touching a handler.  evhttp, not libevhtp: libevhtp truncates a
+ * request path split across TCP reads or longer than 4 KiB (see
+ * DESIGN.md). */
+#include "studyhub/http/server.h"
+
+#include <ctype.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "studyhub/core/config.h"
+#include "studyhub/core/log.h"
+#include "studyhub/core/metrics.h"
+#include "studyhub/http/jsonapi.h"
+#include "studyhub/http/router.h"
+
+/* A set of the evhttp connections we have seen a request on, so the close
+ * callback is registered once and open connections can be counted. */
+struct conn_set {
+    const void **slots;     /* owned; NULL = empty, TOMBSTONE = deleted */
+    size_t cap, used;       /* used counts live entries and tombstones */
+    size_t live;
+};
+
+struct http_server {
+    struct event_base *base;            /* borrowed */
+    const struct config *cfg;           /* borrowed */
+    const struct router *router;        /* borrowed */
+    struct metrics *metrics;            /* borrowed */
+    void *arg;                          /* given to handlers; borrowed */
+    struct evhttp *http;                /* owned */
+    struct evhttp_bound_socket *bound;  /* owned by http; NULL once closed */
+    int port;                           /* bound port */
+    unsigned inflight;                  /* requests not yet answered */
+    bool draining;                      /* stop_accepting was called */
+    struct conn_set conns;              /* open connections */
+    char id_prefix[9];                  /* random per process, for request ids */
+    uint64_t id_counter;
+};
+
+struct http_req {
+    struct http_server *srv;        /* borrowed */
+    struct evhttp_request *ev;      /* owned by evhttp until we reply */
+    enum http_method method;
+    char *path;                     /* decoded path (owned) */
+    const char *query_raw;          /* borrowed from the evhttp uri; "" if none */
+    struct evkeyvalq query;         /* parsed lazily (owned entries) */
+    bool query_parsed;
+    struct router_match match;      /* route and parameters */
+    const char *route;              /* pattern, or "unmatched" (static) */
+    char id[65];                    /* request id */
+    char *base_url;                 /* lazily built (owned) */
+    char *body;                     /* NUL-terminated copy, lazily (owned) */
+    size_t body_len;
+    void *data;                     /* handler data (owned via data_free) */
+    void (*data_free)(void *);
+    struct timespec start;          /* monotonic */
+};
+
+static const void *const TOMBSTONE = &TOMBSTONE;
+
+static size_t ptr_hash(const void *p, size_t cap)
+{
+    uintptr_t x = (uintptr_t)p;
+    x ^= x >> 17;
+    x *= 0x9E3779B97F4A7C15ull;
+    return (size_t)(x >> 7) & (cap - 1);
+}
+
+static bool conn_set_grow(struct conn_set *s)
+{
+    size_t cap = s->cap ? s->cap * 2 : 64;
+    const void **slots = calloc(cap, sizeof *slots);
+    if (!slots)
+        return false;
+    for (size_t i = 0; i < s->cap; i++) {
+        const void *p = s->slots[i];
+        if (p && p != TOMBSTONE) {
+            size_t j = ptr_hash(p, cap);
+            while (slots[j])
+                j = (j + 1) & (cap - 1);
+            slots[j] = p;
+        }
+    }
+    free(s->slots);
+    s->slots = slots;
+    s->cap = cap;
+    s->used = s->live;
+    return true;
+}
+
+/* Returns true when p was added (it was not there before). */
+static bool conn_set_add(struct conn_set *s, const void *p)
+{
+    if ((s->used + 1) * 2 > s->cap && !conn_set_grow(s))
+        return false;
+    size_t i = ptr_hash(p, s->cap), free_slot = SIZE_MAX;
+    while (s->slots[i]) {
+        if (s->slots[i] == p)
+            return false;
+        if (s->slots[i] == TOMBSTONE && free_slot == SIZE_MAX)
+            free_slot = i;
+        i = (i + 1) & (s->cap - 1);
+    }
+    if (free_slot != SIZE_MAX)
+        i = free_slot;
+    else
+        s->used++;
+    s->slots[i] = p;
+    s->live++;
+    return true;
+}
+
+static void conn_set_del(struct conn_set *s, const void *p)
+{
+    if (!s->cap)
+        return;
+    size_t i = ptr_hash(p, s->cap);
+    while (s->slots[i]) {
+        if (s->slots[i] == p) {
+            s->slots[i] = TOMBSTONE;
+            s->live--;
+            return;
+        }
+        i = (i + 1) & (s->cap - 1);
+    }
+}
+
+static enum http_method method_of(enum evhttp_cmd_type t)
+{
+    switch (t) {
+    case EVHTTP_REQ_GET: return HTTP_GET;
+    case EVHTTP_REQ_HEAD: return HTTP_HEAD;
+    case EVHTTP_REQ_POST: return HTTP_POST;
+    case EVHTTP_REQ_PUT: return HTTP_PUT;
+    case EVHTTP_REQ_PATCH: return HTTP_PATCH;
+    case EVHTTP_REQ_DELETE: return HTTP_DELETE;
+    case EVHTTP_REQ_OPTIONS: return HTTP_OPTIONS;
+    default: return HTTP_OTHER;
+    }
+}
+
+static const char *const method_names[] = {
+    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "OTHER"
+};
+
+static double elapsed_ms(const struct timespec *start)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - start->tv_sec) * 1e3 +
+           (double)(now.tv_nsec - start->tv_nsec) / 1e6;
+}
+
+/* A client-sent X-Request-Id is kept when it is short and plain. */
+static bool request_id_ok(const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++) {
+        if (n >= 64 || !(isalnum((unsigned char)s[n]) || s[n] == '-' ||
+                         s[n] == '_' || s[n] == '.'))
+            return false;
+    }
+    return n > 0;
+}
+
+static void on_conn_close(struct evhttp_connection *evcon, void *arg)
+{
+    struct http_server *srv = arg;
+    conn_set_del(&srv->conns, evcon);
+}
+
+static void req_free(struct http_req *req)
+{
+    if (req->data_free && req->data)
+        req->data_free(req->data);
+    if (req->query_parsed)
+        evhttp_clear_headers(&req->query);
+    free(req->path);
+    free(req->base_url);
+    free(req->body);
+    free(req);
+}
+
+static void on_request(struct evhttp_request *ev, void *arg)
+{
+    struct http_server *srv = arg;
+    struct http_req *req = calloc(1, sizeof *req);
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(ev);
+    struct evhttp_connection *evcon = evhttp_request_get_connection(ev);
+    const char *raw_path, *hdr;
+    size_t path_len = 0;
+    char allow[128];
+
+    if (!req) {
+        evhttp_send_error(ev, 503, "Out of memory");
+        return;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &req->start);
+    req->srv = srv;
+    req->ev = ev;
+    req->route = "unmatched";
+    req->method = method_of(evhttp_request_get_command(ev));
+    srv->inflight++;
+
+    if (evcon && conn_set_add(&srv->conns, evcon))
+        evhttp_connection_set_closecb(evcon, on_conn_close, srv);
+
+    hdr = evhttp_find_header(evhttp_request_get_input_headers(ev), "X-Request-Id");
+    if (hdr && request_id_ok(hdr))
+        snprintf(req->id, sizeof req->id, "%s", hdr);
+    else
+        snprintf(req->id, sizeof req->id, "%s%08llx", srv->id_prefix,
+                 (unsigned long long)++srv->id_counter);
+
+    raw_path = uri ? evhttp_uri_get_path(uri) : NULL;
+    req->query_raw = uri && evhttp_uri_get_query(uri) ? evhttp_uri_get_query(uri) : "";
+    req->path = evhttp_uridecode(raw_path && *raw_path ? raw_path : "/", 0, &path_len);
+    if (!req->path || strlen(req->path) != path_len) {
+        /* A %00 in the path: nothing we serve has one. */
+        jsonapi_reply_errorf(req, 400, "invalid", NULL, "Malformed request path.");
+        return;
+    }
+
+    switch (router_match(srv->router, req->method, req->path, &req->match, allow,
+                         sizeof allow)) {
+    case ROUTER_FOUND:
+        req->route = req->match.route->pattern;
+        req->match.route->handler(req, srv->arg);
+        return;
+    case ROUTER_METHOD_NOT_ALLOWED:
+        req->route = "method_not_allowed";
+        http_add_header(req, "Allow", allow);
+        jsonapi_reply_errorf(req, 405, "method_not_allowed", "/data",
+                             "Method \"%s\" not allowed.", method_names[req->method]);
+        return;
+    case ROUTER_NOT_FOUND:
+        jsonapi_reply_errorf(req, 404, "not_found", NULL, "Not found.");
+        return;
+    }
+}
+
+struct http_server *http_server_new(struct event_base *base,
+                                    const struct config *cfg,
+                                    const struct router *router,
+                                    struct metrics *metrics, void *arg)
+{
+    struct http_server *srv = calloc(1, sizeof *srv);
+    unsigned char rnd[4];
+
+    if (!srv)
+        return NULL;
+    srv->base = base;
+    srv->cfg = cfg;
+    srv->router = router;
+    srv->metrics = metrics;
+    srv->arg = arg;
+    srv->http = evhttp_new(base);
+    if (!srv->http) {
+        free(srv);
+        return NULL;
+    }
+    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
+        memset(rnd, 0, sizeof rnd);
+    snprintf(srv->id_prefix, sizeof srv->id_prefix, "%02x%02x%02x%02x",
+             rnd[0], rnd[1], rnd[2], rnd[3]);
+    evhttp_set_max_headers_size(srv->http, (ev_ssize_t)cfg->max_header_bytes);
+    evhttp_set_max_body_size(srv->http, (ev_ssize_t)cfg->max_body_bytes);
+    evhttp_set_timeout(srv->http, (int)cfg->idle_timeout_s);
+    evhttp_set_allowed_methods(srv->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD |
+                               EVHTTP_REQ_POST | EVHTTP_REQ_PUT | EVHTTP_REQ_PATCH |
+                               EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS);
+    evhttp_set_default_content_type(srv->http, JSONAPI_MEDIA_TYPE);
+    evhttp_set_gencb(srv->http, on_request, srv);
+    return srv;
+}
+
+void http_server_free(struct http_server *srv)
+{
+    if (!srv)
+        return;
+    evhttp_free(srv->http);     /* closes connections; closecbs run */
+    free(srv->conns.slots);
+    free(srv);
+}
+
+int http_server_listen(struct http_server *srv, const char *addr, int port)
+{
+    srv->bound = evhttp_bind_socket_with_handle(srv->http, addr, (ev_uint16_t)port);
+    if (!srv->bound)
+        return -1;
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    evutil_socket_t fd = evhttp_bound_socket_get_fd(srv->bound);
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0) {
+        if (ss.ss_family == AF_INET)
+            srv->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        else if (ss.ss_family == AF_INET6)
+            srv->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    }
+    return 0;
+}
+
+int http_server_port(const struct http_server *srv)
+{
+    return srv->port;
+}
+
+void http_server_stop_accepting(struct http_server *srv)
+{
+    if (srv->bound) {
+        evhttp_del_accept_socket(srv->http, srv->bound);
+        srv->bound = NULL;
+    }
+    srv->draining = true;
+}
+
+unsigned http_server_inflight(const struct http_server *srv)
+{
+    return srv->inflight;
+}
+
+unsigned http_server_connections(const struct http_server *srv)
+{
+    return (unsigned)srv->conns.live;
+}
+
+enum http_method http_req_method(const struct http_req *req)
+{
+    return req->method;
+}
+
+const char *http_req_method_name(const struct http_req *req)
+{
+    return method_names[req->method];
+}
+
+const char *http_req_path(const struct http_req *req)
+{
+    return req->path;
+}
+
+const char *http_req_query_string(const struct http_req *req)
+{
+    return req->query_raw;
+}
+
+const char *http_req_query(struct http_req *req, const char *key)
+{
+    if (!req->query_parsed) {
+        TAILQ_INIT(&req->query);
+        req->query_parsed = true;
+        if (*req->query_raw && evhttp_parse_query_str(req->query_raw, &req->query) < 0) {
+            evhttp_clear_headers(&req->query);
+            TAILQ_INIT(&req->query);
+        }
+    }
+    return evhttp_find_header(&req->query, key);
+}
+
+const char *http_req_header(const struct http_req *req, const char *name)
+{
+    return evhttp_find_header(evhttp_request_get_input_headers(req->ev), name);
+}
+
+const char *http_req_body(const struct http_req *req, size_t *len)
+{
+    struct http_req *r = (struct http_req *)req;  /* lazily cached */
+    if (!r->body) {
+        struct evbuffer *in = evhttp_request_get_input_buffer(req->ev);
+        size_t n = evbuffer_get_length(in);
+        r->body = malloc(n + 1);
+        if (!r->body) {
+            if (len)
+                *len = 0;
+            return "";
+        }
+        evbuffer_copyout(in, r->body, n);
+        r->body[n] = '\0';
+        r->body_len = n;
+    }
+    if (len)
+        *len = r->body_len;
+    return r->body;
+}
+
+const char *http_req_id(const struct http_req *req)
+{
+    return req->id;
+}
+
+const char *http_req_peer(const struct http_req *req)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req->ev);
+    char *addr = NULL;
+    ev_uint16_t port;
+    if (!evcon)
+        return "";
+    evhttp_connection_get_peer(evcon, &addr, &port);
+    return addr ? addr : "";
+}
+
+const char *http_req_param(const struct http_req *req, int index)
+{
+    if (index < 0 || index >= req->match.nparams)
+        return NULL;
+    return req->match.param[index];
+}
+
+/* A Host header is used in links only if it looks like host[:port]. */
+static bool host_ok(const char *h)
+{
+    size_t n = 0;
+    for (; h[n]; n++) {
+        if (n >= 255 || !(isalnum((unsigned char)h[n]) || strchr(".-:[]", h[n])))
+            return false;
+    }
+    return n > 0;
+}
+
+const char *http_req_base_url(struct http_req *req)
+{
+    if (req->base_url)
+        return req->base_url;
+    const char *cfg_url = req->srv->cfg->base_url;
+    const char *host = http_req_header(req, "Host");
+    char buf[320];
+    if (cfg_url && *cfg_url)
+        snprintf(buf, sizeof buf, "%s", cfg_url);
+    else if (host && host_ok(host))
+        snprintf(buf, sizeof buf, "http://%s", host);
+    else
+        snprintf(buf, sizeof buf, "http://%s:%d", req->srv->cfg->listen_addr,
+                 req->srv->port);
+    req->base_url = strdup(buf);
+    return req->base_url ? req->base_url : "";
+}
+
+const char *http_req_route(const struct http_req *req)
+{
+    return req->route;
+}
+
+void http_req_set_data(struct http_req *req, void *data, void (*free_fn)(void *))
+{
+    if (req->data_free && req->data && req->data != data)
+        req->data_free(req->data);
+    req->data = data;
+    req->data_free = free_fn;
+}
+
+void *http_req_data(const struct http_req *req)
+{
+    return req->data;
+}
+
+bool http_req_client_gone(const struct http_req *req)
+{
+    /* evhttp detaches a request from its connection when the client goes. */
+    return evhttp_request_get_connection(req->ev) == NULL;
+}
+
+void http_add_header(struct http_req *req, const char *name, const char *value)
+{
+    evhttp_add_header(evhttp_request_get_output_headers(req->ev), name, value);
+}
+
+void http_reply_buffer(struct http_req *req, int status,
+                       const char *content_type, struct evbuffer *body)
+{
+    struct http_server *srv = req->srv;
+    struct evkeyvalq *out = evhttp_request_get_output_headers(req->ev);
+    double ms;
+
+    if (content_type)
+        evhttp_add_header(out, "Content-Type", content_type);
+    evhttp_add_header(out, "X-Request-Id", req->id);
+    if (srv->draining)
+        evhttp_add_header(out, "Connection", "close");
+    evhttp_send_reply(req->ev, status, NULL, body);
+    ms = elapsed_ms(&req->start);
+    metrics_observe_request(srv->metrics, req->route, status, ms / 1e3);
+    log_request(req->id, method_names[req->method], req->route, req->path ? req->path : "",
+                status, ms);
+    srv->inflight--;
+    req_free(req);
+}
+
+void http_reply(struct http_req *req, int status, const char *content_type,
+                const char *body, size_t len)
+{
+    struct evbuffer *buf = evbuffer_new();
+    if (buf && len)
+        evbuffer_add(buf, body, len);
+    http_reply_buffer(req, status, content_type, buf);
+    if (buf)
+        evbuffer_free(buf);
+}

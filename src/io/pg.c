@@ -1,1 +1,851 @@
-/* placeholder */ typedef int placeholder_pg;
+/* pg: a pool of non-blocking libpq connections, each one a small state
+ * machine driven by libevent; queries wait in a FIFO for a free connection.
+ *
+ * Host names are NOT resolved off the loop: libpq resolves them
+ * synchronously inside PQconnectStart, which would block every request.
+ * Give numeric addresses (host=127.0.0.1, hostaddr=..., or a Unix socket
+ * directory); pg_pool_new logs a warning when it sees a name.
+ *
+ * Callbacks run only from pool_on_deliver (an event made active when a
+ * query finishes) and from pg_pool_free, never from pg_exec or from the
+ * middle of a connection's I/O handling, so a callback may call pg_exec or
+ * even pg_pool_free safely. */
+#include "studyhub/io/pg.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <time.h>
+
+#include <event2/event.h>
+
+#include "studyhub/core/log.h"
+
+#define PG_BACKOFF_MIN_MS 100
+#define PG_BACKOFF_MAX_MS 5000
+#define PG_CONNECT_TIMEOUT_MS 5000  /* when conninfo sets no connect_timeout */
+
+/* Where a connection is.  The query in flight (conn->q) is set exactly in
+ * PGC_PREPARE and PGC_QUERY. */
+enum pg_conn_state {
+    PGC_WAIT,        /* no PGconn; backoff timer armed before the next try */
+    PGC_CONNECTING,  /* PQconnectPoll in progress; connect deadline armed */
+    PGC_IDLE,        /* ready; read event armed to notice a dead server */
+    PGC_PREPARE,     /* PQsendPrepare for conn->q sent, awaiting its result */
+    PGC_QUERY,       /* PQsendQueryPrepared for conn->q sent, awaiting results */
+};
+
+static const char *const pg_conn_state_names[] = {
+    [PGC_WAIT] = "wait",
+    [PGC_CONNECTING] = "connecting",
+    [PGC_IDLE] = "idle",
+    [PGC_PREPARE] = "prepare",
+    [PGC_QUERY] = "query",
+};
+
+struct pg_query {
+    TAILQ_ENTRY(pg_query) link;   /* in pool->waiting or pool->done */
+    const struct pg_stmt *stmt;   /* borrowed: static by contract */
+    int nparams;                  /* entries in params */
+    const char **params;          /* owned: points into this allocation */
+    pg_cb cb;                     /* borrowed: called exactly once */
+    void *arg;                    /* borrowed: the caller's */
+    int64_t deadline_us;          /* monotonic; fail if still waiting then */
+    PGresult *res;                /* owned: result to deliver; NULL = failure */
+};
+
+TAILQ_HEAD(pg_query_list, pg_query);
+
+struct pg_conn {
+    struct pg_pool *pool;             /* borrowed: the owner */
+    int id;                           /* index in pool->conns, for logs */
+    enum pg_conn_state state;         /* see enum pg_conn_state */
+    PGconn *pg;                       /* owned; NULL in PGC_WAIT */
+    struct event *ev_io;              /* owned: socket watch, re-assigned per fd */
+    bool io_added;                    /* ev_io is pending */
+    int io_fd;                        /* fd ev_io was assigned for */
+    short io_what;                    /* EV_READ/EV_WRITE ev_io was assigned for */
+    bool flushing;                    /* PQflush returned 1: wait for writable */
+    struct event *ev_timer;           /* owned: backoff (WAIT) or connect deadline */
+    int backoff_ms;                   /* next backoff delay */
+    int failures;                     /* failed attempts in a row: log the first */
+    bool was_up;                      /* has been connected: say "reconnected" */
+    const struct pg_stmt **prepared;  /* owned array of borrowed statements
+                                       * prepared on this session */
+    int nprepared;                    /* used entries of prepared */
+    int capprepared;                  /* allocated entries of prepared */
+    struct pg_query *q;               /* owned: the query in flight, or NULL */
+};
+
+struct pg_pool {
+    struct event_base *base;          /* borrowed */
+    char *conninfo;                   /* owned: expanded as dbname on connect */
+    int size;                         /* entries in conns */
+    int acquire_timeout_ms;           /* longest wait for a connection */
+    int connect_timeout_ms;           /* longest PQconnectPoll sequence */
+    struct pg_conn *conns;            /* owned array */
+    struct pg_query_list waiting;     /* owned: queries waiting, FIFO */
+    int nwaiting;                     /* entries in waiting */
+    struct pg_query_list done;        /* owned: queries whose callback is due */
+    struct event *ev_acquire;         /* owned: acquire-timeout timer */
+    struct event *ev_deliver;         /* owned: runs callbacks from the loop */
+    int delivering;                   /* callbacks on the stack: defer the free */
+    bool dying;                       /* pg_pool_free ran: refuse new queries */
+};
+
+static void conn_on_io(evutil_socket_t fd, short what, void *arg);
+static void conn_on_timer(evutil_socket_t fd, short what, void *arg);
+static void conn_start(struct pg_conn *c);
+static void pool_dispatch(struct pg_pool *pool);
+
+static int64_t now_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void timer_arm_us(struct event *ev, int64_t us)
+{
+    struct timeval tv;
+
+    if (us < 0)
+        us = 0;
+    tv.tv_sec = us / 1000000;
+    tv.tv_usec = us % 1000000;
+    evtimer_add(ev, &tv);
+}
+
+/* libpq messages end in a newline and may span lines: make one log line. */
+static void copy_message(char *dst, size_t dstlen, const char *src)
+{
+    size_t n;
+
+    snprintf(dst, dstlen, "%s", src && *src ? src : "unknown error");
+    for (char *p = dst; *p; p++)
+        if (*p == '\n' || *p == '\r' || *p == '\t')
+            *p = ' ';
+    n = strlen(dst);
+    while (n > 0 && dst[n - 1] == ' ')
+        dst[--n] = '\0';
+}
+
+/* Server notices (and a FATAL sent to an idle session) would otherwise go
+ * to stderr raw and break the JSON log. */
+static void on_notice(void *arg, const PGresult *res)
+{
+    struct pg_conn *c = arg;
+    const char *sev = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+    char msg[512];
+
+    copy_message(msg, sizeof msg, PQresultErrorMessage(res));
+    if (sev && (!strcmp(sev, "WARNING") || !strcmp(sev, "ERROR") ||
+                !strcmp(sev, "FATAL") || !strcmp(sev, "PANIC")))
+        log_warn("pg: conn %d: %s", c->id, msg);
+    else
+        log_debug("pg: conn %d: %s", c->id, msg);
+}
+
+/* ---- queries ---------------------------------------------------------- */
+
+/* One allocation holds the query, its parameter pointers and their text. */
+static struct pg_query *query_new(const struct pg_stmt *stmt, int nparams,
+                                  const char *const *params, pg_cb cb,
+                                  void *arg)
+{
+    size_t size = sizeof(struct pg_query) + (size_t)nparams * sizeof(char *);
+    struct pg_query *q;
+    char *text;
+
+    for (int i = 0; i < nparams; i++)
+        if (params && params[i])
+            size += strlen(params[i]) + 1;
+    q = calloc(1, size);
+    if (!q)
+        return NULL;
+    q->stmt = stmt;
+    q->nparams = nparams;
+    q->params = (const char **)(q + 1);
+    q->cb = cb;
+    q->arg = arg;
+    text = (char *)(q->params + nparams);
+    for (int i = 0; i < nparams; i++) {
+        if (!params || !params[i]) {
+            q->params[i] = NULL;    /* SQL NULL */
+            continue;
+        }
+        size_t len = strlen(params[i]) + 1;
+        memcpy(text, params[i], len);
+        q->params[i] = text;
+        text += len;
+    }
+    return q;
+}
+
+/* Calls the callback once, then frees what the pool owned. */
+static void query_finish(struct pg_query *q)
+{
+    if (q->cb)
+        q->cb(q->res, q->arg);
+    PQclear(q->res);
+    free(q);
+}
+
+/* Hands a finished query to the deliver event: the callback must not run
+ * with a connection's I/O handler (or pg_exec) on the stack. */
+static void pool_complete(struct pg_pool *pool, struct pg_query *q,
+                          PGresult *res)
+{
+    q->res = res;
+    TAILQ_INSERT_TAIL(&pool->done, q, link);
+    event_active(pool->ev_deliver, EV_TIMEOUT, 1);
+}
+
+/* ---- connections ------------------------------------------------------ */
+
+static void conn_set_state(struct pg_conn *c, enum pg_conn_state state)
+{
+    /* Connection changes only: a line per query would drown the log. */
+    if (c->state != state && (c->state < PGC_IDLE || state < PGC_IDLE))
+        log_debug("pg: conn %d %s -> %s", c->id,
+                  pg_conn_state_names[c->state], pg_conn_state_names[state]);
+    c->state = state;
+}
+
+static bool conn_is_up(const struct pg_conn *c)
+{
+    return c->state == PGC_IDLE || c->state == PGC_PREPARE ||
+           c->state == PGC_QUERY;
+}
+
+/* Points ev_io at the connection's socket.  force re-adds it even if fd
+ * and events look unchanged: during connect libpq may close its socket and
+ * open another that gets the same number, which epoll would not watch. */
+static int conn_watch(struct pg_conn *c, short what, bool force)
+{
+    int fd = PQsocket(c->pg);
+
+    if (fd < 0)
+        return -1;
+    if (c->io_added && !force && c->io_fd == fd && c->io_what == what)
+        return 0;
+    if (c->io_added)
+        event_del(c->ev_io);
+    c->io_added = false;
+    event_assign(c->ev_io, c->pool->base, fd, what | EV_PERSIST, conn_on_io, c);
+    if (event_add(c->ev_io, NULL) < 0)
+        return -1;
+    c->io_added = true;
+    c->io_fd = fd;
+    c->io_what = what;
+    return 0;
+}
+
+static void conn_unwatch(struct pg_conn *c)
+{
+    if (c->io_added)
+        event_del(c->ev_io);
+    c->io_added = false;
+    c->flushing = false;
+}
+
+/* Closes the session (prepared statements die with it) and schedules the
+ * next attempt.  A query in flight is answered NULL: it may or may not have
+ * run, and only the caller can decide whether to retry. */
+static void conn_lost(struct pg_conn *c, const char *why)
+{
+    struct pg_pool *pool = c->pool;
+    char msg[512];
+    bool was_up = conn_is_up(c);
+
+    /* PQfinish frees the error message: copy it first. */
+    copy_message(msg, sizeof msg, why ? why : c->pg ? PQerrorMessage(c->pg) : NULL);
+    if (was_up)
+        log_warn("pg: conn %d lost: %s", c->id, msg);
+    else if (c->failures++ == 0)
+        log_warn("pg: conn %d cannot connect: %s", c->id, msg);
+    else
+        log_debug("pg: conn %d cannot connect: %s", c->id, msg);
+
+    if (c->q) {
+        struct pg_query *q = c->q;
+
+        c->q = NULL;
+        PQclear(q->res);
+        q->res = NULL;
+        pool_complete(pool, q, NULL);
+    }
+    conn_unwatch(c);
+    evtimer_del(c->ev_timer);
+    PQfinish(c->pg);
+    c->pg = NULL;
+    c->nprepared = 0;
+    conn_set_state(c, PGC_WAIT);
+    if (was_up) {
+        c->backoff_ms = PG_BACKOFF_MIN_MS;
+        c->failures = 1;    /* "lost" said it: later failures go to debug */
+    }
+    timer_arm_us(c->ev_timer, (int64_t)c->backoff_ms * 1000);
+    c->backoff_ms *= 2;
+    if (c->backoff_ms > PG_BACKOFF_MAX_MS)
+        c->backoff_ms = PG_BACKOFF_MAX_MS;
+}
+
+static void conn_ready(struct pg_conn *c)
+{
+    if (PQsetnonblocking(c->pg, 1) != 0) {
+        conn_lost(c, NULL);
+        return;
+    }
+    evtimer_del(c->ev_timer);
+    conn_set_state(c, PGC_IDLE);
+    if (conn_watch(c, EV_READ, true) < 0) {
+        conn_lost(c, "cannot watch the socket");
+        return;
+    }
+    if (c->was_up || c->failures > 0)
+        log_info("pg: conn %d reconnected", c->id);
+    else
+        log_debug("pg: conn %d connected", c->id);
+    c->was_up = true;
+    c->failures = 0;
+    c->backoff_ms = PG_BACKOFF_MIN_MS;
+    pool_dispatch(c->pool);
+}
+
+/* One step of PQconnectPoll; re-arms the socket for what libpq asks. */
+static void conn_poll_connect(struct pg_conn *c)
+{
+    switch (PQconnectPoll(c->pg)) {
+    case PGRES_POLLING_READING:
+        if (conn_watch(c, EV_READ, true) < 0)
+            conn_lost(c, NULL);
+        return;
+    case PGRES_POLLING_WRITING:
+        if (conn_watch(c, EV_WRITE, true) < 0)
+            conn_lost(c, NULL);
+        return;
+    case PGRES_POLLING_OK:
+        conn_ready(c);
+        return;
+    default:
+        conn_lost(c, NULL);
+        return;
+    }
+}
+
+static void conn_start(struct pg_conn *c)
+{
+    struct pg_pool *pool = c->pool;
+    /* Our defaults come before the expanded conninfo, so it overrides them. */
+    static const char *const keys[] = {
+        "gssencmode", "application_name", "keepalives_idle",
+        "keepalives_interval", "keepalives_count", "dbname", NULL,
+    };
+    const char *vals[] = {
+        "disable", "studyhub", "30", "10", "3", pool->conninfo, NULL,
+    };
+
+    c->pg = PQconnectStartParams(keys, vals, 1);
+    if (!c->pg) {
+        conn_lost(c, "out of memory");
+        return;
+    }
+    if (PQstatus(c->pg) == CONNECTION_BAD) {
+        conn_lost(c, NULL);
+        return;
+    }
+    PQsetNoticeReceiver(c->pg, on_notice, c);
+    conn_set_state(c, PGC_CONNECTING);
+    /* PQconnectPoll ignores connect_timeout: enforce it ourselves. */
+    timer_arm_us(c->ev_timer, (int64_t)pool->connect_timeout_ms * 1000);
+    /* libpq: before the first PQconnectPoll, wait for writable. */
+    if (conn_watch(c, EV_WRITE, true) < 0)
+        conn_lost(c, NULL);
+}
+
+static bool conn_has_prepared(const struct pg_conn *c, const struct pg_stmt *s)
+{
+    for (int i = 0; i < c->nprepared; i++)
+        if (c->prepared[i] == s)
+            return true;
+    return false;
+}
+
+static int conn_remember(struct pg_conn *c, const struct pg_stmt *s)
+{
+    if (c->nprepared == c->capprepared) {
+        int cap = c->capprepared ? c->capprepared * 2 : 16;
+        const struct pg_stmt **p = realloc(c->prepared, (size_t)cap * sizeof *p);
+
+        if (!p)
+            return -1;
+        c->prepared = p;
+        c->capprepared = cap;
+    }
+    c->prepared[c->nprepared++] = s;
+    return 0;
+}
+
+/* Pushes libpq's output buffer; watch writable while it is not empty. */
+static int conn_flush(struct pg_conn *c)
+{
+    int r = PQflush(c->pg);
+
+    if (r < 0)
+        return -1;
+    c->flushing = r == 1;
+    return conn_watch(c, c->flushing ? EV_READ | EV_WRITE : EV_READ, false);
+}
+
+/* Sends c->q: its PREPARE the first time this session sees the statement,
+ * else the execution. */
+static int conn_send(struct pg_conn *c)
+{
+    const struct pg_stmt *s = c->q->stmt;
+
+    if (!conn_has_prepared(c, s)) {
+        if (!PQsendPrepare(c->pg, s->name, s->sql, 0, NULL))
+            return -1;
+        conn_set_state(c, PGC_PREPARE);
+    } else {
+        if (!PQsendQueryPrepared(c->pg, s->name, c->q->nparams, c->q->params,
+                                 NULL, NULL, 0))
+            return -1;
+        conn_set_state(c, PGC_QUERY);
+    }
+    return conn_flush(c);
+}
+
+/* PQgetResult returned NULL: the command on the wire is complete. */
+static void conn_command_done(struct pg_conn *c)
+{
+    struct pg_query *q = c->q;
+    PGresult *res = q->res;
+
+    const char *sev = res ? PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED)
+                          : NULL;
+
+    /* A result libpq made up for a broken socket, or the FATAL of a server
+     * ending the session, means "no connection" to the caller. */
+    if (PQstatus(c->pg) == CONNECTION_BAD || !res ||
+        (sev && (!strcmp(sev, "FATAL") || !strcmp(sev, "PANIC")))) {
+        char msg[512];
+
+        copy_message(msg, sizeof msg,
+                     res ? PQresultErrorMessage(res) : PQerrorMessage(c->pg));
+        conn_lost(c, msg);
+        return;
+    }
+    if (c->state == PGC_PREPARE && pg_ok(res)) {
+        PQclear(res);
+        q->res = NULL;
+        if (conn_remember(c, q->stmt) < 0 || conn_send(c) < 0)
+            conn_lost(c, NULL);
+        return;
+    }
+    /* The query's result, or the SQL error its PREPARE got. */
+    c->q = NULL;
+    q->res = NULL;
+    pool_complete(c->pool, q, res);
+    conn_set_state(c, PGC_IDLE);
+    if (conn_watch(c, EV_READ, false) < 0) {
+        conn_lost(c, "cannot watch the socket");
+        return;
+    }
+    pool_dispatch(c->pool);
+}
+
+static void conn_drain_notifies(struct pg_conn *c)
+{
+    PGnotify *n;
+
+    /* Nothing LISTENs on pool sessions; drop strays so they do not pile up. */
+    while ((n = PQnotifies(c->pg)))
+        PQfreemem(n);
+}
+
+static void conn_on_io(evutil_socket_t fd, short what, void *arg)
+{
+    struct pg_conn *c = arg;
+
+    switch (c->state) {
+    case PGC_CONNECTING:
+        conn_poll_connect(c);
+        return;
+    case PGC_IDLE:
+        /* Only EOF or a FATAL from a stopping server is expected here. */
+        if (!PQconsumeInput(c->pg) || PQstatus(c->pg) == CONNECTION_BAD) {
+            conn_lost(c, NULL);
+            return;
+        }
+        conn_drain_notifies(c);
+        return;
+    case PGC_PREPARE:
+    case PGC_QUERY:
+        if ((what & EV_READ) && !PQconsumeInput(c->pg)) {
+            conn_lost(c, NULL);
+            return;
+        }
+        /* libpq: after reading, flush again if output was pending. */
+        if (c->flushing && conn_flush(c) < 0) {
+            conn_lost(c, NULL);
+            return;
+        }
+        conn_drain_notifies(c);
+        while (!PQisBusy(c->pg)) {
+            PGresult *res = PQgetResult(c->pg);
+
+            if (!res) {
+                conn_command_done(c);
+                return;
+            }
+            /* One statement gives one result; keep the last (an error). */
+            PQclear(c->q->res);
+            c->q->res = res;
+        }
+        if (PQstatus(c->pg) == CONNECTION_BAD)
+            conn_lost(c, NULL);
+        return;
+    case PGC_WAIT:
+        break;
+    }
+}
+
+static void conn_on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct pg_conn *c = arg;
+
+    switch (c->state) {
+    case PGC_WAIT:
+        conn_start(c);
+        return;
+    case PGC_CONNECTING:
+        conn_lost(c, "connect timeout");
+        return;
+    default:
+        return;
+    }
+}
+
+/* Unhooks everything the connection owns; its query must be taken first. */
+static void conn_close(struct pg_conn *c)
+{
+    conn_unwatch(c);
+    if (c->ev_io)
+        event_free(c->ev_io);
+    if (c->ev_timer)
+        event_free(c->ev_timer);
+    c->ev_io = c->ev_timer = NULL;
+    PQfinish(c->pg);
+    c->pg = NULL;
+    free(c->prepared);
+    c->prepared = NULL;
+    c->nprepared = c->capprepared = 0;
+}
+
+/* ---- the pool --------------------------------------------------------- */
+
+/* Gives waiting queries to idle connections, oldest first. */
+static void pool_dispatch(struct pg_pool *pool)
+{
+    for (int i = 0; i < pool->size && !TAILQ_EMPTY(&pool->waiting); i++) {
+        struct pg_conn *c = &pool->conns[i];
+        struct pg_query *q;
+
+        if (c->state != PGC_IDLE)
+            continue;
+        q = TAILQ_FIRST(&pool->waiting);
+        TAILQ_REMOVE(&pool->waiting, q, link);
+        pool->nwaiting--;
+        c->q = q;
+        if (conn_send(c) < 0) {
+            /* Nothing reached the server: put it back for another one. */
+            c->q = NULL;
+            TAILQ_INSERT_HEAD(&pool->waiting, q, link);
+            pool->nwaiting++;
+            conn_lost(c, NULL);
+        }
+    }
+}
+
+/* Fails queries that waited too long; they are at the head (FIFO, one
+ * timeout for all), so the timer only ever needs the head's deadline. */
+static void pool_on_acquire_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct pg_pool *pool = arg;
+    int64_t now = now_us();
+    struct pg_query *q;
+    int failed = 0;
+
+    while ((q = TAILQ_FIRST(&pool->waiting)) && q->deadline_us <= now) {
+        TAILQ_REMOVE(&pool->waiting, q, link);
+        pool->nwaiting--;
+        pool_complete(pool, q, NULL);
+        failed++;
+    }
+    if (failed)
+        log_warn("pg: %d quer%s waited %d ms for a connection; failing",
+                 failed, failed == 1 ? "y" : "ies", pool->acquire_timeout_ms);
+    if (q)
+        timer_arm_us(pool->ev_acquire, q->deadline_us - now);
+}
+
+static void pool_destroy(struct pg_pool *pool)
+{
+    if (pool->ev_acquire)
+        event_free(pool->ev_acquire);
+    if (pool->ev_deliver)
+        event_free(pool->ev_deliver);
+    free(pool->conns);
+    free(pool->conninfo);
+    free(pool);
+}
+
+static void pool_on_deliver(evutil_socket_t fd, short what, void *arg)
+{
+    struct pg_pool *pool = arg;
+    struct pg_query *q;
+    /* Only those done now: a steady stream must not starve the loop. */
+    struct pg_query *last = TAILQ_LAST(&pool->done, pg_query_list);
+
+    pool->delivering++;
+    while (last && (q = TAILQ_FIRST(&pool->done))) {
+        TAILQ_REMOVE(&pool->done, q, link);
+        bool was_last = q == last;
+        query_finish(q);    /* may call pg_exec or pg_pool_free */
+        if (was_last)
+            break;
+    }
+    pool->delivering--;
+    if (pool->dying) {
+        if (!pool->delivering)
+            pool_destroy(pool);
+        return;
+    }
+    if (!TAILQ_EMPTY(&pool->done))
+        event_active(pool->ev_deliver, EV_TIMEOUT, 1);
+}
+
+/* Reads connect_timeout (seconds; libpq uses at least 2) and warns about
+ * host names, which libpq would resolve synchronously on the loop. */
+static int pool_check_conninfo(struct pg_pool *pool, const char *conninfo)
+{
+    PQconninfoOption *opts;
+    char *errmsg = NULL;
+    const char *host = NULL, *hostaddr = NULL;
+
+    pool->connect_timeout_ms = PG_CONNECT_TIMEOUT_MS;
+    opts = PQconninfoParse(conninfo, &errmsg);
+    if (!opts) {
+        /* A bare word is a database name, which libpq accepts too. */
+        if (!strchr(conninfo, '=') && !strstr(conninfo, "://")) {
+            PQfreemem(errmsg);
+            return 0;
+        }
+        char msg[256];
+
+        copy_message(msg, sizeof msg, errmsg);
+        log_error("pg: bad DATABASE_URL: %s", msg);
+        PQfreemem(errmsg);
+        return -1;
+    }
+    for (PQconninfoOption *o = opts; o->keyword; o++) {
+        if (!o->val || !*o->val)
+            continue;
+        if (!strcmp(o->keyword, "host"))
+            host = o->val;
+        else if (!strcmp(o->keyword, "hostaddr"))
+            hostaddr = o->val;
+        else if (!strcmp(o->keyword, "connect_timeout")) {
+            int s = atoi(o->val);
+
+            if (s > 0)
+                pool->connect_timeout_ms = (s < 2 ? 2 : s) * 1000;
+        }
+    }
+    if (host && !hostaddr) {
+        /* Comma-separated: each a socket directory or a numeric address. */
+        const char *p = host;
+
+        while (*p) {
+            size_t n = strcspn(p, ",");
+            char one[256];
+            unsigned char addr[sizeof(struct in6_addr)];
+
+            snprintf(one, sizeof one, "%.*s", (int)n, p);
+            if (*one && *one != '/' && *one != '@' &&
+                inet_pton(AF_INET, one, addr) != 1 &&
+                inet_pton(AF_INET6, one, addr) != 1)
+                log_warn("pg: host \"%s\" is a name: libpq resolves it "
+                         "synchronously and blocks the loop; use a numeric "
+                         "address", one);
+            p += n;
+            if (*p == ',')
+                p++;
+        }
+    }
+    PQconninfoFree(opts);
+    return 0;
+}
+
+struct pg_pool *pg_pool_new(struct event_base *base, const char *conninfo,
+                            int size, int acquire_timeout_ms)
+{
+    struct pg_pool *pool = NULL;
+
+    if (!base || !conninfo || size < 1 || acquire_timeout_ms < 0) {
+        log_error("pg: bad pool parameters (size %d, acquire timeout %d ms)",
+                  size, acquire_timeout_ms);
+        goto fail;
+    }
+    pool = calloc(1, sizeof *pool);
+    if (!pool)
+        goto fail;
+    pool->base = base;
+    pool->size = size;
+    pool->acquire_timeout_ms = acquire_timeout_ms;
+    TAILQ_INIT(&pool->waiting);
+    TAILQ_INIT(&pool->done);
+    if (pool_check_conninfo(pool, conninfo) < 0)
+        goto fail;
+    pool->conninfo = strdup(conninfo);
+    pool->conns = calloc((size_t)size, sizeof *pool->conns);
+    pool->ev_acquire = evtimer_new(base, pool_on_acquire_timer, pool);
+    pool->ev_deliver = event_new(base, -1, 0, pool_on_deliver, pool);
+    if (!pool->conninfo || !pool->conns || !pool->ev_acquire ||
+        !pool->ev_deliver)
+        goto fail;
+    for (int i = 0; i < size; i++) {
+        struct pg_conn *c = &pool->conns[i];
+
+        c->pool = pool;
+        c->id = i;
+        c->state = PGC_WAIT;
+        c->backoff_ms = PG_BACKOFF_MIN_MS;
+        c->io_fd = -1;
+        c->ev_io = event_new(base, -1, 0, conn_on_io, c);
+        c->ev_timer = evtimer_new(base, conn_on_timer, c);
+        if (!c->ev_io || !c->ev_timer)
+            goto fail;
+    }
+    for (int i = 0; i < size; i++)
+        conn_start(&pool->conns[i]);
+    return pool;
+
+fail:
+    if (pool) {
+        for (int i = 0; pool->conns && i < size; i++)
+            conn_close(&pool->conns[i]);
+        pool_destroy(pool);
+    }
+    return NULL;
+}
+
+void pg_pool_free(struct pg_pool *pool)
+{
+    struct pg_query_list fail;
+    struct pg_query *q;
+
+    if (!pool || pool->dying)
+        return;
+    pool->dying = true;
+    TAILQ_INIT(&fail);
+    for (int i = 0; i < pool->size; i++) {
+        struct pg_conn *c = &pool->conns[i];
+
+        if (c->q) {
+            PQclear(c->q->res);
+            c->q->res = NULL;
+            TAILQ_INSERT_TAIL(&fail, c->q, link);
+            c->q = NULL;
+        }
+        conn_close(c);
+        c->state = PGC_WAIT;
+    }
+    TAILQ_CONCAT(&fail, &pool->waiting, link);
+    pool->nwaiting = 0;
+    event_del(pool->ev_acquire);
+    event_del(pool->ev_deliver);
+
+    /* Callbacks may look at the pool (pg_exec now returns -1), so it stays
+     * allocated until they are done.  Finished ones get their results. */
+    pool->delivering++;
+    while ((q = TAILQ_FIRST(&pool->done))) {
+        TAILQ_REMOVE(&pool->done, q, link);
+        query_finish(q);
+    }
+    while ((q = TAILQ_FIRST(&fail))) {
+        TAILQ_REMOVE(&fail, q, link);
+        query_finish(q);
+    }
+    pool->delivering--;
+    /* Called from a callback: pool_on_deliver frees it once unwound. */
+    if (!pool->delivering)
+        pool_destroy(pool);
+}
+
+int pg_exec(struct pg_pool *pool, const struct pg_stmt *stmt, int nparams,
+            const char *const *params, pg_cb cb, void *arg)
+{
+    struct pg_query *q;
+    bool was_empty;
+
+    if (!pool || pool->dying || !stmt || nparams < 0)
+        return -1;
+    q = query_new(stmt, nparams, params, cb, arg);
+    if (!q)
+        return -1;
+    q->deadline_us = now_us() + (int64_t)pool->acquire_timeout_ms * 1000;
+    was_empty = TAILQ_EMPTY(&pool->waiting);
+    TAILQ_INSERT_TAIL(&pool->waiting, q, link);
+    pool->nwaiting++;
+    /* A pending timer is for an older head, which expires no later. */
+    if (was_empty && !evtimer_pending(pool->ev_acquire, NULL))
+        timer_arm_us(pool->ev_acquire, (int64_t)pool->acquire_timeout_ms * 1000);
+    pool_dispatch(pool);
+    return 0;
+}
+
+void pg_pool_stats(const struct pg_pool *pool, struct pg_pool_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!pool)
+        return;
+    out->size = pool->size;
+    out->waiting = pool->nwaiting;
+    for (int i = 0; i < pool->size; i++) {
+        const struct pg_conn *c = &pool->conns[i];
+
+        if (conn_is_up(c))
+            out->connected++;
+        if (c->state == PGC_PREPARE || c->state == PGC_QUERY)
+            out->in_use++;
+    }
+}
+
+bool pg_pool_ready(const struct pg_pool *pool)
+{
+    for (int i = 0; pool && !pool->dying && i < pool->size; i++)
+        if (conn_is_up(&pool->conns[i]))
+            return true;
+    return false;
+}
+
+const char *pg_sqlstate(const PGresult *res)
+{
+    const char *s = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+
+    return s ? s : "";
+}
+
+bool pg_ok(const PGresult *res)
+{
+    ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+
+    return st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK;
+}

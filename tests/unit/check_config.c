@@ -1,1 +1,113 @@
-int main(void) { return 0; }
+/* Unit tests of config: defaults, parsing and the messages of bad values. */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "studyhub/core/config.h"
+
+/* A fake environment: NULL-terminated name/value pairs. */
+static const char *fake_getenv(const char *name, void *arg)
+{
+    const char *const *env = arg;
+    for (; env && env[0]; env += 2)
+        if (strcmp(env[0], name) == 0)
+            return env[1];
+    return NULL;
+}
+
+START_TEST(defaults)
+{
+    struct config cfg;
+    char err[256] = "";
+    ck_assert_int_eq(config_load(&cfg, fake_getenv, NULL, err, sizeof err), 0);
+    ck_assert_str_eq(cfg.listen_addr, "127.0.0.1");
+    ck_assert_int_eq(cfg.listen_port, 8000);
+    ck_assert_str_eq(cfg.redis_host, "127.0.0.1");
+    ck_assert_int_eq(cfg.redis_port, 6379);
+    ck_assert_int_eq(cfg.redis_db, 0);
+    ck_assert_int_eq(cfg.pg_pool_size, 4);
+    ck_assert(cfg.migrate);
+    ck_assert(!cfg.debug_routes);
+    ck_assert_str_eq(cfg.base_url, "");
+    config_cleanup(&cfg);
+    ck_assert_ptr_null(cfg.listen_addr);
+}
+END_TEST
+
+START_TEST(overrides)
+{
+    const char *env[] = { "LISTEN_PORT", "9001", "REDIS_URL", "redis://10.0.0.2:7000/3",
+                          "DEBUG_ROUTES", "1", "BASE_URL", "https://lookit.example.org",
+                          "LOG_LEVEL", "debug", NULL };
+    struct config cfg;
+    char err[256] = "";
+    ck_assert_int_eq(config_load(&cfg, fake_getenv, env, err, sizeof err), 0);
+    ck_assert_int_eq(cfg.listen_port, 9001);
+    ck_assert_str_eq(cfg.redis_host, "10.0.0.2");
+    ck_assert_int_eq(cfg.redis_port, 7000);
+    ck_assert_int_eq(cfg.redis_db, 3);
+    ck_assert(cfg.debug_routes);
+    ck_assert_str_eq(cfg.base_url, "https://lookit.example.org");
+    config_cleanup(&cfg);
+}
+END_TEST
+
+/* Each bad value is refused with a message that starts with its name. */
+static const char *const bad[][2] = {
+    { "LISTEN_PORT", "abc" },
+    { "LISTEN_PORT", "70000" },
+    { "LISTEN_PORT", "80x" },
+    { "LISTEN_ADDR", "localhost" },
+    { "PG_POOL_SIZE", "0" },
+    { "PG_POOL_SIZE", "" },
+    { "REDIS_URL", "http://127.0.0.1" },
+    { "REDIS_URL", "redis://redis.example:6379" },
+    { "REDIS_URL", "redis://127.0.0.1:0" },
+    { "REDIS_URL", "redis://127.0.0.1:6379/x" },
+    { "MIGRATE", "maybe" },
+    { "LOG_LEVEL", "loud" },
+    { "BASE_URL", "ftp://x" },
+    { "BASE_URL", "http://x/" },
+    { "MAX_BODY_BYTES", "-1" },
+};
+
+START_TEST(bad_values)
+{
+    const char *env[] = { bad[_i][0], bad[_i][1], NULL };
+    struct config cfg;
+    char err[256] = "";
+    ck_assert_int_eq(config_load(&cfg, fake_getenv, env, err, sizeof err), -1);
+    ck_assert_msg(strncmp(err, bad[_i][0], strlen(bad[_i][0])) == 0,
+                  "message '%s' does not name %s", err, bad[_i][0]);
+}
+END_TEST
+
+START_TEST(help_lists_every_variable)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    config_print_help(f);
+    fclose(f);
+    ck_assert_ptr_nonnull(strstr(text, "DATABASE_URL"));
+    ck_assert_ptr_nonnull(strstr(text, "REDIS_URL"));
+    ck_assert_ptr_nonnull(strstr(text, "DRAIN_TIMEOUT_S"));
+    free(text);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("config");
+    TCase *tc = tcase_create("config");
+    tcase_add_test(tc, defaults);
+    tcase_add_test(tc, overrides);
+    tcase_add_loop_test(tc, bad_values, 0, (int)(sizeof bad / sizeof bad[0]));
+    tcase_add_test(tc, help_lists_every_variable);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

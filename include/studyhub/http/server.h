@@ -57,8 +57,9 @@ const char *http_req_param(const struct http_req *req, int index);
 const char *http_req_base_url(struct http_req *req);
 /* The router pattern that matched, for logs and metrics. */
 const char *http_req_route(const struct http_req *req);
-/* Per-request user data (e.g. the authenticated user); not freed by us. */
-void http_req_set_data(struct http_req *req, void *data);
+/* Per-request user data (e.g. the authenticated user); free_fn (may be
+ * NULL) is called on it when the request is answered. */
+void http_req_set_data(struct http_req *req, void *data, void (*free_fn)(void *));
 void *http_req_data(const struct http_req *req);
 /* True once the client has gone (replying is still required and safe). */
 bool http_req_client_gone(const struct http_req *req);
