@@ -3,6 +3,7 @@
  * SIGINT, after which it stops accepting and drains in-flight work. */
 #include "config.h"
 
+#include <errno.h>
 #include <event2/event.h>
 #include <signal.h>
 #include <stdio.h>
@@ -166,7 +167,8 @@ int main(int argc, char **argv)
     register_routes(router);
     app.http = http_server_new(app.base, &cfg, router, app.metrics, &app);
     if (!app.http || http_server_listen(app.http, cfg.listen_addr, (int)cfg.listen_port) < 0) {
-        log_error("cannot listen on %s:%ld", cfg.listen_addr, cfg.listen_port);
+        log_error("cannot listen on %s:%ld: %s", cfg.listen_addr, cfg.listen_port,
+                  strerror(errno));
         goto out;
     }
     app.admin = admin_server_new(app.base, cfg.admin_socket, &app);

@@ -42,6 +42,7 @@ struct http_server {
     struct evhttp_bound_socket *bound;  /* owned by http; NULL once closed */
     int port;                           /* bound port */
     unsigned inflight;                  /* requests not yet answered */
+    struct conn_set writing;            /* connections with a reply not yet sent */
     bool draining;                      /* stop_accepting was called */
     struct conn_set conns;              /* open connections */
     char id_prefix[9];                  /* random per process, for request ids */
@@ -178,6 +179,14 @@ static void on_conn_close(struct evhttp_connection *evcon, void *arg)
 {
     struct http_server *srv = arg;
     conn_set_del(&srv->conns, evcon);
+    /* A connection that fails mid-write never completes its reply. */
+    conn_set_del(&srv->writing, evcon);
+}
+
+static void on_reply_sent(struct evhttp_request *ev, void *arg)
+{
+    struct http_server *srv = arg;
+    conn_set_del(&srv->writing, evhttp_request_get_connection(ev));
 }
 
 static void req_free(struct http_req *req)
@@ -291,6 +300,7 @@ void http_server_free(struct http_server *srv)
         return;
     evhttp_free(srv->http);     /* closes connections; closecbs run */
     free(srv->conns.slots);
+    free(srv->writing.slots);
     free(srv);
 }
 
@@ -327,7 +337,9 @@ void http_server_stop_accepting(struct http_server *srv)
 
 unsigned http_server_inflight(const struct http_server *srv)
 {
-    return srv->inflight;
+    /* A reply still in the socket buffer is in flight too: exiting before
+     * it is written would cut it off. */
+    return srv->inflight + (unsigned)srv->writing.live;
 }
 
 unsigned http_server_connections(const struct http_server *srv)
@@ -487,6 +499,12 @@ void http_reply_buffer(struct http_req *req, int status,
     evhttp_add_header(out, "X-Request-Id", req->id);
     if (srv->draining)
         evhttp_add_header(out, "Connection", "close");
+    /* evhttp calls on_complete once the reply is written; a request whose
+     * client has gone is freed at once instead, without it. */
+    if (evhttp_request_get_connection(req->ev)) {
+        conn_set_add(&srv->writing, evhttp_request_get_connection(req->ev));
+        evhttp_request_set_on_complete_cb(req->ev, on_reply_sent, srv);
+    }
     evhttp_send_reply(req->ev, status, NULL, body);
     ms = elapsed_ms(&req->start);
     metrics_observe_request(srv->metrics, req->route, status, ms / 1e3);

@@ -1,0 +1,320 @@
+# tools/lib.sh: shared helpers for tools/run, tools/test and tools/bench.
+# Sourced, not executed. Everything here works from any current directory:
+# the repository root is derived from this file's location.
+#
+# Functions:
+#   ensure_packages [extra-package...]   install what is missing (apt, as root)
+#   ensure_npm_tools                     hook for npm test tools (s3rver, later)
+#   build DIR [configure args...]        autoreconf if needed, out-of-tree build
+#   start_pg DIR PORT [--fast]           initdb if absent, start, create role/db
+#   stop_pg DIR
+#   start_redis DIR PORT / stop_redis DIR
+#   free_port [LOW HIGH]                 a free TCP port on 127.0.0.1 (< 32768)
+#   wait_http URL [SECONDS]              wait until URL answers 200
+#
+# Ports: everything we start listens on 127.0.0.1 below 32768; 32768-60999
+# is the kernel's ephemeral range, where a port can be taken by any outgoing
+# connection between our check and our bind.
+
+# shellcheck shell=bash
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VAR_DIR="$ROOT/var"
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+
+# The packages a fresh Debian 12 machine needs to build, run and test.
+BASE_PACKAGES="build-essential autoconf automake libtool pkg-config \
+libevent-dev libssl-dev libpq-dev libhiredis-dev libcurl4-openssl-dev \
+libarchive-dev libjansson-dev libargon2-dev check postgresql-15 redis-server \
+zip unzip python3"
+
+say() { printf '%s\n' "$*" >&2; }
+die() { printf '%s: error: %s\n' "${0##*/}" "$*" >&2; exit 1; }
+
+is_root() { [ "$(id -u)" -eq 0 ]; }
+
+# --- packages ---------------------------------------------------------------
+
+pkg_installed() {
+    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
+}
+
+# ensure_packages [extra...]: the base list plus any extras. As root, missing
+# packages are installed with apt-get (running apt-get update first only when
+# the install fails, then trying once more); otherwise the exact command to
+# run is printed and we exit 1.
+ensure_packages() {
+    local missing="" p
+    # shellcheck disable=SC2086 # BASE_PACKAGES is a word list on purpose
+    for p in $BASE_PACKAGES "$@"; do
+        pkg_installed "$p" || missing="$missing $p"
+    done
+    missing=${missing# }
+    [ -z "$missing" ] && return 0
+    if ! is_root; then
+        say "missing packages: $missing"
+        say "install them with:"
+        say "  sudo apt-get install -y $missing"
+        exit 1
+    fi
+    say "installing:$missing"
+    mkdir -p "$VAR_DIR/log"
+    local log="$VAR_DIR/log/apt.log"
+    export DEBIAN_FRONTEND=noninteractive
+    # shellcheck disable=SC2086
+    if ! apt-get install -y --no-install-recommends $missing >"$log" 2>&1; then
+        say "apt-get install failed; running apt-get update and retrying"
+        apt-get update >>"$log" 2>&1 || { tail -n 30 "$log" >&2; die "apt-get update failed (log: $log)"; }
+        # shellcheck disable=SC2086
+        apt-get install -y --no-install-recommends $missing >>"$log" 2>&1 \
+            || { tail -n 30 "$log" >&2; die "apt-get install failed (log: $log)"; }
+    fi
+}
+
+# ensure_npm_tools: hook for test tools that come from npm (the S3-compatible
+# test server s3rver, later). Nothing is needed yet.
+ensure_npm_tools() {
+    :
+}
+
+# --- build ------------------------------------------------------------------
+
+# needs_update FILE REF...: true when FILE is missing or older than any REF.
+needs_update() {
+    local target=$1 ref
+    shift
+    [ -e "$target" ] || return 0
+    for ref in "$@"; do
+        [ -e "$ref" ] && [ "$ref" -nt "$target" ] && return 0
+    done
+    return 1
+}
+
+# build DIR [configure args, e.g. CFLAGS=... LDFLAGS=...]: out-of-tree build
+# of the project in DIR (relative paths are taken from the repository root).
+# Quiet unless something fails; the full output is in DIR/build.log.
+build() {
+    local dir=$1
+    shift
+    case $dir in /*) ;; *) dir="$ROOT/$dir" ;; esac
+    mkdir -p "$dir"
+    local log="$dir/build.log"
+    : >"$log"
+
+    if [ -e "$ROOT/config.status" ]; then
+        die "the source tree is configured in place ($ROOT/config.status exists);" \
+            "out-of-tree builds need it clean: run 'make distclean' in $ROOT"
+    fi
+    if needs_update "$ROOT/configure" "$ROOT/configure.ac" "$ROOT/Makefile.am"; then
+        mkdir -p "$ROOT/m4"   # AC_CONFIG_MACRO_DIRS; empty, so not in git
+        if ! (cd "$ROOT" && autoreconf -fi) >>"$log" 2>&1; then
+            tail -n 40 "$log" >&2
+            die "autoreconf failed (log: $log)"
+        fi
+    fi
+
+    # Reconfigure when configure is newer than the last run or the arguments
+    # changed (a build dir always keeps the flags it was made with).
+    local args_file="$dir/.configure-args" args
+    args=$(printf '%s\n' "$@")
+    if needs_update "$dir/config.status" "$ROOT/configure" \
+        || [ ! -e "$dir/Makefile" ] \
+        || [ "$(cat "$args_file" 2>/dev/null)" != "$args" ]; then
+        if ! (cd "$dir" && "$ROOT/configure" "$@") >>"$log" 2>&1; then
+            tail -n 40 "$log" >&2
+            die "configure failed in $dir (log: $log; details in $dir/config.log)"
+        fi
+        printf '%s\n' "$args" >"$args_file"
+    fi
+
+    if ! make -C "$dir" -j"$(nproc)" >>"$log" 2>&1; then
+        # The compiler's and linker's complaints, or the end of the log.
+        local complaints
+        complaints=$(grep -E 'error:|warning:|undefined reference|No rule to make' "$log" | head -n 40 || true)
+        if [ -n "$complaints" ]; then say "$complaints"; else tail -n 30 "$log" >&2; fi
+        die "build failed in $dir (log: $log)"
+    fi
+}
+
+ASAN_CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
+
+build_normal() { build "${1:-build}" CFLAGS="-O2 -g"; }
+build_asan() { build "${1:-build-asan}" CFLAGS="$ASAN_CFLAGS" LDFLAGS="-fsanitize=address,undefined"; }
+
+# --- ports and waiting -------------------------------------------------------
+
+# free_port [LOW HIGH]: print a TCP port on 127.0.0.1 that can be bound now.
+free_port() {
+    python3 - "${1:-20000}" "${2:-32000}" <<'EOF'
+import random, socket, sys
+low, high = int(sys.argv[1]), int(sys.argv[2])
+for _ in range(200):
+    port = random.randint(low, high)
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    print(port)
+    sys.exit(0)
+sys.exit("no free port found")
+EOF
+}
+
+# wait_http URL [SECONDS]: wait until URL answers 200 (default 30 s).
+wait_http() {
+    python3 - "$1" "${2:-30}" <<'EOF'
+import sys, time, urllib.request
+url, limit = sys.argv[1], float(sys.argv[2])
+deadline = time.monotonic() + limit
+while time.monotonic() < deadline:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            if r.status == 200:
+                sys.exit(0)
+    except Exception:
+        pass
+    time.sleep(0.1)
+sys.exit(1)
+EOF
+}
+
+# --- PostgreSQL ----------------------------------------------------------------
+
+# as_pg CMD...: run a command as the user PostgreSQL runs as (the postgres
+# system user when we are root: the server refuses to run as root).
+as_pg() {
+    if is_root; then
+        runuser -u postgres -- "$@"
+    else
+        "$@"
+    fi
+}
+
+# pg_parents_traversable DIR: the postgres user must be able to reach DIR.
+# Folders inside the repository are opened up (a+x); anything else is an
+# error explaining what to change.
+pg_parents_traversable() {
+    is_root || return 0
+    local d
+    d=$(dirname "$1")
+    while [ "$d" != "/" ]; do
+        if ! runuser -u postgres -- test -x "$d"; then
+            case $d in
+                "$ROOT"|"$ROOT"/*) chmod a+x "$d" ;;
+                *) die "the postgres user cannot enter $d (needed for $1): chmod a+x it" ;;
+            esac
+        fi
+        d=$(dirname "$d")
+    done
+}
+
+# start_pg DIR PORT [--fast]: a PostgreSQL 15 cluster in DIR listening only
+# on 127.0.0.1:PORT, its Unix socket in DIR. --fast turns fsync off (tests
+# only: a crash can lose data). Creates role and database "studyhub".
+start_pg() {
+    local dir=$1 port=$2 fast=${3:-}
+    case $dir in /*) ;; *) dir="$ROOT/$dir" ;; esac
+    [ -x "$PG_BIN/initdb" ] || die "PostgreSQL 15 not found in $PG_BIN (package postgresql-15)"
+    mkdir -p "$(dirname "$dir")"
+    pg_parents_traversable "$dir"
+
+    if [ ! -s "$dir/PG_VERSION" ]; then
+        mkdir -p "$dir"
+        if is_root; then chown postgres:postgres "$dir"; fi
+        chmod 700 "$dir"
+        as_pg "$PG_BIN/initdb" -D "$dir" -U postgres --auth=trust -E UTF8 \
+            --locale=C --no-instructions >"$dir.initdb.log" 2>&1 \
+            || { cat "$dir.initdb.log" >&2; die "initdb failed in $dir"; }
+        rm -f "$dir.initdb.log"
+        # Per-start settings (port, socket, fsync) live in an included file
+        # that is rewritten at every start.
+        printf '%s\n' "include_if_exists = 'studyhub.conf'" \
+            | as_pg tee -a "$dir/postgresql.conf" >/dev/null
+    fi
+
+    local conf
+    conf="listen_addresses = '127.0.0.1'
+port = $port
+unix_socket_directories = '$dir'
+max_connections = 200
+log_min_messages = warning
+"
+    if [ "$fast" = "--fast" ]; then
+        conf="${conf}fsync = off
+synchronous_commit = off
+full_page_writes = off
+"
+    fi
+    printf '%s' "$conf" | as_pg tee "$dir/studyhub.conf" >/dev/null
+
+    # A cluster left running by an earlier run (killed before it could stop
+    # its services) is restarted so it takes this run's settings.
+    if as_pg "$PG_BIN/pg_ctl" -D "$dir" status >/dev/null 2>&1; then
+        as_pg "$PG_BIN/pg_ctl" -D "$dir" stop -m fast -w >/dev/null 2>&1 || true
+    fi
+    if ! as_pg "$PG_BIN/pg_ctl" -D "$dir" -l "$dir/postgresql.log" -w -t 60 start >/dev/null 2>&1; then
+        tail -n 20 "$dir/postgresql.log" >&2 || true
+        die "PostgreSQL did not start in $dir on port $port"
+    fi
+
+    local psql=(psql -X -q -h "$dir" -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1)
+    if [ "$("${psql[@]}" -Atc "SELECT 1 FROM pg_roles WHERE rolname = 'studyhub'")" != 1 ]; then
+        "${psql[@]}" -c "CREATE ROLE studyhub LOGIN CREATEDB" >/dev/null
+    fi
+    if [ "$("${psql[@]}" -Atc "SELECT 1 FROM pg_database WHERE datname = 'studyhub'")" != 1 ]; then
+        "${psql[@]}" -c "CREATE DATABASE studyhub OWNER studyhub" >/dev/null
+    fi
+}
+
+# stop_pg DIR: stop the cluster in DIR if it runs.
+stop_pg() {
+    local dir=$1
+    case $dir in /*) ;; *) dir="$ROOT/$dir" ;; esac
+    [ -s "$dir/PG_VERSION" ] || return 0
+    if as_pg "$PG_BIN/pg_ctl" -D "$dir" status >/dev/null 2>&1; then
+        as_pg "$PG_BIN/pg_ctl" -D "$dir" stop -m fast -w -t 30 >/dev/null 2>&1 \
+            || as_pg "$PG_BIN/pg_ctl" -D "$dir" stop -m immediate -w >/dev/null 2>&1 || true
+    fi
+}
+
+# --- Redis ---------------------------------------------------------------------
+
+# start_redis DIR PORT: a Redis with no persistence on 127.0.0.1:PORT; its
+# pid file and log in DIR.
+start_redis() {
+    local dir=$1 port=$2
+    case $dir in /*) ;; *) dir="$ROOT/$dir" ;; esac
+    mkdir -p "$dir"
+    stop_redis "$dir"
+    redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no \
+        --dir "$dir" --daemonize yes --pidfile "$dir/redis.pid" \
+        --logfile "$dir/redis.log" >/dev/null \
+        || die "redis-server did not start (log: $dir/redis.log)"
+
+    for _ in $(seq 100); do
+        [ "$(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null)" = PONG ] && return 0
+        sleep 0.1
+    done
+    tail -n 20 "$dir/redis.log" >&2 || true
+    die "Redis did not answer on port $port (log: $dir/redis.log)"
+}
+
+# stop_redis DIR: stop the Redis whose pid file is in DIR.
+stop_redis() {
+    local dir=$1 pid
+    case $dir in /*) ;; *) dir="$ROOT/$dir" ;; esac
+    [ -s "$dir/redis.pid" ] || return 0
+    pid=$(cat "$dir/redis.pid")
+    if kill -0 "$pid" 2>/dev/null && grep -q redis "/proc/$pid/cmdline" 2>/dev/null; then
+        kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    rm -f "$dir/redis.pid"
+}
