@@ -136,6 +136,7 @@ static int ctl_read_answer(int fd)
     ssize_t n;
     int ret = CTL_EXIT_CONNECT;
 
+    errno = 0;
     if (in == NULL) {
         fprintf(stderr, "studyhubctl: %s\n", strerror(errno));
         close(fd);
@@ -153,7 +154,10 @@ static int ctl_read_answer(int fd)
         line = NULL;
         cap = 0;
     }
-    if (ferror(in)) {
+    /* A server that refuses us (too many clients) answers and closes
+     * without reading our line: that is a reset after its answer, so it
+     * counts as the end of the answer. */
+    if (ferror(in) && errno != ECONNRESET) {
         fprintf(stderr, "studyhubctl: read: %s\n", strerror(errno));
         goto out;
     }
@@ -172,8 +176,9 @@ static int ctl_read_answer(int fd)
         ret = CTL_EXIT_ERR;
     } else {
         puts(prev);
-        fprintf(stderr, "studyhubctl: the answer did not end with OK or "
-                        "ERR\n");
+        fflush(stdout);
+        fprintf(stderr, "studyhubctl: the answer ended without OK or ERR "
+                        "(server stopped?)\n");
     }
 out:
     free(prev);
@@ -228,7 +233,9 @@ int main(int argc, char **argv)
     fd = ctl_connect(path);
     if (fd < 0)
         goto out;
-    if (ctl_write_all(fd, line, strlen(line)) < 0) {
+    /* EPIPE: the server answered and closed first (e.g. too many
+     * clients); its answer is still there to read. */
+    if (ctl_write_all(fd, line, strlen(line)) < 0 && errno != EPIPE) {
         fprintf(stderr, "studyhubctl: write to %s: %s\n", path,
                 strerror(errno));
         goto out;

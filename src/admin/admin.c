@@ -91,26 +91,33 @@ static void admin_conn_free(struct admin_conn *c)
 
 void admin_printf(struct admin_conn *c, const char *fmt, ...)
 {
-    struct evbuffer *out;
-    size_t before;
+    char small[512];
+    char *text = small;
     va_list ap;
+    int n;
 
     if (c == NULL || c->bev == NULL || c->state != AC_RUNNING)
         return; /* client gone: the command goes on, output is dropped */
-    out = bufferevent_get_output(c->bev);
-    before = evbuffer_get_length(out);
     va_start(ap, fmt);
-    evbuffer_add_vprintf(out, fmt, ap);
+    n = vsnprintf(small, sizeof(small), fmt, ap);
     va_end(ap);
-    if (evbuffer_get_length(out) > before) {
-        struct evbuffer_ptr ptr;
-        char last = '\n';
-
-        evbuffer_ptr_set(out, &ptr, evbuffer_get_length(out) - 1,
-                         EVBUFFER_PTR_SET);
-        evbuffer_copyout_from(out, &ptr, &last, 1);
-        c->midline = last != '\n';
+    if (n < 0)
+        return;
+    if ((size_t)n >= sizeof(small)) {
+        text = malloc((size_t)n + 1);
+        if (text == NULL)
+            return;
+        va_start(ap, fmt);
+        vsnprintf(text, (size_t)n + 1, fmt, ap);
+        va_end(ap);
     }
+    if (n > 0) {
+        evbuffer_add(bufferevent_get_output(c->bev), text, (size_t)n);
+        /* Remembered so the status line starts a line of its own. */
+        c->midline = text[n - 1] != '\n';
+    }
+    if (text != small)
+        free(text);
 }
 
 void admin_finish(struct admin_conn *c, const char *err)

@@ -7,6 +7,9 @@
 
 #include <ctype.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -189,6 +192,21 @@ static void on_reply_sent(struct evhttp_request *ev, void *arg)
     conn_set_del(&srv->writing, evhttp_request_get_connection(ev));
 }
 
+/* Once per connection, at its first request. */
+static void conn_setup(struct http_server *srv, struct evhttp_connection *evcon)
+{
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+    int one = 1;
+
+    evhttp_connection_set_closecb(evcon, on_conn_close, srv);
+    if (!bev)
+        return;
+    /* Replies go out whole: without TCP_NODELAY a keep-alive reply larger
+     * than one write waits for the client's delayed ACK (~40 ms). */
+    setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    bufferevent_set_max_single_write(bev, 256 * 1024);
+}
+
 static void req_free(struct http_req *req)
 {
     if (req->data_free && req->data)
@@ -223,7 +241,7 @@ static void on_request(struct evhttp_request *ev, void *arg)
     srv->inflight++;
 
     if (evcon && conn_set_add(&srv->conns, evcon))
-        evhttp_connection_set_closecb(evcon, on_conn_close, srv);
+        conn_setup(srv, evcon);
 
     hdr = evhttp_find_header(evhttp_request_get_input_headers(ev), "X-Request-Id");
     if (hdr && request_id_ok(hdr))

@@ -9,7 +9,9 @@ struct admin_server;
 struct admin_conn;
 struct app;
 
-/* A command may answer at once or later; it must call admin_finish once. */
+/* A command may answer at once or later; it must call admin_finish once.
+ * c and argv stay valid until then, even if the client or the server goes
+ * away first (output is then dropped). */
 typedef void (*admin_cmd_fn)(struct admin_conn *c, int argc, char **argv,
                              struct app *app);
 

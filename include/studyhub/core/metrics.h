@@ -11,7 +11,8 @@ struct metrics;
 struct metrics *metrics_new(void);
 void metrics_free(struct metrics *m);
 
-/* route is the router pattern (a static string), or "unmatched". */
+/* route is the router pattern (a static string), or "unmatched".  It is
+ * cached by address: never pass a buffer that is reused for other text. */
 void metrics_observe_request(struct metrics *m, const char *route, int status,
                              double seconds);
 

@@ -15,12 +15,20 @@ struct redis_client;
  * means Redis is unavailable (answer 503), or the command timed out. */
 typedef void (*redis_cb)(redisReply *reply, void *arg);
 
+/* host must be numeric (hiredis resolves names on the loop).  timeout_ms
+ * bounds each command from the call to the reply; a command that times
+ * out gets NULL and the connection is dropped and re-opened (a late reply
+ * cannot be matched to anything).  <= 0: no command timeout. */
 struct redis_client *redis_client_new(struct event_base *base, const char *host,
                                       int port, int db, int timeout_ms);
+/* Answers every pending command with NULL (during this call), then frees
+ * everything.  Call before event_base_free. */
 void redis_client_free(struct redis_client *rc);
 
 /* Sends a command built from argv (binary safe).  cb may be NULL.  Returns
- * 0, or -1 on allocation failure. */
+ * 0, or -1 on allocation failure.  The callback runs exactly once.
+ * SUBSCRIBE/PSUBSCRIBE/UNSUBSCRIBE/MONITOR/QUIT are refused (NULL reply):
+ * pub/sub needs a connection of its own. */
 int redis_cmdargv(struct redis_client *rc, redis_cb cb, void *arg, int argc,
                   const char **argv, const size_t *argvlen);
 /* printf-style, as redisAsyncCommand. */
