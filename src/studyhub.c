@@ -16,6 +16,13 @@
 #include "studyhub/core/config.h"
 #include "studyhub/core/log.h"
 #include "studyhub/core/metrics.h"
+#include "studyhub/domain/children.h"
+#include "studyhub/domain/feedback.h"
+#include "studyhub/domain/responses.h"
+#include "studyhub/domain/seed.h"
+#include "studyhub/domain/studies.h"
+#include "studyhub/domain/users.h"
+#include "studyhub/http/auth.h"
 #include "studyhub/http/health.h"
 #include "studyhub/http/router.h"
 #include "studyhub/http/server.h"
@@ -51,11 +58,18 @@ static void usage(FILE *out)
 static void register_routes(struct router *r)
 {
     health_routes(r);
+    auth_routes(r);
+    users_routes(r);
+    studies_routes(r);
+    responses_routes(r);
+    children_routes(r);
+    feedback_routes(r);
 }
 
 static void register_admin(struct admin_server *admin)
 {
-    (void)admin;
+    users_admin_register(admin);
+    seed_register(admin);
 }
 
 static bool drained(const struct app *app)

@@ -40,7 +40,7 @@ void auth_token_generate(char out[41]);
 void auth_token_hash(const char *key, char out_hex[65]);
 
 /* Passwords: argon2id with OWASP's moderate parameters (t=2, m=19456 KiB,
- * p=1).  Hashing or verifying takes tens of milliseconds of CPU on the loop
+ * p=1).  Hashing or verifying takes ~40 ms of CPU on the loop
  * thread; login is throttled for that reason (see auth.c).  Writes the PHC
  * string ($argon2id$v=19$...) into out; returns 0, or -1 if out is too
  * small (AUTH_PASSWORD_HASH_MAX is always enough) or hashing failed. */

@@ -1,0 +1,15 @@
+/* studies: the runner's view of studies (runner-api.md R1 and section 3):
+ * GET /api/v1/studies/ (active and public, newest first, plus what the
+ * requester may preview) and GET /api/v1/studies/{id}/ (active, plus any
+ * study the requester holds read_study__details on, in any state).  Its
+ * relationships.responses.links.related is the nested responses list the
+ * runner fetches next.  salt, hash_digits and metadata are never shown. */
+#ifndef STUDYHUB_DOMAIN_STUDIES_H
+#define STUDYHUB_DOMAIN_STUDIES_H
+
+struct router;
+
+/* Handlers get the struct app as their arg. */
+void studies_routes(struct router *r);
+
+#endif

@@ -1,0 +1,20 @@
+/* users: the read-only JSON:API resources about people and labs: users,
+ * their children and demographics, and approved labs (runner-api.md
+ * section 3).  Participants see only their own records; site-wide reads
+ * come from the can_read_all_user_data permission, never a role check. */
+#ifndef STUDYHUB_DOMAIN_USERS_H
+#define STUDYHUB_DOMAIN_USERS_H
+
+struct router;
+struct admin_server;
+
+/* GET /api/v1/users/, users/{id}/, users/{id}/demographics/,
+ * users/{id}/children/, demographics/, demographics/{id}/, labs/,
+ * labs/{id}/.  Handlers get the struct app as their arg. */
+void users_routes(struct router *r);
+
+/* Admin command `token create EMAIL`: prints a new API token for that user
+ * (only its SHA-256 is stored). */
+void users_admin_register(struct admin_server *srv);
+
+#endif

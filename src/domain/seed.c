@@ -1,0 +1,240 @@
+/* seed: `seed-demo` creates or refreshes the demo data set in one SQL
+ * statement (so it is all-or-nothing and safe to run again) and prints the
+ * demo logins, the study and child uuids and the participant URL. */
+#include "studyhub/domain/seed.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "studyhub/admin/admin.h"
+#include "studyhub/core/app.h"
+#include "studyhub/core/config.h"
+#include "studyhub/http/auth.h"
+#include "studyhub/http/server.h"
+#include "studyhub/io/pg.h"
+
+/* The realistic protocol of runner-api.md section 6: video config,
+ * video consent, a text frame and the exit survey. */
+static const char seed_structure[] =
+    "{\"frames\": {"
+    "\"video-config\": {\"kind\": \"exp-video-config\", \"troubleshootingIntro\": \"\"},"
+    "\"video-consent\": {\"kind\": \"exp-lookit-video-consent\","
+    " \"template\": \"consent_005\", \"PIName\": \"Jane Smith\","
+    " \"institution\": \"Science University\","
+    " \"PIContact\": \"Jane Smith at 123 456 7890\","
+    " \"purpose\": \"Why do babies love cats?\","
+    " \"procedures\": \"Your child will be shown pictures of cats.\","
+    " \"payment\": \"No payment.\","
+    " \"datause\": \"We will measure looking time.\","
+    " \"include_databrary\": true, \"gdpr\": false,"
+    " \"research_rights_statement\": \"You are not waiving any legal claims.\"},"
+    "\"study-intro\": {\"kind\": \"exp-lookit-text\", \"showPreviousButton\": false,"
+    " \"blocks\": [{\"title\": \"About the study\","
+    " \"text\": \"This is a test study.\", \"emph\": true}]},"
+    "\"exit-survey\": {\"kind\": \"exp-lookit-exit-survey\","
+    " \"debriefing\": {\"title\": \"Thank you!\", \"text\": \"You participated.\"}}"
+    "},"
+    "\"sequence\": [\"video-config\", \"video-consent\", \"study-intro\", \"exit-survey\"]}";
+
+/* ($1, $2, $3) password hashes of researcher, admin, participant;
+ * $4 structure; $5 exit_url.  Upserts by natural keys (lab name, email)
+ * or the fixed uuids; the child's birthday is reset to 400 days ago on
+ * every run so it stays inside the study's 6 months - 3 years. */
+static const struct pg_stmt seed_demo_stmt = {
+    "seed_demo",
+    "WITH lab AS ("
+    "  INSERT INTO labs (name, slug, institution, principal_investigator_name,"
+    "                    contact_email, lab_website, description,"
+    "                    irb_contact_info, approved_to_test)"
+    "  VALUES ('Demo Lab', 'demo-lab', 'Science University', 'Jane Smith',"
+    "          'lab@demo.studyhub.test', 'https://demo.studyhub.test/lab/',"
+    "          'A demonstration lab studying how babies learn.',"
+    "          'Science University IRB, irb@demo.studyhub.test', true)"
+    "  ON CONFLICT (name) DO UPDATE SET approved_to_test = true"
+    "  RETURNING id, uuid),"
+    " researcher AS ("
+    "  INSERT INTO users (email, password_hash, given_name, family_name,"
+    "                     nickname, is_researcher)"
+    "  VALUES ('" SEED_RESEARCHER_EMAIL "', $1, 'Jane', 'Smith', 'Jane', true)"
+    "  ON CONFLICT ((lower(email))) DO UPDATE SET"
+    "    password_hash = EXCLUDED.password_hash, is_researcher = true,"
+    "    is_active = true"
+    "  RETURNING id),"
+    " site_admin AS ("
+    "  INSERT INTO users (email, password_hash, given_name, family_name,"
+    "                     nickname, is_researcher, is_site_admin)"
+    "  VALUES ('" SEED_ADMIN_EMAIL "', $2, 'Ada', 'Admin', 'Ada', true, true)"
+    "  ON CONFLICT ((lower(email))) DO UPDATE SET"
+    "    password_hash = EXCLUDED.password_hash, is_site_admin = true,"
+    "    is_active = true"
+    "  RETURNING id),"
+    " participant AS ("
+    "  INSERT INTO users (email, password_hash, given_name, family_name,"
+    "                     nickname)"
+    "  VALUES ('" SEED_PARTICIPANT_EMAIL "', $3, 'Pat', 'Parent', 'Pat')"
+    "  ON CONFLICT ((lower(email))) DO UPDATE SET"
+    "    password_hash = EXCLUDED.password_hash, is_active = true"
+    "  RETURNING id),"
+    " membership AS ("
+    "  INSERT INTO lab_members (lab_id, user_id, role)"
+    "  SELECT lab.id, researcher.id, 'admin' FROM lab, researcher"
+    "  ON CONFLICT (lab_id, user_id) DO UPDATE SET role = 'admin'"
+    "  RETURNING 1),"
+    " child AS ("
+    "  INSERT INTO children (uuid, user_id, given_name, birthday, gender,"
+    "                        gestational_age_at_birth, languages_spoken)"
+    "  SELECT '" SEED_CHILD_UUID "'::uuid, participant.id, 'Sally',"
+    "         current_date - 400, 'f', 40, '{en}'"
+    "    FROM participant"
+    "  ON CONFLICT (uuid) DO UPDATE SET user_id = EXCLUDED.user_id,"
+    "    birthday = EXCLUDED.birthday, deleted = false"
+    "  RETURNING id, uuid, birthday),"
+    " demographics AS ("
+    "  INSERT INTO demographic_data (user_id, number_of_children,"
+    "      child_birthdays, number_of_guardians,"
+    "      us_race_ethnicity_identification, age, gender, education_level,"
+    "      annual_income, lookit_referrer, country, state, density)"
+    "  SELECT participant.id, '1', ARRAY[child.birthday], '2', '{white}',"
+    "         '30-34', 'f', 'grad', '100000', 'Demo seed', 'US', 'MA', 'urban'"
+    "    FROM participant, child"
+    "   WHERE NOT EXISTS (SELECT 1 FROM demographic_data d"
+    "                      WHERE d.user_id = participant.id)"
+    "  RETURNING 1),"
+    " study AS ("
+    "  INSERT INTO studies (uuid, name, preview_summary, short_description,"
+    "      purpose, criteria, duration, contact_info, compensation_description,"
+    "      min_age_months, max_age_years, exit_url, structure, state,"
+    "      status_change_date, public, built, metadata, lab_id, creator_id,"
+    "      study_type)"
+    "  SELECT '" SEED_STUDY_UUID "'::uuid, 'Why do babies love cats?',"
+    "         'Babies watch pictures of cats.',"
+    "         'A short study of how long babies look at cats.',"
+    "         'We want to learn what makes pictures interesting to babies.',"
+    "         'Children between 6 months and 3 years old.', '10 minutes',"
+    "         'Jane Smith (" SEED_RESEARCHER_EMAIL ")', 'No payment.',"
+    "         6, 3, $5, $4::jsonb, 'active', now(), true, true,"
+    "         '{\"player_repo_url\": \"https://github.com/lookit/ember-lookit-frameplayer\","
+    "           \"last_known_player_sha\": \"9e8b47f6136e218f02b8d77bc6dbc8030e800880\"}',"
+    "         lab.id, researcher.id, 1"
+    "    FROM lab, researcher"
+    "  ON CONFLICT (uuid) DO UPDATE SET state = 'active', public = true,"
+    "    built = true, is_building = false, structure = EXCLUDED.structure,"
+    "    exit_url = EXCLUDED.exit_url, lab_id = EXCLUDED.lab_id,"
+    "    min_age_months = 6, max_age_years = 3"
+    "  RETURNING id, uuid, (xmax = 0) AS inserted),"
+    " study_admin AS ("
+    "  INSERT INTO study_members (study_id, user_id, grp)"
+    "  SELECT study.id, researcher.id, 'admin' FROM study, researcher"
+    "  ON CONFLICT DO NOTHING RETURNING 1),"
+    " study_log AS ("
+    "  INSERT INTO study_logs (study_id, user_id, action, extra)"
+    "  SELECT study.id, researcher.id, 'active',"
+    "         '{\"comments\": \"created by seed-demo\"}'"
+    "    FROM study, researcher WHERE study.inserted"
+    "  RETURNING 1)"
+    "SELECT lab.uuid, study.uuid, child.uuid FROM lab, study, child",
+};
+
+/* One seed-demo in flight. */
+struct seed_cmd {
+    struct admin_conn *c;         /* borrowed until admin_finish */
+    char base[256];               /* absolute base URL for printed links */
+};
+
+/* BASE_URL, or the address the server listens on. */
+static void seed_base_url(const struct app *app, char *out, size_t len)
+{
+    const struct config *cfg = app->cfg;
+    if (cfg->base_url && cfg->base_url[0]) {
+        snprintf(out, len, "%s", cfg->base_url);
+        size_t n = strlen(out);
+        if (n > 0 && out[n - 1] == '/')
+            out[n - 1] = '\0';
+        return;
+    }
+    const char *host = cfg->listen_addr;
+    if (!host || !host[0] || strcmp(host, "0.0.0.0") == 0 ||
+        strcmp(host, "::") == 0)
+        host = "127.0.0.1";
+    int port = app->http ? http_server_port(app->http) : (int)cfg->listen_port;
+    snprintf(out, len, strchr(host, ':') ? "http://[%s]:%d" : "http://%s:%d",
+             host, port);
+}
+
+static void seed_done(PGresult *res, void *arg)
+{
+    struct seed_cmd *s = arg;
+    struct admin_conn *c = s->c;
+
+    if (!res) {
+        admin_finish(c, "database unavailable");
+        goto out;
+    }
+    if (!pg_ok(res) || PQntuples(res) != 1) {
+        admin_finish(c, pg_ok(res) ? "seed returned no row"
+                                   : PQresultErrorMessage(res));
+        goto out;
+    }
+    const char *lab = PQgetvalue(res, 0, 0);
+    const char *study = PQgetvalue(res, 0, 1);
+    const char *child = PQgetvalue(res, 0, 2);
+    admin_printf(c, "lab            Demo Lab %s (approved to test)\n", lab);
+    admin_printf(c, "researcher     %s  password %s  (lab admin)\n",
+                 SEED_RESEARCHER_EMAIL, SEED_RESEARCHER_PASSWORD);
+    admin_printf(c, "site admin     %s  password %s\n", SEED_ADMIN_EMAIL,
+                 SEED_ADMIN_PASSWORD);
+    admin_printf(c, "participant    %s  password %s\n",
+                 SEED_PARTICIPANT_EMAIL, SEED_PARTICIPANT_PASSWORD);
+    admin_printf(c, "study          %s (active, public, built)\n", study);
+    admin_printf(c, "child          %s (Sally)\n", child);
+    admin_printf(c, "participate    %s/studies/%s/%s/\n", s->base, study, child);
+    admin_finish(c, NULL);
+out:
+    free(s);
+}
+
+/* seed-demo.  Hashes three passwords with argon2id first: about 0.1 s of
+ * CPU on the loop, acceptable for a one-off operator command. */
+static void seed_cmd(struct admin_conn *c, int argc, char **argv,
+                     struct app *app)
+{
+    struct seed_cmd *s = NULL;
+    char h_res[AUTH_PASSWORD_HASH_MAX], h_adm[AUTH_PASSWORD_HASH_MAX],
+         h_par[AUTH_PASSWORD_HASH_MAX], exit_url[300];
+
+    if (argc != 1) {
+        admin_finish(c, "usage: seed-demo");
+        goto out;
+    }
+    if (auth_password_hash(SEED_RESEARCHER_PASSWORD, h_res, sizeof h_res) ||
+        auth_password_hash(SEED_ADMIN_PASSWORD, h_adm, sizeof h_adm) ||
+        auth_password_hash(SEED_PARTICIPANT_PASSWORD, h_par, sizeof h_par)) {
+        admin_finish(c, "password hashing failed");
+        goto out;
+    }
+    s = calloc(1, sizeof *s);
+    if (!s) {
+        admin_finish(c, "out of memory");
+        goto out;
+    }
+    s->c = c;
+    seed_base_url(app, s->base, sizeof s->base);
+    /* upstream's default exit_url: BASE_URL + "studies/history/" */
+    snprintf(exit_url, sizeof exit_url, "%s/studies/history/", s->base);
+    const char *p[5] = { h_res, h_adm, h_par, seed_structure, exit_url };
+    if (pg_exec(app->pg, &seed_demo_stmt, 5, p, seed_done, s) != 0) {
+        admin_finish(c, "database unavailable");
+        goto out;
+    }
+    s = NULL;                     /* owned by seed_done */
+out:
+    free(s);
+}
+
+void seed_register(struct admin_server *srv)
+{
+    admin_register(srv, "seed-demo",
+                   "seed-demo: create or refresh the demo lab, users, child and study",
+                   seed_cmd);
+}

@@ -1,0 +1,172 @@
+/* studies: GET /api/v1/studies/ and /api/v1/studies/{id}/.  One query per
+ * request, visibility included (sql/003_responses.sql study_visible); the
+ * attributes object comes from PostgreSQL as JSON text and is spliced into
+ * the document as is, so the detail (a benchmarked hot path) allocates one
+ * output buffer and parses nothing. */
+#include "studyhub/domain/studies.h"
+
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "studyhub/core/app.h"
+#include "studyhub/domain/apidoc.h"
+#include "studyhub/http/auth.h"
+#include "studyhub/http/jsonapi.h"
+#include "studyhub/http/router.h"
+#include "studyhub/http/server.h"
+#include "studyhub/io/pg.h"
+
+/* $1 user, $2 study uuid, $3 base URL.  The active test comes first so the
+ * common case never evaluates a permission. */
+static const struct pg_stmt studies_get_stmt = {
+    "studies_get",
+    "SELECT s.uuid, study_attrs(s, $3) FROM studies s"
+    " WHERE s.uuid = $2::uuid"
+    "   AND (s.state = 'active'"
+    "        OR study_visible($1, s.id, s.state, s.public, s.shared_preview, false))",
+};
+
+/* $1 user, $2 limit, $3 offset, $4 base URL.  Always one row: the count,
+ * then the page's columns (NULL when the page is empty). */
+static const struct pg_stmt studies_list_stmt = {
+    "studies_list",
+    "WITH vis AS ("
+    "  SELECT s.id, s.date_modified FROM studies s"
+    "   WHERE study_visible($1, s.id, s.state, s.public, s.shared_preview, true))"
+    " SELECT (SELECT count(*) FROM vis), p.uuid, p.attrs"
+    "   FROM (SELECT 1) one LEFT JOIN LATERAL ("
+    "     SELECT s.uuid, study_attrs(s, $4) AS attrs, v.date_modified, v.id"
+    "       FROM (SELECT id, date_modified FROM vis"
+    "              ORDER BY date_modified DESC, id DESC LIMIT $2 OFFSET $3) v"
+    "       JOIN studies s ON s.id = v.id) p ON true"
+    "  ORDER BY p.date_modified DESC, p.id DESC",
+};
+
+/* One resource object from (uuid, attrs) at row/col. */
+static void render_study(struct apidoc *d, const PGresult *res, int row, int col)
+{
+    const char *uuid = PQgetvalue(res, row, col);
+
+    apidoc_printf(d, "{\"type\":\"studies\",\"id\":\"%s\",\"attributes\":", uuid);
+    apidoc_addn(d, PQgetvalue(res, row, col + 1), (size_t)PQgetlength(res, row, col + 1));
+    apidoc_printf(d,
+                  ",\"relationships\":{\"responses\":{\"links\":{\"related\":"
+                  "\"%s/api/v1/studies/%s/responses/\"}}},"
+                  "\"links\":{\"self\":\"%s/api/v1/studies/%s/\"}}",
+                  d->base, uuid, d->base, uuid);
+}
+
+static void reply_not_found(struct http_req *req)
+{
+    jsonapi_reply_errorf(req, 404, "not_found", NULL, "No Study matches the given query.");
+}
+
+static void study_got(PGresult *res, void *arg)
+{
+    struct http_req *req = arg;
+    struct apidoc d;
+
+    if (apidoc_db_failed(req, res, "studies_get"))
+        return;
+    if (PQntuples(res) != 1) {
+        reply_not_found(req);
+        return;
+    }
+    if (apidoc_init(&d, req) < 0) {
+        jsonapi_reply_unavailable(req, "Memory");
+        return;
+    }
+    apidoc_add(&d, "{\"data\":");
+    render_study(&d, res, 0, 0);
+    apidoc_add(&d, "}");
+    apidoc_reply(&d, req, 200);
+}
+
+static void study_get(struct http_req *req, struct app *app)
+{
+    const char *id = http_req_param(req, 0);
+    char uid[24];
+
+    /* Not a uuid cannot name a study: 404 without asking PostgreSQL. */
+    if (!jsonapi_is_uuid(id)) {
+        reply_not_found(req);
+        return;
+    }
+    const char *params[] = { apidoc_user_id(req, uid), id, http_req_base_url(req) };
+    /* The request is the callback's only state: no allocation of our own. */
+    if (pg_exec(app->pg, &studies_get_stmt, 3, params, study_got, req) < 0)
+        jsonapi_reply_unavailable(req, "Database");
+}
+
+static void studies_listed(PGresult *res, void *arg)
+{
+    struct http_req *req = arg;
+    struct jsonapi_page page;
+    struct jsonapi_error e;
+    struct apidoc d;
+    json_t *links;
+
+    if (apidoc_db_failed(req, res, "studies_list"))
+        return;
+    /* Parsed again rather than carried: it cannot fail now (it did not
+     * before the query) and saves a context allocation. */
+    jsonapi_page_parse(req, &page, &e);
+    long count = PQntuples(res) ? atol(PQgetvalue(res, 0, 0)) : 0;
+    if (!(links = jsonapi_page_links(req, &page, count, &e))) {
+        jsonapi_reply_error(req, &e);
+        return;
+    }
+    if (apidoc_init(&d, req) < 0) {
+        json_decref(links);
+        jsonapi_reply_unavailable(req, "Memory");
+        return;
+    }
+    apidoc_add(&d, "{\"links\":");
+    apidoc_json(&d, links);
+    json_decref(links);
+    apidoc_add(&d, ",\"data\":[");
+    for (int i = 0, n = 0; i < PQntuples(res); i++) {
+        if (PQgetisnull(res, i, 1))
+            continue;
+        if (n++)
+            apidoc_add(&d, ",");
+        render_study(&d, res, i, 1);
+    }
+    apidoc_add(&d, "]}");
+    apidoc_reply(&d, req, 200);
+}
+
+static void studies_list(struct http_req *req, struct app *app)
+{
+    struct jsonapi_page page;
+    struct jsonapi_error e;
+    char uid[24], limit[24], offset[24];
+
+    if (jsonapi_page_parse(req, &page, &e) < 0) {
+        jsonapi_reply_error(req, &e);
+        return;
+    }
+    snprintf(limit, sizeof limit, "%ld", page.size);
+    snprintf(offset, sizeof offset, "%ld", jsonapi_page_offset(&page));
+    const char *params[] = { apidoc_user_id(req, uid), limit, offset, http_req_base_url(req) };
+    if (pg_exec(app->pg, &studies_list_stmt, 4, params, studies_listed, req) < 0)
+        jsonapi_reply_unavailable(req, "Database");
+}
+
+static void h_study_get(struct http_req *req, void *arg)
+{
+    auth_require(req, arg, study_get);
+}
+
+static void h_studies_list(struct http_req *req, void *arg)
+{
+    auth_require(req, arg, studies_list);
+}
+
+void studies_routes(struct router *r)
+{
+    router_add(r, HTTP_GET, "/api/v1/studies/", h_studies_list);
+    router_add(r, HTTP_GET, "/api/v1/studies/{id}/", h_study_get);
+}

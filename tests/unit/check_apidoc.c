@@ -1,0 +1,130 @@
+/* Unit tests of apidoc's JSON scanner: what it accepts and refuses (it must
+ * agree with PostgreSQL's jsonb input), member and element iteration,
+ * string decoding, and the uuid copy. */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "studyhub/domain/apidoc.h"
+
+static int scan(const char *s, struct apidoc_jspan *v)
+{
+    char err[96];
+    return apidoc_json_scan(s, strlen(s), v, err, sizeof err);
+}
+
+static bool ok(const char *s)
+{
+    struct apidoc_jspan v;
+    return scan(s, &v) == 0;
+}
+
+START_TEST(accepts)
+{
+    const char *good[] = {
+        "{}", "[]", " {\"a\" : [1, -2.5e+3, 0, 0.1, true, false, null, \"x\"]} \n",
+        "\"\\\"\\\\\\/\\b\\f\\n\\r\\t\\u00e9\\ud83d\\ude00\"", "\"caf\xc3\xa9 \xf0\x9f\x98\x80\"",
+        "-0", "1E5", "[[[[[]]]]]", "{\"a\":{\"b\":{}}}",
+    };
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+        ck_assert_msg(ok(good[i]), "refused: %s", good[i]);
+}
+END_TEST
+
+START_TEST(refuses)
+{
+    const char *bad[] = {
+        "", " ", "{", "}", "[1,]", "{\"a\":1,}", "{\"a\" 1}", "{a:1}", "[01]", "[1.]",
+        "[.5]", "[1e]", "[+1]", "[tru]", "[nul]", "\"abc", "\"a\\x\"", "\"\\u12\"",
+        "\"\\u0000\"", "\"\\udc00\"", "\"\\ud800\"", "\"\\ud800\\u0041\"",
+        "\"\x01\"", "\"\xff\"", "\"\xc0\xaf\"", "\"\xed\xa0\x80\"", "\"\xf4\x90\x80\x80\"",
+        "\"\xe2\x82\"", "{} {}", "[1] x", "NaN", "[Infinity]", "'a'",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        ck_assert_msg(!ok(bad[i]), "accepted: %s", bad[i]);
+    /* A NUL byte inside the text is not JSON either. */
+    struct apidoc_jspan v;
+    char err[96];
+    ck_assert_int_eq(apidoc_json_scan("\"a\0b\"", 5, &v, err, sizeof err), -1);
+}
+END_TEST
+
+START_TEST(depth)
+{
+    char *deep = malloc(20001);
+    for (int i = 0; i < 10000; i++) {
+        deep[i] = '[';
+        deep[10000 + i] = ']';
+    }
+    deep[20000] = '\0';
+    ck_assert(!ok(deep));
+    deep[600] = '\0';        /* 300 deep: fine */
+    memset(deep + 300, ']', 300);
+    ck_assert(ok(deep));
+    free(deep);
+}
+END_TEST
+
+START_TEST(members_and_strings)
+{
+    struct apidoc_jspan doc, k, v, e;
+    size_t it = 0, n = 0;
+    char buf[64];
+
+    ck_assert_int_eq(scan(" { \"a\" : 1 , \"b\\u0063\":[ \"x\" , {\"y\":2} ] ,\"a\":\"last\"} ",
+                          &doc), 0);
+    ck_assert_int_eq(doc.type, AJ_OBJECT);
+    while (apidoc_json_member(&doc, &it, &k, &v))
+        n++;
+    ck_assert_uint_eq(n, 3);
+    ck_assert(apidoc_json_get(&doc, "bc", &v));
+    ck_assert_int_eq(v.type, AJ_ARRAY);
+    it = n = 0;
+    while (apidoc_json_element(&v, &it, &e))
+        n++;
+    ck_assert_uint_eq(n, 2);
+    ck_assert(apidoc_json_get(&doc, "a", &v));     /* the last one wins */
+    ck_assert(apidoc_json_string_is(&v, "last"));
+    ck_assert(!apidoc_json_get(&doc, "zz", &v));
+
+    ck_assert_int_eq(scan("\"\\u00e9\\ud83d\\ude00\\n\"", &v), 0);
+    ck_assert(apidoc_json_string(&v, buf, sizeof buf));
+    ck_assert_str_eq(buf, "\xc3\xa9\xf0\x9f\x98\x80\n");
+    ck_assert(!apidoc_json_string(&v, buf, 4));    /* does not fit */
+
+    ck_assert_int_eq(scan("[]", &v), 0);
+    it = 0;
+    ck_assert(!apidoc_json_element(&v, &it, &e));
+    ck_assert_int_eq(scan("{}", &v), 0);
+    it = 0;
+    ck_assert(!apidoc_json_member(&v, &it, &k, &e));
+}
+END_TEST
+
+START_TEST(uuid_copy)
+{
+    char out[37];
+    ck_assert(apidoc_uuid_copy("26EDCAB0-B578-49e4-9ef3-6f9e5ee32642", out));
+    ck_assert_str_eq(out, "26edcab0-b578-49e4-9ef3-6f9e5ee32642");
+    ck_assert(!apidoc_uuid_copy("26edcab0b57849e49ef36f9e5ee32642", out));
+    ck_assert(!apidoc_uuid_copy("26edcab0-b578-49e4-9ef3-6f9e5ee3264z", out));
+    ck_assert(!apidoc_uuid_copy(NULL, out));
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("apidoc");
+    TCase *tc = tcase_create("apidoc");
+    tcase_add_test(tc, accepts);
+    tcase_add_test(tc, refuses);
+    tcase_add_test(tc, depth);
+    tcase_add_test(tc, members_and_strings);
+    tcase_add_test(tc, uuid_copy);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
