@@ -178,6 +178,8 @@ int main(int argc, char **argv)
         log_error("cannot set up the PostgreSQL pool or the Redis client");
         goto out;
     }
+    if (studies_cache_start(app.pg) < 0)
+        log_warn("study document cache is off");
     register_routes(router);
     app.http = http_server_new(app.base, &cfg, router, app.metrics, &app);
     if (!app.http || http_server_listen(app.http, cfg.listen_addr, (int)cfg.listen_port) < 0) {
@@ -214,6 +216,7 @@ out:
     admin_server_free(app.admin);
     http_server_free(app.http);
     redis_client_free(app.redis);
+    studies_cache_stop();
     pg_pool_free(app.pg);
     router_free(router);
     metrics_free(app.metrics);

@@ -74,7 +74,7 @@ ensure_packages() {
 # ensure_npm_tools: hook for test tools that come from npm (the S3-compatible
 # test server s3rver, later). Nothing is needed yet.
 ensure_npm_tools() {
-    :
+    ensure_s3rver
 }
 
 # --- build ------------------------------------------------------------------
@@ -317,4 +317,77 @@ stop_redis() {
         kill -KILL "$pid" 2>/dev/null || true
     fi
     rm -f "$dir/redis.pid"
+}
+
+# --- s3rver (the S3-compatible test server; owned by the storage module) -------
+#
+#   ensure_s3rver                        npm-install s3rver into tools/node_modules
+#   start_s3rver DIR PORT BUCKET         s3rver on 127.0.0.1:PORT, data in DIR/data
+#   stop_s3rver DIR
+#
+# s3rver takes the credentials S3RVER / S3RVER and does not verify SigV4
+# signatures (the unit tests check those against AWS's examples).
+
+S3RVER_VERSION=3.7.1
+S3RVER_BIN="$ROOT/tools/node_modules/.bin/s3rver"
+
+# ensure_s3rver: install s3rver (pinned) into tools/node_modules (git-ignored),
+# and node/npm from Debian when missing. --no-save: no package.json or
+# lock file appears in tools/.
+ensure_s3rver() {
+    if [ -x "$S3RVER_BIN" ] && grep -q "\"version\": \"$S3RVER_VERSION\"" \
+        "$ROOT/tools/node_modules/s3rver/package.json" 2>/dev/null; then
+        return 0
+    fi
+    command -v npm >/dev/null 2>&1 || ensure_packages nodejs npm
+    mkdir -p "$VAR_DIR/log"
+    local log="$VAR_DIR/log/npm.log"
+    say "installing s3rver $S3RVER_VERSION into tools/node_modules"
+    if ! npm install --prefix "$ROOT/tools" --no-save --no-audit --no-fund \
+        "s3rver@$S3RVER_VERSION" >"$log" 2>&1; then
+        tail -n 30 "$log" >&2
+        die "npm install s3rver failed (log: $log)"
+    fi
+    [ -x "$S3RVER_BIN" ] || die "s3rver was installed but $S3RVER_BIN is missing"
+}
+
+# start_s3rver DIR PORT BUCKET: s3rver listening on 127.0.0.1:PORT with BUCKET
+# created; its pid file and log in DIR. --service-endpoint localhost also lets
+# virtual-hosted requests to BUCKET.s3.localhost:PORT reach it.
+start_s3rver() {
+    local dir=$1 port=$2 bucket=$3 pid
+    case $dir in /*) ;; *) dir="$ROOT/$dir" ;; esac
+    [ -x "$S3RVER_BIN" ] || die "s3rver is not installed (run ensure_s3rver)"
+    mkdir -p "$dir/data"
+    stop_s3rver "$dir"
+    # Its continuation tokens use DES, which Node 17+ (OpenSSL 3) only has in
+    # the legacy provider: without it every truncated listing answers 500.
+    NODE_OPTIONS="${NODE_OPTIONS:+$NODE_OPTIONS }--openssl-legacy-provider" \
+    "$S3RVER_BIN" -d "$dir/data" -a 127.0.0.1 -p "$port" \
+        --configure-bucket "$bucket" --service-endpoint localhost \
+        >"$dir/s3rver.log" 2>&1 </dev/null &
+    pid=$!
+    echo "$pid" >"$dir/s3rver.pid"
+    if ! wait_http "http://127.0.0.1:$port/$bucket" 30; then
+        tail -n 20 "$dir/s3rver.log" >&2 || true
+        stop_s3rver "$dir"
+        die "s3rver did not answer on port $port (log: $dir/s3rver.log)"
+    fi
+}
+
+# stop_s3rver DIR: stop the s3rver whose pid file is in DIR.
+stop_s3rver() {
+    local dir=$1 pid
+    case $dir in /*) ;; *) dir="$ROOT/$dir" ;; esac
+    [ -s "$dir/s3rver.pid" ] || return 0
+    pid=$(cat "$dir/s3rver.pid")
+    if kill -0 "$pid" 2>/dev/null && grep -q s3rver "/proc/$pid/cmdline" 2>/dev/null; then
+        kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    rm -f "$dir/s3rver.pid"
 }

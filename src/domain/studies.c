@@ -2,15 +2,23 @@
  * request, visibility included (sql/003_responses.sql study_visible); the
  * attributes object comes from PostgreSQL as JSON text and is spliced into
  * the document as is, so the detail (a benchmarked hot path) allocates one
- * output buffer and parses nothing. */
+ * output buffer and parses nothing.
+ *
+ * The detail of an active study (what every runner session asks first) is
+ * the same for every requester, so its document is cached in process and
+ * served without PostgreSQL.  The studies_changed notification (sql/004)
+ * evicts it; while notifications are not flowing the cache is bypassed. */
 #include "studyhub/domain/studies.h"
 
+#include <event2/buffer.h>
 #include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "studyhub/core/app.h"
+#include "studyhub/core/cache.h"
+#include "studyhub/core/log.h"
 #include "studyhub/domain/apidoc.h"
 #include "studyhub/http/auth.h"
 #include "studyhub/http/jsonapi.h"
@@ -22,7 +30,7 @@
  * common case never evaluates a permission. */
 static const struct pg_stmt studies_get_stmt = {
     "studies_get",
-    "SELECT s.uuid, study_attrs(s, $3) FROM studies s"
+    "SELECT s.uuid, study_attrs(s, $3), s.state FROM studies s"
     " WHERE s.uuid = $2::uuid"
     "   AND (s.state = 'active'"
     "        OR study_visible($1, s.id, s.state, s.public, s.shared_preview, false))",
@@ -63,10 +71,95 @@ static void reply_not_found(struct http_req *req)
     jsonapi_reply_errorf(req, 404, "not_found", NULL, "No Study matches the given query.");
 }
 
+/* Active study documents by uuid; the value is "<base URL>\0<document>"
+ * because links in the document depend on the base URL. */
+static struct cache *study_docs;            /* owned; NULL when off */
+static const struct pg_pool *study_docs_pg; /* borrowed: is it listening? */
+
+#define STUDY_DOCS_MAX 4096
+#define STUDY_DOCS_TTL_S 300
+
+static void study_docs_notified(const char *channel, const char *payload, void *arg)
+{
+    if (!study_docs)
+        return;
+    if (payload)
+        cache_del(study_docs, payload);
+    else
+        cache_clear(study_docs);
+}
+
+int studies_cache_start(struct pg_pool *pg)
+{
+    study_docs = cache_new(STUDY_DOCS_MAX, STUDY_DOCS_TTL_S);
+    if (!study_docs)
+        return -1;
+    study_docs_pg = pg;
+    if (pg_pool_listen(pg, "studies_changed", study_docs_notified, NULL) < 0) {
+        cache_free(study_docs);
+        study_docs = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+void studies_cache_stop(void)
+{
+    cache_free(study_docs);
+    study_docs = NULL;
+    study_docs_pg = NULL;
+}
+
+static bool study_docs_usable(void)
+{
+    return study_docs && pg_pool_listening(study_docs_pg);
+}
+
+/* Serves the cached document; false on a miss. */
+static bool study_docs_serve(struct http_req *req, const char *uuid)
+{
+    size_t len;
+    const char *v = study_docs_usable() ? cache_get(study_docs, uuid, &len) : NULL;
+    const char *base = http_req_base_url(req);
+    size_t blen = strlen(base);
+
+    if (!v || len <= blen || memcmp(v, base, blen + 1) != 0)
+        return false;
+    http_reply(req, 200, JSONAPI_MEDIA_TYPE, v + blen + 1, len - blen - 1);
+    return true;
+}
+
+static void study_docs_store(struct http_req *req, uint64_t ticket, const char *uuid,
+                             struct evbuffer *doc)
+{
+    const char *base = http_req_base_url(req);
+    size_t blen = strlen(base), dlen = evbuffer_get_length(doc);
+    char *v = malloc(blen + 1 + dlen);
+
+    if (!v)
+        return;
+    memcpy(v, base, blen + 1);
+    evbuffer_copyout(doc, v + blen + 1, dlen);
+    cache_put(study_docs, ticket, uuid, v, blen + 1 + dlen);
+    free(v);
+}
+
+/* What a miss carries to its query's callback. */
+struct study_get_ctx {
+    struct http_req *req;   /* borrowed until answered */
+    uint64_t ticket;        /* cache generation before the query */
+    bool cacheable;         /* notifications were flowing at the start */
+};
+
 static void study_got(PGresult *res, void *arg)
 {
-    struct http_req *req = arg;
+    struct study_get_ctx *ctx = arg;
+    struct http_req *req = ctx->req;
+    uint64_t ticket = ctx->ticket;
+    bool cacheable = ctx->cacheable;
     struct apidoc d;
+
+    free(ctx);
 
     if (apidoc_db_failed(req, res, "studies_get"))
         return;
@@ -81,6 +174,10 @@ static void study_got(PGresult *res, void *arg)
     apidoc_add(&d, "{\"data\":");
     render_study(&d, res, 0, 0);
     apidoc_add(&d, "}");
+    /* Only an active study looks the same to everyone who may see it. */
+    if (cacheable && !d.failed && study_docs_usable() &&
+        strcmp(PQgetvalue(res, 0, 2), "active") == 0)
+        study_docs_store(req, ticket, PQgetvalue(res, 0, 0), d.buf);
     apidoc_reply(&d, req, 200);
 }
 
@@ -94,10 +191,21 @@ static void study_get(struct http_req *req, struct app *app)
         reply_not_found(req);
         return;
     }
+    if (study_docs_serve(req, id))
+        return;
+    struct study_get_ctx *ctx = malloc(sizeof *ctx);
+    if (!ctx) {
+        jsonapi_reply_unavailable(req, "Memory");
+        return;
+    }
+    ctx->req = req;
+    ctx->cacheable = study_docs_usable();
+    ctx->ticket = ctx->cacheable ? cache_ticket(study_docs) : 0;
     const char *params[] = { apidoc_user_id(req, uid), id, http_req_base_url(req) };
-    /* The request is the callback's only state: no allocation of our own. */
-    if (pg_exec(app->pg, &studies_get_stmt, 3, params, study_got, req) < 0)
+    if (pg_exec(app->pg, &studies_get_stmt, 3, params, study_got, ctx) < 0) {
+        free(ctx);
         jsonapi_reply_unavailable(req, "Database");
+    }
 }
 
 static void studies_listed(PGresult *res, void *arg)

@@ -78,6 +78,15 @@ struct pg_conn {
     int nprepared;                    /* used entries of prepared */
     int capprepared;                  /* allocated entries of prepared */
     struct pg_query *q;               /* owned: the query in flight, or NULL */
+    bool listener;                    /* the pool's LISTEN session, not for queries */
+    bool subscribing;                 /* LISTEN sent, its results not all read */
+};
+
+/* A channel someone listens on (pg_pool_listen). */
+struct pg_listen {
+    char channel[64];                 /* a plain identifier */
+    pg_notify_fn fn;                  /* borrowed */
+    void *arg;                        /* borrowed */
 };
 
 struct pg_pool {
@@ -94,10 +103,15 @@ struct pg_pool {
     struct event *ev_deliver;         /* owned: runs callbacks from the loop */
     int delivering;                   /* callbacks on the stack: defer the free */
     bool dying;                       /* pg_pool_free ran: refuse new queries */
+    struct pg_conn *listener;         /* owned: LISTEN session, made at first listen */
+    struct pg_listen *listens;        /* owned array */
+    int nlistens;                     /* entries in listens */
 };
 
 static void conn_on_io(evutil_socket_t fd, short what, void *arg);
 static void conn_on_timer(evutil_socket_t fd, short what, void *arg);
+static void listener_subscribe(struct pg_conn *c);
+static int conn_flush(struct pg_conn *c);
 static void conn_start(struct pg_conn *c);
 static void pool_dispatch(struct pg_pool *pool);
 
@@ -314,6 +328,10 @@ static void conn_ready(struct pg_conn *c)
     c->was_up = true;
     c->failures = 0;
     c->backoff_ms = PG_BACKOFF_MIN_MS;
+    if (c->listener) {
+        listener_subscribe(c);
+        return;
+    }
     pool_dispatch(c->pool);
 }
 
@@ -460,6 +478,64 @@ static void conn_command_done(struct pg_conn *c)
     pool_dispatch(c->pool);
 }
 
+/* Sends one LISTEN per channel (simple protocol: several statements). */
+static void listener_subscribe(struct pg_conn *c)
+{
+    struct pg_pool *pool = c->pool;
+    char sql[64 * 16 + 16 * 12];
+    size_t used = 0;
+
+    sql[0] = '\0';
+    for (int i = 0; i < pool->nlistens && used < sizeof sql; i++)
+        used += (size_t)snprintf(sql + used, sizeof sql - used, "LISTEN %s;",
+                                 pool->listens[i].channel);
+    if (!PQsendQuery(c->pg, sql) || conn_flush(c) < 0) {
+        conn_lost(c, NULL);
+        return;
+    }
+    c->subscribing = true;
+}
+
+/* The listener's socket is readable: results of LISTEN, notifications. */
+static void listener_on_io(struct pg_conn *c, short what)
+{
+    struct pg_pool *pool = c->pool;
+    PGnotify *n;
+
+    if (((what & EV_READ) && !PQconsumeInput(c->pg)) ||
+        PQstatus(c->pg) == CONNECTION_BAD ||
+        ((what & EV_WRITE) && c->flushing && conn_flush(c) < 0)) {
+        conn_lost(c, NULL);
+        return;
+    }
+    while (c->subscribing && !PQisBusy(c->pg)) {
+        PGresult *res = PQgetResult(c->pg);
+
+        if (res) {
+            if (!pg_ok(res)) {
+                char msg[512];
+                copy_message(msg, sizeof msg, PQresultErrorMessage(res));
+                PQclear(res);
+                conn_lost(c, msg);
+                return;
+            }
+            PQclear(res);
+            continue;
+        }
+        /* Subscribed: whatever changed while we were not is unknown, so
+         * every listener hears "resync" (payload NULL). */
+        c->subscribing = false;
+        for (int i = 0; i < pool->nlistens; i++)
+            pool->listens[i].fn(pool->listens[i].channel, NULL, pool->listens[i].arg);
+    }
+    while ((n = PQnotifies(c->pg))) {
+        for (int i = 0; i < pool->nlistens; i++)
+            if (strcmp(pool->listens[i].channel, n->relname) == 0)
+                pool->listens[i].fn(n->relname, n->extra, pool->listens[i].arg);
+        PQfreemem(n);
+    }
+}
+
 static void conn_drain_notifies(struct pg_conn *c)
 {
     PGnotify *n;
@@ -478,6 +554,10 @@ static void conn_on_io(evutil_socket_t fd, short what, void *arg)
         conn_poll_connect(c);
         return;
     case PGC_IDLE:
+        if (c->listener) {
+            listener_on_io(c, what);
+            return;
+        }
         /* Only EOF or a FATAL from a stopping server is expected here. */
         if (!PQconsumeInput(c->pg) || PQstatus(c->pg) == CONNECTION_BAD) {
             conn_lost(c, NULL);
@@ -602,6 +682,8 @@ static void pool_destroy(struct pg_pool *pool)
     if (pool->ev_deliver)
         event_free(pool->ev_deliver);
     free(pool->conns);
+    free(pool->listener);
+    free(pool->listens);
     free(pool->conninfo);
     free(pool);
 }
@@ -767,6 +849,8 @@ void pg_pool_free(struct pg_pool *pool)
         conn_close(c);
         c->state = PGC_WAIT;
     }
+    if (pool->listener)
+        conn_close(pool->listener);
     TAILQ_CONCAT(&fail, &pool->waiting, link);
     pool->nwaiting = 0;
     event_del(pool->ev_acquire);
@@ -848,4 +932,63 @@ bool pg_ok(const PGresult *res)
     ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
 
     return st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK;
+}
+
+static bool channel_ok(const char *ch)
+{
+    size_t n = 0;
+    for (; ch[n]; n++)
+        if (!((ch[n] >= 'a' && ch[n] <= 'z') || ch[n] == '_' || (n && ch[n] >= '0' && ch[n] <= '9')))
+            return false;
+    return n > 0 && n < sizeof(((struct pg_listen *)0)->channel);
+}
+
+int pg_pool_listen(struct pg_pool *pool, const char *channel, pg_notify_fn fn, void *arg)
+{
+    struct pg_listen *l;
+
+    if (!pool || pool->dying || !fn || !channel_ok(channel) || pool->nlistens >= 16)
+        return -1;
+    l = realloc(pool->listens, (size_t)(pool->nlistens + 1) * sizeof *l);
+    if (!l)
+        return -1;
+    pool->listens = l;
+    l = &pool->listens[pool->nlistens++];
+    snprintf(l->channel, sizeof l->channel, "%s", channel);
+    l->fn = fn;
+    l->arg = arg;
+    if (!pool->listener) {
+        struct pg_conn *c = calloc(1, sizeof *c);
+        if (!c)
+            goto fail;
+        c->pool = pool;
+        c->id = pool->size;
+        c->listener = true;
+        c->state = PGC_WAIT;
+        c->backoff_ms = PG_BACKOFF_MIN_MS;
+        c->io_fd = -1;
+        c->ev_io = event_new(pool->base, -1, 0, conn_on_io, c);
+        c->ev_timer = evtimer_new(pool->base, conn_on_timer, c);
+        pool->listener = c;
+        if (!c->ev_io || !c->ev_timer)
+            goto fail;
+        conn_start(c);
+    } else if (pool->listener->state == PGC_IDLE && !pool->listener->subscribing) {
+        /* A channel added later: subscribe again (listeners hear a resync). */
+        listener_subscribe(pool->listener);
+    } else if (pool->listener->state == PGC_IDLE) {
+        /* A LISTEN batch is on the wire: drop the session and start over,
+         * so the new channel is in the next batch. */
+        conn_lost(pool->listener, "new channel");
+    }
+    return 0;
+fail:
+    pool->nlistens--;
+    return -1;
+}
+
+bool pg_pool_listening(const struct pg_pool *pool)
+{
+    return pool && !pool->dying && pool->listener &&
+           pool->listener->state == PGC_IDLE && !pool->listener->subscribing;
 }

@@ -8,8 +8,15 @@
 #define STUDYHUB_DOMAIN_STUDIES_H
 
 struct router;
+struct pg_pool;
 
 /* Handlers get the struct app as their arg. */
 void studies_routes(struct router *r);
+
+/* The in-process cache of active study documents, kept by the
+ * studies_changed notification.  Start after pg_pool_new; stop before
+ * pg_pool_free. */
+int studies_cache_start(struct pg_pool *pg);
+void studies_cache_stop(void);
 
 #endif

@@ -49,6 +49,18 @@ void pg_pool_stats(const struct pg_pool *pool, struct pg_pool_stats *out);
 /* True once any connection is up; false while PostgreSQL is unreachable. */
 bool pg_pool_ready(const struct pg_pool *pool);
 
+/* LISTEN/NOTIFY on one extra session of the pool, re-opened with the same
+ * backoff as the others.  fn(channel, payload, arg) runs for every
+ * notification on channel; payload == NULL means "(re)subscribed: what
+ * changed while we were not listening is unknown" — caches flush then.
+ * channel is a lowercase identifier; at most 16 channels.  fn must not call
+ * pg_pool_free. */
+typedef void (*pg_notify_fn)(const char *channel, const char *payload, void *arg);
+int pg_pool_listen(struct pg_pool *pool, const char *channel, pg_notify_fn fn,
+                   void *arg);
+/* True while notifications are being received: caches may serve. */
+bool pg_pool_listening(const struct pg_pool *pool);
+
 /* Helpers for reading results. */
 const char *pg_sqlstate(const PGresult *res);   /* "" if none */
 bool pg_ok(const PGresult *res);                /* TUPLES_OK or COMMAND_OK */

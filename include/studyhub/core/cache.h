@@ -1,0 +1,34 @@
+/* cache: a small in-process cache of byte strings by string key, kept
+ * correct by PostgreSQL notifications.  Entries also expire after a TTL, as
+ * a second line of defence.
+ *
+ * The race it guards against: a query reads the old row, a change commits
+ * and its notification flushes the key, then the old answer arrives and is
+ * stored.  cache_ticket() taken before the query and passed to cache_put()
+ * makes such a put a no-op: any invalidation in between bumps the
+ * generation. */
+#ifndef STUDYHUB_CORE_CACHE_H
+#define STUDYHUB_CORE_CACHE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct cache;
+
+struct cache *cache_new(size_t max_entries, int ttl_s);
+void cache_free(struct cache *c);
+
+/* The value (owned by the cache, valid until the next put, del or clear)
+ * or NULL. */
+const void *cache_get(struct cache *c, const char *key, size_t *len);
+uint64_t cache_ticket(const struct cache *c);
+/* Stores a copy, unless an invalidation happened since ticket. */
+void cache_put(struct cache *c, uint64_t ticket, const char *key,
+               const void *value, size_t len);
+void cache_del(struct cache *c, const char *key);
+void cache_clear(struct cache *c);
+/* Entries stored now, for tests and metrics. */
+size_t cache_size(const struct cache *c);
+
+#endif

@@ -1,0 +1,180 @@
+/* cache: open addressing by FNV-1a hash of the key, linear probing,
+ * backward-shift deletion (no tombstones).  When full it is cleared: the
+ * working sets here (active studies, live tokens) are far below the cap. */
+#include "studyhub/core/cache.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct cache_entry {
+    char *key;          /* owned; NULL = empty slot */
+    void *value;        /* owned */
+    size_t len;
+    time_t expires;     /* monotonic seconds */
+};
+
+struct cache {
+    struct cache_entry *slots;  /* owned array of cap */
+    size_t cap;                 /* power of two, twice max entries */
+    size_t count;
+    size_t max;
+    int ttl_s;
+    uint64_t generation;        /* bumped by every del and clear */
+};
+
+static time_t now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec;
+}
+
+static size_t hash_key(const char *k)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *k; k++)
+        h = (h ^ (unsigned char)*k) * 1099511628211ull;
+    return (size_t)h;
+}
+
+struct cache *cache_new(size_t max_entries, int ttl_s)
+{
+    struct cache *c = calloc(1, sizeof *c);
+    size_t cap = 16;
+
+    if (!c)
+        return NULL;
+    while (cap < max_entries * 2)
+        cap *= 2;
+    c->slots = calloc(cap, sizeof *c->slots);
+    if (!c->slots) {
+        free(c);
+        return NULL;
+    }
+    c->cap = cap;
+    c->max = max_entries;
+    c->ttl_s = ttl_s;
+    return c;
+}
+
+static void entry_free(struct cache_entry *e)
+{
+    free(e->key);
+    free(e->value);
+    memset(e, 0, sizeof *e);
+}
+
+void cache_clear(struct cache *c)
+{
+    for (size_t i = 0; i < c->cap; i++)
+        if (c->slots[i].key)
+            entry_free(&c->slots[i]);
+    c->count = 0;
+    c->generation++;
+}
+
+void cache_free(struct cache *c)
+{
+    if (!c)
+        return;
+    cache_clear(c);
+    free(c->slots);
+    free(c);
+}
+
+static struct cache_entry *find(const struct cache *c, const char *key, size_t *index)
+{
+    size_t i = hash_key(key) & (c->cap - 1);
+    for (; c->slots[i].key; i = (i + 1) & (c->cap - 1)) {
+        if (strcmp(c->slots[i].key, key) == 0) {
+            *index = i;
+            return &c->slots[i];
+        }
+    }
+    *index = i;
+    return NULL;
+}
+
+/* Removes slot i and shifts later members of its probe run back. */
+static void remove_at(struct cache *c, size_t i)
+{
+    entry_free(&c->slots[i]);
+    c->count--;
+    for (size_t j = (i + 1) & (c->cap - 1); c->slots[j].key; j = (j + 1) & (c->cap - 1)) {
+        size_t home = hash_key(c->slots[j].key) & (c->cap - 1);
+        /* Move j into the hole at i if its home is not in (i, j]. */
+        bool between = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+        if (!between) {
+            c->slots[i] = c->slots[j];
+            memset(&c->slots[j], 0, sizeof c->slots[j]);
+            i = j;
+        }
+    }
+}
+
+const void *cache_get(struct cache *c, const char *key, size_t *len)
+{
+    size_t i;
+    struct cache_entry *e = find(c, key, &i);
+
+    if (!e)
+        return NULL;
+    if (e->expires <= now_s()) {
+        remove_at(c, i);
+        return NULL;
+    }
+    if (len)
+        *len = e->len;
+    return e->value;
+}
+
+uint64_t cache_ticket(const struct cache *c)
+{
+    return c->generation;
+}
+
+void cache_put(struct cache *c, uint64_t ticket, const char *key,
+               const void *value, size_t len)
+{
+    size_t i;
+    struct cache_entry *e;
+
+    if (ticket != c->generation)
+        return;
+    e = find(c, key, &i);
+    if (e) {
+        remove_at(c, i);
+        find(c, key, &i);
+    } else if (c->count >= c->max) {
+        cache_clear(c);
+        c->generation--;    /* a clear for room is no invalidation */
+        find(c, key, &i);
+    }
+    e = &c->slots[i];
+    e->key = strdup(key);
+    e->value = malloc(len ? len : 1);
+    if (!e->key || !e->value) {
+        free(e->key);
+        free(e->value);
+        memset(e, 0, sizeof *e);
+        return;
+    }
+    memcpy(e->value, value, len);
+    e->len = len;
+    e->expires = now_s() + c->ttl_s;
+    c->count++;
+}
+
+void cache_del(struct cache *c, const char *key)
+{
+    size_t i;
+    if (find(c, key, &i))
+        remove_at(c, i);
+    c->generation++;
+}
+
+size_t cache_size(const struct cache *c)
+{
+    return c->count;
+}
