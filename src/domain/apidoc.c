@@ -103,6 +103,42 @@ void apidoc_reply(struct apidoc *d, struct http_req *req, int status)
     apidoc_cleanup(d);
 }
 
+void apidoc_reply_page(struct http_req *req, PGresult *res, const char *what,
+                       int check_col, apidoc_render_fn render)
+{
+    struct jsonapi_page page;
+    struct jsonapi_error e;
+    struct apidoc d;
+    json_t *links;
+
+    if (apidoc_db_failed(req, res, what))
+        return;
+    jsonapi_page_parse(req, &page, &e);
+    long count = PQntuples(res) ? atol(PQgetvalue(res, 0, 0)) : 0;
+    if (!(links = jsonapi_page_links(req, &page, count, &e))) {
+        jsonapi_reply_error(req, &e);
+        return;
+    }
+    if (apidoc_init(&d, req) < 0) {
+        json_decref(links);
+        jsonapi_reply_unavailable(req, "Memory");
+        return;
+    }
+    apidoc_add(&d, "{\"links\":");
+    apidoc_json(&d, links);
+    json_decref(links);
+    apidoc_add(&d, ",\"data\":[");
+    for (int i = 0, n = 0; i < PQntuples(res); i++) {
+        if (PQgetisnull(res, i, check_col))
+            continue;
+        if (n++)
+            apidoc_add(&d, ",");
+        render(&d, res, i, 1);
+    }
+    apidoc_add(&d, "]}");
+    apidoc_reply(&d, req, 200);
+}
+
 static int error_cmp(const void *a, const void *b)
 {
     const struct jsonapi_error *x = a, *y = b;

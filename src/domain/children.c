@@ -111,39 +111,7 @@ static void child_get(struct http_req *req, struct app *app)
 
 static void children_listed(PGresult *res, void *arg)
 {
-    struct http_req *req = arg;
-    struct jsonapi_page page;
-    struct jsonapi_error e;
-    struct apidoc d;
-    json_t *links;
-
-    if (apidoc_db_failed(req, res, "children_list"))
-        return;
-    /* Parsed again rather than carried: it succeeded before the query. */
-    jsonapi_page_parse(req, &page, &e);
-    long count = PQntuples(res) ? atol(PQgetvalue(res, 0, 0)) : 0;
-    if (!(links = jsonapi_page_links(req, &page, count, &e))) {
-        jsonapi_reply_error(req, &e);
-        return;
-    }
-    if (apidoc_init(&d, req) < 0) {
-        json_decref(links);
-        jsonapi_reply_unavailable(req, "Memory");
-        return;
-    }
-    apidoc_add(&d, "{\"links\":");
-    apidoc_json(&d, links);
-    json_decref(links);
-    apidoc_add(&d, ",\"data\":[");
-    for (int i = 0, n = 0; i < PQntuples(res); i++) {
-        if (PQgetisnull(res, i, 1))
-            continue;
-        if (n++)
-            apidoc_add(&d, ",");
-        render_child(&d, res, i, 1);
-    }
-    apidoc_add(&d, "]}");
-    apidoc_reply(&d, req, 200);
+    apidoc_reply_page(arg, res, "children_list", 1, render_child);
 }
 
 static void children_list(struct http_req *req, struct app *app)

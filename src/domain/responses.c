@@ -400,41 +400,14 @@ static void reply_forbidden(struct http_req *req)
 }
 
 /* A paginated list from a RESP_PAGE result. */
+static void render_response_read(struct apidoc *d, const PGresult *res, int row, int col)
+{
+    render_response(d, res, row, col, SHAPE_READ);
+}
+
 static void responses_page_done(PGresult *res, void *arg)
 {
-    struct http_req *req = arg;
-    struct jsonapi_page page;
-    struct jsonapi_error e;
-    struct apidoc d;
-    json_t *links;
-
-    if (apidoc_db_failed(req, res, "responses list"))
-        return;
-    /* Parsed again rather than carried: it succeeded before the query. */
-    jsonapi_page_parse(req, &page, &e);
-    long count = PQntuples(res) ? atol(PQgetvalue(res, 0, 0)) : 0;
-    if (!(links = jsonapi_page_links(req, &page, count, &e))) {
-        jsonapi_reply_error(req, &e);
-        return;
-    }
-    if (apidoc_init(&d, req) < 0) {
-        json_decref(links);
-        jsonapi_reply_unavailable(req, "Memory");
-        return;
-    }
-    apidoc_add(&d, "{\"links\":");
-    apidoc_json(&d, links);
-    json_decref(links);
-    apidoc_add(&d, ",\"data\":[");
-    for (int i = 0, n = 0; i < PQntuples(res); i++) {
-        if (PQgetisnull(res, i, 1 + RC_UUID))
-            continue;
-        if (n++)
-            apidoc_add(&d, ",");
-        render_response(&d, res, i, 1, SHAPE_READ);
-    }
-    apidoc_add(&d, "]}");
-    apidoc_reply(&d, req, 200);
+    apidoc_reply_page(arg, res, "responses list", 1 + RC_UUID, render_response_read);
 }
 
 /* ---- request validation ------------------------------------------------------ */

@@ -42,6 +42,16 @@ void apidoc_reply(struct apidoc *d, struct http_req *req, int status);
 
 /* Replies with several error objects at once, sorted by pointer as
  * upstream does; the HTTP status is the first error's. */
+/* Renders the resource whose columns start at col of row. */
+typedef void (*apidoc_render_fn)(struct apidoc *d, const PGresult *res, int row, int col);
+
+/* Replies with one page of a list query whose every row is (count, the
+ * resource's columns from column 1); the empty page has one row whose
+ * column check_col is NULL.  The page is parsed again from the request
+ * (it was checked before the query).  what names the query in logs. */
+void apidoc_reply_page(struct http_req *req, PGresult *res, const char *what,
+                       int check_col, apidoc_render_fn render);
+
 void apidoc_reply_errors(struct http_req *req, const struct jsonapi_error *errs, int n);
 
 /* After a query: false when res is usable.  Otherwise replies (503 when
