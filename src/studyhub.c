@@ -16,6 +16,8 @@
 #include "studyhub/core/config.h"
 #include "studyhub/core/log.h"
 #include "studyhub/core/metrics.h"
+#include "studyhub/core/sched.h"
+#include "studyhub/core/task.h"
 #include "studyhub/domain/children.h"
 #include "studyhub/domain/feedback.h"
 #include "studyhub/domain/responses.h"
@@ -28,6 +30,7 @@
 #include "studyhub/http/server.h"
 #include "studyhub/io/migrate.h"
 #include "studyhub/io/pg.h"
+#include "studyhub/io/proc.h"
 #include "studyhub/io/redis.h"
 
 /* How long migrations wait for PostgreSQL to accept connections at start. */
@@ -70,11 +73,26 @@ static void register_admin(struct admin_server *admin)
 {
     users_admin_register(admin);
     seed_register(admin);
+    /* tasks, task ...; jobs, run JOB */
+    task_register_admin(admin);
+    sched_register_admin(admin);
+}
+
+/* Background work: every module's task kinds (task_register) and
+ * scheduled jobs (sched_add) are added here, before the runner and the
+ * scheduler start. */
+static int register_background(struct app *app)
+{
+    if (sched_add(app->sched, "cleanup_tasks", "04:45", task_cleanup_job, NULL) < 0)
+        return -1;
+    return 0;
 }
 
 static bool drained(const struct app *app)
 {
-    return http_server_inflight(app->http) == 0;
+    /* Running tasks are handed back to the queue at their next stage. */
+    return http_server_inflight(app->http) == 0 &&
+           task_runner_busy(app->tasks) == 0 && sched_busy(app->sched) == 0;
 }
 
 static void drain_poll(evutil_socket_t fd, short what, void *arg)
@@ -90,8 +108,9 @@ static void drain_poll(evutil_socket_t fd, short what, void *arg)
     }
     if (now.tv_sec > sd->deadline.tv_sec ||
         (now.tv_sec == sd->deadline.tv_sec && now.tv_nsec >= sd->deadline.tv_nsec)) {
-        log_warn("drain timeout passed with %u requests in flight; exiting",
-                 http_server_inflight(sd->app->http));
+        log_warn("drain timeout passed with %u requests, %u tasks and %u jobs "
+                 "in flight; exiting", http_server_inflight(sd->app->http),
+                 task_runner_busy(sd->app->tasks), sched_busy(sd->app->sched));
         event_base_loopbreak(sd->app->base);
         return;
     }
@@ -112,6 +131,8 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
              sd->app->cfg->drain_timeout_s);
     sd->app->draining = 1;
     http_server_stop_accepting(sd->app->http);
+    task_runner_drain(sd->app->tasks);
+    sched_drain(sd->app->sched);
     clock_gettime(CLOCK_MONOTONIC, &sd->deadline);
     sd->deadline.tv_sec += sd->app->cfg->drain_timeout_s;
     drain_poll(-1, 0, sd);
@@ -178,6 +199,20 @@ int main(int argc, char **argv)
         log_error("cannot set up the PostgreSQL pool or the Redis client");
         goto out;
     }
+    /* Children, the task queue runner and the scheduler (core/task.c,
+     * core/sched.c, io/proc.c). */
+    app.procs = proc_table_new(app.base);
+    app.tasks = task_runner_new(&app);
+    app.sched = sched_new(&app, err, sizeof err);
+    if (!app.procs || !app.tasks || !app.sched) {
+        log_error("cannot set up tasks and scheduled jobs: %s",
+                  app.sched ? "out of memory" : err);
+        goto out;
+    }
+    if (register_background(&app) < 0) {
+        log_error("cannot register the task kinds and scheduled jobs");
+        goto out;
+    }
     if (studies_cache_start(app.pg) < 0)
         log_warn("study document cache is off");
     register_routes(router);
@@ -202,6 +237,10 @@ int main(int argc, char **argv)
         log_error("cannot install signal handlers");
         goto out;
     }
+    if (task_runner_start(app.tasks) < 0 || sched_start(app.sched) < 0) {
+        log_error("cannot start the task runner or the scheduler");
+        goto out;
+    }
     log_info("studyhub %s listening on %s:%d", PACKAGE_VERSION, cfg.listen_addr,
              http_server_port(app.http));
     event_base_dispatch(app.base);
@@ -215,9 +254,15 @@ out:
         event_free(sd.poll);
     admin_server_free(app.admin);
     http_server_free(app.http);
+    /* Before the pool and Redis: tasks left running here are stopped
+     * without writing (their leases run out; another server resumes
+     * them); queries still out come back NULL from pg_pool_free. */
+    task_runner_free(app.tasks);
+    sched_free(app.sched);
     redis_client_free(app.redis);
     studies_cache_stop();
     pg_pool_free(app.pg);
+    proc_table_free(app.procs);
     router_free(router);
     metrics_free(app.metrics);
     if (app.base)

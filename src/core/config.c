@@ -27,6 +27,9 @@ static int check_ip(struct config *cfg, const char *v, char *err, size_t n);
 static int check_redis_url(struct config *cfg, const char *v, char *err, size_t n);
 static int check_log_level(struct config *cfg, const char *v, char *err, size_t n);
 static int check_base_url(struct config *cfg, const char *v, char *err, size_t n);
+static int check_cookie_secure(struct config *cfg, const char *v, char *err, size_t n);
+static int check_smtp_url(struct config *cfg, const char *v, char *err, size_t n);
+static int check_smtp_starttls(struct config *cfg, const char *v, char *err, size_t n);
 
 #define STR(field) CFG_STR, offsetof(struct config, field), 0, 0
 #define INT(field, lo, hi) CFG_INT, offsetof(struct config, field), lo, hi
@@ -68,6 +71,52 @@ static const struct config_var vars[] = {
       BOOL(migrate), NULL },
     { "DEBUG_ROUTES", "0", "serve /debug/sleep and /debug/echo (tests only; 1 or 0)",
       BOOL(debug_routes), NULL },
+    { "TASK_CONCURRENCY", "4", "tasks this server runs at once (0: none; it still enqueues)",
+      INT(task_concurrency, 0, 256), NULL },
+    { "TASK_LEASE_S", "60", "seconds a running task's lease lasts before another server may resume it",
+      INT(task_lease_s, 3, 3600), NULL },
+    { "TASK_POLL_S", "15", "seconds between queue polls (LISTEN/NOTIFY wakes the runner sooner)",
+      INT(task_poll_s, 1, 3600), NULL },
+    { "SCHED_TIME_ZONE", "America/New_York", "IANA time zone of the scheduled jobs' wall-clock times",
+      STR(sched_time_zone), NULL },
+    { "SCHED_JOBS", "", "per-job schedule overrides: job=HH:MM[:SS] or job=off, comma-separated",
+      STR(sched_jobs), NULL },
+    { "COOKIE_SECURE", "auto", "Secure flag of the session cookies: 1, 0, or auto (when BASE_URL or X-Forwarded-Proto is https)",
+      STR(cookie_secure), check_cookie_secure },
+    { "LOGIN_RATE_WINDOW_S", "900", "window of the failed-login counters in Redis, in seconds",
+      INT(login_rate_window_s, 1, 86400), NULL },
+    { "LOGIN_RATE_ACCOUNT_MAX", "10", "failed logins (and account emails asked for) per account per window before 429",
+      INT(login_rate_account_max, 1, 1000000), NULL },
+    { "LOGIN_RATE_ADDR_MAX", "100", "failed logins (and sign-ups, reset requests) per client address per window before 429",
+      INT(login_rate_addr_max, 1, 1000000), NULL },
+    { "PASSWORD_RESET_TTL_S", "3600", "seconds a password reset link stays valid",
+      INT(password_reset_ttl_s, 60, 604800), NULL },
+    { "EMAIL_VERIFY_TTL_S", "259200", "seconds an email verification link stays valid",
+      INT(email_verify_ttl_s, 60, 2592000), NULL },
+    { "TOTP_ISSUER", "studyhub", "issuer name of two-factor secrets, shown by authenticator apps",
+      STR(totp_issuer), NULL },
+    { "SMTP_URL", "", "SMTP relay as smtp://[user:pass@]host:port or smtps://...; empty: write .eml files to MAIL_DIR",
+      STR(smtp_url), check_smtp_url },
+    { "SMTP_STARTTLS", "auto", "STARTTLS on smtp:// URLs: require, try, off, or auto (require unless the host is loopback)",
+      STR(smtp_starttls), check_smtp_starttls },
+    { "MAIL_DIR", "var/mail", "folder of the .eml files written when SMTP_URL is empty",
+      STR(mail_dir), NULL },
+    { "MAIL_FROM", "studyhub <noreply@studyhub.invalid>", "From header and envelope sender of every email",
+      STR(mail_from), NULL },
+    { "MAIL_POLL_S", "10", "seconds between outbox polls (NOTIFY wakes the sender sooner)",
+      INT(mail_poll_s, 1, 3600), NULL },
+    { "MAIL_BATCH", "10", "emails one server sends at once",
+      INT(mail_batch, 1, 1000), NULL },
+    { "MAIL_LEASE_S", "300", "seconds a claimed email is reserved for its sender (must exceed MAIL_SMTP_TIMEOUT_S + 10)",
+      INT(mail_lease_s, 15, 86400), NULL },
+    { "MAIL_SMTP_TIMEOUT_S", "60", "longest SMTP attempt, in seconds",
+      INT(mail_smtp_timeout_s, 1, 3600), NULL },
+    { "MAIL_RETRY_BASE_S", "30", "delay before the first retry of an email, doubled per attempt (at most 6 h)",
+      INT(mail_retry_base_s, 1, 86400), NULL },
+    { "MAIL_MAX_ATTEMPTS", "8", "attempts before an email is given up (failed_at set)",
+      INT(mail_max_attempts, 1, 100), NULL },
+    { "GRAPHVIZ_DOT", "dot", "Graphviz's dot program, for GET /api/v1/workflow?format=svg (empty: SVG off, 501)",
+      STR(graphviz_dot), NULL },
 };
 
 #define NVARS (sizeof vars / sizeof vars[0])
@@ -155,6 +204,33 @@ static int check_base_url(struct config *cfg, const char *v, char *err, size_t n
         v[len - 1] != '/')
         return 0;
     set_err(err, n, "BASE_URL: '%s' must start with http:// or https:// and not end in /", v);
+    return -1;
+}
+
+static int check_cookie_secure(struct config *cfg, const char *v, char *err, size_t n)
+{
+    if (strcmp(v, "auto") == 0 || strcmp(v, "1") == 0 || strcmp(v, "0") == 0)
+        return 0;
+    set_err(err, n, "COOKIE_SECURE: '%s' is not auto, 1 or 0", v);
+    return -1;
+}
+
+static int check_smtp_url(struct config *cfg, const char *v, char *err, size_t n)
+{
+    if (v[0] == '\0' || (strncmp(v, "smtp://", 7) == 0 && v[7]) ||
+        (strncmp(v, "smtps://", 8) == 0 && v[8]))
+        return 0;
+    /* Not echoed: the URL may carry a password. */
+    set_err(err, n, "SMTP_URL: must be empty or start with smtp:// or smtps://");
+    return -1;
+}
+
+static int check_smtp_starttls(struct config *cfg, const char *v, char *err, size_t n)
+{
+    if (strcmp(v, "auto") == 0 || strcmp(v, "require") == 0 ||
+        strcmp(v, "try") == 0 || strcmp(v, "off") == 0)
+        return 0;
+    set_err(err, n, "SMTP_STARTTLS: '%s' is not auto, require, try or off", v);
     return -1;
 }
 

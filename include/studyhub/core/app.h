@@ -11,6 +11,9 @@ struct redis_client;
 struct http_server;
 struct metrics;
 struct admin_server;
+struct task_runner;
+struct sched;
+struct proc_table;
 
 struct app {
     struct event_base *base;      /* borrowed from main */
@@ -20,6 +23,9 @@ struct app {
     struct http_server *http;     /* owned by main */
     struct metrics *metrics;      /* owned by main */
     struct admin_server *admin;   /* owned by main */
+    struct task_runner *tasks;    /* owned by main: the task queue runner */
+    struct sched *sched;          /* owned by main: scheduled jobs */
+    struct proc_table *procs;     /* owned by main: supervised children */
     time_t started;               /* wall-clock start, for uptime */
     int draining;                 /* set once SIGTERM/SIGINT arrived */
 };

@@ -28,6 +28,32 @@ struct config {
     long session_ttl_s;         /* SESSION_TTL_S */
     bool migrate;               /* MIGRATE: apply sql/ migrations at start */
     bool debug_routes;          /* DEBUG_ROUTES: enable /debug/ (tests only) */
+    /* Tasks and scheduled jobs (core/task.c, core/sched.c). */
+    long task_concurrency;      /* TASK_CONCURRENCY: tasks run at once here */
+    long task_lease_s;          /* TASK_LEASE_S: default lease of a running task */
+    long task_poll_s;           /* TASK_POLL_S: queue poll besides LISTEN */
+    char *sched_time_zone;      /* SCHED_TIME_ZONE: IANA zone of job times (owned) */
+    char *sched_jobs;           /* SCHED_JOBS: "job=HH:MM[:SS]|off,..." overrides (owned) */
+    /* Accounts, sessions and mail (http/auth.c, domain/accounts.c, io/mail.c). */
+    char *cookie_secure;        /* COOKIE_SECURE: auto, 1 or 0 (owned) */
+    long login_rate_window_s;   /* LOGIN_RATE_WINDOW_S: window of the attempt counters */
+    long login_rate_account_max; /* LOGIN_RATE_ACCOUNT_MAX: failed attempts per account */
+    long login_rate_addr_max;   /* LOGIN_RATE_ADDR_MAX: failed attempts per address */
+    long password_reset_ttl_s;  /* PASSWORD_RESET_TTL_S: life of a reset link */
+    long email_verify_ttl_s;    /* EMAIL_VERIFY_TTL_S: life of a verification link */
+    char *totp_issuer;          /* TOTP_ISSUER: name shown by authenticator apps (owned) */
+    char *smtp_url;             /* SMTP_URL: smtp[s]://[user:pass@]host:port, "" = .eml files (owned) */
+    char *smtp_starttls;        /* SMTP_STARTTLS: auto, require, try or off (owned) */
+    char *mail_dir;             /* MAIL_DIR: folder of .eml files (owned) */
+    char *mail_from;            /* MAIL_FROM: From header and envelope sender (owned) */
+    long mail_poll_s;           /* MAIL_POLL_S: outbox poll besides LISTEN */
+    long mail_batch;            /* MAIL_BATCH: emails in flight per server */
+    long mail_lease_s;          /* MAIL_LEASE_S: claim lease of one send */
+    long mail_smtp_timeout_s;   /* MAIL_SMTP_TIMEOUT_S: longest SMTP attempt */
+    long mail_retry_base_s;     /* MAIL_RETRY_BASE_S: first retry delay, doubled per attempt */
+    long mail_max_attempts;     /* MAIL_MAX_ATTEMPTS: attempts before giving up */
+    /* Study workflow (domain/workflow.c). */
+    char *graphviz_dot;         /* GRAPHVIZ_DOT: Graphviz's dot program for the workflow SVG (owned) */
 };
 
 /* Reads every variable through getenv_fn (getenv in production, a table in

@@ -1,0 +1,1454 @@
+/* sched: daily jobs at wall-clock times in one time zone, run by one
+ * server at a time, each run recorded in job_runs.  See
+ * include/studyhub/core/sched.h.
+ *
+ * Three state machines: the start-up (enum sched_boot: lock namespace,
+ * abandoned runs, last recorded slots), and each run (enum run_phase:
+ * lock, record, work, save, unlock, end), each with a names table and one
+ * step function; every change goes through its setter.  A run's callbacks
+ * only store their result and call run_step. */
+#include "config.h"
+
+#include "studyhub/core/sched.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "studyhub/admin/admin.h"
+#include "studyhub/core/app.h"
+#include "studyhub/core/config.h"
+#include "studyhub/core/log.h"
+#include "studyhub/io/pg.h"
+#include "studyhub/io/proc.h"
+#include "studyhub/io/redis.h"
+
+#define SCHED_MAX_JOBS 64
+#define SCHED_LOCK_TTL_MS 60000        /* Redis lock and job_runs lease */
+#define SCHED_HEARTBEAT_MS 20000       /* renews both */
+#define SCHED_RETRY_S 30               /* a slot that could not start */
+#define SCHED_BOOT_RETRY_MS 5000
+#define SCHED_MAX_TIMER_S 300          /* re-check the clock this often */
+#define SCHED_DETAIL_MAX (16 * 1024)
+#define SCHED_SAVE_TRIES 5
+#define SCHED_KEEP_DAYS "90"           /* cleanup_job_runs */
+#define SCHED_TEST_SLEEP_MS 2000       /* test_sleep job */
+
+/* ---- pure time computations ------------------------------------------------ */
+
+int sched_parse_at(const char *text, struct sched_spec *out)
+{
+    int h, m, s = 0, n = 0;
+
+    if (!text)
+        return -1;
+    if (strcmp(text, "off") == 0) {
+        out->hour = -1;
+        out->min = out->sec = 0;
+        return 0;
+    }
+    if (sscanf(text, "%2d:%2d%n", &h, &m, &n) != 2)
+        return -1;
+    if (text[n] == ':') {
+        int n2 = 0;
+
+        if (sscanf(text + n + 1, "%2d%n", &s, &n2) != 1 || n2 != 2)
+            return -1;
+        n += 1 + n2;
+    }
+    if (text[n] != '\0' || n < 4 || h < 0 || h > 23 || m < 0 || m > 59 ||
+        s < 0 || s > 59 || text[n - 3] != ':' )
+        return -1;
+    out->hour = h;
+    out->min = m;
+    out->sec = s;
+    return 0;
+}
+
+/* (date, time of day) of t in local time, as one comparable number. */
+static long long local_key(time_t t)
+{
+    struct tm tm;
+
+    localtime_r(&t, &tm);
+    return ((long long)(tm.tm_year + 1900) * 10000 + (tm.tm_mon + 1) * 100 +
+            tm.tm_mday) * 1000000LL + tm.tm_hour * 10000 + tm.tm_min * 100 +
+           tm.tm_sec;
+}
+
+/* The run on local date y-m-d: the first instant whose local date and time
+ * reach the spec.  A wall time inside a DST gap has no instant: then the
+ * first instant after the gap; one that happens twice: the first. */
+static time_t run_on_date(const struct sched_spec *sp, int y, int mo, int d)
+{
+    long long want = ((long long)y * 10000 + mo * 100 + d) * 1000000LL +
+                     sp->hour * 10000 + sp->min * 100 + sp->sec;
+    time_t best = (time_t)-1;
+    time_t lo, hi;
+
+    /* The occurrences mktime finds under standard and under summer time:
+     * the smallest that really shows that wall time is the answer. */
+    for (int dst = 0; dst <= 1; dst++) {
+        struct tm tm = { .tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d,
+                         .tm_hour = sp->hour, .tm_min = sp->min,
+                         .tm_sec = sp->sec, .tm_isdst = dst };
+        time_t t = mktime(&tm);
+
+        if (t != (time_t)-1 && local_key(t) == want && (best == (time_t)-1 || t < best))
+            best = t;
+    }
+    if (best != (time_t)-1)
+        return best;
+    /* A gap: the wall clock is monotonic around it, so search the first
+     * instant at or past the wanted wall time within a few hours. */
+    struct tm tm = { .tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d,
+                     .tm_hour = sp->hour, .tm_min = sp->min, .tm_sec = sp->sec,
+                     .tm_isdst = -1 };
+    time_t guess = mktime(&tm);
+
+    if (guess == (time_t)-1)
+        return (time_t)-1;
+    lo = guess - 4 * 3600;
+    hi = guess + 4 * 3600;
+    if (local_key(lo) >= want || local_key(hi) < want)
+        return (time_t)-1;
+    while (hi - lo > 1) {
+        time_t mid = lo + (hi - lo) / 2;
+
+        if (local_key(mid) >= want)
+            hi = mid;
+        else
+            lo = mid;
+    }
+    return hi;
+}
+
+/* The local date of t moved by `days`, normalised by mktime at noon. */
+static void local_date(time_t t, int days, int *y, int *mo, int *d)
+{
+    struct tm tm;
+
+    localtime_r(&t, &tm);
+    tm.tm_mday += days;
+    tm.tm_hour = 12;
+    tm.tm_min = tm.tm_sec = 0;
+    tm.tm_isdst = -1;
+    mktime(&tm);
+    *y = tm.tm_year + 1900;
+    *mo = tm.tm_mon + 1;
+    *d = tm.tm_mday;
+}
+
+time_t sched_next(const struct sched_spec *sp, time_t after)
+{
+    if (sp->hour < 0)
+        return (time_t)-1;
+    for (int i = 0; i <= 3; i++) {
+        int y, mo, d;
+        time_t t;
+
+        local_date(after, i, &y, &mo, &d);
+        t = run_on_date(sp, y, mo, d);
+        if (t != (time_t)-1 && t > after)
+            return t;
+    }
+    return (time_t)-1;
+}
+
+time_t sched_prev(const struct sched_spec *sp, time_t at)
+{
+    if (sp->hour < 0)
+        return (time_t)-1;
+    for (int i = 0; i >= -3; i--) {
+        int y, mo, d;
+        time_t t;
+
+        local_date(at, i, &y, &mo, &d);
+        t = run_on_date(sp, y, mo, d);
+        if (t != (time_t)-1 && t <= at)
+            return t;
+    }
+    return (time_t)-1;
+}
+
+/* ---- SQL ------------------------------------------------------------------- */
+
+/* A random id per database, so servers of one deployment share lock keys
+ * and two deployments on one Redis do not. */
+static const struct pg_stmt sql_namespace = {
+    "sched_namespace",
+    "WITH i AS (INSERT INTO app_settings (key, value)"
+    "           VALUES ('sched_lock_namespace', to_jsonb(gen_random_uuid()::text))"
+    "           ON CONFLICT (key) DO NOTHING RETURNING value)"
+    " SELECT value #>> '{}' FROM i"
+    " UNION ALL SELECT value #>> '{}' FROM app_settings"
+    "  WHERE key = 'sched_lock_namespace' AND NOT EXISTS (SELECT 1 FROM i)",
+};
+
+static const struct pg_stmt sql_abandon = {
+    "sched_abandon",
+    "UPDATE job_runs SET outcome = 'abandoned', finished_at = now(), lease_until = NULL,"
+    "  detail = left(detail || CASE WHEN detail = '' THEN '' ELSE E'\\n' END ||"
+    "           'its server stopped during the run', 60000)"
+    " WHERE outcome = 'running' AND lease_until < now()",
+};
+
+/* The last slot each job ran (or was baselined) for. */
+static const struct pg_stmt sql_last_slots = {
+    "sched_last_slots",
+    "SELECT job, EXTRACT(EPOCH FROM max(scheduled_for))::float8 FROM job_runs"
+    " WHERE reason <> 'manual' AND job = ANY($1::text[]) GROUP BY job",
+};
+
+static const struct pg_stmt sql_baseline = {
+    "sched_baseline",
+    "INSERT INTO job_runs (job, scheduled_for, reason, outcome, finished_at, instance, detail)"
+    " VALUES ($1, to_timestamp($2::float8), 'baseline', 'skipped', now(), $3,"
+    "         'first start with this job: no earlier slot to catch up')"
+    " ON CONFLICT (job, scheduled_for) DO NOTHING",
+};
+
+/* $2 NULL: a manual run, now. */
+static const struct pg_stmt sql_record = {
+    "sched_record",
+    "INSERT INTO job_runs (job, scheduled_for, reason, instance, lease_until)"
+    " VALUES ($1, COALESCE(to_timestamp($2::float8), clock_timestamp()), $3, $4,"
+    "         now() + $5::int * interval '1 millisecond')"
+    " ON CONFLICT (job, scheduled_for) DO NOTHING RETURNING id",
+};
+
+static const struct pg_stmt sql_renew = {
+    "sched_renew",
+    "UPDATE job_runs SET lease_until = now() + $2::int * interval '1 millisecond'"
+    " WHERE id = $1 AND outcome = 'running'",
+};
+
+static const struct pg_stmt sql_save = {
+    "sched_save",
+    "UPDATE job_runs SET outcome = $2, detail = $3, finished_at = now(), lease_until = NULL"
+    " WHERE id = $1",
+};
+
+static const struct pg_stmt sql_recent = {
+    "sched_recent",
+    "SELECT job, id, reason, outcome, EXTRACT(EPOCH FROM scheduled_for)::float8,"
+    "  EXTRACT(EPOCH FROM started_at)::float8,"
+    "  EXTRACT(EPOCH FROM COALESCE(finished_at, now()) - started_at)::float8,"
+    "  detail, instance"
+    " FROM (SELECT *, row_number() OVER (PARTITION BY job ORDER BY started_at DESC, id DESC) rn"
+    "       FROM job_runs) x"
+    " WHERE rn <= 3 ORDER BY job, started_at DESC, id DESC",
+};
+
+static const struct pg_stmt sql_cleanup_runs = {
+    "sched_cleanup_runs",
+    "WITH d AS (DELETE FROM job_runs WHERE outcome <> 'running'"
+    "           AND started_at < now() - $1::int * interval '1 day' RETURNING 1)"
+    " SELECT count(*) FROM d",
+};
+
+/* Redis: delete / extend the lock only while it is still ours. */
+#define LUA_RELEASE \
+    "if redis.call('get', KEYS[1]) == ARGV[1] then " \
+    "return redis.call('del', KEYS[1]) else return 0 end"
+#define LUA_RENEW \
+    "if redis.call('get', KEYS[1]) == ARGV[1] then " \
+    "return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end"
+
+/* ---- types ------------------------------------------------------------------- */
+
+enum sched_boot {
+    BOOT_NAMESPACE,   /* reading the lock namespace */
+    BOOT_ABANDONED,   /* marking runs of dead servers */
+    BOOT_LAST_SLOTS,  /* finding missed slots */
+    BOOT_DONE,
+};
+
+static const char *const boot_names[] = {
+    [BOOT_NAMESPACE] = "namespace",
+    [BOOT_ABANDONED] = "abandoned",
+    [BOOT_LAST_SLOTS] = "last_slots",
+    [BOOT_DONE] = "done",
+};
+
+enum run_phase {
+    RUN_LOCK,      /* SET NX PX sent */
+    RUN_RECORD,    /* job_runs row being inserted */
+    RUN_WORK,      /* the job runs */
+    RUN_SAVE,      /* its outcome being saved */
+    RUN_UNLOCK,    /* releasing the lock */
+    RUN_END,       /* report and free */
+};
+
+static const char *const run_phase_names[] = {
+    [RUN_LOCK] = "lock",
+    [RUN_RECORD] = "record",
+    [RUN_WORK] = "work",
+    [RUN_SAVE] = "save",
+    [RUN_UNLOCK] = "unlock",
+    [RUN_END] = "end",
+};
+
+/* How a run ended, for the scheduler and the `run` command. */
+enum run_result {
+    RR_NONE,       /* not yet */
+    RR_RAN,        /* recorded and run: outcome says how */
+    RR_DONE_ELSEWHERE, /* the slot already had its row */
+    RR_BUSY,       /* the lock was held: running elsewhere */
+    RR_UNAVAILABLE,/* no database: try the slot again later */
+};
+
+struct sched_job;
+
+struct sched_run {
+    struct sched *s;             /* borrowed; NULL once orphaned */
+    struct sched_job *job;       /* borrowed; NULL once orphaned */
+    char *job_name;              /* owned copy */
+    time_t slot;                 /* scheduled_for; 0: manual (now) */
+    const char *reason;          /* static: schedule, catch-up, manual */
+    enum run_phase phase;        /* changed only by run_set_phase */
+    enum run_result result;      /* see enum */
+    enum sched_outcome outcome;  /* RR_RAN: how the job went */
+    bool work_done;              /* sched_done was called */
+    bool locked;                 /* we hold the Redis lock */
+    char lock_key[192];          /* the Redis key */
+    char lock_value[128];        /* ours: instance + random */
+    int64_t row_id;              /* job_runs.id once recorded */
+    int save_tries;              /* RUN_SAVE attempts */
+    struct proc_tail detail;     /* owned: detail lines, bounded */
+    struct event *wake;          /* owned: deferred run_step */
+    struct event *heartbeat;     /* owned: lock and lease renewal */
+    struct admin_conn *waiter;   /* borrowed: `run JOB` waiting, or NULL */
+    int pending;                 /* redis and pg calls in flight */
+    struct timespec started;     /* monotonic */
+};
+
+struct sched_job {
+    struct sched *s;             /* borrowed: owner */
+    char *name;                  /* owned */
+    char at[32];                 /* as given (or overridden), for listing */
+    struct sched_spec spec;      /* hour -1: off */
+    sched_job_fn fn;             /* borrowed */
+    void *arg;                   /* borrowed: fn's */
+    struct event *timer;         /* owned: next slot, or a retry */
+    time_t next;                 /* next slot; -1 off */
+    time_t pending_slot;         /* a due slot not yet started; 0: none */
+    const char *pending_reason;  /* static: schedule or catch-up */
+    struct sched_run *running;   /* this process's run, or NULL */
+};
+
+struct sched {
+    struct app *app;                       /* borrowed */
+    struct event_base *base;               /* borrowed */
+    char *zone;                            /* owned: SCHED_TIME_ZONE */
+    char instance[96];                     /* host/pid, for job_runs */
+    char ns[64];                           /* lock namespace ("" until read) */
+    struct sched_job *jobs[SCHED_MAX_JOBS];/* owned */
+    int njobs;                             /* entries of jobs */
+    char *overrides;                       /* owned: SCHED_JOBS */
+    enum sched_boot boot;                  /* changed only by boot_set */
+    struct event *boot_timer;              /* owned: boot retry */
+    bool started, draining, dying;         /* lifecycle */
+    unsigned running;                      /* runs in progress here */
+    int queries;                           /* boot queries in flight */
+};
+
+static void run_step(struct sched_run *run);
+static void job_arm(struct sched_job *job);
+static void job_try(struct sched_job *job);
+static void sched_maybe_destroy(struct sched *s);
+
+static void timer_arm_ms(struct event *ev, int64_t ms)
+{
+    struct timeval tv;
+
+    if (ms < 0)
+        ms = 0;
+    tv.tv_sec = ms / 1000;
+    tv.tv_usec = (ms % 1000) * 1000;
+    evtimer_add(ev, &tv);
+}
+
+static void format_local(time_t t, char *buf, size_t n)
+{
+    struct tm tm;
+
+    if (t == (time_t)-1 || t == 0) {
+        snprintf(buf, n, "-");
+        return;
+    }
+    localtime_r(&t, &tm);
+    strftime(buf, n, "%Y-%m-%dT%H:%M:%S%z(%Z)", &tm);
+}
+
+/* ---- runs ------------------------------------------------------------------- */
+
+static void run_set_phase(struct sched_run *run, enum run_phase ph)
+{
+    if (run->phase != ph)
+        log_debug("sched: %s run %s -> %s", run->job_name,
+                  run_phase_names[run->phase], run_phase_names[ph]);
+    run->phase = ph;
+}
+
+static void run_free(struct sched_run *run)
+{
+    if (run->wake)
+        event_free(run->wake);
+    if (run->heartbeat)
+        event_free(run->heartbeat);
+    proc_tail_cleanup(&run->detail);
+    free(run->job_name);
+    free(run);
+}
+
+static void run_on_wake(evutil_socket_t fd, short what, void *arg)
+{
+    run_step(arg);
+}
+
+/* Runs the next step from the loop. */
+static void run_later(struct sched_run *run)
+{
+    if (run->wake)
+        event_active(run->wake, EV_TIMEOUT, 1);
+    else
+        run_step(run);  /* orphaned: no loop events any more */
+}
+
+void sched_run_log(struct sched_run *run, const char *fmt, ...)
+{
+    char buf[2048];
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t)n >= sizeof buf)
+        n = sizeof buf - 1;
+    proc_tail_append(&run->detail, buf, (size_t)n);
+    proc_tail_append(&run->detail, "\n", 1);
+}
+
+struct app *sched_run_app(const struct sched_run *run)
+{
+    return run->s ? run->s->app : NULL;
+}
+
+const char *sched_run_job(const struct sched_run *run)
+{
+    return run->job_name;
+}
+
+time_t sched_run_scheduled_for(const struct sched_run *run)
+{
+    return run->slot;
+}
+
+void sched_done(struct sched_run *run, enum sched_outcome outcome,
+                const char *fmt, ...)
+{
+    char buf[2048];
+    va_list ap;
+
+    if (run->phase != RUN_WORK || run->work_done) {
+        log_error("sched: %s: sched_done called twice or too early", run->job_name);
+        return;
+    }
+    if (fmt) {
+        va_start(ap, fmt);
+        vsnprintf(buf, sizeof buf, fmt, ap);
+        va_end(ap);
+        sched_run_log(run, "%s", buf);
+    }
+    run->work_done = true;
+    run->outcome = outcome;
+    run->result = RR_RAN;
+    if (run->heartbeat)
+        evtimer_del(run->heartbeat);
+    run_set_phase(run, RUN_SAVE);
+    run_later(run);
+}
+
+static void run_on_lock(redisReply *reply, void *arg)
+{
+    struct sched_run *run = arg;
+
+    run->pending--;
+    if (reply && reply->type == REDIS_REPLY_STATUS && strcmp(reply->str, "OK") == 0) {
+        run->locked = true;
+        run_set_phase(run, RUN_RECORD);
+    } else if (reply && reply->type == REDIS_REPLY_NIL) {
+        run->result = RR_BUSY;
+        run_set_phase(run, RUN_END);
+    } else {
+        /* No Redis: the job_runs row still makes a slot run once. */
+        log_warn("sched: %s: Redis unavailable; running without the lock",
+                 run->job_name);
+        run_set_phase(run, RUN_RECORD);
+    }
+    run_step(run);
+}
+
+static void run_on_record(PGresult *res, void *arg)
+{
+    struct sched_run *run = arg;
+
+    run->pending--;
+    if (!res || !pg_ok(res)) {
+        if (res)
+            log_error("sched: %s: cannot record the run: %s", run->job_name,
+                      PQresultErrorMessage(res));
+        run->result = RR_UNAVAILABLE;
+        run_set_phase(run, RUN_UNLOCK);
+    } else if (PQntuples(res) == 0) {
+        run->result = RR_DONE_ELSEWHERE;
+        run_set_phase(run, RUN_UNLOCK);
+    } else {
+        run->row_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        run_set_phase(run, RUN_WORK);
+    }
+    run_step(run);
+}
+
+static void run_on_save(PGresult *res, void *arg)
+{
+    struct sched_run *run = arg;
+
+    run->pending--;
+    if ((!res || !pg_ok(res)) && run->s && ++run->save_tries < SCHED_SAVE_TRIES) {
+        /* Try again shortly; the lease marks it abandoned if we never can. */
+        if (run->heartbeat) {
+            evtimer_del(run->heartbeat);
+            timer_arm_ms(run->heartbeat, 1000);
+            return;
+        }
+    }
+    if (!res || !pg_ok(res))
+        log_error("sched: %s: cannot save the outcome of run %lld", run->job_name,
+                  (long long)run->row_id);
+    run_set_phase(run, RUN_UNLOCK);
+    run_step(run);
+}
+
+static void run_on_unlock(redisReply *reply, void *arg)
+{
+    struct sched_run *run = arg;
+
+    run->pending--;
+    run->locked = false;
+    run_set_phase(run, RUN_END);
+    run_step(run);
+}
+
+static void run_on_renew_reply(redisReply *reply, void *arg)
+{
+    struct sched_run *run = arg;
+
+    run->pending--;
+    if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer == 0)
+        log_warn("sched: %s: the Redis lock was lost while the job ran",
+                 run->job_name);
+    if (run->phase == RUN_END && run->pending == 0)
+        run_step(run);
+}
+
+static void run_on_renew_row(PGresult *res, void *arg)
+{
+    struct sched_run *run = arg;
+
+    run->pending--;
+    if (run->phase == RUN_END && run->pending == 0)
+        run_step(run);
+}
+
+/* Heartbeat while working; retry of the save otherwise. */
+static void run_on_heartbeat(evutil_socket_t fd, short what, void *arg)
+{
+    struct sched_run *run = arg;
+    char id[32], ttl[16];
+    const char *params[2];
+
+    if (run->phase == RUN_SAVE) {
+        run_step(run);
+        return;
+    }
+    if (run->phase != RUN_WORK || !run->s)
+        return;
+    timer_arm_ms(run->heartbeat, SCHED_HEARTBEAT_MS);
+    snprintf(ttl, sizeof ttl, "%d", SCHED_LOCK_TTL_MS);
+    if (run->locked && run->s->app->redis &&
+        redis_cmd(run->s->app->redis, run_on_renew_reply, run, "EVAL %s 1 %s %s %s",
+                  LUA_RENEW, run->lock_key, run->lock_value, ttl) == 0)
+        run->pending++;
+    snprintf(id, sizeof id, "%lld", (long long)run->row_id);
+    params[0] = id;
+    params[1] = ttl;
+    if (pg_exec(run->s->app->pg, &sql_renew, 2, params, run_on_renew_row, run) == 0)
+        run->pending++;
+}
+
+/* What the scheduler does once a run is over. */
+static void run_report(struct sched_run *run)
+{
+    struct sched_job *job = run->job;
+    char *detail = proc_tail_text(&run->detail, NULL);
+    struct timespec now;
+    double took;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    took = (double)(now.tv_sec - run->started.tv_sec) +
+           (double)(now.tv_nsec - run->started.tv_nsec) / 1e9;
+    switch (run->result) {
+    case RR_RAN:
+        if (run->outcome == SCHED_SUCCEEDED)
+            log_info("sched: %s (%s) succeeded in %.2f s", run->job_name, run->reason, took);
+        else
+            log_warn("sched: %s (%s) failed after %.2f s: %s", run->job_name,
+                     run->reason, took, detail ? detail : "");
+        break;
+    case RR_BUSY:
+        log_info("sched: %s: running on another server; not started here", run->job_name);
+        break;
+    case RR_DONE_ELSEWHERE:
+        log_debug("sched: %s: this slot already ran", run->job_name);
+        break;
+    case RR_UNAVAILABLE:
+        log_warn("sched: %s: database unavailable; will try again", run->job_name);
+        break;
+    case RR_NONE:
+        break;
+    }
+    if (run->waiter) {
+        struct admin_conn *c = run->waiter;
+
+        run->waiter = NULL;
+        switch (run->result) {
+        case RR_RAN:
+            admin_printf(c, "job %s: %s in %.2f s (run %lld)\n", run->job_name,
+                         run->outcome == SCHED_SUCCEEDED ? "succeeded" : "failed",
+                         took, (long long)run->row_id);
+            for (const char *p = detail ? detail : ""; *p;) {
+                size_t n = strcspn(p, "\n");
+
+                admin_printf(c, "  | %.*s\n", (int)n, p);
+                p += n;
+                if (*p)
+                    p++;
+            }
+            admin_finish(c, run->outcome == SCHED_SUCCEEDED ? NULL : "the job failed");
+            break;
+        case RR_BUSY:
+            admin_finish(c, "it is running on another server now");
+            break;
+        case RR_DONE_ELSEWHERE:
+        case RR_UNAVAILABLE:
+        case RR_NONE:
+            admin_finish(c, "database unavailable");
+            break;
+        }
+    }
+    free(detail);
+    if (!job)
+        return;
+    job->running = NULL;
+    run->s->running--;
+    if (run->result == RR_UNAVAILABLE && job->pending_slot && !run->s->draining) {
+        /* The slot stays due: try again later. */
+        evtimer_del(job->timer);
+        timer_arm_ms(job->timer, SCHED_RETRY_S * 1000);
+        return;
+    }
+    if (run->slot && run->slot == job->pending_slot)
+        job->pending_slot = 0;
+    if (job->pending_slot)
+        job_try(job);    /* a slot came due while this one ran */
+}
+
+static void run_step(struct sched_run *run)
+{
+    struct sched *s = run->s;
+    char slot[32], ttl[16];
+    const char *params[5];
+
+    switch (run->phase) {
+    case RUN_LOCK:
+        if (!s) {
+            run_set_phase(run, RUN_END);
+            run_step(run);
+            return;
+        }
+        snprintf(run->lock_key, sizeof run->lock_key, "studyhub:sched:%s:%s", s->ns,
+                 run->job_name);
+        if (s->app->redis && redis_cmd(s->app->redis, run_on_lock, run,
+                                       "SET %s %s NX PX %d", run->lock_key,
+                                       run->lock_value, SCHED_LOCK_TTL_MS) == 0) {
+            run->pending++;
+            return;
+        }
+        run->pending++;             /* run_on_lock gives it back */
+        run_on_lock(NULL, run);     /* counts as "no Redis" */
+        return;
+    case RUN_RECORD:
+        if (!s) {
+            run->result = RR_UNAVAILABLE;
+            run_set_phase(run, RUN_UNLOCK);
+            run_step(run);
+            return;
+        }
+        snprintf(slot, sizeof slot, "%lld", (long long)run->slot);
+        snprintf(ttl, sizeof ttl, "%d", SCHED_LOCK_TTL_MS);
+        params[0] = run->job_name;
+        params[1] = run->slot ? slot : NULL;
+        params[2] = run->reason;
+        params[3] = s->instance;
+        params[4] = ttl;
+        if (pg_exec(s->app->pg, &sql_record, 5, params, run_on_record, run) == 0) {
+            run->pending++;
+            return;
+        }
+        run->result = RR_UNAVAILABLE;
+        run_set_phase(run, RUN_UNLOCK);
+        run_step(run);
+        return;
+    case RUN_WORK:
+        if (!s) {
+            run_set_phase(run, RUN_END);
+            run_step(run);
+            return;
+        }
+        log_info("sched: %s: starting (%s run %lld)", run->job_name, run->reason,
+                 (long long)run->row_id);
+        if (run->heartbeat)
+            timer_arm_ms(run->heartbeat, SCHED_HEARTBEAT_MS);
+        run->job->fn(run, run->job->arg);   /* calls sched_done, now or later */
+        return;
+    case RUN_SAVE: {
+        char id[32];
+        size_t dlen = 0;
+        char *detail = proc_tail_text(&run->detail, &dlen);
+
+        while (detail && dlen > 0 && detail[dlen - 1] == '\n')
+            detail[--dlen] = '\0';
+        if (!s) {
+            free(detail);
+            run_set_phase(run, RUN_UNLOCK);
+            run_step(run);
+            return;
+        }
+        snprintf(id, sizeof id, "%lld", (long long)run->row_id);
+        params[0] = id;
+        params[1] = run->outcome == SCHED_SUCCEEDED ? "succeeded" : "failed";
+        params[2] = detail ? detail : "";
+        if (pg_exec(s->app->pg, &sql_save, 3, params, run_on_save, run) == 0) {
+            run->pending++;
+            free(detail);
+            return;
+        }
+        free(detail);
+        run->pending++;             /* run_on_save gives it back */
+        run_on_save(NULL, run);
+        return;
+    }
+    case RUN_UNLOCK:
+        if (run->locked && s && s->app->redis &&
+            redis_cmd(s->app->redis, run_on_unlock, run, "EVAL %s 1 %s %s",
+                      LUA_RELEASE, run->lock_key, run->lock_value) == 0) {
+            run->pending++;
+            return;
+        }
+        run->locked = false;
+        run_set_phase(run, RUN_END);
+        /* fall through */
+    case RUN_END:
+        if (run->pending > 0)
+            return;     /* a renewal is out; its reply comes back here */
+        if (s)
+            run_report(run);
+        else if (run->waiter)
+            admin_finish(run->waiter, "the server is stopping");
+        run_free(run);
+        if (s && s->dying)
+            sched_maybe_destroy(s);
+        return;
+    }
+}
+
+static struct sched_run *run_new(struct sched_job *job, time_t slot,
+                                 const char *reason)
+{
+    struct sched *s = job->s;
+    struct sched_run *run = calloc(1, sizeof *run);
+    unsigned char rnd[6] = { 0 };
+
+    if (!run)
+        return NULL;
+    run->s = s;
+    run->job = job;
+    run->slot = slot;
+    run->reason = reason;
+    run->job_name = strdup(job->name);
+    run->wake = event_new(s->base, -1, 0, run_on_wake, run);
+    run->heartbeat = evtimer_new(s->base, run_on_heartbeat, run);
+    if (!run->job_name || !run->wake || !run->heartbeat ||
+        proc_tail_init(&run->detail, SCHED_DETAIL_MAX) < 0) {
+        run_free(run);
+        return NULL;
+    }
+    if (getrandom(rnd, sizeof rnd, GRND_NONBLOCK) != (ssize_t)sizeof rnd)
+        memset(rnd, (int)getpid(), sizeof rnd);
+    snprintf(run->lock_value, sizeof run->lock_value,
+             "%s/%02x%02x%02x%02x%02x%02x", s->instance, rnd[0], rnd[1], rnd[2],
+             rnd[3], rnd[4], rnd[5]);
+    clock_gettime(CLOCK_MONOTONIC, &run->started);
+    run->phase = RUN_LOCK;
+    job->running = run;
+    s->running++;
+    return run;
+}
+
+/* ---- jobs -------------------------------------------------------------------- */
+
+static void job_try(struct sched_job *job)
+{
+    struct sched *s = job->s;
+    struct sched_run *run;
+
+    if (!job->pending_slot || job->running || s->draining || s->dying ||
+        s->boot < BOOT_DONE)
+        return;
+    run = run_new(job, job->pending_slot, job->pending_reason);
+    if (!run) {
+        log_error("sched: %s: out of memory", job->name);
+        return;
+    }
+    run_step(run);
+}
+
+static void job_on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct sched_job *job = arg;
+    time_t now = time(NULL);
+
+    if (job->s->draining || job->s->dying)
+        return;
+    if (!job->pending_slot) {
+        if (job->next == (time_t)-1)
+            return;
+        if (now < job->next) {
+            job_arm(job);   /* early, or the clock moved: look again */
+            return;
+        }
+        job->pending_slot = job->next;
+        job->pending_reason = "schedule";
+    }
+    job->next = sched_next(&job->spec, now > job->pending_slot ? now : job->pending_slot);
+    job_arm(job);
+    job_try(job);
+}
+
+static void job_arm(struct sched_job *job)
+{
+    time_t now = time(NULL);
+    int64_t delay;
+
+    if (job->next == (time_t)-1 || job->s->draining || job->s->dying)
+        return;
+    delay = (int64_t)(job->next - now);
+    if (delay > SCHED_MAX_TIMER_S)
+        delay = SCHED_MAX_TIMER_S;
+    evtimer_del(job->timer);
+    /* A little past the second, so time(NULL) has reached it. */
+    timer_arm_ms(job->timer, delay * 1000 + 20);
+}
+
+static struct sched_job *sched_find(const struct sched *s, const char *name)
+{
+    for (int i = 0; i < s->njobs; i++)
+        if (strcmp(s->jobs[i]->name, name) == 0)
+            return s->jobs[i];
+    return NULL;
+}
+
+/* The SCHED_JOBS entry for name, into buf; NULL if none. */
+static const char *override_for(const struct sched *s, const char *name,
+                                char *buf, size_t n)
+{
+    const char *p = s->overrides;
+    size_t nl = strlen(name);
+
+    while (p && *p) {
+        size_t len = strcspn(p, ",");
+
+        if (len > nl && strncmp(p, name, nl) == 0 && p[nl] == '=') {
+            snprintf(buf, n, "%.*s", (int)(len - nl - 1), p + nl + 1);
+            return buf;
+        }
+        p += len;
+        if (*p == ',')
+            p++;
+    }
+    return NULL;
+}
+
+int sched_add(struct sched *s, const char *name, const char *at,
+              sched_job_fn fn, void *arg)
+{
+    struct sched_job *job;
+    char buf[32];
+    const char *use;
+
+    if (!s || !name)
+        return -1;
+    use = override_for(s, name, buf, sizeof buf);
+    if (!use)
+        use = at;
+    if (!name || !*name || !fn || s->started || s->njobs == SCHED_MAX_JOBS ||
+        sched_find(s, name) || strlen(name) > 100 || strpbrk(name, " \t\n\"\\{},")) {
+        log_error("sched: cannot add job %s", name ? name : "(null)");
+        return -1;
+    }
+    job = calloc(1, sizeof *job);
+    if (!job)
+        return -1;
+    if (sched_parse_at(use, &job->spec) < 0) {
+        log_error("sched: job %s: bad time '%s' (HH:MM, HH:MM:SS or off)", name, use);
+        free(job);
+        return -1;
+    }
+    job->s = s;
+    job->name = strdup(name);
+    snprintf(job->at, sizeof job->at, "%s", use);
+    job->fn = fn;
+    job->arg = arg;
+    job->next = (time_t)-1;
+    job->timer = evtimer_new(s->base, job_on_timer, job);
+    if (!job->name || !job->timer) {
+        free(job->name);
+        if (job->timer)
+            event_free(job->timer);
+        free(job);
+        return -1;
+    }
+    s->jobs[s->njobs++] = job;
+    return 0;
+}
+
+/* ---- start-up --------------------------------------------------------------- */
+
+static void boot_set(struct sched *s, enum sched_boot b)
+{
+    if (s->boot != b)
+        log_debug("sched: boot %s -> %s", boot_names[s->boot], boot_names[b]);
+    s->boot = b;
+}
+
+static void boot_step(struct sched *s);
+
+static void boot_retry(struct sched *s)
+{
+    timer_arm_ms(s->boot_timer, SCHED_BOOT_RETRY_MS);
+}
+
+static void on_boot_timer(evutil_socket_t fd, short what, void *arg)
+{
+    boot_step(arg);
+}
+
+static void on_namespace(PGresult *res, void *arg)
+{
+    struct sched *s = arg;
+
+    s->queries--;
+    if (s->dying) {
+        sched_maybe_destroy(s);
+        return;
+    }
+    if (!res || !pg_ok(res) || PQntuples(res) != 1) {
+        boot_retry(s);
+        return;
+    }
+    snprintf(s->ns, sizeof s->ns, "%s", PQgetvalue(res, 0, 0));
+    boot_set(s, BOOT_ABANDONED);
+    boot_step(s);
+}
+
+static void on_abandon(PGresult *res, void *arg)
+{
+    struct sched *s = arg;
+
+    s->queries--;
+    if (s->dying) {
+        sched_maybe_destroy(s);
+        return;
+    }
+    if (!res || !pg_ok(res)) {
+        boot_retry(s);
+        return;
+    }
+    if (strcmp(PQcmdTuples(res), "0") != 0)
+        log_warn("sched: %s run(s) of stopped servers marked abandoned",
+                 PQcmdTuples(res));
+    boot_set(s, BOOT_LAST_SLOTS);
+    boot_step(s);
+}
+
+static void on_baseline(PGresult *res, void *arg)
+{
+    struct sched *s = arg;
+
+    s->queries--;
+    if (s->dying)
+        sched_maybe_destroy(s);
+}
+
+static void on_last_slots(PGresult *res, void *arg)
+{
+    struct sched *s = arg;
+    time_t now = time(NULL);
+
+    s->queries--;
+    if (s->dying) {
+        sched_maybe_destroy(s);
+        return;
+    }
+    if (!res || !pg_ok(res)) {
+        boot_retry(s);
+        return;
+    }
+    for (int i = 0; i < s->njobs; i++) {
+        struct sched_job *job = s->jobs[i];
+        time_t prev = sched_prev(&job->spec, now);
+        bool seen = false;
+        double last = 0;
+
+        if (prev == (time_t)-1)
+            continue;   /* off */
+        for (int r = 0; r < PQntuples(res); r++)
+            if (strcmp(PQgetvalue(res, r, 0), job->name) == 0) {
+                seen = true;
+                last = strtod(PQgetvalue(res, r, 1), NULL);
+            }
+        if (!seen) {
+            char slot[32];
+            const char *params[3] = { job->name, slot, s->instance };
+
+            snprintf(slot, sizeof slot, "%lld", (long long)prev);
+            if (pg_exec(s->app->pg, &sql_baseline, 3, params, on_baseline, s) == 0)
+                s->queries++;
+            continue;
+        }
+        if ((double)prev > last + 0.5 && !job->pending_slot) {
+            char when[64];
+
+            format_local(prev, when, sizeof when);
+            log_info("sched: %s: the slot of %s was missed; running it now",
+                     job->name, when);
+            job->pending_slot = prev;
+            job->pending_reason = "catch-up";
+        }
+    }
+    boot_set(s, BOOT_DONE);
+    for (int i = 0; i < s->njobs; i++)
+        job_try(s->jobs[i]);
+}
+
+static void boot_step(struct sched *s)
+{
+    const char *params[1];
+    char *names = NULL;
+    size_t len;
+    FILE *f;
+
+    if (s->dying)
+        return;
+    switch (s->boot) {
+    case BOOT_NAMESPACE:
+        if (pg_exec(s->app->pg, &sql_namespace, 0, NULL, on_namespace, s) < 0) {
+            boot_retry(s);
+            return;
+        }
+        s->queries++;
+        return;
+    case BOOT_ABANDONED:
+        if (pg_exec(s->app->pg, &sql_abandon, 0, NULL, on_abandon, s) < 0) {
+            boot_retry(s);
+            return;
+        }
+        s->queries++;
+        return;
+    case BOOT_LAST_SLOTS:
+        f = open_memstream(&names, &len);
+        if (!f) {
+            boot_retry(s);
+            return;
+        }
+        fputc('{', f);
+        for (int i = 0; i < s->njobs; i++)
+            fprintf(f, "%s\"%s\"", i ? "," : "", s->jobs[i]->name);
+        fputc('}', f);
+        fclose(f);
+        params[0] = names;
+        if (pg_exec(s->app->pg, &sql_last_slots, 1, params, on_last_slots, s) < 0)
+            boot_retry(s);
+        else
+            s->queries++;
+        free(names);
+        return;
+    case BOOT_DONE:
+        return;
+    }
+}
+
+/* ---- built-in jobs ------------------------------------------------------------- */
+
+static void on_cleanup_runs(PGresult *res, void *arg)
+{
+    struct sched_run *run = arg;
+
+    if (!res)
+        sched_done(run, SCHED_FAILED, "database unavailable");
+    else if (!pg_ok(res))
+        sched_done(run, SCHED_FAILED, "%s", PQresultErrorMessage(res));
+    else
+        sched_done(run, SCHED_SUCCEEDED, "deleted %s job run%s older than "
+                   SCHED_KEEP_DAYS " days", PQgetvalue(res, 0, 0),
+                   strcmp(PQgetvalue(res, 0, 0), "1") ? "s" : "");
+}
+
+static void job_cleanup_job_runs(struct sched_run *run, void *arg)
+{
+    const char *params[1] = { SCHED_KEEP_DAYS };
+
+    if (pg_exec(sched_run_app(run)->pg, &sql_cleanup_runs, 1, params,
+                on_cleanup_runs, run) < 0)
+        sched_done(run, SCHED_FAILED, "cannot queue the query");
+}
+
+/* test_sleep (DEBUG_ROUTES=1 only): waits, then succeeds; for the tests of
+ * the lock and of wall-clock runs. */
+struct test_sleep {
+    struct sched_run *run;  /* borrowed until sched_done */
+    struct event *timer;    /* owned */
+};
+
+static void on_test_sleep(evutil_socket_t fd, short what, void *arg)
+{
+    struct test_sleep *ts = arg;
+    struct sched_run *run = ts->run;
+
+    event_free(ts->timer);
+    free(ts);
+    sched_done(run, SCHED_SUCCEEDED, "slept %d ms", SCHED_TEST_SLEEP_MS);
+}
+
+static void job_test_sleep(struct sched_run *run, void *arg)
+{
+    struct test_sleep *ts = calloc(1, sizeof *ts);
+
+    if (ts)
+        ts->timer = evtimer_new(sched_run_app(run)->base, on_test_sleep, ts);
+    if (!ts || !ts->timer) {
+        free(ts);
+        sched_done(run, SCHED_FAILED, "out of memory");
+        return;
+    }
+    ts->run = run;
+    sched_run_log(run, "sleeping %d ms", SCHED_TEST_SLEEP_MS);
+    timer_arm_ms(ts->timer, SCHED_TEST_SLEEP_MS);
+}
+
+/* ---- the scheduler ----------------------------------------------------------- */
+
+/* An IANA name that names a zone file (tzset would silently use UTC). */
+static int zone_check(const char *zone, char *err, size_t n)
+{
+    const char *dir = getenv("TZDIR");
+    char path[512];
+    struct stat st;
+
+    if (!zone || !*zone || zone[0] == '/' || strstr(zone, "..") ||
+        strspn(zone, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                     "0123456789/_+-") != strlen(zone)) {
+        snprintf(err, n, "SCHED_TIME_ZONE: '%s' is not an IANA zone name", zone ? zone : "");
+        return -1;
+    }
+    snprintf(path, sizeof path, "%s/%s", dir && *dir ? dir : "/usr/share/zoneinfo", zone);
+    if (stat(path, &st) < 0 || !S_ISREG(st.st_mode)) {
+        snprintf(err, n, "SCHED_TIME_ZONE: unknown time zone '%s' (no %s)", zone, path);
+        return -1;
+    }
+    return 0;
+}
+
+struct sched *sched_new(struct app *app, char *err, size_t errlen)
+{
+    struct sched *s;
+    char host[64] = "localhost";
+
+    if (zone_check(app->cfg->sched_time_zone, err, errlen) < 0)
+        return NULL;
+    s = calloc(1, sizeof *s);
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    s->app = app;
+    s->base = app->base;
+    s->zone = strdup(app->cfg->sched_time_zone);
+    s->overrides = strdup(app->cfg->sched_jobs ? app->cfg->sched_jobs : "");
+    s->boot_timer = evtimer_new(s->base, on_boot_timer, s);
+    if (!s->zone || !s->overrides || !s->boot_timer) {
+        snprintf(err, errlen, "out of memory");
+        s->dying = true;
+        sched_maybe_destroy(s);
+        return NULL;
+    }
+    /* One schedule zone for the process; logs are in UTC and unaffected. */
+    setenv("TZ", s->zone, 1);
+    tzset();
+    if (gethostname(host, sizeof host - 1) < 0)
+        snprintf(host, sizeof host, "localhost");
+    host[sizeof host - 1] = '\0';
+    snprintf(s->instance, sizeof s->instance, "%s/%d", host, (int)getpid());
+    if (sched_add(s, "cleanup_job_runs", "04:30", job_cleanup_job_runs, NULL) < 0 ||
+        (app->cfg->debug_routes &&
+         sched_add(s, "test_sleep", "off", job_test_sleep, NULL) < 0)) {
+        snprintf(err, errlen, "SCHED_JOBS: bad time for a built-in job");
+        s->dying = true;
+        sched_maybe_destroy(s);
+        return NULL;
+    }
+    return s;
+}
+
+int sched_start(struct sched *s)
+{
+    time_t now = time(NULL);
+    const char *p;
+
+    if (!s || s->started)
+        return -1;
+    /* An override for a job nobody added is most likely a typo. */
+    for (p = s->overrides; *p;) {
+        size_t len = strcspn(p, ","), nl = strcspn(p, "=");
+        char name[128];
+
+        if (nl < len && nl < sizeof name) {
+            snprintf(name, sizeof name, "%.*s", (int)nl, p);
+            if (!sched_find(s, name))
+                log_warn("sched: SCHED_JOBS names an unknown job '%s'", name);
+        } else if (len > 0) {
+            log_warn("sched: SCHED_JOBS entry '%.*s' is not job=TIME", (int)len, p);
+        }
+        p += len;
+        if (*p == ',')
+            p++;
+    }
+    s->started = true;
+    for (int i = 0; i < s->njobs; i++) {
+        struct sched_job *job = s->jobs[i];
+        char when[64];
+
+        job->next = sched_next(&job->spec, now);
+        format_local(job->next, when, sizeof when);
+        log_debug("sched: %s at %s %s; next %s", job->name, job->at, s->zone, when);
+        job_arm(job);
+    }
+    log_info("sched: %d job%s in %s", s->njobs, s->njobs == 1 ? "" : "s", s->zone);
+    boot_step(s);
+    return 0;
+}
+
+void sched_drain(struct sched *s)
+{
+    if (!s || s->draining)
+        return;
+    s->draining = true;
+    for (int i = 0; i < s->njobs; i++)
+        evtimer_del(s->jobs[i]->timer);
+    evtimer_del(s->boot_timer);
+}
+
+unsigned sched_busy(const struct sched *s)
+{
+    return s ? s->running : 0;
+}
+
+static void sched_maybe_destroy(struct sched *s)
+{
+    if (!s->dying || s->queries > 0 || s->running > 0)
+        return;
+    for (int i = 0; i < s->njobs; i++) {
+        if (s->jobs[i]->timer)
+            event_free(s->jobs[i]->timer);
+        free(s->jobs[i]->name);
+        free(s->jobs[i]);
+    }
+    if (s->boot_timer)
+        event_free(s->boot_timer);
+    free(s->zone);
+    free(s->overrides);
+    free(s);
+}
+
+void sched_free(struct sched *s)
+{
+    if (!s || s->dying)
+        return;
+    s->dying = true;
+    sched_drain(s);
+    /* Runs still going lose their scheduler: they finish on their own and
+     * only free themselves (their row's lease marks it abandoned if the
+     * loop stops first). */
+    for (int i = 0; i < s->njobs; i++) {
+        struct sched_run *run = s->jobs[i]->running;
+
+        if (!run)
+            continue;
+        log_warn("sched: %s still running at exit", run->job_name);
+        s->jobs[i]->running = NULL;
+        s->running--;
+        run->s = NULL;
+        run->job = NULL;
+        if (run->wake)
+            event_free(run->wake);
+        if (run->heartbeat)
+            event_free(run->heartbeat);
+        run->wake = run->heartbeat = NULL;
+        if (run->waiter) {
+            admin_finish(run->waiter, "the server is stopping");
+            run->waiter = NULL;
+        }
+    }
+    sched_maybe_destroy(s);
+}
+
+/* ---- admin -------------------------------------------------------------------- */
+
+struct jobs_ctx {
+    struct admin_conn *c;   /* borrowed until admin_finish */
+    struct sched *s;        /* borrowed */
+};
+
+static void on_admin_recent(PGresult *res, void *arg)
+{
+    struct jobs_ctx *jc = arg;
+    struct admin_conn *c = jc->c;
+    struct sched *s = jc->s;
+    time_t now = time(NULL);
+
+    free(jc);
+    s->queries--;
+    if (s->dying) {
+        admin_finish(c, "the server is stopping");
+        sched_maybe_destroy(s);
+        return;
+    }
+    for (int i = 0; i < s->njobs; i++) {
+        struct sched_job *job = s->jobs[i];
+        char when[64];
+
+        format_local(job->next, when, sizeof when);
+        admin_printf(c, "job=%s at=%s zone=%s next=%s", job->name, job->at, s->zone, when);
+        if (job->next != (time_t)-1)
+            admin_printf(c, " next_in_s=%lld", (long long)(job->next - now));
+        admin_printf(c, " running_here=%s%s\n", job->running ? "yes" : "no",
+                     job->pending_slot ? " pending=yes" : "");
+        for (int r = 0; res && pg_ok(res) && r < PQntuples(res); r++) {
+            const char *detail = PQgetvalue(res, r, 7);
+            const char *last = strrchr(detail, '\n');
+            char slot[64], started[64];
+
+            if (strcmp(PQgetvalue(res, r, 0), job->name) != 0)
+                continue;
+            format_local((time_t)strtod(PQgetvalue(res, r, 4), NULL), slot, sizeof slot);
+            format_local((time_t)strtod(PQgetvalue(res, r, 5), NULL), started,
+                         sizeof started);
+            last = last && last[1] ? last + 1 : detail;
+            admin_printf(c, "  run id=%s reason=%s outcome=%s scheduled_for=%s "
+                         "started=%s took_s=%.2f instance=%s detail=%.*s\n",
+                         PQgetvalue(res, r, 1), PQgetvalue(res, r, 2),
+                         PQgetvalue(res, r, 3), slot, started,
+                         strtod(PQgetvalue(res, r, 6), NULL), PQgetvalue(res, r, 8),
+                         (int)strcspn(last, "\n"), last);
+        }
+    }
+    admin_finish(c, res && pg_ok(res) ? NULL : "database unavailable (no run history)");
+}
+
+static void admin_cmd_jobs(struct admin_conn *c, int argc, char **argv,
+                           struct app *app)
+{
+    struct jobs_ctx *jc;
+
+    if (!app->sched) {
+        admin_finish(c, "no scheduler");
+        return;
+    }
+    jc = calloc(1, sizeof *jc);
+    if (!jc) {
+        admin_finish(c, "out of memory");
+        return;
+    }
+    jc->c = c;
+    jc->s = app->sched;
+    app->sched->queries++;  /* keeps the scheduler until the answer */
+    if (pg_exec(app->pg, &sql_recent, 0, NULL, on_admin_recent, jc) < 0)
+        on_admin_recent(NULL, jc);
+}
+
+static void admin_cmd_run(struct admin_conn *c, int argc, char **argv,
+                          struct app *app)
+{
+    struct sched *s = app->sched;
+    struct sched_job *job;
+    struct sched_run *run;
+
+    if (argc != 2) {
+        admin_finish(c, "usage: run JOB");
+        return;
+    }
+    if (!s || !(job = sched_find(s, argv[1]))) {
+        admin_finish(c, "no such job (see `jobs`)");
+        return;
+    }
+    if (s->draining || s->dying) {
+        admin_finish(c, "the server is stopping");
+        return;
+    }
+    if (s->boot < BOOT_ABANDONED) {
+        admin_finish(c, "the scheduler is not ready (database unavailable?)");
+        return;
+    }
+    if (job->running) {
+        admin_finish(c, "it is already running here");
+        return;
+    }
+    run = run_new(job, 0, "manual");
+    if (!run) {
+        admin_finish(c, "out of memory");
+        return;
+    }
+    run->waiter = c;
+    run_step(run);
+}
+
+void sched_register_admin(struct admin_server *admin)
+{
+    admin_register(admin, "jobs", "scheduled jobs: time, next run, last runs",
+                   admin_cmd_jobs);
+    admin_register(admin, "run", "run JOB: run a scheduled job now and report "
+                   "its outcome", admin_cmd_run);
+}

@@ -1,0 +1,2624 @@
+/* task: the runner of long work.  Claims rows of the durable queue (table
+ * tasks) with FOR UPDATE SKIP LOCKED, keeps a lease on each while it runs,
+ * drives each task's kind state machine and saves every state change with
+ * its stage row before the next step.  See include/studyhub/core/task.h.
+ *
+ * Two state machines live here:
+ *  - the runner's view of one task (enum task_phase: entering a state,
+ *    running it, leaving the queue's "running" state, closed), changed only
+ *    by task_set_phase;
+ *  - the kind's own (t->state, its names table), changed only by
+ *    task_set_state, which logs old -> new and saves it.
+ * Plus the LISTEN connection (enum listen_state), changed by listen_set.
+ *
+ * Memory: a task is freed only from the reap event (or synchronously at
+ * shutdown), once it is closed and nothing holds it; every query the
+ * runner sends for a task holds it, so no callback ever sees a freed task.
+ * The runner itself is freed once its last query came back. */
+#include "config.h"
+
+#include "studyhub/core/task.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "studyhub/admin/admin.h"
+#include "studyhub/core/app.h"
+#include "studyhub/core/config.h"
+#include "studyhub/core/log.h"
+#include "studyhub/core/sched.h"
+#include "studyhub/io/pg.h"
+#include "studyhub/io/proc.h"
+
+#define TASK_LOG_MAX (32 * 1024)         /* bytes kept of a stage's log */
+#define TASK_RETRY_DELAY_DEFAULT_S 30
+#define TASK_RETRY_DELAY_MAX_S 3600
+#define TASK_PERSIST_RETRY_MS 1000       /* database down: try again */
+#define TASK_LEASE_MARGIN_MS 1000        /* stop this long before expiry */
+#define TASK_MAX_KINDS 64
+#define TASK_CLAIM_MIN_DELAY_MS 200      /* between claims of one runner */
+#define TASK_LOG_FLUSH_MS 1000           /* a running stage's log is saved */
+#define TASK_KEEP_DAYS "90"              /* task_cleanup_job */
+#define LISTEN_BACKOFF_MIN_MS 100
+#define LISTEN_BACKOFF_MAX_MS 5000
+#define LISTEN_CONNECT_TIMEOUT_MS 10000
+
+/* ---- SQL ------------------------------------------------------------------ */
+
+/* $1 kinds, $2 their leases (s), $3 how many, $4 our owner string, $5 the
+ * ids this process still holds.  Due queued rows and running rows whose
+ * holder's lease ran out, ours included once we let go of them (stopped
+ * here while the database was away). */
+static const struct pg_stmt sql_claim = {
+    "task_claim",
+    "WITH k AS (SELECT * FROM unnest($1::text[], $2::int[]) AS k(kind, lease_s)),"
+    " c AS (SELECT t.id, t.state AS old_state, t.lease_owner AS old_owner, k.lease_s"
+    "       FROM tasks t JOIN k ON k.kind = t.kind"
+    "       WHERE (t.state = 'queued' AND t.run_after <= now())"
+    "          OR (t.state = 'running' AND t.lease_until < now()"
+    "              AND NOT t.id = ANY($5::bigint[]))"
+    "       ORDER BY t.run_after, t.id LIMIT $3::int"
+    "       FOR UPDATE OF t SKIP LOCKED)"
+    " UPDATE tasks t SET state = 'running', lease_owner = $4,"
+    "   lease_until = now() + c.lease_s * interval '1 second',"
+    "   attempts = t.attempts + 1, started_at = COALESCE(t.started_at, now())"
+    " FROM c WHERE t.id = c.id"
+    " RETURNING t.id, t.uuid, t.kind, t.subject, t.stage, t.payload::text,"
+    "   t.attempts, t.max_attempts, t.cancel_requested, c.old_state, c.old_owner",
+};
+
+/* Seconds until the next row could be claimed (NULL: none); $2 the ids
+ * this process holds. */
+static const struct pg_stmt sql_next_due = {
+    "task_next_due",
+    "SELECT EXTRACT(EPOCH FROM LEAST("
+    "  (SELECT min(run_after) FROM tasks WHERE state = 'queued' AND kind = ANY($1::text[])),"
+    "  (SELECT min(lease_until) FROM tasks WHERE state = 'running'"
+    "     AND kind = ANY($1::text[]) AND NOT id = ANY($2::bigint[]))) - now())::float8",
+};
+
+/* $1 id, $2 the new stage, $3 owner, $4/$5 outcome and log of the stage
+ * being left (if one is open). */
+static const struct pg_stmt sql_enter = {
+    "task_enter",
+    "WITH u AS (UPDATE tasks SET stage = $2"
+    "           WHERE id = $1 AND lease_owner = $3 AND state = 'running'"
+    "           RETURNING id, attempts, cancel_requested),"
+    " e AS (UPDATE task_stages s SET ended_at = now(), outcome = $4, log = $5"
+    "       FROM u WHERE s.task_id = u.id AND s.ended_at IS NULL),"
+    " i AS (INSERT INTO task_stages (task_id, attempt, stage)"
+    "       SELECT id, attempts, $2 FROM u)"
+    " SELECT cancel_requested FROM u",
+};
+
+/* $1 id, $2 owner, $3 lease (s). */
+static const struct pg_stmt sql_renew = {
+    "task_renew",
+    "UPDATE tasks SET lease_until = now() + $3::int * interval '1 second'"
+    " WHERE id = $1 AND lease_owner = $2 AND state = 'running'"
+    " RETURNING cancel_requested",
+};
+
+/* Out of 'running': finished, or queued again (retry: after $10 s; drain
+ * hand-over: in stage $8, the claim's attempt given back with $9).
+ * $1 id, $2 new state, $3 owner, $4 result, $5 error, $6/$7 outcome and
+ * log of the open stage. */
+static const struct pg_stmt sql_leave = {
+    "task_leave",
+    "WITH u AS (UPDATE tasks SET state = $2, stage = COALESCE($8, stage),"
+    "             result = COALESCE($4::jsonb, result), error = $5,"
+    "             attempts = attempts - $9::int,"
+    "             run_after = CASE WHEN $2 = 'queued'"
+    "                         THEN now() + $10::int * interval '1 second'"
+    "                         ELSE run_after END,"
+    "             finished_at = CASE WHEN $2 = 'queued' THEN NULL ELSE now() END,"
+    "             lease_owner = NULL, lease_until = NULL"
+    "           WHERE id = $1 AND lease_owner = $3 AND state = 'running'"
+    "           RETURNING id),"
+    " e AS (UPDATE task_stages s SET ended_at = now(), outcome = $6, log = $7"
+    "       FROM u WHERE s.task_id = u.id AND s.ended_at IS NULL)"
+    " SELECT id FROM u",
+};
+
+/* The open stage's log so far, while it runs ($2: that stage, so a late
+ * write never lands in the next stage's row). */
+static const struct pg_stmt sql_stage_log = {
+    "task_stage_log",
+    "UPDATE task_stages s SET log = $3 FROM tasks t"
+    " WHERE s.task_id = $1 AND s.ended_at IS NULL AND s.stage = $2"
+    "   AND t.id = s.task_id AND t.lease_owner = $4 AND t.state = 'running'",
+};
+
+/* Lease holders of this host and pid namespace ($1 the prefix). */
+static const struct pg_stmt sql_local_owners = {
+    "task_local_owners",
+    "SELECT DISTINCT lease_owner FROM tasks"
+    " WHERE state = 'running' AND left(lease_owner, length($1)) = $1",
+};
+
+/* Ends the leases of dead local holders so the claim takes their rows. */
+static const struct pg_stmt sql_expire = {
+    "task_expire",
+    "UPDATE tasks SET lease_until = now() - interval '1 second'"
+    " WHERE state = 'running' AND lease_owner = ANY($1::text[])",
+};
+
+static const struct pg_stmt sql_enqueue = {
+    "task_enqueue",
+    "WITH ins AS (" TASK_INSERT_SQL "VALUES ($1, $2, COALESCE($3::jsonb, '{}'))"
+    "   ON CONFLICT (kind, subject)"
+    "     WHERE subject IS NOT NULL AND state IN ('queued', 'running')"
+    "   DO NOTHING RETURNING id, uuid)"
+    " SELECT id, uuid, true FROM ins"
+    " UNION ALL"
+    " SELECT id, uuid, false FROM tasks"
+    "  WHERE kind = $1 AND subject = $2 AND state IN ('queued', 'running')"
+    "    AND NOT EXISTS (SELECT 1 FROM ins)",
+};
+
+static const struct pg_stmt sql_find_active = {
+    "task_find_active",
+    "SELECT id, uuid, false FROM tasks"
+    " WHERE kind = $1 AND subject = $2 AND state IN ('queued', 'running')",
+};
+
+/* $1 id or NULL, $2 uuid or NULL.  No row: not found; state NULL: it had
+ * finished; 'cancelled': it was queued; 'running': requested. */
+static const struct pg_stmt sql_cancel = {
+    "task_cancel",
+    "WITH t AS (SELECT id FROM tasks WHERE id = $1::bigint OR uuid = $2::uuid),"
+    " u AS (UPDATE tasks SET cancel_requested = true,"
+    "         state = CASE WHEN state = 'queued' THEN 'cancelled' ELSE state END,"
+    "         finished_at = CASE WHEN state = 'queued' THEN now() ELSE finished_at END,"
+    "         error = CASE WHEN state = 'queued' THEN 'cancelled before it started'"
+    "                 ELSE error END"
+    "       WHERE id IN (SELECT id FROM t) AND state IN ('queued', 'running')"
+    "       RETURNING id, state, lease_owner)"
+    " SELECT t.id, u.state, u.lease_owner FROM t LEFT JOIN u ON u.id = t.id",
+};
+
+static const struct pg_stmt sql_list = {
+    "task_list",
+    "SELECT id, uuid, kind, state, COALESCE(stage, '-'), COALESCE(subject, '-'),"
+    "  attempts, EXTRACT(EPOCH FROM now() - created_at)::bigint,"
+    "  COALESCE(lease_owner, '-'), cancel_requested,"
+    "  GREATEST(0, EXTRACT(EPOCH FROM run_after - now()))::bigint"
+    " FROM tasks WHERE state IN ('queued', 'running') ORDER BY id LIMIT 500",
+};
+
+static const struct pg_stmt sql_list_recent = {
+    "task_list_recent",
+    "SELECT id, uuid, kind, state, COALESCE(stage, '-'), COALESCE(subject, '-'),"
+    "  attempts, EXTRACT(EPOCH FROM finished_at - COALESCE(started_at, created_at))::float8,"
+    "  COALESCE(error, '')"
+    " FROM tasks WHERE finished_at IS NOT NULL ORDER BY finished_at DESC, id DESC LIMIT 20",
+};
+
+static const struct pg_stmt sql_show = {
+    "task_show",
+    "SELECT t.id, t.uuid, t.kind, t.state, COALESCE(t.stage, '-'),"
+    "  COALESCE(t.subject, '-'), t.attempts, COALESCE(t.max_attempts::text, '-'),"
+    "  t.payload::text, COALESCE(t.result::text, '-'), COALESCE(t.error, ''),"
+    "  COALESCE(t.lease_owner, '-'), t.cancel_requested,"
+    "  s.stage, s.attempt, COALESCE(s.outcome, 'running'),"
+    "  EXTRACT(EPOCH FROM COALESCE(s.ended_at, now()) - s.started_at)::float8, s.log"
+    " FROM tasks t LEFT JOIN task_stages s ON s.task_id = t.id"
+    " WHERE t.id = $1::bigint OR t.uuid = $2::uuid ORDER BY s.id",
+};
+
+static const struct pg_stmt sql_enqueue_test = {
+    "task_enqueue_test",
+    TASK_INSERT_SQL "SELECT 'test_sleep', $2, $1::jsonb FROM generate_series(1, $3::int)"
+    " RETURNING id, uuid",
+};
+
+static const struct pg_stmt sql_cleanup = {
+    "task_cleanup",
+    "WITH d AS (DELETE FROM tasks WHERE finished_at < now() - $1::int * interval '1 day'"
+    "           RETURNING 1) SELECT count(*) FROM d",
+};
+
+/* ---- types ---------------------------------------------------------------- */
+
+enum task_phase {
+    TP_STARTING,  /* claimed; open/resume being decided */
+    TP_ENTERING,  /* the save of a state change is in flight */
+    TP_RUNNING,   /* the kind works on t->state */
+    TP_LEAVING,   /* the save of its end (or hand-back) is in flight */
+    TP_CLOSED,    /* done here; freed once nothing holds it */
+};
+
+static const char *const task_phase_names[] = {
+    [TP_STARTING] = "starting",
+    [TP_ENTERING] = "entering",
+    [TP_RUNNING] = "running",
+    [TP_LEAVING] = "leaving",
+    [TP_CLOSED] = "closed",
+};
+
+static const char *const stage_outcome_names[] = {
+    [TASK_STAGE_OK] = "succeeded",
+    [TASK_STAGE_FAILED] = "failed",
+    [TASK_STAGE_SKIPPED] = "skipped",
+};
+
+static const char *const outcome_names[] = {
+    [TASK_SUCCEEDED] = "succeeded",
+    [TASK_FAILED] = "failed",
+    [TASK_CANCELLED] = "cancelled",
+};
+
+enum leave_how {
+    LEAVE_FINISH,   /* succeeded, failed or cancelled */
+    LEAVE_RETRY,    /* queued again after a delay, same stage */
+    LEAVE_RELEASE,  /* handed back while draining, next stage, no attempt */
+};
+
+struct task_runner;
+
+struct task_impl {
+    struct task pub;                /* what the kind sees; first member */
+    TAILQ_ENTRY(task_impl) link;    /* in r->tasks, or r->closed once closed */
+    struct task_runner *r;          /* borrowed: the owner */
+    enum task_phase phase;          /* changed only by task_set_phase */
+    char *subject;                  /* owned; pub.subject points here */
+    int lease_s;                    /* this kind's lease */
+    int64_t lease_deadline_ms;      /* monotonic: stop here if not renewed */
+    struct event *heartbeat;        /* owned: lease renewal */
+    struct event *wake;             /* owned: deferred calls into the kind */
+    struct event *retry;            /* owned: re-sends a save (db down) */
+    struct event *log_flush;        /* owned: saves the running stage's log */
+    bool renewing;                  /* a renewal is in flight */
+    bool flushing;                  /* a log save is in flight */
+    bool opened;                    /* open succeeded: close is due */
+    bool want_step;                 /* task_wake asked for a step */
+    bool want_cancel;               /* cancel hook due */
+    bool cancel_requested;          /* known here */
+    bool cancel_delivered;          /* cancel hook called */
+    int holds;                      /* queries and kind callbacks holding it */
+    struct proc_tail log;           /* owned: the current stage's log */
+    /* The save in flight (ENTERING / LEAVING), kept to re-send it. */
+    int target_state;               /* ENTERING: the new state; RELEASE: next */
+    const char *close_outcome;      /* static: outcome of the stage left */
+    char *close_log;                /* owned: log of the stage left */
+    enum leave_how leave;           /* LEAVING: how */
+    const char *final_state;        /* static: LEAVING: tasks.state to set */
+    char *result_text;              /* owned: LEAVING: result JSON or NULL */
+    char *error;                    /* owned: LEAVING: error or NULL */
+    int retry_delay_s;              /* LEAVE_RETRY: seconds */
+};
+
+TAILQ_HEAD(task_list, task_impl);
+
+enum listen_state {
+    LS_OFF,          /* not started, or stopped */
+    LS_WAIT,         /* no connection; backoff timer armed */
+    LS_CONNECTING,   /* PQconnectPoll in progress; deadline armed */
+    LS_SUBSCRIBING,  /* LISTEN sent, waiting for its results */
+    LS_READY,        /* reading notifications */
+};
+
+static const char *const listen_state_names[] = {
+    [LS_OFF] = "off",
+    [LS_WAIT] = "wait",
+    [LS_CONNECTING] = "connecting",
+    [LS_SUBSCRIBING] = "subscribing",
+    [LS_READY] = "ready",
+};
+
+struct task_runner {
+    struct app *app;                /* borrowed */
+    struct event_base *base;        /* borrowed */
+    struct pg_pool *pool;           /* borrowed: app->pg */
+    char *conninfo;                 /* owned: for the LISTEN connection */
+    char owner[192];                /* our lease_owner: host/pidns/pid/token */
+    char owner_prefix[160];         /* host/pidns/: this host's processes */
+    const struct task_kind *kinds[TASK_MAX_KINDS]; /* borrowed, static */
+    int nkinds;                     /* entries of kinds */
+    char *kinds_param;              /* owned: "{a,b}" for the claim */
+    char *leases_param;             /* owned: "{60,600}" */
+    int concurrency;                /* TASK_CONCURRENCY */
+    int lease_s;                    /* TASK_LEASE_S */
+    int poll_s;                     /* TASK_POLL_S */
+    struct task_list tasks;         /* owned: not closed */
+    unsigned ntasks;                /* entries of tasks */
+    struct task_list closed;        /* owned: closed, waiting to be freed */
+    struct event *reap;             /* owned: frees closed tasks */
+    struct event *wake_timer;       /* owned: next claim */
+    bool started;                   /* task_runner_start ran */
+    bool draining;                  /* claim nothing, hand tasks back */
+    bool dying;                     /* task_runner_free ran */
+    bool claiming;                  /* a claim is in flight */
+    bool claim_again;               /* woken while claiming */
+    int64_t claim_sent_ms;          /* monotonic, for the lease deadline */
+    int queries;                    /* runner queries in flight */
+    /* The LISTEN connection. */
+    enum listen_state ls;           /* changed only by listen_set */
+    PGconn *lconn;                  /* owned; NULL unless CONNECTING.. */
+    struct event *lev;              /* owned: socket watch */
+    bool lev_added;                 /* lev is pending */
+    int lfd;                        /* fd lev watches */
+    short lwhat;                    /* events lev watches */
+    struct event *ltimer;           /* owned: backoff or connect deadline */
+    int lbackoff_ms;                /* next backoff */
+    int lfailures;                  /* failed attempts in a row */
+    bool lwas_up;                   /* has been ready: log "reconnected" */
+};
+
+/* One query sent by the runner (for a task, an admin command, ...). */
+typedef void (*rq_fn)(struct task_runner *r, struct task_impl *ti,
+                      PGresult *res, void *arg);
+struct rq {
+    struct task_runner *r;          /* borrowed: counts us in r->queries */
+    struct task_impl *ti;           /* held while in flight, or NULL */
+    rq_fn fn;                       /* borrowed */
+    void *arg;                      /* borrowed: fn's */
+    task_pg_cb kcb;                 /* task_pg_exec: the kind's callback */
+};
+
+static void claim_kick(struct task_runner *r);
+static void task_enter(struct task_impl *ti, int state);
+static void task_leave(struct task_impl *ti);
+static void task_close(struct task_impl *ti, const char *why);
+static void runner_maybe_destroy(struct task_runner *r);
+static void task_free(struct task_impl *ti);
+
+static struct task_impl *impl(const struct task *t)
+{
+    return (struct task_impl *)t;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void timer_arm_ms(struct event *ev, int64_t ms)
+{
+    struct timeval tv;
+
+    if (ms < 0)
+        ms = 0;
+    tv.tv_sec = ms / 1000;
+    tv.tv_usec = (ms % 1000) * 1000;
+    evtimer_add(ev, &tv);
+}
+
+static char *vformat(const char *fmt, va_list ap)
+{
+    char *s = NULL;
+
+    if (!fmt)
+        return NULL;
+    if (vasprintf(&s, fmt, ap) < 0)
+        return NULL;
+    return s;
+}
+
+/* ---- queries -------------------------------------------------------------- */
+
+static void rq_done(PGresult *res, void *arg)
+{
+    struct rq *q = arg;
+    struct task_runner *r = q->r;
+    struct task_impl *ti = q->ti;
+
+    r->queries--;
+    if (q->fn)
+        q->fn(r, ti, res, q->arg);
+    if (ti)
+        task_release(&ti->pub);
+    free(q);
+    if (r->dying)
+        runner_maybe_destroy(r);
+}
+
+/* pg_exec that keeps r (and ti, if given) alive until fn has run. */
+static int runner_exec(struct task_runner *r, struct task_impl *ti,
+                       const struct pg_stmt *stmt, int n,
+                       const char *const *params, rq_fn fn, void *arg)
+{
+    struct rq *q = calloc(1, sizeof *q);
+
+    if (!q)
+        return -1;
+    q->r = r;
+    q->ti = ti;
+    q->fn = fn;
+    q->arg = arg;
+    if (pg_exec(r->pool, stmt, n, params, rq_done, q) < 0) {
+        free(q);
+        return -1;
+    }
+    r->queries++;
+    if (ti)
+        ti->holds++;
+    return 0;
+}
+
+/* ---- the task's phase ----------------------------------------------------- */
+
+static void task_set_phase(struct task_impl *ti, enum task_phase ph)
+{
+    if (ti->phase != ph)
+        log_debug("task %lld %s: phase %s -> %s", (long long)ti->pub.id,
+                  ti->pub.kind->name, task_phase_names[ti->phase],
+                  task_phase_names[ph]);
+    ti->phase = ph;
+}
+
+const char *task_state_name(const struct task *t, int state)
+{
+    if (state < 0 || state >= t->kind->nstates)
+        return "(none)";
+    return t->kind->states[state];
+}
+
+static void stage_log_reset(struct task_impl *ti)
+{
+    ti->log.len = ti->log.start = ti->log.total = 0;
+}
+
+/* The current stage's log as text, and a fresh log for the next one. */
+static char *stage_log_take(struct task_impl *ti)
+{
+    char *s = proc_tail_text(&ti->log, NULL);
+
+    stage_log_reset(ti);
+    return s ? s : strdup("");
+}
+
+static void set_close(struct task_impl *ti, const char *outcome, char *log_text)
+{
+    free(ti->close_log);
+    ti->close_outcome = outcome;
+    ti->close_log = log_text;
+}
+
+/* Stops the task here: no more saves; close hook; freed when unheld. */
+static void task_close(struct task_impl *ti, const char *why)
+{
+    struct task_runner *r = ti->r;
+
+    if (ti->phase == TP_CLOSED)
+        return;
+    if (why)
+        log_warn("task %lld %s: stopped here: %s", (long long)ti->pub.id,
+                 ti->pub.kind->name, why);
+    task_set_phase(ti, TP_CLOSED);
+    evtimer_del(ti->heartbeat);
+    event_del(ti->wake);
+    evtimer_del(ti->retry);
+    evtimer_del(ti->log_flush);
+    TAILQ_REMOVE(&r->tasks, ti, link);
+    r->ntasks--;
+    TAILQ_INSERT_TAIL(&r->closed, ti, link);
+    if (ti->opened) {
+        ti->opened = false;
+        ti->pub.kind->close(&ti->pub);
+    }
+    if (ti->holds == 0)
+        event_active(r->reap, EV_TIMEOUT, 1);
+    /* A slot is free. */
+    claim_kick(r);
+}
+
+static void task_free(struct task_impl *ti)
+{
+    if (ti->heartbeat)
+        event_free(ti->heartbeat);
+    if (ti->wake)
+        event_free(ti->wake);
+    if (ti->retry)
+        event_free(ti->retry);
+    if (ti->log_flush)
+        event_free(ti->log_flush);
+    json_decref(ti->pub.payload);
+    proc_tail_cleanup(&ti->log);
+    free(ti->subject);
+    free(ti->close_log);
+    free(ti->result_text);
+    free(ti->error);
+    free(ti);
+}
+
+/* Frees closed tasks nothing holds. */
+static void runner_reap(struct task_runner *r)
+{
+    struct task_impl *ti, *next;
+
+    for (ti = TAILQ_FIRST(&r->closed); ti; ti = next) {
+        next = TAILQ_NEXT(ti, link);
+        if (ti->holds > 0)
+            continue;
+        TAILQ_REMOVE(&r->closed, ti, link);
+        task_free(ti);
+    }
+}
+
+static void runner_on_reap(evutil_socket_t fd, short what, void *arg)
+{
+    struct task_runner *r = arg;
+
+    runner_reap(r);
+    if (r->dying)
+        runner_maybe_destroy(r);
+}
+
+/* Abandoned here (lease lost, database gone too long): another server
+ * resumes it once the lease has run out. */
+static void task_abandon(struct task_impl *ti, const char *why)
+{
+    char msg[256];
+
+    snprintf(msg, sizeof msg, "%s; its lease will run out and a server will "
+             "resume it", why);
+    task_close(ti, msg);
+}
+
+/* A save came back NULL (no database): try again, within the lease. */
+static void task_persist_later(struct task_impl *ti)
+{
+    if (now_ms() >= ti->lease_deadline_ms) {
+        task_abandon(ti, "the database was unreachable until its lease ran out");
+        return;
+    }
+    timer_arm_ms(ti->retry, TASK_PERSIST_RETRY_MS);
+}
+
+/* ---- entering a state ----------------------------------------------------- */
+
+static void task_step(struct task_impl *ti)
+{
+    if (ti->phase != TP_RUNNING)
+        return;
+    ti->pub.kind->step(&ti->pub);
+}
+
+static void task_deliver_cancel(struct task_impl *ti)
+{
+    if (ti->phase != TP_RUNNING || ti->cancel_delivered ||
+        !ti->pub.kind->cancel)
+        return;
+    ti->cancel_delivered = true;
+    ti->want_cancel = false;
+    ti->pub.kind->cancel(&ti->pub);
+}
+
+static void on_enter(struct task_runner *r, struct task_impl *ti,
+                     PGresult *res, void *arg)
+{
+    if (ti->phase != TP_ENTERING || r->dying)
+        return;
+    if (!res) {
+        task_persist_later(ti);
+        return;
+    }
+    if (!pg_ok(res)) {
+        log_error("task %lld %s: cannot save stage %s: %s", (long long)ti->pub.id,
+                  ti->pub.kind->name, task_state_name(&ti->pub, ti->target_state),
+                  PQresultErrorMessage(res));
+        task_abandon(ti, "its state could not be saved");
+        return;
+    }
+    if (PQntuples(res) == 0) {
+        task_close(ti, "it lost its lease (another server took it over, or it "
+                       "was finished elsewhere)");
+        return;
+    }
+    if (PQgetvalue(res, 0, 0)[0] == 't')
+        ti->cancel_requested = true;
+    ti->pub.state = ti->target_state;
+    free(ti->close_log);
+    ti->close_log = NULL;
+    task_set_phase(ti, TP_RUNNING);
+    if (ti->cancel_requested) {
+        if (!ti->pub.kind->cancel) {
+            set_close(ti, "cancelled", strdup("cancelled before this stage ran"));
+            ti->final_state = "cancelled";
+            ti->leave = LEAVE_FINISH;
+            free(ti->error);
+            ti->error = strdup("cancelled");
+            task_leave(ti);
+            return;
+        }
+        task_deliver_cancel(ti);
+    }
+    task_step(ti);
+}
+
+static void task_send_enter(struct task_impl *ti)
+{
+    char id[32];
+    const char *params[5];
+
+    snprintf(id, sizeof id, "%lld", (long long)ti->pub.id);
+    params[0] = id;
+    params[1] = ti->pub.kind->states[ti->target_state];
+    params[2] = ti->r->owner;
+    params[3] = ti->close_outcome ? ti->close_outcome : "succeeded";
+    params[4] = ti->close_log ? ti->close_log : "";
+    if (runner_exec(ti->r, ti, &sql_enter, 5, params, on_enter, NULL) < 0)
+        task_persist_later(ti);
+}
+
+static void task_enter(struct task_impl *ti, int state)
+{
+    ti->target_state = state;
+    task_set_phase(ti, TP_ENTERING);
+    task_send_enter(ti);
+}
+
+/* ---- leaving the running state -------------------------------------------- */
+
+static void on_leave(struct task_runner *r, struct task_impl *ti,
+                     PGresult *res, void *arg)
+{
+    if (ti->phase != TP_LEAVING || r->dying)
+        return;
+    if (!res) {
+        task_persist_later(ti);
+        return;
+    }
+    if (!pg_ok(res)) {
+        log_error("task %lld %s: cannot save its end: %s", (long long)ti->pub.id,
+                  ti->pub.kind->name, PQresultErrorMessage(res));
+        task_abandon(ti, "its end could not be saved");
+        return;
+    }
+    if (PQntuples(res) == 0) {
+        task_close(ti, "it lost its lease before its end was saved");
+        return;
+    }
+    switch (ti->leave) {
+    case LEAVE_FINISH:
+        log_info("task %lld %s: %s in stage %s after %d attempt%s%s%s",
+                 (long long)ti->pub.id, ti->pub.kind->name, ti->final_state,
+                 task_state_name(&ti->pub, ti->pub.state), ti->pub.attempts,
+                 ti->pub.attempts == 1 ? "" : "s", ti->error ? ": " : "",
+                 ti->error ? ti->error : "");
+        break;
+    case LEAVE_RETRY:
+        log_warn("task %lld %s: attempt %d/%d failed in stage %s; retry in %d s: %s",
+                 (long long)ti->pub.id, ti->pub.kind->name, ti->pub.attempts,
+                 ti->pub.max_attempts, task_state_name(&ti->pub, ti->pub.state),
+                 ti->retry_delay_s, ti->error ? ti->error : "");
+        break;
+    case LEAVE_RELEASE:
+        log_info("task %lld %s: handed back to the queue at stage %s",
+                 (long long)ti->pub.id, ti->pub.kind->name,
+                 task_state_name(&ti->pub, ti->target_state));
+        break;
+    }
+    task_close(ti, NULL);
+}
+
+static void task_send_leave(struct task_impl *ti)
+{
+    char id[32], delay[16];
+    const char *params[10];
+
+    snprintf(id, sizeof id, "%lld", (long long)ti->pub.id);
+    snprintf(delay, sizeof delay, "%d", ti->leave == LEAVE_RETRY ? ti->retry_delay_s : 0);
+    params[0] = id;
+    params[1] = ti->final_state;
+    params[2] = ti->r->owner;
+    params[3] = ti->result_text;
+    params[4] = ti->error;
+    params[5] = ti->close_outcome ? ti->close_outcome : "interrupted";
+    params[6] = ti->close_log ? ti->close_log : "";
+    params[7] = ti->leave == LEAVE_RELEASE && ti->target_state >= 0
+                    ? ti->pub.kind->states[ti->target_state] : NULL;
+    params[8] = ti->leave == LEAVE_RELEASE ? "1" : "0";
+    params[9] = delay;
+    if (runner_exec(ti->r, ti, &sql_leave, 10, params, on_leave, NULL) < 0)
+        task_persist_later(ti);
+}
+
+static void task_leave(struct task_impl *ti)
+{
+    task_set_phase(ti, TP_LEAVING);
+    task_send_leave(ti);
+}
+
+/* The runner fails a task on its own (open failed, not resumable...). */
+static void task_fail_now(struct task_impl *ti, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void task_fail_now(struct task_impl *ti, const char *fmt, ...)
+{
+    va_list ap;
+
+    free(ti->error);
+    va_start(ap, fmt);
+    ti->error = vformat(fmt, ap);
+    va_end(ap);
+    log_warn("task %lld %s: failing it: %s", (long long)ti->pub.id,
+             ti->pub.kind->name, ti->error ? ti->error : "");
+    ti->final_state = "failed";
+    ti->leave = LEAVE_FINISH;
+    task_leave(ti);
+}
+
+static void task_on_retry_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct task_impl *ti = arg;
+
+    if (now_ms() >= ti->lease_deadline_ms) {
+        task_abandon(ti, "the database was unreachable until its lease ran out");
+        return;
+    }
+    if (ti->phase == TP_ENTERING)
+        task_send_enter(ti);
+    else if (ti->phase == TP_LEAVING)
+        task_send_leave(ti);
+}
+
+/* ---- the lease ------------------------------------------------------------ */
+
+static void task_note_cancel(struct task_impl *ti)
+{
+    if (ti->cancel_requested || ti->phase == TP_CLOSED)
+        return;
+    ti->cancel_requested = true;
+    log_info("task %lld %s: cancel requested in stage %s", (long long)ti->pub.id,
+             ti->pub.kind->name, task_state_name(&ti->pub, ti->pub.state));
+    if (ti->phase == TP_RUNNING && ti->pub.kind->cancel) {
+        ti->want_cancel = true;
+        event_active(ti->wake, EV_TIMEOUT, 1);
+    }
+}
+
+struct renew_ctx {
+    int64_t sent_ms;   /* monotonic time the renewal was sent */
+};
+
+static void on_renew(struct task_runner *r, struct task_impl *ti,
+                     PGresult *res, void *arg)
+{
+    struct renew_ctx *rc = arg;
+    int64_t sent = rc->sent_ms;
+
+    free(rc);
+    ti->renewing = false;
+    if (r->dying || ti->phase == TP_CLOSED || !res)
+        return;     /* NULL: the next heartbeat tries again */
+    if (!pg_ok(res)) {
+        log_error("task %lld %s: cannot renew its lease: %s", (long long)ti->pub.id,
+                  ti->pub.kind->name, PQresultErrorMessage(res));
+        return;
+    }
+    if (PQntuples(res) == 0) {
+        /* While leaving, the row may already be ours no more. */
+        if (ti->phase != TP_LEAVING)
+            task_close(ti, "it lost its lease (another server took it over, "
+                           "or it was finished elsewhere)");
+        return;
+    }
+    ti->lease_deadline_ms = sent + (int64_t)ti->lease_s * 1000 - TASK_LEASE_MARGIN_MS;
+    if (PQgetvalue(res, 0, 0)[0] == 't')
+        task_note_cancel(ti);
+}
+
+static void task_on_heartbeat(evutil_socket_t fd, short what, void *arg)
+{
+    struct task_impl *ti = arg;
+    struct renew_ctx *rc;
+    char id[32], lease[16];
+    const char *params[3];
+    int64_t period = (int64_t)ti->lease_s * 1000 / 3;
+
+    if (ti->phase == TP_CLOSED)
+        return;
+    if (now_ms() >= ti->lease_deadline_ms) {
+        task_abandon(ti, "its lease could not be renewed in time");
+        return;
+    }
+    timer_arm_ms(ti->heartbeat, period);
+    if (ti->renewing)
+        return;
+    rc = malloc(sizeof *rc);
+    if (!rc)
+        return;
+    rc->sent_ms = now_ms();
+    snprintf(id, sizeof id, "%lld", (long long)ti->pub.id);
+    snprintf(lease, sizeof lease, "%d", ti->lease_s);
+    params[0] = id;
+    params[1] = ti->r->owner;
+    params[2] = lease;
+    if (runner_exec(ti->r, ti, &sql_renew, 3, params, on_renew, rc) < 0) {
+        free(rc);
+        return;
+    }
+    ti->renewing = true;
+}
+
+static void task_on_wake(evutil_socket_t fd, short what, void *arg)
+{
+    struct task_impl *ti = arg;
+
+    if (ti->phase != TP_RUNNING) {
+        ti->want_step = ti->want_cancel = false;
+        return;
+    }
+    if (ti->want_cancel)
+        task_deliver_cancel(ti);
+    if (ti->want_step && ti->phase == TP_RUNNING) {
+        ti->want_step = false;
+        task_step(ti);
+    }
+}
+
+/* ---- the API for kinds ---------------------------------------------------- */
+
+void task_set_state(struct task *t, int state, enum task_stage_outcome outcome)
+{
+    struct task_impl *ti = impl(t);
+    struct task_runner *r = ti->r;
+
+    if (ti->phase != TP_RUNNING) {
+        log_error("task %lld %s: task_set_state(%s) while %s; ignored",
+                  (long long)t->id, t->kind->name, task_state_name(t, state),
+                  task_phase_names[ti->phase]);
+        return;
+    }
+    if (state < 0 || state >= t->kind->nstates) {
+        task_finish(t, TASK_FAILED, NULL, "internal error: state %d of kind %s",
+                    state, t->kind->name);
+        return;
+    }
+    if ((unsigned)outcome > TASK_STAGE_SKIPPED)
+        outcome = TASK_STAGE_OK;
+    log_info("task %lld %s: %s -> %s (%s)", (long long)t->id, t->kind->name,
+             task_state_name(t, t->state), task_state_name(t, state),
+             stage_outcome_names[outcome]);
+    set_close(ti, stage_outcome_names[outcome], stage_log_take(ti));
+    if (r->draining) {
+        ti->target_state = state;
+        ti->final_state = "queued";
+        ti->leave = LEAVE_RELEASE;
+        free(ti->error);
+        ti->error = NULL;
+        task_leave(ti);
+        return;
+    }
+    if (ti->cancel_requested && !t->kind->cancel) {
+        ti->final_state = "cancelled";
+        ti->leave = LEAVE_FINISH;
+        free(ti->error);
+        ti->error = strdup("cancelled");
+        task_leave(ti);
+        return;
+    }
+    task_enter(ti, state);
+}
+
+void task_finish(struct task *t, enum task_outcome outcome, json_t *result,
+                 const char *fmt, ...)
+{
+    struct task_impl *ti = impl(t);
+    va_list ap;
+
+    if (ti->phase != TP_RUNNING) {
+        log_error("task %lld %s: task_finish while %s; ignored", (long long)t->id,
+                  t->kind->name, task_phase_names[ti->phase]);
+        json_decref(result);
+        return;
+    }
+    if ((unsigned)outcome > TASK_CANCELLED)
+        outcome = TASK_FAILED;
+    free(ti->error);
+    va_start(ap, fmt);
+    ti->error = vformat(fmt, ap);
+    va_end(ap);
+    free(ti->result_text);
+    ti->result_text = result ? json_dumps(result, JSON_COMPACT) : NULL;
+    json_decref(result);
+    if (ti->error && outcome != TASK_SUCCEEDED)
+        task_log(t, "%s: %s", outcome_names[outcome], ti->error);
+    set_close(ti, outcome_names[outcome], stage_log_take(ti));
+    ti->final_state = outcome_names[outcome];
+    ti->leave = LEAVE_FINISH;
+    task_leave(ti);
+}
+
+bool task_can_retry(const struct task *t)
+{
+    return t->attempts < t->max_attempts;
+}
+
+void task_retry(struct task *t, const char *fmt, ...)
+{
+    struct task_impl *ti = impl(t);
+    va_list ap;
+    char *msg;
+    int delay;
+
+    if (ti->phase != TP_RUNNING) {
+        log_error("task %lld %s: task_retry while %s; ignored", (long long)t->id,
+                  t->kind->name, task_phase_names[ti->phase]);
+        return;
+    }
+    va_start(ap, fmt);
+    msg = vformat(fmt, ap);
+    va_end(ap);
+    if (!task_can_retry(t)) {
+        task_finish(t, TASK_FAILED, NULL, "%s (attempt %d of %d; none left)",
+                    msg ? msg : "failed", t->attempts, t->max_attempts);
+        free(msg);
+        return;
+    }
+    delay = t->kind->retry_delay_s > 0 ? t->kind->retry_delay_s
+                                       : TASK_RETRY_DELAY_DEFAULT_S;
+    for (int i = 1; i < t->attempts && delay < TASK_RETRY_DELAY_MAX_S; i++)
+        delay *= 2;
+    if (delay > TASK_RETRY_DELAY_MAX_S)
+        delay = TASK_RETRY_DELAY_MAX_S;
+    if (msg)
+        task_log(t, "attempt %d failed: %s", t->attempts, msg);
+    free(ti->error);
+    ti->error = msg;
+    set_close(ti, "failed", stage_log_take(ti));
+    ti->retry_delay_s = delay;
+    ti->final_state = "queued";
+    ti->leave = LEAVE_RETRY;
+    task_leave(ti);
+}
+
+static void on_log_flush(struct task_runner *r, struct task_impl *ti,
+                         PGresult *res, void *arg)
+{
+    ti->flushing = false;
+}
+
+/* Saves the running stage's log so far (task show, live views); the end
+ * of the stage saves it whole anyway. */
+static void task_on_log_flush(evutil_socket_t fd, short what, void *arg)
+{
+    struct task_impl *ti = arg;
+    char id[32];
+    char *text;
+    const char *params[4];
+
+    if (ti->phase != TP_RUNNING)
+        return;
+    if (ti->flushing) {
+        timer_arm_ms(ti->log_flush, TASK_LOG_FLUSH_MS);
+        return;
+    }
+    text = proc_tail_text(&ti->log, NULL);
+    if (!text)
+        return;
+    snprintf(id, sizeof id, "%lld", (long long)ti->pub.id);
+    params[0] = id;
+    params[1] = ti->pub.kind->states[ti->pub.state];
+    params[2] = text;
+    params[3] = ti->r->owner;
+    if (runner_exec(ti->r, ti, &sql_stage_log, 4, params, on_log_flush, NULL) == 0)
+        ti->flushing = true;
+    free(text);
+}
+
+static void stage_log_append(struct task_impl *ti, const char *s, size_t n)
+{
+    proc_tail_append(&ti->log, s, n);
+    if (ti->phase == TP_RUNNING && !evtimer_pending(ti->log_flush, NULL))
+        timer_arm_ms(ti->log_flush, TASK_LOG_FLUSH_MS);
+}
+
+void task_log(struct task *t, const char *fmt, ...)
+{
+    struct task_impl *ti = impl(t);
+    va_list ap;
+    char *s;
+
+    va_start(ap, fmt);
+    s = vformat(fmt, ap);
+    va_end(ap);
+    if (!s)
+        return;
+    log_debug("task %lld %s [%s]: %s", (long long)t->id, t->kind->name,
+              task_state_name(t, t->state), s);
+    stage_log_append(ti, s, strlen(s));
+    stage_log_append(ti, "\n", 1);
+    free(s);
+}
+
+void task_log_text(struct task *t, const char *label, const char *text,
+                   size_t len)
+{
+    struct task_impl *ti = impl(t);
+    char head[256];
+
+    snprintf(head, sizeof head, "--- %s (%zu bytes) ---\n", label ? label : "output", len);
+    stage_log_append(ti, head, strlen(head));
+    if (text && len) {
+        stage_log_append(ti, text, len);
+        if (text[len - 1] != '\n')
+            stage_log_append(ti, "\n", 1);
+    }
+}
+
+void task_wake(struct task *t)
+{
+    struct task_impl *ti = impl(t);
+
+    if (ti->phase != TP_RUNNING)
+        return;
+    ti->want_step = true;
+    event_active(ti->wake, EV_TIMEOUT, 1);
+}
+
+bool task_cancel_requested(const struct task *t)
+{
+    return impl(t)->cancel_requested;
+}
+
+bool task_live(const struct task *t)
+{
+    const struct task_impl *ti = impl(t);
+
+    return ti->phase != TP_CLOSED && !ti->r->dying;
+}
+
+void task_hold(struct task *t)
+{
+    impl(t)->holds++;
+}
+
+void task_release(struct task *t)
+{
+    struct task_impl *ti = impl(t);
+    struct task_runner *r = ti->r;
+
+    if (--ti->holds > 0 || ti->phase != TP_CLOSED)
+        return;
+    if (r->dying) {
+        /* No events run any more: free it now. */
+        TAILQ_REMOVE(&r->closed, ti, link);
+        task_free(ti);
+        return;
+    }
+    event_active(r->reap, EV_TIMEOUT, 1);
+}
+
+static void on_kind_query(struct task_runner *r, struct task_impl *ti,
+                          PGresult *res, void *arg)
+{
+    struct rq *q = arg;
+    task_pg_cb cb = q->kcb;
+
+    free(q);
+    if (ti->phase != TP_CLOSED && !r->dying)
+        cb(&ti->pub, res);
+}
+
+int task_pg_exec(struct task *t, const struct pg_stmt *stmt, int nparams,
+                 const char *const *params, task_pg_cb cb)
+{
+    struct task_impl *ti = impl(t);
+    struct rq *holder;
+
+    if (!task_live(t) || !cb)
+        return -1;
+    /* The kind's callback rides in a second small record. */
+    holder = calloc(1, sizeof *holder);
+    if (!holder)
+        return -1;
+    holder->kcb = cb;
+    if (runner_exec(ti->r, ti, stmt, nparams, params, on_kind_query, holder) < 0) {
+        free(holder);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- claiming ------------------------------------------------------------- */
+
+static const struct task_kind *runner_kind(const struct task_runner *r,
+                                           const char *name)
+{
+    for (int i = 0; i < r->nkinds; i++)
+        if (strcmp(r->kinds[i]->name, name) == 0)
+            return r->kinds[i];
+    return NULL;
+}
+
+static int kind_state(const struct task_kind *k, const char *name)
+{
+    for (int i = 0; i < k->nstates; i++)
+        if (strcmp(k->states[i], name) == 0)
+            return i;
+    return -1;
+}
+
+/* "{1,2}": the tasks this process holds (running, or closed with a query
+ * still out), which the claim must not take back. */
+static char *runner_held_ids(const struct task_runner *r)
+{
+    const struct task_list *lists[2] = { &r->tasks, &r->closed };
+    const struct task_impl *ti;
+    char *text = NULL;
+    size_t len;
+    FILE *f = open_memstream(&text, &len);
+    bool first = true;
+
+    if (!f)
+        return NULL;
+    fputc('{', f);
+    for (int i = 0; i < 2; i++)
+        TAILQ_FOREACH(ti, lists[i], link) {
+            fprintf(f, "%s%lld", first ? "" : ",", (long long)ti->pub.id);
+            first = false;
+        }
+    fputc('}', f);
+    fclose(f);
+    return text;
+}
+
+static void runner_arm_wake(struct task_runner *r, double seconds)
+{
+    int64_t ms = (int64_t)(seconds * 1000.0);
+
+    if (r->dying || r->draining || !r->started)
+        return;
+    if (ms < TASK_CLAIM_MIN_DELAY_MS)
+        ms = TASK_CLAIM_MIN_DELAY_MS;
+    if (ms > (int64_t)r->poll_s * 1000)
+        ms = (int64_t)r->poll_s * 1000;
+    evtimer_del(r->wake_timer);
+    timer_arm_ms(r->wake_timer, ms);
+}
+
+/* A claimed row becomes a task of this process: open it, decide where it
+ * goes on (resume), then enter that state. */
+static void task_begin(struct task_impl *ti, const char *stage,
+                       const char *old_state, const char *old_owner,
+                       bool cancel)
+{
+    const struct task_kind *k = ti->pub.kind;
+    char err[256] = "";
+    int st, next;
+    bool resumed = strcmp(old_state, "running") == 0;
+
+    if (resumed) {
+        char msg[512];
+
+        if (strcmp(old_owner, ti->r->owner) == 0)
+            snprintf(msg, sizeof msg, "interrupted: this server stopped the stage "
+                     "when it could not reach the database to renew its lease");
+        else
+            snprintf(msg, sizeof msg, "interrupted: the server running this stage "
+                     "(%s) stopped before it ended", old_owner);
+        set_close(ti, "interrupted", strdup(msg));
+    } else {
+        set_close(ti, "interrupted", NULL);
+    }
+    if (ti->r->draining) {
+        /* Claimed just as SIGTERM came: give it straight back. */
+        ti->target_state = -1;
+        ti->final_state = "queued";
+        ti->leave = LEAVE_RELEASE;
+        task_leave(ti);
+        return;
+    }
+    if (!json_is_object(ti->pub.payload)) {
+        task_fail_now(ti, "its payload is not a JSON object");
+        return;
+    }
+    if (k->open(&ti->pub, err, sizeof err) < 0) {
+        task_fail_now(ti, "cannot start: %s", err[0] ? err : "open failed");
+        return;
+    }
+    ti->opened = true;
+    st = stage ? kind_state(k, stage) : k->initial_state;
+    if (st < 0) {
+        task_fail_now(ti, "unknown stage '%s' for kind %s", stage, k->name);
+        return;
+    }
+    ti->pub.state = st;
+    next = st;
+    if (resumed) {
+        ti->pub.resumed = true;
+        log_warn("task %lld %s: its server (%s) stopped in stage %s; resuming "
+                 "(attempt %d of %d)", (long long)ti->pub.id, k->name, old_owner,
+                 k->states[st], ti->pub.attempts, ti->pub.max_attempts);
+        if (k->resume) {
+            next = k->resume(&ti->pub, st);
+            if (next < 0 || next >= k->nstates) {
+                task_fail_now(ti, "interrupted in stage %s (its server stopped) "
+                              "and not resumable", k->states[st]);
+                return;
+            }
+        } else if (ti->pub.attempts > ti->pub.max_attempts) {
+            task_fail_now(ti, "gave up after %d attempts; the last was "
+                          "interrupted in stage %s (its server stopped)",
+                          ti->pub.attempts - 1, k->states[st]);
+            return;
+        } else if (k->resume_policy == TASK_RESUME_FAIL) {
+            task_fail_now(ti, "interrupted in stage %s (its server stopped)",
+                          k->states[st]);
+            return;
+        }
+    }
+    if (cancel) {
+        ti->cancel_requested = true;
+        if (!k->cancel) {
+            free(ti->error);
+            ti->error = strdup("cancelled");
+            ti->final_state = "cancelled";
+            ti->leave = LEAVE_FINISH;
+            task_leave(ti);
+            return;
+        }
+    }
+    log_info("task %lld %s: %s %s (attempt %d of %d)", (long long)ti->pub.id,
+             k->name, resumed ? "resumes in" : stage ? "goes on in" : "starts in",
+             k->states[next], ti->pub.attempts, ti->pub.max_attempts);
+    task_enter(ti, next);
+}
+
+static struct task_impl *task_new(struct task_runner *r, const struct task_kind *k,
+                                  PGresult *res, int row)
+{
+    struct task_impl *ti = calloc(1, sizeof *ti);
+    json_error_t jerr;
+
+    if (!ti)
+        return NULL;
+    ti->r = r;
+    ti->pub.kind = k;
+    ti->pub.app = r->app;
+    ti->pub.state = -1;
+    ti->target_state = -1;
+    ti->pub.id = strtoll(PQgetvalue(res, row, 0), NULL, 10);
+    snprintf(ti->pub.uuid, sizeof ti->pub.uuid, "%s", PQgetvalue(res, row, 1));
+    if (!PQgetisnull(res, row, 3)) {
+        ti->subject = strdup(PQgetvalue(res, row, 3));
+        ti->pub.subject = ti->subject;
+    }
+    ti->pub.payload = json_loads(PQgetvalue(res, row, 5), 0, &jerr);
+    ti->pub.attempts = atoi(PQgetvalue(res, row, 6));
+    ti->pub.max_attempts = !PQgetisnull(res, row, 7) ? atoi(PQgetvalue(res, row, 7))
+                           : k->max_attempts > 0 ? k->max_attempts : 1;
+    ti->lease_s = k->lease_s > 0 ? k->lease_s : r->lease_s;
+    ti->lease_deadline_ms = r->claim_sent_ms + (int64_t)ti->lease_s * 1000 -
+                            TASK_LEASE_MARGIN_MS;
+    ti->heartbeat = evtimer_new(r->base, task_on_heartbeat, ti);
+    ti->wake = event_new(r->base, -1, 0, task_on_wake, ti);
+    ti->retry = evtimer_new(r->base, task_on_retry_timer, ti);
+    ti->log_flush = evtimer_new(r->base, task_on_log_flush, ti);
+    if (!ti->heartbeat || !ti->wake || !ti->retry || !ti->log_flush ||
+        proc_tail_init(&ti->log, TASK_LOG_MAX) < 0) {
+        task_free(ti);
+        return NULL;
+    }
+    task_set_phase(ti, TP_STARTING);
+    return ti;
+}
+
+static void on_next_due(struct task_runner *r, struct task_impl *ti,
+                        PGresult *res, void *arg)
+{
+    double s = r->poll_s;
+
+    if (res && pg_ok(res) && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
+        s = strtod(PQgetvalue(res, 0, 0), NULL) + 0.05;
+    runner_arm_wake(r, s);
+}
+
+static void on_claim(struct task_runner *r, struct task_impl *unused,
+                     PGresult *res, void *arg)
+{
+    int limit = (int)(intptr_t)arg;
+    int n;
+    const char *params[2];
+    char *held;
+
+    r->claiming = false;
+    if (r->dying)
+        return;
+    if (!res) {
+        runner_arm_wake(r, 1.0);
+        return;
+    }
+    if (!pg_ok(res)) {
+        log_error("tasks: claim failed: %s", PQresultErrorMessage(res));
+        runner_arm_wake(r, r->poll_s);
+        return;
+    }
+    n = PQntuples(res);
+    for (int i = 0; i < n; i++) {
+        const struct task_kind *k = runner_kind(r, PQgetvalue(res, i, 2));
+        struct task_impl *ti = k ? task_new(r, k, res, i) : NULL;
+
+        if (!ti) {
+            /* Its lease runs out and someone takes it again. */
+            log_error("tasks: cannot take task %s (kind %s): out of memory",
+                      PQgetvalue(res, i, 0), PQgetvalue(res, i, 2));
+            continue;
+        }
+        TAILQ_INSERT_TAIL(&r->tasks, ti, link);
+        r->ntasks++;
+        timer_arm_ms(ti->heartbeat, (int64_t)ti->lease_s * 1000 / 3);
+        task_begin(ti, PQgetisnull(res, i, 4) ? NULL : PQgetvalue(res, i, 4),
+                   PQgetvalue(res, i, 9),
+                   PQgetisnull(res, i, 10) ? "-" : PQgetvalue(res, i, 10),
+                   PQgetvalue(res, i, 8)[0] == 't');
+    }
+    if (n == limit || r->claim_again) {
+        claim_kick(r);
+        return;
+    }
+    held = runner_held_ids(r);
+    params[0] = r->kinds_param;
+    params[1] = held;
+    if (!held || runner_exec(r, NULL, &sql_next_due, 2, params, on_next_due, NULL) < 0)
+        runner_arm_wake(r, r->poll_s);
+    free(held);
+}
+
+static void claim_kick(struct task_runner *r)
+{
+    const char *params[5];
+    char limit[16];
+    char *held;
+    int free_slots;
+
+    if (!r->started || r->draining || r->dying || r->nkinds == 0)
+        return;
+    if (r->claiming) {
+        r->claim_again = true;
+        return;
+    }
+    free_slots = r->concurrency - (int)r->ntasks;
+    if (free_slots <= 0)
+        return;     /* a closing task kicks again */
+    snprintf(limit, sizeof limit, "%d", free_slots);
+    params[0] = r->kinds_param;
+    params[1] = r->leases_param;
+    params[2] = limit;
+    params[3] = r->owner;
+    params[4] = held = runner_held_ids(r);
+    r->claim_again = false;
+    r->claim_sent_ms = now_ms();
+    if (!held || runner_exec(r, NULL, &sql_claim, 5, params, on_claim,
+                             (void *)(intptr_t)free_slots) < 0) {
+        free(held);
+        runner_arm_wake(r, 1.0);
+        return;
+    }
+    free(held);
+    r->claiming = true;
+}
+
+static void runner_on_wake_timer(evutil_socket_t fd, short what, void *arg)
+{
+    claim_kick(arg);
+}
+
+/* ---- the LISTEN connection ------------------------------------------------ */
+
+static void listen_set(struct task_runner *r, enum listen_state st)
+{
+    if (r->ls != st)
+        log_debug("tasks: listen %s -> %s", listen_state_names[r->ls],
+                  listen_state_names[st]);
+    r->ls = st;
+}
+
+static void listen_unwatch(struct task_runner *r)
+{
+    if (r->lev_added)
+        event_del(r->lev);
+    r->lev_added = false;
+}
+
+static void listen_on_io(evutil_socket_t fd, short what, void *arg);
+
+/* Re-points the watch at libpq's socket (it can change during connect). */
+static int listen_watch(struct task_runner *r, short what)
+{
+    int fd = PQsocket(r->lconn);
+
+    if (fd < 0)
+        return -1;
+    listen_unwatch(r);
+    event_assign(r->lev, r->base, fd, what | EV_PERSIST, listen_on_io, r);
+    if (event_add(r->lev, NULL) < 0)
+        return -1;
+    r->lev_added = true;
+    r->lfd = fd;
+    r->lwhat = what;
+    return 0;
+}
+
+static void one_line(char *dst, size_t n, const char *src)
+{
+    size_t len;
+
+    snprintf(dst, n, "%s", src && *src ? src : "unknown error");
+    for (char *p = dst; *p; p++)
+        if (*p == '\n' || *p == '\r' || *p == '\t')
+            *p = ' ';
+    len = strlen(dst);
+    while (len > 0 && dst[len - 1] == ' ')
+        dst[--len] = '\0';
+}
+
+static void listen_close(struct task_runner *r)
+{
+    listen_unwatch(r);
+    if (r->ltimer)
+        evtimer_del(r->ltimer);
+    if (r->lconn)
+        PQfinish(r->lconn);
+    r->lconn = NULL;
+}
+
+static void listen_lost(struct task_runner *r, const char *why)
+{
+    char msg[512];
+
+    one_line(msg, sizeof msg, why ? why : r->lconn ? PQerrorMessage(r->lconn) : NULL);
+    if (r->ls == LS_READY)
+        log_warn("tasks: LISTEN connection lost: %s; polling every %d s until it is back",
+                 msg, r->poll_s);
+    else if (r->lfailures++ == 0)
+        log_warn("tasks: cannot open the LISTEN connection: %s", msg);
+    else
+        log_debug("tasks: cannot open the LISTEN connection: %s", msg);
+    listen_close(r);
+    listen_set(r, LS_WAIT);
+    timer_arm_ms(r->ltimer, r->lbackoff_ms);
+    r->lbackoff_ms *= 2;
+    if (r->lbackoff_ms > LISTEN_BACKOFF_MAX_MS)
+        r->lbackoff_ms = LISTEN_BACKOFF_MAX_MS;
+}
+
+static void on_listen_notice(void *arg, const PGresult *res)
+{
+    char msg[512];
+
+    one_line(msg, sizeof msg, PQresultErrorMessage(res));
+    log_debug("tasks: listen connection: %s", msg);
+}
+
+static void listen_start(struct task_runner *r)
+{
+    static const char *const keys[] = {
+        "gssencmode", "application_name", "keepalives_idle",
+        "keepalives_interval", "keepalives_count", "dbname", NULL,
+    };
+    const char *vals[] = { "disable", "studyhub-tasks", "30", "10", "3",
+                           r->conninfo, NULL };
+
+    r->lconn = PQconnectStartParams(keys, vals, 1);
+    if (!r->lconn || PQstatus(r->lconn) == CONNECTION_BAD) {
+        listen_lost(r, r->lconn ? NULL : "out of memory");
+        return;
+    }
+    PQsetNoticeReceiver(r->lconn, on_listen_notice, r);
+    listen_set(r, LS_CONNECTING);
+    timer_arm_ms(r->ltimer, LISTEN_CONNECT_TIMEOUT_MS);
+    if (listen_watch(r, EV_WRITE) < 0)
+        listen_lost(r, NULL);
+}
+
+static void listen_flush(struct task_runner *r)
+{
+    int f = PQflush(r->lconn);
+
+    if (f < 0) {
+        listen_lost(r, NULL);
+        return;
+    }
+    if (listen_watch(r, f == 1 ? EV_READ | EV_WRITE : EV_READ) < 0)
+        listen_lost(r, NULL);
+}
+
+static void listen_subscribe(struct task_runner *r)
+{
+    if (PQsetnonblocking(r->lconn, 1) != 0 ||
+        !PQsendQuery(r->lconn, "LISTEN tasks; LISTEN task_cancel")) {
+        listen_lost(r, NULL);
+        return;
+    }
+    listen_set(r, LS_SUBSCRIBING);
+    listen_flush(r);
+}
+
+static void listen_on_notify(struct task_runner *r, PGnotify *n)
+{
+    if (strcmp(n->relname, "tasks") == 0) {
+        claim_kick(r);
+    } else if (strcmp(n->relname, "task_cancel") == 0) {
+        int64_t id = strtoll(n->extra, NULL, 10);
+        struct task_impl *ti;
+
+        TAILQ_FOREACH(ti, &r->tasks, link)
+            if (ti->pub.id == id)
+                task_note_cancel(ti);
+    }
+}
+
+static void listen_on_io(evutil_socket_t fd, short what, void *arg)
+{
+    struct task_runner *r = arg;
+    PGnotify *n;
+
+    switch (r->ls) {
+    case LS_CONNECTING:
+        switch (PQconnectPoll(r->lconn)) {
+        case PGRES_POLLING_READING:
+            if (listen_watch(r, EV_READ) < 0)
+                listen_lost(r, NULL);
+            return;
+        case PGRES_POLLING_WRITING:
+            if (listen_watch(r, EV_WRITE) < 0)
+                listen_lost(r, NULL);
+            return;
+        case PGRES_POLLING_OK:
+            listen_subscribe(r);
+            return;
+        default:
+            listen_lost(r, NULL);
+            return;
+        }
+    case LS_SUBSCRIBING:
+    case LS_READY:
+        if ((what & EV_WRITE) && r->lwhat & EV_WRITE) {
+            listen_flush(r);
+            if (r->ls == LS_WAIT)
+                return;
+        }
+        if ((what & EV_READ) && !PQconsumeInput(r->lconn)) {
+            listen_lost(r, NULL);
+            return;
+        }
+        while (r->ls == LS_SUBSCRIBING && !PQisBusy(r->lconn)) {
+            PGresult *res = PQgetResult(r->lconn);
+
+            if (!res) {
+                evtimer_del(r->ltimer);
+                listen_set(r, LS_READY);
+                if (r->lwas_up || r->lfailures > 0)
+                    log_info("tasks: LISTEN connection back");
+                r->lwas_up = true;
+                r->lfailures = 0;
+                r->lbackoff_ms = LISTEN_BACKOFF_MIN_MS;
+                /* Notifications may have been missed meanwhile. */
+                claim_kick(r);
+                break;
+            }
+            if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+                char msg[512];
+
+                one_line(msg, sizeof msg, PQresultErrorMessage(res));
+                PQclear(res);
+                listen_lost(r, msg);
+                return;
+            }
+            PQclear(res);
+        }
+        while (r->lconn && (n = PQnotifies(r->lconn))) {
+            listen_on_notify(r, n);
+            PQfreemem(n);
+        }
+        if (r->lconn && PQstatus(r->lconn) == CONNECTION_BAD)
+            listen_lost(r, NULL);
+        return;
+    default:
+        return;
+    }
+}
+
+static void listen_on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct task_runner *r = arg;
+
+    switch (r->ls) {
+    case LS_WAIT:
+        listen_start(r);
+        return;
+    case LS_CONNECTING:
+    case LS_SUBSCRIBING:
+        listen_lost(r, "timed out");
+        return;
+    default:
+        return;
+    }
+}
+
+/* ---- start: take back what dead local processes left ------------------------ */
+
+static bool pid_is_zombie(pid_t pid)
+{
+    char path[64], buf[512];
+    const char *p;
+    FILE *f;
+    bool zombie = false;
+
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    f = fopen(path, "r");
+    if (!f)
+        return errno == ENOENT;
+    if (fgets(buf, sizeof buf, f) && (p = strrchr(buf, ')')) && p[1] == ' ')
+        zombie = p[2] == 'Z' || p[2] == 'X';
+    fclose(f);
+    return zombie;
+}
+
+/* "host/pidns/pid/token": is that process gone?  Only for our host and pid
+ * namespace, where the pid means the same process. */
+static bool owner_is_dead(const struct task_runner *r, const char *owner)
+{
+    const char *p = owner + strlen(r->owner_prefix);
+    long pid;
+    char *end;
+
+    if (strncmp(owner, r->owner_prefix, strlen(r->owner_prefix)) != 0 ||
+        strcmp(owner, r->owner) == 0)
+        return false;
+    pid = strtol(p, &end, 10);
+    if (end == p || *end != '/' || pid <= 0)
+        return false;
+    if (pid == (long)getpid())
+        return true;    /* an earlier process that had our pid */
+    if (kill((pid_t)pid, 0) < 0)
+        return errno == ESRCH;
+    /* Killed but not yet reaped by its parent (or init): a zombie. */
+    return pid_is_zombie((pid_t)pid);
+}
+
+static void on_expire(struct task_runner *r, struct task_impl *ti,
+                      PGresult *res, void *arg)
+{
+    if (res && pg_ok(res) && strcmp(PQcmdTuples(res), "0") != 0)
+        log_info("tasks: took back %s task%s of a stopped server on this host",
+                 PQcmdTuples(res), strcmp(PQcmdTuples(res), "1") ? "s" : "");
+    claim_kick(r);
+}
+
+static void on_local_owners(struct task_runner *r, struct task_impl *ti,
+                            PGresult *res, void *arg)
+{
+    char *list = NULL;
+    size_t len = 0;
+    FILE *f;
+    int dead = 0;
+
+    if (r->dying)
+        return;
+    if (!res || !pg_ok(res) || PQntuples(res) == 0) {
+        claim_kick(r);
+        return;
+    }
+    f = open_memstream(&list, &len);
+    if (!f) {
+        claim_kick(r);
+        return;
+    }
+    fputc('{', f);
+    for (int i = 0; i < PQntuples(res); i++) {
+        const char *o = PQgetvalue(res, i, 0);
+
+        if (!owner_is_dead(r, o)) {
+            log_debug("tasks: lease holder %s on this host is alive", o);
+            continue;
+        }
+        /* Owners hold no quotes or backslashes (see runner_identity). */
+        fprintf(f, "%s\"%s\"", dead++ ? "," : "", o);
+    }
+    fputc('}', f);
+    fclose(f);
+    if (dead == 0 || runner_exec(r, NULL, &sql_expire, 1,
+                                 (const char *const *)&list, on_expire, NULL) < 0)
+        claim_kick(r);
+    free(list);
+}
+
+/* ---- the runner ------------------------------------------------------------- */
+
+/* host/pidns/pid/token: the pid namespace makes "same host" mean "pids are
+ * comparable" (two containers sharing a host name do not share pids). */
+static void runner_identity(struct task_runner *r)
+{
+    char host[64] = "localhost", ns[64] = "", link[64];
+    unsigned char rnd[4] = { 0 };
+    ssize_t n;
+
+    if (gethostname(host, sizeof host - 1) < 0)
+        snprintf(host, sizeof host, "localhost");
+    host[sizeof host - 1] = '\0';
+    for (char *p = host; *p; p++)
+        if (*p == '/' || *p == '"' || *p == '\\' || *p == ',' || *p == '{' ||
+            *p == '}' || (unsigned char)*p < 0x21)
+            *p = '_';
+    n = readlink("/proc/self/ns/pid", link, sizeof link - 1);
+    if (n > 0) {
+        link[n] = '\0';
+        const char *b = strchr(link, '[');
+
+        snprintf(ns, sizeof ns, "%lu", b ? strtoul(b + 1, NULL, 10) : 0UL);
+    } else {
+        snprintf(ns, sizeof ns, "0");
+    }
+    if (getrandom(rnd, sizeof rnd, GRND_NONBLOCK) != (ssize_t)sizeof rnd) {
+        unsigned v = (unsigned)time(NULL) ^ (unsigned)getpid();
+
+        memcpy(rnd, &v, sizeof rnd);
+    }
+    snprintf(r->owner_prefix, sizeof r->owner_prefix, "%s/%s/", host, ns);
+    snprintf(r->owner, sizeof r->owner, "%s%d/%02x%02x%02x%02x", r->owner_prefix,
+             (int)getpid(), rnd[0], rnd[1], rnd[2], rnd[3]);
+}
+
+/* Defined at the end of this file. */
+static const struct task_kind task_test_sleep_kind;
+
+struct task_runner *task_runner_new(struct app *app)
+{
+    struct task_runner *r = calloc(1, sizeof *r);
+
+    if (!r)
+        return NULL;
+    r->app = app;
+    r->base = app->base;
+    r->pool = app->pg;
+    r->concurrency = (int)app->cfg->task_concurrency;
+    r->lease_s = (int)app->cfg->task_lease_s;
+    r->poll_s = (int)app->cfg->task_poll_s;
+    r->lbackoff_ms = LISTEN_BACKOFF_MIN_MS;
+    r->lfd = -1;
+    TAILQ_INIT(&r->tasks);
+    TAILQ_INIT(&r->closed);
+    runner_identity(r);
+    r->conninfo = strdup(app->cfg->database_url);
+    r->reap = event_new(r->base, -1, 0, runner_on_reap, r);
+    r->wake_timer = evtimer_new(r->base, runner_on_wake_timer, r);
+    r->lev = event_new(r->base, -1, 0, listen_on_io, r);
+    r->ltimer = evtimer_new(r->base, listen_on_timer, r);
+    if (!r->conninfo || !r->reap || !r->wake_timer || !r->lev || !r->ltimer ||
+        task_register(r, &task_test_sleep_kind) < 0) {
+        r->dying = true;
+        runner_maybe_destroy(r);
+        return NULL;
+    }
+    return r;
+}
+
+int task_register(struct task_runner *r, const struct task_kind *k)
+{
+    if (!r || !k || !k->name || !k->states || k->nstates < 1 || !k->open ||
+        !k->step || !k->close || k->initial_state < 0 ||
+        k->initial_state >= k->nstates || r->started) {
+        log_error("tasks: bad kind %s", k && k->name ? k->name : "(null)");
+        return -1;
+    }
+    for (const char *p = k->name; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_')) {
+            log_error("tasks: kind name '%s' is not [a-z0-9_]+", k->name);
+            return -1;
+        }
+    if (runner_kind(r, k->name) || r->nkinds == TASK_MAX_KINDS) {
+        log_error("tasks: kind %s registered twice (or too many kinds)", k->name);
+        return -1;
+    }
+    r->kinds[r->nkinds++] = k;
+    return 0;
+}
+
+/* "{a,b}" and "{60,600}" for the claim's unnest. */
+static int runner_build_params(struct task_runner *r)
+{
+    FILE *fk, *fl;
+    size_t lk, ll;
+
+    fk = open_memstream(&r->kinds_param, &lk);
+    fl = open_memstream(&r->leases_param, &ll);
+    if (!fk || !fl) {
+        if (fk)
+            fclose(fk);
+        if (fl)
+            fclose(fl);
+        return -1;
+    }
+    fputc('{', fk);
+    fputc('{', fl);
+    for (int i = 0; i < r->nkinds; i++) {
+        const struct task_kind *k = r->kinds[i];
+
+        fprintf(fk, "%s%s", i ? "," : "", k->name);
+        fprintf(fl, "%s%d", i ? "," : "", k->lease_s > 0 ? k->lease_s : r->lease_s);
+    }
+    fputc('}', fk);
+    fputc('}', fl);
+    fclose(fk);
+    fclose(fl);
+    return r->kinds_param && r->leases_param ? 0 : -1;
+}
+
+int task_runner_start(struct task_runner *r)
+{
+    const char *params[1];
+
+    if (!r || r->started)
+        return -1;
+    if (runner_build_params(r) < 0)
+        return -1;
+    r->started = true;
+    if (r->concurrency == 0) {
+        log_info("tasks: TASK_CONCURRENCY=0: this server runs no tasks");
+        return 0;
+    }
+    log_info("tasks: runner %s: up to %d at once, lease %d s, kinds %s", r->owner,
+             r->concurrency, r->lease_s, r->kinds_param);
+    listen_start(r);
+    params[0] = r->owner_prefix;
+    if (runner_exec(r, NULL, &sql_local_owners, 1, params, on_local_owners, NULL) < 0)
+        runner_arm_wake(r, 1.0);
+    runner_arm_wake(r, r->poll_s);
+    return 0;
+}
+
+void task_runner_drain(struct task_runner *r)
+{
+    if (!r || r->draining)
+        return;
+    r->draining = true;
+    evtimer_del(r->wake_timer);
+    if (r->ntasks)
+        log_info("tasks: draining: %u task%s here go back to the queue at their "
+                 "next stage", r->ntasks, r->ntasks == 1 ? "" : "s");
+}
+
+unsigned task_runner_busy(const struct task_runner *r)
+{
+    return r ? r->ntasks : 0;
+}
+
+static void runner_destroy(struct task_runner *r)
+{
+    listen_close(r);
+    if (r->reap)
+        event_free(r->reap);
+    if (r->wake_timer)
+        event_free(r->wake_timer);
+    if (r->lev)
+        event_free(r->lev);
+    if (r->ltimer)
+        event_free(r->ltimer);
+    free(r->conninfo);
+    free(r->kinds_param);
+    free(r->leases_param);
+    free(r);
+}
+
+static void runner_maybe_destroy(struct task_runner *r)
+{
+    if (r->dying && r->queries == 0 && TAILQ_EMPTY(&r->tasks) &&
+        TAILQ_EMPTY(&r->closed))
+        runner_destroy(r);
+}
+
+void task_runner_free(struct task_runner *r)
+{
+    struct task_impl *ti;
+
+    if (!r || r->dying)
+        return;
+    r->dying = true;
+    listen_close(r);
+    listen_set(r, LS_OFF);
+    evtimer_del(r->wake_timer);
+    event_del(r->reap);
+    while ((ti = TAILQ_FIRST(&r->tasks))) {
+        log_warn("task %lld %s: still running at exit (stage %s); its lease will "
+                 "run out and a server will resume it", (long long)ti->pub.id,
+                 ti->pub.kind->name, task_state_name(&ti->pub, ti->pub.state));
+        task_close(ti, NULL);
+    }
+    runner_reap(r);
+    /* Queries still out come back (NULL at pg_pool_free at the latest). */
+    runner_maybe_destroy(r);
+}
+
+/* ---- enqueue, find, cancel -------------------------------------------------- */
+
+struct enqueue_ctx {
+    task_enqueue_cb cb;   /* borrowed, may be NULL */
+    void *arg;            /* borrowed */
+};
+
+static void on_enqueue(PGresult *res, void *arg)
+{
+    struct enqueue_ctx *c = arg;
+    enum task_enqueue_status st = TASK_ENQUEUE_UNAVAILABLE;
+    int64_t id = 0;
+    const char *uuid = "";
+
+    if (res && pg_ok(res)) {
+        if (PQntuples(res) > 0) {
+            id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+            uuid = PQgetvalue(res, 0, 1);
+            st = PQgetvalue(res, 0, 2)[0] == 't' ? TASK_ENQUEUE_CREATED
+                                                 : TASK_ENQUEUE_EXISTS;
+        } else {
+            st = TASK_ENQUEUE_EXISTS;   /* it finished between two looks */
+        }
+    } else if (res) {
+        log_error("tasks: enqueue failed: %s", PQresultErrorMessage(res));
+    }
+    if (c->cb)
+        c->cb(st, id, uuid, c->arg);
+    free(c);
+}
+
+int task_enqueue(struct pg_pool *pool, const char *kind, const char *subject,
+                 json_t *payload, task_enqueue_cb cb, void *arg)
+{
+    struct enqueue_ctx *c;
+    char *text = payload ? json_dumps(payload, JSON_COMPACT) : NULL;
+    const char *params[3] = { kind, subject, text };
+    int rc = -1;
+
+    if (!pool || !kind || (payload && !text))
+        goto out;
+    c = calloc(1, sizeof *c);
+    if (!c)
+        goto out;
+    c->cb = cb;
+    c->arg = arg;
+    if (pg_exec(pool, &sql_enqueue, 3, params, on_enqueue, c) < 0) {
+        free(c);
+        goto out;
+    }
+    rc = 0;
+out:
+    free(text);
+    return rc;
+}
+
+static void on_find_active(PGresult *res, void *arg)
+{
+    struct enqueue_ctx *c = arg;
+
+    if (res && pg_ok(res) && PQntuples(res) > 0)
+        c->cb(TASK_ENQUEUE_EXISTS, strtoll(PQgetvalue(res, 0, 0), NULL, 10),
+              PQgetvalue(res, 0, 1), c->arg);
+    else if (res && pg_ok(res))
+        c->cb(TASK_ENQUEUE_CREATED, 0, "", c->arg);
+    else
+        c->cb(TASK_ENQUEUE_UNAVAILABLE, 0, "", c->arg);
+    free(c);
+}
+
+int task_find_active(struct pg_pool *pool, const char *kind,
+                     const char *subject, task_enqueue_cb cb, void *arg)
+{
+    const char *params[2] = { kind, subject };
+    struct enqueue_ctx *c;
+
+    if (!pool || !kind || !subject || !cb)
+        return -1;
+    c = calloc(1, sizeof *c);
+    if (!c)
+        return -1;
+    c->cb = cb;
+    c->arg = arg;
+    if (pg_exec(pool, &sql_find_active, 2, params, on_find_active, c) < 0) {
+        free(c);
+        return -1;
+    }
+    return 0;
+}
+
+/* An id ("123") or a uuid into the two parameters of sql_cancel/sql_show. */
+static int parse_ref(const char *ref, char *id, size_t idlen, char *uuid,
+                     size_t uuidlen)
+{
+    size_t n = strlen(ref);
+    bool digits = n > 0 && n < 19;
+
+    id[0] = uuid[0] = '\0';
+    for (size_t i = 0; digits && i < n; i++)
+        digits = ref[i] >= '0' && ref[i] <= '9';
+    if (digits) {
+        snprintf(id, idlen, "%s", ref);
+        return 0;
+    }
+    if (n != 36)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+        char c = ref[i];
+
+        if (dash ? c != '-' : !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
+                                (c >= 'A' && c <= 'F')))
+            return -1;
+    }
+    snprintf(uuid, uuidlen, "%s", ref);
+    return 0;
+}
+
+struct cancel_ctx {
+    task_cancel_cb cb;    /* borrowed */
+    void *arg;            /* borrowed */
+};
+
+static void on_cancel(struct task_runner *r, struct task_impl *unused,
+                      PGresult *res, void *arg)
+{
+    struct cancel_ctx *c = arg;
+    enum task_cancel_status st = TASK_CANCEL_UNAVAILABLE;
+
+    if (res && pg_ok(res)) {
+        if (PQntuples(res) == 0) {
+            st = TASK_CANCEL_NOT_FOUND;
+        } else if (PQgetisnull(res, 0, 1)) {
+            st = TASK_CANCEL_ALREADY_DONE;
+        } else if (strcmp(PQgetvalue(res, 0, 1), "cancelled") == 0) {
+            st = TASK_CANCEL_CANCELLED;
+            log_info("task %s: cancelled before it started", PQgetvalue(res, 0, 0));
+        } else {
+            int64_t id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+            struct task_impl *ti;
+
+            st = TASK_CANCEL_REQUESTED;
+            /* Ours: no need to wait for the notification. */
+            if (!r->dying && strcmp(PQgetvalue(res, 0, 2), r->owner) == 0)
+                TAILQ_FOREACH(ti, &r->tasks, link)
+                    if (ti->pub.id == id)
+                        task_note_cancel(ti);
+        }
+    } else if (res) {
+        log_error("tasks: cancel failed: %s", PQresultErrorMessage(res));
+    }
+    if (c->cb)
+        c->cb(st, c->arg);
+    free(c);
+}
+
+int task_cancel(struct task_runner *r, const char *ref, task_cancel_cb cb,
+                void *arg)
+{
+    char id[32], uuid[40];
+    const char *params[2];
+    struct cancel_ctx *c;
+
+    if (!r || !ref || parse_ref(ref, id, sizeof id, uuid, sizeof uuid) < 0)
+        return -1;
+    params[0] = id[0] ? id : NULL;
+    params[1] = uuid[0] ? uuid : NULL;
+    c = calloc(1, sizeof *c);
+    if (!c)
+        return -1;
+    c->cb = cb;
+    c->arg = arg;
+    if (runner_exec(r, NULL, &sql_cancel, 2, params, on_cancel, c) < 0) {
+        free(c);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- the cleanup job -------------------------------------------------------- */
+
+static void on_cleanup(PGresult *res, void *arg)
+{
+    struct sched_run *run = arg;
+
+    if (!res)
+        sched_done(run, SCHED_FAILED, "database unavailable");
+    else if (!pg_ok(res))
+        sched_done(run, SCHED_FAILED, "%s", PQresultErrorMessage(res));
+    else
+        sched_done(run, SCHED_SUCCEEDED, "deleted %s finished task%s older than "
+                   TASK_KEEP_DAYS " days", PQgetvalue(res, 0, 0),
+                   strcmp(PQgetvalue(res, 0, 0), "1") ? "s" : "");
+}
+
+void task_cleanup_job(struct sched_run *run, void *arg)
+{
+    const char *params[1] = { TASK_KEEP_DAYS };
+
+    if (pg_exec(sched_run_app(run)->pg, &sql_cleanup, 1, params, on_cleanup, run) < 0)
+        sched_done(run, SCHED_FAILED, "cannot queue the query");
+}
+
+/* ---- admin commands --------------------------------------------------------- */
+
+static void on_admin_list(PGresult *res, void *arg);
+
+static void on_admin_recent(PGresult *res, void *arg)
+{
+    struct admin_conn *c = arg;
+
+    if (!res || !pg_ok(res)) {
+        admin_finish(c, "database unavailable");
+        return;
+    }
+    admin_printf(c, "recently finished:\n");
+    for (int i = 0; i < PQntuples(res); i++)
+        admin_printf(c, "id=%s uuid=%s kind=%s state=%s stage=%s subject=%s "
+                     "attempts=%s took_s=%.1f error=%s\n",
+                     PQgetvalue(res, i, 0), PQgetvalue(res, i, 1),
+                     PQgetvalue(res, i, 2), PQgetvalue(res, i, 3),
+                     PQgetvalue(res, i, 4), PQgetvalue(res, i, 5),
+                     PQgetvalue(res, i, 6), strtod(PQgetvalue(res, i, 7), NULL),
+                     *PQgetvalue(res, i, 8) ? PQgetvalue(res, i, 8) : "-");
+    admin_finish(c, NULL);
+}
+
+struct list_ctx {
+    struct admin_conn *c;  /* borrowed until admin_finish */
+    struct app *app;       /* borrowed */
+    bool all;              /* also the recently finished */
+};
+
+static void on_admin_list(PGresult *res, void *arg)
+{
+    struct list_ctx *lc = arg;
+    struct admin_conn *c = lc->c;
+    struct task_runner *r = lc->app->tasks;
+    int queued = 0, running = 0;
+    bool all = lc->all;
+    struct app *app = lc->app;
+
+    free(lc);
+    if (!res || !pg_ok(res)) {
+        admin_finish(c, "database unavailable");
+        return;
+    }
+    for (int i = 0; i < PQntuples(res); i++) {
+        const char *state = PQgetvalue(res, i, 3);
+        const char *owner = PQgetvalue(res, i, 8);
+        bool here = r && strcmp(owner, r->owner) == 0;
+        long long wait = strtoll(PQgetvalue(res, i, 10), NULL, 10);
+
+        if (strcmp(state, "running") == 0)
+            running++;
+        else
+            queued++;
+        admin_printf(c, "id=%s uuid=%s kind=%s state=%s stage=%s subject=%s "
+                     "attempts=%s age_s=%s owner=%s%s%s",
+                     PQgetvalue(res, i, 0), PQgetvalue(res, i, 1),
+                     PQgetvalue(res, i, 2), state, PQgetvalue(res, i, 4),
+                     PQgetvalue(res, i, 5), PQgetvalue(res, i, 6),
+                     PQgetvalue(res, i, 7), owner, here ? " here" : "",
+                     PQgetvalue(res, i, 9)[0] == 't' ? " cancel_requested" : "");
+        if (wait > 0 && strcmp(state, "queued") == 0)
+            admin_printf(c, " due_in_s=%lld", wait);
+        admin_printf(c, "\n");
+    }
+    if (PQntuples(res) == 500)
+        admin_printf(c, "(only the first 500 are listed)\n");
+    admin_printf(c, "%d running, %d queued; here: %u of %d slots busy%s\n", running,
+                 queued, r ? r->ntasks : 0, r ? r->concurrency : 0,
+                 r && r->draining ? " (draining)" : "");
+    if (all && pg_exec(app->pg, &sql_list_recent, 0, NULL, on_admin_recent, c) == 0)
+        return;
+    admin_finish(c, NULL);
+}
+
+static void admin_cmd_tasks(struct admin_conn *c, int argc, char **argv,
+                            struct app *app)
+{
+    struct list_ctx *lc;
+
+    if (argc > 2 || (argc == 2 && strcmp(argv[1], "all") != 0)) {
+        admin_finish(c, "usage: tasks [all]");
+        return;
+    }
+    lc = calloc(1, sizeof *lc);
+    if (!lc) {
+        admin_finish(c, "out of memory");
+        return;
+    }
+    lc->c = c;
+    lc->app = app;
+    lc->all = argc == 2;
+    if (!app->pg || pg_exec(app->pg, &sql_list, 0, NULL, on_admin_list, lc) < 0) {
+        free(lc);
+        admin_finish(c, "database unavailable");
+    }
+}
+
+static void on_admin_show(PGresult *res, void *arg)
+{
+    struct admin_conn *c = arg;
+
+    if (!res || !pg_ok(res)) {
+        admin_finish(c, "database unavailable");
+        return;
+    }
+    if (PQntuples(res) == 0) {
+        admin_finish(c, "no such task");
+        return;
+    }
+    admin_printf(c, "id=%s uuid=%s kind=%s state=%s stage=%s subject=%s "
+                 "attempts=%s max_attempts=%s owner=%s cancel_requested=%s\n",
+                 PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 2),
+                 PQgetvalue(res, 0, 3), PQgetvalue(res, 0, 4), PQgetvalue(res, 0, 5),
+                 PQgetvalue(res, 0, 6), PQgetvalue(res, 0, 7), PQgetvalue(res, 0, 11),
+                 PQgetvalue(res, 0, 12)[0] == 't' ? "yes" : "no");
+    admin_printf(c, "payload: %s\nresult: %s\nerror: %s\n", PQgetvalue(res, 0, 8),
+                 PQgetvalue(res, 0, 9),
+                 *PQgetvalue(res, 0, 10) ? PQgetvalue(res, 0, 10) : "-");
+    for (int i = 0; i < PQntuples(res); i++) {
+        const char *log = PQgetvalue(res, i, 17);
+
+        if (PQgetisnull(res, i, 13))
+            break;
+        admin_printf(c, "stage %s attempt=%s outcome=%s duration_s=%.2f\n",
+                     PQgetvalue(res, i, 13), PQgetvalue(res, i, 14),
+                     PQgetvalue(res, i, 15), strtod(PQgetvalue(res, i, 16), NULL));
+        /* The log, indented so the "OK" line can never be faked by it. */
+        while (*log) {
+            size_t n = strcspn(log, "\n");
+
+            admin_printf(c, "  | %.*s\n", (int)n, log);
+            log += n;
+            if (*log == '\n')
+                log++;
+        }
+    }
+    admin_finish(c, NULL);
+}
+
+static void on_admin_cancel(enum task_cancel_status st, void *arg)
+{
+    struct admin_conn *c = arg;
+
+    switch (st) {
+    case TASK_CANCEL_UNAVAILABLE:
+        admin_finish(c, "database unavailable");
+        return;
+    case TASK_CANCEL_NOT_FOUND:
+        admin_finish(c, "no such task");
+        return;
+    case TASK_CANCEL_ALREADY_DONE:
+        admin_finish(c, "it has already finished");
+        return;
+    case TASK_CANCEL_CANCELLED:
+        admin_printf(c, "cancelled (it was queued)\n");
+        admin_finish(c, NULL);
+        return;
+    case TASK_CANCEL_REQUESTED:
+        admin_printf(c, "cancel requested (it is running; its server stops it)\n");
+        admin_finish(c, NULL);
+        return;
+    }
+}
+
+static void on_admin_enqueue_test(PGresult *res, void *arg)
+{
+    struct admin_conn *c = arg;
+
+    if (!res) {
+        admin_finish(c, "database unavailable");
+        return;
+    }
+    if (!pg_ok(res)) {
+        admin_finish(c, strcmp(pg_sqlstate(res), "23505") == 0
+                            ? "a test task with that subject is already active"
+                            : "cannot enqueue");
+        return;
+    }
+    for (int i = 0; i < PQntuples(res); i++)
+        admin_printf(c, "enqueued id=%s uuid=%s\n", PQgetvalue(res, i, 0),
+                     PQgetvalue(res, i, 1));
+    admin_finish(c, NULL);
+}
+
+/* task enqueue-test SECONDS [STAGES] [timer|child] [fail=STAGE]
+ *   [resume=fail] [subject=S] [count=N]   (tests only: DEBUG_ROUTES=1) */
+static void admin_enqueue_test(struct admin_conn *c, int argc, char **argv,
+                               struct app *app)
+{
+    json_t *p;
+    char *text;
+    const char *subject = NULL;
+    char count[16] = "1";
+    const char *params[3];
+    char *end;
+    double secs;
+
+    if (!app->cfg->debug_routes) {
+        admin_finish(c, "task enqueue-test is for tests only (DEBUG_ROUTES=1)");
+        return;
+    }
+    if (argc < 3) {
+        admin_finish(c, "usage: task enqueue-test SECONDS [STAGES] [timer|child] "
+                        "[fail=STAGE] [resume=fail] [subject=S] [count=N]");
+        return;
+    }
+    secs = strtod(argv[2], &end);
+    if (*end || secs < 0 || secs > 3600) {
+        admin_finish(c, "SECONDS must be a number from 0 to 3600");
+        return;
+    }
+    p = json_pack("{s:f, s:i, s:s}", "seconds", secs, "stages", 3, "mode", "timer");
+    for (int i = 3; p && i < argc; i++) {
+        const char *a = argv[i];
+
+        if (strcmp(a, "timer") == 0 || strcmp(a, "child") == 0)
+            json_object_set_new(p, "mode", json_string(a));
+        else if (a[0] >= '1' && a[0] <= '3' && a[1] == '\0')
+            json_object_set_new(p, "stages", json_integer(a[0] - '0'));
+        else if (strncmp(a, "fail=", 5) == 0)
+            json_object_set_new(p, "fail_stage", json_string(a + 5));
+        else if (strcmp(a, "resume=fail") == 0)
+            json_object_set_new(p, "resume", json_string("fail"));
+        else if (strncmp(a, "subject=", 8) == 0)
+            subject = a + 8;
+        else if (strncmp(a, "count=", 6) == 0 && atoi(a + 6) >= 1 && atoi(a + 6) <= 1000)
+            snprintf(count, sizeof count, "%d", atoi(a + 6));
+        else {
+            json_decref(p);
+            admin_finish(c, "unknown argument");
+            return;
+        }
+    }
+    if (subject && strcmp(count, "1") != 0) {
+        json_decref(p);
+        admin_finish(c, "subject= and count= do not go together");
+        return;
+    }
+    text = p ? json_dumps(p, JSON_COMPACT) : NULL;
+    json_decref(p);
+    params[0] = text;
+    params[1] = subject;
+    params[2] = count;
+    if (!text || pg_exec(app->pg, &sql_enqueue_test, 3, params,
+                         on_admin_enqueue_test, c) < 0)
+        admin_finish(c, "cannot enqueue");
+    free(text);
+}
+
+static void admin_cmd_task(struct admin_conn *c, int argc, char **argv,
+                           struct app *app)
+{
+    char id[32], uuid[40];
+    const char *params[2];
+
+    if (argc >= 2 && strcmp(argv[1], "enqueue-test") == 0) {
+        admin_enqueue_test(c, argc, argv, app);
+        return;
+    }
+    if (argc != 3 || (strcmp(argv[1], "show") != 0 && strcmp(argv[1], "cancel") != 0)) {
+        admin_finish(c, "usage: task show ID | task cancel ID | task enqueue-test ...");
+        return;
+    }
+    if (parse_ref(argv[2], id, sizeof id, uuid, sizeof uuid) < 0) {
+        admin_finish(c, "ID must be a task id or uuid");
+        return;
+    }
+    if (strcmp(argv[1], "cancel") == 0) {
+        if (!app->tasks || task_cancel(app->tasks, argv[2], on_admin_cancel, c) < 0)
+            admin_finish(c, "cannot cancel now");
+        return;
+    }
+    params[0] = id[0] ? id : NULL;
+    params[1] = uuid[0] ? uuid : NULL;
+    if (pg_exec(app->pg, &sql_show, 2, params, on_admin_show, c) < 0)
+        admin_finish(c, "database unavailable");
+}
+
+void task_register_admin(struct admin_server *admin)
+{
+    admin_register(admin, "tasks", "queued and running tasks (all: also the "
+                   "recently finished)", admin_cmd_tasks);
+    admin_register(admin, "task", "task show ID | task cancel ID | task "
+                   "enqueue-test SECONDS ... (tests only)", admin_cmd_task);
+}
+
+/* ---- test_sleep: the built-in kind the tests drive ---------------------------
+ * Payload {"seconds": S, "stages": 1..3, "mode": "timer"|"child",
+ * "fail_stage": NAME, "resume": "continue"|"fail"}.  Each stage sleeps S
+ * seconds on a timer or as a `sleep` child; fail_stage fails (retried while
+ * attempts remain); resume=fail fails a resumed task instead of re-running
+ * its interrupted stage.  Enqueued by `task enqueue-test` only. */
+
+enum ts_state { TS_FIRST, TS_SECOND, TS_THIRD };
+
+static const char *const ts_state_names[] = {
+    [TS_FIRST] = "first",
+    [TS_SECOND] = "second",
+    [TS_THIRD] = "third",
+};
+
+struct ts {
+    struct task *t;          /* borrowed: its task */
+    double seconds;          /* per stage */
+    int stages;              /* how many of the states run */
+    bool child;              /* sleep in a child instead of a timer */
+    char fail_stage[16];     /* this stage fails ("": none) */
+    bool resume_fail;        /* a resumed task fails */
+    struct event *timer;     /* owned: the timer sleep */
+    struct proc *proc;       /* the child sleep (abandoned in close) */
+};
+
+static int ts_open(struct task *t, char *err, size_t errlen)
+{
+    struct ts *ts = calloc(1, sizeof *ts);
+    json_t *v;
+
+    if (!ts) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    ts->t = t;
+    ts->seconds = json_number_value(json_object_get(t->payload, "seconds"));
+    ts->stages = (int)json_integer_value(json_object_get(t->payload, "stages"));
+    if (ts->stages < 1 || ts->stages > 3)
+        ts->stages = 3;
+    v = json_object_get(t->payload, "mode");
+    ts->child = json_is_string(v) && strcmp(json_string_value(v), "child") == 0;
+    v = json_object_get(t->payload, "fail_stage");
+    if (json_is_string(v))
+        snprintf(ts->fail_stage, sizeof ts->fail_stage, "%s", json_string_value(v));
+    v = json_object_get(t->payload, "resume");
+    ts->resume_fail = json_is_string(v) && strcmp(json_string_value(v), "fail") == 0;
+    if (ts->seconds < 0 || ts->seconds > 3600) {
+        free(ts);
+        snprintf(err, errlen, "seconds must be from 0 to 3600");
+        return -1;
+    }
+    t->data = ts;
+    return 0;
+}
+
+static void ts_next(struct ts *ts)
+{
+    struct task *t = ts->t;
+
+    if (t->state + 1 < ts->stages) {
+        task_set_state(t, t->state + 1, TASK_STAGE_OK);
+        return;
+    }
+    task_finish(t, TASK_SUCCEEDED,
+                json_pack("{s:i, s:b, s:i}", "stages", ts->stages, "resumed",
+                          t->resumed, "attempts", t->attempts), NULL);
+}
+
+static void ts_on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct ts *ts = arg;
+
+    task_log(ts->t, "slept %.3g s", ts->seconds);
+    ts_next(ts);
+}
+
+static void ts_on_child(const struct proc_result *r, void *arg)
+{
+    struct ts *ts = arg;
+    char how[128];
+
+    ts->proc = NULL;
+    proc_result_describe(r, how, sizeof how);
+    task_log(ts->t, "child %d: %s", (int)r->pid, how);
+    if (r->err_len)
+        task_log_text(ts->t, "stderr", r->err, r->err_len);
+    if (r->killed || task_cancel_requested(ts->t)) {
+        task_finish(ts->t, TASK_CANCELLED, NULL, "cancelled while sleeping");
+        return;
+    }
+    if (!proc_result_ok(r)) {
+        task_finish(ts->t, TASK_FAILED, NULL, "the sleep child failed: %s", how);
+        return;
+    }
+    ts_next(ts);
+}
+
+static void ts_step(struct task *t)
+{
+    struct ts *ts = t->data;
+
+    if (task_cancel_requested(t)) {
+        task_finish(t, TASK_CANCELLED, NULL, "cancelled");
+        return;
+    }
+    if (strcmp(ts->fail_stage, ts_state_names[t->state]) == 0) {
+        task_log(t, "failing on purpose in stage %s", ts_state_names[t->state]);
+        if (task_can_retry(t))
+            task_retry(t, "failed on purpose in stage %s", ts_state_names[t->state]);
+        else
+            task_finish(t, TASK_FAILED, NULL, "failed on purpose in stage %s",
+                        ts_state_names[t->state]);
+        return;
+    }
+    if (ts->child && t->app->procs) {
+        char secs[32], err[256];
+        const char *argv[] = { "sleep", secs, NULL };
+        struct proc_opts o = { .argv = argv, .tail_bytes = 4096,
+                               .timeout_ms = (long)(ts->seconds * 1000) + 60000,
+                               .grace_ms = 2000 };
+
+        snprintf(secs, sizeof secs, "%.3f", ts->seconds);
+        ts->proc = proc_spawn(t->app->procs, &o, ts_on_child, ts, err, sizeof err);
+        if (!ts->proc) {
+            task_finish(t, TASK_FAILED, NULL, "cannot start sleep: %s", err);
+            return;
+        }
+        task_log(t, "sleeping %s s in child %d", secs, (int)proc_pid(ts->proc));
+        return;
+    }
+    if (!ts->timer)
+        ts->timer = evtimer_new(t->app->base, ts_on_timer, ts);
+    if (!ts->timer) {
+        task_finish(t, TASK_FAILED, NULL, "out of memory");
+        return;
+    }
+    task_log(t, "sleeping %.3g s", ts->seconds);
+    timer_arm_ms(ts->timer, (int64_t)(ts->seconds * 1000));
+}
+
+static int ts_resume(struct task *t, int interrupted)
+{
+    struct ts *ts = t->data;
+
+    if (ts->resume_fail)
+        return -1;
+    if (t->attempts > t->max_attempts)
+        return -1;
+    return interrupted;
+}
+
+static void ts_cancel(struct task *t)
+{
+    struct ts *ts = t->data;
+
+    if (ts->proc) {
+        proc_kill(ts->proc);    /* ts_on_child finishes it */
+        return;
+    }
+    if (ts->timer && evtimer_pending(ts->timer, NULL)) {
+        evtimer_del(ts->timer);
+        task_finish(t, TASK_CANCELLED, NULL, "cancelled while sleeping");
+    }
+    /* Otherwise between stages: ts_step sees the request. */
+}
+
+static void ts_close(struct task *t)
+{
+    struct ts *ts = t->data;
+
+    if (!ts)
+        return;
+    if (ts->timer)
+        event_free(ts->timer);
+    if (ts->proc)
+        proc_abandon(ts->proc);
+    free(ts);
+    t->data = NULL;
+}
+
+static const struct task_kind task_test_sleep_kind = {
+    .name = "test_sleep",
+    .states = ts_state_names,
+    .nstates = 3,
+    .initial_state = TS_FIRST,
+    .lease_s = 0,
+    .max_attempts = 3,
+    .retry_delay_s = 1,
+    .resume_policy = TASK_RESUME_CONTINUE,
+    .open = ts_open,
+    .step = ts_step,
+    .resume = ts_resume,
+    .cancel = ts_cancel,
+    .close = ts_close,
+};
