@@ -18,6 +18,7 @@
 #include "studyhub/core/metrics.h"
 #include "studyhub/core/sched.h"
 #include "studyhub/core/task.h"
+#include "studyhub/domain/accounts.h"
 #include "studyhub/domain/children.h"
 #include "studyhub/domain/feedback.h"
 #include "studyhub/domain/responses.h"
@@ -28,6 +29,7 @@
 #include "studyhub/http/health.h"
 #include "studyhub/http/router.h"
 #include "studyhub/http/server.h"
+#include "studyhub/io/mail.h"
 #include "studyhub/io/migrate.h"
 #include "studyhub/io/pg.h"
 #include "studyhub/io/proc.h"
@@ -67,6 +69,7 @@ static void register_routes(struct router *r)
     responses_routes(r);
     children_routes(r);
     feedback_routes(r);
+    accounts_routes(r);      /* sign-up, verification, reset, TOTP, tokens */
 }
 
 static void register_admin(struct admin_server *admin)
@@ -85,6 +88,9 @@ static int register_background(struct app *app)
 {
     if (sched_add(app->sched, "cleanup_tasks", "04:45", task_cleanup_job, NULL) < 0)
         return -1;
+    if (sched_add(app->sched, "cleanup_account_tokens", "04:30", accounts_cleanup_job,
+                  NULL) < 0)
+        return -1;
     return 0;
 }
 
@@ -92,7 +98,8 @@ static bool drained(const struct app *app)
 {
     /* Running tasks are handed back to the queue at their next stage. */
     return http_server_inflight(app->http) == 0 &&
-           task_runner_busy(app->tasks) == 0 && sched_busy(app->sched) == 0;
+           task_runner_busy(app->tasks) == 0 && sched_busy(app->sched) == 0 &&
+           mail_sender_busy(app->mail) == 0;   /* emails whose outcome is unsaved */
 }
 
 static void drain_poll(evutil_socket_t fd, short what, void *arg)
@@ -133,6 +140,7 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
     http_server_stop_accepting(sd->app->http);
     task_runner_drain(sd->app->tasks);
     sched_drain(sd->app->sched);
+    mail_sender_drain(sd->app->mail);
     clock_gettime(CLOCK_MONOTONIC, &sd->deadline);
     sd->deadline.tv_sec += sd->app->cfg->drain_timeout_s;
     drain_poll(-1, 0, sd);
@@ -213,8 +221,16 @@ int main(int argc, char **argv)
         log_error("cannot register the task kinds and scheduled jobs");
         goto out;
     }
+    /* The mail outbox sender (io/mail.c). */
+    app.mail = mail_sender_new(&app, err, sizeof err);
+    if (!app.mail) {
+        log_error("cannot set up the mail sender: %s", err);
+        goto out;
+    }
     if (studies_cache_start(app.pg) < 0)
         log_warn("study document cache is off");
+    if (auth_cache_start(app.pg) < 0)
+        log_warn("API token cache is off");
     register_routes(router);
     app.http = http_server_new(app.base, &cfg, router, app.metrics, &app);
     if (!app.http || http_server_listen(app.http, cfg.listen_addr, (int)cfg.listen_port) < 0) {
@@ -241,6 +257,10 @@ int main(int argc, char **argv)
         log_error("cannot start the task runner or the scheduler");
         goto out;
     }
+    if (mail_sender_start(app.mail) < 0) {
+        log_error("cannot start the mail sender");
+        goto out;
+    }
     log_info("studyhub %s listening on %s:%d", PACKAGE_VERSION, cfg.listen_addr,
              http_server_port(app.http));
     event_base_dispatch(app.base);
@@ -259,8 +279,10 @@ out:
      * them); queries still out come back NULL from pg_pool_free. */
     task_runner_free(app.tasks);
     sched_free(app.sched);
+    mail_sender_free(app.mail);   /* before the pool: its queries finish there */
     redis_client_free(app.redis);
     studies_cache_stop();
+    auth_cache_stop();
     pg_pool_free(app.pg);
     proc_table_free(app.procs);
     router_free(router);

@@ -30,6 +30,7 @@ static int check_base_url(struct config *cfg, const char *v, char *err, size_t n
 static int check_cookie_secure(struct config *cfg, const char *v, char *err, size_t n);
 static int check_smtp_url(struct config *cfg, const char *v, char *err, size_t n);
 static int check_smtp_starttls(struct config *cfg, const char *v, char *err, size_t n);
+static int check_build_runner(struct config *cfg, const char *v, char *err, size_t n);
 
 #define STR(field) CFG_STR, offsetof(struct config, field), 0, 0
 #define INT(field, lo, hi) CFG_INT, offsetof(struct config, field), lo, hi
@@ -117,6 +118,61 @@ static const struct config_var vars[] = {
       INT(mail_max_attempts, 1, 100), NULL },
     { "GRAPHVIZ_DOT", "dot", "Graphviz's dot program, for GET /api/v1/workflow?format=svg (empty: SVG off, 501)",
       STR(graphviz_dot), NULL },
+    { "STORAGE_URL", "file://var/storage", "object storage: file://DIR (served by this server through signed links), s3://BUCKET or gs://BUCKET",
+      STR(storage_url), NULL },
+    { "S3_ENDPOINT", "", "S3 API origin, e.g. http://127.0.0.1:9000 (empty: AWS, or storage.googleapis.com for gs://)",
+      STR(s3_endpoint), NULL },
+    { "S3_REGION", "", "S3 region (empty: us-east-1; auto for gs://)",
+      STR(s3_region), NULL },
+    { "S3_ACCESS_KEY_ID", "", "access key of s3:// and gs:// (HMAC key) storage",
+      STR(s3_access_key_id), NULL },
+    { "S3_SECRET_ACCESS_KEY", "", "secret key of s3:// and gs:// storage",
+      STR(s3_secret_access_key), NULL },
+    { "S3_PATH_STYLE", "0", "S3 URLs as endpoint/bucket/key instead of bucket.endpoint/key (1 or 0)",
+      BOOL(s3_path_style), NULL },
+    { "STORAGE_FSYNC", "0", "fsync file:// objects before they are renamed into place (1 or 0)",
+      BOOL(storage_fsync), NULL },
+    { "STORAGE_LINK_SECRET", "", "HMAC key of file:// download links; empty: random per process (links die with it; set it when several servers share the storage)",
+      STR(storage_link_secret), NULL },
+    { "PIPE_WEBHOOK_KEY", "", "key of Pipe's webhook POST /exp/renamevideo/ (empty: every call refused)",
+      STR(pipe_webhook_key), NULL },
+    { "AWS_LAMBDA_SECRET_ACCESS_KEY", "", "HMAC key of POST /api/v1/video/ from the upload Lambda (empty: every call refused)",
+      STR(aws_lambda_secret_access_key), NULL },
+    { "VIDEO_ZIP_PART_MB", "8", "multipart part size of video zips in MiB (memory is about 3 parts; a zip has at most 10000 parts)",
+      INT(video_zip_part_mb, 5, 512), NULL },
+    { "STALE_UPLOAD_AGE_S", "86400", "age in seconds of incomplete multipart uploads that abort_stale_uploads aborts",
+      INT(stale_upload_age_s, 60, 31536000), NULL },
+    { "BUILD_ROOT", "var/builds", "folder of the experiment builder: checkouts/<sha>/ and builds/<task>/",
+      STR(build_root), NULL },
+    { "BUILD_RUNNER", "local", "how runners are built: local (the checkout's build.sh as a child) or docker",
+      STR(build_runner), check_build_runner },
+    { "RUNNER_REPO_URL", "https://github.com/lookit/ember-lookit-frameplayer",
+      "experiment runner repository of studies whose metadata names none",
+      STR(runner_repo_url), NULL },
+    { "RUNNER_REPO_ALLOW", "https://github.com/", "comma-separated URL prefixes a study's player_repo_url must start with",
+      STR(runner_repo_allow), NULL },
+    { "GITHUB_API_URL", "https://api.github.com", "origin of the GitHub REST API (default branch and head commit of runner repositories)",
+      STR(github_api_url), NULL },
+    { "GITHUB_TOKEN", "", "GitHub token for API calls (empty: anonymous, 60 calls an hour)",
+      STR(github_token), NULL },
+    { "BUILD_TIMEOUT_S", "1800", "seconds a runner build may take before its whole process group is killed",
+      INT(build_timeout_s, 1, 86400), NULL },
+    { "BUILD_FETCH_TIMEOUT_S", "300", "seconds one attempt of a GitHub API call or archive download may take",
+      INT(build_fetch_timeout_s, 1, 3600), NULL },
+    { "DOCKER_BIN", "docker", "docker client of BUILD_RUNNER=docker and cleanup_docker_images",
+      STR(docker_bin), NULL },
+    { "BUILDER_IMAGE", "studyhub-builder:latest", "tag of the builder image (BUILD_RUNNER=docker)",
+      STR(builder_image), NULL },
+    { "BUILDER_CONTEXT", "", "docker build context of the builder image (empty: the runner checkout)",
+      STR(builder_context), NULL },
+    { "BUILD_ENV", "", "extra KEY=VALUE pairs, comma-separated, given to every build (Sentry DSN, recording-service settings)",
+      STR(build_env), NULL },
+    { "MAX_ARCHIVE_BYTES", "1073741824", "largest runner archive in bytes, downloaded or unpacked",
+      INT(max_archive_bytes, 1024, 68719476736L), NULL },
+    { "MAX_ARCHIVE_FILES", "100000", "most entries in a runner archive",
+      INT(max_archive_files, 1, 10000000), NULL },
+    { "BUILD_UPLOAD_CONCURRENCY", "8", "uploads and copies one build runs at once",
+      INT(build_upload_concurrency, 1, 64), NULL },
 };
 
 #define NVARS (sizeof vars / sizeof vars[0])
@@ -234,6 +290,14 @@ static int check_smtp_starttls(struct config *cfg, const char *v, char *err, siz
     return -1;
 }
 
+static int check_build_runner(struct config *cfg, const char *v, char *err, size_t n)
+{
+    if (strcmp(v, "local") == 0 || strcmp(v, "docker") == 0)
+        return 0;
+    set_err(err, n, "BUILD_RUNNER: '%s' is not local or docker", v);
+    return -1;
+}
+
 static int parse_one(struct config *cfg, const struct config_var *var,
                      const char *value, char *err, size_t n)
 {
@@ -321,5 +385,6 @@ void config_print_markdown(FILE *out)
 {
     fprintf(out, "| variable | default | meaning |\n|---|---|---|\n");
     for (size_t i = 0; i < NVARS; i++)
-        fprintf(out, "| `%s` | `%s` | %s |\n", vars[i].name, vars[i].def, vars[i].help);
+        fprintf(out, vars[i].def[0] ? "| `%s` | `%s` | %s |\n" : "| `%s` | (empty)%s | %s |\n",
+                vars[i].name, vars[i].def, vars[i].help);
 }

@@ -1,6 +1,8 @@
 /* auth: resolves who is calling (API token, or Redis session plus CSRF
- * token) before a handler runs, and the login/logout endpoints that create
- * and end sessions. */
+ * token) before a handler runs; the login (one or two steps) and logout
+ * endpoints that create and end sessions; and the mechanisms the account
+ * flows share: failed-attempt counters, the second-factor check, password
+ * hashing and policy, recovery codes.  Decisions: include/studyhub/http/auth.h. */
 #include "studyhub/http/auth.h"
 
 #include <argon2.h>
@@ -16,17 +18,19 @@
 #include <time.h>
 
 #include "studyhub/core/app.h"
+#include "studyhub/core/cache.h"
 #include "studyhub/core/config.h"
 #include "studyhub/core/log.h"
 #include "studyhub/http/jsonapi.h"
 #include "studyhub/http/router.h"
 #include "studyhub/http/server.h"
+#include "studyhub/http/totp.h"
 #include "studyhub/io/pg.h"
 #include "studyhub/io/redis.h"
 
 /* argon2id parameters: OWASP's "m=19 MiB, t=2, p=1" row.  One verification
  * costs ~40 ms of CPU on the loop thread (measured here), which is why
- * login is throttled below; hashes made with other parameters still verify, since
+ * it is throttled below; hashes made with other parameters still verify, since
  * the PHC string carries its own. */
 #define AUTH_ARGON2_T 2
 #define AUTH_ARGON2_M_KIB 19456
@@ -34,11 +38,11 @@
 #define AUTH_ARGON2_SALT_LEN 16
 #define AUTH_ARGON2_HASH_LEN 32
 
-/* At most this many password verifications per second, process-wide, with
+/* At most this many argon2 computations per second, process-wide, with
  * bursts up to the capacity: a flood of logins can use at most ~40% of the
- * loop's time and stall it ~0.4 s at once.  Beyond it logins get 429. */
-#define AUTH_LOGIN_RATE_PER_S 10.0
-#define AUTH_LOGIN_BURST 10.0
+ * loop's time and stall it ~0.4 s at once.  Beyond it the answer is 429. */
+#define AUTH_HASH_RATE_PER_S 10.0
+#define AUTH_HASH_BURST 10.0
 
 /* Token last_used_at is written at most this often per token, off the
  * request's path, so the hot path stays one indexed SELECT. */
@@ -49,8 +53,12 @@
 /* Django's CSRF_COOKIE_AGE (one year). */
 #define AUTH_CSRF_COOKIE_AGE_S 31449600L
 
-#define AUTH_EMAIL_MAX 254
-#define AUTH_PASSWORD_MAX 1024
+/* A two-factor login challenge: how long it lives and how many codes it
+ * takes before the password has to be given again. */
+#define AUTH_CHALLENGE_TTL_S 300
+#define AUTH_CHALLENGE_TRIES 5
+
+#define AUTH_PASSWORD_MIN 10
 
 /* Per-request authentication state; the request owns it (http_req data,
  * freed with the request), so nothing here outlives the reply. */
@@ -58,19 +66,29 @@ struct auth_ctx {
     struct http_req *req;        /* borrowed: the request owns this ctx */
     struct app *app;             /* borrowed */
     auth_next_fn next;           /* the handler to run once authenticated */
+    auth_next_fn gated_next;     /* auth_require_researcher's handler */
     bool authenticated;          /* user below is valid */
     struct auth_user user;       /* the caller */
+    int session_epoch;           /* of the session (sessions only) */
     char token_hash[65];         /* hex SHA-256 of the token ("" for sessions) */
+    uint64_t token_ticket;       /* token cache generation before the lookup */
+    bool token_cacheable;        /* notifications flowed when the lookup began */
     char session_id[AUTH_SESSION_ID_LEN + 1]; /* "" unless session auth */
 };
 
-/* Column order of both user lookups (id, uuid, email, is_researcher,
- * is_site_admin, is_active[, token_stale]). */
-enum { UC_ID, UC_UUID, UC_EMAIL, UC_RESEARCHER, UC_SITE_ADMIN, UC_ACTIVE, UC_STALE };
+/* Column order of the caller lookups (id, uuid, email, is_researcher,
+ * is_site_admin, is_active, totp_on, then per statement). */
+enum { UC_ID, UC_UUID, UC_EMAIL, UC_RESEARCHER, UC_SITE_ADMIN, UC_ACTIVE,
+       UC_TOTP, UC_EXTRA };
+
+#define TOTP_ON(u) \
+    "EXISTS (SELECT 1 FROM user_totp tt WHERE tt.user_id = " u \
+    " AND tt.confirmed_at IS NOT NULL)"
 
 static const struct pg_stmt auth_token_user_stmt = {
     "auth_token_user",
     "SELECT u.id, u.uuid, u.email, u.is_researcher, u.is_site_admin, u.is_active,"
+    "       " TOTP_ON("u.id") ","
     "       (t.last_used_at IS NULL OR"
     "        t.last_used_at < now() - interval '" AUTH_TOKEN_TOUCH_INTERVAL "')"
     "  FROM api_tokens t JOIN users u ON u.id = t.user_id"
@@ -84,21 +102,85 @@ static const struct pg_stmt auth_token_touch_stmt = {
 
 static const struct pg_stmt auth_session_user_stmt = {
     "auth_session_user",
-    "SELECT u.id, u.uuid, u.email, u.is_researcher, u.is_site_admin, u.is_active"
+    "SELECT u.id, u.uuid, u.email, u.is_researcher, u.is_site_admin, u.is_active,"
+    "       " TOTP_ON("u.id") ", u.session_epoch"
     "  FROM users u WHERE u.id = $1::bigint",
 };
 
+/* Login lookups: + (password_hash, session_epoch, email verified). */
+enum { LC_HASH = UC_EXTRA, LC_EPOCH, LC_VERIFIED };
+#define LOGIN_COLUMNS \
+    "SELECT u.id, u.uuid, u.email, u.is_researcher, u.is_site_admin, u.is_active," \
+    "       " TOTP_ON("u.id") ", u.password_hash, u.session_epoch," \
+    "       u.email_verified_at IS NOT NULL FROM users u "
+
 static const struct pg_stmt auth_login_stmt = {
-    "auth_login",
-    "SELECT u.id, u.uuid, u.email, u.is_researcher, u.is_site_admin, u.is_active,"
-    "       u.password_hash"
-    "  FROM users u WHERE lower(u.email) = lower($1)",
+    "auth_login", LOGIN_COLUMNS "WHERE lower(u.email) = lower($1)",
+};
+
+static const struct pg_stmt auth_login_by_id_stmt = {
+    "auth_login_by_id", LOGIN_COLUMNS "WHERE u.id = $1::bigint",
 };
 
 static const struct pg_stmt auth_last_login_stmt = {
     "auth_last_login",
     "UPDATE users SET last_login = now() WHERE id = $1::bigint",
 };
+
+/* Second factor: the confirmed secret, then the conditional claim of its
+ * time step (no code is accepted twice, across servers), or the use of a
+ * recovery code. */
+static const struct pg_stmt auth_sf_load_stmt = {
+    "auth_sf_load",
+    "SELECT secret, last_step FROM user_totp"
+    " WHERE user_id = $1::bigint AND confirmed_at IS NOT NULL",
+};
+
+static const struct pg_stmt auth_sf_step_stmt = {
+    "auth_sf_step",
+    "UPDATE user_totp SET last_step = $2::bigint"
+    " WHERE user_id = $1::bigint AND last_step < $2::bigint AND secret = $3"
+    "   AND confirmed_at IS NOT NULL RETURNING 1",
+};
+
+static const struct pg_stmt auth_sf_recovery_stmt = {
+    "auth_sf_recovery",
+    "UPDATE user_recovery_codes SET used_at = now()"
+    " WHERE user_id = $1::bigint AND code_hash = $2 AND used_at IS NULL"
+    " RETURNING 1",
+};
+
+/* Redis scripts (EVAL: atomic, one round trip). */
+
+/* Counts one attempt on each key; the window starts at the first.  A key
+ * found without a TTL (it should not happen) gets one, so no counter can
+ * lock anyone out forever.  Returns {n1, ttl1, n2, ttl2, ...}. */
+static const char rate_script[] =
+    "local out = {} "
+    "for i, k in ipairs(KEYS) do "
+    "  local n = redis.call('INCR', k) "
+    "  local t = redis.call('TTL', k) "
+    "  if t < 0 then redis.call('EXPIRE', k, ARGV[1]); t = tonumber(ARGV[1]) end "
+    "  out[#out + 1] = n; out[#out + 1] = t "
+    "end "
+    "return out";
+
+/* A completed login: the account starts afresh; the address is forgiven
+ * this login's own attempts (ARGV[1]). */
+static const char forgive_script[] =
+    "redis.call('DEL', KEYS[1]) "
+    "local n = tonumber(redis.call('GET', KEYS[2]) or '0') or 0 "
+    "local f = tonumber(ARGV[1]) "
+    "if n > 0 then redis.call('DECRBY', KEYS[2], math.min(n, f)) end "
+    "return 1";
+
+/* A challenge's value and how many codes it has now been given. */
+static const char challenge_script[] =
+    "local v = redis.call('GET', KEYS[1]) "
+    "if not v then return false end "
+    "local n = redis.call('INCR', KEYS[2]) "
+    "if n == 1 then redis.call('EXPIRE', KEYS[2], ARGV[1]) end "
+    "return {v, n}";
 
 /* ------------------------------------------------------------ helpers */
 
@@ -112,8 +194,8 @@ static void hex_encode(const unsigned char *in, size_t n, char *out)
     out[2 * n] = '\0';
 }
 
-/* Random hex of 2*n chars.  A CSPRNG failure leaves no safe way to go on. */
-static void random_hex(size_t n, char *out)
+/* A CSPRNG failure leaves no safe way to go on. */
+void auth_random_hex(size_t n, char *out)
 {
     unsigned char buf[64];
     if (n > sizeof buf || RAND_bytes(buf, (int)n) != 1) {
@@ -137,19 +219,24 @@ static bool is_hex(const char *s, size_t want_len)
 
 void auth_token_generate(char out[41])
 {
-    random_hex(20, out);
+    auth_random_hex(20, out);
 }
 
-void auth_token_hash(const char *key, char out_hex[65])
+static void sha256_hex(const void *data, size_t len, char out_hex[65])
 {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
-    if (EVP_Digest(key, strlen(key), md, &mdlen, EVP_sha256(), NULL) != 1 ||
+    if (EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) != 1 ||
         mdlen != 32) {
         log_error("auth: SHA-256 failed");
         abort();
     }
     hex_encode(md, mdlen, out_hex);
+}
+
+void auth_token_hash(const char *key, char out_hex[65])
+{
+    sha256_hex(key, strlen(key), out_hex);
 }
 
 int auth_password_hash(const char *password, char *out, size_t outlen)
@@ -171,6 +258,22 @@ bool auth_password_verify(const char *encoded, const char *password)
     return argon2id_verify(encoded, password, strlen(password)) == ARGON2_OK;
 }
 
+const char *auth_password_policy(const char *password, const char *email)
+{
+    size_t chars = 0;
+    /* Characters, not bytes: a UTF-8 continuation byte is no character. */
+    for (const unsigned char *p = (const unsigned char *)password; *p; p++)
+        if ((*p & 0xC0) != 0x80)
+            chars++;
+    if (chars < AUTH_PASSWORD_MIN)
+        return "This password is too short. It must contain at least 10 characters.";
+    if (strlen(password) > AUTH_PASSWORD_MAX)
+        return "This password is too long.";
+    if (email && strcasecmp(password, email) == 0)
+        return "The password is too similar to the email address.";
+    return NULL;
+}
+
 /* A hash of a password nobody has, verified when the email is unknown so
  * that a wrong email and a wrong password take the same time. */
 static const char *dummy_hash(void)
@@ -180,6 +283,48 @@ static const char *dummy_hash(void)
                                        sizeof hash) != 0)
         hash[0] = '\0';
     return hash;
+}
+
+/* The global token bucket in front of argon2 (AUTH_HASH_RATE_PER_S). */
+bool auth_hash_throttle(void)
+{
+    static double tokens = AUTH_HASH_BURST;
+    static double last;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    double now = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    if (last > 0) {
+        tokens += (now - last) * AUTH_HASH_RATE_PER_S;
+        if (tokens > AUTH_HASH_BURST)
+            tokens = AUTH_HASH_BURST;
+    }
+    last = now;
+    if (tokens < 1.0)
+        return false;
+    tokens -= 1.0;
+    return true;
+}
+
+void auth_reply_throttled(struct http_req *req, long retry_after_s)
+{
+    char ra[24];
+    snprintf(ra, sizeof ra, "%ld", retry_after_s);
+    http_add_header(req, "Retry-After", ra);
+    jsonapi_reply_errorf(req, 429, "throttled", NULL,
+                         "Request was throttled. Expected available in %ld second%s.",
+                         retry_after_s, retry_after_s == 1 ? "" : "s");
+}
+
+void auth_reply_rate_limited(struct http_req *req, long retry_after_s)
+{
+    char ra[24];
+    if (retry_after_s < 1)
+        retry_after_s = 1;
+    snprintf(ra, sizeof ra, "%ld", retry_after_s);
+    http_add_header(req, "Retry-After", ra);
+    jsonapi_reply_errorf(req, 429, "too_many_attempts", NULL,
+                         "Too many failed attempts. Try again in %ld second%s.",
+                         retry_after_s, retry_after_s == 1 ? "" : "s");
 }
 
 /* Finds cookie `name` in the Cookie header; false when absent, empty of
@@ -230,10 +375,21 @@ static bool csrf_ok(const struct http_req *req)
     return strlen(hdr) == len && CRYPTO_memcmp(hdr, cookie, len) == 0;
 }
 
-static bool cookies_secure(const struct app *app)
+/* COOKIE_SECURE: 1, 0, or auto (BASE_URL is https, or a TLS-terminating
+ * proxy says so; a client lying about it only hurts its own cookies). */
+static bool cookies_secure(struct http_req *req, const struct app *app)
 {
-    const char *b = app->cfg ? app->cfg->base_url : NULL;
-    return b && strncasecmp(b, "https://", 8) == 0;
+    const struct config *cfg = app->cfg;
+    const char *mode = cfg && cfg->cookie_secure ? cfg->cookie_secure : "auto";
+    if (strcmp(mode, "1") == 0)
+        return true;
+    if (strcmp(mode, "0") == 0)
+        return false;
+    if (cfg && cfg->base_url && strncasecmp(cfg->base_url, "https://", 8) == 0)
+        return true;
+    const char *proto = http_req_header(req, "X-Forwarded-Proto");
+    return proto && strncasecmp(proto, "https", 5) == 0 &&
+           (proto[5] == '\0' || proto[5] == ',' || proto[5] == ' ');
 }
 
 /* Sets (or with max_age 0 clears) the session and CSRF cookies. */
@@ -242,7 +398,7 @@ static void set_auth_cookies(struct http_req *req, const struct app *app,
                              long session_age)
 {
     char buf[256];
-    const char *secure = cookies_secure(app) ? "; Secure" : "";
+    const char *secure = cookies_secure(req, app) ? "; Secure" : "";
     snprintf(buf, sizeof buf,
              "sessionid=%s; Max-Age=%ld; Path=/; HttpOnly; SameSite=Lax%s",
              session_id, session_age, secure);
@@ -269,6 +425,7 @@ static void fill_user(struct auth_user *u, const PGresult *res)
     snprintf(u->email, sizeof u->email, "%s", PQgetvalue(res, 0, UC_EMAIL));
     u->is_researcher = PQgetvalue(res, 0, UC_RESEARCHER)[0] == 't';
     u->is_site_admin = PQgetvalue(res, 0, UC_SITE_ADMIN)[0] == 't';
+    u->totp_enabled = PQgetvalue(res, 0, UC_TOTP)[0] == 't';
 }
 
 static void ignore_result(PGresult *res, void *arg)
@@ -278,12 +435,395 @@ static void ignore_result(PGresult *res, void *arg)
         log_warn("auth: %s failed: %s", what, PQresultErrorMessage(res));
 }
 
+static void ignore_reply(redisReply *reply, void *arg)
+{
+    const char *what = arg;
+    if (reply && reply->type == REDIS_REPLY_ERROR)
+        log_warn("auth: redis %s: %s", what, reply->str);
+}
+
+/* ------------------------------------------------------------ request bodies */
+
+static bool content_type_is_json(const struct http_req *req)
+{
+    const char *ct = http_req_header(req, "Content-Type");
+    if (!ct)
+        return false;
+    return strncasecmp(ct, "application/json", 16) == 0 ||
+           strncasecmp(ct, JSONAPI_MEDIA_TYPE, strlen(JSONAPI_MEDIA_TYPE)) == 0;
+}
+
+json_t *auth_read_json(struct http_req *req, json_t **fields)
+{
+    size_t len = 0;
+    const char *raw = http_req_body(req, &len);
+    json_error_t jerr;
+
+    if (!content_type_is_json(req)) {
+        const char *ct = http_req_header(req, "Content-Type");
+        jsonapi_reply_errorf(req, 415, "unsupported_media_type", "/data",
+                             "Unsupported media type \"%.100s\" in request.",
+                             ct ? ct : "");
+        return NULL;
+    }
+    json_t *body = raw ? json_loadb(raw, len, 0, &jerr) : NULL;
+    if (!json_is_object(body)) {
+        json_decref(body);
+        jsonapi_reply_errorf(req, 400, "parse_error", "/data",
+                             "JSON parse error - expected an object.");
+        return NULL;
+    }
+    json_t *attrs = json_object_get(json_object_get(body, "data"), "attributes");
+    *fields = json_is_object(attrs) ? attrs : body;
+    return body;
+}
+
+const char *auth_field(struct http_req *req, json_t *fields, const char *name,
+                       size_t max)
+{
+    char pointer[64];
+    json_t *v = json_object_get(fields, name);
+    snprintf(pointer, sizeof pointer, "/%s", name);
+    if (!v || json_is_null(v)) {
+        jsonapi_reply_errorf(req, 400, "required", pointer, "This field is required.");
+        return NULL;
+    }
+    if (!json_is_string(v)) {
+        jsonapi_reply_errorf(req, 400, "invalid", pointer, "Not a valid string.");
+        return NULL;
+    }
+    const char *s = json_string_value(v);
+    if (!s[0]) {
+        jsonapi_reply_errorf(req, 400, "blank", pointer, "This field may not be blank.");
+        return NULL;
+    }
+    if (strlen(s) > max || strlen(s) != json_string_length(v)) {
+        jsonapi_reply_errorf(req, 400, "invalid", pointer,
+                             "Ensure this field has no more than %zu characters"
+                             " and no NUL characters.", max);
+        return NULL;
+    }
+    return s;
+}
+
+/* ------------------------------------------------------------ rate limits */
+
+void auth_rate_keys(struct auth_rate_key keys[2], struct http_req *req,
+                    const struct app *app, const char *scope,
+                    const char *email)
+{
+    size_t n = (size_t)snprintf(keys[0].key, sizeof keys[0].key,
+                                "rl:%s:acct:", scope);
+    /* ASCII lower case, as the lower(email) the lookups use. */
+    for (const char *p = email ? email : ""; *p && n + 1 < sizeof keys[0].key; p++)
+        keys[0].key[n++] = (*p >= 'A' && *p <= 'Z') ? (char)(*p - 'A' + 'a') : *p;
+    keys[0].key[n] = '\0';
+    keys[0].max = app->cfg->login_rate_account_max;
+    snprintf(keys[1].key, sizeof keys[1].key, "rl:%s:addr:%s", scope,
+             http_req_peer(req));
+    keys[1].max = app->cfg->login_rate_addr_max;
+}
+
+/* One auth_rate_hit in flight. */
+struct rate_ctx {
+    auth_rate_fn fn;              /* the caller's verdict callback */
+    void *arg;                    /* borrowed */
+    long max[4];                  /* limit of each key */
+    int nkeys;
+};
+
+static void rate_done(redisReply *reply, void *arg)
+{
+    struct rate_ctx *rc = arg;
+    enum auth_rate_verdict v = AUTH_RATE_OK;
+    long retry = 0;
+
+    if (!reply || reply->type != REDIS_REPLY_ARRAY ||
+        reply->elements != (size_t)(2 * rc->nkeys)) {
+        if (reply && reply->type == REDIS_REPLY_ERROR)
+            log_error("auth: redis rate script: %s", reply->str);
+        v = AUTH_RATE_UNAVAILABLE;
+        goto out;
+    }
+    for (int i = 0; i < rc->nkeys; i++) {
+        long long n = reply->element[2 * i]->integer;
+        long long ttl = reply->element[2 * i + 1]->integer;
+        if (n > rc->max[i]) {
+            v = AUTH_RATE_LIMITED;
+            if (ttl > retry)
+                retry = (long)ttl;
+        }
+    }
+out:
+    rc->fn(v, retry, rc->arg);
+    free(rc);
+}
+
+int auth_rate_hit(struct app *app, const struct auth_rate_key *keys,
+                  int nkeys, auth_rate_fn fn, void *arg)
+{
+    const char *argv[8];
+    size_t argl[8];
+    char nk[8], window[24];
+    struct rate_ctx *rc;
+
+    if (nkeys < 1 || nkeys > 4)
+        return -1;
+    rc = calloc(1, sizeof *rc);
+    if (!rc)
+        return -1;
+    rc->fn = fn;
+    rc->arg = arg;
+    rc->nkeys = nkeys;
+    snprintf(nk, sizeof nk, "%d", nkeys);
+    snprintf(window, sizeof window, "%ld", app->cfg->login_rate_window_s);
+    argv[0] = "EVAL";
+    argv[1] = rate_script;
+    argv[2] = nk;
+    for (int i = 0; i < nkeys; i++) {
+        argv[3 + i] = keys[i].key;
+        rc->max[i] = keys[i].max;
+    }
+    argv[3 + nkeys] = window;
+    for (int i = 0; i < 4 + nkeys; i++)
+        argl[i] = strlen(argv[i]);
+    if (redis_cmdargv(app->redis, rate_done, rc, 4 + nkeys, argv, argl) != 0) {
+        free(rc);
+        return -1;
+    }
+    return 0;
+}
+
+/* A completed login forgives its attempts (fire and forget). */
+static void rate_forgive(struct app *app, const struct auth_rate_key keys[2],
+                         int attempts)
+{
+    char n[8];
+    snprintf(n, sizeof n, "%d", attempts);
+    const char *argv[6] = { "EVAL", forgive_script, "2", keys[0].key, keys[1].key, n };
+    size_t argl[6];
+    for (int i = 0; i < 6; i++)
+        argl[i] = strlen(argv[i]);
+    redis_cmdargv(app->redis, ignore_reply, (void *)"forgive", 6, argv, argl);
+}
+
+/* ------------------------------------------------------------ second factor */
+
+/* Steps of one auth_second_factor_check. */
+enum sf_state {
+    SF_LOAD,       /* the confirmed secret and last step */
+    SF_STEP,       /* claim the matched time step */
+    SF_RECOVERY,   /* use up the recovery code */
+};
+
+struct sf_ctx {
+    struct app *app;              /* borrowed */
+    enum sf_state state;
+    auth_sf_fn fn;                /* the caller's callback */
+    void *arg;                    /* borrowed */
+    char user_id[24];
+    char code[16];                /* TOTP code as given ("" if recovery) */
+    char recovery_hash[65];       /* "" unless a well-formed recovery code */
+    bool recovery;                /* a recovery code was given */
+    char secret[TOTP_SECRET_B32_LEN + 1];
+    char step[24];                /* matched time step */
+};
+
+static void sf_finish(struct sf_ctx *sf, enum auth_sf_result r)
+{
+    sf->fn(r, sf->arg);
+    OPENSSL_cleanse(sf, sizeof *sf);
+    free(sf);
+}
+
+static void sf_done(PGresult *res, void *arg);
+
+static void sf_run(struct sf_ctx *sf, const struct pg_stmt *stmt, int n,
+                   const char *const *p)
+{
+    if (pg_exec(sf->app->pg, stmt, n, p, sf_done, sf) != 0)
+        sf_finish(sf, AUTH_SF_UNAVAILABLE);
+}
+
+/* After the secret is loaded: check the code (or pick the recovery path). */
+static void sf_after_load(struct sf_ctx *sf, const PGresult *res)
+{
+    unsigned char key[TOTP_SECRET_BYTES + 8];
+
+    if (PQntuples(res) != 1) {
+        sf_finish(sf, AUTH_SF_NOT_ENABLED);
+        return;
+    }
+    if (sf->recovery) {
+        if (!sf->recovery_hash[0]) {
+            sf_finish(sf, AUTH_SF_BAD);
+            return;
+        }
+        sf->state = SF_RECOVERY;
+        const char *p[2] = { sf->user_id, sf->recovery_hash };
+        sf_run(sf, &auth_sf_recovery_stmt, 2, p);
+        return;
+    }
+    snprintf(sf->secret, sizeof sf->secret, "%s", PQgetvalue(res, 0, 0));
+    int64_t last = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+    int klen = totp_base32_decode(sf->secret, key, sizeof key);
+    int64_t step = klen > 0 ? totp_verify(key, (size_t)klen, sf->code, time(NULL), last)
+                            : -1;
+    OPENSSL_cleanse(key, sizeof key);
+    if (step < 0) {
+        sf_finish(sf, AUTH_SF_BAD);
+        return;
+    }
+    sf->state = SF_STEP;
+    snprintf(sf->step, sizeof sf->step, "%lld", (long long)step);
+    const char *p[3] = { sf->user_id, sf->step, sf->secret };
+    sf_run(sf, &auth_sf_step_stmt, 3, p);
+}
+
+static void sf_done(PGresult *res, void *arg)
+{
+    struct sf_ctx *sf = arg;
+
+    if (!res) {
+        sf_finish(sf, AUTH_SF_UNAVAILABLE);
+        return;
+    }
+    if (!pg_ok(res)) {
+        log_error("auth: second factor query failed: %s", PQresultErrorMessage(res));
+        sf_finish(sf, AUTH_SF_ERROR);
+        return;
+    }
+    switch (sf->state) {
+    case SF_LOAD:
+        sf_after_load(sf, res);
+        return;
+    case SF_STEP:        /* no row: that step was used meanwhile (replay) */
+    case SF_RECOVERY:    /* no row: unknown or already used */
+        sf_finish(sf, PQntuples(res) == 1 ? AUTH_SF_OK : AUTH_SF_BAD);
+        return;
+    }
+}
+
+int auth_second_factor_check(struct app *app, int64_t user_id,
+                             const char *code, const char *recovery_code,
+                             auth_sf_fn fn, void *arg)
+{
+    struct sf_ctx *sf = calloc(1, sizeof *sf);
+    if (!sf)
+        return -1;
+    sf->app = app;
+    sf->fn = fn;
+    sf->arg = arg;
+    sf->state = SF_LOAD;
+    snprintf(sf->user_id, sizeof sf->user_id, "%lld", (long long)user_id);
+    if (recovery_code) {
+        sf->recovery = true;
+        if (!auth_recovery_code_hash(recovery_code, sf->recovery_hash))
+            sf->recovery_hash[0] = '\0';
+    } else {
+        snprintf(sf->code, sizeof sf->code, "%s", code ? code : "");
+    }
+    const char *p[1] = { sf->user_id };
+    if (pg_exec(app->pg, &auth_sf_load_stmt, 1, p, sf_done, sf) != 0) {
+        free(sf);
+        return -1;
+    }
+    return 0;
+}
+
+static const char b32_lower[] = "abcdefghijklmnopqrstuvwxyz234567";
+
+void auth_recovery_code_generate(char out[20])
+{
+    unsigned char rnd[16];
+    if (RAND_bytes(rnd, sizeof rnd) != 1) {
+        log_error("auth: RAND_bytes failed");
+        abort();
+    }
+    int o = 0;
+    for (int i = 0; i < 16; i++) {         /* 5 bits of each byte: 80 bits */
+        if (i && i % 4 == 0)
+            out[o++] = '-';
+        out[o++] = b32_lower[rnd[i] & 31];
+    }
+    out[o] = '\0';
+    OPENSSL_cleanse(rnd, sizeof rnd);
+}
+
+bool auth_recovery_code_hash(const char *code, char out_hex[65])
+{
+    char norm[17];
+    int n = 0;
+    for (const char *p = code; *p; p++) {
+        char c = *p;
+        if (c == '-' || c == ' ')
+            continue;
+        if (c >= 'A' && c <= 'Z')
+            c = (char)(c - 'A' + 'a');
+        if (n >= 16 || !strchr(b32_lower, c) || c == '\0')
+            return false;
+        norm[n++] = c;
+    }
+    if (n != 16)
+        return false;
+    norm[n] = '\0';
+    sha256_hex(norm, 16, out_hex);
+    return true;
+}
+
 /* ------------------------------------------------------------ auth_require */
 
 static void auth_proceed(struct auth_ctx *ctx)
 {
     ctx->authenticated = true;
     ctx->next(ctx->req, ctx->app);
+}
+
+/* API tokens resolved to their users, by token hash.  Every runner PATCH
+ * carries a token or session; this saves the token's round trip.  Kept
+ * right by the auth_changed notification (sql/004, sql/060): a revoked
+ * token or a changed user is evicted on every server at commit; while
+ * notifications are not flowing the cache is bypassed. */
+static struct cache *token_users;           /* owned; NULL when off */
+static const struct pg_pool *token_users_pg; /* borrowed */
+
+#define TOKEN_USERS_MAX 65536
+#define TOKEN_USERS_TTL_S 60
+
+static void token_users_notified(const char *channel, const char *payload, void *arg)
+{
+    if (!token_users)
+        return;
+    if (payload && *payload)
+        cache_del(token_users, payload);
+    else
+        cache_clear(token_users);   /* resync, or a user changed */
+}
+
+int auth_cache_start(struct pg_pool *pg)
+{
+    token_users = cache_new(TOKEN_USERS_MAX, TOKEN_USERS_TTL_S);
+    if (!token_users)
+        return -1;
+    token_users_pg = pg;
+    if (pg_pool_listen(pg, "auth_changed", token_users_notified, NULL) < 0) {
+        cache_free(token_users);
+        token_users = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+void auth_cache_stop(void)
+{
+    cache_free(token_users);
+    token_users = NULL;
+    token_users_pg = NULL;
+}
+
+static bool token_users_usable(void)
+{
+    return token_users && pg_pool_listening(token_users_pg);
 }
 
 static void token_user_done(PGresult *res, void *arg)
@@ -310,12 +850,50 @@ static void token_user_done(PGresult *res, void *arg)
         return;
     }
     fill_user(&ctx->user, res);
-    if (PQgetvalue(res, 0, UC_STALE)[0] == 't') {
+    ctx->user.mfa_verified = true;          /* see DECISIONS in auth.h */
+    if (ctx->token_cacheable && token_users_usable())
+        cache_put(token_users, ctx->token_ticket, ctx->token_hash, &ctx->user,
+                  sizeof ctx->user);
+    if (PQgetvalue(res, 0, UC_EXTRA)[0] == 't') {
         const char *p[1] = { ctx->token_hash };
         pg_exec(ctx->app->pg, &auth_token_touch_stmt, 1, p, ignore_result,
                 (void *)"token touch");
     }
     auth_proceed(ctx);
+}
+
+static void reply_no_session(struct http_req *req)
+{
+    jsonapi_reply_errorf(req, 401, "not_authenticated", "/data",
+                         "Authentication credentials were not provided.");
+}
+
+/* The session's value: "<user id>:<epoch>:<2fa 0|1>". */
+struct session_value {
+    long long uid;
+    int epoch;
+    bool mfa;
+};
+
+static bool session_value_parse(const char *s, size_t len, struct session_value *v)
+{
+    char buf[64], *end;
+    if (len >= sizeof buf)
+        return false;
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    errno = 0;
+    v->uid = strtoll(buf, &end, 10);
+    if (errno || v->uid <= 0 || *end != ':')
+        return false;
+    long e = strtol(end + 1, &end, 10);
+    if (errno || e < 0 || e > 1000000000L || *end != ':')
+        return false;
+    v->epoch = (int)e;
+    if ((end[1] != '0' && end[1] != '1') || end[2] != '\0')
+        return false;
+    v->mfa = end[1] == '1';
+    return true;
 }
 
 static void session_user_done(PGresult *res, void *arg)
@@ -331,14 +909,17 @@ static void session_user_done(PGresult *res, void *arg)
         reply_internal(req, "session user lookup", res);
         return;
     }
-    /* A session of a deleted or deactivated user is no session at all. */
-    if (PQntuples(res) != 1 || PQgetvalue(res, 0, UC_ACTIVE)[0] != 't') {
-        jsonapi_reply_errorf(req, 401, "not_authenticated", "/data",
-                             "Authentication credentials were not provided.");
+    /* A session of a deleted or deactivated user, or one from before a
+     * password reset (older epoch), is no session at all. */
+    if (PQntuples(res) != 1 || PQgetvalue(res, 0, UC_ACTIVE)[0] != 't' ||
+        atoi(PQgetvalue(res, 0, UC_EXTRA)) != ctx->session_epoch) {
+        reply_no_session(req);
         return;
     }
+    bool mfa = ctx->user.mfa_verified;      /* the session's flag */
     fill_user(&ctx->user, res);
     ctx->user.via_session = true;
+    ctx->user.mfa_verified = mfa && ctx->user.totp_enabled;
     /* As DRF: authenticate first, then enforce CSRF on unsafe methods. */
     if (!method_is_safe(http_req_method(req)) && !csrf_ok(req)) {
         jsonapi_reply_errorf(req, 403, "permission_denied", "/data",
@@ -352,6 +933,7 @@ static void session_get_done(redisReply *reply, void *arg)
 {
     struct auth_ctx *ctx = arg;
     struct http_req *req = ctx->req;
+    struct session_value v;
 
     if (!reply || reply->type == REDIS_REPLY_ERROR) {
         if (reply)
@@ -360,20 +942,18 @@ static void session_get_done(redisReply *reply, void *arg)
         return;
     }
     if (reply->type != REDIS_REPLY_STRING) {   /* expired or never existed */
-        jsonapi_reply_errorf(req, 401, "not_authenticated", "/data",
-                             "Authentication credentials were not provided.");
+        reply_no_session(req);
+        return;
+    }
+    if (!session_value_parse(reply->str, reply->len, &v)) {
+        log_warn("auth: malformed session value");
+        reply_no_session(req);
         return;
     }
     char id[24];
-    char *end = NULL;
-    long long uid = strtoll(reply->str, &end, 10);
-    if (reply->len >= sizeof id || uid <= 0 || !end || *end) {
-        log_warn("auth: malformed session value");
-        jsonapi_reply_errorf(req, 401, "not_authenticated", "/data",
-                             "Authentication credentials were not provided.");
-        return;
-    }
-    snprintf(id, sizeof id, "%lld", uid);
+    snprintf(id, sizeof id, "%lld", v.uid);
+    ctx->session_epoch = v.epoch;
+    ctx->user.mfa_verified = v.mfa;
     const char *p[1] = { id };
     if (pg_exec(ctx->app->pg, &auth_session_user_stmt, 1, p, session_user_done,
                 ctx) != 0)
@@ -399,23 +979,30 @@ static int split_words(const char *s, const char *w[3], size_t wl[3])
     return n;
 }
 
-void auth_require(struct http_req *req, struct app *app, auth_next_fn next)
+/* The request's ctx, made on first use. */
+static struct auth_ctx *ctx_get(struct http_req *req)
 {
     struct auth_ctx *ctx = http_req_data(req);
+    if (ctx)
+        return ctx;
+    ctx = calloc(1, sizeof *ctx);
+    if (!ctx)
+        return NULL;
+    http_req_set_data(req, ctx, free);
+    return ctx;
+}
 
-    if (ctx) {                    /* already resolved for this request */
-        if (ctx->authenticated) {
-            next(req, app);
-            return;
-        }
-    } else {
-        ctx = calloc(1, sizeof *ctx);
-        if (!ctx) {
-            jsonapi_reply_errorf(req, 500, "error", NULL,
-                                 "A server error occurred.");
-            return;
-        }
-        http_req_set_data(req, ctx, free);
+void auth_require(struct http_req *req, struct app *app, auth_next_fn next)
+{
+    struct auth_ctx *ctx = ctx_get(req);
+
+    if (!ctx) {
+        jsonapi_reply_errorf(req, 500, "error", NULL, "A server error occurred.");
+        return;
+    }
+    if (ctx->authenticated) {     /* already resolved for this request */
+        next(req, app);
+        return;
     }
     ctx->req = req;
     ctx->app = app;
@@ -447,6 +1034,16 @@ void auth_require(struct http_req *req, struct app *app, auth_next_fn next)
         memcpy(key, w[1], wl[1]);
         key[wl[1]] = '\0';
         auth_token_hash(key, ctx->token_hash);
+        size_t len;
+        const struct auth_user *cached = token_users_usable()
+            ? cache_get(token_users, ctx->token_hash, &len) : NULL;
+        if (cached && len == sizeof *cached) {
+            ctx->user = *cached;
+            auth_proceed(ctx);
+            return;
+        }
+        ctx->token_cacheable = token_users_usable();
+        ctx->token_ticket = ctx->token_cacheable ? cache_ticket(token_users) : 0;
         const char *p[1] = { ctx->token_hash };
         if (pg_exec(app->pg, &auth_token_user_stmt, 1, p, token_user_done,
                     ctx) != 0)
@@ -457,8 +1054,7 @@ void auth_require(struct http_req *req, struct app *app, auth_next_fn next)
     char sid[AUTH_SESSION_ID_LEN + 1];
     if (!cookie_get(req, "sessionid", sid, sizeof sid) ||
         !is_hex(sid, AUTH_SESSION_ID_LEN)) {
-        jsonapi_reply_errorf(req, 401, "not_authenticated", "/data",
-                             "Authentication credentials were not provided.");
+        reply_no_session(req);
         return;
     }
     memcpy(ctx->session_id, sid, sizeof sid);
@@ -467,62 +1063,330 @@ void auth_require(struct http_req *req, struct app *app, auth_next_fn next)
         jsonapi_reply_unavailable(req, "redis");
 }
 
+bool auth_user_is_2fa_verified(const struct auth_user *u)
+{
+    return u && u->mfa_verified;
+}
+
+static void researcher_gate(struct http_req *req, struct app *app)
+{
+    struct auth_ctx *ctx = http_req_data(req);
+    const struct auth_user *u = &ctx->user;
+
+    if (!u->mfa_verified) {
+        jsonapi_reply_errorf(req, 403, "two_factor_required", NULL, "%s",
+                             u->totp_enabled
+                                 ? "This needs a login with your two-factor code:"
+                                   " log out and in again."
+                                 : "This needs two-factor authentication: turn it on"
+                                   " with POST /api/v1/accounts/totp/, then log in again.");
+        return;
+    }
+    ctx->gated_next(req, app);
+}
+
+void auth_require_researcher(struct http_req *req, struct app *app,
+                             auth_next_fn next)
+{
+    struct auth_ctx *ctx = ctx_get(req);
+    if (!ctx) {
+        jsonapi_reply_errorf(req, 500, "error", NULL, "A server error occurred.");
+        return;
+    }
+    ctx->gated_next = next;
+    auth_require(req, app, researcher_gate);
+}
+
 const struct auth_user *auth_user(const struct http_req *req)
 {
     const struct auth_ctx *ctx = http_req_data(req);
     return ctx && ctx->authenticated ? &ctx->user : NULL;
 }
 
+const char *auth_session_id(const struct http_req *req)
+{
+    const struct auth_ctx *ctx = http_req_data(req);
+    return ctx && ctx->authenticated ? ctx->session_id : "";
+}
+
+/* One auth_session_mark_verified in flight. */
+struct mark_ctx {
+    void (*cb)(bool ok, void *arg);   /* the caller's */
+    void *arg;                        /* borrowed */
+};
+
+static void mark_done(redisReply *reply, void *arg)
+{
+    struct mark_ctx *mc = arg;
+    bool ok = reply && reply->type == REDIS_REPLY_STATUS;
+    if (reply && reply->type == REDIS_REPLY_ERROR)
+        log_error("auth: redis SET session: %s", reply->str);
+    mc->cb(ok, mc->arg);
+    free(mc);
+}
+
+int auth_session_mark_verified(struct http_req *req, struct app *app,
+                               void (*cb)(bool ok, void *arg), void *arg)
+{
+    const struct auth_ctx *ctx = http_req_data(req);
+    char value[64];
+    struct mark_ctx *mc;
+
+    if (!ctx || !ctx->authenticated || !ctx->session_id[0])
+        return -1;
+    mc = calloc(1, sizeof *mc);
+    if (!mc)
+        return -1;
+    mc->cb = cb;
+    mc->arg = arg;
+    snprintf(value, sizeof value, "%lld:%d:1", (long long)ctx->user.id,
+             ctx->session_epoch);
+    /* XX: never resurrect a session that ended meanwhile. */
+    if (redis_cmd(app->redis, mark_done, mc, "SET session:%s %s XX KEEPTTL",
+                  ctx->session_id, value) != 0) {
+        free(mc);
+        return -1;
+    }
+    return 0;
+}
+
 /* ------------------------------------------------------------ login */
 
-/* One login in flight: lookup -> verify -> SETEX -> reply. */
+/* POST login/ and login/2fa/ share one flow; the second step starts at
+ * LOGIN_CHALLENGE_GET, the first at LOGIN_RATE. */
+enum login_state {
+    LOGIN_CHALLENGE_GET,   /* 2fa: the challenge's user (Redis) */
+    LOGIN_RATE,            /* count this attempt (Redis) */
+    LOGIN_LOOKUP,          /* the user row (PostgreSQL) */
+    LOGIN_VERIFY,          /* password (argon2, on the loop) or second factor */
+    LOGIN_CHALLENGE_SET,   /* TOTP on: store a challenge, answer 202 */
+    LOGIN_SESSION,         /* store the session, answer 200 */
+};
+static const char *const login_state_names[] = {
+    "challenge_get", "rate", "lookup", "verify", "challenge_set", "session",
+};
+
 struct login_ctx {
     struct http_req *req;                 /* borrowed until replied */
     struct app *app;                      /* borrowed */
-    char *password;                       /* owned; wiped before free */
+    enum login_state state;
+    bool second_step;                     /* POST login/2fa/ */
+    char *secret;                         /* owned, wiped: password or code */
+    bool recovery;                        /* secret is a recovery code */
+    char email[AUTH_EMAIL_MAX + 1];       /* as given, or the challenge's */
+    char challenge[AUTH_SESSION_ID_LEN + 1];
+    struct auth_rate_key rate[2];         /* account and address counters */
+    int attempts;                         /* counted so far, forgiven at the end */
+    int challenge_epoch;                  /* the epoch the challenge was made in */
     char user_id[24];                     /* users.id as text */
     char user_uuid[37];
-    char email[AUTH_EMAIL_MAX + 1];
+    char user_email[AUTH_EMAIL_MAX + 1];
+    int epoch;                            /* users.session_epoch */
+    bool totp_on;
+    bool mfa;                             /* the session will be 2FA-verified */
     char session_id[AUTH_SESSION_ID_LEN + 1];
     char csrf[AUTH_SESSION_ID_LEN + 1];
 };
+
+static void login_step(struct login_ctx *lc);
 
 static void login_free(struct login_ctx *lc)
 {
     if (!lc)
         return;
-    if (lc->password) {
-        OPENSSL_cleanse(lc->password, strlen(lc->password));
-        free(lc->password);
+    if (lc->secret) {
+        OPENSSL_cleanse(lc->secret, strlen(lc->secret));
+        free(lc->secret);
     }
-    OPENSSL_cleanse(lc->session_id, sizeof lc->session_id);
+    OPENSSL_cleanse(lc, sizeof *lc);
     free(lc);
 }
 
-/* A global token bucket in front of argon2 (see AUTH_LOGIN_RATE_PER_S). */
-static bool login_throttle_take(void)
+static void login_set_state(struct login_ctx *lc, enum login_state s)
 {
-    static double tokens = AUTH_LOGIN_BURST;
-    static double last;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    double now = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-    if (last > 0) {
-        tokens += (now - last) * AUTH_LOGIN_RATE_PER_S;
-        if (tokens > AUTH_LOGIN_BURST)
-            tokens = AUTH_LOGIN_BURST;
-    }
-    last = now;
-    if (tokens < 1.0)
-        return false;
-    tokens -= 1.0;
-    return true;
+    log_debug("auth: login %s -> %s", login_state_names[lc->state],
+              login_state_names[s]);
+    lc->state = s;
 }
 
 static void login_bad_credentials(struct http_req *req)
 {
     jsonapi_reply_errorf(req, 400, "invalid", "/data",
                          "Unable to log in with provided credentials.");
+}
+
+static void login_bad_challenge(struct http_req *req)
+{
+    jsonapi_reply_errorf(req, 400, "invalid_challenge", "/challenge",
+                         "This login has expired or used up its tries: log in again.");
+}
+
+static void login_rate_done(enum auth_rate_verdict v, long retry, void *arg)
+{
+    struct login_ctx *lc = arg;
+    if (v == AUTH_RATE_UNAVAILABLE) {
+        jsonapi_reply_unavailable(lc->req, "redis");
+        login_free(lc);
+        return;
+    }
+    if (v == AUTH_RATE_LIMITED) {
+        auth_reply_rate_limited(lc->req, retry);
+        login_free(lc);
+        return;
+    }
+    lc->attempts++;
+    login_set_state(lc, LOGIN_LOOKUP);
+    login_step(lc);
+}
+
+static void challenge_get_done(redisReply *reply, void *arg)
+{
+    struct login_ctx *lc = arg;
+    char *end;
+
+    if (!reply || reply->type == REDIS_REPLY_ERROR) {
+        if (reply)
+            log_error("auth: redis challenge: %s", reply->str);
+        jsonapi_reply_unavailable(lc->req, "redis");
+        goto fail;
+    }
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+        reply->element[0]->type != REDIS_REPLY_STRING) {
+        login_bad_challenge(lc->req);              /* unknown or expired */
+        goto fail;
+    }
+    if (reply->element[1]->integer > AUTH_CHALLENGE_TRIES) {
+        redis_cmd(lc->app->redis, ignore_reply, (void *)"DEL challenge",
+                  "DEL login2fa:%s login2fa:%s:tries", lc->challenge, lc->challenge);
+        login_bad_challenge(lc->req);
+        goto fail;
+    }
+    /* "<user id>:<epoch>:<email>" (the email last: it may hold ':'). */
+    const char *v = reply->element[0]->str;
+    long long uid = strtoll(v, &end, 10);
+    if (uid <= 0 || *end != ':')
+        goto malformed;
+    long epoch = strtol(end + 1, &end, 10);
+    if (epoch < 0 || *end != ':' || strlen(end + 1) > AUTH_EMAIL_MAX)
+        goto malformed;
+    snprintf(lc->user_id, sizeof lc->user_id, "%lld", uid);
+    lc->challenge_epoch = (int)epoch;
+    snprintf(lc->email, sizeof lc->email, "%s", end + 1);
+    auth_rate_keys(lc->rate, lc->req, lc->app, "login", lc->email);
+    lc->attempts = 1;                       /* the password step's */
+    login_set_state(lc, LOGIN_RATE);
+    login_step(lc);
+    return;
+malformed:
+    log_warn("auth: malformed login challenge");
+    login_bad_challenge(lc->req);
+fail:
+    login_free(lc);
+}
+
+static void login_user_done(PGresult *res, void *arg)
+{
+    struct login_ctx *lc = arg;
+    struct http_req *req = lc->req;
+
+    if (!res) {
+        jsonapi_reply_unavailable(req, "database");
+        goto fail;
+    }
+    if (!pg_ok(res)) {
+        reply_internal(req, "login lookup", res);
+        goto fail;
+    }
+    if (lc->second_step) {
+        /* The account changed since the password step: start over. */
+        if (PQntuples(res) != 1 || PQgetvalue(res, 0, UC_ACTIVE)[0] != 't' ||
+            atoi(PQgetvalue(res, 0, LC_EPOCH)) != lc->challenge_epoch) {
+            login_bad_challenge(req);
+            goto fail;
+        }
+    } else if (PQntuples(res) != 1) {
+        auth_password_verify(dummy_hash(), lc->secret);   /* same cost */
+        login_bad_credentials(req);
+        goto fail;
+    } else {
+        /* Blocks the loop for one argon2id verification (tens of ms). */
+        bool ok = auth_password_verify(PQgetvalue(res, 0, LC_HASH), lc->secret);
+        if (!ok || PQgetvalue(res, 0, UC_ACTIVE)[0] != 't') {
+            login_bad_credentials(req);
+            goto fail;
+        }
+        /* Only now, after the right password, does an unverified address
+         * make a difference. */
+        if (PQgetvalue(res, 0, LC_VERIFIED)[0] != 't') {
+            jsonapi_reply_errorf(req, 403, "email_not_verified", "/email",
+                                 "Confirm your email address first: follow the link"
+                                 " we emailed you, or ask for a new one with"
+                                 " POST /api/v1/accounts/verify/resend/.");
+            goto fail;
+        }
+    }
+    snprintf(lc->user_id, sizeof lc->user_id, "%s", PQgetvalue(res, 0, UC_ID));
+    snprintf(lc->user_uuid, sizeof lc->user_uuid, "%s", PQgetvalue(res, 0, UC_UUID));
+    snprintf(lc->user_email, sizeof lc->user_email, "%s",
+             PQgetvalue(res, 0, UC_EMAIL));
+    lc->epoch = atoi(PQgetvalue(res, 0, LC_EPOCH));
+    lc->totp_on = PQgetvalue(res, 0, UC_TOTP)[0] == 't';
+    login_set_state(lc, LOGIN_VERIFY);
+    login_step(lc);
+    return;
+fail:
+    login_free(lc);
+}
+
+static void login_sf_done(enum auth_sf_result r, void *arg)
+{
+    struct login_ctx *lc = arg;
+    switch (r) {
+    case AUTH_SF_OK:
+        redis_cmd(lc->app->redis, ignore_reply, (void *)"DEL challenge",
+                  "DEL login2fa:%s login2fa:%s:tries", lc->challenge, lc->challenge);
+        lc->mfa = true;
+        login_set_state(lc, LOGIN_SESSION);
+        login_step(lc);
+        return;
+    case AUTH_SF_BAD:
+        jsonapi_reply_errorf(lc->req, 400, "invalid",
+                             lc->recovery ? "/recovery_code" : "/code",
+                             lc->recovery ? "Invalid or already used recovery code."
+                                          : "Invalid two-factor code.");
+        break;
+    case AUTH_SF_NOT_ENABLED:        /* turned off since the password step */
+        login_bad_challenge(lc->req);
+        break;
+    case AUTH_SF_UNAVAILABLE:
+        jsonapi_reply_unavailable(lc->req, "database");
+        break;
+    case AUTH_SF_ERROR:
+        jsonapi_reply_errorf(lc->req, 500, "error", NULL, "A server error occurred.");
+        break;
+    }
+    login_free(lc);
+}
+
+static void login_challenge_stored(redisReply *reply, void *arg)
+{
+    struct login_ctx *lc = arg;
+    struct http_req *req = lc->req;
+
+    if (!reply || reply->type == REDIS_REPLY_ERROR) {
+        if (reply)
+            log_error("auth: redis SETEX challenge: %s", reply->str);
+        jsonapi_reply_unavailable(req, "redis");
+        goto out;
+    }
+    /* No session yet, and not an error: the client goes on to login/2fa/. */
+    json_t *doc = json_pack("{s:{s:b, s:s, s:[s,s], s:i}}", "meta",
+                            "second_factor_required", 1, "challenge", lc->challenge,
+                            "methods", "totp", "recovery_code",
+                            "expires_in", AUTH_CHALLENGE_TTL_S);
+    jsonapi_reply(req, 202, doc);
+out:
+    login_free(lc);
 }
 
 static void login_session_stored(redisReply *reply, void *arg)
@@ -539,10 +1403,13 @@ static void login_session_stored(redisReply *reply, void *arg)
     const char *p[1] = { lc->user_id };
     pg_exec(lc->app->pg, &auth_last_login_stmt, 1, p, ignore_result,
             (void *)"last_login");
+    rate_forgive(lc->app, lc->rate, lc->attempts);
 
     char self[512];
-    json_t *attrs = json_pack("{s:s, s:I}", "email", lc->email, "pk",
-                              (json_int_t)strtoll(lc->user_id, NULL, 10));
+    json_t *attrs = json_pack("{s:s, s:I, s:b, s:b}", "email", lc->user_email, "pk",
+                              (json_int_t)strtoll(lc->user_id, NULL, 10),
+                              "two_factor_enabled", lc->totp_on,
+                              "two_factor_verified", lc->mfa);
     jsonapi_url(req, self, sizeof self, "users/%s/", lc->user_uuid);
     json_t *doc = json_pack("{s:o}", "data",
                             jsonapi_resource("users", lc->user_uuid, attrs,
@@ -554,122 +1421,160 @@ out:
     login_free(lc);
 }
 
-static void login_user_done(PGresult *res, void *arg)
+/* Starts the work of lc->state; the callbacks move it on. */
+static void login_step(struct login_ctx *lc)
 {
-    struct login_ctx *lc = arg;
+    struct app *app = lc->app;
     struct http_req *req = lc->req;
 
-    if (!res) {
-        jsonapi_reply_unavailable(req, "database");
-        goto out;
+    switch (lc->state) {
+    case LOGIN_CHALLENGE_GET: {
+        char k1[96], k2[112], ttl[16];
+        snprintf(k1, sizeof k1, "login2fa:%s", lc->challenge);
+        snprintf(k2, sizeof k2, "login2fa:%s:tries", lc->challenge);
+        snprintf(ttl, sizeof ttl, "%d", AUTH_CHALLENGE_TTL_S);
+        const char *argv[6] = { "EVAL", challenge_script, "2", k1, k2, ttl };
+        size_t argl[6];
+        for (int i = 0; i < 6; i++)
+            argl[i] = strlen(argv[i]);
+        if (redis_cmdargv(app->redis, challenge_get_done, lc, 6, argv, argl) != 0)
+            goto unavailable_redis;
+        return;
     }
-    if (!pg_ok(res)) {
-        reply_internal(req, "login lookup", res);
-        goto out;
+    case LOGIN_RATE:
+        if (auth_rate_hit(app, lc->rate, 2, login_rate_done, lc) != 0)
+            goto unavailable_redis;
+        return;
+    case LOGIN_LOOKUP: {
+        /* The password is verified with the lookup's result: take the
+         * argon2 budget now, after the cheap Redis counters said yes. */
+        if (!lc->second_step && !auth_hash_throttle()) {
+            auth_reply_throttled(req, 1);
+            login_free(lc);
+            return;
+        }
+        const char *p[1] = { lc->second_step ? lc->user_id : lc->email };
+        if (pg_exec(app->pg, lc->second_step ? &auth_login_by_id_stmt : &auth_login_stmt,
+                    1, p, login_user_done, lc) != 0) {
+            jsonapi_reply_unavailable(req, "database");
+            login_free(lc);
+        }
+        return;
     }
-    if (PQntuples(res) != 1) {
-        auth_password_verify(dummy_hash(), lc->password);   /* same cost */
-        login_bad_credentials(req);
-        goto out;
+    case LOGIN_VERIFY:
+        if (lc->second_step) {
+            if (auth_second_factor_check(app, strtoll(lc->user_id, NULL, 10),
+                                         lc->recovery ? NULL : lc->secret,
+                                         lc->recovery ? lc->secret : NULL,
+                                         login_sf_done, lc) != 0) {
+                jsonapi_reply_unavailable(req, "database");
+                login_free(lc);
+            }
+            return;
+        }
+        /* The password was checked with the lookup. */
+        login_set_state(lc, lc->totp_on ? LOGIN_CHALLENGE_SET : LOGIN_SESSION);
+        login_step(lc);
+        return;
+    case LOGIN_CHALLENGE_SET: {
+        char value[AUTH_EMAIL_MAX + 64], ttl[16];
+        auth_random_hex(32, lc->challenge);
+        snprintf(value, sizeof value, "%s:%d:%s", lc->user_id, lc->epoch, lc->email);
+        snprintf(ttl, sizeof ttl, "%d", AUTH_CHALLENGE_TTL_S);
+        char key[96];
+        snprintf(key, sizeof key, "login2fa:%s", lc->challenge);
+        const char *argv[4] = { "SETEX", key, ttl, value };
+        size_t argl[4];
+        for (int i = 0; i < 4; i++)
+            argl[i] = strlen(argv[i]);
+        if (redis_cmdargv(app->redis, login_challenge_stored, lc, 4, argv, argl) != 0)
+            goto unavailable_redis;
+        return;
     }
-    /* Blocks the loop for one argon2id verification (tens of ms). */
-    bool ok = auth_password_verify(PQgetvalue(res, 0, 6), lc->password);
-    if (!ok || PQgetvalue(res, 0, UC_ACTIVE)[0] != 't') {
-        login_bad_credentials(req);
-        goto out;
+    case LOGIN_SESSION: {
+        char value[64], ttl[24];
+        auth_random_hex(32, lc->session_id);
+        auth_random_hex(32, lc->csrf);
+        snprintf(value, sizeof value, "%s:%d:%d", lc->user_id, lc->epoch, lc->mfa ? 1 : 0);
+        snprintf(ttl, sizeof ttl, "%ld", app->cfg->session_ttl_s);
+        if (redis_cmd(app->redis, login_session_stored, lc, "SETEX session:%s %s %s",
+                      lc->session_id, ttl, value) != 0)
+            goto unavailable_redis;
+        return;
     }
-    snprintf(lc->user_id, sizeof lc->user_id, "%s", PQgetvalue(res, 0, UC_ID));
-    snprintf(lc->user_uuid, sizeof lc->user_uuid, "%s",
-             PQgetvalue(res, 0, UC_UUID));
-    snprintf(lc->email, sizeof lc->email, "%s", PQgetvalue(res, 0, UC_EMAIL));
-    random_hex(32, lc->session_id);
-    random_hex(32, lc->csrf);
-
-    char ttl[24];
-    snprintf(ttl, sizeof ttl, "%ld", lc->app->cfg->session_ttl_s);
-    if (redis_cmd(lc->app->redis, login_session_stored, lc,
-                  "SETEX session:%s %s %s", lc->session_id, ttl,
-                  lc->user_id) != 0) {
-        jsonapi_reply_unavailable(req, "redis");
-        goto out;
     }
-    return;                       /* lc now belongs to login_session_stored */
-out:
+    return;
+unavailable_redis:
+    jsonapi_reply_unavailable(req, "redis");
     login_free(lc);
 }
 
-static bool content_type_is_json(const struct http_req *req)
-{
-    const char *ct = http_req_header(req, "Content-Type");
-    if (!ct)
-        return false;
-    return strncasecmp(ct, "application/json", 16) == 0 ||
-           strncasecmp(ct, JSONAPI_MEDIA_TYPE, strlen(JSONAPI_MEDIA_TYPE)) == 0;
-}
-
 /* POST /api/v1/auth/login/ {"email": .., "password": ..} (also accepted
- * inside data.attributes).  Only JSON bodies: a cross-site HTML form cannot
- * send one without a CORS preflight, which is the login-CSRF defence. */
+ * inside data.attributes).  Only JSON bodies (see auth_read_json). */
 static void auth_login(struct http_req *req, void *arg)
 {
     struct app *app = arg;
     struct login_ctx *lc = NULL;
-    json_t *body = NULL;
-    size_t len = 0;
-    const char *raw = http_req_body(req, &len);
+    json_t *fields, *body = auth_read_json(req, &fields);
+    const char *email, *password;
 
-    if (!content_type_is_json(req)) {
-        const char *ct = http_req_header(req, "Content-Type");
-        jsonapi_reply_errorf(req, 415, "unsupported_media_type", "/data",
-                             "Unsupported media type \"%.100s\" in request.",
-                             ct ? ct : "");
+    if (!body)
+        return;
+    if (!(email = auth_field(req, fields, "email", AUTH_EMAIL_MAX)) ||
+        !(password = auth_field(req, fields, "password", AUTH_PASSWORD_MAX)))
         goto out;
-    }
-    json_error_t jerr;
-    body = raw ? json_loadb(raw, len, 0, &jerr) : NULL;
-    if (!json_is_object(body)) {
-        jsonapi_reply_errorf(req, 400, "parse_error", "/data",
-                             "JSON parse error - expected an object.");
-        goto out;
-    }
-    json_t *src = body;
-    json_t *attrs = json_object_get(json_object_get(body, "data"), "attributes");
-    if (json_is_object(attrs))
-        src = attrs;
-    const char *email = json_string_value(json_object_get(src, "email"));
-    const char *password = json_string_value(json_object_get(src, "password"));
-    if (!email || !email[0] || strlen(email) > AUTH_EMAIL_MAX) {
-        jsonapi_reply_errorf(req, 400, email ? "invalid" : "required", "/email",
-                             email ? "Enter a valid email address."
-                                   : "This field is required.");
-        goto out;
-    }
-    if (!password || !password[0] || strlen(password) > AUTH_PASSWORD_MAX) {
-        jsonapi_reply_errorf(req, 400, password ? "invalid" : "required",
-                             "/password",
-                             password ? "Enter a valid password."
-                                      : "This field is required.");
-        goto out;
-    }
-    if (!login_throttle_take()) {
-        http_add_header(req, "Retry-After", "1");
-        jsonapi_reply_errorf(req, 429, "throttled", NULL,
-                             "Request was throttled. Expected available in 1 second.");
-        goto out;
-    }
     lc = calloc(1, sizeof *lc);
-    if (!lc || !(lc->password = strdup(password))) {
+    if (!lc || !(lc->secret = strdup(password))) {
         jsonapi_reply_errorf(req, 500, "error", NULL, "A server error occurred.");
         goto out;
     }
     lc->req = req;
     lc->app = app;
-    const char *p[1] = { email };
-    if (pg_exec(app->pg, &auth_login_stmt, 1, p, login_user_done, lc) != 0) {
-        jsonapi_reply_unavailable(req, "database");
+    snprintf(lc->email, sizeof lc->email, "%s", email);
+    auth_rate_keys(lc->rate, req, app, "login", email);
+    lc->state = LOGIN_RATE;
+    login_step(lc);
+    lc = NULL;                    /* the flow owns it now */
+out:
+    login_free(lc);
+    json_decref(body);
+}
+
+/* POST /api/v1/auth/login/2fa/ {"challenge": .., "code": "123456"} or
+ * {"challenge": .., "recovery_code": "xxxx-xxxx-xxxx-xxxx"}. */
+static void auth_login_2fa(struct http_req *req, void *arg)
+{
+    struct app *app = arg;
+    struct login_ctx *lc = NULL;
+    json_t *fields, *body = auth_read_json(req, &fields);
+    const char *challenge, *secret;
+    bool recovery;
+
+    if (!body)
+        return;
+    if (!(challenge = auth_field(req, fields, "challenge", AUTH_SESSION_ID_LEN)))
+        goto out;
+    if (!is_hex(challenge, AUTH_SESSION_ID_LEN)) {
+        login_bad_challenge(req);
         goto out;
     }
-    lc = NULL;                    /* owned by login_user_done now */
+    recovery = json_object_get(fields, "code") == NULL &&
+               json_object_get(fields, "recovery_code") != NULL;
+    if (!(secret = auth_field(req, fields, recovery ? "recovery_code" : "code", 64)))
+        goto out;
+    lc = calloc(1, sizeof *lc);
+    if (!lc || !(lc->secret = strdup(secret))) {
+        jsonapi_reply_errorf(req, 500, "error", NULL, "A server error occurred.");
+        goto out;
+    }
+    lc->req = req;
+    lc->app = app;
+    lc->second_step = true;
+    lc->recovery = recovery;
+    memcpy(lc->challenge, challenge, AUTH_SESSION_ID_LEN + 1);
+    lc->state = LOGIN_CHALLENGE_GET;
+    login_step(lc);
+    lc = NULL;
 out:
     login_free(lc);
     json_decref(body);
@@ -716,5 +1621,6 @@ static void auth_logout(struct http_req *req, void *arg)
 void auth_routes(struct router *r)
 {
     router_add(r, HTTP_POST, "/api/v1/auth/login/", auth_login);
+    router_add(r, HTTP_POST, "/api/v1/auth/login/2fa/", auth_login_2fa);
     router_add(r, HTTP_POST, "/api/v1/auth/logout/", auth_logout);
 }

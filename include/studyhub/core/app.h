@@ -14,6 +14,9 @@ struct admin_server;
 struct task_runner;
 struct sched;
 struct proc_table;
+struct mail_sender;
+struct fetch_client;
+struct storage;
 
 struct app {
     struct event_base *base;      /* borrowed from main */
@@ -26,6 +29,9 @@ struct app {
     struct task_runner *tasks;    /* owned by main: the task queue runner */
     struct sched *sched;          /* owned by main: scheduled jobs */
     struct proc_table *procs;     /* owned by main: supervised children */
+    struct mail_sender *mail;     /* owned by main: the mail outbox sender (io/mail.c) */
+    struct fetch_client *fetch;   /* owned by main: outbound HTTP (io/fetch.c) */
+    struct storage *storage;      /* owned by main: object storage (io/storage.c) */
     time_t started;               /* wall-clock start, for uptime */
     int draining;                 /* set once SIGTERM/SIGINT arrived */
 };

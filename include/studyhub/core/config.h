@@ -54,6 +54,36 @@ struct config {
     long mail_max_attempts;     /* MAIL_MAX_ATTEMPTS: attempts before giving up */
     /* Study workflow (domain/workflow.c). */
     char *graphviz_dot;         /* GRAPHVIZ_DOT: Graphviz's dot program for the workflow SVG (owned) */
+    /* Object storage and video (io/storage.c, domain/videos.c,
+     * tasks/video_zip.c, tasks/reconcile_videos.c). */
+    char *storage_url;          /* STORAGE_URL: file://DIR, s3://BUCKET or gs://BUCKET (owned) */
+    char *s3_endpoint;          /* S3_ENDPOINT: scheme://host[:port] of the S3 API, "" = AWS/GCS (owned) */
+    char *s3_region;            /* S3_REGION: "" = us-east-1 (auto for gs) (owned) */
+    char *s3_access_key_id;     /* S3_ACCESS_KEY_ID (owned) */
+    char *s3_secret_access_key; /* S3_SECRET_ACCESS_KEY (owned; secret) */
+    bool s3_path_style;         /* S3_PATH_STYLE: endpoint/bucket/key URLs */
+    bool storage_fsync;         /* STORAGE_FSYNC: file:// objects fsynced before rename */
+    char *storage_link_secret;  /* STORAGE_LINK_SECRET: HMAC key of file:// links, "" = random per process (owned; secret) */
+    char *pipe_webhook_key;     /* PIPE_WEBHOOK_KEY: Pipe's webhook key, "" = webhook refused (owned; secret) */
+    char *aws_lambda_secret_access_key; /* AWS_LAMBDA_SECRET_ACCESS_KEY: key of POST /api/v1/video/, "" = refused (owned; secret) */
+    long video_zip_part_mb;     /* VIDEO_ZIP_PART_MB: multipart part size of video zips */
+    long stale_upload_age_s;    /* STALE_UPLOAD_AGE_S: age of incomplete uploads the nightly job aborts */
+    /* The experiment builder and its sweeps (tasks/build.c, tasks/cleanup.c). */
+    char *build_root;           /* BUILD_ROOT: checkouts/ and builds/ live here (owned) */
+    char *build_runner;         /* BUILD_RUNNER: local or docker (owned) */
+    char *runner_repo_url;      /* RUNNER_REPO_URL: default runner repository (owned) */
+    char *runner_repo_allow;    /* RUNNER_REPO_ALLOW: comma-separated URL prefixes a study's repository may have (owned) */
+    char *github_api_url;       /* GITHUB_API_URL: origin of the GitHub REST API (owned) */
+    char *github_token;         /* GITHUB_TOKEN: "" = anonymous (owned; secret) */
+    long build_timeout_s;       /* BUILD_TIMEOUT_S: longest runner build (whole process group killed) */
+    long build_fetch_timeout_s; /* BUILD_FETCH_TIMEOUT_S: longest attempt of a GitHub call or archive download */
+    char *docker_bin;           /* DOCKER_BIN: the docker client (owned) */
+    char *builder_image;        /* BUILDER_IMAGE: tag of the builder image (owned) */
+    char *builder_context;      /* BUILDER_CONTEXT: docker build context, "" = the checkout (owned) */
+    char *build_env;            /* BUILD_ENV: extra KEY=VALUE,... given to builds (owned; may hold secrets) */
+    long max_archive_bytes;     /* MAX_ARCHIVE_BYTES: largest runner archive, packed or unpacked */
+    long max_archive_files;     /* MAX_ARCHIVE_FILES: most entries in a runner archive */
+    long build_upload_concurrency; /* BUILD_UPLOAD_CONCURRENCY: uploads/copies at once per build */
 };
 
 /* Reads every variable through getenv_fn (getenv in production, a table in

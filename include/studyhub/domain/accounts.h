@@ -1,0 +1,50 @@
+/* accounts: the self-service account flows, as JSON endpoints (pages come
+ * later).  Bodies are JSON objects (plain, or JSON:API with the fields in
+ * data.attributes); errors are JSON:API error objects whose pointer names
+ * the field ("/email"); bad input changes nothing.
+ *
+ * Anyone (no credentials; JSON-only bodies are the CSRF defence):
+ *   POST accounts/signup/                {email, password, given_name?,
+ *        family_name?, nickname?}  201 (no session: the address must be
+ *        verified first; an email with a single-use link is queued).  A
+ *        taken email is 400 "unique", as upstream's sign-up form says.
+ *   POST accounts/verify/                {token}  200: address verified
+ *   POST accounts/verify/resend/         {email}  202 whatever the email
+ *   POST accounts/password-reset/        {email}  202 whatever the email
+ *   POST accounts/password-reset/confirm/ {token, password}  204: password
+ *        set, address verified, every session of the user ended
+ * A logged-in caller (session or token):
+ *   GET  accounts/me/                    email, verification, two-factor
+ *   GET  accounts/totp/                  two-factor status
+ *   GET  accounts/researcher-access/     200, or the 403 two_factor_required
+ *        every researcher endpoint gives (auth_require_researcher)
+ *   GET  accounts/tokens/                the caller's API tokens
+ *   DELETE accounts/tokens/{id}/         revoke one (404 if not theirs)
+ * A session only (a token cannot manage credentials: 403 session_required):
+ *   POST accounts/totp/                  enrol: secret + otpauth:// URI (201)
+ *   POST accounts/totp/confirm/          {code}: TOTP on; 10 recovery codes,
+ *        shown once; this session counts as two-factor verified
+ *   POST accounts/totp/disable/          {code | recovery_code}  204
+ *   POST accounts/totp/recovery-codes/   {code}: 10 new codes, old ones void
+ *   POST accounts/tokens/                {name?}: the key, shown once (201).
+ *        Researchers and site admins need a two-factor verified session.
+ * All under /api/v1/.  Emailed links point at BASE_URL (never the Host
+ * header, which a caller controls) or http://LISTEN_ADDR:PORT: set
+ * BASE_URL in production.  Links: <base>/accounts/verify/<token>/ and
+ * <base>/accounts/password-reset/<token>/, for the pages to POST back.
+ * Sign-up, resend and reset requests count against LOGIN_RATE_* (per
+ * account and address) like failed logins, and 429 when past them. */
+#ifndef STUDYHUB_DOMAIN_ACCOUNTS_H
+#define STUDYHUB_DOMAIN_ACCOUNTS_H
+
+struct router;
+struct sched_run;
+
+/* Handlers get the struct app as their arg. */
+void accounts_routes(struct router *r);
+
+/* Scheduled job cleanup_account_tokens: deletes emailed tokens a week
+ * after they expired or were used. */
+void accounts_cleanup_job(struct sched_run *run, void *arg);
+
+#endif
