@@ -19,6 +19,10 @@
 #include "studyhub/core/sched.h"
 #include "studyhub/core/task.h"
 #include "studyhub/domain/accounts.h"
+#include "studyhub/domain/labs.h"
+#include "studyhub/domain/perms.h"
+#include "studyhub/domain/studymgmt.h"
+#include "studyhub/domain/workflow.h"
 #include "studyhub/domain/children.h"
 #include "studyhub/domain/feedback.h"
 #include "studyhub/domain/responses.h"
@@ -70,6 +74,10 @@ static void register_routes(struct router *r)
     children_routes(r);
     feedback_routes(r);
     accounts_routes(r);      /* sign-up, verification, reset, TOTP, tokens */
+    perms_routes(r);         /* what the caller holds */
+    labs_routes(r);          /* labs, members, join requests */
+    studymgmt_routes(r);     /* researcher studies, groups, logs */
+    workflow_routes(r);      /* transitions, the workflow table */
 }
 
 static void register_admin(struct admin_server *admin)
