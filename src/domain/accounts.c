@@ -186,7 +186,7 @@ static const struct pg_stmt acct_token_create_stmt = {
 
 static const struct pg_stmt acct_token_delete_stmt = {
     "acct_token_delete",
-    "DELETE FROM api_tokens WHERE uuid = $1::uuid AND user_id = $2::bigint RETURNING 1",
+    "DELETE FROM api_tokens WHERE uuid = $1::uuid AND user_id = $2::bigint RETURNING token_hash",
 };
 
 /* ------------------------------------------------------------ the op */
@@ -1252,6 +1252,7 @@ static void token_delete_done(PGresult *res, void *arg)
     } else if (PQntuples(res) != 1) {
         jsonapi_reply_errorf(req, 404, "not_found", NULL, "No API token matches the given query.");
     } else {
+        auth_token_forget(PQgetvalue(res, 0, 0));
         http_reply(req, 204, NULL, NULL, 0);
     }
 }

@@ -74,7 +74,7 @@ static void reply_not_found(struct http_req *req)
 /* Active study documents by uuid; the value is "<base URL>\0<document>"
  * because links in the document depend on the base URL. */
 static struct cache *study_docs;            /* owned; NULL when off */
-static const struct pg_pool *study_docs_pg; /* borrowed: is it listening? */
+static struct pg_pool *study_docs_pg;       /* borrowed: is it listening? */
 
 #define STUDY_DOCS_MAX 4096
 #define STUDY_DOCS_TTL_S 300
@@ -119,7 +119,12 @@ static bool study_docs_usable(void)
 static bool study_docs_serve(struct http_req *req, const char *uuid)
 {
     size_t len;
-    const char *v = study_docs_usable() ? cache_get(study_docs, uuid, &len) : NULL;
+    const char *v = NULL;
+
+    if (study_docs_usable()) {
+        pg_pool_poll_notifies(study_docs_pg);
+        v = cache_get(study_docs, uuid, &len);
+    }
     const char *base = http_req_base_url(req);
     size_t blen = strlen(base);
 

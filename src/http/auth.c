@@ -785,7 +785,7 @@ static void auth_proceed(struct auth_ctx *ctx)
  * token or a changed user is evicted on every server at commit; while
  * notifications are not flowing the cache is bypassed. */
 static struct cache *token_users;           /* owned; NULL when off */
-static const struct pg_pool *token_users_pg; /* borrowed */
+static struct pg_pool *token_users_pg;       /* borrowed */
 
 #define TOKEN_USERS_MAX 65536
 #define TOKEN_USERS_TTL_S 60
@@ -812,6 +812,12 @@ int auth_cache_start(struct pg_pool *pg)
         return -1;
     }
     return 0;
+}
+
+void auth_token_forget(const char *token_hash)
+{
+    if (token_users)
+        cache_del(token_users, token_hash);
 }
 
 void auth_cache_stop(void)
@@ -1035,8 +1041,11 @@ void auth_require(struct http_req *req, struct app *app, auth_next_fn next)
         key[wl[1]] = '\0';
         auth_token_hash(key, ctx->token_hash);
         size_t len;
-        const struct auth_user *cached = token_users_usable()
-            ? cache_get(token_users, ctx->token_hash, &len) : NULL;
+        const struct auth_user *cached = NULL;
+        if (token_users_usable()) {
+            pg_pool_poll_notifies(token_users_pg);
+            cached = cache_get(token_users, ctx->token_hash, &len);
+        }
         if (cached && len == sizeof *cached) {
             ctx->user = *cached;
             auth_proceed(ctx);

@@ -992,3 +992,13 @@ bool pg_pool_listening(const struct pg_pool *pool)
     return pool && !pool->dying && pool->listener &&
            pool->listener->state == PGC_IDLE && !pool->listener->subscribing;
 }
+
+void pg_pool_poll_notifies(struct pg_pool *pool)
+{
+    struct pg_conn *c = pool ? pool->listener : NULL;
+
+    /* A read that finds nothing costs one recv; one that finds a
+     * notification applies it before the caller trusts its cache. */
+    if (c && !pool->dying && c->state == PGC_IDLE)
+        listener_on_io(c, EV_READ);
+}

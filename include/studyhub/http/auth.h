@@ -178,5 +178,7 @@ void auth_routes(struct router *r);
 struct pg_pool;
 int auth_cache_start(struct pg_pool *pg);
 void auth_cache_stop(void);
+/* Evicts a revoked token here at once (other servers hear the NOTIFY). */
+void auth_token_forget(const char *token_hash);
 
 #endif

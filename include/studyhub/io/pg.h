@@ -60,6 +60,10 @@ int pg_pool_listen(struct pg_pool *pool, const char *channel, pg_notify_fn fn,
                    void *arg);
 /* True while notifications are being received: caches may serve. */
 bool pg_pool_listening(const struct pg_pool *pool);
+/* Reads notifications already on the LISTEN socket now, without waiting
+ * for the loop to get to it: a cache calls it before serving a hit, so a
+ * change committed before the request arrived is applied first. */
+void pg_pool_poll_notifies(struct pg_pool *pool);
 
 /* Helpers for reading results. */
 const char *pg_sqlstate(const PGresult *res);   /* "" if none */
