@@ -37,6 +37,7 @@
 #include "studyhub/core/config.h"
 #include "studyhub/core/log.h"
 #include "studyhub/core/sched.h"
+#include "studyhub/core/util.h"
 #include "studyhub/io/pg.h"
 #include "studyhub/io/proc.h"
 
@@ -378,34 +379,9 @@ static struct task_impl *impl(const struct task *t)
     return (struct task_impl *)t;
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void timer_arm_ms(struct event *ev, int64_t ms)
-{
-    struct timeval tv;
-
-    if (ms < 0)
-        ms = 0;
-    tv.tv_sec = ms / 1000;
-    tv.tv_usec = (ms % 1000) * 1000;
-    evtimer_add(ev, &tv);
-}
-
 static char *vformat(const char *fmt, va_list ap)
 {
-    char *s = NULL;
-
-    if (!fmt)
-        return NULL;
-    if (vasprintf(&s, fmt, ap) < 0)
-        return NULL;
-    return s;
+    return fmt ? util_vasprintf(fmt, ap) : NULL;
 }
 
 /* ---- queries -------------------------------------------------------------- */
@@ -572,11 +548,11 @@ static void task_abandon(struct task_impl *ti, const char *why)
 /* A save came back NULL (no database): try again, within the lease. */
 static void task_persist_later(struct task_impl *ti)
 {
-    if (now_ms() >= ti->lease_deadline_ms) {
+    if (util_mono_ms() >= ti->lease_deadline_ms) {
         task_abandon(ti, "the database was unreachable until its lease ran out");
         return;
     }
-    timer_arm_ms(ti->retry, TASK_PERSIST_RETRY_MS);
+    util_timer_ms(ti->retry, TASK_PERSIST_RETRY_MS);
 }
 
 /* ---- entering a state ----------------------------------------------------- */
@@ -756,7 +732,7 @@ static void task_on_retry_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct task_impl *ti = arg;
 
-    if (now_ms() >= ti->lease_deadline_ms) {
+    if (util_mono_ms() >= ti->lease_deadline_ms) {
         task_abandon(ti, "the database was unreachable until its lease ran out");
         return;
     }
@@ -822,17 +798,17 @@ static void task_on_heartbeat(evutil_socket_t fd, short what, void *arg)
 
     if (ti->phase == TP_CLOSED)
         return;
-    if (now_ms() >= ti->lease_deadline_ms) {
+    if (util_mono_ms() >= ti->lease_deadline_ms) {
         task_abandon(ti, "its lease could not be renewed in time");
         return;
     }
-    timer_arm_ms(ti->heartbeat, period);
+    util_timer_ms(ti->heartbeat, period);
     if (ti->renewing)
         return;
     rc = malloc(sizeof *rc);
     if (!rc)
         return;
-    rc->sent_ms = now_ms();
+    rc->sent_ms = util_mono_ms();
     snprintf(id, sizeof id, "%lld", (long long)ti->pub.id);
     snprintf(lease, sizeof lease, "%d", ti->lease_s);
     params[0] = id;
@@ -995,7 +971,7 @@ static void task_on_log_flush(evutil_socket_t fd, short what, void *arg)
     if (ti->phase != TP_RUNNING)
         return;
     if (ti->flushing) {
-        timer_arm_ms(ti->log_flush, TASK_LOG_FLUSH_MS);
+        util_timer_ms(ti->log_flush, TASK_LOG_FLUSH_MS);
         return;
     }
     text = proc_tail_text(&ti->log, NULL);
@@ -1015,7 +991,7 @@ static void stage_log_append(struct task_impl *ti, const char *s, size_t n)
 {
     proc_tail_append(&ti->log, s, n);
     if (ti->phase == TP_RUNNING && !evtimer_pending(ti->log_flush, NULL))
-        timer_arm_ms(ti->log_flush, TASK_LOG_FLUSH_MS);
+        util_timer_ms(ti->log_flush, TASK_LOG_FLUSH_MS);
 }
 
 void task_log(struct task *t, const char *fmt, ...)
@@ -1179,7 +1155,7 @@ static void runner_arm_wake(struct task_runner *r, double seconds)
     if (ms > (int64_t)r->poll_s * 1000)
         ms = (int64_t)r->poll_s * 1000;
     evtimer_del(r->wake_timer);
-    timer_arm_ms(r->wake_timer, ms);
+    util_timer_ms(r->wake_timer, ms);
 }
 
 /* A claimed row becomes a task of this process: open it, decide where it
@@ -1352,7 +1328,7 @@ static void on_claim(struct task_runner *r, struct task_impl *unused,
         }
         TAILQ_INSERT_TAIL(&r->tasks, ti, link);
         r->ntasks++;
-        timer_arm_ms(ti->heartbeat, (int64_t)ti->lease_s * 1000 / 3);
+        util_timer_ms(ti->heartbeat, (int64_t)ti->lease_s * 1000 / 3);
         task_begin(ti, PQgetisnull(res, i, 4) ? NULL : PQgetvalue(res, i, 4),
                    PQgetvalue(res, i, 9),
                    PQgetisnull(res, i, 10) ? "-" : PQgetvalue(res, i, 10),
@@ -1393,7 +1369,7 @@ static void claim_kick(struct task_runner *r)
     params[3] = r->owner;
     params[4] = held = runner_held_ids(r);
     r->claim_again = false;
-    r->claim_sent_ms = now_ms();
+    r->claim_sent_ms = util_mono_ms();
     if (!held || runner_exec(r, NULL, &sql_claim, 5, params, on_claim,
                              (void *)(intptr_t)free_slots) < 0) {
         free(held);
@@ -1482,7 +1458,7 @@ static void listen_lost(struct task_runner *r, const char *why)
         log_debug("tasks: cannot open the LISTEN connection: %s", msg);
     listen_close(r);
     listen_set(r, LS_WAIT);
-    timer_arm_ms(r->ltimer, r->lbackoff_ms);
+    util_timer_ms(r->ltimer, r->lbackoff_ms);
     r->lbackoff_ms *= 2;
     if (r->lbackoff_ms > LISTEN_BACKOFF_MAX_MS)
         r->lbackoff_ms = LISTEN_BACKOFF_MAX_MS;
@@ -1512,7 +1488,7 @@ static void listen_start(struct task_runner *r)
     }
     PQsetNoticeReceiver(r->lconn, on_listen_notice, r);
     listen_set(r, LS_CONNECTING);
-    timer_arm_ms(r->ltimer, LISTEN_CONNECT_TIMEOUT_MS);
+    util_timer_ms(r->ltimer, LISTEN_CONNECT_TIMEOUT_MS);
     if (listen_watch(r, EV_WRITE) < 0)
         listen_lost(r, NULL);
 }
@@ -2564,7 +2540,7 @@ static void ts_step(struct task *t)
         return;
     }
     task_log(t, "sleeping %.3g s", ts->seconds);
-    timer_arm_ms(ts->timer, (int64_t)(ts->seconds * 1000));
+    util_timer_ms(ts->timer, (int64_t)(ts->seconds * 1000));
 }
 
 static int ts_resume(struct task *t, int interrupted)

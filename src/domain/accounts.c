@@ -17,6 +17,7 @@
 #include "studyhub/core/config.h"
 #include "studyhub/core/log.h"
 #include "studyhub/core/sched.h"
+#include "studyhub/core/util.h"
 #include "studyhub/http/auth.h"
 #include "studyhub/http/jsonapi.h"
 #include "studyhub/http/router.h"
@@ -302,7 +303,7 @@ static void public_base(const struct app *app, char *out, size_t len)
 
 static void new_link_token(struct acct_op *op)
 {
-    auth_random_hex(32, op->link_token);
+    util_random_hex(32, op->link_token);
     auth_token_hash(op->link_token, op->link_hash);
 }
 

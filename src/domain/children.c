@@ -116,20 +116,14 @@ static void children_listed(PGresult *res, void *arg)
 
 static void children_list(struct http_req *req, struct app *app)
 {
-    struct jsonapi_page page;
-    struct jsonapi_error e;
     char uid[24], limit[24], offset[24];
     const char *ordering = http_req_query(req, "ordering");
 
-    if (jsonapi_page_parse(req, &page, &e) < 0) {
-        jsonapi_reply_error(req, &e);
+    if (!jsonapi_page_sql(req, limit, offset))
         return;
-    }
     /* As DRF's OrderingFilter, an ordering it does not offer is ignored. */
     if (!ordering || (strcmp(ordering, "birthday") != 0 && strcmp(ordering, "-birthday") != 0))
         ordering = "";
-    snprintf(limit, sizeof limit, "%ld", page.size);
-    snprintf(offset, sizeof offset, "%ld", jsonapi_page_offset(&page));
     const char *params[] = { apidoc_user_id(req, uid), limit, offset, ordering };
     if (pg_exec(app->pg, &children_list_stmt, 4, params, children_listed, req) < 0)
         jsonapi_reply_unavailable(req, "Database");

@@ -164,19 +164,6 @@ static bool path_lab(struct http_req *req, char out[37])
     return false;
 }
 
-static bool page_params(struct http_req *req, char limit[24], char offset[24])
-{
-    struct jsonapi_page page;
-    struct jsonapi_error e;
-
-    if (jsonapi_page_parse(req, &page, &e) < 0) {
-        jsonapi_reply_error(req, &e);
-        return false;
-    }
-    snprintf(limit, 24, "%ld", page.size);
-    snprintf(offset, 24, "%ld", jsonapi_page_offset(&page));
-    return true;
-}
 
 /* A document's checked attributes as JSON text (malloc'd), or NULL with e. */
 static char *attrs_text(json_t *data, const struct studymgmt_field *fields, size_t n,
@@ -197,7 +184,7 @@ static void list_next(struct http_req *req, struct app *app)
 {
     char uid[24], limit[24], offset[24];
 
-    if (!page_params(req, limit, offset))
+    if (!jsonapi_page_sql(req, limit, offset))
         return;
     const char *params[] = { perms_user_param(req, uid), limit, offset, http_req_base_url(req) };
     perms_exec_list(req, app, &labs_list_r_stmt, 4, params);
@@ -279,7 +266,7 @@ static void requests_next(struct http_req *req, struct app *app)
 {
     char uid[24], lu[37], limit[24], offset[24];
 
-    if (!path_lab(req, lu) || !page_params(req, limit, offset))
+    if (!path_lab(req, lu) || !jsonapi_page_sql(req, limit, offset))
         return;
     const char *params[] = { perms_user_param(req, uid), limit, offset, lu };
     perms_exec_list(req, app, &labs_requests_stmt, 4, params);
@@ -289,7 +276,7 @@ static void members_next(struct http_req *req, struct app *app)
 {
     char uid[24], lu[37], limit[24], offset[24];
 
-    if (!path_lab(req, lu) || !page_params(req, limit, offset))
+    if (!path_lab(req, lu) || !jsonapi_page_sql(req, limit, offset))
         return;
     const char *params[] = { perms_user_param(req, uid), limit, offset, lu };
     perms_exec_list(req, app, &labs_members_stmt, 4, params);

@@ -790,19 +790,17 @@ static void response_get(struct http_req *req, struct app *app)
 
 static void responses_list(struct http_req *req, struct app *app)
 {
-    struct jsonapi_page page;
     struct jsonapi_error e;
     char uid[24], limit[24], offset[24], child_buf[37], study_buf[37];
     const char *child, *study;
 
-    if (jsonapi_page_parse(req, &page, &e) < 0 ||
-        filter_uuid(req, "child", child_buf, &child, &e) < 0 ||
+    if (!jsonapi_page_sql(req, limit, offset))
+        return;
+    if (filter_uuid(req, "child", child_buf, &child, &e) < 0 ||
         filter_uuid(req, "study", study_buf, &study, &e) < 0) {
         jsonapi_reply_error(req, &e);
         return;
     }
-    snprintf(limit, sizeof limit, "%ld", page.size);
-    snprintf(offset, sizeof offset, "%ld", jsonapi_page_offset(&page));
     const char *params[] = { apidoc_user_id(req, uid), limit, offset, child, study };
     if (pg_exec(app->pg, &responses_list_stmt, 5, params, responses_page_done, req) < 0)
         jsonapi_reply_unavailable(req, "Database");
@@ -814,7 +812,6 @@ static void responses_list(struct http_req *req, struct app *app)
 static void study_responses(struct http_req *req, struct app *app)
 {
     const char *study = http_req_param(req, 0);
-    struct jsonapi_page page;
     struct jsonapi_error e;
     char uid[24], limit[24], offset[24], child_buf[37];
     const char *child;
@@ -823,13 +820,12 @@ static void study_responses(struct http_req *req, struct app *app)
         jsonapi_reply_errorf(req, 404, "not_found", NULL, "No Study matches the given query.");
         return;
     }
-    if (jsonapi_page_parse(req, &page, &e) < 0 ||
-        filter_uuid(req, "child", child_buf, &child, &e) < 0) {
+    if (!jsonapi_page_sql(req, limit, offset))
+        return;
+    if (filter_uuid(req, "child", child_buf, &child, &e) < 0) {
         jsonapi_reply_error(req, &e);
         return;
     }
-    snprintf(limit, sizeof limit, "%ld", page.size);
-    snprintf(offset, sizeof offset, "%ld", jsonapi_page_offset(&page));
     const char *params[] = { apidoc_user_id(req, uid), limit, offset, study, child };
     int rc = child ? pg_exec(app->pg, &responses_nested_child_stmt, 5, params,
                              responses_page_done, req)

@@ -274,21 +274,6 @@ static bool path_study(struct http_req *req, char out[37])
     return false;
 }
 
-/* ?page and ?page_size as statement parameters; false after replying. */
-static bool page_params(struct http_req *req, char limit[24], char offset[24])
-{
-    struct jsonapi_page page;
-    struct jsonapi_error e;
-
-    if (jsonapi_page_parse(req, &page, &e) < 0) {
-        jsonapi_reply_error(req, &e);
-        return false;
-    }
-    snprintf(limit, 24, "%ld", page.size);
-    snprintf(offset, 24, "%ld", jsonapi_page_offset(&page));
-    return true;
-}
-
 /* ------------------------------------------------------------ statements */
 
 /* $1 user, $2 limit, $3 offset, $4 base URL, $5 state or NULL, $6 lab
@@ -393,7 +378,7 @@ static void list_next(struct http_req *req, struct app *app)
     const char *lab = http_req_query(req, "lab");
     char uid[24], limit[24], offset[24], lu[37];
 
-    if (!page_params(req, limit, offset))
+    if (!jsonapi_page_sql(req, limit, offset))
         return;
     if (lab && !apidoc_uuid_copy(lab, lu)) {
         jsonapi_reply_errorf(req, 400, "invalid", NULL, "lab must be a lab id (a uuid).");
@@ -495,7 +480,7 @@ static void logs_next(struct http_req *req, struct app *app)
 {
     char uid[24], su[37], limit[24], offset[24];
 
-    if (!path_study(req, su) || !page_params(req, limit, offset))
+    if (!path_study(req, su) || !jsonapi_page_sql(req, limit, offset))
         return;
     const char *params[] = { perms_user_param(req, uid), limit, offset, su,
                              http_req_query(req, "action") };

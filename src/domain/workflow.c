@@ -594,6 +594,5 @@ static void h_table(struct http_req *req, void *arg)
 void workflow_routes(struct router *r)
 {
     router_add(r, HTTP_POST, "/api/v1/studies/{id}/transitions/", h_fire);
-    router_add(r, HTTP_GET, "/api/v1/workflow", h_table);
-    router_add(r, HTTP_GET, "/api/v1/workflow/", h_table);
+    router_add(r, HTTP_GET, "/api/v1/workflow/?", h_table);
 }

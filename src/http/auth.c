@@ -21,6 +21,7 @@
 #include "studyhub/core/cache.h"
 #include "studyhub/core/config.h"
 #include "studyhub/core/log.h"
+#include "studyhub/core/util.h"
 #include "studyhub/http/jsonapi.h"
 #include "studyhub/http/router.h"
 #include "studyhub/http/server.h"
@@ -184,28 +185,6 @@ static const char challenge_script[] =
 
 /* ------------------------------------------------------------ helpers */
 
-static void hex_encode(const unsigned char *in, size_t n, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[in[i] >> 4];
-        out[2 * i + 1] = digits[in[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
-/* A CSPRNG failure leaves no safe way to go on. */
-void auth_random_hex(size_t n, char *out)
-{
-    unsigned char buf[64];
-    if (n > sizeof buf || RAND_bytes(buf, (int)n) != 1) {
-        log_error("auth: RAND_bytes failed");
-        abort();
-    }
-    hex_encode(buf, n, out);
-    OPENSSL_cleanse(buf, sizeof buf);
-}
-
 static bool is_hex(const char *s, size_t want_len)
 {
     size_t i;
@@ -219,24 +198,12 @@ static bool is_hex(const char *s, size_t want_len)
 
 void auth_token_generate(char out[41])
 {
-    auth_random_hex(20, out);
-}
-
-static void sha256_hex(const void *data, size_t len, char out_hex[65])
-{
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    if (EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) != 1 ||
-        mdlen != 32) {
-        log_error("auth: SHA-256 failed");
-        abort();
-    }
-    hex_encode(md, mdlen, out_hex);
+    util_random_hex(20, out);
 }
 
 void auth_token_hash(const char *key, char out_hex[65])
 {
-    sha256_hex(key, strlen(key), out_hex);
+    util_sha256_hex(key, strlen(key), out_hex);
 }
 
 int auth_password_hash(const char *password, char *out, size_t outlen)
@@ -767,7 +734,7 @@ bool auth_recovery_code_hash(const char *code, char out_hex[65])
     if (n != 16)
         return false;
     norm[n] = '\0';
-    sha256_hex(norm, 16, out_hex);
+    util_sha256_hex(norm, 16, out_hex);
     return true;
 }
 
@@ -1487,7 +1454,7 @@ static void login_step(struct login_ctx *lc)
         return;
     case LOGIN_CHALLENGE_SET: {
         char value[AUTH_EMAIL_MAX + 64], ttl[16];
-        auth_random_hex(32, lc->challenge);
+        util_random_hex(32, lc->challenge);
         snprintf(value, sizeof value, "%s:%d:%s", lc->user_id, lc->epoch, lc->email);
         snprintf(ttl, sizeof ttl, "%d", AUTH_CHALLENGE_TTL_S);
         char key[96];
@@ -1502,8 +1469,8 @@ static void login_step(struct login_ctx *lc)
     }
     case LOGIN_SESSION: {
         char value[64], ttl[24];
-        auth_random_hex(32, lc->session_id);
-        auth_random_hex(32, lc->csrf);
+        util_random_hex(32, lc->session_id);
+        util_random_hex(32, lc->csrf);
         snprintf(value, sizeof value, "%s:%d:%d", lc->user_id, lc->epoch, lc->mfa ? 1 : 0);
         snprintf(ttl, sizeof ttl, "%ld", app->cfg->session_ttl_s);
         if (redis_cmd(app->redis, login_session_stored, lc, "SETEX session:%s %s %s",

@@ -262,6 +262,20 @@ long jsonapi_page_offset(const struct jsonapi_page *p)
     return (p->page - 1) * p->size;
 }
 
+bool jsonapi_page_sql(struct http_req *req, char limit[24], char offset[24])
+{
+    struct jsonapi_page page;
+    struct jsonapi_error e;
+
+    if (jsonapi_page_parse(req, &page, &e) < 0) {
+        jsonapi_reply_error(req, &e);
+        return false;
+    }
+    snprintf(limit, 24, "%ld", page.size);
+    snprintf(offset, 24, "%ld", jsonapi_page_offset(&page));
+    return true;
+}
+
 struct query_pair {
     char *key;     /* owned, raw (still percent-encoded) */
     char *value;   /* owned, raw */

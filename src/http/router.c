@@ -22,6 +22,7 @@ struct compiled_route {
     struct route route;
     int nsegs;
     bool trailing_slash;    /* the pattern ends in '/' */
+    bool optional_slash;    /* ... or in "/?": with or without it */
     struct segment segs[ROUTER_MAX_SEGMENTS];
 };
 
@@ -52,7 +53,7 @@ int router_add(struct router *r, enum http_method method, const char *pattern,
 
     if (*p != '/')
         return -1;
-    while (*p == '/' && p[1] != '\0') {
+    while (*p == '/' && p[1] != '\0' && strcmp(p, "/?") != 0) {
         const char *start = p + 1;
         size_t len = strcspn(start, "/");
         if (cr.nsegs == ROUTER_MAX_SEGMENTS || len == 0)
@@ -73,7 +74,8 @@ int router_add(struct router *r, enum http_method method, const char *pattern,
         s->len = len;
         p = start + len;
     }
-    cr.trailing_slash = (*p == '/');
+    cr.optional_slash = (strcmp(p, "/?") == 0);
+    cr.trailing_slash = (*p == '/' && !cr.optional_slash);
     if (r->n == r->cap) {
         size_t cap = r->cap ? r->cap * 2 : 32;
         struct compiled_route *nr = realloc(r->routes, cap * sizeof *nr);
@@ -117,7 +119,9 @@ static bool match_one(const struct compiled_route *cr, const char *path,
         }
         p += len;
     }
-    if (cr->trailing_slash)
+    if (cr->optional_slash && p[0] == '/')
+        p++;
+    else if (cr->trailing_slash)
         return p[0] == '/' && p[1] == '\0';
     return *p == '\0';
 }

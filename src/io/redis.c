@@ -4,6 +4,7 @@
 #include "studyhub/io/redis.h"
 
 #include "studyhub/core/log.h"
+#include "studyhub/core/util.h"
 
 #include <event2/event.h>
 #include <hiredis/async.h>
@@ -71,25 +72,6 @@ struct redis_client {
 
 static void rc_connect_start(struct redis_client *rc);
 
-static int64_t rc_now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void rc_arm(struct event *ev, int64_t ms)
-{
-    struct timeval tv;
-
-    if (ms < 0)
-        ms = 0;
-    tv.tv_sec = ms / 1000;
-    tv.tv_usec = (ms % 1000) * 1000;
-    event_add(ev, &tv);
-}
-
 static void rc_set_state(struct redis_client *rc, enum rc_state st,
                          const char *why)
 {
@@ -117,7 +99,7 @@ static void rc_note_down(struct redis_client *rc, const char *what,
 static void rc_schedule_retry(struct redis_client *rc)
 {
     event_del(rc->retry_ev);
-    rc_arm(rc->retry_ev, rc->backoff_ms);
+    util_timer_ms(rc->retry_ev, rc->backoff_ms);
     rc->backoff_ms *= 2;
     if (rc->backoff_ms > RC_BACKOFF_MAX_MS)
         rc->backoff_ms = RC_BACKOFF_MAX_MS;
@@ -225,7 +207,7 @@ static void rc_on_timeout(evutil_socket_t fd, short what, void *arg)
 {
     struct redis_client *rc = arg;
     struct rc_pending *p = TAILQ_FIRST(&rc->inflight);
-    int64_t now = rc_now_ms();
+    int64_t now = util_mono_ms();
     redis_cb cb;
     void *cbarg;
 
@@ -234,7 +216,7 @@ static void rc_on_timeout(evutil_socket_t fd, short what, void *arg)
     if (p == NULL)
         return;
     if (p->deadline_ms > now) {
-        rc_arm(rc->timeout_ev, p->deadline_ms - now);
+        util_timer_ms(rc->timeout_ev, p->deadline_ms - now);
         return;
     }
     /* hiredis still holds p; it is freed by on_reply during the drop. */
@@ -299,7 +281,7 @@ static struct rc_pending *rc_pending_new(struct redis_client *rc, redis_cb cb,
     p->cb = cb;
     p->arg = arg;
     p->deadline_ms =
-        rc->timeout_ms > 0 ? rc_now_ms() + rc->timeout_ms : INT64_MAX;
+        rc->timeout_ms > 0 ? util_mono_ms() + rc->timeout_ms : INT64_MAX;
     return p;
 }
 
@@ -351,7 +333,7 @@ static void rc_submit(struct redis_client *rc, struct rc_pending *p,
     /* Lazy timer: it only has to fire no later than the oldest deadline;
      * on firing it re-arms for the new oldest. */
     if (rc->timeout_ms > 0 && !evtimer_pending(rc->timeout_ev, NULL))
-        rc_arm(rc->timeout_ev, rc->timeout_ms);
+        util_timer_ms(rc->timeout_ev, rc->timeout_ms);
     return;
 fail:
     rc_fail_later(rc, p);
@@ -400,7 +382,7 @@ static void rc_connect_start(struct redis_client *rc)
         return;
     }
     rc_set_state(rc, RC_CONNECTING, "connect started");
-    rc_arm(rc->retry_ev, rc->timeout_ms > RC_CONNECT_TIMEOUT_MIN_MS
+    util_timer_ms(rc->retry_ev, rc->timeout_ms > RC_CONNECT_TIMEOUT_MIN_MS
                              ? rc->timeout_ms
                              : RC_CONNECT_TIMEOUT_MIN_MS);
     /* SELECT goes first in the output buffer, so commands queued while

@@ -16,6 +16,7 @@
 #include "studyhub/io/storage.h"
 
 #include "studyhub/core/log.h"
+#include "studyhub/core/util.h"
 #include "studyhub/io/fetch.h"
 #include "studyhub/io/sigv4.h"
 
@@ -30,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/queue.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -144,19 +146,6 @@ struct storage_op {
 static void on_op_ev(evutil_socket_t fd, short what, void *arg);
 
 /* --- small helpers ------------------------------------------------------------ */
-
-static char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *xasprintf(const char *fmt, ...)
-{
-    va_list ap;
-    char *s = NULL;
-
-    va_start(ap, fmt);
-    if (vasprintf(&s, fmt, ap) < 0)
-        s = NULL;
-    va_end(ap);
-    return s;
-}
 
 static char *xstrdup(const char *s)
 {
@@ -429,31 +418,7 @@ static bool op_user_read(struct storage_op *op, char *p, size_t n,
 
 static char *fpath(const struct storage *st, const char *key)
 {
-    return xasprintf("%s/%s", st->dir, key);
-}
-
-static int mkdir_p(const char *path, size_t upto)
-{
-    char *p = strndup(path, upto);
-    int rc = 0;
-
-    if (!p)
-        return -ENOMEM;
-    for (char *s = p + 1; ; s++) {
-        if (*s == '/' || *s == '\0') {
-            char c = *s;
-            *s = '\0';
-            if (mkdir(p, 0755) < 0 && errno != EEXIST) {
-                rc = -errno;
-                break;
-            }
-            *s = c;
-            if (!c)
-                break;
-        }
-    }
-    free(p);
-    return rc;
+    return util_asprintf("%s/%s", st->dir, key);
 }
 
 /* Creates the folders leading to key's file. */
@@ -462,11 +427,11 @@ static int mkdir_parents(const struct storage *st, const char *key)
     const char *slash = strrchr(key, '/');
     if (!slash)
         return 0;
-    char *full = fpath(st, key);
-    if (!full)
+    char *dir = util_asprintf("%s/%.*s", st->dir, (int)(slash - key), key);
+    if (!dir)
         return -ENOMEM;
-    int rc = mkdir_p(full, strlen(st->dir) + 1 + (size_t)(slash - key));
-    free(full);
+    int rc = util_mkdir_p(dir) < 0 ? -errno : 0;
+    free(dir);
     return rc;
 }
 
@@ -495,7 +460,7 @@ static int open_tmp(struct storage_op *op)
 {
     struct storage *st = op->st;
 
-    op->tmp = xasprintf("%s/" INTERNAL_DIR "/tmp/t-%ld-%llu", st->dir,
+    op->tmp = util_asprintf("%s/" INTERNAL_DIR "/tmp/t-%ld-%llu", st->dir,
                         (long)getpid(), (unsigned long long)++st->seq);
     if (!op->tmp)
         return -ENOMEM;
@@ -527,7 +492,7 @@ static int write_all(int fd, const void *p, size_t n)
 
 static char *file_etag(const struct stat *sb)
 {
-    return xasprintf("\"%llx-%llx\"",
+    return util_asprintf("\"%llx-%llx\"",
                      (unsigned long long)sb->st_mtim.tv_sec * 1000000000ULL +
                          (unsigned long long)sb->st_mtim.tv_nsec,
                      (unsigned long long)sb->st_size);
@@ -884,7 +849,7 @@ static void list_add(struct list_ctx *c, const char *key, const struct stat *sb)
 
 static void list_walk(struct list_ctx *c, const char *rel)
 {
-    char *dpath = *rel ? xasprintf("%s/%s", c->st->dir, rel) : xstrdup(c->st->dir);
+    char *dpath = *rel ? util_asprintf("%s/%s", c->st->dir, rel) : xstrdup(c->st->dir);
     struct dent *ents = NULL;
     size_t n = 0, cap = 0;
     DIR *d = NULL;
@@ -917,7 +882,7 @@ static void list_walk(struct list_ctx *c, const char *rel)
             ents = ne;
         }
         ents[n].dir = S_ISDIR(sb.st_mode);
-        ents[n].name = ents[n].dir ? xasprintf("%s/", de->d_name) : strdup(de->d_name);
+        ents[n].name = ents[n].dir ? util_asprintf("%s/", de->d_name) : strdup(de->d_name);
         if (!ents[n].name) {
             c->err = -ENOMEM;
             goto out;
@@ -927,7 +892,7 @@ static void list_walk(struct list_ctx *c, const char *rel)
     if (n > 1)
         qsort(ents, n, sizeof *ents, dent_cmp);
     for (size_t i = 0; i < n && !c->err && c->n <= c->max; i++) {
-        char *full = xasprintf("%s%s", rel, ents[i].name);
+        char *full = util_asprintf("%s%s", rel, ents[i].name);
         if (!full) {
             c->err = -ENOMEM;
             break;
@@ -988,8 +953,8 @@ static void file_list(struct storage_op *op)
 
 static char *upload_path(const struct storage *st, const char *id, const char *leaf)
 {
-    return leaf ? xasprintf("%s/" INTERNAL_DIR "/uploads/%s/%s", st->dir, id, leaf)
-                : xasprintf("%s/" INTERNAL_DIR "/uploads/%s", st->dir, id);
+    return leaf ? util_asprintf("%s/" INTERNAL_DIR "/uploads/%s/%s", st->dir, id, leaf)
+                : util_asprintf("%s/" INTERNAL_DIR "/uploads/%s", st->dir, id);
 }
 
 /* Reads a small file (at most cap-1 bytes) into a string. */
@@ -1029,7 +994,7 @@ static int upload_check(const struct storage *st, const char *id, const char *ke
 static int write_file_atomic(const char *path, const void *data, size_t len,
                              bool sync)
 {
-    char *tmp = xasprintf("%s.tmp", path);
+    char *tmp = util_asprintf("%s.tmp", path);
     int rc = 0, fd;
 
     if (!tmp)
@@ -1053,26 +1018,13 @@ out:
     return rc;
 }
 
-static void random_hex(char *out, size_t nbytes)
-{
-    unsigned char b[32];
-    if (nbytes > sizeof b)
-        nbytes = sizeof b;
-    if (RAND_bytes(b, (int)nbytes) != 1) {
-        /* Practically unreachable; uniqueness still comes from the clock. */
-        for (size_t i = 0; i < nbytes; i++)
-            b[i] = (unsigned char)(rand() ^ (int)(time(NULL) >> (i % 8)));
-    }
-    sigv4_hex(b, nbytes, out);
-}
-
 static void file_mpu_create(struct storage_op *op)
 {
     char id[33];
     char *dir = NULL, *keyp = NULL;
     int rc;
 
-    random_hex(id, 16);
+    util_random_hex(16, id);
     dir = upload_path(op->st, id, NULL);
     keyp = upload_path(op->st, id, "key");
     if (!dir || !keyp) {
@@ -1106,7 +1058,7 @@ static void file_mpu_part(struct storage_op *op)
     /* A random etag: a part written again gets a new one, so a stale list
      * given to complete is caught. */
     etag[0] = '"';
-    random_hex(etag + 1, 16);
+    util_random_hex(16, etag + 1);
     etag[33] = '"';
     etag[34] = '\0';
     snprintf(leaf, sizeof leaf, "%05d", op->number);
@@ -1256,7 +1208,7 @@ static int upload_cmp(const void *a, const void *b)
 
 static void file_mpu_list(struct storage_op *op)
 {
-    char *dir = xasprintf("%s/" INTERNAL_DIR "/uploads", op->st->dir);
+    char *dir = util_asprintf("%s/" INTERNAL_DIR "/uploads", op->st->dir);
     DIR *d = dir ? opendir(dir) : NULL;
     struct dirent *de;
     struct storage_upload_info *u = NULL;
@@ -1316,7 +1268,7 @@ static void file_mpu_list(struct storage_op *op)
             free((char *)u[i].upload_id);
         }
         n = LIST_MAX;
-        op->r_next = xasprintf("%s\n%s", u[n - 1].key, u[n - 1].upload_id);
+        op->r_next = util_asprintf("%s\n%s", u[n - 1].key, u[n - 1].upload_id);
     }
     op->r_ups = u;
     op->r_nups = n;
@@ -1618,7 +1570,7 @@ static int s3_send(struct storage_op *op, const struct s3_call *c)
         payload = hash;
     }
     if (c->key)
-        path = xasprintf("%s/%s", st->path_prefix, c->key);
+        path = util_asprintf("%s/%s", st->path_prefix, c->key);
     else
         path = xstrdup(*st->path_prefix ? st->path_prefix : "/");
     sh = calloc(nsh, sizeof *sh);
@@ -1641,13 +1593,13 @@ static int s3_send(struct storage_op *op, const struct s3_call *c)
     query = c->nquery ? sigv4_canonical_query(c->query, c->nquery) : xstrdup("");
     if (!auth || !epath || !query)
         goto oom;
-    url = xasprintf("%s%s%s%s", st->origin, epath, *query ? "?" : "", query);
+    url = util_asprintf("%s%s%s%s", st->origin, epath, *query ? "?" : "", query);
     if (!url)
         goto oom;
     for (size_t i = 0; i < nsh; i++)
-        if (!(lines[nl++] = xasprintf("%s: %s", sh[i].name, sh[i].value ? sh[i].value : "")))
+        if (!(lines[nl++] = util_asprintf("%s: %s", sh[i].name, sh[i].value ? sh[i].value : "")))
             goto oom;
-    if (!(lines[nl++] = xasprintf("Authorization: %s", auth)))
+    if (!(lines[nl++] = util_asprintf("Authorization: %s", auth)))
         goto oom;
 
     struct fetch_opts fo = {
@@ -1818,7 +1770,7 @@ static int s3_parse_uploads(struct storage_op *op, const struct fetch_result *re
         char *k = xml_get(res->body, res->body_len, "NextKeyMarker");
         char *id = xml_get(res->body, res->body_len, "NextUploadIdMarker");
         if (k)
-            op->r_next = xasprintf("%s\n%s", k, id ? id : "");
+            op->r_next = util_asprintf("%s\n%s", k, id ? id : "");
         free(k);
         free(id);
     }
@@ -1950,7 +1902,7 @@ static void s3_step(struct storage_op *op)
     case OP_COPY:
         /* PUT on the destination; the source is /bucket/key, encoded. */
         copy_src = sigv4_uri_encode(op->key, strlen(op->key), true);
-        char *src = copy_src ? xasprintf("/%s/%s", st->bucket, copy_src) : NULL;
+        char *src = copy_src ? util_asprintf("/%s/%s", st->bucket, copy_src) : NULL;
         free(copy_src);
         copy_src = src;
         if (!copy_src) {
@@ -2310,7 +2262,7 @@ struct storage_op *storage_mpu_list(struct storage *st, const char *prefix,
 static void link_sig(const struct storage *st, const char *key,
                      const char *expires, char out[65])
 {
-    char *msg = xasprintf("%s\n%s", key, expires);
+    char *msg = util_asprintf("%s\n%s", key, expires);
     uint8_t mac[32];
 
     if (!msg) {
@@ -2346,7 +2298,7 @@ char *storage_presign_get(struct storage *st, const char *key,
         snprintf(exp, sizeof exp, "%lld", (long long)now + expires);
         link_sig(st, key, exp, sig);
         char *ekey = sigv4_uri_encode(key, strlen(key), true);
-        char *url = ekey ? xasprintf("%s/storage/%s?expires=%s&sig=%s",
+        char *url = ekey ? util_asprintf("%s/storage/%s?expires=%s&sig=%s",
                                      st->public_base ? st->public_base : "", ekey, exp, sig)
                          : NULL;
         free(ekey);
@@ -2355,7 +2307,7 @@ char *storage_presign_get(struct storage *st, const char *key,
         return url;
     }
 
-    char *path = xasprintf("%s/%s", st->path_prefix, key);
+    char *path = util_asprintf("%s/%s", st->path_prefix, key);
     char *disp = NULL;
     struct sigv4_pair extra[1];
     size_t nextra = 0;
@@ -2365,7 +2317,7 @@ char *storage_presign_get(struct storage *st, const char *key,
         for (char *p = clean; p && *p; p++)
             if (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20 || *p == 0x7f)
                 *p = '_';
-        disp = clean ? xasprintf("attachment; filename=\"%s\"", clean) : NULL;
+        disp = clean ? util_asprintf("attachment; filename=\"%s\"", clean) : NULL;
         free(clean);
         if (disp)
             extra[nextra++] = (struct sigv4_pair){ "response-content-disposition", disp };
@@ -2421,6 +2373,35 @@ const char *storage_backend(const struct storage *st)
     return st->name;
 }
 
+/* Browsers need the right type to run a runner (a script served as
+ * octet-stream is refused under nosniff) and to play a video. */
+const char *storage_content_type(const char *key)
+{
+    static const struct { const char *ext, *type; } types[] = {
+        { "html", "text/html; charset=utf-8" }, { "htm", "text/html; charset=utf-8" },
+        { "js", "text/javascript; charset=utf-8" }, { "mjs", "text/javascript; charset=utf-8" },
+        { "css", "text/css; charset=utf-8" }, { "json", "application/json" },
+        { "map", "application/json" }, { "svg", "image/svg+xml" }, { "png", "image/png" },
+        { "jpg", "image/jpeg" }, { "jpeg", "image/jpeg" }, { "gif", "image/gif" },
+        { "webp", "image/webp" }, { "ico", "image/x-icon" }, { "woff", "font/woff" },
+        { "woff2", "font/woff2" }, { "ttf", "font/ttf" }, { "otf", "font/otf" },
+        { "eot", "application/vnd.ms-fontobject" }, { "txt", "text/plain; charset=utf-8" },
+        { "xml", "application/xml" }, { "wasm", "application/wasm" }, { "mp3", "audio/mpeg" },
+        { "mp4", "video/mp4" }, { "webm", "video/webm" }, { "mov", "video/quicktime" },
+        { "flv", "video/x-flv" }, { "zip", "application/zip" }, { "ogg", "audio/ogg" },
+        { "wav", "audio/wav" }, { "pdf", "application/pdf" }, { "csv", "text/csv; charset=utf-8" },
+    };
+    const char *slash = strrchr(key, '/');
+    const char *dot = strrchr(slash ? slash : key, '.');
+
+    if (dot && dot[1]) {
+        for (size_t i = 0; i < sizeof types / sizeof *types; i++)
+            if (strcasecmp(dot + 1, types[i].ext) == 0)
+                return types[i].type;
+    }
+    return "application/octet-stream";
+}
+
 /* Splits "http://host:port" into scheme and host:port; refuses a path. */
 static int parse_endpoint(const char *ep, char **scheme, char **hostport)
 {
@@ -2465,13 +2446,13 @@ static int setup_file(struct storage *st, const char *path, const char **err)
         return -1;
     }
     st->dir = strndup(path, n);
-    char *tmp = st->dir ? xasprintf("%s/" INTERNAL_DIR "/tmp", st->dir) : NULL;
-    char *up = st->dir ? xasprintf("%s/" INTERNAL_DIR "/uploads", st->dir) : NULL;
+    char *tmp = st->dir ? util_asprintf("%s/" INTERNAL_DIR "/tmp", st->dir) : NULL;
+    char *up = st->dir ? util_asprintf("%s/" INTERNAL_DIR "/uploads", st->dir) : NULL;
     int rc = (tmp && up) ? 0 : -ENOMEM;
     if (!rc)
-        rc = mkdir_p(tmp, strlen(tmp));
+        rc = util_mkdir_p(tmp) < 0 ? -errno : 0;
     if (!rc)
-        rc = mkdir_p(up, strlen(up));
+        rc = util_mkdir_p(up) < 0 ? -errno : 0;
     free(tmp);
     free(up);
     if (rc) {
@@ -2502,7 +2483,7 @@ static int setup_s3(struct storage *st, const char *bucket, bool gs,
     }
     if (!ep) {
         def = gs ? strdup("https://storage.googleapis.com")
-                 : xasprintf("https://s3.%s.amazonaws.com", region);
+                 : util_asprintf("https://s3.%s.amazonaws.com", region);
         ep = def;
     }
     if (!ep || parse_endpoint(ep, &scheme, &hostport) < 0) {
@@ -2518,11 +2499,11 @@ static int setup_s3(struct storage *st, const char *bucket, bool gs,
     st->secret_key = strdup(cfg->secret_key);
     if (path_style) {
         st->host = strdup(hostport);
-        st->origin = xasprintf("%s://%s", scheme, hostport);
-        st->path_prefix = xasprintf("/%s", bucket);
+        st->origin = util_asprintf("%s://%s", scheme, hostport);
+        st->path_prefix = util_asprintf("/%s", bucket);
     } else {
-        st->host = xasprintf("%s.%s", bucket, hostport);
-        st->origin = xasprintf("%s://%s.%s", scheme, bucket, hostport);
+        st->host = util_asprintf("%s.%s", bucket, hostport);
+        st->origin = util_asprintf("%s://%s.%s", scheme, bucket, hostport);
         st->path_prefix = strdup("");
     }
     if (!st->bucket || !st->region || !st->access_key || !st->secret_key ||

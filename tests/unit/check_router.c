@@ -59,6 +59,30 @@ START_TEST(trailing_slash_and_empty_segments)
 }
 END_TEST
 
+START_TEST(optional_trailing_slash)
+{
+    struct router *r = router_new();
+    struct router_match m;
+    ck_assert_int_eq(router_add(r, HTTP_GET, "/api/v1/workflow/?", h_a), 0);
+    ck_assert_int_eq(router_add(r, HTTP_POST, "/api/v1/studies/{id}/build/?", h_b), 0);
+    ck_assert_int_eq(router_match(r, HTTP_GET, "/api/v1/workflow", &m, NULL, 0), ROUTER_FOUND);
+    ck_assert_int_eq(router_match(r, HTTP_GET, "/api/v1/workflow/", &m, NULL, 0), ROUTER_FOUND);
+    ck_assert_int_eq(router_match(r, HTTP_GET, "/api/v1/workflow//", &m, NULL, 0),
+                     ROUTER_NOT_FOUND);
+    ck_assert_int_eq(router_match(r, HTTP_GET, "/api/v1/workflow/x", &m, NULL, 0),
+                     ROUTER_NOT_FOUND);
+    ck_assert_int_eq(router_match(r, HTTP_GET, "/api/v1/workflow?", &m, NULL, 0),
+                     ROUTER_NOT_FOUND);
+    ck_assert_int_eq(router_match(r, HTTP_POST, "/api/v1/studies/s1/build", &m, NULL, 0),
+                     ROUTER_FOUND);
+    ck_assert_str_eq(m.param[0], "s1");
+    ck_assert_int_eq(router_match(r, HTTP_POST, "/api/v1/studies/s2/build/", &m, NULL, 0),
+                     ROUTER_FOUND);
+    ck_assert_str_eq(m.param[0], "s2");
+    router_free(r);
+}
+END_TEST
+
 START_TEST(method_not_allowed)
 {
     struct router *r = make();
@@ -114,6 +138,7 @@ int main(void)
     TCase *tc = tcase_create("router");
     tcase_add_test(tc, literal_and_params);
     tcase_add_test(tc, trailing_slash_and_empty_segments);
+    tcase_add_test(tc, optional_trailing_slash);
     tcase_add_test(tc, method_not_allowed);
     tcase_add_test(tc, rest_wildcard_and_long_paths);
     tcase_add_test(tc, bad_patterns);

@@ -562,6 +562,19 @@ START_TEST(key_rules)
 }
 END_TEST
 
+START_TEST(content_types_by_extension)
+{
+    ck_assert_str_eq(storage_content_type("dist/index.html"), "text/html; charset=utf-8");
+    ck_assert_str_eq(storage_content_type("assets/app-1f2e.JS"), "text/javascript; charset=utf-8");
+    ck_assert_str_eq(storage_content_type("videoStream_x_1.mp4"), "video/mp4");
+    ck_assert_str_eq(storage_content_type("s_videos_abc.zip"), "application/zip");
+    /* A dot in a folder name is no extension. */
+    ck_assert_str_eq(storage_content_type("a.b/README"), "application/octet-stream");
+    ck_assert_str_eq(storage_content_type("trailing."), "application/octet-stream");
+    ck_assert_str_eq(storage_content_type(""), "application/octet-stream");
+}
+END_TEST
+
 START_TEST(file_traversal_refused)
 {
     struct storage *st = file_storage();
@@ -1127,6 +1140,7 @@ static Suite *suite(void)
     tcase_add_checked_fixture(t, setup, teardown);
     tcase_set_timeout(t, 60);
     tcase_add_test(t, key_rules);
+    tcase_add_test(t, content_types_by_extension);
     tcase_add_test(t, file_traversal_refused);
     tcase_add_test(t, file_put_get_head_delete);
     tcase_add_test(t, file_list_pages_in_byte_order);

@@ -84,8 +84,6 @@ const char *auth_session_id(const struct http_req *req);
  * what the database keeps. */
 void auth_token_generate(char out[41]);
 void auth_token_hash(const char *key, char out_hex[65]);
-/* 2n random bytes as hex into out (2n+1 bytes); n <= 64. */
-void auth_random_hex(size_t n, char *out);
 
 /* Passwords: argon2id with OWASP's moderate parameters (t=2, m=19456 KiB,
  * p=1).  Hashing or verifying takes ~40 ms of CPU on the loop

@@ -71,6 +71,9 @@ struct jsonapi_page {
 int jsonapi_page_parse(struct http_req *req, struct jsonapi_page *p,
                        struct jsonapi_error *e);
 long jsonapi_page_offset(const struct jsonapi_page *p);
+/* The request's page as LIMIT and OFFSET texts for a list query; false
+ * after replying 400 when ?page or ?page_size is malformed. */
+bool jsonapi_page_sql(struct http_req *req, char limit[24], char offset[24]);
 /* The "links" object {first,last,next,prev,meta{page,pages,count}} with
  * absolute URLs of this request, query keys sorted, page replaced.
  * Returns NULL with a 404 in e when page > pages. */

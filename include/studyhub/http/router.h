@@ -1,6 +1,7 @@
 /* router: a table of (method, pattern, handler).  A pattern is a path whose
  * segments are literal or {name}; a {name} matches one non-empty segment.
- * Trailing slashes are significant, as in the upstream API. */
+ * Trailing slashes are significant, as in the upstream API; a pattern
+ * ending in "/?" matches the path with or without its trailing slash. */
 #ifndef STUDYHUB_HTTP_ROUTER_H
 #define STUDYHUB_HTTP_ROUTER_H
 

@@ -120,6 +120,9 @@ void storage_free(struct storage *st);
 /* "file", "s3" or "gs". */
 const char *storage_backend(const struct storage *st);
 bool storage_key_valid(const char *key);
+/* The content type of an object by its name's extension
+ * (application/octet-stream when unknown). */
+const char *storage_content_type(const char *key);
 
 /* Every call below returns a handle for storage_cancel/storage_resume, or
  * NULL when out of memory (nothing was started; the callback will not

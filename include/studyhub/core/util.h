@@ -1,0 +1,33 @@
+/* util: the few small helpers that several modules need alike (formatted
+ * allocation, hex, SHA-256, random ids, the monotonic clock, timers, mkdir
+ * -p).  Kept here so each exists once. */
+#ifndef STUDYHUB_CORE_UTIL_H
+#define STUDYHUB_CORE_UTIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct event;
+
+/* A malloc'd formatted string, or NULL when out of memory. */
+char *util_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+char *util_vasprintf(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
+
+/* n bytes as 2n lowercase hex digits and a NUL. */
+void util_hex(const void *in, size_t n, char *out);
+/* The SHA-256 of data as 64 hex digits and a NUL. */
+void util_sha256_hex(const void *data, size_t len, char out[65]);
+/* n (at most 64) bytes from the CSPRNG as 2n hex digits and a NUL.  A
+ * CSPRNG that fails leaves no safe way to go on: it aborts. */
+void util_random_hex(size_t n, char *out);
+
+/* Milliseconds of CLOCK_MONOTONIC. */
+int64_t util_mono_ms(void);
+/* Arms a libevent timer ms milliseconds from now (negative: at once). */
+void util_timer_ms(struct event *ev, int64_t ms);
+
+/* mkdir -p with mode 0755: 0, or -1 with errno. */
+int util_mkdir_p(const char *path);
+
+#endif

@@ -1,0 +1,115 @@
+/* util: small helpers shared by several modules (see util.h). */
+#include "config.h"
+
+#include "studyhub/core/util.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "studyhub/core/log.h"
+
+char *util_vasprintf(const char *fmt, va_list ap)
+{
+    char *s;
+
+    if (vasprintf(&s, fmt, ap) < 0)
+        return NULL;
+    return s;
+}
+
+char *util_asprintf(const char *fmt, ...)
+{
+    va_list ap;
+    char *s;
+
+    va_start(ap, fmt);
+    s = util_vasprintf(fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+void util_hex(const void *in, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    const unsigned char *b = in;
+
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[b[i] >> 4];
+        out[2 * i + 1] = digits[b[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+void util_sha256_hex(const void *data, size_t len, char out[65])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+
+    if (EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != 32) {
+        log_error("SHA-256 failed");
+        abort();
+    }
+    util_hex(md, mdlen, out);
+}
+
+void util_random_hex(size_t n, char *out)
+{
+    unsigned char buf[64];
+
+    if (n > sizeof buf || RAND_bytes(buf, (int)n) != 1) {
+        log_error("RAND_bytes failed");
+        abort();
+    }
+    util_hex(buf, n, out);
+    OPENSSL_cleanse(buf, sizeof buf);
+}
+
+int64_t util_mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void util_timer_ms(struct event *ev, int64_t ms)
+{
+    struct timeval tv;
+
+    if (ms < 0)
+        ms = 0;
+    tv.tv_sec = (time_t)(ms / 1000);
+    tv.tv_usec = (suseconds_t)((ms % 1000) * 1000);
+    evtimer_add(ev, &tv);
+}
+
+int util_mkdir_p(const char *path)
+{
+    char *buf = strdup(path);
+    int rc = 0;
+
+    if (!buf)
+        return -1;
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0755) < 0 && errno != EEXIST) {
+            rc = -1;
+            break;
+        }
+        *p = '/';
+    }
+    if (rc == 0 && mkdir(buf, 0755) < 0 && errno != EEXIST)
+        rc = -1;
+    free(buf);
+    return rc;
+}
