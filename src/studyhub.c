@@ -19,25 +19,30 @@
 #include "studyhub/core/sched.h"
 #include "studyhub/core/task.h"
 #include "studyhub/domain/accounts.h"
-#include "studyhub/domain/labs.h"
-#include "studyhub/domain/perms.h"
-#include "studyhub/domain/studymgmt.h"
-#include "studyhub/domain/workflow.h"
 #include "studyhub/domain/children.h"
 #include "studyhub/domain/feedback.h"
+#include "studyhub/domain/labs.h"
+#include "studyhub/domain/perms.h"
 #include "studyhub/domain/responses.h"
 #include "studyhub/domain/seed.h"
 #include "studyhub/domain/studies.h"
+#include "studyhub/domain/studymgmt.h"
 #include "studyhub/domain/users.h"
+#include "studyhub/domain/videos.h"
+#include "studyhub/domain/workflow.h"
 #include "studyhub/http/auth.h"
 #include "studyhub/http/health.h"
 #include "studyhub/http/router.h"
 #include "studyhub/http/server.h"
+#include "studyhub/io/fetch.h"
 #include "studyhub/io/mail.h"
 #include "studyhub/io/migrate.h"
 #include "studyhub/io/pg.h"
 #include "studyhub/io/proc.h"
 #include "studyhub/io/redis.h"
+#include "studyhub/io/storage.h"
+#include "studyhub/tasks/reconcile_videos.h"
+#include "studyhub/tasks/video_zip.h"
 
 /* How long migrations wait for PostgreSQL to accept connections at start. */
 #define MIGRATE_WAIT_S 30
@@ -78,6 +83,7 @@ static void register_routes(struct router *r)
     labs_routes(r);          /* labs, members, join requests */
     studymgmt_routes(r);     /* researcher studies, groups, logs */
     workflow_routes(r);      /* transitions, the workflow table */
+    videos_routes(r);        /* Pipe webhook, upload Lambda, videos, zips, /storage/ */
 }
 
 static void register_admin(struct admin_server *admin)
@@ -98,6 +104,9 @@ static int register_background(struct app *app)
         return -1;
     if (sched_add(app->sched, "cleanup_account_tokens", "04:30", accounts_cleanup_job,
                   NULL) < 0)
+        return -1;
+    /* Videos: the zip kind, the reconcile kind and its nightly jobs. */
+    if (video_zip_register(app) < 0 || reconcile_videos_register(app) < 0)
         return -1;
     return 0;
 }
@@ -246,6 +255,16 @@ int main(int argc, char **argv)
                   strerror(errno));
         goto out;
     }
+    /* Outbound HTTP and object storage (io/fetch.c, io/storage.c); after
+     * listen, since file:// links carry the bound port. */
+    app.fetch = fetch_client_new(app.base, NULL);
+    app.storage = app.fetch ? videos_storage_new(&app, http_server_port(app.http), err,
+                                                 sizeof err)
+                            : NULL;
+    if (!app.storage) {
+        log_error("cannot set up storage: %s", app.fetch ? err : "curl cannot start");
+        goto out;
+    }
     app.admin = admin_server_new(app.base, cfg.admin_socket, &app);
     if (!app.admin) {
         log_error("cannot open the admin socket %s", cfg.admin_socket);
@@ -288,6 +307,9 @@ out:
     task_runner_free(app.tasks);
     sched_free(app.sched);
     mail_sender_free(app.mail);   /* before the pool: its queries finish there */
+    /* After everything that starts storage operations. */
+    storage_free(app.storage);
+    fetch_client_free(app.fetch);
     redis_client_free(app.redis);
     studies_cache_stop();
     auth_cache_stop();
