@@ -34,6 +34,7 @@
 #include "studyhub/http/health.h"
 #include "studyhub/http/router.h"
 #include "studyhub/http/server.h"
+#include "studyhub/io/archive.h"
 #include "studyhub/io/fetch.h"
 #include "studyhub/io/mail.h"
 #include "studyhub/io/migrate.h"
@@ -41,6 +42,8 @@
 #include "studyhub/io/proc.h"
 #include "studyhub/io/redis.h"
 #include "studyhub/io/storage.h"
+#include "studyhub/tasks/build.h"
+#include "studyhub/tasks/cleanup.h"
 #include "studyhub/tasks/reconcile_videos.h"
 #include "studyhub/tasks/video_zip.h"
 
@@ -84,6 +87,7 @@ static void register_routes(struct router *r)
     studymgmt_routes(r);     /* researcher studies, groups, logs */
     workflow_routes(r);      /* transitions, the workflow table */
     videos_routes(r);        /* Pipe webhook, upload Lambda, videos, zips, /storage/ */
+    build_routes(r);         /* build, preview, builds and their live events */
 }
 
 static void register_admin(struct admin_server *admin)
@@ -107,6 +111,9 @@ static int register_background(struct app *app)
         return -1;
     /* Videos: the zip kind, the reconcile kind and its nightly jobs. */
     if (video_zip_register(app) < 0 || reconcile_videos_register(app) < 0)
+        return -1;
+    /* The experiment builder: its task kind and its nightly sweeps. */
+    if (build_start(app) < 0 || cleanup_register(app) < 0)
         return -1;
     return 0;
 }
@@ -174,6 +181,9 @@ int main(int argc, char **argv)
     char err[512];
     int rc = 1;
 
+    /* A child of the experiment builder extracting an archive (io/archive.c). */
+    if (argc > 1 && strcmp(argv[1], ARCHIVE_CHILD_FLAG) == 0)
+        return archive_child_main(argc, argv);
     if (argc > 1) {
         if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
             usage(stdout);
@@ -306,6 +316,7 @@ out:
      * them); queries still out come back NULL from pg_pool_free. */
     task_runner_free(app.tasks);
     sched_free(app.sched);
+    build_stop();                 /* after its tasks closed; before storage and Redis */
     mail_sender_free(app.mail);   /* before the pool: its queries finish there */
     /* After everything that starts storage operations. */
     storage_free(app.storage);

@@ -69,6 +69,7 @@ struct http_req {
     void *data;                     /* handler data (owned via data_free) */
     void (*data_free)(void *);
     struct timespec start;          /* monotonic */
+    int stream_status;              /* http_reply_start's status (streams) */
 };
 
 static const void *const TOMBSTONE = &TOMBSTONE;
@@ -541,4 +542,72 @@ void http_reply(struct http_req *req, int status, const char *content_type,
     http_reply_buffer(req, status, content_type, buf);
     if (buf)
         evbuffer_free(buf);
+}
+
+/* ---- streamed replies (server-sent events; added for tasks/build.c) ---------- */
+
+void http_reply_start(struct http_req *req, int status, const char *content_type)
+{
+    struct evkeyvalq *out = evhttp_request_get_output_headers(req->ev);
+    struct evhttp_connection *evcon;
+
+    if (content_type)
+        evhttp_add_header(out, "Content-Type", content_type);
+    evhttp_add_header(out, "X-Request-Id", req->id);
+    evhttp_add_header(out, "Cache-Control", "no-cache");
+    if (req->srv->draining)
+        evhttp_add_header(out, "Connection", "close");
+    req->stream_status = status;
+    evhttp_send_reply_start(req->ev, status, NULL);
+    /* After the start, which (re)enables reading: the client of a stream
+     * sends nothing, so only a stalled write ends the connection. */
+    evcon = evhttp_request_get_connection(req->ev);
+    if (evcon) {
+        struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+        struct timeval wtv = { req->srv->cfg->idle_timeout_s, 0 };
+        if (bev)
+            bufferevent_set_timeouts(bev, NULL, &wtv);
+    }
+}
+
+int http_reply_chunk(struct http_req *req, const void *data, size_t len)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req->ev);
+    struct bufferevent *bev;
+    struct evbuffer *buf;
+
+    if (!evcon)
+        return -1;
+    bev = evhttp_connection_get_bufferevent(evcon);
+    if (bev && evbuffer_get_length(bufferevent_get_output(bev)) > HTTP_STREAM_MAX_BUFFERED)
+        return -1;
+    buf = evbuffer_new();
+    if (!buf || evbuffer_add(buf, data, len) < 0) {
+        if (buf)
+            evbuffer_free(buf);
+        return -1;
+    }
+    evhttp_send_reply_chunk(req->ev, buf);
+    evbuffer_free(buf);
+    return 0;
+}
+
+void http_reply_end(struct http_req *req)
+{
+    struct http_server *srv = req->srv;
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req->ev);
+    double ms;
+
+    if (evcon) {
+        conn_set_add(&srv->writing, evcon);
+        evhttp_request_set_on_complete_cb(req->ev, on_reply_sent, srv);
+    }
+    /* Frees the evhttp request (at once when the client has gone). */
+    evhttp_send_reply_end(req->ev);
+    ms = elapsed_ms(&req->start);
+    metrics_observe_request(srv->metrics, req->route, req->stream_status, ms / 1e3);
+    log_request(req->id, method_names[req->method], req->route, req->path ? req->path : "",
+                req->stream_status, ms);
+    srv->inflight--;
+    req_free(req);
 }

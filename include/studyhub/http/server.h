@@ -71,4 +71,22 @@ void http_reply(struct http_req *req, int status, const char *content_type,
 void http_reply_buffer(struct http_req *req, int status,
                        const char *content_type, struct evbuffer *body);
 
+/* ---- streamed replies (server-sent events; added for tasks/build.c) ----
+ * http_reply_start sends the status and headers and keeps the request
+ * open; http_reply_chunk sends body bytes as they come (chunked encoding);
+ * http_reply_end finishes the reply and frees the request.  A request is
+ * ended by exactly one of http_reply, http_reply_buffer or http_reply_end.
+ * While it streams, the connection has no read timeout (the client of a
+ * stream sends nothing) but keeps IDLE_TIMEOUT_S as its write timeout, so
+ * a client that stops reading is dropped.  The request counts as in flight
+ * until it ends: owners must end their streams when the server drains,
+ * and when http_req_client_gone turns true. */
+void http_reply_start(struct http_req *req, int status, const char *content_type);
+/* Sends len bytes (copied).  Returns 0, or -1 when the client has gone or
+ * more than HTTP_STREAM_MAX_BUFFERED bytes wait unsent (a client that does
+ * not keep up): the owner should end the stream. */
+#define HTTP_STREAM_MAX_BUFFERED (1024 * 1024)
+int http_reply_chunk(struct http_req *req, const void *data, size_t len);
+void http_reply_end(struct http_req *req);
+
 #endif

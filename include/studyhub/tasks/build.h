@@ -1,0 +1,83 @@
+/* build: the build_experiment task kind.  A study's experiment runner (the
+ * ember-lookit-frameplayer repository, or the one its metadata names) is
+ * built from one commit and published to storage, as a resumable state
+ * machine on the loop (reference/lookit.md section 4, seeds 000 and 001),
+ * with the upstream pain points of section 8 fixed.
+ *
+ * STAGES (task_stages rows, each saved with start, end, outcome and log):
+ *   resolve_sha  the study's 40-hex metadata.last_known_player_sha, else the
+ *                head of the repository's default branch (GITHUB_API_URL);
+ *                a blank or invalid SHA is no error.  The repository is
+ *                metadata.player_repo_url or RUNNER_REPO_URL and must start
+ *                with a RUNNER_REPO_ALLOW prefix.
+ *   download     {repo}/archive/{sha}.zip to BUILD_ROOT/checkouts/{sha}.zip
+ *                (timeouts, retries with backoff; skipped when the checkout
+ *                exists or the runner is cached)
+ *   extract      into BUILD_ROOT/checkouts/{sha}/ by io/archive (a child;
+ *                unsafe archives refused; reused when present)
+ *   build        BUILD_RUNNER=local: the checkout's build.sh in a scratch
+ *                copy; docker: `docker build` of BUILDER_IMAGE, then
+ *                `docker run --rm` with the checkout read-only at /checkouts
+ *                and the output folder at /deployments.  Environment of
+ *                section 4.  BUILD_TIMEOUT_S kills the process group; a
+ *                non-zero exit fails whatever was written; the tails of
+ *                stdout and stderr go to the stage log.
+ *   upload       the output to runners/{cache key}/ (once per runner), then
+ *                copied to experiments/{uuid}/ (deploy) or
+ *                preview_experiments/{uuid}/ (preview), several at once,
+ *                retried, with content types; index.html files last, so a
+ *                failed upload leaves the previous deploy working.
+ *   finish       study_build_settle (sql/050_builds.sql): is_building off,
+ *                built on (deploy), ONE study log whose extra holds every
+ *                stage, ONE email to the study admins; then the outcome:
+ *                succeeded, failed (the failing stage and its log tail in
+ *                the log and email) or cancelled.
+ * A runner already built for the same repository, commit and environment
+ * (runner_builds) is reused: download, extract and build are skipped.
+ *
+ * ONE BUILD PER STUDY: the task's subject is the study's uuid and both
+ * modes share the kind, so tasks_one_active refuses a second build or
+ * preview of a study across every server; the request marks the study
+ * building in the same statement that queues the task.
+ *
+ * RESTARTS: a build whose server died is resumed in the stage it was in
+ * (each stage redoes its work from the products of the finished ones),
+ * twice at most, then failed with a log; a task that ends any other way
+ * is settled by a trigger; studies marked building without a build are
+ * unmarked at start.
+ *
+ * ROUTES (token or two-factor session; permissions edit_study__build,
+ * edit_study__preview, read_study__details):
+ *   POST   /api/v1/studies/{id}/build/        202 + the build; 409 + its id
+ *   POST   /api/v1/studies/{id}/preview/      when one is queued or running
+ *   GET    /api/v1/studies/{id}/builds/       builds with stages, paginated
+ *   GET    /api/v1/studies/{id}/builds/{task}/
+ *   DELETE /api/v1/studies/{id}/builds/{task}/   cancels (202)
+ *   GET    /api/v1/studies/{id}/builds/events     server-sent events: a
+ *          snapshot, then every stage change of the study's builds as it
+ *          happens on any server (Redis pub/sub, channel
+ *          BUILD_EVENTS_CHANNEL) */
+#ifndef STUDYHUB_TASKS_BUILD_H
+#define STUDYHUB_TASKS_BUILD_H
+
+struct app;
+struct router;
+
+#define BUILD_KIND "build_experiment"
+#define BUILD_EVENTS_CHANNEL "studyhub:build-events"
+
+/* Sets the builder up (folders under BUILD_ROOT, the subscriber of live
+ * events), registers the kind with app->tasks and unmarks studies left
+ * building without a build.  Before task_runner_start.  0 or -1. */
+int build_start(struct app *app);
+/* After task_runner_free (running builds are closed by then): ends the
+ * event streams and frees the subscriber and what the builder owns. */
+void build_stop(void);
+void build_routes(struct router *r);
+
+/* BUILD_ROOT/checkouts and BUILD_ROOT/builds (for tasks/cleanup.c); NULL
+ * before build_start. */
+const char *build_checkouts_dir(void);
+const char *build_builds_dir(void);
+
+#endif

@@ -1,0 +1,27 @@
+/* cleanup: the experiment builder's nightly sweeps, as scheduled jobs
+ * (core/sched.h: a Redis lock so one server runs each, a missed run caught
+ * up at start, every run's outcome kept; `studyhubctl jobs`, `run JOB`):
+ *
+ *   02:00 cleanup_builds         BUILD_ROOT/builds/<task>/ folders (logs,
+ *                                outputs) older than a day, except those of
+ *                                queued or running builds
+ *   03:00 cleanup_docker_images  `DOCKER_BIN image prune -f --filter
+ *                                until=24h` (dangling images of earlier
+ *                                builder builds); BUILD_RUNNER=docker only
+ *   04:00 cleanup_checkouts      BUILD_ROOT/checkouts entries (checkouts,
+ *                                archives, leftovers of interrupted
+ *                                downloads and extractions) untouched for
+ *                                a day and not used by a queued or running
+ *                                build (a build touches its checkout when
+ *                                it uses it)
+ *
+ * Folders are removed by `rm -rf` children, never on the loop. */
+#ifndef STUDYHUB_TASKS_CLEANUP_H
+#define STUDYHUB_TASKS_CLEANUP_H
+
+struct app;
+
+/* Adds the three jobs to app->sched (before sched_start).  0 or -1. */
+int cleanup_register(struct app *app);
+
+#endif

@@ -1,0 +1,304 @@
+/* cleanup: the builder's nightly sweeps (cleanup_builds, cleanup_docker_images,
+ * cleanup_checkouts).  See include/studyhub/tasks/cleanup.h.
+ *
+ * A sweep is a small state machine of its own: list the candidates (one
+ * readdir of a folder we own: its entries are builds and commits, a few
+ * thousand at most), ask PostgreSQL which are in use, then remove the rest
+ * with `rm -rf` children in batches, one batch at a time, and report. */
+#include "config.h"
+
+#include "studyhub/tasks/cleanup.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "studyhub/core/app.h"
+#include "studyhub/core/config.h"
+#include "studyhub/core/log.h"
+#include "studyhub/core/sched.h"
+#include "studyhub/io/pg.h"
+#include "studyhub/io/proc.h"
+#include "studyhub/tasks/build.h"
+
+#define SWEEP_AGE_S (24 * 60 * 60)     /* "older than a day" */
+#define RM_BATCH 64                    /* paths per rm child */
+#define RM_TIMEOUT_MS (30 * 60 * 1000)
+#define PRUNE_TIMEOUT_MS (10 * 60 * 1000)
+#define CANDIDATES_MAX 100000          /* entries looked at per run */
+
+enum sweep_kind { SWEEP_BUILDS, SWEEP_CHECKOUTS };
+
+static const char *const sweep_what[] = {
+    [SWEEP_BUILDS] = "build folders",
+    [SWEEP_CHECKOUTS] = "checkout entries",
+};
+
+struct sweep {
+    struct sched_run *run;     /* borrowed until sched_done */
+    struct app *app;           /* borrowed */
+    enum sweep_kind kind;
+    char *dir;                 /* owned: the folder swept */
+    char **names;              /* owned: candidate entries (older than a day) */
+    size_t n, cap;
+    size_t next;               /* the next name to remove */
+    size_t removed, kept;
+    bool failed;               /* an rm child failed */
+};
+
+static void sweep_free(struct sweep *sw)
+{
+    for (size_t i = 0; i < sw->n; i++)
+        free(sw->names[i]);
+    free(sw->names);
+    free(sw->dir);
+    free(sw);
+}
+
+static void sweep_end(struct sweep *sw)
+{
+    if (sw->failed)
+        sched_done(sw->run, SCHED_FAILED, "removed %zu %s older than a day (%zu in use kept); "
+                   "some could not be removed", sw->removed, sweep_what[sw->kind], sw->kept);
+    else
+        sched_done(sw->run, SCHED_SUCCEEDED, "removed %zu %s older than a day (%zu in use kept)",
+                   sw->removed, sweep_what[sw->kind], sw->kept);
+    sweep_free(sw);
+}
+
+static void rm_batch(struct sweep *sw);
+
+static void on_rm(const struct proc_result *r, void *arg)
+{
+    struct sweep *sw = arg;
+    char how[128];
+
+    if (!proc_result_ok(r)) {
+        proc_result_describe(r, how, sizeof how);
+        sched_run_log(sw->run, "rm -rf %s: %.500s", how, r->err);
+        sw->failed = true;
+    }
+    rm_batch(sw);
+}
+
+/* The next batch of names (NULL entries were kept), or the end. */
+static void rm_batch(struct sweep *sw)
+{
+    const char *argv[RM_BATCH + 4];
+    char *paths[RM_BATCH];
+    int np = 0, na = 0;
+    char err[256];
+    struct proc_opts o = { .argv = argv, .timeout_ms = RM_TIMEOUT_MS, .tail_bytes = 4096 };
+
+    argv[na++] = "rm";
+    argv[na++] = "-rf";
+    argv[na++] = "--";
+    while (sw->next < sw->n && np < RM_BATCH) {
+        char *name = sw->names[sw->next++];
+        if (!name)
+            continue;
+        if (asprintf(&paths[np], "%s/%s", sw->dir, name) < 0)
+            break;
+        sched_run_log(sw->run, "removing %s", name);
+        argv[na++] = paths[np++];
+        sw->removed++;
+    }
+    argv[na] = NULL;
+    if (np == 0) {
+        sweep_end(sw);
+        return;
+    }
+    if (!proc_spawn(sw->app->procs, &o, on_rm, sw, err, sizeof err)) {
+        sched_run_log(sw->run, "cannot start rm: %s", err);
+        sw->failed = true;
+        sw->next = sw->n;
+        for (int i = 0; i < np; i++)
+            free(paths[i]);
+        sweep_end(sw);
+        return;
+    }
+    for (int i = 0; i < np; i++)
+        free(paths[i]);
+}
+
+/* Entries of sw->dir whose modification time is older than a day. */
+static int list_old(struct sweep *sw)
+{
+    DIR *d = opendir(sw->dir);
+    struct dirent *de;
+    time_t cutoff = time(NULL) - SWEEP_AGE_S;
+    size_t seen = 0;
+
+    if (!d)
+        return errno == ENOENT ? 0 : -1;
+    while ((de = readdir(d)) && seen++ < CANDIDATES_MAX) {
+        struct stat sb;
+
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        if (fstatat(dirfd(d), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0 ||
+            sb.st_mtime > cutoff)
+            continue;
+        if (sw->n == sw->cap) {
+            size_t cap = sw->cap ? sw->cap * 2 : 64;
+            char **v = realloc(sw->names, cap * sizeof *v);
+            if (!v)
+                break;
+            sw->names = v;
+            sw->cap = cap;
+        }
+        if (!(sw->names[sw->n] = strdup(de->d_name)))
+            break;
+        sw->n++;
+    }
+    closedir(d);
+    return 0;
+}
+
+/* What queued and running builds use: their task uuids (build folders)
+ * and commits (checkouts). */
+static const struct pg_stmt stmt_in_use = {
+    "cleanup_build_in_use",
+    "SELECT t.uuid::text, b.sha FROM tasks t LEFT JOIN study_builds b ON b.task_id = t.id"
+    " WHERE t.kind = 'build_experiment' AND t.state IN ('queued', 'running')",
+};
+
+/* A checkout entry belongs to a commit: "<sha>", "<sha>.zip",
+ * ".dl-<sha>-...", ".tmp-<sha>-...". */
+static bool entry_uses(const char *name, const char *sha)
+{
+    size_t n = strlen(sha);
+
+    if (!n)
+        return false;
+    if (strncmp(name, ".dl-", 4) == 0)
+        name += 4;
+    else if (strncmp(name, ".tmp-", 5) == 0)
+        name += 5;
+    return strncmp(name, sha, n) == 0;
+}
+
+static void on_in_use(PGresult *res, void *arg)
+{
+    struct sweep *sw = arg;
+
+    if (!res || !pg_ok(res)) {
+        sched_done(sw->run, SCHED_FAILED, "cannot ask which builds run: %s",
+                   res ? PQresultErrorMessage(res) : "database unreachable");
+        sweep_free(sw);
+        return;
+    }
+    for (size_t i = 0; i < sw->n; i++) {
+        for (int r = 0; r < PQntuples(res); r++) {
+            bool used = sw->kind == SWEEP_BUILDS
+                            ? strncmp(sw->names[i], PQgetvalue(res, r, 0), 36) == 0
+                            : !PQgetisnull(res, r, 1) && entry_uses(sw->names[i],
+                                                                   PQgetvalue(res, r, 1));
+            if (used) {
+                sched_run_log(sw->run, "keeping %s: in use", sw->names[i]);
+                free(sw->names[i]);
+                sw->names[i] = NULL;
+                sw->kept++;
+                break;
+            }
+        }
+    }
+    rm_batch(sw);
+}
+
+static void sweep_start(struct sched_run *run, enum sweep_kind kind)
+{
+    struct app *app = sched_run_app(run);
+    const char *dir = kind == SWEEP_BUILDS ? build_builds_dir() : build_checkouts_dir();
+    struct sweep *sw;
+
+    if (!dir) {
+        sched_done(run, SCHED_FAILED, "the builder is not set up");
+        return;
+    }
+    if (!(sw = calloc(1, sizeof *sw)) || !(sw->dir = strdup(dir))) {
+        free(sw);
+        sched_done(run, SCHED_FAILED, "out of memory");
+        return;
+    }
+    sw->run = run;
+    sw->app = app;
+    sw->kind = kind;
+    if (list_old(sw) < 0) {
+        sched_done(run, SCHED_FAILED, "cannot list %s: %s", dir, strerror(errno));
+        sweep_free(sw);
+        return;
+    }
+    if (sw->n == 0) {
+        sched_done(run, SCHED_SUCCEEDED, "no %s older than a day in %s", sweep_what[kind], dir);
+        sweep_free(sw);
+        return;
+    }
+    if (pg_exec(app->pg, &stmt_in_use, 0, NULL, on_in_use, sw) < 0) {
+        sched_done(run, SCHED_FAILED, "cannot queue the query");
+        sweep_free(sw);
+    }
+}
+
+static void cleanup_builds(struct sched_run *run, void *arg)
+{
+    sweep_start(run, SWEEP_BUILDS);
+}
+
+static void cleanup_checkouts(struct sched_run *run, void *arg)
+{
+    sweep_start(run, SWEEP_CHECKOUTS);
+}
+
+/* -- docker images */
+
+static void on_prune(const struct proc_result *r, void *arg)
+{
+    struct sched_run *run = arg;
+    char how[128];
+
+    proc_result_describe(r, how, sizeof how);
+    if (r->out_len)
+        sched_run_log(run, "%s", r->out);
+    if (r->err_len)
+        sched_run_log(run, "stderr: %s", r->err);
+    if (proc_result_ok(r))
+        sched_done(run, SCHED_SUCCEEDED, "docker image prune: %s after %.1f s", how,
+                   r->duration_s);
+    else
+        sched_done(run, SCHED_FAILED, "docker image prune: %s", how);
+}
+
+static void cleanup_docker_images(struct sched_run *run, void *arg)
+{
+    struct app *app = sched_run_app(run);
+    const struct config *c = app->cfg;
+    /* Dangling images a day old: a build running now keeps its image. */
+    const char *argv[] = { c->docker_bin, "image", "prune", "-f", "--filter", "until=24h", NULL };
+    struct proc_opts o = { .argv = argv, .timeout_ms = PRUNE_TIMEOUT_MS, .tail_bytes = 8192 };
+    char err[256];
+
+    if (strcmp(c->build_runner, "docker") != 0) {
+        sched_done(run, SCHED_SUCCEEDED, "nothing to do: BUILD_RUNNER is %s, not docker",
+                   c->build_runner);
+        return;
+    }
+    sched_run_log(run, "$ %s image prune -f --filter until=24h", c->docker_bin);
+    if (!proc_spawn(app->procs, &o, on_prune, run, err, sizeof err))
+        sched_done(run, SCHED_FAILED, "cannot run %s: %s", c->docker_bin, err);
+}
+
+int cleanup_register(struct app *app)
+{
+    if (sched_add(app->sched, "cleanup_builds", "02:00", cleanup_builds, NULL) < 0 ||
+        sched_add(app->sched, "cleanup_docker_images", "03:00", cleanup_docker_images, NULL) < 0 ||
+        sched_add(app->sched, "cleanup_checkouts", "04:00", cleanup_checkouts, NULL) < 0)
+        return -1;
+    return 0;
+}

@@ -1,0 +1,2 @@
+/* The stand-in runner's script. */
+window.frameplayer = { started: Date.now() };
