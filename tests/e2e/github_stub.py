@@ -179,7 +179,12 @@ class GitHubStub:
             def do_GET(self):
                 stub.handle(self)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        # socketserver listens with a backlog of 5: twenty builds calling at
+        # once would see SYNs dropped and retried a second later.
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 128
+
+        self.server = Server(("127.0.0.1", self.port), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
