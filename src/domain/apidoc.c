@@ -223,6 +223,7 @@ bool apidoc_uuid_copy(const char *s, char out[37])
 struct scan {
     const char *end;       /* one past the text (borrowed) */
     const char *err;       /* static message of the first error */
+    const char *big;       /* the first number numeric cannot hold, or NULL */
     int depth;
 };
 
@@ -336,9 +337,51 @@ static const char *scan_string(struct scan *sc, const char *p)
     return NULL;
 }
 
+/* The number at p (already checked JSON): does it fit PostgreSQL's numeric
+ * (at most 131072 digits before the point and 16383 after), as jsonb
+ * needs? */
+static bool number_fits_numeric(const char *p, const char *end)
+{
+    long int_digits = 0, frac_digits = 0, frac_zeros = 0, exp = 0;
+    bool nonzero = false, exp_neg = false;
+
+    if (*p == '-')
+        p++;
+    while (p < end && *p == '0')
+        p++;
+    for (; p < end && isdigit((unsigned char)*p); p++, int_digits++)
+        nonzero = true;
+    if (p < end && *p == '.') {
+        for (p++; p < end && isdigit((unsigned char)*p); p++, frac_digits++) {
+            if (*p != '0')
+                nonzero = true;
+            else if (!nonzero)
+                frac_zeros++;
+        }
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        p++;
+        if (p < end && (*p == '+' || *p == '-'))
+            exp_neg = *p++ == '-';
+        for (; p < end && isdigit((unsigned char)*p); p++)
+            if (exp < 100000000)
+                exp = exp * 10 + (*p - '0');
+        if (exp_neg)
+            exp = -exp;
+    }
+    /* Digits after the point once the exponent is applied (numeric keeps
+     * them, zeros included), and the position of the first digit. */
+    if (frac_digits - exp > 16383)
+        return false;
+    if (!nonzero)
+        return true;
+    long weight = int_digits ? int_digits + exp : exp - frac_zeros;
+    return weight <= 131072 && weight >= -131072;
+}
+
 static const char *scan_number(struct scan *sc, const char *p)
 {
-    const char *end = sc->end, *start;
+    const char *end = sc->end, *start, *number = p;
 
     if (p < end && *p == '-')
         p++;
@@ -368,6 +411,8 @@ static const char *scan_number(struct scan *sc, const char *p)
         if (p == start)
             goto bad;
     }
+    if (!sc->big && !number_fits_numeric(number, p))
+        sc->big = number;
     return p;
 bad:
     sc->err = "malformed number";
@@ -456,7 +501,7 @@ static const char *scan_value(struct scan *sc, const char *p, enum apidoc_jtype 
 }
 
 int apidoc_json_scan(const char *s, size_t len, struct apidoc_jspan *out,
-                     char *err, size_t errlen)
+                     const char **big_number, char *err, size_t errlen)
 {
     struct scan sc = { .end = s + len };
     const char *p = scan_ws(s, sc.end), *start, *q;
@@ -475,6 +520,8 @@ int apidoc_json_scan(const char *s, size_t len, struct apidoc_jspan *out,
     }
     out->p = start;
     out->len = (size_t)(q - start);
+    if (big_number)
+        *big_number = sc.big;
     return 0;
 }
 
@@ -744,7 +791,7 @@ int apidoc_parse_request(struct http_req *req, const char *want_type, const char
                           "Unsupported media type in request; use %s.", JSONAPI_MEDIA_TYPE);
         return -1;
     }
-    if (apidoc_json_scan(body, len, &top, err, sizeof err) < 0) {
+    if (apidoc_json_scan(body, len, &top, &doc->big_number, err, sizeof err) < 0) {
         jsonapi_error_set(e, 400, "parse_error", "/data", "JSON parse error - %s", err);
         return -1;
     }

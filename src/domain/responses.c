@@ -6,6 +6,8 @@
  * the row the statement returned.  Reads get their attributes from
  * PostgreSQL as JSON text; C adds the hashed child id and the links while
  * copying it into the reply. */
+#include "config.h"
+
 #include "studyhub/domain/responses.h"
 
 #include <ctype.h>
@@ -81,19 +83,17 @@ enum {
     WC_NCOLS
 };
 
-/* a: the attributes parameter, e.g. "$3::jsonb".  withdrawn is read from
- * the parameter when it holds exp_data: the same value, without
- * decompressing the row's copy again. */
-#define WRITTEN_COLS(r, a)                                                              \
+/* a: the attributes parameter, e.g. "$3::jsonb"; x: the exp_data
+ * parameter (json, NULL when not given). */
+#define WRITTEN_COLS(r, a, x)                                                           \
     "(" r ").uuid,"                                                                     \
     " CASE WHEN " a " ? 'conditions' THEN NULL ELSE (" r ").conditions END,"           \
     " CASE WHEN " a " ? 'global_event_timings' THEN NULL"                               \
     "      ELSE (" r ").global_event_timings END,"                                      \
-    " CASE WHEN " a " ? 'exp_data' THEN NULL ELSE (" r ").exp_data END,"               \
+    " CASE WHEN " x " IS NOT NULL THEN NULL ELSE (" r ").exp_data END,"                \
     " CASE WHEN " a " ? 'sequence' THEN NULL ELSE (" r ").sequence END,"               \
     " (" r ").completed, (" r ").completed_consent_frame, (" r ").survey_consent,"      \
-    " (" r ").is_preview, (" r ").id,"                                                  \
-    " response_withdrawn(coalesce(" a " -> 'exp_data', (" r ").exp_data)),"            \
+    " (" r ").is_preview, (" r ").id, (" r ").withdrawn,"                               \
     " to_json((" r ").recording_method), to_json((" r ").eligibility),"                 \
     " api_time((" r ").date_created), c.uuid, s.uuid, s.salt, s.hash_digits,"          \
     " pu.uuid, d.uuid"
@@ -215,18 +215,19 @@ static const struct pg_stmt responses_precheck_stmt = {
  * take the column defaults), the demographic snapshot is the parent's
  * latest demographics (none: NULL).  Ownership is asked again so the
  * INSERT cannot outrun a change since the check.
- * $1 user, $2 child id, $3 study id, $4 attributes, $5 eligibility. */
+ * $1 user, $2 child id, $3 study id, $4 attributes but exp_data, $5
+ * eligibility, $6 exp_data (json, kept as sent), $7 its withdrawn. */
 static const struct pg_stmt responses_insert_stmt = {
     "responses_insert",
     "WITH ins AS ("
     "  INSERT INTO responses AS r (study_id, child_id, study_type, conditions,"
-    "         global_event_timings, exp_data, sequence, completed,"
+    "         global_event_timings, exp_data, withdrawn, sequence, completed,"
     "         completed_consent_frame, survey_consent, is_preview,"
     "         recording_method, eligibility, demographic_snapshot_id)"
     "  SELECT s.id, c.id, s.study_type,"
     "         coalesce($4::jsonb -> 'conditions', '{}'),"
     "         coalesce($4::jsonb -> 'global_event_timings', '[]'),"
-    "         coalesce($4::jsonb -> 'exp_data', '{}'),"
+    "         coalesce($6::json, '{}'), coalesce($7::boolean, false),"
     "         coalesce($4::jsonb -> 'sequence', '[]'),"
     "         coalesce(($4::jsonb -> 'completed')::boolean, false),"
     "         coalesce(($4::jsonb -> 'completed_consent_frame')::boolean, false),"
@@ -239,7 +240,7 @@ static const struct pg_stmt responses_insert_stmt = {
     "    FROM children c, studies s"
     "   WHERE c.id = $2::bigint AND c.user_id = $1 AND s.id = $3::bigint"
     "  RETURNING r)"
-    " SELECT " WRITTEN_COLS("ins.r", "$4::jsonb") " FROM ins" RESP_JOINS("JOIN", "ins.r"),
+    " SELECT " WRITTEN_COLS("ins.r", "$4::jsonb", "$6::json") " FROM ins" RESP_JOINS("JOIN", "ins.r"),
 };
 
 /* PATCH and PUT: one UPDATE whose WHERE is the permission check, plus the
@@ -248,7 +249,8 @@ static const struct pg_stmt responses_insert_stmt = {
  * no read-modify-write across statements, so concurrent PATCHes serialise
  * on the row lock and the last one wins.  Only researchers who may read
  * the response learn that it exists (403); everyone else gets 404.
- * $1 user, $2 response uuid, $3 attributes, $4 child uuid, $5 study uuid. */
+ * $1 user, $2 response uuid, $3 attributes but exp_data, $4 child uuid,
+ * $5 study uuid, $6 exp_data (json, kept as sent), $7 its withdrawn. */
 static const struct pg_stmt responses_update_stmt = {
     "responses_update",
     "WITH t AS ("
@@ -265,7 +267,8 @@ static const struct pg_stmt responses_update_stmt = {
     "  UPDATE responses r SET"
     "    conditions = coalesce($3::jsonb -> 'conditions', r.conditions),"
     "    global_event_timings = coalesce($3::jsonb -> 'global_event_timings', r.global_event_timings),"
-    "    exp_data = coalesce($3::jsonb -> 'exp_data', r.exp_data),"
+    "    exp_data = coalesce($6::json, r.exp_data),"
+    "    withdrawn = coalesce($7::boolean, r.withdrawn),"
     "    sequence = coalesce($3::jsonb -> 'sequence', r.sequence),"
     "    completed = coalesce(($3::jsonb -> 'completed')::boolean, r.completed),"
     "    completed_consent_frame = coalesce(($3::jsonb -> 'completed_consent_frame')::boolean,"
@@ -289,7 +292,7 @@ static const struct pg_stmt responses_update_stmt = {
     "                       WHEN nc.own THEN 'child_changed' ELSE 'child_forbidden' END"
     "             WHEN ns.found IS NULL THEN 'study_not_found'"
     "             ELSE 'study_changed' END, "
-    WRITTEN_COLS("upd.r", "$3::jsonb")
+    WRITTEN_COLS("upd.r", "$3::jsonb", "$6::json")
     "  FROM (SELECT 1) one LEFT JOIN t ON true LEFT JOIN nc ON true"
     "  LEFT JOIN ns ON true LEFT JOIN upd ON true"
     RESP_JOINS("LEFT JOIN", "upd.r"),
@@ -603,7 +606,9 @@ struct write_body {
                                            * absent); spans point into the request
                                            * body, which lives as long as the request */
     char *attrs_text;                     /* owned: {"name":<value>,...} of the given
-                                           * attributes, the statement's parameter */
+                                           * attributes but exp_data, a parameter */
+    char *exp_data_text;                  /* owned: exp_data as sent, or NULL */
+    const char *withdrawn;                /* "true"/"false" from exp_data, or NULL */
     char child[37];                       /* relationship uuid, "" when absent */
     char study[37];                       /* relationship uuid, "" when absent */
 };
@@ -612,6 +617,8 @@ static void write_body_cleanup(struct write_body *wb)
 {
     free(wb->attrs_text);
     wb->attrs_text = NULL;
+    free(wb->exp_data_text);
+    wb->exp_data_text = NULL;
 }
 
 /* The relationship into out (400s collected in errs; a 409 is returned at
@@ -642,6 +649,30 @@ static int body_rel(const struct apidoc_doc *doc, const char *name, const char *
     }
     errs[(*nerr)++] = e;
     return 0;
+}
+
+/* Upstream's Response.withdrawn: the exit survey (an EFP frame of type
+ * EXIT) says withdrawal true.  EFP's exp_data is an object keyed by frame
+ * id; jsPsych's array has no exit frame. */
+static bool exp_data_withdrawn(const struct apidoc_jspan *exp_data)
+{
+    struct apidoc_jspan key, frame, v;
+    size_t it = 0;
+
+    if (exp_data->type != AJ_OBJECT)
+        return false;
+    /* Most PATCHes come before the exit frame: no "EXIT" in the text (nor
+     * an escape that could spell it) needs no walk through the frames. */
+    if (!memmem(exp_data->p, exp_data->len, "\"EXIT\"", 6) &&
+        !memmem(exp_data->p, exp_data->len, "\\u", 2))
+        return false;
+    while (apidoc_json_member(exp_data, &it, &key, &frame)) {
+        if (frame.type == AJ_OBJECT && apidoc_json_get(&frame, "frameType", &v) &&
+            apidoc_json_string_is(&v, "EXIT") && apidoc_json_get(&frame, "withdrawal", &v) &&
+            v.type == AJ_TRUE)
+            return true;
+    }
+    return false;
 }
 
 /* Checks a POST/PATCH/PUT body completely (the JSON, the document, the
@@ -690,17 +721,32 @@ static int parse_write_body(struct http_req *req, const char *want_id, bool crea
         apidoc_reply_errors(req, errs, nerr);
         return -1;
     }
+    const struct apidoc_jspan *exp_data = &wb->given[W_EXP_DATA];
+    if (exp_data->type != AJ_NONE) {
+        if (doc.big_number && doc.big_number >= exp_data->p &&
+            doc.big_number < exp_data->p + exp_data->len) {
+            jsonapi_reply_errorf(req, 400, "invalid", "/data/attributes/exp_data",
+                                 "A number is too large or too precise to be stored.");
+            return -1;
+        }
+        wb->withdrawn = exp_data_withdrawn(exp_data) ? "true" : "false";
+        if (!(wb->exp_data_text = strndup(exp_data->p, exp_data->len))) {
+            jsonapi_reply_unavailable(req, "Memory");
+            return -1;
+        }
+    }
     for (size_t i = 0; i < NWRITABLE; i++)
-        if (wb->given[i].type != AJ_NONE)
+        if (wb->given[i].type != AJ_NONE && i != W_EXP_DATA)
             size += strlen(writable[i].name) + 4 + wb->given[i].len;
     char *p = wb->attrs_text = malloc(size + 1);
     if (!p) {
+        write_body_cleanup(wb);
         jsonapi_reply_unavailable(req, "Memory");
         return -1;
     }
     *p++ = '{';
     for (size_t i = 0, n = 0; i < NWRITABLE; i++) {
-        if (wb->given[i].type == AJ_NONE)
+        if (wb->given[i].type == AJ_NONE || i == W_EXP_DATA)
             continue;
         p += sprintf(p, "%s\"%s\":", n++ ? "," : "", writable[i].name);
         memcpy(p, wb->given[i].p, wb->given[i].len);
@@ -892,7 +938,7 @@ struct create_ctx {
     struct app *app;            /* borrowed */
     enum create_state state;
     char user_id[24];
-    struct write_body body;     /* owned (attrs_text) */
+    struct write_body body;     /* owned (attrs_text, exp_data_text) */
 };
 
 static void create_free(struct create_ctx *c)
@@ -955,11 +1001,12 @@ static bool create_checked(struct create_ctx *c, PGresult *res)
     eligibility_pg_array(flags, elig, sizeof elig);
 
     const char *params[] = { c->user_id, G(PC_CHILD_ID), G(PC_STUDY_ID),
-                             c->body.attrs_text, elig };
+                             c->body.attrs_text, elig, c->body.exp_data_text,
+                             c->body.withdrawn };
 #undef G
 #undef N
     c->state = CREATE_INSERT;
-    if (pg_exec(c->app->pg, &responses_insert_stmt, 5, params, create_on_result, c) < 0) {
+    if (pg_exec(c->app->pg, &responses_insert_stmt, 7, params, create_on_result, c) < 0) {
         jsonapi_reply_unavailable(req, "Database");
         return false;
     }
@@ -1032,7 +1079,7 @@ static void response_create(struct http_req *req, struct app *app)
 /* A PATCH/PUT in flight: the checked body, whose spans the reply echoes. */
 struct update_ctx {
     struct http_req *req;       /* borrowed: answered by response_updated */
-    struct write_body body;     /* attrs_text already freed (pg_exec copied it) */
+    struct write_body body;     /* texts already freed (pg_exec copied them) */
 };
 
 static void response_updated(PGresult *res, void *arg)
@@ -1089,9 +1136,10 @@ static void response_update(struct http_req *req, struct app *app)
     }
     const char *params[] = { apidoc_user_id(req, uid), id, u->body.attrs_text,
                              u->body.child[0] ? u->body.child : NULL,
-                             u->body.study[0] ? u->body.study : NULL };
-    int rc = pg_exec(app->pg, &responses_update_stmt, 5, params, response_updated, u);
-    /* pg_exec copied the parameters: the attributes text can go now. */
+                             u->body.study[0] ? u->body.study : NULL,
+                             u->body.exp_data_text, u->body.withdrawn };
+    int rc = pg_exec(app->pg, &responses_update_stmt, 7, params, response_updated, u);
+    /* pg_exec copied the parameters: the texts can go now. */
     write_body_cleanup(&u->body);
     if (rc < 0) {
         jsonapi_reply_unavailable(req, "Database");

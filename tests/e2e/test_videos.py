@@ -175,7 +175,7 @@ class Fixtures:
         rid = self.w.row(
             "INSERT INTO responses (study_id, child_id, is_preview, exp_data, sequence)"
             f" VALUES ({study['id']}, {self.child['id']}, {lit(preview)},"
-            f" {lit(exp_data or {})}::jsonb, '[]') RETURNING uuid")[0]
+            f" {lit(exp_data or {})}::json, '[]') RETURNING uuid")[0]
         if consent:
             self.w.consent(rid, consent)
         return rid

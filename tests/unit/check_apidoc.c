@@ -10,7 +10,7 @@
 static int scan(const char *s, struct apidoc_jspan *v)
 {
     char err[96];
-    return apidoc_json_scan(s, strlen(s), v, err, sizeof err);
+    return apidoc_json_scan(s, strlen(s), v, NULL, err, sizeof err);
 }
 
 static bool ok(const char *s)
@@ -45,7 +45,7 @@ START_TEST(refuses)
     /* A NUL byte inside the text is not JSON either. */
     struct apidoc_jspan v;
     char err[96];
-    ck_assert_int_eq(apidoc_json_scan("\"a\0b\"", 5, &v, err, sizeof err), -1);
+    ck_assert_int_eq(apidoc_json_scan("\"a\0b\"", 5, &v, NULL, err, sizeof err), -1);
 }
 END_TEST
 
@@ -101,6 +101,31 @@ START_TEST(members_and_strings)
 }
 END_TEST
 
+static bool fits(const char *s)
+{
+    struct apidoc_jspan v;
+    const char *big = s;
+    char err[96];
+    ck_assert_int_eq(apidoc_json_scan(s, strlen(s), &v, &big, err, sizeof err), 0);
+    return big == NULL;
+}
+
+/* PostgreSQL's numeric: 131072 digits before the point, 16383 after. */
+START_TEST(numbers_fit_numeric)
+{
+    ck_assert(fits("{\"n\": [0, -0, 1.5, -2.5e+3, 1e131071, 9.99e131071, 1e-16383]}"));
+    ck_assert(fits("{\"s\": \"1e999999 in a string \\\" 1e999999\"}"));
+    ck_assert(fits("0.000000e-16377"));
+    ck_assert(!fits("{\"n\": 1e999999}"));
+    ck_assert(!fits("[1, 2, 1e131072]"));
+    ck_assert(!fits("-12e131071"));
+    ck_assert(!fits("1e-16384"));
+    ck_assert(!fits("0e-20000"));
+    ck_assert(!fits("1.5e-16383"));
+    ck_assert(!fits("1e99999999999999999999"));
+}
+END_TEST
+
 START_TEST(uuid_copy)
 {
     char out[37];
@@ -120,6 +145,7 @@ int main(void)
     tcase_add_test(tc, refuses);
     tcase_add_test(tc, depth);
     tcase_add_test(tc, members_and_strings);
+    tcase_add_test(tc, numbers_fit_numeric);
     tcase_add_test(tc, uuid_copy);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

@@ -85,9 +85,12 @@ struct apidoc_jspan {
 };
 
 /* Validates the JSON text [s, s+len) and locates its one value.  Returns
- * 0, or -1 with a message in err. */
+ * 0, or -1 with a message in err.  big_number (if not NULL) receives the
+ * first number PostgreSQL's numeric cannot hold (more than 131072 digits
+ * before the point or 16383 after): valid JSON that jsonb refuses, and
+ * that a value kept as json must refuse too.  NULL when there is none. */
 int apidoc_json_scan(const char *s, size_t len, struct apidoc_jspan *out,
-                     char *err, size_t errlen);
+                     const char **big_number, char *err, size_t errlen);
 
 /* The next member of a scanned object (*it starts at 0): returns true with
  * key (a string span) and value, false after the last. */
@@ -120,6 +123,7 @@ struct apidoc_doc {
     struct apidoc_jspan data;
     struct apidoc_jspan attributes;
     struct apidoc_jspan relationships;
+    const char *big_number;    /* see apidoc_json_scan */
 };
 
 /* jsonapi_parse_request for the scanner: the same checks, statuses and
