@@ -1767,8 +1767,9 @@ struct task_runner *task_runner_new(struct app *app)
     r->wake_timer = evtimer_new(r->base, runner_on_wake_timer, r);
     r->lev = event_new(r->base, -1, 0, listen_on_io, r);
     r->ltimer = evtimer_new(r->base, listen_on_timer, r);
+    /* test_sleep can only be queued through the debug routes. */
     if (!r->conninfo || !r->reap || !r->wake_timer || !r->lev || !r->ltimer ||
-        task_register(r, &task_test_sleep_kind) < 0) {
+        (app->cfg->debug_routes && task_register(r, &task_test_sleep_kind) < 0)) {
         r->dying = true;
         runner_maybe_destroy(r);
         return NULL;
