@@ -518,3 +518,146 @@ bool redis_connected(const struct redis_client *rc)
 {
     return rc != NULL && rc->state == RC_UP;
 }
+
+/* ---- pub/sub ------------------------------------------------------------------ */
+
+#define SUB_BACKOFF_MIN_MS 100
+#define SUB_BACKOFF_MAX_MS 5000
+
+struct redis_subscriber {
+    struct event_base *base;         /* borrowed */
+    char *host;
+    int port;
+    char *channel;
+    redis_message_fn fn;
+    void *arg;
+    redisAsyncContext *ac;           /* hiredis frees it; NULL while down */
+    struct event *retry;             /* owned: reconnect timer */
+    int backoff_ms;
+    bool stopping;
+};
+
+static void sub_connect(struct redis_subscriber *s);
+
+static void sub_schedule(struct redis_subscriber *s)
+{
+    if (s->stopping)
+        return;
+    util_timer_ms(s->retry, s->backoff_ms);
+    s->backoff_ms = s->backoff_ms * 2 > SUB_BACKOFF_MAX_MS ? SUB_BACKOFF_MAX_MS
+                                                          : s->backoff_ms * 2;
+}
+
+static void on_sub_message(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct redis_subscriber *s = privdata;
+    redisReply *reply = r;
+
+    (void)ac;
+    if (!reply || s->stopping || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
+        reply->element[0]->type != REDIS_REPLY_STRING)
+        return;
+    if (strcmp(reply->element[0]->str, "message") == 0 &&
+        reply->element[2]->type == REDIS_REPLY_STRING)
+        s->fn(reply->element[2]->str, reply->element[2]->len, s->arg);
+    else if (strcmp(reply->element[0]->str, "subscribe") == 0)
+        s->backoff_ms = SUB_BACKOFF_MIN_MS;
+}
+
+static void on_sub_connect(const redisAsyncContext *ac, int status)
+{
+    struct redis_subscriber *s = ac->data;
+
+    if (status != REDIS_OK) {
+        /* hiredis frees the context after this callback. */
+        log_debug("redis subscriber %s: cannot connect: %s", s->channel, ac->errstr);
+        s->ac = NULL;
+        sub_schedule(s);
+    }
+}
+
+static void on_sub_disconnect(const redisAsyncContext *ac, int status)
+{
+    struct redis_subscriber *s = ac->data;
+
+    (void)status;
+    s->ac = NULL;
+    if (!s->stopping) {
+        log_warn("redis subscriber %s: the subscription dropped; reconnecting", s->channel);
+        sub_schedule(s);
+    }
+}
+
+static void sub_connect(struct redis_subscriber *s)
+{
+    redisAsyncContext *ac = redisAsyncConnect(s->host, s->port);
+
+    if (!ac) {
+        sub_schedule(s);
+        return;
+    }
+    if (ac->err) {
+        log_debug("redis subscriber %s: cannot connect: %s", s->channel, ac->errstr);
+        redisAsyncFree(ac);
+        sub_schedule(s);
+        return;
+    }
+    if (redisLibeventAttach(ac, s->base) != REDIS_OK) {
+        redisAsyncFree(ac);
+        sub_schedule(s);
+        return;
+    }
+    ac->data = s;
+    redisAsyncSetConnectCallback(ac, on_sub_connect);
+    redisAsyncSetDisconnectCallback(ac, on_sub_disconnect);
+    redisAsyncCommand(ac, on_sub_message, s, "SUBSCRIBE %s", s->channel);
+    s->ac = ac;
+}
+
+static void on_sub_retry(evutil_socket_t fd, short what, void *arg)
+{
+    struct redis_subscriber *s = arg;
+
+    (void)fd;
+    (void)what;
+    if (!s->ac && !s->stopping)
+        sub_connect(s);
+}
+
+struct redis_subscriber *redis_subscriber_new(struct event_base *base, const char *host,
+                                              int port, const char *channel,
+                                              redis_message_fn fn, void *arg)
+{
+    struct redis_subscriber *s = calloc(1, sizeof *s);
+
+    if (!s)
+        return NULL;
+    s->base = base;
+    s->port = port;
+    s->fn = fn;
+    s->arg = arg;
+    s->backoff_ms = SUB_BACKOFF_MIN_MS;
+    s->host = strdup(host);
+    s->channel = strdup(channel);
+    s->retry = evtimer_new(base, on_sub_retry, s);
+    if (!s->host || !s->channel || !s->retry) {
+        redis_subscriber_free(s);
+        return NULL;
+    }
+    sub_connect(s);
+    return s;
+}
+
+void redis_subscriber_free(struct redis_subscriber *s)
+{
+    if (!s)
+        return;
+    s->stopping = true;
+    if (s->ac)
+        redisAsyncFree(s->ac);      /* on_sub_disconnect clears s->ac */
+    if (s->retry)
+        event_free(s->retry);
+    free(s->host);
+    free(s->channel);
+    free(s);
+}

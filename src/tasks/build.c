@@ -28,16 +28,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
-#include <hiredis/adapters/libevent.h>
-#include <hiredis/async.h>
 #include <jansson.h>
-#include <openssl/evp.h>
 
 #include "studyhub/core/app.h"
 #include "studyhub/core/config.h"
@@ -70,8 +66,6 @@
 #define MAX_REBUILDS 2              /* downloads again after a vanished product */
 #define STREAMS_MAX 512             /* event streams per process */
 #define STREAM_PING_TICKS 15        /* seconds between keep-alive comments */
-#define SUB_BACKOFF_MIN_MS 100
-#define SUB_BACKOFF_MAX_MS 5000
 #define SKIP_LOG_MAX 10             /* skipped output entries named in the log */
 
 /* ---- the module -------------------------------------------------------------- */
@@ -90,9 +84,7 @@ struct builder {
     struct flight_list flights;      /* owned: downloads and extractions */
     /* live events: a subscriber connection of its own (redis_cmd refuses
      * SUBSCRIBE: a subscribed connection can do nothing else) */
-    redisAsyncContext *sub;          /* hiredis frees it; NULL while down */
-    struct event *sub_retry;         /* owned: reconnect timer */
-    int sub_backoff_ms;
+    struct redis_subscriber *sub;    /* owned: BUILD_EVENTS_CHANNEL */
     struct stream_list streams;      /* owned */
     unsigned nstreams;
     struct event *tick;              /* owned: stream keep-alives, ends */
@@ -230,7 +222,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 }
 
 /* A message of the subscriber: to the streams of its study. */
-static void deliver_event(const char *payload, size_t len)
+static void deliver_event(const char *payload, size_t len, void *arg)
 {
     json_t *ev = json_loadb(payload, len, 0, NULL);
     const char *study = json_string_value(json_object_get(ev, "study"));
@@ -243,86 +235,6 @@ static void deliver_event(const char *payload, size_t len)
                 stream_send(s, type, payload, len);
     }
     json_decref(ev);
-}
-
-static void sub_connect(void);
-
-static void on_sub_message(redisAsyncContext *ac, void *r, void *privdata)
-{
-    redisReply *reply = r;
-
-    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3)
-        return;
-    if (reply->element[0]->type == REDIS_REPLY_STRING &&
-        strcmp(reply->element[0]->str, "message") == 0 &&
-        reply->element[2]->type == REDIS_REPLY_STRING)
-        deliver_event(reply->element[2]->str, reply->element[2]->len);
-    else if (reply->element[0]->type == REDIS_REPLY_STRING &&
-             strcmp(reply->element[0]->str, "subscribe") == 0)
-        B->sub_backoff_ms = SUB_BACKOFF_MIN_MS;
-}
-
-static void sub_schedule(void)
-{
-    if (B->stopping)
-        return;
-    util_timer_ms(B->sub_retry, B->sub_backoff_ms);
-    B->sub_backoff_ms = B->sub_backoff_ms * 2 > SUB_BACKOFF_MAX_MS ? SUB_BACKOFF_MAX_MS
-                                                                  : B->sub_backoff_ms * 2;
-}
-
-static void on_sub_connect(const redisAsyncContext *ac, int status)
-{
-    if (status != REDIS_OK) {
-        /* hiredis frees the context after this callback. */
-        log_debug("build events: cannot subscribe: %s", ac->errstr);
-        B->sub = NULL;
-        sub_schedule();
-    }
-}
-
-static void on_sub_disconnect(const redisAsyncContext *ac, int status)
-{
-    if (!B)
-        return;
-    B->sub = NULL;
-    if (!B->stopping) {
-        log_warn("build events: the Redis subscription dropped; reconnecting");
-        sub_schedule();
-    }
-}
-
-static void sub_connect(void)
-{
-    const struct config *c = B->app->cfg;
-    redisAsyncContext *ac = redisAsyncConnect(c->redis_host, (int)c->redis_port);
-
-    if (!ac) {
-        sub_schedule();
-        return;
-    }
-    if (ac->err) {
-        log_debug("build events: cannot connect to Redis: %s", ac->errstr);
-        redisAsyncFree(ac);
-        sub_schedule();
-        return;
-    }
-    if (redisLibeventAttach(ac, B->app->base) != REDIS_OK) {
-        redisAsyncFree(ac);
-        sub_schedule();
-        return;
-    }
-    redisAsyncSetConnectCallback(ac, on_sub_connect);
-    redisAsyncSetDisconnectCallback(ac, on_sub_disconnect);
-    /* Channels are not per database: the name says whose they are. */
-    redisAsyncCommand(ac, on_sub_message, NULL, "SUBSCRIBE %s", BUILD_EVENTS_CHANNEL);
-    B->sub = ac;
-}
-
-static void on_sub_retry(evutil_socket_t fd, short what, void *arg)
-{
-    if (!B->sub && !B->stopping)
-        sub_connect();
 }
 
 /* Tells every server's streams (fire and forget: a lost event is seen in
@@ -2865,10 +2777,8 @@ int build_start(struct app *app)
         B->checkouts = util_asprintf("%s%s%s/checkouts", base, *base ? "/" : "", c->build_root);
         B->builds = util_asprintf("%s%s%s/builds", base, *base ? "/" : "", c->build_root);
     }
-    B->sub_retry = evtimer_new(app->base, on_sub_retry, NULL);
     B->tick = evtimer_new(app->base, on_tick, NULL);
-    B->sub_backoff_ms = SUB_BACKOFF_MIN_MS;
-    if (!B->checkouts || !B->builds || !B->sub_retry || !B->tick || parse_build_env(c->build_env) < 0)
+    if (!B->checkouts || !B->builds || !B->tick || parse_build_env(c->build_env) < 0)
         goto fail;
     util_sha256_hex(c->build_env, strlen(c->build_env), hash);
     snprintf(B->env_hash, sizeof B->env_hash, "%.16s", hash);
@@ -2879,7 +2789,10 @@ int build_start(struct app *app)
                  strerror(errno));
     if (task_register(app->tasks, &build_kind) < 0)
         goto fail;
-    sub_connect();
+    B->sub = redis_subscriber_new(app->base, c->redis_host, (int)c->redis_port,
+                                  BUILD_EVENTS_CHANNEL, deliver_event, NULL);
+    if (!B->sub)
+        goto fail;
     if (pg_exec(app->pg, &stmt_repair, 0, NULL, on_repaired, NULL) < 0)
         log_warn("build: cannot check for studies left building");
     return 0;
@@ -2907,11 +2820,8 @@ void build_stop(void)
         TAILQ_REMOVE(&B->flights, f, link);
         flight_free(f);
     }
-    if (B->sub)
-        redisAsyncFree(B->sub);     /* on_sub_disconnect clears B->sub */
+    redis_subscriber_free(B->sub);
     B->sub = NULL;
-    if (B->sub_retry)
-        event_free(B->sub_retry);
     if (B->tick)
         event_free(B->tick);
     for (char **e = B->extra_env; e && *e; e++)

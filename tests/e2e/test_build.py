@@ -32,7 +32,7 @@ import urllib.request
 
 from apifixtures import World, lit
 from github_stub import GitHubStub
-from harness import SLOW, StudyhubTestCase, free_port, new_dir, psql, wait_until
+from harness import SLOW, StudyhubTestCase, free_port, new_dir, psql, request, wait_until
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RUNNERS = os.path.join(os.path.dirname(HERE), "runners")
@@ -647,6 +647,30 @@ class TestQueuedAndShared(BuildCase):
         self.assertEqual(self.task(db, task)[0], "succeeded")
         self.assertTrue(worker.running())
 
+    def test_stream_hears_builds_after_redis_restarts(self):
+        """The event subscriber (io/redis.c) subscribes again when Redis
+        comes back; a stream opened before the outage sees a build run
+        after it."""
+        redis = self.redis()
+        srv = self.server(env=self.env(new_dir("redis")), redis_url=redis.url)
+        world = World(srv)
+        lab, admin = self.people(world)
+        st = self.study(world, lab, admin)
+        ev = EventStream(srv.port, f"/api/v1/studies/{st['uuid']}/builds/events",
+                         admin["token"])
+        self.addCleanup(ev.close)
+        self.assertEqual(ev.next()[0], "snapshot")
+        redis.stop()
+        wait_until(lambda: request(srv.port, "GET", "/readyz").status == 503, 5 * SLOW,
+                   message="/readyz 503 while Redis is down")
+        redis.start()
+        wait_until(lambda: request(srv.port, "GET", "/readyz").status == 200, 6 * SLOW,
+                   message="/readyz 200 after Redis returned")
+        # The subscriber retries with its own backoff (at most 5 s).
+        time.sleep(6)
+        self.start_build(srv, admin, st, "preview")
+        seen = ev.until(lambda e: e[0] == "finished")
+        self.assertEqual(seen[-1][1]["outcome"], "succeeded")
 
     def test_stream_outlives_the_idle_timeout_and_ends_on_drain(self):
         root = new_dir("idle")

@@ -37,4 +37,23 @@ int redis_cmd(struct redis_client *rc, redis_cb cb, void *arg, const char *fmt,
 
 bool redis_connected(const struct redis_client *rc);
 
+/* ---- pub/sub -------------------------------------------------------------
+ * A subscribed connection can send nothing else, so a subscriber has a
+ * connection of its own.  It reconnects with capped backoff and subscribes
+ * again; messages published while it was down are not replayed (callers
+ * treat them as hints and keep the truth in PostgreSQL).  Channels are not
+ * per database: their names say whose they are. */
+struct redis_subscriber;
+
+/* payload is borrowed for the call. */
+typedef void (*redis_message_fn)(const char *payload, size_t len, void *arg);
+
+/* host must be numeric.  Returns NULL when out of memory; a Redis that is
+ * down is retried in the background. */
+struct redis_subscriber *redis_subscriber_new(struct event_base *base, const char *host,
+                                              int port, const char *channel,
+                                              redis_message_fn fn, void *arg);
+/* No callback runs after this.  Call before event_base_free. */
+void redis_subscriber_free(struct redis_subscriber *s);
+
 #endif
