@@ -188,6 +188,7 @@ static void seed_done(PGresult *res, void *arg)
                  SEED_PARTICIPANT_EMAIL, SEED_PARTICIPANT_PASSWORD);
     admin_printf(c, "study          %s (active, public, built)\n", study);
     admin_printf(c, "child          %s (Sally)\n", child);
+    admin_printf(c, "participate    %s/studies/%s/%s/\n", s->base, study, child);
     admin_finish(c, NULL);
 out:
     free(s);
