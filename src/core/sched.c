@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -27,6 +26,7 @@
 #include "studyhub/core/app.h"
 #include "studyhub/core/config.h"
 #include "studyhub/core/log.h"
+#include "studyhub/core/util.h"
 #include "studyhub/io/pg.h"
 #include "studyhub/io/proc.h"
 #include "studyhub/io/redis.h"
@@ -790,7 +790,7 @@ static struct sched_run *run_new(struct sched_job *job, time_t slot,
 {
     struct sched *s = job->s;
     struct sched_run *run = calloc(1, sizeof *run);
-    unsigned char rnd[6] = { 0 };
+    char rnd[13];
 
     if (!run)
         return NULL;
@@ -806,11 +806,8 @@ static struct sched_run *run_new(struct sched_job *job, time_t slot,
         run_free(run);
         return NULL;
     }
-    if (getrandom(rnd, sizeof rnd, GRND_NONBLOCK) != (ssize_t)sizeof rnd)
-        memset(rnd, (int)getpid(), sizeof rnd);
-    snprintf(run->lock_value, sizeof run->lock_value,
-             "%s/%02x%02x%02x%02x%02x%02x", s->instance, rnd[0], rnd[1], rnd[2],
-             rnd[3], rnd[4], rnd[5]);
+    util_random_hex(6, rnd);
+    snprintf(run->lock_value, sizeof run->lock_value, "%s/%s", s->instance, rnd);
     clock_gettime(CLOCK_MONOTONIC, &run->started);
     run->phase = RUN_LOCK;
     job->running = run;

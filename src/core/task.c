@@ -26,7 +26,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
-#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1713,7 +1712,7 @@ static void on_local_owners(struct task_runner *r, struct task_impl *ti,
 static void runner_identity(struct task_runner *r)
 {
     char host[64] = "localhost", ns[64] = "", link[64];
-    unsigned char rnd[4] = { 0 };
+    char rnd[9];
     ssize_t n;
 
     if (gethostname(host, sizeof host - 1) < 0)
@@ -1732,14 +1731,9 @@ static void runner_identity(struct task_runner *r)
     } else {
         snprintf(ns, sizeof ns, "0");
     }
-    if (getrandom(rnd, sizeof rnd, GRND_NONBLOCK) != (ssize_t)sizeof rnd) {
-        unsigned v = (unsigned)time(NULL) ^ (unsigned)getpid();
-
-        memcpy(rnd, &v, sizeof rnd);
-    }
+    util_random_hex(4, rnd);
     snprintf(r->owner_prefix, sizeof r->owner_prefix, "%s/%s/", host, ns);
-    snprintf(r->owner, sizeof r->owner, "%s%d/%02x%02x%02x%02x", r->owner_prefix,
-             (int)getpid(), rnd[0], rnd[1], rnd[2], rnd[3]);
+    snprintf(r->owner, sizeof r->owner, "%s%d/%s", r->owner_prefix, (int)getpid(), rnd);
 }
 
 /* Defined at the end of this file. */

@@ -220,16 +220,10 @@ static void studies_listed(PGresult *res, void *arg)
 
 static void studies_list(struct http_req *req, struct app *app)
 {
-    struct jsonapi_page page;
-    struct jsonapi_error e;
     char uid[24], limit[24], offset[24];
 
-    if (jsonapi_page_parse(req, &page, &e) < 0) {
-        jsonapi_reply_error(req, &e);
+    if (!jsonapi_page_sql(req, limit, offset))
         return;
-    }
-    snprintf(limit, sizeof limit, "%ld", page.size);
-    snprintf(offset, sizeof offset, "%ld", jsonapi_page_offset(&page));
     const char *params[] = { apidoc_user_id(req, uid), limit, offset, http_req_base_url(req) };
     if (pg_exec(app->pg, &studies_list_stmt, 4, params, studies_listed, req) < 0)
         jsonapi_reply_unavailable(req, "Database");

@@ -27,6 +27,7 @@
 #include "studyhub/core/config.h"
 #include "studyhub/core/log.h"
 #include "studyhub/core/task.h"
+#include "studyhub/core/util.h"
 #include "studyhub/domain/apidoc.h"
 #include "studyhub/http/auth.h"
 #include "studyhub/http/jsonapi.h"
@@ -153,12 +154,7 @@ struct storage *videos_storage_new(struct app *app, int port, char *err, size_t 
     if (c->storage_link_secret && *c->storage_link_secret) {
         snprintf(secret, sizeof secret, "%s", c->storage_link_secret);
     } else {
-        uint8_t rnd[32];
-        if (RAND_bytes(rnd, sizeof rnd) != 1) {
-            snprintf(err, errlen, "cannot make a random link secret");
-            return NULL;
-        }
-        sigv4_hex(rnd, sizeof rnd, secret);
+        util_random_hex(32, secret);
         if (!c->storage_url || !*c->storage_url || strncmp(c->storage_url, "file://", 7) == 0)
             log_warn("STORAGE_LINK_SECRET is empty: file:// download links are signed with "
                      "a random key of this process (they stop working when it restarts)");
@@ -964,7 +960,7 @@ static bool lambda_sig_ok(const char *key, json_t *dict, const char *sig)
     if ((p || n == 0) &&
         HMAC(EVP_sha256(), key, (int)strlen(key), p, n, mac, &maclen) != NULL &&
         strlen(sig) == 2 * (size_t)maclen) {
-        sigv4_hex(mac, maclen, hex);
+        util_hex(mac, maclen, hex);
         for (size_t i = 0; i <= strlen(sig); i++)
             given[i] = (char)tolower((unsigned char)sig[i]);
         ok = CRYPTO_memcmp(hex, given, 2 * (size_t)maclen) == 0;

@@ -18,12 +18,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
-#include <sys/random.h>
 #include <time.h>
 
 #include "studyhub/core/config.h"
 #include "studyhub/core/log.h"
 #include "studyhub/core/metrics.h"
+#include "studyhub/core/util.h"
 #include "studyhub/http/jsonapi.h"
 #include "studyhub/http/router.h"
 
@@ -284,7 +284,7 @@ struct http_server *http_server_new(struct event_base *base,
                                     struct metrics *metrics, void *arg)
 {
     struct http_server *srv = calloc(1, sizeof *srv);
-    unsigned char rnd[4];
+    char rnd[9];
 
     if (!srv)
         return NULL;
@@ -298,10 +298,8 @@ struct http_server *http_server_new(struct event_base *base,
         free(srv);
         return NULL;
     }
-    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
-        memset(rnd, 0, sizeof rnd);
-    snprintf(srv->id_prefix, sizeof srv->id_prefix, "%02x%02x%02x%02x",
-             rnd[0], rnd[1], rnd[2], rnd[3]);
+    util_random_hex(4, rnd);
+    snprintf(srv->id_prefix, sizeof srv->id_prefix, "%s", rnd);
     evhttp_set_max_headers_size(srv->http, (ev_ssize_t)cfg->max_header_bytes);
     evhttp_set_max_body_size(srv->http, (ev_ssize_t)cfg->max_body_bytes);
     evhttp_set_timeout(srv->http, (int)cfg->idle_timeout_s);

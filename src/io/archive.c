@@ -25,11 +25,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "studyhub/core/log.h"
+#include "studyhub/core/util.h"
 #include "studyhub/io/proc.h"
 
 #define READ_BLOCK (64 * 1024)      /* libarchive's read size */
@@ -729,7 +729,7 @@ struct archive_job *archive_extract_start(struct proc_table *pt,
 {
     struct archive_job *j = calloc(1, sizeof *j);
     const char *slash = strrchr(final_dir, '/');
-    unsigned char rnd[6];
+    char rnd[13];
     char maxb[32], maxf[32];
     const char *argv[7];
     struct proc_opts o = { .argv = argv, .timeout_ms = timeout_ms, .tail_bytes = 8192 };
@@ -738,15 +738,10 @@ struct archive_job *archive_extract_start(struct proc_table *pt,
         fail(err, errlen, "out of memory");
         return NULL;
     }
-    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
-        memset(rnd, 0, sizeof rnd);
+    util_random_hex(6, rnd);
     /* Beside the destination, so the rename stays on one file system. */
-    if (asprintf(&j->tmp, "%.*s.tmp-%s-%02x%02x%02x%02x%02x%02x",
-                 slash ? (int)(slash - final_dir + 1) : 0, final_dir,
-                 slash ? slash + 1 : final_dir, rnd[0], rnd[1], rnd[2], rnd[3], rnd[4],
-                 rnd[5]) < 0) {
-        j->tmp = NULL;
-    }
+    j->tmp = util_asprintf("%.*s.tmp-%s-%s", slash ? (int)(slash - final_dir + 1) : 0,
+                           final_dir, slash ? slash + 1 : final_dir, rnd);
     j->final = strdup(final_dir);
     if (!j->tmp || !j->final) {
         job_free(j);

@@ -8,7 +8,6 @@
 #include <event2/event.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
-#include <openssl/rand.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +18,7 @@
 #include "studyhub/core/app.h"
 #include "studyhub/core/config.h"
 #include "studyhub/core/log.h"
+#include "studyhub/core/util.h"
 #include "studyhub/io/pg.h"
 
 /* Longest backoff between attempts of one email. */
@@ -530,14 +530,13 @@ static void deliver_file(struct mail_msg *m)
 {
     struct mail_sender *ms = m->ms;
     char tmp[1200], final[1200], err[MAIL_ERROR_MAX];
-    unsigned char rnd[6];
+    char rnd[13];
     int fd = -1;
     bool already = false;
 
-    RAND_bytes(rnd, sizeof rnd);
-    snprintf(tmp, sizeof tmp, "%s/.tmp-%lld-%ld-%02x%02x%02x%02x%02x%02x", ms->dir,
-             (long long)m->id, (long)getpid(), rnd[0], rnd[1], rnd[2], rnd[3],
-             rnd[4], rnd[5]);
+    util_random_hex(6, rnd);
+    snprintf(tmp, sizeof tmp, "%s/.tmp-%lld-%ld-%s", ms->dir, (long long)m->id,
+             (long)getpid(), rnd);
     snprintf(final, sizeof final, "%s/%lld.eml", ms->dir, (long long)m->id);
     fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
     if (fd < 0) {
@@ -883,7 +882,7 @@ struct mail_sender *mail_sender_new(struct app *app, char *err, size_t errlen)
     const struct config *cfg = app->cfg;
     struct mail_sender *ms = calloc(1, sizeof *ms);
     char host[64] = "";
-    unsigned char rnd[6];
+    char rnd[13];
 
     if (!ms) {
         snprintf(err, errlen, "out of memory");
@@ -911,10 +910,9 @@ struct mail_sender *mail_sender_new(struct app *app, char *err, size_t errlen)
         goto fail;
     }
     gethostname(host, sizeof host - 1);
-    RAND_bytes(rnd, sizeof rnd);
-    snprintf(ms->owner, sizeof ms->owner, "%s/%ld/%02x%02x%02x%02x%02x%02x",
-             host[0] ? host : "localhost", (long)getpid(), rnd[0], rnd[1],
-             rnd[2], rnd[3], rnd[4], rnd[5]);
+    util_random_hex(6, rnd);
+    snprintf(ms->owner, sizeof ms->owner, "%s/%ld/%s", host[0] ? host : "localhost",
+             (long)getpid(), rnd);
 
     ms->tick = event_new(app->base, -1, EV_PERSIST, on_tick, ms);
     ms->kick = event_new(app->base, -1, 0, on_tick, ms);

@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include "studyhub/io/sigv4.h"
+#include "studyhub/core/util.h"
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -78,23 +79,6 @@ static void sb_uri_encode(struct sb *b, const char *s, size_t len, bool keep_sla
             sb_add(b, e, 3);
         }
     }
-}
-
-void sigv4_hex(const uint8_t *in, size_t n, char *out)
-{
-    static const char hex[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = hex[in[i] >> 4];
-        out[2 * i + 1] = hex[in[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
-void sigv4_sha256_hex(const void *data, size_t len, char out[65])
-{
-    uint8_t md[SHA256_DIGEST_LENGTH];
-    SHA256(data, len, md);
-    sigv4_hex(md, sizeof md, out);
 }
 
 void sigv4_hmac_sha256(const void *key, size_t keylen, const void *data,
@@ -313,7 +297,7 @@ char *sigv4_string_to_sign(const struct sigv4_creds *c, time_t now,
     char date[17], hash[65];
 
     sigv4_amz_date(now, date);
-    sigv4_sha256_hex(canonical_request, strlen(canonical_request), hash);
+    util_sha256_hex(canonical_request, strlen(canonical_request), hash);
     sb_str(&b, SIGV4_ALGORITHM "\n");
     sb_str(&b, date);
     sb_chr(&b, '\n');
@@ -360,7 +344,7 @@ static void sign(const struct sigv4_creds *c, time_t now, const char *sts,
     sigv4_signing_key(c->secret_key, date, c->region, c->service, key);
     sigv4_hmac_sha256(key, sizeof key, sts, strlen(sts), mac);
     OPENSSL_cleanse(key, sizeof key);
-    sigv4_hex(mac, sizeof mac, sig);
+    util_hex(mac, sizeof mac, sig);
 }
 
 static bool creds_ok(const struct sigv4_creds *c)

@@ -1566,7 +1566,7 @@ static int s3_send(struct storage_op *op, const struct s3_call *c)
     if (c->stream_body || c->body_len > HASH_BODY_MAX) {
         payload = SIGV4_UNSIGNED_PAYLOAD;
     } else {
-        sigv4_sha256_hex(c->body ? c->body : "", c->body_len, hash);
+        util_sha256_hex(c->body ? c->body : "", c->body_len, hash);
         payload = hash;
     }
     if (c->key)
@@ -2270,7 +2270,7 @@ static void link_sig(const struct storage *st, const char *key,
         return;
     }
     sigv4_hmac_sha256(st->link_secret, strlen(st->link_secret), msg, strlen(msg), mac);
-    sigv4_hex(mac, sizeof mac, out);
+    util_hex(mac, sizeof mac, out);
     free(msg);
 }
 

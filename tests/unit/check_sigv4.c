@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "studyhub/core/util.h"
 #include "studyhub/io/sigv4.h"
 
 #define AK "AKIAIOSFODNN7EXAMPLE"
@@ -21,9 +22,9 @@ START_TEST(amz_date_and_hashes)
     char d[17], h[65];
     sigv4_amz_date(T20130524, d);
     ck_assert_str_eq(d, "20130524T000000Z");
-    sigv4_sha256_hex("", 0, h);
+    util_sha256_hex("", 0, h);
     ck_assert_str_eq(h, SIGV4_EMPTY_SHA256);
-    sigv4_sha256_hex("Welcome to Amazon S3.", 21, h);
+    util_sha256_hex("Welcome to Amazon S3.", 21, h);
     ck_assert_str_eq(h, "44ce7dd67c959e0d3524ffac1771dfbba87d2b6b4b4e99e42034a8b803f8b072");
 }
 END_TEST
@@ -80,7 +81,7 @@ END_TEST
 START_TEST(put_object)
 {
     char body_hash[65];
-    sigv4_sha256_hex("Welcome to Amazon S3.", 21, body_hash);
+    util_sha256_hex("Welcome to Amazon S3.", 21, body_hash);
     /* Values with stray spaces, as in the example's header block: they are
      * trimmed in the canonical form. */
     const struct sigv4_pair h[] = {

@@ -49,15 +49,9 @@ struct sigv4_request {
                                         SIGV4_UNSIGNED_PAYLOAD */
 };
 
-/* hex(SHA-256(data)) into out (65 bytes with the NUL). */
-void sigv4_sha256_hex(const void *data, size_t len, char out[65]);
-
 /* HMAC-SHA256(key, data) into out. */
 void sigv4_hmac_sha256(const void *key, size_t keylen, const void *data,
                        size_t len, uint8_t out[32]);
-
-/* Lower-case hex of n bytes into out (2n+1 bytes with the NUL). */
-void sigv4_hex(const uint8_t *in, size_t n, char *out);
 
 /* "20130524T000000Z" (UTC) into out (17 bytes with the NUL). */
 void sigv4_amz_date(time_t t, char out[17]);
