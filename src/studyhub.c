@@ -227,7 +227,7 @@ int main(int argc, char **argv)
         goto out;
     }
     app.pg = pg_pool_new(app.base, cfg.database_url, (int)cfg.pg_pool_size,
-                         (int)cfg.pg_acquire_timeout_ms);
+                         (int)cfg.pg_acquire_timeout_ms, (int)cfg.pg_query_timeout_ms);
     app.redis = redis_client_new(app.base, cfg.redis_host, (int)cfg.redis_port,
                                  (int)cfg.redis_db, (int)cfg.redis_timeout_ms);
     if (!app.pg || !app.redis) {

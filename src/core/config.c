@@ -50,6 +50,8 @@ static const struct config_var vars[] = {
       INT(pg_pool_size, 1, 256), NULL },
     { "PG_ACQUIRE_TIMEOUT_MS", "2000", "longest wait for a PostgreSQL connection before answering 503",
       INT(pg_acquire_timeout_ms, 10, 600000), NULL },
+    { "PG_QUERY_TIMEOUT_MS", "5000", "statement_timeout of the pool's sessions; a query with no answer 1 s later is dropped with its session (503) (0: none)",
+      INT(pg_query_timeout_ms, 0, 86400000), NULL },
     { "REDIS_URL", "redis://127.0.0.1:6379/0", "Redis address as redis://NUMERIC-IP:PORT/DB",
       STR(redis_url), check_redis_url },
     { "REDIS_TIMEOUT_MS", "2000", "longest wait for a Redis reply before answering 503",

@@ -116,13 +116,20 @@ static void metrics_route(struct http_req *req, void *arg)
         "# TYPE studyhub_pg_pool_in_use gauge\nstudyhub_pg_pool_in_use %d\n"
         "# HELP studyhub_pg_pool_waiting Queries waiting for a PostgreSQL connection.\n"
         "# TYPE studyhub_pg_pool_waiting gauge\nstudyhub_pg_pool_waiting %d\n"
+        "# HELP studyhub_pg_known_down 1 while PostgreSQL is known down (queries fail at once).\n"
+        "# TYPE studyhub_pg_known_down gauge\nstudyhub_pg_known_down %d\n"
+        "# HELP studyhub_pg_failed_fast_total Queries failed at once while PostgreSQL was down.\n"
+        "# TYPE studyhub_pg_failed_fast_total counter\nstudyhub_pg_failed_fast_total %ld\n"
+        "# HELP studyhub_pg_query_timeouts_total Queries whose session was dropped at the deadline.\n"
+        "# TYPE studyhub_pg_query_timeouts_total counter\nstudyhub_pg_query_timeouts_total %ld\n"
         "# HELP studyhub_redis_connected 1 when the Redis connection is up.\n"
         "# TYPE studyhub_redis_connected gauge\nstudyhub_redis_connected %d\n"
         "# HELP studyhub_http_inflight Requests accepted and not yet answered.\n"
         "# TYPE studyhub_http_inflight gauge\nstudyhub_http_inflight %u\n"
         "# HELP studyhub_http_connections Open client connections.\n"
         "# TYPE studyhub_http_connections gauge\nstudyhub_http_connections %u\n",
-        ps.size, ps.connected, ps.in_use, ps.waiting, redis_connected(app->redis) ? 1 : 0,
+        ps.size, ps.connected, ps.in_use, ps.waiting, ps.known_down ? 1 : 0,
+        ps.failed_fast, ps.timed_out, redis_connected(app->redis) ? 1 : 0,
         http_server_inflight(app->http), http_server_connections(app->http));
     http_reply_buffer(req, 200, "text/plain; version=0.0.4", out);
     evbuffer_free(out);

@@ -27,6 +27,9 @@
 #define PG_BACKOFF_MIN_MS 100
 #define PG_BACKOFF_MAX_MS 5000
 #define PG_CONNECT_TIMEOUT_MS 5000  /* when conninfo sets no connect_timeout */
+/* A query's deadline is statement_timeout plus this: a live server ends a
+ * slow statement itself first, with an error and the session intact. */
+#define PG_QUERY_GRACE_MS 1000
 
 /* Where a connection is.  The query in flight (conn->q) is set exactly in
  * PGC_PREPARE and PGC_QUERY. */
@@ -37,6 +40,9 @@ enum pg_conn_state {
     PGC_PREPARE,     /* PQsendPrepare for conn->q sent, awaiting its result */
     PGC_QUERY,       /* PQsendQueryPrepared for conn->q sent, awaiting results */
 };
+
+/* The connection timer means one thing per state: backoff (WAIT), connect
+ * deadline (CONNECTING), or the query's deadline (PREPARE, QUERY). */
 
 static const char *const pg_conn_state_names[] = {
     [PGC_WAIT] = "wait",
@@ -54,6 +60,7 @@ struct pg_query {
     pg_cb cb;                     /* borrowed: called exactly once */
     void *arg;                    /* borrowed: the caller's */
     int64_t deadline_us;          /* monotonic; fail if still waiting then */
+    int64_t sent_us;              /* monotonic; when a connection took it */
     PGresult *res;                /* owned: result to deliver; NULL = failure */
 };
 
@@ -94,6 +101,13 @@ struct pg_pool {
     char *conninfo;                   /* owned: expanded as dbname on connect */
     int size;                         /* entries in conns */
     int acquire_timeout_ms;           /* longest wait for a connection */
+    int query_timeout_ms;             /* longest run of one query (0: none) */
+    int64_t down_since_us;            /* monotonic; when the last connection
+                                       * went (or the pool started) with none
+                                       * up; 0 while one is up */
+    long failed_fast;                 /* queries refused at once while down */
+    long timed_out;                   /* queries past query_timeout_ms */
+    char options[64];                 /* "-c statement_timeout=N" */
     int connect_timeout_ms;           /* longest PQconnectPoll sequence */
     struct pg_conn *conns;            /* owned array */
     struct pg_query_list waiting;     /* owned: queries waiting, FIFO */
@@ -114,6 +128,7 @@ static void listener_subscribe(struct pg_conn *c);
 static int conn_flush(struct pg_conn *c);
 static void conn_start(struct pg_conn *c);
 static void pool_dispatch(struct pg_pool *pool);
+static bool pool_any_up(const struct pg_pool *pool);
 
 static int64_t now_us(void)
 {
@@ -299,6 +314,8 @@ static void conn_lost(struct pg_conn *c, const char *why)
     c->pg = NULL;
     c->nprepared = 0;
     conn_set_state(c, PGC_WAIT);
+    if (was_up && !c->listener && !pool_any_up(pool) && !pool->down_since_us)
+        pool->down_since_us = now_us();
     if (was_up) {
         c->backoff_ms = PG_BACKOFF_MIN_MS;
         c->failures = 1;    /* "lost" said it: later failures go to debug */
@@ -328,6 +345,8 @@ static void conn_ready(struct pg_conn *c)
     c->was_up = true;
     c->failures = 0;
     c->backoff_ms = PG_BACKOFF_MIN_MS;
+    if (!c->listener)
+        c->pool->down_since_us = 0;
     if (c->listener) {
         listener_subscribe(c);
         return;
@@ -362,10 +381,11 @@ static void conn_start(struct pg_conn *c)
     /* Our defaults come before the expanded conninfo, so it overrides them. */
     static const char *const keys[] = {
         "gssencmode", "application_name", "keepalives_idle",
-        "keepalives_interval", "keepalives_count", "dbname", NULL,
+        "keepalives_interval", "keepalives_count", "options", "dbname", NULL,
     };
     const char *vals[] = {
-        "disable", "studyhub", "30", "10", "3", pool->conninfo, NULL,
+        "disable", "studyhub", "30", "10", "3", pool->options, pool->conninfo,
+        NULL,
     };
 
     c->pg = PQconnectStartParams(keys, vals, 1);
@@ -470,6 +490,7 @@ static void conn_command_done(struct pg_conn *c)
     c->q = NULL;
     q->res = NULL;
     pool_complete(c->pool, q, res);
+    evtimer_del(c->ev_timer);
     conn_set_state(c, PGC_IDLE);
     if (conn_watch(c, EV_READ, false) < 0) {
         conn_lost(c, "cannot watch the socket");
@@ -607,6 +628,21 @@ static void conn_on_timer(evutil_socket_t fd, short what, void *arg)
     case PGC_CONNECTING:
         conn_lost(c, "connect timeout");
         return;
+    case PGC_PREPARE:
+    case PGC_QUERY: {
+        /* statement_timeout would have ended a slow query by now with an
+         * error on a live server; silence means the server or the path to
+         * it is stalled.  libpq 15's PQcancel blocks (it connects and waits
+         * for the server), so the session is dropped instead: the caller
+         * gets NULL (503) and the connection is opened anew. */
+        char why[96];
+
+        c->pool->timed_out++;
+        snprintf(why, sizeof why, "query %s had no answer in %d ms",
+                 c->q->stmt->name, c->pool->query_timeout_ms + PG_QUERY_GRACE_MS);
+        conn_lost(c, why);
+        return;
+    }
     default:
         return;
     }
@@ -649,8 +685,30 @@ static void pool_dispatch(struct pg_pool *pool)
             TAILQ_INSERT_HEAD(&pool->waiting, q, link);
             pool->nwaiting++;
             conn_lost(c, NULL);
+            continue;
         }
+        if (pool->query_timeout_ms > 0)
+            timer_arm_us(c->ev_timer,
+                         (int64_t)(pool->query_timeout_ms + PG_QUERY_GRACE_MS) * 1000);
     }
+}
+
+static bool pool_any_up(const struct pg_pool *pool)
+{
+    for (int i = 0; i < pool->size; i++)
+        if (conn_is_up(&pool->conns[i]))
+            return true;
+    return false;
+}
+
+/* The circuit: PostgreSQL counts as known down once no connection has been
+ * up for a whole acquire timeout.  Queries then fail at once instead of
+ * each waiting out the timeout; every reconnect attempt (at most
+ * PG_BACKOFF_MAX_MS apart) is the probe that closes the circuit again. */
+static bool pool_known_down(const struct pg_pool *pool)
+{
+    return pool->down_since_us != 0 &&
+           now_us() - pool->down_since_us >= (int64_t)pool->acquire_timeout_ms * 1000;
 }
 
 /* Fails queries that waited too long; they are at the head (FIFO, one
@@ -776,11 +834,12 @@ static int pool_check_conninfo(struct pg_pool *pool, const char *conninfo)
 }
 
 struct pg_pool *pg_pool_new(struct event_base *base, const char *conninfo,
-                            int size, int acquire_timeout_ms)
+                            int size, int acquire_timeout_ms, int query_timeout_ms)
 {
     struct pg_pool *pool = NULL;
 
-    if (!base || !conninfo || size < 1 || acquire_timeout_ms < 0) {
+    if (!base || !conninfo || size < 1 || acquire_timeout_ms < 0 ||
+        query_timeout_ms < 0) {
         log_error("pg: bad pool parameters (size %d, acquire timeout %d ms)",
                   size, acquire_timeout_ms);
         goto fail;
@@ -791,6 +850,10 @@ struct pg_pool *pg_pool_new(struct event_base *base, const char *conninfo,
     pool->base = base;
     pool->size = size;
     pool->acquire_timeout_ms = acquire_timeout_ms;
+    pool->query_timeout_ms = query_timeout_ms;
+    snprintf(pool->options, sizeof pool->options, "-c statement_timeout=%d",
+             query_timeout_ms);
+    pool->down_since_us = now_us();     /* until the first connection */
     TAILQ_INIT(&pool->waiting);
     TAILQ_INIT(&pool->done);
     if (pool_check_conninfo(pool, conninfo) < 0)
@@ -884,6 +947,11 @@ int pg_exec(struct pg_pool *pool, const struct pg_stmt *stmt, int nparams,
     q = query_new(stmt, nparams, params, cb, arg);
     if (!q)
         return -1;
+    if (pool_known_down(pool)) {
+        pool->failed_fast++;
+        pool_complete(pool, q, NULL);   /* delivered from the loop, not here */
+        return 0;
+    }
     q->deadline_us = now_us() + (int64_t)pool->acquire_timeout_ms * 1000;
     was_empty = TAILQ_EMPTY(&pool->waiting);
     TAILQ_INSERT_TAIL(&pool->waiting, q, link);
@@ -902,6 +970,9 @@ void pg_pool_stats(const struct pg_pool *pool, struct pg_pool_stats *out)
         return;
     out->size = pool->size;
     out->waiting = pool->nwaiting;
+    out->known_down = pool_known_down(pool);
+    out->failed_fast = pool->failed_fast;
+    out->timed_out = pool->timed_out;
     for (int i = 0; i < pool->size; i++) {
         const struct pg_conn *c = &pool->conns[i];
 

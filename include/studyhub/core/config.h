@@ -14,6 +14,7 @@ struct config {
     char *database_url;         /* DATABASE_URL: libpq conninfo or URI (owned) */
     long pg_pool_size;          /* PG_POOL_SIZE */
     long pg_acquire_timeout_ms; /* PG_ACQUIRE_TIMEOUT_MS */
+    long pg_query_timeout_ms;   /* PG_QUERY_TIMEOUT_MS */
     char *redis_url;            /* REDIS_URL: redis://host:port/db (owned) */
     char *redis_host;           /* parsed from redis_url, numeric (owned) */
     long redis_port;            /* parsed from redis_url */

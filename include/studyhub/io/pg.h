@@ -27,8 +27,13 @@ struct pg_stmt {
  * (PG_DIAG_SQLSTATE), e.g. "23505" for a unique violation. */
 typedef void (*pg_cb)(PGresult *res, void *arg);
 
+/* query_timeout_ms (0: none) is each session's statement_timeout; a query
+ * with no answer a second after it is taken for a stalled server: its
+ * session is dropped and the callback gets NULL.  While no connection has
+ * been up for a whole acquire timeout, PostgreSQL is "known down" and
+ * queries get NULL at once (from the loop) instead of waiting. */
 struct pg_pool *pg_pool_new(struct event_base *base, const char *conninfo,
-                            int size, int acquire_timeout_ms);
+                            int size, int acquire_timeout_ms, int query_timeout_ms);
 /* Fails every waiting query (callbacks get NULL) and closes connections. */
 void pg_pool_free(struct pg_pool *pool);
 
@@ -43,6 +48,9 @@ struct pg_pool_stats {
     int connected;  /* connections ready for queries */
     int in_use;     /* connections running a query */
     int waiting;    /* queries waiting for a connection */
+    bool known_down;   /* the circuit is open: queries fail at once */
+    long failed_fast;  /* queries failed at once while known down */
+    long timed_out;    /* queries whose session was dropped at the deadline */
 };
 void pg_pool_stats(const struct pg_pool *pool, struct pg_pool_stats *out);
 

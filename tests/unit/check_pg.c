@@ -1,0 +1,285 @@
+#define _GNU_SOURCE   /* accept4 */
+/* Unit tests of pg's fault handling on a real loop, against two stand-ins
+ * for PostgreSQL made here: a port where nothing listens (PostgreSQL
+ * down), and a peer that completes the start-up handshake and then never
+ * answers again (PostgreSQL frozen, as by SIGSTOP).  The happy paths run
+ * end to end against a real server in tests/e2e. */
+#include <arpa/inet.h>
+#include <check.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "studyhub/io/pg.h"
+
+static const struct pg_stmt one_stmt = { "check_pg_one", "SELECT 1" };
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A listening socket on 127.0.0.1; *port receives its port. */
+static int listen_any(int *port)
+{
+    struct sockaddr_in a = { .sin_family = AF_INET };
+    socklen_t len = sizeof a;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    ck_assert_int_ge(fd, 0);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    ck_assert_int_eq(listen(fd, 8), 0);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+/* A port nobody listens on: bound, never listened, closed. */
+static int dead_port(void)
+{
+    int port, fd = listen_any(&port);
+
+    close(fd);
+    return port;
+}
+
+/* ---- the frozen server --------------------------------------------------- */
+
+/* Answers the SSL request with 'N' and the start-up packet with
+ * AuthenticationOk, BackendKeyData and ReadyForQuery; reads and ignores
+ * everything after that. */
+struct frozen {
+    struct event_base *base;
+    int lfd;                  /* listening socket */
+    struct event *accept_ev;  /* owned */
+    int cfd[8];               /* accepted sessions */
+    struct event *read_ev[8]; /* owned, one per session */
+    int n;
+    int stage[8];             /* 0: expect SSL request or start-up; 1: stalled */
+};
+
+static void frozen_on_read(evutil_socket_t fd, short what, void *arg)
+{
+    struct frozen *f = arg;
+    char buf[4096];
+    int i;
+    ssize_t r;
+
+    (void)what;
+    for (i = 0; i < f->n && f->cfd[i] != fd; i++)
+        ;
+    r = read(fd, buf, sizeof buf);
+    if (r <= 0 || f->stage[i] == 1)
+        return;    /* stalled: swallow queries and never answer */
+    if (r >= 8 && ntohl(*(uint32_t *)(buf + 4)) == 80877103) {
+        ck_assert_int_eq(write(fd, "N", 1), 1);    /* no SSL */
+        return;
+    }
+    /* The start-up packet: 'R' AuthenticationOk, 'K' key data, 'Z' idle. */
+    static const unsigned char hello[] = {
+        'R', 0, 0, 0, 8, 0, 0, 0, 0,
+        'K', 0, 0, 0, 12, 0, 0, 0, 1, 0, 0, 0, 2,
+        'Z', 0, 0, 0, 5, 'I',
+    };
+    ck_assert_int_eq(write(fd, hello, sizeof hello), (int)sizeof hello);
+    f->stage[i] = 1;
+}
+
+static void frozen_on_accept(evutil_socket_t lfd, short what, void *arg)
+{
+    struct frozen *f = arg;
+    int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+
+    (void)what;
+    if (fd < 0 || f->n == 8) {
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    f->cfd[f->n] = fd;
+    f->read_ev[f->n] = event_new(f->base, fd, EV_READ | EV_PERSIST, frozen_on_read, f);
+    event_add(f->read_ev[f->n], NULL);
+    f->n++;
+}
+
+static void frozen_start(struct frozen *f, struct event_base *base, int *port)
+{
+    memset(f, 0, sizeof *f);
+    f->base = base;
+    f->lfd = listen_any(port);
+    f->accept_ev = event_new(base, f->lfd, EV_READ | EV_PERSIST, frozen_on_accept, f);
+    event_add(f->accept_ev, NULL);
+}
+
+static void frozen_stop(struct frozen *f)
+{
+    for (int i = 0; i < f->n; i++) {
+        event_free(f->read_ev[i]);
+        close(f->cfd[i]);
+    }
+    event_free(f->accept_ev);
+    close(f->lfd);
+}
+
+/* ---- callbacks -------------------------------------------------------------- */
+
+struct answer {
+    int calls;
+    bool null_res;
+    int64_t at_ms;
+    struct event_base *base;
+};
+
+static void on_answer(PGresult *res, void *arg)
+{
+    struct answer *a = arg;
+
+    a->calls++;
+    a->null_res = res == NULL;
+    a->at_ms = now_ms();
+    event_base_loopbreak(a->base);
+}
+
+static void run_until_answer(struct event_base *base, struct answer *a, int max_ms)
+{
+    int64_t end = now_ms() + max_ms;
+
+    /* EVLOOP_ONCE blocks for one batch of events: pg's timers guarantee
+     * one, and the answer breaks the loop. */
+    while (a->calls == 0 && now_ms() < end)
+        event_base_loop(base, EVLOOP_ONCE);
+}
+
+static char *conninfo_for(int port)
+{
+    static char buf[128];
+
+    snprintf(buf, sizeof buf, "host=127.0.0.1 port=%d dbname=x user=x connect_timeout=2", port);
+    return buf;
+}
+
+/* A frozen server: the query goes out on a connected session and is cut at
+ * statement_timeout + 1 s, answered NULL, counted, and the session
+ * dropped. */
+START_TEST(stalled_query_is_cut_at_its_deadline)
+{
+    struct event_base *base = event_base_new();
+    struct frozen f;
+    struct answer a = { .base = base };
+    struct pg_pool_stats st;
+    struct pg_pool *pool;
+    int port;
+    int64_t t0;
+
+    frozen_start(&f, base, &port);
+    pool = pg_pool_new(base, conninfo_for(port), 1, 5000, 200);
+    ck_assert_ptr_nonnull(pool);
+    /* Let the session connect first, so only the query's deadline counts. */
+    for (int i = 0; i < 200 && !pg_pool_ready(pool); i++) {
+        struct timeval tv = { 0, 10000 };
+        event_base_loopexit(base, &tv);
+        event_base_dispatch(base);
+    }
+    ck_assert(pg_pool_ready(pool));
+    t0 = now_ms();
+    ck_assert_int_eq(pg_exec(pool, &one_stmt, 0, NULL, on_answer, &a), 0);
+    ck_assert_int_eq(a.calls, 0);            /* never from pg_exec */
+    run_until_answer(base, &a, 5000);
+    ck_assert_int_eq(a.calls, 1);
+    ck_assert(a.null_res);
+    ck_assert_int_ge(a.at_ms - t0, 1100);    /* 200 ms + the 1 s grace */
+    ck_assert_int_lt(a.at_ms - t0, 3000);
+    pg_pool_stats(pool, &st);
+    ck_assert_int_eq(st.timed_out, 1);
+    ck_assert_int_eq(st.in_use, 0);
+    pg_pool_free(pool);
+    frozen_stop(&f);
+    event_base_free(base);
+}
+END_TEST
+
+/* Nothing listens: the first query waits out the acquire timeout; once the
+ * pool has been down that long, the next fails at once (from the loop),
+ * and the failure is counted. */
+START_TEST(known_down_fails_fast)
+{
+    struct event_base *base = event_base_new();
+    struct answer a = { .base = base }, b = { .base = base };
+    struct pg_pool_stats st;
+    struct pg_pool *pool = pg_pool_new(base, conninfo_for(dead_port()), 2, 300, 0);
+    int64_t t0 = now_ms();
+
+    ck_assert_ptr_nonnull(pool);
+    ck_assert_int_eq(pg_exec(pool, &one_stmt, 0, NULL, on_answer, &a), 0);
+    run_until_answer(base, &a, 5000);
+    ck_assert_int_eq(a.calls, 1);
+    ck_assert(a.null_res);
+    ck_assert_int_ge(a.at_ms - t0, 250);
+    pg_pool_stats(pool, &st);
+    ck_assert(st.known_down);
+    ck_assert_int_eq(st.failed_fast, 0);
+
+    t0 = now_ms();
+    ck_assert_int_eq(pg_exec(pool, &one_stmt, 0, NULL, on_answer, &b), 0);
+    ck_assert_int_eq(b.calls, 0);            /* still never from pg_exec */
+    run_until_answer(base, &b, 5000);
+    ck_assert_int_eq(b.calls, 1);
+    ck_assert(b.null_res);
+    ck_assert_int_lt(b.at_ms - t0, 100);
+    pg_pool_stats(pool, &st);
+    ck_assert_int_eq(st.failed_fast, 1);
+    pg_pool_free(pool);
+    event_base_free(base);
+}
+END_TEST
+
+/* A pool that has never connected is not "known down" before a whole
+ * acquire timeout has passed: a query at start waits for the first
+ * connection instead of failing. */
+START_TEST(new_pool_is_not_known_down)
+{
+    struct event_base *base = event_base_new();
+    struct pg_pool_stats st;
+    struct pg_pool *pool = pg_pool_new(base, conninfo_for(dead_port()), 1, 60000, 0);
+
+    ck_assert_ptr_nonnull(pool);
+    pg_pool_stats(pool, &st);
+    ck_assert(!st.known_down);
+    pg_pool_free(pool);
+    event_base_free(base);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("pg");
+    TCase *faults = tcase_create("faults");
+
+    tcase_add_test(faults, stalled_query_is_cut_at_its_deadline);
+    tcase_add_test(faults, known_down_fails_fast);
+    tcase_add_test(faults, new_pool_is_not_known_down);
+    tcase_set_timeout(faults, 30);
+    suite_add_tcase(s, faults);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
