@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "studyhub/admin/admin.h"
@@ -170,6 +171,30 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
     drain_poll(-1, 0, sd);
 }
 
+static void on_libevent_log(int severity, const char *msg)
+{
+    /* EVENT_LOG_DEBUG 0, MSG 1, WARN 2, ERR 3: the same scale as ours. */
+    log_library("libevent", severity, msg);
+}
+
+/* Every connection, child pipe and storage file is a descriptor: take
+ * the hard limit (often 1024 soft against 524288 hard) at start. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= rl.rlim_max)
+        return;
+    rlim_t was = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+        log_warn("cannot raise the open-file limit from %ld: %s", (long)was,
+                 strerror(errno));
+    else
+        log_debug("open-file limit raised from %ld to %ld", (long)was,
+                  (long)rl.rlim_cur);
+}
+
 int main(int argc, char **argv)
 {
     struct config cfg;
@@ -197,7 +222,8 @@ int main(int argc, char **argv)
             config_print_markdown(stdout);
             return 0;
         }
-        usage(stderr);
+        fprintf(stderr, "studyhub: unknown option \"%s\"; --help lists the settings "
+                "(all from the environment), --version the version\n", argv[1]);
         return 2;
     }
     if (config_load(&cfg, env_getenv, NULL, err, sizeof err) < 0) {
@@ -207,6 +233,10 @@ int main(int argc, char **argv)
     log_level_parse(cfg.log_level, &level);
     log_set_level(level);
     signal(SIGPIPE, SIG_IGN);
+    /* libevent writes its warnings raw to stderr: through the JSON log,
+     * rate-limited, instead. */
+    event_set_log_callback(on_libevent_log);
+    raise_fd_limit();
 
     if (cfg.migrate) {
         int n = migrate_apply(cfg.database_url, MIGRATE_WAIT_S, err, sizeof err);

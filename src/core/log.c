@@ -137,3 +137,46 @@ void log_request(const char *request_id, const char *method, const char *route,
     puts_raw(&l, num);
     finish(&l);
 }
+
+bool log_limit_pass(struct log_limit *l, int max_per_s, long *suppressed)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    if (ts.tv_sec != l->second) {
+        l->second = ts.tv_sec;
+        l->passed = 0;
+    }
+    if (l->passed >= max_per_s) {
+        l->suppressed++;
+        return false;
+    }
+    l->passed++;
+    *suppressed = l->suppressed;
+    l->suppressed = 0;
+    return true;
+}
+
+void log_library(const char *lib, int severity, const char *msg)
+{
+    static struct log_limit limit;
+    enum log_level level = severity <= 0 ? LOG_DEBUG
+                         : severity == 1 ? LOG_INFO
+                         : severity == 2 ? LOG_WARN : LOG_ERROR;
+    struct line l;
+    long dropped;
+    char num[64];
+
+    if (level < min_level || !log_limit_pass(&limit, 10, &dropped))
+        return;
+    begin(&l, level);
+    puts_raw(&l, ",\"msg\":");
+    put_json_string(&l, msg ? msg : "");
+    puts_raw(&l, ",\"lib\":");
+    put_json_string(&l, lib);
+    if (dropped) {
+        snprintf(num, sizeof num, ",\"suppressed\":%ld", dropped);
+        puts_raw(&l, num);
+    }
+    finish(&l);
+}

@@ -2,11 +2,13 @@
  * routes (DEBUG_ROUTES=1). */
 #include "studyhub/http/health.h"
 
+#include <dirent.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "studyhub/core/app.h"
 #include "studyhub/core/config.h"
@@ -95,6 +97,29 @@ static void readyz(struct http_req *req, void *arg)
     }
 }
 
+/* Entries of /proc/self/fd, less the one opendir holds (-1: unknown). */
+static int open_fd_count(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    int n = 0;
+
+    if (!d)
+        return -1;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n - 1;
+}
+
+static long max_fd_count(void)
+{
+    struct rlimit rl;
+
+    return getrlimit(RLIMIT_NOFILE, &rl) == 0 ? (long)rl.rlim_cur : -1;
+}
+
 static void metrics_route(struct http_req *req, void *arg)
 {
     struct app *app = arg;
@@ -127,10 +152,17 @@ static void metrics_route(struct http_req *req, void *arg)
         "# HELP studyhub_http_inflight Requests accepted and not yet answered.\n"
         "# TYPE studyhub_http_inflight gauge\nstudyhub_http_inflight %u\n"
         "# HELP studyhub_http_connections Open client connections.\n"
-        "# TYPE studyhub_http_connections gauge\nstudyhub_http_connections %u\n",
+        "# TYPE studyhub_http_connections gauge\nstudyhub_http_connections %u\n"
+        "# HELP studyhub_http_accepts_refused_total Connections closed at once at the descriptor limit.\n"
+        "# TYPE studyhub_http_accepts_refused_total counter\nstudyhub_http_accepts_refused_total %lu\n"
+        "# HELP studyhub_open_fds Open file descriptors of the process.\n"
+        "# TYPE studyhub_open_fds gauge\nstudyhub_open_fds %d\n"
+        "# HELP studyhub_max_fds The process's descriptor limit (RLIMIT_NOFILE).\n"
+        "# TYPE studyhub_max_fds gauge\nstudyhub_max_fds %ld\n",
         ps.size, ps.connected, ps.in_use, ps.waiting, ps.known_down ? 1 : 0,
         ps.failed_fast, ps.timed_out, redis_connected(app->redis) ? 1 : 0,
-        http_server_inflight(app->http), http_server_connections(app->http));
+        http_server_inflight(app->http), http_server_connections(app->http),
+        http_server_accepts_refused(app->http), open_fd_count(), max_fd_count());
     http_reply_buffer(req, 200, "text/plain; version=0.0.4", out);
     evbuffer_free(out);
 }

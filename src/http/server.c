@@ -13,6 +13,10 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +52,10 @@ struct http_server {
     struct conn_set writing;            /* connections with a reply not yet sent */
     bool draining;                      /* stop_accepting was called */
     struct conn_set conns;              /* open connections */
+    int reserve_fd;                     /* owned: /dev/null, given up to refuse
+                                         * a connection at the fd limit */
+    struct event *accept_pause;         /* owned: re-enables accepting */
+    unsigned long accepts_refused;      /* connections refused at the fd limit */
     char id_prefix[9];                  /* random per process, for request ids */
     uint64_t id_counter;
 };
@@ -278,6 +286,71 @@ static void on_request(struct evhttp_request *ev, void *arg)
     }
 }
 
+/* ---- accepting at the descriptor limit -------------------------------- */
+
+#define ACCEPT_PAUSE_MS 100
+
+/* The server whose listener is open.  The listener's callback argument is
+ * evhttp's, so the error callback finds its server here: one listening
+ * server per process, as studyhub runs. */
+static struct http_server *accepting_server;
+
+static void on_accept_pause_end(evutil_socket_t fd, short what, void *arg)
+{
+    struct http_server *srv = arg;
+
+    (void)fd;
+    (void)what;
+    if (srv->bound && !srv->draining)
+        evconnlistener_enable(evhttp_bound_socket_get_listener(srv->bound));
+}
+
+/* accept(2) failed.  At the descriptor limit (EMFILE, ENFILE) the
+ * connection stays queued and the listener is woken again at once: left
+ * alone, the loop spins and logs without end.  Instead the reserve
+ * descriptor is given up so the waiting connection can be accepted and
+ * closed (its client gets a clean close instead of a hang), the reserve is
+ * taken back, and accepting pauses for ACCEPT_PAUSE_MS while replies
+ * finish and free descriptors. */
+static void on_accept_error(struct evconnlistener *lev, void *arg)
+{
+    static struct log_limit limit;
+    struct http_server *srv = accepting_server;
+    int err = EVUTIL_SOCKET_ERROR();
+    long dropped;
+
+    (void)arg;  /* evhttp's own pointer: the listener belongs to it */
+    if (err != EMFILE && err != ENFILE && err != ENOBUFS && err != ENOMEM) {
+        if (log_limit_pass(&limit, 5, &dropped))
+            log_warn("http: accept failed: %s (%ld more suppressed)",
+                     strerror(err), dropped);
+        return;
+    }
+    if (!srv)
+        return;
+    srv->accepts_refused++;
+    if (srv->reserve_fd >= 0) {
+        close(srv->reserve_fd);
+        srv->reserve_fd = -1;
+    }
+    int fd = accept(evconnlistener_get_fd(lev), NULL, NULL);
+    if (fd >= 0)
+        close(fd);
+    srv->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    evconnlistener_disable(lev);
+    struct timeval pause = { 0, ACCEPT_PAUSE_MS * 1000 };
+    evtimer_add(srv->accept_pause, &pause);
+    if (log_limit_pass(&limit, 5, &dropped))
+        log_warn("http: out of file descriptors (%s): refused a connection, "
+                 "pausing accepts %d ms (%ld more suppressed)", strerror(err),
+                 ACCEPT_PAUSE_MS, dropped);
+}
+
+unsigned long http_server_accepts_refused(const struct http_server *srv)
+{
+    return srv->accepts_refused;
+}
+
 struct http_server *http_server_new(struct event_base *base,
                                     const struct config *cfg,
                                     const struct router *router,
@@ -294,8 +367,10 @@ struct http_server *http_server_new(struct event_base *base,
     srv->metrics = metrics;
     srv->arg = arg;
     srv->http = evhttp_new(base);
-    if (!srv->http) {
-        free(srv);
+    srv->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    srv->accept_pause = evtimer_new(base, on_accept_pause_end, srv);
+    if (!srv->http || !srv->accept_pause) {
+        http_server_free(srv);
         return NULL;
     }
     util_random_hex(4, rnd);
@@ -315,7 +390,14 @@ void http_server_free(struct http_server *srv)
 {
     if (!srv)
         return;
-    evhttp_free(srv->http);     /* closes connections; closecbs run */
+    if (srv->http)
+        evhttp_free(srv->http);     /* closes connections; closecbs run */
+    if (srv->accept_pause)
+        event_free(srv->accept_pause);
+    if (srv->reserve_fd >= 0)
+        close(srv->reserve_fd);
+    if (accepting_server == srv)
+        accepting_server = NULL;
     free(srv->conns.slots);
     free(srv->writing.slots);
     free(srv);
@@ -326,6 +408,9 @@ int http_server_listen(struct http_server *srv, const char *addr, int port)
     srv->bound = evhttp_bind_socket_with_handle(srv->http, addr, (ev_uint16_t)port);
     if (!srv->bound)
         return -1;
+    evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(srv->bound),
+                                on_accept_error);
+    accepting_server = srv;
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
     evutil_socket_t fd = evhttp_bound_socket_get_fd(srv->bound);

@@ -637,10 +637,18 @@ static void conn_on_timer(evutil_socket_t fd, short what, void *arg)
          * gets NULL (503) and the connection is opened anew. */
         char why[96];
 
-        c->pool->timed_out++;
+        struct pg_pool *pool = c->pool;
+
+        pool->timed_out++;
         snprintf(why, sizeof why, "query %s had no answer in %d ms",
-                 c->q->stmt->name, c->pool->query_timeout_ms + PG_QUERY_GRACE_MS);
+                 c->q->stmt->name, pool->query_timeout_ms + PG_QUERY_GRACE_MS);
         conn_lost(c, why);
+        /* A stalled server stalls every session: the idle ones would take
+         * the next queries and hang them too.  Open them anew instead;
+         * once none is up for an acquire timeout, the circuit opens. */
+        for (int i = 0; i < pool->size; i++)
+            if (pool->conns[i].state == PGC_IDLE)
+                conn_lost(&pool->conns[i], "dropped: the server stalled another session");
         return;
     }
     default:

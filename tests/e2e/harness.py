@@ -434,8 +434,10 @@ class Server:
     DATABASE_URL is made from it); redis_url: defaults to the shared Redis.
     """
 
-    def __init__(self, database=None, env=None, redis_url=None, name="server"):
+    def __init__(self, database=None, env=None, redis_url=None, name="server",
+                 preexec=None):
         self.database = database
+        self.preexec = preexec  # run in the child before exec (limits)
         self.extra_env = dict(env or {})
         self.redis_url = redis_url or f"redis://127.0.0.1:{REDIS_PORT}/0"
         self.dir = new_dir(name)
@@ -478,7 +480,8 @@ class Server:
         err = open(self.log_path, "ab")
         out = open(self.out_path, "ab")
         self.proc = subprocess.Popen([STUDYHUB_BIN], env=self.env(), cwd=self.dir,
-                                     stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+                                     stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                     preexec_fn=self.preexec)
         _live.add(self.proc)
         err.close()
         out.close()

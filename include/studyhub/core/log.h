@@ -3,6 +3,7 @@
 #define STUDYHUB_CORE_LOG_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 
 enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
 
@@ -16,6 +17,24 @@ void log_msg(enum log_level level, const char *fmt, ...)
 /* The access-log line of one HTTP request. */
 void log_request(const char *request_id, const char *method, const char *route,
                  const char *path, int status, double duration_ms);
+
+/* A rate limit for one noisy place (a loop that could log thousands of
+ * lines a second, as accept errors at the descriptor limit do): at most
+ * max_per_s lines a second pass; the first line after a quiet second says
+ * how many were suppressed.  Declare one static per call site. */
+struct log_limit {
+    long second;       /* the monotonic second being counted */
+    int passed;        /* lines passed in that second */
+    long suppressed;   /* lines dropped since the last one passed */
+};
+/* True when this line may be written; *suppressed gets the count of lines
+ * dropped before it (to mention in the line), then is reset. */
+bool log_limit_pass(struct log_limit *l, int max_per_s, long *suppressed);
+
+/* Messages of a library (libevent's event_set_log_callback, for one),
+ * severity 0 debug .. 3 error, as JSON lines with "lib", rate-limited to
+ * 10 lines a second in all. */
+void log_library(const char *lib, int severity, const char *msg);
 
 #define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)

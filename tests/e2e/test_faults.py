@@ -1,0 +1,191 @@
+"""Faults, short form: a stalled PostgreSQL, the descriptor limit, and a
+bad command line.  Each drives the real server into the fault and asserts
+that requests end quickly, the log stays JSON, and the server recovers by
+itself.  (Long runs under load belong in tools/bench.)"""
+
+import json
+import os
+import resource
+import socket
+import threading
+import time
+
+import harness
+from harness import StudyhubTestCase, request
+
+
+class FreezableProxy:
+    """A TCP forwarder to 127.0.0.1:upstream that can be frozen: while
+    frozen it accepts and reads nothing more and forwards nothing, which
+    is what a client sees of a PostgreSQL stopped with SIGSTOP (or a dead
+    path that keepalives have not noticed yet)."""
+
+    def __init__(self, upstream):
+        self.upstream = upstream
+        self.frozen = threading.Event()
+        self.closing = threading.Event()
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.conns = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        while not self.closing.is_set():
+            if self.frozen.is_set():
+                time.sleep(0.05)
+                continue
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                continue
+            server = socket.create_connection(("127.0.0.1", self.upstream))
+            self.conns += [client, server]
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, src, dst):
+        src.settimeout(0.1)
+        while not self.closing.is_set():
+            if self.frozen.is_set():
+                time.sleep(0.05)
+                continue
+            try:
+                data = src.recv(65536)
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+            if not data:
+                break
+            try:
+                dst.sendall(data)
+            except OSError:
+                break
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self):
+        self.closing.set()
+        self.thread.join(2)
+        for s in self.conns + [self.sock]:
+            s.close()
+
+
+def timed(fn):
+    t0 = time.monotonic()
+    out = fn()
+    return out, time.monotonic() - t0
+
+
+class StalledPostgres(StudyhubTestCase):
+    def test_stalled_queries_are_cut_and_then_fail_fast(self):
+        db = self.database()
+        proxy = FreezableProxy(harness.PG_PORT)
+        self.addCleanup(proxy.close)
+        url = harness.database_url(db).replace(f"port={harness.PG_PORT}",
+                                               f"port={proxy.port}")
+        srv = self.server(database=db, env={
+            "DATABASE_URL": url, "PG_QUERY_TIMEOUT_MS": "800",
+            "PG_ACQUIRE_TIMEOUT_MS": "800", "TASK_CONCURRENCY": "0"})
+        self.assertStatus(srv.get("/readyz"), 200)
+        # A new token nobody has each time: its lookup is a query on the
+        # pool (a token already looked up may be answered from the cache).
+        def bogus():
+            return {"Authorization": "Token " + os.urandom(20).hex()}
+        self.assertStatus(srv.get("/api/v1/users/", headers=bogus()), 401)
+
+        proxy.frozen.set()
+        time.sleep(0.3)   # pumps inside a recv() finish it first
+        # In flight on a session when PostgreSQL stalls: cut at 0.8 s + 1 s,
+        # not held until the stall ends.
+        resp, took = timed(lambda: srv.get("/api/v1/users/", headers=bogus(),
+                                           timeout=15))
+        self.assertStatus(resp, 503)
+        self.assertLess(took, 4.0 * harness.SLOW, "a stalled query was not cut")
+        self.assertGreater(took, 1.5, "answered before the query's deadline")
+
+        # Known down (no session up for a whole acquire timeout): at once.
+        time.sleep(1.0)
+        resp, took = timed(lambda: srv.get("/api/v1/users/", headers=bogus(),
+                                           timeout=15))
+        self.assertStatus(resp, 503)
+        self.assertLess(took, 0.5 * harness.SLOW, "known-down did not fail fast")
+        metrics = srv.get("/metrics").text
+        self.assertRegex(metrics, r"studyhub_pg_query_timeouts_total [1-9]")
+        self.assertRegex(metrics, r"studyhub_pg_failed_fast_total [1-9]")
+        self.assertIn("studyhub_pg_known_down 1", metrics)
+
+        # The stall ends: a reconnect closes the circuit by itself.
+        proxy.frozen.clear()
+        harness.wait_until(lambda: srv.get("/readyz").status == 200, 15,
+                           message="/readyz back to 200 after the stall")
+        self.assertStatus(srv.get("/api/v1/users/", headers=bogus()), 401)
+        self.assertIn("studyhub_pg_known_down 0", srv.get("/metrics").text)
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class DescriptorLimit(StudyhubTestCase):
+    LIMIT = 96
+
+    def test_at_the_fd_limit_it_refuses_backs_off_and_recovers(self):
+        limit = self.LIMIT
+
+        def low_limit():
+            resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+        srv = self.server(preexec=low_limit, env={"TASK_CONCURRENCY": "0"})
+        self.assertIn(f"studyhub_max_fds {limit}", srv.get("/metrics").text)
+        log_before = len(srv.log_text())
+        clients = []
+        try:
+            for _ in range(limit + 60):
+                s = socket.socket()
+                s.settimeout(2)
+                try:
+                    s.connect(("127.0.0.1", srv.port))
+                except OSError:
+                    s.close()
+                    continue
+                clients.append(s)
+            # Past the limit: the server must not spin on accept errors.
+            cpu0 = cpu_seconds(srv.proc.pid)
+            time.sleep(2.0)
+            busy = (cpu_seconds(srv.proc.pid) - cpu0) / 2.0
+            self.assertLess(busy, 0.5, f"server at {busy:.0%} CPU at the fd limit")
+            self.assertTrue(srv.running())
+        finally:
+            for s in clients:
+                s.close()
+        harness.wait_until(lambda: srv.get("/healthz").status == 200, 10,
+                           message="/healthz after the connections closed")
+        metrics = srv.get("/metrics").text
+        self.assertRegex(metrics, r"studyhub_http_accepts_refused_total [1-9]")
+        # The log of the episode: a few JSON lines, not a flood of raw ones.
+        tail = srv.log_text()[log_before:]
+        lines = [l for l in tail.splitlines() if l.strip()]
+        self.assertLess(len(lines), 400, f"{len(lines)} log lines at the fd limit")
+        for line in lines:
+            json.loads(line)   # every line is JSON
+
+
+class CommandLine(StudyhubTestCase):
+    def test_an_unknown_option_is_named(self):
+        import subprocess
+        proc = subprocess.run([harness.STUDYHUB_BIN, "--bogus"], capture_output=True,
+                              text=True, timeout=10)
+        self.assertEqual(proc.returncode, 2)
+        self.assertIn('"--bogus"', proc.stderr)
+        self.assertLess(len(proc.stderr.splitlines()), 3)
