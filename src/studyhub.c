@@ -305,6 +305,9 @@ int main(int argc, char **argv)
         log_error("cannot set up storage: %s", app.fetch ? err : "curl cannot start");
         goto out;
     }
+    /* A crash mid-write leaves its temp file: take those of dead writers
+     * now (the nightly abort_stale_uploads takes any old enough). */
+    storage_sweep_tmp(app.storage, time(NULL) - 60, true);
     app.admin = admin_server_new(app.base, cfg.admin_socket, &app);
     if (!app.admin) {
         log_error("cannot open the admin socket %s", cfg.admin_socket);

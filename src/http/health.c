@@ -14,6 +14,7 @@
 #include "studyhub/core/config.h"
 #include "studyhub/core/log.h"
 #include "studyhub/core/metrics.h"
+#include "studyhub/http/conns.h"
 #include "studyhub/http/jsonapi.h"
 #include "studyhub/http/router.h"
 #include "studyhub/http/server.h"
@@ -125,6 +126,7 @@ static void metrics_route(struct http_req *req, void *arg)
     struct app *app = arg;
     struct evbuffer *out = evbuffer_new();
     struct pg_pool_stats ps;
+    struct http_conns_stats cs;
 
     if (!out) {
         jsonapi_reply_unavailable(req, "Memory");
@@ -132,6 +134,7 @@ static void metrics_route(struct http_req *req, void *arg)
     }
     metrics_render(app->metrics, out);
     pg_pool_stats(app->pg, &ps);
+    http_conns_stats(http_server_conns(app->http), &cs);
     evbuffer_add_printf(out,
         "# HELP studyhub_pg_pool_size PostgreSQL connections configured.\n"
         "# TYPE studyhub_pg_pool_size gauge\nstudyhub_pg_pool_size %d\n"
@@ -155,6 +158,10 @@ static void metrics_route(struct http_req *req, void *arg)
         "# TYPE studyhub_http_connections gauge\nstudyhub_http_connections %u\n"
         "# HELP studyhub_http_accepts_refused_total Connections closed at once at the descriptor limit.\n"
         "# TYPE studyhub_http_accepts_refused_total counter\nstudyhub_http_accepts_refused_total %lu\n"
+        "# HELP studyhub_http_slow_closed_total Connections closed past their request deadline.\n"
+        "# TYPE studyhub_http_slow_closed_total counter\nstudyhub_http_slow_closed_total %lu\n"
+        "# HELP studyhub_http_over_cap_total Connections closed at accept: too many from one address.\n"
+        "# TYPE studyhub_http_over_cap_total counter\nstudyhub_http_over_cap_total %lu\n"
         "# HELP studyhub_open_fds Open file descriptors of the process.\n"
         "# TYPE studyhub_open_fds gauge\nstudyhub_open_fds %d\n"
         "# HELP studyhub_max_fds The process's descriptor limit (RLIMIT_NOFILE).\n"
@@ -162,7 +169,8 @@ static void metrics_route(struct http_req *req, void *arg)
         ps.size, ps.connected, ps.in_use, ps.waiting, ps.known_down ? 1 : 0,
         ps.failed_fast, ps.timed_out, redis_connected(app->redis) ? 1 : 0,
         http_server_inflight(app->http), http_server_connections(app->http),
-        http_server_accepts_refused(app->http), open_fd_count(), max_fd_count());
+        http_server_accepts_refused(app->http), cs.slow_closed, cs.over_cap,
+        open_fd_count(), max_fd_count());
     http_reply_buffer(req, 200, "text/plain; version=0.0.4", out);
     evbuffer_free(out);
 }

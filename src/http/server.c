@@ -27,17 +27,11 @@
 #include "studyhub/core/config.h"
 #include "studyhub/core/log.h"
 #include "studyhub/core/metrics.h"
+#include "studyhub/core/ptrmap.h"
 #include "studyhub/core/util.h"
+#include "studyhub/http/conns.h"
 #include "studyhub/http/jsonapi.h"
 #include "studyhub/http/router.h"
-
-/* A set of the evhttp connections we have seen a request on, so the close
- * callback is registered once and open connections can be counted. */
-struct conn_set {
-    const void **slots;     /* owned; NULL = empty, TOMBSTONE = deleted */
-    size_t cap, used;       /* used counts live entries and tombstones */
-    size_t live;
-};
 
 struct http_server {
     struct event_base *base;            /* borrowed */
@@ -49,9 +43,9 @@ struct http_server {
     struct evhttp_bound_socket *bound;  /* owned by http; NULL once closed */
     int port;                           /* bound port */
     unsigned inflight;                  /* requests not yet answered */
-    struct conn_set writing;            /* connections with a reply not yet sent */
+    struct ptrmap writing;              /* connections with a reply not yet sent */
     bool draining;                      /* stop_accepting was called */
-    struct conn_set conns;              /* open connections */
+    struct http_conns *conns;           /* owned: open connections, slow-client guard */
     int reserve_fd;                     /* owned: /dev/null, given up to refuse
                                          * a connection at the fd limit */
     struct event *accept_pause;         /* owned: re-enables accepting */
@@ -79,75 +73,6 @@ struct http_req {
     struct timespec start;          /* monotonic */
     int stream_status;              /* http_reply_start's status (streams) */
 };
-
-static const void *const TOMBSTONE = &TOMBSTONE;
-
-static size_t ptr_hash(const void *p, size_t cap)
-{
-    uintptr_t x = (uintptr_t)p;
-    x ^= x >> 17;
-    x *= 0x9E3779B97F4A7C15ull;
-    return (size_t)(x >> 7) & (cap - 1);
-}
-
-static bool conn_set_grow(struct conn_set *s)
-{
-    size_t cap = s->cap ? s->cap * 2 : 64;
-    const void **slots = calloc(cap, sizeof *slots);
-    if (!slots)
-        return false;
-    for (size_t i = 0; i < s->cap; i++) {
-        const void *p = s->slots[i];
-        if (p && p != TOMBSTONE) {
-            size_t j = ptr_hash(p, cap);
-            while (slots[j])
-                j = (j + 1) & (cap - 1);
-            slots[j] = p;
-        }
-    }
-    free(s->slots);
-    s->slots = slots;
-    s->cap = cap;
-    s->used = s->live;
-    return true;
-}
-
-/* Returns true when p was added (it was not there before). */
-static bool conn_set_add(struct conn_set *s, const void *p)
-{
-    if ((s->used + 1) * 2 > s->cap && !conn_set_grow(s))
-        return false;
-    size_t i = ptr_hash(p, s->cap), free_slot = SIZE_MAX;
-    while (s->slots[i]) {
-        if (s->slots[i] == p)
-            return false;
-        if (s->slots[i] == TOMBSTONE && free_slot == SIZE_MAX)
-            free_slot = i;
-        i = (i + 1) & (s->cap - 1);
-    }
-    if (free_slot != SIZE_MAX)
-        i = free_slot;
-    else
-        s->used++;
-    s->slots[i] = p;
-    s->live++;
-    return true;
-}
-
-static void conn_set_del(struct conn_set *s, const void *p)
-{
-    if (!s->cap)
-        return;
-    size_t i = ptr_hash(p, s->cap);
-    while (s->slots[i]) {
-        if (s->slots[i] == p) {
-            s->slots[i] = TOMBSTONE;
-            s->live--;
-            return;
-        }
-        i = (i + 1) & (s->cap - 1);
-    }
-}
 
 static enum http_method method_of(enum evhttp_cmd_type t)
 {
@@ -190,30 +115,29 @@ static bool request_id_ok(const char *s)
 static void on_conn_close(struct evhttp_connection *evcon, void *arg)
 {
     struct http_server *srv = arg;
-    conn_set_del(&srv->conns, evcon);
+
     /* A connection that fails mid-write never completes its reply. */
-    conn_set_del(&srv->writing, evcon);
+    ptrmap_del(&srv->writing, evcon);
 }
 
 static void on_reply_sent(struct evhttp_request *ev, void *arg)
 {
     struct http_server *srv = arg;
-    conn_set_del(&srv->writing, evhttp_request_get_connection(ev));
+    struct evhttp_connection *evcon = evhttp_request_get_connection(ev);
+
+    ptrmap_del(&srv->writing, evcon);
+    http_conns_reply_done(srv->conns, evcon);
 }
 
-/* Once per connection, at its first request. */
-static void conn_setup(struct http_server *srv, struct evhttp_connection *evcon)
+/* A reply is being written on evcon: drain waits for it. */
+static void writing_add(struct http_server *srv, struct evhttp_request *ev)
 {
-    struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
-    int one = 1;
+    struct evhttp_connection *evcon = evhttp_request_get_connection(ev);
 
-    evhttp_connection_set_closecb(evcon, on_conn_close, srv);
-    if (!bev)
-        return;
-    /* Replies go out whole: without TCP_NODELAY a keep-alive reply larger
-     * than one write waits for the client's delayed ACK (~40 ms). */
-    setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    bufferevent_set_max_single_write(bev, 256 * 1024);
+    /* Out of memory: drain may not wait for this one reply. */
+    if (ptrmap_put(&srv->writing, evcon, evcon) < 0)
+        log_warn("http: out of memory tracking a reply");
+    evhttp_request_set_on_complete_cb(ev, on_reply_sent, srv);
 }
 
 static void req_free(struct http_req *req)
@@ -249,8 +173,8 @@ static void on_request(struct evhttp_request *ev, void *arg)
     req->method = method_of(evhttp_request_get_command(ev));
     srv->inflight++;
 
-    if (evcon && conn_set_add(&srv->conns, evcon))
-        conn_setup(srv, evcon);
+    if (evcon)
+        http_conns_request_in(srv->conns, evcon);
 
     hdr = evhttp_find_header(evhttp_request_get_input_headers(ev), "X-Request-Id");
     if (hdr && request_id_ok(hdr))
@@ -351,6 +275,11 @@ unsigned long http_server_accepts_refused(const struct http_server *srv)
     return srv->accepts_refused;
 }
 
+const struct http_conns *http_server_conns(const struct http_server *srv)
+{
+    return srv->conns;
+}
+
 struct http_server *http_server_new(struct event_base *base,
                                     const struct config *cfg,
                                     const struct router *router,
@@ -369,10 +298,16 @@ struct http_server *http_server_new(struct event_base *base,
     srv->http = evhttp_new(base);
     srv->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     srv->accept_pause = evtimer_new(base, on_accept_pause_end, srv);
-    if (!srv->http || !srv->accept_pause) {
+    srv->conns = http_conns_new(base, &(struct http_conns_limits){
+                                    .header_timeout_s = (int)cfg->request_header_timeout_s,
+                                    .min_rate = cfg->request_min_rate,
+                                    .max_per_addr = (int)cfg->max_conns_per_addr,
+                                }, on_conn_close, srv);
+    if (!srv->http || !srv->accept_pause || !srv->conns) {
         http_server_free(srv);
         return NULL;
     }
+    http_conns_attach(srv->conns, srv->http);
     util_random_hex(4, rnd);
     snprintf(srv->id_prefix, sizeof srv->id_prefix, "%s", rnd);
     evhttp_set_max_headers_size(srv->http, (ev_ssize_t)cfg->max_header_bytes);
@@ -398,8 +333,8 @@ void http_server_free(struct http_server *srv)
         close(srv->reserve_fd);
     if (accepting_server == srv)
         accepting_server = NULL;
-    free(srv->conns.slots);
-    free(srv->writing.slots);
+    http_conns_free(srv->conns);     /* after evhttp_free (see conns.h) */
+    ptrmap_cleanup(&srv->writing);
     free(srv);
 }
 
@@ -441,12 +376,15 @@ unsigned http_server_inflight(const struct http_server *srv)
 {
     /* A reply still in the socket buffer is in flight too: exiting before
      * it is written would cut it off. */
-    return srv->inflight + (unsigned)srv->writing.live;
+    return srv->inflight + (unsigned)ptrmap_count(&srv->writing);
 }
 
 unsigned http_server_connections(const struct http_server *srv)
 {
-    return (unsigned)srv->conns.live;
+    struct http_conns_stats st;
+
+    http_conns_stats(srv->conns, &st);
+    return st.open;
 }
 
 enum http_method http_req_method(const struct http_req *req)
@@ -603,10 +541,8 @@ void http_reply_buffer(struct http_req *req, int status,
         evhttp_add_header(out, "Connection", "close");
     /* evhttp calls on_complete once the reply is written; a request whose
      * client has gone is freed at once instead, without it. */
-    if (evhttp_request_get_connection(req->ev)) {
-        conn_set_add(&srv->writing, evhttp_request_get_connection(req->ev));
-        evhttp_request_set_on_complete_cb(req->ev, on_reply_sent, srv);
-    }
+    if (evhttp_request_get_connection(req->ev))
+        writing_add(srv, req->ev);
     evhttp_send_reply(req->ev, status, NULL, body);
     ms = elapsed_ms(&req->start);
     metrics_observe_request(srv->metrics, req->route, status, ms / 1e3);
@@ -681,10 +617,8 @@ void http_reply_end(struct http_req *req)
     struct evhttp_connection *evcon = evhttp_request_get_connection(req->ev);
     double ms;
 
-    if (evcon) {
-        conn_set_add(&srv->writing, evcon);
-        evhttp_request_set_on_complete_cb(req->ev, on_reply_sent, srv);
-    }
+    if (evcon)
+        writing_add(srv, req->ev);
     /* Frees the evhttp request (at once when the client has gone). */
     evhttp_send_reply_end(req->ev);
     ms = elapsed_ms(&req->start);

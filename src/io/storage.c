@@ -35,6 +35,8 @@
 #include <sys/queue.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <signal.h>
+#include <time.h>
 
 #define FILE_CHUNK (256u << 10)
 /* File I/O done per loop turn by one streaming operation. */
@@ -2571,6 +2573,37 @@ struct storage *storage_new(struct event_base *base, struct fetch_client *fc,
         return NULL;
     }
     return st;
+}
+
+long storage_sweep_tmp(struct storage *st, time_t before, bool dead_writers_only)
+{
+    char *dir = st && st->kind == ST_FILE ? util_asprintf("%s/" INTERNAL_DIR "/tmp", st->dir)
+                                         : NULL;
+    DIR *d = dir ? opendir(dir) : NULL;
+    struct dirent *e;
+    long removed = 0;
+
+    while (d && (e = readdir(d))) {
+        struct stat sb;
+        long pid;
+
+        if (sscanf(e->d_name, "t-%ld-", &pid) != 1 ||
+            fstatat(dirfd(d), e->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0 ||
+            !S_ISREG(sb.st_mode) || sb.st_mtime >= before)
+            continue;
+        if (dead_writers_only && (pid == (long)getpid() || kill((pid_t)pid, 0) == 0 ||
+                                  errno != ESRCH))
+            continue;
+        if (unlinkat(dirfd(d), e->d_name, 0) == 0) {
+            removed++;
+            log_info("storage: removed %s/%s, left by an unfinished write (%lld bytes)",
+                     dir, e->d_name, (long long)sb.st_size);
+        }
+    }
+    if (d)
+        closedir(d);
+    free(dir);
+    return removed;
 }
 
 void storage_free(struct storage *st)

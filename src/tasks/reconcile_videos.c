@@ -475,6 +475,10 @@ static void abort_stale_uploads_job(struct sched_run *run, void *arg)
     a->run = run;
     a->app = app;
     a->cutoff = time(NULL) - app->cfg->stale_upload_age_s;
+    /* file://'s own leftovers: temp files of writes cut by a crash. */
+    long swept = storage_sweep_tmp(app->storage, a->cutoff, false);
+    if (swept)
+        sched_run_log(run, "removed %ld temporary files of unfinished writes", swept);
     abort_page(a);
 }
 

@@ -189,3 +189,67 @@ class CommandLine(StudyhubTestCase):
         self.assertEqual(proc.returncode, 2)
         self.assertIn('"--bogus"', proc.stderr)
         self.assertLess(len(proc.stderr.splitlines()), 3)
+
+
+class SlowClients(StudyhubTestCase):
+    def test_trickling_clients_are_cut_and_others_served(self):
+        srv = self.server(env={"REQUEST_HEADER_TIMEOUT_S": "2", "TASK_CONCURRENCY": "0"})
+        n = 40
+        socks = []
+        for _ in range(n):
+            s = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+            s.sendall(b"GET /healthz HTTP/1.1\r\n")
+            socks.append(s)
+        closed = set()
+        t0 = time.monotonic()
+        try:
+            # A header byte every 0.25 s from each: fresh bytes never save
+            # a request that is past its deadline.
+            while len(closed) < n and time.monotonic() - t0 < 10 * harness.SLOW:
+                for i, s in enumerate(socks):
+                    if i in closed:
+                        continue
+                    try:
+                        s.sendall(b"X")
+                        s.setblocking(False)
+                        if s.recv(1) == b"":
+                            closed.add(i)
+                    except BlockingIOError:
+                        pass
+                    except OSError:
+                        closed.add(i)
+                    finally:
+                        s.setblocking(True)
+                # Everyone else is served meanwhile.
+                self.assertStatus(srv.get("/healthz", timeout=5), 200)
+                time.sleep(0.25)
+            took = time.monotonic() - t0
+        finally:
+            for s in socks:
+                s.close()
+        self.assertEqual(len(closed), n, "trickling connections were left open")
+        self.assertGreater(took, 1.5, "cut before the deadline")
+        self.assertRegex(srv.get("/metrics").text, rf"studyhub_http_slow_closed_total ([4-9]\d|\d{{3,}})")
+
+    def test_connections_per_address_are_capped(self):
+        srv = self.server(env={"MAX_CONNS_PER_ADDR": "5", "TASK_CONCURRENCY": "0"})
+        socks = [socket.create_connection(("127.0.0.1", srv.port), timeout=5) for _ in range(8)]
+        try:
+            time.sleep(0.3)
+            closed = 0
+            for s in socks:
+                s.setblocking(False)
+                try:
+                    if s.recv(1) == b"":
+                        closed += 1
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    closed += 1
+            self.assertEqual(closed, 3)
+        finally:
+            for s in socks:
+                s.close()
+        harness.wait_until(lambda: srv.get("/healthz").status == 200, 5,
+                           message="served again once the others closed")
+        self.assertIn("studyhub_http_over_cap_total 3", srv.get("/metrics").text)

@@ -575,6 +575,45 @@ START_TEST(content_types_by_extension)
 }
 END_TEST
 
+/* Temp files of unfinished writes: a dead writer's old one goes at start,
+ * a live writer's (ours) and a fresh one stay; the nightly sweep takes any
+ * old enough; other names are never touched. */
+START_TEST(file_sweep_tmp)
+{
+    struct storage *st = file_storage();
+    char dir[256], path[512];
+    struct timespec old[2] = { { .tv_sec = 1000 }, { .tv_sec = 1000 } };
+    const char *names[] = { "t-999999999-1", "t-999999999-2", NULL, "keep-me" };
+    char mine[64];
+    int fd;
+
+    snprintf(mine, sizeof mine, "t-%ld-7", (long)getpid());
+    names[2] = mine;
+    snprintf(dir, sizeof dir, "%s/objects/.studyhub/tmp", tmpdir);
+    for (int i = 0; i < 4; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        fd = open(path, O_WRONLY | O_CREAT, 0600);
+        ck_assert_int_ge(fd, 0);
+        close(fd);
+        if (i != 1)   /* names[1] stays fresh */
+            ck_assert_int_eq(utimensat(AT_FDCWD, path, old, 0), 0);
+    }
+    /* At start: old and written by a process that is gone. */
+    ck_assert_int_eq(storage_sweep_tmp(st, time(NULL) - 60, true), 1);
+    snprintf(path, sizeof path, "%s/%s", dir, names[0]);
+    ck_assert_int_ne(access(path, F_OK), 0);
+    /* Nightly: anything old enough, the live writer's too. */
+    ck_assert_int_eq(storage_sweep_tmp(st, time(NULL) - 60, false), 1);
+    snprintf(path, sizeof path, "%s/%s", dir, mine);
+    ck_assert_int_ne(access(path, F_OK), 0);
+    for (int i = 1; i < 4; i += 2) {
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        ck_assert_int_eq(access(path, F_OK), 0);
+    }
+    storage_free(st);
+}
+END_TEST
+
 START_TEST(file_traversal_refused)
 {
     struct storage *st = file_storage();
@@ -1137,6 +1176,7 @@ static Suite *suite(void)
     suite_add_tcase(s, f);
 
     TCase *t = tcase_create("file");
+    tcase_add_test(t, file_sweep_tmp);
     tcase_add_checked_fixture(t, setup, teardown);
     tcase_set_timeout(t, 60);
     tcase_add_test(t, key_rules);

@@ -15,6 +15,9 @@ struct config {
     long pg_pool_size;          /* PG_POOL_SIZE */
     long pg_acquire_timeout_ms; /* PG_ACQUIRE_TIMEOUT_MS */
     long pg_query_timeout_ms;   /* PG_QUERY_TIMEOUT_MS */
+    long request_header_timeout_s; /* REQUEST_HEADER_TIMEOUT_S */
+    long request_min_rate;      /* REQUEST_MIN_RATE */
+    long max_conns_per_addr;    /* MAX_CONNS_PER_ADDR */
     char *redis_url;            /* REDIS_URL: redis://host:port/db (owned) */
     char *redis_host;           /* parsed from redis_url, numeric (owned) */
     long redis_port;            /* parsed from redis_url */

@@ -42,6 +42,9 @@ unsigned http_server_inflight(const struct http_server *srv);
 unsigned http_server_connections(const struct http_server *srv);
 /* Connections accepted and closed at once at the descriptor limit. */
 unsigned long http_server_accepts_refused(const struct http_server *srv);
+/* The connection table (counts of slow and over-cap closes). */
+struct http_conns;
+const struct http_conns *http_server_conns(const struct http_server *srv);
 
 /* Request accessors; every returned pointer lives as long as the request. */
 enum http_method http_req_method(const struct http_req *req);

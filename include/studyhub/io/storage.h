@@ -117,6 +117,14 @@ struct storage *storage_new(struct event_base *base, struct fetch_client *fc,
  * first (they use st), and not from inside a storage callback. */
 void storage_free(struct storage *st);
 
+/* file:// only (0 elsewhere): removes the temporary files of writes that
+ * never finished (a crash mid-upload leaves one behind) and returns how
+ * many.  A file goes when it was last written before `before`, and, with
+ * dead_writers_only, only when the process that wrote it (its name holds
+ * the pid) is gone from this host.  Synchronous: the folder holds only the
+ * writes in flight. */
+long storage_sweep_tmp(struct storage *st, time_t before, bool dead_writers_only);
+
 /* "file", "s3" or "gs". */
 const char *storage_backend(const struct storage *st);
 bool storage_key_valid(const char *key);

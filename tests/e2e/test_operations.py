@@ -1,0 +1,84 @@
+"""Operating it: a backup taken with pg_dump and restored into a new
+database serves the same study from a new server, with the same API
+token; and `make install` puts the programs, the migrations and the
+deployment examples in their places."""
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+
+import harness
+from harness import StudyhubTestCase
+
+SEED_STUDY = "d3b5c0de-5eed-4a11-9e10-5757d1e5ba5e"
+PARTICIPANT = "participant@demo.studyhub.test"
+
+
+def pg_command(tool, *args):
+    host = harness.PG_SOCKDIR or harness.PG_HOST
+    return [tool, "-h", host, "-p", str(harness.PG_PORT), "-U", harness.PG_SUPERUSER, *args]
+
+
+class BackupRestore(StudyhubTestCase):
+    def test_pg_dump_restored_into_a_new_server_serves_the_same_study(self):
+        old_db = self.database()
+        old = self.server(database=old_db, env={"TASK_CONCURRENCY": "0"})
+        out = old.ctl("seed-demo")
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        out = old.ctl("token", "create", PARTICIPANT)
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        token = re.search(r"\b[0-9a-f]{40}\b", out.stdout).group(0)
+        before = old.client(token).get(f"/api/v1/studies/{SEED_STUDY}/")
+        self.assertStatus(before, 200)
+
+        # The backup: a custom-format dump, as the README says to take it.
+        dump = os.path.join(tempfile.mkdtemp(dir=harness.tmp_root()), "studyhub.dump")
+        proc = subprocess.run(pg_command("pg_dump", "-Fc", "-f", dump, old_db),
+                              capture_output=True, text=True, timeout=120)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        old.stop()
+
+        # The restore: a new, empty database owned by the server's role.
+        new_db = self.database()
+        proc = subprocess.run(pg_command("pg_restore", "--no-owner", "--role",
+                                         harness.PG_USER, "-d", new_db, dump),
+                              capture_output=True, text=True, timeout=120)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        new = self.server(database=new_db, env={"TASK_CONCURRENCY": "0"})
+        self.assertNotIn("migrate: applied", new.log_text(),
+                         "the restored database was migrated again")
+        after = new.client(token).get(f"/api/v1/studies/{SEED_STUDY}/")
+        self.assertStatus(after, 200)
+        self.assertEqual(after.json["data"]["attributes"], before.json["data"]["attributes"])
+
+
+class Install(StudyhubTestCase):
+    def test_make_install_puts_everything_in_place(self):
+        build = os.path.dirname(harness.STUDYHUB_BIN)
+        if not os.path.exists(os.path.join(build, "Makefile")):
+            self.skipTest("the server was not built with this tree's Makefile")
+        dest = tempfile.mkdtemp(dir=harness.tmp_root())
+        self.addCleanup(shutil.rmtree, dest, True)
+        proc = subprocess.run(["make", "-C", build, "install", f"DESTDIR={dest}"],
+                              capture_output=True, text=True, timeout=300)
+        self.assertEqual(proc.returncode, 0, proc.stdout[-2000:] + proc.stderr[-2000:])
+        files = set()
+        for root, _, names in os.walk(dest):
+            for n in names:
+                files.add(os.path.relpath(os.path.join(root, n), dest))
+        for want in ("bin/studyhub", "bin/studyhubctl", "share/doc/studyhub/README",
+                     "share/doc/studyhub/deploy/studyhub.service",
+                     "share/doc/studyhub/deploy/studyhub.env.example",
+                     "share/doc/studyhub/deploy/nginx.conf.example"):
+            self.assertTrue(any(f.endswith(want) for f in files), f"{want} not installed")
+        sql = sorted(f for f in files if "/share/studyhub/sql/" in f)
+        shipped = sorted(os.listdir(os.path.join(harness.REPO_ROOT, "sql")))
+        self.assertEqual([os.path.basename(f) for f in sql],
+                         [f for f in shipped if f.endswith(".sql")])
+        installed = next(f for f in files if f.endswith("bin/studyhub"))
+        proc = subprocess.run([os.path.join(dest, installed), "--version"],
+                              capture_output=True, text=True, timeout=10)
+        self.assertEqual(proc.returncode, 0)
+        self.assertTrue(proc.stdout.startswith("studyhub "))
