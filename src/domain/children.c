@@ -129,18 +129,12 @@ static void children_list(struct http_req *req, struct app *app)
         jsonapi_reply_unavailable(req, "Database");
 }
 
-static void h_child_get(struct http_req *req, void *arg)
-{
-    auth_require(req, arg, child_get);
-}
+static const struct route children_route_table[] = {
+    { HTTP_GET, "/api/v1/children/", children_list, ROUTE_FAMILY },
+    { HTTP_GET, "/api/v1/children/{id}/", child_get, ROUTE_FAMILY },
+};
 
-static void h_children_list(struct http_req *req, void *arg)
+int children_routes(struct router *r)
 {
-    auth_require(req, arg, children_list);
-}
-
-void children_routes(struct router *r)
-{
-    router_add(r, HTTP_GET, "/api/v1/children/", h_children_list);
-    router_add(r, HTTP_GET, "/api/v1/children/{id}/", h_child_get);
+    return ROUTER_ADD_TABLE(r, children_route_table);
 }

@@ -342,16 +342,15 @@ static void feedback_update(struct http_req *req, struct app *app)
     free(b.comment);
 }
 
-static void h_list(struct http_req *req, void *arg) { auth_require(req, arg, feedback_list); }
-static void h_create(struct http_req *req, void *arg) { auth_require(req, arg, feedback_create); }
-static void h_get(struct http_req *req, void *arg) { auth_require(req, arg, feedback_get); }
-static void h_update(struct http_req *req, void *arg) { auth_require(req, arg, feedback_update); }
+static const struct route feedback_route_table[] = {
+    { HTTP_GET, "/api/v1/feedback/", feedback_list, ROUTE_FAMILY },
+    { HTTP_POST, "/api/v1/feedback/", feedback_create, ROUTE_FAMILY },
+    { HTTP_GET, "/api/v1/feedback/{id}/", feedback_get, ROUTE_FAMILY },
+    { HTTP_PATCH, "/api/v1/feedback/{id}/", feedback_update, ROUTE_FAMILY },
+    { HTTP_PUT, "/api/v1/feedback/{id}/", feedback_update, ROUTE_FAMILY },
+};
 
-void feedback_routes(struct router *r)
+int feedback_routes(struct router *r)
 {
-    router_add(r, HTTP_GET, "/api/v1/feedback/", h_list);
-    router_add(r, HTTP_POST, "/api/v1/feedback/", h_create);
-    router_add(r, HTTP_GET, "/api/v1/feedback/{id}/", h_get);
-    router_add(r, HTTP_PATCH, "/api/v1/feedback/{id}/", h_update);
-    router_add(r, HTTP_PUT, "/api/v1/feedback/{id}/", h_update);
+    return ROUTER_ADD_TABLE(r, feedback_route_table);
 }

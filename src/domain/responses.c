@@ -1149,20 +1149,17 @@ static void response_update(struct http_req *req, struct app *app)
 
 /* ---- routes ------------------------------------------------------------------ */
 
-static void h_list(struct http_req *req, void *arg) { auth_require(req, arg, responses_list); }
-static void h_create(struct http_req *req, void *arg) { auth_require(req, arg, response_create); }
-static void h_get(struct http_req *req, void *arg) { auth_require(req, arg, response_get); }
-static void h_update(struct http_req *req, void *arg) { auth_require(req, arg, response_update); }
-static void h_nested(struct http_req *req, void *arg) { auth_require(req, arg, study_responses); }
-static void h_past(struct http_req *req, void *arg) { auth_require(req, arg, past_sessions); }
+static const struct route responses_route_table[] = {
+    { HTTP_GET, "/api/v1/responses/", responses_list, ROUTE_FAMILY },
+    { HTTP_POST, "/api/v1/responses/", response_create, ROUTE_FAMILY },
+    { HTTP_GET, "/api/v1/responses/{id}/", response_get, ROUTE_FAMILY },
+    { HTTP_PATCH, "/api/v1/responses/{id}/", response_update, ROUTE_FAMILY },
+    { HTTP_PUT, "/api/v1/responses/{id}/", response_update, ROUTE_FAMILY },
+    { HTTP_GET, "/api/v1/studies/{id}/responses/", study_responses, ROUTE_FAMILY },
+    { HTTP_GET, "/api/v1/past-sessions/{id}/", past_sessions, ROUTE_FAMILY },
+};
 
-void responses_routes(struct router *r)
+int responses_routes(struct router *r)
 {
-    router_add(r, HTTP_GET, "/api/v1/responses/", h_list);
-    router_add(r, HTTP_POST, "/api/v1/responses/", h_create);
-    router_add(r, HTTP_GET, "/api/v1/responses/{id}/", h_get);
-    router_add(r, HTTP_PATCH, "/api/v1/responses/{id}/", h_update);
-    router_add(r, HTTP_PUT, "/api/v1/responses/{id}/", h_update);
-    router_add(r, HTTP_GET, "/api/v1/studies/{id}/responses/", h_nested);
-    router_add(r, HTTP_GET, "/api/v1/past-sessions/{id}/", h_past);
+    return ROUTER_ADD_TABLE(r, responses_route_table);
 }

@@ -229,18 +229,12 @@ static void studies_list(struct http_req *req, struct app *app)
         jsonapi_reply_unavailable(req, "Database");
 }
 
-static void h_study_get(struct http_req *req, void *arg)
-{
-    auth_require(req, arg, study_get);
-}
+static const struct route studies_route_table[] = {
+    { HTTP_GET, "/api/v1/studies/", studies_list, ROUTE_FAMILY },
+    { HTTP_GET, "/api/v1/studies/{id}/", study_get, ROUTE_FAMILY },
+};
 
-static void h_studies_list(struct http_req *req, void *arg)
+int studies_routes(struct router *r)
 {
-    auth_require(req, arg, studies_list);
-}
-
-void studies_routes(struct router *r)
-{
-    router_add(r, HTTP_GET, "/api/v1/studies/", h_studies_list);
-    router_add(r, HTTP_GET, "/api/v1/studies/{id}/", h_study_get);
+    return ROUTER_ADD_TABLE(r, studies_route_table);
 }

@@ -40,8 +40,9 @@
 struct router;
 struct sched_run;
 
-/* Handlers get the struct app as their arg. */
-void accounts_routes(struct router *r);
+/* Adds the module's route table (each route with its access policy);
+ * 0, or -1 when the router refused one. */
+int accounts_routes(struct router *r);
 
 /* Scheduled job cleanup_account_tokens: deletes emailed tokens a week
  * after they expired or were used. */
