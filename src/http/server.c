@@ -515,6 +515,11 @@ static void add_security_headers(struct evkeyvalq *out, const char *content_type
     }
 }
 
+const char *http_reply_header(const struct http_req *req, const char *name)
+{
+    return evhttp_find_header(evhttp_request_get_output_headers(req->ev), name);
+}
+
 void http_reply_buffer(struct http_req *req, int status,
                        const char *content_type, struct evbuffer *body)
 {

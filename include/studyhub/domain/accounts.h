@@ -17,7 +17,7 @@
  *   GET  accounts/me/                    email, verification, two-factor
  *   GET  accounts/totp/                  two-factor status
  *   GET  accounts/researcher-access/     200, or the 403 two_factor_required
- *        every researcher endpoint gives (auth_require_researcher)
+ *        every researcher endpoint gives (ROUTE_RESEARCHER)
  *   GET  accounts/tokens/                the caller's API tokens
  *   DELETE accounts/tokens/{id}/         revoke one (404 if not theirs)
  * A session only (a token cannot manage credentials: 403 session_required):

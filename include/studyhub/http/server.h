@@ -73,6 +73,8 @@ void *http_req_data(const struct http_req *req);
 bool http_req_client_gone(const struct http_req *req);
 
 void http_add_header(struct http_req *req, const char *name, const char *value);
+/* A header already added to the reply, or NULL. */
+const char *http_reply_header(const struct http_req *req, const char *name);
 
 /* Every reply (errors, streams and storage included) carries
  * X-Content-Type-Options: nosniff, Referrer-Policy: same-origin,
