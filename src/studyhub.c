@@ -73,26 +73,48 @@ static void usage(FILE *out)
     config_print_help(out);
 }
 
-static void register_routes(struct router *r)
+/* Every module's route table.  A route the router refuses (no policy, a
+ * bad pattern, declared twice) stops the server: -1. */
+static int register_routes(struct router *r)
 {
-    health_routes(r);
-    auth_routes(r);
-    users_routes(r);
-    studies_routes(r);
-    responses_routes(r);
-    children_routes(r);
-    feedback_routes(r);
-    accounts_routes(r);      /* sign-up, verification, reset, TOTP, tokens */
-    perms_routes(r);         /* what the caller holds */
-    labs_routes(r);          /* labs, members, join requests */
-    studymgmt_routes(r);     /* researcher studies, groups, logs */
-    workflow_routes(r);      /* transitions, the workflow table */
-    videos_routes(r);        /* Pipe webhook, upload Lambda, videos, zips, /storage/ */
-    build_routes(r);         /* build, preview, builds and their live events */
+    if (health_routes(r) < 0 ||
+        auth_routes(r) < 0 ||
+        users_routes(r) < 0 ||
+        studies_routes(r) < 0 ||
+        responses_routes(r) < 0 ||
+        children_routes(r) < 0 ||
+        feedback_routes(r) < 0 ||
+        accounts_routes(r) < 0 ||     /* sign-up, verification, reset, TOTP, tokens */
+        perms_routes(r) < 0 ||        /* what the caller holds */
+        labs_routes(r) < 0 ||         /* labs, members, join requests */
+        studymgmt_routes(r) < 0 ||    /* researcher studies, groups, logs */
+        workflow_routes(r) < 0 ||     /* transitions, the workflow table */
+        videos_routes(r) < 0 ||       /* Pipe webhook, upload Lambda, videos, zips, /storage/ */
+        build_routes(r) < 0)          /* build, preview, builds and their live events */
+        return -1;
+    return 0;
+}
+
+/* `routes`: every route with its access policy, one per line
+ * ("GET /api/v1/studies/ family"), for audits and the route matrix test. */
+static void routes_cmd(struct admin_conn *c, int argc, char **argv, struct app *app)
+{
+    if (argc != 1) {
+        admin_finish(c, "usage: routes");
+        return;
+    }
+    for (size_t i = 0; i < router_count(app->router); i++) {
+        const struct route *rt = router_get(app->router, i);
+        admin_printf(c, "%s %s %s\n", router_method_name(rt->method), rt->pattern,
+                     route_policy_name(rt->policy));
+    }
+    admin_finish(c, NULL);
 }
 
 static void register_admin(struct admin_server *admin)
 {
+    admin_register(admin, "routes", "routes: every HTTP route and its access policy",
+                   routes_cmd);
     users_admin_register(admin);
     seed_register(admin);
     /* tasks, task ...; jobs, run JOB */
@@ -288,8 +310,13 @@ int main(int argc, char **argv)
         log_warn("study document cache is off");
     if (auth_cache_start(app.pg) < 0)
         log_warn("API token cache is off");
-    register_routes(router);
-    app.http = http_server_new(app.base, &cfg, router, app.metrics, &app);
+    if (register_routes(router) < 0) {
+        log_error("a route was refused (see above): not starting");
+        rc = 2;
+        goto out;
+    }
+    app.router = router;
+    app.http = http_server_new(app.base, &cfg, router, app.metrics, auth_gate, &app);
     if (!app.http || http_server_listen(app.http, cfg.listen_addr, (int)cfg.listen_port) < 0) {
         log_error("cannot listen on %s:%ld: %s", cfg.listen_addr, cfg.listen_port,
                   strerror(errno));

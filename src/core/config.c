@@ -3,6 +3,8 @@
 #include "studyhub/core/config.h"
 
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdbool.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -41,7 +43,7 @@ static const struct config_var vars[] = {
       STR(listen_addr), check_ip },
     { "LISTEN_PORT", "8000", "TCP port of the HTTP server (0: any free port)",
       INT(listen_port, 0, 65535), NULL },
-    { "BASE_URL", "", "absolute URL prefix of links in API documents (empty: http://<Host header>)",
+    { "BASE_URL", "", "absolute URL prefix of links in API documents and emails (empty: http://LISTEN_ADDR:port; required when LISTEN_ADDR is not loopback)",
       STR(base_url), check_base_url },
     { "DATABASE_URL", "host=127.0.0.1 port=5432 dbname=studyhub user=studyhub",
       "PostgreSQL conninfo or URI; use a numeric host (libpq resolves names synchronously)",
@@ -78,8 +80,10 @@ static const struct config_var vars[] = {
       INT(session_ttl_s, 60, 31536000), NULL },
     { "MIGRATE", "1", "apply the sql/ migrations at start (1 or 0)",
       BOOL(migrate), NULL },
-    { "DEBUG_ROUTES", "0", "serve /debug/sleep and /debug/echo (tests only; 1 or 0)",
+    { "DEBUG_ROUTES", "0", "serve the /debug/ routes: sleep, echo, page (tests only; 1 or 0)",
       BOOL(debug_routes), NULL },
+    { "METRICS_TOKEN", "", "bearer token of GET /metrics for callers other than loopback (empty: loopback only)",
+      STR(metrics_token), NULL },
     { "TASK_CONCURRENCY", "4", "tasks this server runs at once (0: none; it still enqueues)",
       INT(task_concurrency, 0, 256), NULL },
     { "TASK_LEASE_S", "60", "seconds a running task's lease lasts before another server may resume it",
@@ -353,6 +357,31 @@ static int parse_one(struct config *cfg, const struct config_var *var,
     return 0;
 }
 
+/* 127.0.0.0/8 or ::1 (LISTEN_ADDR is already known to be numeric). */
+static bool addr_is_loopback(const char *addr)
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (inet_pton(AF_INET, addr, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    return inet_pton(AF_INET6, addr, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
+}
+
+/* Rules between variables, once each has parsed. */
+static int check_all(const struct config *cfg, char *err, size_t n)
+{
+    /* Without BASE_URL, links name the listening address; on a public
+     * address that is wrong behind any proxy, and taking the Host header
+     * instead would let a client choose where emailed links point. */
+    if (!cfg->base_url[0] && !addr_is_loopback(cfg->listen_addr)) {
+        set_err(err, n, "BASE_URL: must be set when LISTEN_ADDR (%s) is not a loopback"
+                " address (it is the origin of every link the server writes)",
+                cfg->listen_addr);
+        return -1;
+    }
+    return 0;
+}
+
 int config_load(struct config *cfg, config_getenv_fn getenv_fn, void *arg,
                 char *err, size_t errlen)
 {
@@ -365,6 +394,10 @@ int config_load(struct config *cfg, config_getenv_fn getenv_fn, void *arg,
             config_cleanup(cfg);
             return -1;
         }
+    }
+    if (check_all(cfg, err, errlen) < 0) {
+        config_cleanup(cfg);
+        return -1;
     }
     return 0;
 }

@@ -93,6 +93,11 @@ void util_timer_ms(struct event *ev, int64_t ms)
 
 int util_mkdir_p(const char *path)
 {
+    return util_mkdir_mode(path, 0755);
+}
+
+int util_mkdir_mode(const char *path, mode_t mode)
+{
     char *buf = strdup(path);
     int rc = 0;
 
@@ -102,13 +107,13 @@ int util_mkdir_p(const char *path)
         if (*p != '/')
             continue;
         *p = '\0';
-        if (mkdir(buf, 0755) < 0 && errno != EEXIST) {
+        if (mkdir(buf, mode) < 0 && errno != EEXIST) {
             rc = -1;
             break;
         }
         *p = '/';
     }
-    if (rc == 0 && mkdir(buf, 0755) < 0 && errno != EEXIST)
+    if (rc == 0 && mkdir(buf, mode) < 0 && errno != EEXIST)
         rc = -1;
     free(buf);
     return rc;

@@ -755,9 +755,8 @@ static bool name_field(struct http_req *req, json_t *fields, const char *name,
     return true;
 }
 
-static void h_signup(struct http_req *req, void *arg)
+static void h_signup(struct http_req *req, struct app *app)
 {
-    struct app *app = arg;
     struct acct_op *op = NULL;
     json_t *fields, *body = auth_read_json(req, &fields);
     const char *email, *password, *why;
@@ -818,9 +817,8 @@ static void verify_done(PGresult *res, void *arg)
                                    NULL, self)));
 }
 
-static void h_verify(struct http_req *req, void *arg)
+static void h_verify(struct http_req *req, struct app *app)
 {
-    struct app *app = arg;
     char hash[65];
     json_t *fields, *body = auth_read_json(req, &fields);
     const char *token;
@@ -865,19 +863,18 @@ out:
     json_decref(body);
 }
 
-static void h_resend(struct http_req *req, void *arg)
+static void h_resend(struct http_req *req, struct app *app)
 {
-    link_request(req, arg, FLOW_RESEND);
+    link_request(req, app, FLOW_RESEND);
 }
 
-static void h_reset_request(struct http_req *req, void *arg)
+static void h_reset_request(struct http_req *req, struct app *app)
 {
-    link_request(req, arg, FLOW_RESET_REQUEST);
+    link_request(req, app, FLOW_RESET_REQUEST);
 }
 
-static void h_reset_confirm(struct http_req *req, void *arg)
+static void h_reset_confirm(struct http_req *req, struct app *app)
 {
-    struct app *app = arg;
     struct acct_op *op = NULL;
     json_t *fields, *body = auth_read_json(req, &fields);
     const char *token, *password;
@@ -953,18 +950,13 @@ static void me_done(PGresult *res, void *arg)
                   jsonapi_resource("accounts", PQgetvalue(res, 0, ME_UUID), acc, NULL, self)));
 }
 
-static void me_next(struct http_req *req, struct app *app)
+static void h_me(struct http_req *req, struct app *app)
 {
     char uid[24];
     snprintf(uid, sizeof uid, "%lld", (long long)auth_user(req)->id);
     const char *p[1] = { uid };
     if (pg_exec(app->pg, &acct_me_stmt, 1, p, me_done, req) != 0)
         jsonapi_reply_unavailable(req, "database");
-}
-
-static void h_me(struct http_req *req, void *arg)
-{
-    auth_require(req, arg, me_next);
 }
 
 static void enroll_done(PGresult *res, void *arg);
@@ -976,7 +968,7 @@ struct enroll {
     char secret[TOTP_SECRET_B32_LEN + 1];     /* shown once, here */
 };
 
-static void enroll_next(struct http_req *req, struct app *app)
+static void h_totp_enroll(struct http_req *req, struct app *app)
 {
     const struct auth_user *me = auth_user(req);
     unsigned char key[TOTP_SECRET_BYTES];
@@ -1043,13 +1035,8 @@ out:
     free(en);
 }
 
-static void h_totp_enroll(struct http_req *req, void *arg)
-{
-    auth_require(req, arg, enroll_next);
-}
-
 /* confirm/, disable/ and recovery-codes/: a code in the body, then a flow.
- * Runs after auth_require, so an unauthenticated caller gets 401 whatever
+ * Runs after the gate (ROUTE_USER), so an unauthenticated caller gets 401 whatever
  * its body. */
 static void code_flow(struct http_req *req, struct app *app, enum acct_flow flow)
 {
@@ -1081,34 +1068,19 @@ out:
     json_decref(body);
 }
 
-static void confirm_next(struct http_req *req, struct app *app)
+static void h_totp_confirm(struct http_req *req, struct app *app)
 {
     code_flow(req, app, FLOW_TOTP_CONFIRM);
 }
 
-static void disable_next(struct http_req *req, struct app *app)
+static void h_totp_disable(struct http_req *req, struct app *app)
 {
     code_flow(req, app, FLOW_TOTP_DISABLE);
 }
 
-static void codes_next(struct http_req *req, struct app *app)
+static void h_totp_codes(struct http_req *req, struct app *app)
 {
     code_flow(req, app, FLOW_CODES);
-}
-
-static void h_totp_confirm(struct http_req *req, void *arg)
-{
-    auth_require(req, arg, confirm_next);
-}
-
-static void h_totp_disable(struct http_req *req, void *arg)
-{
-    auth_require(req, arg, disable_next);
-}
-
-static void h_totp_codes(struct http_req *req, void *arg)
-{
-    auth_require(req, arg, codes_next);
 }
 
 /* ------------------------------------------------------------ API tokens */
@@ -1149,7 +1121,7 @@ static void tokens_list_done(PGresult *res, void *arg)
                                       "count", PQntuples(res)));
 }
 
-static void tokens_list_next(struct http_req *req, struct app *app)
+static void h_tokens_list(struct http_req *req, struct app *app)
 {
     char uid[24];
     snprintf(uid, sizeof uid, "%lld", (long long)auth_user(req)->id);
@@ -1183,7 +1155,7 @@ static void token_create_done(PGresult *res, void *arg)
     free(tn);
 }
 
-static void token_create_next(struct http_req *req, struct app *app)
+static void h_token_create(struct http_req *req, struct app *app)
 {
     const struct auth_user *me = auth_user(req);
     json_t *fields = NULL, *body = NULL;
@@ -1232,16 +1204,6 @@ out:
     json_decref(body);
 }
 
-static void h_tokens_list(struct http_req *req, void *arg)
-{
-    auth_require(req, arg, tokens_list_next);
-}
-
-static void h_token_create(struct http_req *req, void *arg)
-{
-    auth_require(req, arg, token_create_next);
-}
-
 static void token_delete_done(PGresult *res, void *arg)
 {
     struct http_req *req = arg;
@@ -1258,7 +1220,7 @@ static void token_delete_done(PGresult *res, void *arg)
     }
 }
 
-static void token_delete_next(struct http_req *req, struct app *app)
+static void h_token_delete(struct http_req *req, struct app *app)
 {
     const char *id = http_req_param(req, 0);
     char uid[24];
@@ -1272,23 +1234,14 @@ static void token_delete_next(struct http_req *req, struct app *app)
         jsonapi_reply_unavailable(req, "database");
 }
 
-static void h_token_delete(struct http_req *req, void *arg)
-{
-    auth_require(req, arg, token_delete_next);
-}
-
 /* ------------------------------------------------------------ researcher gate */
 
-static void access_next(struct http_req *req, struct app *app)
+/* GET accounts/researcher-access/: a ROUTE_RESEARCHER route that does
+ * nothing, so it answers as every researcher endpoint's gate does, for
+ * pages deciding what to show. */
+static void h_researcher_access(struct http_req *req, struct app *app)
 {
     jsonapi_reply(req, 200, json_pack("{s:{s:b}}", "meta", "researcher_access", 1));
-}
-
-/* GET accounts/researcher-access/: answers as every researcher endpoint's
- * gate does (auth_require_researcher), for pages deciding what to show. */
-static void h_researcher_access(struct http_req *req, void *arg)
-{
-    auth_require_researcher(req, arg, access_next);
 }
 
 /* ------------------------------------------------------------ cleanup job */
@@ -1321,21 +1274,25 @@ void accounts_cleanup_job(struct sched_run *run, void *arg)
 
 /* ------------------------------------------------------------ routes */
 
-void accounts_routes(struct router *r)
+static const struct route accounts_route_table[] = {
+    { HTTP_POST, "/api/v1/accounts/signup/", h_signup, ROUTE_PUBLIC },
+    { HTTP_POST, "/api/v1/accounts/verify/", h_verify, ROUTE_PUBLIC },
+    { HTTP_POST, "/api/v1/accounts/verify/resend/", h_resend, ROUTE_PUBLIC },
+    { HTTP_POST, "/api/v1/accounts/password-reset/", h_reset_request, ROUTE_PUBLIC },
+    { HTTP_POST, "/api/v1/accounts/password-reset/confirm/", h_reset_confirm, ROUTE_PUBLIC },
+    { HTTP_GET, "/api/v1/accounts/me/", h_me, ROUTE_USER },
+    { HTTP_GET, "/api/v1/accounts/researcher-access/", h_researcher_access, ROUTE_RESEARCHER },
+    { HTTP_GET, "/api/v1/accounts/totp/", h_me, ROUTE_USER },
+    { HTTP_POST, "/api/v1/accounts/totp/", h_totp_enroll, ROUTE_USER },
+    { HTTP_POST, "/api/v1/accounts/totp/confirm/", h_totp_confirm, ROUTE_USER },
+    { HTTP_POST, "/api/v1/accounts/totp/disable/", h_totp_disable, ROUTE_USER },
+    { HTTP_POST, "/api/v1/accounts/totp/recovery-codes/", h_totp_codes, ROUTE_USER },
+    { HTTP_GET, "/api/v1/accounts/tokens/", h_tokens_list, ROUTE_USER },
+    { HTTP_POST, "/api/v1/accounts/tokens/", h_token_create, ROUTE_USER },
+    { HTTP_DELETE, "/api/v1/accounts/tokens/{id}/", h_token_delete, ROUTE_USER },
+};
+
+int accounts_routes(struct router *r)
 {
-    router_add(r, HTTP_POST, "/api/v1/accounts/signup/", h_signup);
-    router_add(r, HTTP_POST, "/api/v1/accounts/verify/", h_verify);
-    router_add(r, HTTP_POST, "/api/v1/accounts/verify/resend/", h_resend);
-    router_add(r, HTTP_POST, "/api/v1/accounts/password-reset/", h_reset_request);
-    router_add(r, HTTP_POST, "/api/v1/accounts/password-reset/confirm/", h_reset_confirm);
-    router_add(r, HTTP_GET, "/api/v1/accounts/me/", h_me);
-    router_add(r, HTTP_GET, "/api/v1/accounts/researcher-access/", h_researcher_access);
-    router_add(r, HTTP_GET, "/api/v1/accounts/totp/", h_me);
-    router_add(r, HTTP_POST, "/api/v1/accounts/totp/", h_totp_enroll);
-    router_add(r, HTTP_POST, "/api/v1/accounts/totp/confirm/", h_totp_confirm);
-    router_add(r, HTTP_POST, "/api/v1/accounts/totp/disable/", h_totp_disable);
-    router_add(r, HTTP_POST, "/api/v1/accounts/totp/recovery-codes/", h_totp_codes);
-    router_add(r, HTTP_GET, "/api/v1/accounts/tokens/", h_tokens_list);
-    router_add(r, HTTP_POST, "/api/v1/accounts/tokens/", h_token_create);
-    router_add(r, HTTP_DELETE, "/api/v1/accounts/tokens/{id}/", h_token_delete);
+    return ROUTER_ADD_TABLE(r, accounts_route_table);
 }

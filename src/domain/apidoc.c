@@ -196,6 +196,13 @@ const char *apidoc_user_id(const struct http_req *req, char buf[24])
     return buf;
 }
 
+const char *apidoc_research_id(const struct http_req *req, char buf[24])
+{
+    if (!auth_request_researcher_ok(req))
+        return NULL;
+    return apidoc_user_id(req, buf);
+}
+
 bool apidoc_bool(const PGresult *res, int row, int col)
 {
     return !PQgetisnull(res, row, col) && PQgetvalue(res, row, col)[0] == 't';

@@ -16,7 +16,12 @@
 #include "studyhub/http/server.h"
 #include "studyhub/io/pg.h"
 
-/* $1 user, $2 child uuid.  Columns: uuid, attrs, user uuid. */
+/* Each statement takes the caller's id (their own children) and the
+ * research id: the caller's id when two-factor verified, else NULL
+ * (apidoc_research_id), the only id permission checks are given.
+ *
+ * $1 user, $2 child uuid, $3 research id.  Columns: uuid, attrs, user
+ * uuid. */
 static const struct pg_stmt children_get_stmt = {
     "children_get",
     "SELECT ca.uuid, ca.attrs, ca.user_uuid"
@@ -24,18 +29,20 @@ static const struct pg_stmt children_get_stmt = {
     " WHERE ca.uuid = $2::uuid AND pu.is_active"
     "   AND ((ca.user_id = $1 AND NOT ca.deleted)"
     "        OR EXISTS (SELECT 1 FROM responses r WHERE r.child_id = ca.id"
-    "                      AND response_readable($1, r.id, r.study_id, r.is_preview)))",
+    "                      AND response_readable($3::bigint, r.id, r.study_id,"
+    "                                            r.is_preview)))",
 };
 
 /* $1 user, $2 limit, $3 offset, $4 ordering ("birthday", "-birthday" or
- * "" for creation order).  The permissions are looked up once per study,
+ * "" for creation order), $5 research id.  The permissions are looked up once per study,
  * then the children of the readable responses are added to the user's
  * own.  Columns: count, then uuid, attrs, user uuid and the sort keys. */
 static const struct pg_stmt children_list_stmt = {
     "children_list",
     "WITH rs AS MATERIALIZED ("
-    "  SELECT s.id, has_study_perm($1, s.id, 'read_study__responses') AS rd,"
-    "         has_study_perm($1, s.id, 'read_study__responses(is_preview=True)') AS pv"
+    "  SELECT s.id, has_study_perm($5::bigint, s.id, 'read_study__responses') AS rd,"
+    "         has_study_perm($5::bigint, s.id, 'read_study__responses(is_preview=True)')"
+    "           AS pv"
     "    FROM studies s),"
     " ids AS ("
     "  SELECT c.id FROM children c WHERE c.user_id = $1 AND NOT c.deleted"
@@ -98,14 +105,14 @@ static void child_got(PGresult *res, void *arg)
 static void child_get(struct http_req *req, struct app *app)
 {
     const char *id = http_req_param(req, 0);
-    char uid[24];
+    char uid[24], rid[24];
 
     if (!jsonapi_is_uuid(id)) {
         reply_not_found(req);
         return;
     }
-    const char *params[] = { apidoc_user_id(req, uid), id };
-    if (pg_exec(app->pg, &children_get_stmt, 2, params, child_got, req) < 0)
+    const char *params[] = { apidoc_user_id(req, uid), id, apidoc_research_id(req, rid) };
+    if (pg_exec(app->pg, &children_get_stmt, 3, params, child_got, req) < 0)
         jsonapi_reply_unavailable(req, "Database");
 }
 
@@ -116,7 +123,7 @@ static void children_listed(PGresult *res, void *arg)
 
 static void children_list(struct http_req *req, struct app *app)
 {
-    char uid[24], limit[24], offset[24];
+    char uid[24], rid[24], limit[24], offset[24];
     const char *ordering = http_req_query(req, "ordering");
 
     if (!jsonapi_page_sql(req, limit, offset))
@@ -124,23 +131,18 @@ static void children_list(struct http_req *req, struct app *app)
     /* As DRF's OrderingFilter, an ordering it does not offer is ignored. */
     if (!ordering || (strcmp(ordering, "birthday") != 0 && strcmp(ordering, "-birthday") != 0))
         ordering = "";
-    const char *params[] = { apidoc_user_id(req, uid), limit, offset, ordering };
-    if (pg_exec(app->pg, &children_list_stmt, 4, params, children_listed, req) < 0)
+    const char *params[] = { apidoc_user_id(req, uid), limit, offset, ordering,
+                             apidoc_research_id(req, rid) };
+    if (pg_exec(app->pg, &children_list_stmt, 5, params, children_listed, req) < 0)
         jsonapi_reply_unavailable(req, "Database");
 }
 
-static void h_child_get(struct http_req *req, void *arg)
-{
-    auth_require(req, arg, child_get);
-}
+static const struct route children_route_table[] = {
+    { HTTP_GET, "/api/v1/children/", children_list, ROUTE_FAMILY },
+    { HTTP_GET, "/api/v1/children/{id}/", child_get, ROUTE_FAMILY },
+};
 
-static void h_children_list(struct http_req *req, void *arg)
+int children_routes(struct router *r)
 {
-    auth_require(req, arg, children_list);
-}
-
-void children_routes(struct router *r)
-{
-    router_add(r, HTTP_GET, "/api/v1/children/", h_children_list);
-    router_add(r, HTTP_GET, "/api/v1/children/{id}/", h_child_get);
+    return ROUTER_ADD_TABLE(r, children_route_table);
 }

@@ -30,23 +30,29 @@ enum { FC_UUID, FC_ATTRS, FC_RESPONSE, FC_RESEARCHER, FC_NCOLS };
     " " join " responses r ON r.id = (" f ").response_id"                         \
     " LEFT JOIN users ru ON ru.id = (" f ").researcher_id"
 
-/* May $1 see the response r of child c (the parent, or a reader)? */
-#define FB_VISIBLE "(c.user_id = $1 OR response_readable($1, r.id, r.study_id, r.is_preview))"
+/* Each statement takes the caller's id ($1: their own family's feedback)
+ * and the research id: the caller's id when two-factor verified, else NULL
+ * (apidoc_research_id), the only id permission checks are given. */
 
-/* $1 user, $2 feedback uuid. */
+/* May the caller see the response r of child c (the parent, or a reader
+ * with research id rid)? */
+#define FB_VISIBLE(rid) \
+    "(c.user_id = $1 OR response_readable(" rid ", r.id, r.study_id, r.is_preview))"
+
+/* $1 user, $2 feedback uuid, $3 research id. */
 static const struct pg_stmt feedback_get_stmt = {
     "feedback_get",
     "SELECT " FB_COLS("f") " FROM feedback f" FB_JOINS("JOIN", "f")
     "  JOIN children c ON c.id = r.child_id"
-    " WHERE f.uuid = $2::uuid AND " FB_VISIBLE,
+    " WHERE f.uuid = $2::uuid AND " FB_VISIBLE("$3::bigint"),
 };
 
-/* $1 user, $2 limit, $3 offset.  Newest first. */
+/* $1 user, $2 limit, $3 offset, $4 research id.  Newest first. */
 static const struct pg_stmt feedback_list_stmt = {
     "feedback_list",
     "WITH rs AS MATERIALIZED ("
-    "  SELECT s.id, has_study_perm($1, s.id, 'read_study__responses') AS rd,"
-    "         has_study_perm($1, s.id, 'read_study__responses(is_preview=True)') AS pv"
+    "  SELECT s.id, has_study_perm($4::bigint, s.id, 'read_study__responses') AS rd,"
+    "         has_study_perm($4::bigint, s.id, 'read_study__responses(is_preview=True)') AS pv"
     "    FROM studies s),"
     " vis AS ("
     "  SELECT f.id, f.created_at FROM feedback f JOIN responses r ON r.id = f.response_id"
@@ -65,13 +71,13 @@ static const struct pg_stmt feedback_list_stmt = {
     "  ORDER BY p.k1 DESC, p.k2 DESC",
 };
 
-/* $1 user, $2 response uuid, $3 comment.  First column: ok, not_found
- * (unknown, or not visible and not editable) or forbidden. */
+/* $1 user, $2 response uuid, $3 comment, $4 research id.  First column:
+ * ok, not_found (unknown, or not visible and not editable) or forbidden. */
 static const struct pg_stmt feedback_create_stmt = {
     "feedback_create",
     "WITH t AS ("
-    "  SELECT r.id, has_study_perm($1, r.study_id, 'edit_study__feedback') AS can_edit,"
-    "         " FB_VISIBLE " AS visible"
+    "  SELECT r.id, has_study_perm($4::bigint, r.study_id, 'edit_study__feedback') AS can_edit,"
+    "         " FB_VISIBLE("$4::bigint") " AS visible"
     "    FROM responses r JOIN children c ON c.id = r.child_id WHERE r.uuid = $2::uuid),"
     " ins AS ("
     "  INSERT INTO feedback AS f (response_id, researcher_id, comment)"
@@ -85,15 +91,16 @@ static const struct pg_stmt feedback_create_stmt = {
     FB_JOINS("LEFT JOIN", "ins.f"),
 };
 
-/* $1 user, $2 feedback uuid, $3 comment or NULL, $4 response uuid or NULL.
+/* $1 user, $2 feedback uuid, $3 comment or NULL, $4 response uuid or NULL,
+ * $5 research id.
  * The researcher stays the one who wrote it.  Moving feedback to another
  * response is refused (response_changed). */
 static const struct pg_stmt feedback_update_stmt = {
     "feedback_update",
     "WITH t AS ("
     "  SELECT f.id, r.uuid AS response_uuid,"
-    "         has_study_perm($1, r.study_id, 'edit_study__feedback') AS can_edit,"
-    "         " FB_VISIBLE " AS visible"
+    "         has_study_perm($5::bigint, r.study_id, 'edit_study__feedback') AS can_edit,"
+    "         " FB_VISIBLE("$5::bigint") " AS visible"
     "    FROM feedback f JOIN responses r ON r.id = f.response_id"
     "    JOIN children c ON c.id = r.child_id WHERE f.uuid = $2::uuid),"
     " upd AS ("
@@ -170,14 +177,14 @@ static void feedback_got(PGresult *res, void *arg)
 static void feedback_get(struct http_req *req, struct app *app)
 {
     const char *id = http_req_param(req, 0);
-    char uid[24];
+    char uid[24], rid[24];
 
     if (!jsonapi_is_uuid(id)) {
         reply_not_found(req);
         return;
     }
-    const char *params[] = { apidoc_user_id(req, uid), id };
-    if (pg_exec(app->pg, &feedback_get_stmt, 2, params, feedback_got, req) < 0)
+    const char *params[] = { apidoc_user_id(req, uid), id, apidoc_research_id(req, rid) };
+    if (pg_exec(app->pg, &feedback_get_stmt, 3, params, feedback_got, req) < 0)
         jsonapi_reply_unavailable(req, "Database");
 }
 
@@ -188,12 +195,13 @@ static void feedback_listed(PGresult *res, void *arg)
 
 static void feedback_list(struct http_req *req, struct app *app)
 {
-    char uid[24], limit[24], offset[24];
+    char uid[24], rid[24], limit[24], offset[24];
 
     if (!jsonapi_page_sql(req, limit, offset))
         return;
-    const char *params[] = { apidoc_user_id(req, uid), limit, offset };
-    if (pg_exec(app->pg, &feedback_list_stmt, 3, params, feedback_listed, req) < 0)
+    const char *params[] = { apidoc_user_id(req, uid), limit, offset,
+                             apidoc_research_id(req, rid) };
+    if (pg_exec(app->pg, &feedback_list_stmt, 4, params, feedback_listed, req) < 0)
         jsonapi_reply_unavailable(req, "Database");
 }
 
@@ -313,12 +321,13 @@ static void feedback_written(PGresult *res, void *arg)
 static void feedback_create(struct http_req *req, struct app *app)
 {
     struct fb_body b;
-    char uid[24];
+    char uid[24], rid[24];
 
     if (parse_body(req, NULL, true, &b) < 0)
         return;
-    const char *params[] = { apidoc_user_id(req, uid), b.response, b.comment };
-    if (pg_exec(app->pg, &feedback_create_stmt, 3, params, feedback_written, req) < 0)
+    const char *params[] = { apidoc_user_id(req, uid), b.response, b.comment,
+                             apidoc_research_id(req, rid) };
+    if (pg_exec(app->pg, &feedback_create_stmt, 4, params, feedback_written, req) < 0)
         jsonapi_reply_unavailable(req, "Database");
     free(b.comment);
 }
@@ -327,7 +336,7 @@ static void feedback_update(struct http_req *req, struct app *app)
 {
     const char *id = http_req_param(req, 0);
     struct fb_body b;
-    char uid[24];
+    char uid[24], rid[24];
 
     if (!jsonapi_is_uuid(id)) {
         reply_not_found(req);
@@ -336,22 +345,22 @@ static void feedback_update(struct http_req *req, struct app *app)
     if (parse_body(req, id, false, &b) < 0)
         return;
     const char *params[] = { apidoc_user_id(req, uid), id, b.comment,
-                             b.response[0] ? b.response : NULL };
-    if (pg_exec(app->pg, &feedback_update_stmt, 4, params, feedback_written, req) < 0)
+                             b.response[0] ? b.response : NULL,
+                             apidoc_research_id(req, rid) };
+    if (pg_exec(app->pg, &feedback_update_stmt, 5, params, feedback_written, req) < 0)
         jsonapi_reply_unavailable(req, "Database");
     free(b.comment);
 }
 
-static void h_list(struct http_req *req, void *arg) { auth_require(req, arg, feedback_list); }
-static void h_create(struct http_req *req, void *arg) { auth_require(req, arg, feedback_create); }
-static void h_get(struct http_req *req, void *arg) { auth_require(req, arg, feedback_get); }
-static void h_update(struct http_req *req, void *arg) { auth_require(req, arg, feedback_update); }
+static const struct route feedback_route_table[] = {
+    { HTTP_GET, "/api/v1/feedback/", feedback_list, ROUTE_FAMILY },
+    { HTTP_POST, "/api/v1/feedback/", feedback_create, ROUTE_FAMILY },
+    { HTTP_GET, "/api/v1/feedback/{id}/", feedback_get, ROUTE_FAMILY },
+    { HTTP_PATCH, "/api/v1/feedback/{id}/", feedback_update, ROUTE_FAMILY },
+    { HTTP_PUT, "/api/v1/feedback/{id}/", feedback_update, ROUTE_FAMILY },
+};
 
-void feedback_routes(struct router *r)
+int feedback_routes(struct router *r)
 {
-    router_add(r, HTTP_GET, "/api/v1/feedback/", h_list);
-    router_add(r, HTTP_POST, "/api/v1/feedback/", h_create);
-    router_add(r, HTTP_GET, "/api/v1/feedback/{id}/", h_get);
-    router_add(r, HTTP_PATCH, "/api/v1/feedback/{id}/", h_update);
-    router_add(r, HTTP_PUT, "/api/v1/feedback/{id}/", h_update);
+    return ROUTER_ADD_TABLE(r, feedback_route_table);
 }

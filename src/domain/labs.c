@@ -180,7 +180,7 @@ static char *attrs_text(json_t *data, const struct studymgmt_field *fields, size
 
 /* ------------------------------------------------------------ handlers */
 
-static void list_next(struct http_req *req, struct app *app)
+static void h_list(struct http_req *req, struct app *app)
 {
     char uid[24], limit[24], offset[24];
 
@@ -190,7 +190,7 @@ static void list_next(struct http_req *req, struct app *app)
     perms_exec_list(req, app, &labs_list_r_stmt, 4, params);
 }
 
-static void detail_next(struct http_req *req, struct app *app)
+static void h_detail(struct http_req *req, struct app *app)
 {
     char uid[24], lu[37];
 
@@ -200,7 +200,7 @@ static void detail_next(struct http_req *req, struct app *app)
     perms_exec(req, app, &labs_detail_r_stmt, 3, params);
 }
 
-static void create_next(struct http_req *req, struct app *app)
+static void h_create(struct http_req *req, struct app *app)
 {
     struct jsonapi_error e;
     json_t *data = NULL, *clean = NULL;
@@ -230,7 +230,7 @@ out:
     json_decref(data);
 }
 
-static void edit_next(struct http_req *req, struct app *app)
+static void h_edit(struct http_req *req, struct app *app)
 {
     struct jsonapi_error e;
     json_t *data = NULL, *clean = NULL;
@@ -252,7 +252,7 @@ out:
     json_decref(data);
 }
 
-static void join_next(struct http_req *req, struct app *app)
+static void h_join(struct http_req *req, struct app *app)
 {
     char uid[24], lu[37];
 
@@ -262,7 +262,7 @@ static void join_next(struct http_req *req, struct app *app)
     perms_exec(req, app, &labs_join_stmt, 2, params);
 }
 
-static void requests_next(struct http_req *req, struct app *app)
+static void h_requests(struct http_req *req, struct app *app)
 {
     char uid[24], lu[37], limit[24], offset[24];
 
@@ -272,7 +272,7 @@ static void requests_next(struct http_req *req, struct app *app)
     perms_exec_list(req, app, &labs_requests_stmt, 4, params);
 }
 
-static void members_next(struct http_req *req, struct app *app)
+static void h_members(struct http_req *req, struct app *app)
 {
     char uid[24], lu[37], limit[24], offset[24];
 
@@ -291,7 +291,7 @@ static bool path_member(struct http_req *req, char out[37], const char *what)
     return false;
 }
 
-static void request_delete_next(struct http_req *req, struct app *app)
+static void h_request_delete(struct http_req *req, struct app *app)
 {
     char uid[24], lu[37], mu[37];
 
@@ -301,7 +301,7 @@ static void request_delete_next(struct http_req *req, struct app *app)
     perms_exec(req, app, &labs_join_delete_stmt, 3, params);
 }
 
-static void member_add_next(struct http_req *req, struct app *app)
+static void h_member_add(struct http_req *req, struct app *app)
 {
     struct jsonapi_error e;
     json_t *data = NULL, *clean = NULL;
@@ -336,7 +336,7 @@ out:
     json_decref(data);
 }
 
-static void member_change_next(struct http_req *req, struct app *app)
+static void h_member_change(struct http_req *req, struct app *app)
 {
     struct jsonapi_error e;
     json_t *data = NULL, *clean = NULL;
@@ -363,7 +363,7 @@ out:
     json_decref(data);
 }
 
-static void member_remove_next(struct http_req *req, struct app *app)
+static void h_member_remove(struct http_req *req, struct app *app)
 {
     char uid[24], lu[37], mu[37];
 
@@ -375,35 +375,22 @@ static void member_remove_next(struct http_req *req, struct app *app)
 
 /* ------------------------------------------------------------ routes */
 
-#define HANDLER(name)                                        \
-    static void h_##name(struct http_req *req, void *arg)    \
-    {                                                        \
-        auth_require_researcher(req, arg, name##_next);      \
-    }
+static const struct route labs_route_table[] = {
+    { HTTP_GET, "/api/v1/researcher/labs/", h_list, ROUTE_RESEARCHER },
+    { HTTP_GET, "/api/v1/researcher/labs/{id}/", h_detail, ROUTE_RESEARCHER },
+    { HTTP_POST, "/api/v1/labs/", h_create, ROUTE_RESEARCHER },
+    { HTTP_PATCH, "/api/v1/labs/{id}/", h_edit, ROUTE_RESEARCHER },
+    { HTTP_POST, "/api/v1/labs/{id}/join-requests/", h_join, ROUTE_RESEARCHER },
+    { HTTP_GET, "/api/v1/labs/{id}/join-requests/", h_requests, ROUTE_RESEARCHER },
+    { HTTP_DELETE, "/api/v1/labs/{id}/join-requests/{user}/", h_request_delete,
+      ROUTE_RESEARCHER },
+    { HTTP_GET, "/api/v1/labs/{id}/members/", h_members, ROUTE_RESEARCHER },
+    { HTTP_POST, "/api/v1/labs/{id}/members/", h_member_add, ROUTE_RESEARCHER },
+    { HTTP_PATCH, "/api/v1/labs/{id}/members/{user}/", h_member_change, ROUTE_RESEARCHER },
+    { HTTP_DELETE, "/api/v1/labs/{id}/members/{user}/", h_member_remove, ROUTE_RESEARCHER },
+};
 
-HANDLER(list)
-HANDLER(detail)
-HANDLER(create)
-HANDLER(edit)
-HANDLER(join)
-HANDLER(requests)
-HANDLER(request_delete)
-HANDLER(members)
-HANDLER(member_add)
-HANDLER(member_change)
-HANDLER(member_remove)
-
-void labs_routes(struct router *r)
+int labs_routes(struct router *r)
 {
-    router_add(r, HTTP_GET, "/api/v1/researcher/labs/", h_list);
-    router_add(r, HTTP_GET, "/api/v1/researcher/labs/{id}/", h_detail);
-    router_add(r, HTTP_POST, "/api/v1/labs/", h_create);
-    router_add(r, HTTP_PATCH, "/api/v1/labs/{id}/", h_edit);
-    router_add(r, HTTP_POST, "/api/v1/labs/{id}/join-requests/", h_join);
-    router_add(r, HTTP_GET, "/api/v1/labs/{id}/join-requests/", h_requests);
-    router_add(r, HTTP_DELETE, "/api/v1/labs/{id}/join-requests/{user}/", h_request_delete);
-    router_add(r, HTTP_GET, "/api/v1/labs/{id}/members/", h_members);
-    router_add(r, HTTP_POST, "/api/v1/labs/{id}/members/", h_member_add);
-    router_add(r, HTTP_PATCH, "/api/v1/labs/{id}/members/{user}/", h_member_change);
-    router_add(r, HTTP_DELETE, "/api/v1/labs/{id}/members/{user}/", h_member_remove);
+    return ROUTER_ADD_TABLE(r, labs_route_table);
 }

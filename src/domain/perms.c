@@ -223,7 +223,7 @@ static const struct pg_stmt perms_held_stmt = {
     "                                    ELSE " PERMS_SITE_SQL("$1::bigint", "p.name") " END))))",
 };
 
-static void held_next(struct http_req *req, struct app *app)
+static void h_held(struct http_req *req, struct app *app)
 {
     const char *study = http_req_query(req, "study");
     const char *lab = http_req_query(req, "lab");
@@ -244,12 +244,11 @@ static void held_next(struct http_req *req, struct app *app)
     perms_exec(req, app, &perms_held_stmt, 3, params);
 }
 
-static void h_held(struct http_req *req, void *arg)
-{
-    auth_require_researcher(req, arg, held_next);
-}
+static const struct route perms_route_table[] = {
+    { HTTP_GET, "/api/v1/researcher/permissions/", h_held, ROUTE_RESEARCHER },
+};
 
-void perms_routes(struct router *r)
+int perms_routes(struct router *r)
 {
-    router_add(r, HTTP_GET, "/api/v1/researcher/permissions/", h_held);
+    return ROUTER_ADD_TABLE(r, perms_route_table);
 }

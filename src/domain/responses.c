@@ -118,26 +118,33 @@ enum {
     "       JOIN responses r ON r.id = v.id" RESP_JOINS("JOIN", "r") ") p ON true" \
     "  ORDER BY p.k1 DESC, p.k2 DESC"
 
-/* The permissions of $1 on each study, looked up once per study rather
- * than once per response. */
-#define READABLE_STUDIES(where)                                                   \
+/* Every statement takes the caller's id (own family: their children's
+ * responses) and, separately, the research id: the caller's id when
+ * two-factor verified, else NULL (apidoc_research_id).  Only the research
+ * id is given to permission checks, so without two-factor they grant
+ * nothing and only the caller's own family is left. */
+
+/* The permissions of research id r on each study, looked up once per
+ * study rather than once per response. */
+#define READABLE_STUDIES(r, where)                                                \
     "rs AS MATERIALIZED ("                                                        \
-    "  SELECT s.id, has_study_perm($1, s.id, 'read_study__responses') AS rd,"     \
-    "         has_study_perm($1, s.id, 'read_study__responses(is_preview=True)') AS pv" \
+    "  SELECT s.id, has_study_perm(" r ", s.id, 'read_study__responses') AS rd,"  \
+    "         has_study_perm(" r ", s.id, 'read_study__responses(is_preview=True)') AS pv" \
     "    FROM studies s " where ")"
 
-/* $1 user, $2 response uuid. */
+/* $1 user, $2 response uuid, $3 research id. */
 static const struct pg_stmt responses_get_stmt = {
     "responses_get",
     "SELECT " RESP_COLS("r") " FROM responses r" RESP_JOINS("JOIN", "r")
     " WHERE r.uuid = $2::uuid"
-    "   AND (c.user_id = $1 OR response_readable($1, r.id, r.study_id, r.is_preview))",
+    "   AND (c.user_id = $1 OR response_readable($3::bigint, r.id, r.study_id, r.is_preview))",
 };
 
-/* $1 user, $2 limit, $3 offset, $4 child uuid or NULL, $5 study uuid or NULL. */
+/* $1 user, $2 limit, $3 offset, $4 child uuid or NULL, $5 study uuid or
+ * NULL, $6 research id. */
 static const struct pg_stmt responses_list_stmt = {
     "responses_list",
-    "WITH " READABLE_STUDIES("WHERE $5::uuid IS NULL OR s.uuid = $5::uuid") ","
+    "WITH " READABLE_STUDIES("$6::bigint", "WHERE $5::uuid IS NULL OR s.uuid = $5::uuid") ","
     " vis AS ("
     "  SELECT r.id, r.date_modified FROM responses r JOIN children c ON c.id = r.child_id"
     "   WHERE c.user_id = $1 AND ($4::uuid IS NULL OR c.uuid = $4::uuid)"
@@ -150,12 +157,13 @@ static const struct pg_stmt responses_list_stmt = {
     RESP_PAGE,
 };
 
-/* The nested list without ?child=: $1 user, $2 limit, $3 offset, $4 study. */
+/* The nested list without ?child=: $1 user, $2 limit, $3 offset, $4 study,
+ * $5 research id. */
 static const struct pg_stmt responses_nested_stmt = {
     "responses_nested",
     "WITH st AS ("
-    "  SELECT s.id, has_study_perm($1, s.id, 'read_study__responses') AS rd,"
-    "         has_study_perm($1, s.id, 'read_study__responses(is_preview=True)') AS pv"
+    "  SELECT s.id, has_study_perm($5::bigint, s.id, 'read_study__responses') AS rd,"
+    "         has_study_perm($5::bigint, s.id, 'read_study__responses(is_preview=True)') AS pv"
     "    FROM studies s WHERE s.uuid = $4::uuid),"
     " vis AS ("
     "  SELECT r.id, r.date_modified FROM st JOIN responses r ON r.study_id = st.id"
@@ -188,7 +196,8 @@ static const struct pg_stmt responses_past_stmt = {
 };
 
 /* What creating a response needs to know, in one round trip.
- * $1 user, $2 child uuid, $3 study uuid.  Always one row. */
+ * $1 user, $2 child uuid, $3 study uuid, $4 research id (previews of
+ * studies that are not active).  Always one row. */
 enum {
     PC_CHILD_ID, PC_OWN, PC_AGE_DAYS, PC_GENDER, PC_WEEKS, PC_LANGS, PC_CONDS,
     PC_STUDY_ID, PC_MIN_Y, PC_MIN_M, PC_MIN_D, PC_MAX_Y, PC_MAX_M, PC_MAX_D,
@@ -208,7 +217,8 @@ static const struct pg_stmt responses_precheck_stmt = {
     "  LEFT JOIN children c ON c.uuid = $2::uuid AND NOT c.deleted"
     "  LEFT JOIN studies s ON s.uuid = $3::uuid"
     "        AND (s.state = 'active'"
-    "             OR study_visible($1, s.id, s.state, s.public, s.shared_preview, false))",
+    "             OR study_visible($4::bigint, s.id, s.state, s.public, s.shared_preview,"
+    "                              false))",
 };
 
 /* The attribute values of $4 (validated and normalised in C; absent keys
@@ -250,13 +260,15 @@ static const struct pg_stmt responses_insert_stmt = {
  * on the row lock and the last one wins.  Only researchers who may read
  * the response learn that it exists (403); everyone else gets 404.
  * $1 user, $2 response uuid, $3 attributes but exp_data, $4 child uuid,
- * $5 study uuid, $6 exp_data (json, kept as sent), $7 its withdrawn. */
+ * $5 study uuid, $6 exp_data (json, kept as sent), $7 its withdrawn, $8
+ * research id. */
 static const struct pg_stmt responses_update_stmt = {
     "responses_update",
     "WITH t AS ("
     "  SELECT r.id, c.user_id = $1 AS own, c.uuid AS child_uuid, s.uuid AS study_uuid,"
     "         CASE WHEN c.user_id = $1 THEN true"
-    "              ELSE response_readable($1, r.id, r.study_id, r.is_preview) END AS visible"
+    "              ELSE response_readable($8::bigint, r.id, r.study_id, r.is_preview)"
+    "         END AS visible"
     "    FROM responses r JOIN children c ON c.id = r.child_id"
     "    JOIN studies s ON s.id = r.study_id"
     "   WHERE r.uuid = $2::uuid),"
@@ -821,14 +833,14 @@ static void response_got(PGresult *res, void *arg)
 static void response_get(struct http_req *req, struct app *app)
 {
     const char *id = http_req_param(req, 0);
-    char uid[24];
+    char uid[24], rid[24];
 
     if (!jsonapi_is_uuid(id)) {
         reply_not_found(req);
         return;
     }
-    const char *params[] = { apidoc_user_id(req, uid), id };
-    if (pg_exec(app->pg, &responses_get_stmt, 2, params, response_got, req) < 0)
+    const char *params[] = { apidoc_user_id(req, uid), id, apidoc_research_id(req, rid) };
+    if (pg_exec(app->pg, &responses_get_stmt, 3, params, response_got, req) < 0)
         jsonapi_reply_unavailable(req, "Database");
 }
 
@@ -837,7 +849,7 @@ static void response_get(struct http_req *req, struct app *app)
 static void responses_list(struct http_req *req, struct app *app)
 {
     struct jsonapi_error e;
-    char uid[24], limit[24], offset[24], child_buf[37], study_buf[37];
+    char uid[24], rid[24], limit[24], offset[24], child_buf[37], study_buf[37];
     const char *child, *study;
 
     if (!jsonapi_page_sql(req, limit, offset))
@@ -847,8 +859,9 @@ static void responses_list(struct http_req *req, struct app *app)
         jsonapi_reply_error(req, &e);
         return;
     }
-    const char *params[] = { apidoc_user_id(req, uid), limit, offset, child, study };
-    if (pg_exec(app->pg, &responses_list_stmt, 5, params, responses_page_done, req) < 0)
+    const char *params[] = { apidoc_user_id(req, uid), limit, offset, child, study,
+                             apidoc_research_id(req, rid) };
+    if (pg_exec(app->pg, &responses_list_stmt, 6, params, responses_page_done, req) < 0)
         jsonapi_reply_unavailable(req, "Database");
 }
 
@@ -859,7 +872,7 @@ static void study_responses(struct http_req *req, struct app *app)
 {
     const char *study = http_req_param(req, 0);
     struct jsonapi_error e;
-    char uid[24], limit[24], offset[24], child_buf[37];
+    char uid[24], rid[24], limit[24], offset[24], child_buf[37];
     const char *child;
 
     if (!jsonapi_is_uuid(study)) {
@@ -872,11 +885,11 @@ static void study_responses(struct http_req *req, struct app *app)
         jsonapi_reply_error(req, &e);
         return;
     }
-    const char *params[] = { apidoc_user_id(req, uid), limit, offset, study, child };
-    int rc = child ? pg_exec(app->pg, &responses_nested_child_stmt, 5, params,
-                             responses_page_done, req)
-                   : pg_exec(app->pg, &responses_nested_stmt, 4, params,
-                             responses_page_done, req);
+    /* ?child= names the caller's own child: no research id needed. */
+    const char *params[] = { apidoc_user_id(req, uid), limit, offset, study,
+                             child ? child : apidoc_research_id(req, rid) };
+    int rc = pg_exec(app->pg, child ? &responses_nested_child_stmt : &responses_nested_stmt,
+                     5, params, responses_page_done, req);
     if (rc < 0)
         jsonapi_reply_unavailable(req, "Database");
 }
@@ -1067,8 +1080,10 @@ static void response_create(struct http_req *req, struct app *app)
         create_free(c);
         return;
     }
-    const char *params[] = { c->user_id, c->body.child, c->body.study };
-    if (pg_exec(app->pg, &responses_precheck_stmt, 3, params, create_on_result, c) < 0) {
+    char rid[24];
+    const char *params[] = { c->user_id, c->body.child, c->body.study,
+                             apidoc_research_id(req, rid) };
+    if (pg_exec(app->pg, &responses_precheck_stmt, 4, params, create_on_result, c) < 0) {
         jsonapi_reply_unavailable(req, "Database");
         create_free(c);
     }
@@ -1119,7 +1134,7 @@ static void response_update(struct http_req *req, struct app *app)
 {
     const char *id = http_req_param(req, 0);
     struct update_ctx *u;
-    char uid[24];
+    char uid[24], rid[24];
 
     if (!jsonapi_is_uuid(id)) {
         reply_not_found(req);
@@ -1137,8 +1152,9 @@ static void response_update(struct http_req *req, struct app *app)
     const char *params[] = { apidoc_user_id(req, uid), id, u->body.attrs_text,
                              u->body.child[0] ? u->body.child : NULL,
                              u->body.study[0] ? u->body.study : NULL,
-                             u->body.exp_data_text, u->body.withdrawn };
-    int rc = pg_exec(app->pg, &responses_update_stmt, 7, params, response_updated, u);
+                             u->body.exp_data_text, u->body.withdrawn,
+                             apidoc_research_id(req, rid) };
+    int rc = pg_exec(app->pg, &responses_update_stmt, 8, params, response_updated, u);
     /* pg_exec copied the parameters: the texts can go now. */
     write_body_cleanup(&u->body);
     if (rc < 0) {
@@ -1149,20 +1165,17 @@ static void response_update(struct http_req *req, struct app *app)
 
 /* ---- routes ------------------------------------------------------------------ */
 
-static void h_list(struct http_req *req, void *arg) { auth_require(req, arg, responses_list); }
-static void h_create(struct http_req *req, void *arg) { auth_require(req, arg, response_create); }
-static void h_get(struct http_req *req, void *arg) { auth_require(req, arg, response_get); }
-static void h_update(struct http_req *req, void *arg) { auth_require(req, arg, response_update); }
-static void h_nested(struct http_req *req, void *arg) { auth_require(req, arg, study_responses); }
-static void h_past(struct http_req *req, void *arg) { auth_require(req, arg, past_sessions); }
+static const struct route responses_route_table[] = {
+    { HTTP_GET, "/api/v1/responses/", responses_list, ROUTE_FAMILY },
+    { HTTP_POST, "/api/v1/responses/", response_create, ROUTE_FAMILY },
+    { HTTP_GET, "/api/v1/responses/{id}/", response_get, ROUTE_FAMILY },
+    { HTTP_PATCH, "/api/v1/responses/{id}/", response_update, ROUTE_FAMILY },
+    { HTTP_PUT, "/api/v1/responses/{id}/", response_update, ROUTE_FAMILY },
+    { HTTP_GET, "/api/v1/studies/{id}/responses/", study_responses, ROUTE_FAMILY },
+    { HTTP_GET, "/api/v1/past-sessions/{id}/", past_sessions, ROUTE_FAMILY },
+};
 
-void responses_routes(struct router *r)
+int responses_routes(struct router *r)
 {
-    router_add(r, HTTP_GET, "/api/v1/responses/", h_list);
-    router_add(r, HTTP_POST, "/api/v1/responses/", h_create);
-    router_add(r, HTTP_GET, "/api/v1/responses/{id}/", h_get);
-    router_add(r, HTTP_PATCH, "/api/v1/responses/{id}/", h_update);
-    router_add(r, HTTP_PUT, "/api/v1/responses/{id}/", h_update);
-    router_add(r, HTTP_GET, "/api/v1/studies/{id}/responses/", h_nested);
-    router_add(r, HTTP_GET, "/api/v1/past-sessions/{id}/", h_past);
+    return ROUTER_ADD_TABLE(r, responses_route_table);
 }

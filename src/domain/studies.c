@@ -26,8 +26,12 @@
 #include "studyhub/http/server.h"
 #include "studyhub/io/pg.h"
 
-/* $1 user, $2 study uuid, $3 base URL.  The active test comes first so the
- * common case never evaluates a permission. */
+/* $1 is the research id (apidoc_research_id): the caller's id when
+ * two-factor verified, else NULL, so a study that is not active (a shared
+ * preview) is seen only by a verified researcher.
+ *
+ * $1 research id, $2 study uuid, $3 base URL.  The active test comes first
+ * so the common case never evaluates a permission. */
 static const struct pg_stmt studies_get_stmt = {
     "studies_get",
     "SELECT s.uuid, study_attrs(s, $3), s.state FROM studies s"
@@ -36,7 +40,7 @@ static const struct pg_stmt studies_get_stmt = {
     "        OR study_visible($1, s.id, s.state, s.public, s.shared_preview, false))",
 };
 
-/* $1 user, $2 limit, $3 offset, $4 base URL.  Always one row: the count,
+/* $1 research id, $2 limit, $3 offset, $4 base URL.  Always one row: the count,
  * then the page's columns (NULL when the page is empty). */
 static const struct pg_stmt studies_list_stmt = {
     "studies_list",
@@ -206,7 +210,7 @@ static void study_get(struct http_req *req, struct app *app)
     ctx->req = req;
     ctx->cacheable = study_docs_usable();
     ctx->ticket = ctx->cacheable ? cache_ticket(study_docs) : 0;
-    const char *params[] = { apidoc_user_id(req, uid), id, http_req_base_url(req) };
+    const char *params[] = { apidoc_research_id(req, uid), id, http_req_base_url(req) };
     if (pg_exec(app->pg, &studies_get_stmt, 3, params, study_got, ctx) < 0) {
         free(ctx);
         jsonapi_reply_unavailable(req, "Database");
@@ -224,23 +228,18 @@ static void studies_list(struct http_req *req, struct app *app)
 
     if (!jsonapi_page_sql(req, limit, offset))
         return;
-    const char *params[] = { apidoc_user_id(req, uid), limit, offset, http_req_base_url(req) };
+    const char *params[] = { apidoc_research_id(req, uid), limit, offset,
+                             http_req_base_url(req) };
     if (pg_exec(app->pg, &studies_list_stmt, 4, params, studies_listed, req) < 0)
         jsonapi_reply_unavailable(req, "Database");
 }
 
-static void h_study_get(struct http_req *req, void *arg)
-{
-    auth_require(req, arg, study_get);
-}
+static const struct route studies_route_table[] = {
+    { HTTP_GET, "/api/v1/studies/", studies_list, ROUTE_FAMILY },
+    { HTTP_GET, "/api/v1/studies/{id}/", study_get, ROUTE_FAMILY },
+};
 
-static void h_studies_list(struct http_req *req, void *arg)
+int studies_routes(struct router *r)
 {
-    auth_require(req, arg, studies_list);
-}
-
-void studies_routes(struct router *r)
-{
-    router_add(r, HTTP_GET, "/api/v1/studies/", h_studies_list);
-    router_add(r, HTTP_GET, "/api/v1/studies/{id}/", h_study_get);
+    return ROUTER_ADD_TABLE(r, studies_route_table);
 }

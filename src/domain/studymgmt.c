@@ -372,7 +372,7 @@ static const struct pg_stmt sm_group_remove_stmt = {
 
 /* ------------------------------------------------------------ handlers */
 
-static void list_next(struct http_req *req, struct app *app)
+static void h_list(struct http_req *req, struct app *app)
 {
     const char *state = http_req_query(req, "state");
     const char *lab = http_req_query(req, "lab");
@@ -389,7 +389,7 @@ static void list_next(struct http_req *req, struct app *app)
     perms_exec_list(req, app, &sm_list_stmt, 6, params);
 }
 
-static void create_next(struct http_req *req, struct app *app)
+static void h_create(struct http_req *req, struct app *app)
 {
     struct study_input in;
     struct jsonapi_error e;
@@ -416,7 +416,7 @@ out:
     study_input_cleanup(&in);
 }
 
-static void detail_next(struct http_req *req, struct app *app)
+static void h_detail(struct http_req *req, struct app *app)
 {
     char uid[24], su[37];
 
@@ -426,7 +426,7 @@ static void detail_next(struct http_req *req, struct app *app)
     perms_exec(req, app, &sm_detail_stmt, 3, params);
 }
 
-static void edit_next(struct http_req *req, struct app *app)
+static void h_edit(struct http_req *req, struct app *app)
 {
     struct study_input in;
     struct jsonapi_error e;
@@ -446,7 +446,7 @@ out:
     study_input_cleanup(&in);
 }
 
-static void clone_next(struct http_req *req, struct app *app)
+static void h_clone(struct http_req *req, struct app *app)
 {
     struct jsonapi_error e;
     json_t *data = NULL;
@@ -476,7 +476,7 @@ out:
     json_decref(data);
 }
 
-static void logs_next(struct http_req *req, struct app *app)
+static void h_logs(struct http_req *req, struct app *app)
 {
     char uid[24], su[37], limit[24], offset[24];
 
@@ -487,7 +487,7 @@ static void logs_next(struct http_req *req, struct app *app)
     perms_exec_list(req, app, &sm_logs_stmt, 5, params);
 }
 
-static void groups_next(struct http_req *req, struct app *app)
+static void h_groups(struct http_req *req, struct app *app)
 {
     char uid[24], su[37];
 
@@ -505,7 +505,7 @@ static bool group_name_ok(const char *s)
     return n >= 1 && n <= 32 && strspn(s, "abcdefghijklmnopqrstuvwxyz_") == n;
 }
 
-static void group_add_next(struct http_req *req, struct app *app)
+static void h_group_add(struct http_req *req, struct app *app)
 {
     struct jsonapi_error e;
     json_t *data = NULL;
@@ -538,7 +538,7 @@ out:
     json_decref(data);
 }
 
-static void group_remove_next(struct http_req *req, struct app *app)
+static void h_group_remove(struct http_req *req, struct app *app)
 {
     char uid[24], su[37], mu[37];
     const char *grp = http_req_param(req, 1);
@@ -559,34 +559,21 @@ static void group_remove_next(struct http_req *req, struct app *app)
 
 /* ------------------------------------------------------------ routes */
 
-#define HANDLER(name)                                        \
-    static void h_##name(struct http_req *req, void *arg)    \
-    {                                                        \
-        auth_require_researcher(req, arg, name##_next);      \
-    }
+static const struct route studymgmt_route_table[] = {
+    { HTTP_GET, "/api/v1/researcher/studies/", h_list, ROUTE_RESEARCHER },
+    { HTTP_POST, "/api/v1/researcher/studies/", h_create, ROUTE_RESEARCHER },
+    { HTTP_GET, "/api/v1/researcher/studies/{id}/", h_detail, ROUTE_RESEARCHER },
+    { HTTP_PATCH, "/api/v1/researcher/studies/{id}/", h_edit, ROUTE_RESEARCHER },
+    { HTTP_POST, "/api/v1/researcher/studies/{id}/clone/", h_clone, ROUTE_RESEARCHER },
+    { HTTP_GET, "/api/v1/researcher/studies/{id}/logs/", h_logs, ROUTE_RESEARCHER },
+    { HTTP_GET, "/api/v1/researcher/studies/{id}/groups/", h_groups, ROUTE_RESEARCHER },
+    { HTTP_POST, "/api/v1/researcher/studies/{id}/groups/{group}/members/", h_group_add,
+      ROUTE_RESEARCHER },
+    { HTTP_DELETE, "/api/v1/researcher/studies/{id}/groups/{group}/members/{user}/",
+      h_group_remove, ROUTE_RESEARCHER },
+};
 
-HANDLER(list)
-HANDLER(create)
-HANDLER(detail)
-HANDLER(edit)
-HANDLER(clone)
-HANDLER(logs)
-HANDLER(groups)
-HANDLER(group_add)
-HANDLER(group_remove)
-
-void studymgmt_routes(struct router *r)
+int studymgmt_routes(struct router *r)
 {
-    router_add(r, HTTP_GET, "/api/v1/researcher/studies/", h_list);
-    router_add(r, HTTP_POST, "/api/v1/researcher/studies/", h_create);
-    router_add(r, HTTP_GET, "/api/v1/researcher/studies/{id}/", h_detail);
-    router_add(r, HTTP_PATCH, "/api/v1/researcher/studies/{id}/", h_edit);
-    router_add(r, HTTP_POST, "/api/v1/researcher/studies/{id}/clone/", h_clone);
-    router_add(r, HTTP_GET, "/api/v1/researcher/studies/{id}/logs/", h_logs);
-    router_add(r, HTTP_GET, "/api/v1/researcher/studies/{id}/groups/", h_groups);
-    router_add(r, HTTP_POST, "/api/v1/researcher/studies/{id}/groups/{group}/members/",
-               h_group_add);
-    router_add(r, HTTP_DELETE,
-               "/api/v1/researcher/studies/{id}/groups/{group}/members/{user}/",
-               h_group_remove);
+    return ROUTER_ADD_TABLE(r, studymgmt_route_table);
 }

@@ -23,20 +23,23 @@
 #include "studyhub/http/server.h"
 #include "studyhub/io/pg.h"
 
-/* List statements take ($1 limit, $2 offset, $3 caller id, $4 parent uuid,
- * $5 ordering), each using a prefix of those, and return
- * (parent_visible, total, uuid, attrs, extra). */
+/* List statements take ($1 limit, $2 offset, $3 caller id, $4 research
+ * id, $5 parent uuid, $6 ordering), each using a prefix of those, and
+ * return (parent_visible, total, uuid, attrs, extra).  The research id is
+ * the caller's when two-factor verified, else NULL (apidoc_research_id):
+ * only it is given to permission checks, so without two-factor a caller
+ * sees only their own records. */
 enum { LC_PARENT_OK, LC_TOTAL, LC_UUID, LC_ATTRS, LC_EXTRA };
-/* Detail statements take ($1 uuid, $2 caller id) and return
- * (uuid, attrs, extra). */
+/* Detail statements take ($1 uuid, $2 caller id, $3 research id) and
+ * return (uuid, attrs, extra). */
 enum { DC_UUID, DC_ATTRS, DC_EXTRA };
 
 /* Who may see a user's records: the user, or a holder of the site-wide
  * permission.  Written once, used by every statement below. */
-#define VISIBLE_USER(col, me) \
-    "(" col " = " me " OR has_site_perm(" me ", 'can_read_all_user_data'))"
-#define USERNAME(me) \
-    "CASE WHEN has_site_perm(" me ", 'can_read_usernames') THEN v.email END"
+#define VISIBLE_USER(col, me, research) \
+    "(" col " = " me " OR has_site_perm(" research ", 'can_read_all_user_data'))"
+#define USERNAME(research) \
+    "CASE WHEN has_site_perm(" research ", 'can_read_usernames') THEN v.email END"
 /* The page of a list: one row even when empty (LEFT JOIN LATERAL). */
 #define PAGE "LIMIT $1::bigint OFFSET $2::bigint) p ON true"
 
@@ -44,24 +47,24 @@ static const struct pg_stmt users_list_stmt = {
     "users_list",
     "SELECT true, c.n, p.uuid, p.attrs, p.username"
     "  FROM (SELECT count(*) AS n FROM users u"
-    "         WHERE " VISIBLE_USER("u.id", "$3::bigint") ") c"
+    "         WHERE " VISIBLE_USER("u.id", "$3::bigint", "$4::bigint") ") c"
     "  LEFT JOIN LATERAL ("
-    "    SELECT v.uuid, v.attrs, " USERNAME("$3::bigint") " AS username"
-    "      FROM users_api v WHERE " VISIBLE_USER("v.id", "$3::bigint")
+    "    SELECT v.uuid, v.attrs, " USERNAME("$4::bigint") " AS username"
+    "      FROM users_api v WHERE " VISIBLE_USER("v.id", "$3::bigint", "$4::bigint")
     "     ORDER BY v.id " PAGE,
 };
 
 static const struct pg_stmt users_detail_stmt = {
     "users_detail",
-    "SELECT v.uuid, v.attrs, " USERNAME("$2::bigint")
+    "SELECT v.uuid, v.attrs, " USERNAME("$3::bigint")
     "  FROM users_api v"
-    " WHERE v.uuid = $1::uuid AND " VISIBLE_USER("v.id", "$2::bigint"),
+    " WHERE v.uuid = $1::uuid AND " VISIBLE_USER("v.id", "$2::bigint", "$3::bigint"),
 };
 
 /* The parent user of a nested list, if the caller may see it. */
 #define TARGET_USER \
-    "WITH target AS (SELECT u.id FROM users u WHERE u.uuid = $4::uuid" \
-    "                   AND " VISIBLE_USER("u.id", "$3::bigint") ") "
+    "WITH target AS (SELECT u.id FROM users u WHERE u.uuid = $5::uuid" \
+    "                   AND " VISIBLE_USER("u.id", "$3::bigint", "$4::bigint") ") "
 
 static const struct pg_stmt users_demographics_stmt = {
     "users_demographics",
@@ -86,8 +89,8 @@ static const struct pg_stmt users_children_stmt = {
     "  LEFT JOIN LATERAL ("
     "    SELECT v.uuid, v.attrs, v.user_uuid FROM children_api v"
     "     WHERE v.user_id IN (SELECT id FROM target)"
-    "     ORDER BY CASE WHEN $5::text = 'birthday' THEN v.birthday_date END,"
-    "              CASE WHEN $5::text = '-birthday' THEN v.birthday_date END DESC,"
+    "     ORDER BY CASE WHEN $6::text = 'birthday' THEN v.birthday_date END,"
+    "              CASE WHEN $6::text = '-birthday' THEN v.birthday_date END DESC,"
     "              v.id " PAGE,
 };
 
@@ -95,17 +98,17 @@ static const struct pg_stmt demographics_list_stmt = {
     "demographics_list",
     "SELECT true, c.n, p.uuid, p.attrs, NULL"
     "  FROM (SELECT count(*) AS n FROM demographic_data d"
-    "         WHERE " VISIBLE_USER("d.user_id", "$3::bigint") ") c"
+    "         WHERE " VISIBLE_USER("d.user_id", "$3::bigint", "$4::bigint") ") c"
     "  LEFT JOIN LATERAL ("
     "    SELECT v.uuid, v.attrs FROM demographics_api v"
-    "     WHERE " VISIBLE_USER("v.user_id", "$3::bigint")
+    "     WHERE " VISIBLE_USER("v.user_id", "$3::bigint", "$4::bigint")
     "     ORDER BY v.created_at DESC, v.id DESC " PAGE,
 };
 
 static const struct pg_stmt demographics_detail_stmt = {
     "demographics_detail",
     "SELECT v.uuid, v.attrs, NULL FROM demographics_api v"
-    " WHERE v.uuid = $1::uuid AND " VISIBLE_USER("v.user_id", "$2::bigint"),
+    " WHERE v.uuid = $1::uuid AND " VISIBLE_USER("v.user_id", "$2::bigint", "$3::bigint"),
 };
 
 static const struct pg_stmt labs_list_stmt = {
@@ -196,16 +199,16 @@ struct endpoint {
 };
 
 static const struct endpoint endpoints[] = {
-    { "/api/v1/users/", &users_list_stmt, 3, true, false, &user_view, NULL },
-    { "/api/v1/users/{id}/", &users_detail_stmt, 2, false, true, &user_view,
+    { "/api/v1/users/", &users_list_stmt, 4, true, false, &user_view, NULL },
+    { "/api/v1/users/{id}/", &users_detail_stmt, 3, false, true, &user_view,
       "No User matches the given query." },
-    { "/api/v1/users/{id}/demographics/", &users_demographics_stmt, 4, true,
+    { "/api/v1/users/{id}/demographics/", &users_demographics_stmt, 5, true,
       true, &demographic_view, "No User matches the given query." },
-    { "/api/v1/users/{id}/children/", &users_children_stmt, 5, true, true,
+    { "/api/v1/users/{id}/children/", &users_children_stmt, 6, true, true,
       &child_view, "No User matches the given query." },
-    { "/api/v1/demographics/", &demographics_list_stmt, 3, true, false,
+    { "/api/v1/demographics/", &demographics_list_stmt, 4, true, false,
       &demographic_view, NULL },
-    { "/api/v1/demographics/{id}/", &demographics_detail_stmt, 2, false, true,
+    { "/api/v1/demographics/{id}/", &demographics_detail_stmt, 3, false, true,
       &demographic_view, "No DemographicData matches the given query." },
     { "/api/v1/labs/", &labs_list_stmt, 2, true, false, &lab_view, NULL },
     { "/api/v1/labs/{id}/", &labs_detail_stmt, 1, false, true, &lab_view,
@@ -311,7 +314,7 @@ out:
 
 /* Runs once the caller is known: checks the id and the page, then sends
  * the endpoint's one query. */
-static void users_next(struct http_req *req, struct app *app)
+static void users_get(struct http_req *req, struct app *app)
 {
     const struct endpoint *ep = endpoint_find(http_req_route(req));
     const struct auth_user *me = auth_user(req);
@@ -319,6 +322,7 @@ static void users_next(struct http_req *req, struct app *app)
     struct jsonapi_error e;
     const char *id = NULL;
     char limit[24], offset[24], uid[24];
+    const char *research = NULL;
 
     if (!ep || !me) {
         log_error("users: no endpoint for route %s", http_req_route(req));
@@ -341,6 +345,7 @@ static void users_next(struct http_req *req, struct app *app)
     q->req = req;
     q->ep = ep;
     snprintf(uid, sizeof uid, "%lld", (long long)me->id);
+    research = auth_request_researcher_ok(req) ? uid : NULL;
 
     int rc;
     if (ep->list) {
@@ -351,10 +356,10 @@ static void users_next(struct http_req *req, struct app *app)
         snprintf(limit, sizeof limit, "%ld", q->page.size);
         snprintf(offset, sizeof offset, "%ld", jsonapi_page_offset(&q->page));
         const char *ordering = http_req_query(req, "ordering");
-        const char *p[5] = { limit, offset, uid, id, ordering ? ordering : "" };
+        const char *p[6] = { limit, offset, uid, research, id, ordering ? ordering : "" };
         rc = pg_exec(app->pg, ep->stmt, ep->nparams, p, list_done, q);
     } else {
-        const char *p[2] = { id, uid };
+        const char *p[3] = { id, uid, research };
         rc = pg_exec(app->pg, ep->stmt, ep->nparams, p, detail_done, q);
     }
     if (rc != 0) {
@@ -366,15 +371,22 @@ out:
     free(q);
 }
 
-static void users_handle(struct http_req *req, void *arg)
-{
-    auth_require(req, arg, users_next);
-}
+/* Every endpoint above is a family route: the user's own records for
+ * anyone, others' only by permission to a two-factor-verified caller. */
+static const struct route users_route_table[] = {
+    { HTTP_GET, "/api/v1/users/", users_get, ROUTE_FAMILY },
+    { HTTP_GET, "/api/v1/users/{id}/", users_get, ROUTE_FAMILY },
+    { HTTP_GET, "/api/v1/users/{id}/demographics/", users_get, ROUTE_FAMILY },
+    { HTTP_GET, "/api/v1/users/{id}/children/", users_get, ROUTE_FAMILY },
+    { HTTP_GET, "/api/v1/demographics/", users_get, ROUTE_FAMILY },
+    { HTTP_GET, "/api/v1/demographics/{id}/", users_get, ROUTE_FAMILY },
+    { HTTP_GET, "/api/v1/labs/", users_get, ROUTE_USER },
+    { HTTP_GET, "/api/v1/labs/{id}/", users_get, ROUTE_USER },
+};
 
-void users_routes(struct router *r)
+int users_routes(struct router *r)
 {
-    for (size_t i = 0; i < sizeof endpoints / sizeof *endpoints; i++)
-        router_add(r, HTTP_GET, endpoints[i].pattern, users_handle);
+    return ROUTER_ADD_TABLE(r, users_route_table);
 }
 
 /* ------------------------------------------------------------ admin */

@@ -200,7 +200,7 @@ static int transition_parse(struct http_req *req, json_t **doc, const char **tri
     return 0;
 }
 
-static void fire_next(struct http_req *req, struct app *app)
+static void h_fire(struct http_req *req, struct app *app)
 {
     struct jsonapi_error e;
     const char *trigger, *comments;
@@ -221,11 +221,6 @@ static void fire_next(struct http_req *req, struct app *app)
     perms_exec(req, app, &workflow_fire_stmt, 5, params);   /* copies params */
 out:
     json_decref(doc);
-}
-
-static void h_fire(struct http_req *req, void *arg)
-{
-    auth_require_researcher(req, arg, fire_next);
 }
 
 /* ------------------------------------------------------------ the table */
@@ -537,7 +532,7 @@ out:
     wf_get_free(g);
 }
 
-static void table_next(struct http_req *req, struct app *app)
+static void h_table(struct http_req *req, struct app *app)
 {
     const char *format = http_req_query(req, "format");
     const char *study = http_req_query(req, "study");
@@ -586,13 +581,12 @@ out:
     wf_get_free(g);
 }
 
-static void h_table(struct http_req *req, void *arg)
-{
-    auth_require(req, arg, table_next);
-}
+static const struct route workflow_route_table[] = {
+    { HTTP_POST, "/api/v1/studies/{id}/transitions/", h_fire, ROUTE_RESEARCHER },
+    { HTTP_GET, "/api/v1/workflow/?", h_table, ROUTE_USER },
+};
 
-void workflow_routes(struct router *r)
+int workflow_routes(struct router *r)
 {
-    router_add(r, HTTP_POST, "/api/v1/studies/{id}/transitions/", h_fire);
-    router_add(r, HTTP_GET, "/api/v1/workflow/?", h_table);
+    return ROUTER_ADD_TABLE(r, workflow_route_table);
 }

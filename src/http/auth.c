@@ -6,8 +6,10 @@
 #include "studyhub/http/auth.h"
 
 #include <argon2.h>
+#include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
+#include <netinet/in.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -66,8 +68,8 @@
 struct auth_ctx {
     struct http_req *req;        /* borrowed: the request owns this ctx */
     struct app *app;             /* borrowed */
-    auth_next_fn next;           /* the handler to run once authenticated */
-    auth_next_fn gated_next;     /* auth_require_researcher's handler */
+    auth_next_fn next;           /* runs once authenticated (policy_check) */
+    const struct route *route;   /* borrowed: the matched route (static table) */
     bool authenticated;          /* user below is valid */
     struct auth_user user;       /* the caller */
     int session_epoch;           /* of the session (sessions only) */
@@ -965,7 +967,11 @@ static struct auth_ctx *ctx_get(struct http_req *req)
     return ctx;
 }
 
-void auth_require(struct http_req *req, struct app *app, auth_next_fn next)
+/* Resolves the caller, then: no credentials or a bad token -> 401 (with
+ * WWW-Authenticate: Token); a session write without a matching CSRF token
+ * -> 403 "CSRF Failed: ..."; Redis or PostgreSQL down -> 503; otherwise
+ * next(req, app).  The user is freed with the request. */
+static void auth_require(struct http_req *req, struct app *app, auth_next_fn next)
 {
     struct auth_ctx *ctx = ctx_get(req);
 
@@ -1044,33 +1050,117 @@ bool auth_user_is_2fa_verified(const struct auth_user *u)
     return u && u->mfa_verified;
 }
 
-static void researcher_gate(struct http_req *req, struct app *app)
+bool auth_request_researcher_ok(const struct http_req *req)
+{
+    return auth_user_is_2fa_verified(auth_user(req));
+}
+
+/* ------------------------------------------------------------ the gate */
+
+static void reply_two_factor_required(struct http_req *req, const struct auth_user *u)
+{
+    jsonapi_reply_errorf(req, 403, "two_factor_required", NULL, "%s",
+                         u->totp_enabled
+                             ? "This needs a login with your two-factor code:"
+                               " log out and in again."
+                             : "This needs two-factor authentication: turn it on"
+                               " with POST /api/v1/accounts/totp/, then log in again.");
+}
+
+/* Once the caller is known: what the route's policy asks beyond that,
+ * then the route's handler. */
+static void policy_check(struct http_req *req, struct app *app)
 {
     struct auth_ctx *ctx = http_req_data(req);
     const struct auth_user *u = &ctx->user;
 
-    if (!u->mfa_verified) {
-        jsonapi_reply_errorf(req, 403, "two_factor_required", NULL, "%s",
-                             u->totp_enabled
-                                 ? "This needs a login with your two-factor code:"
-                                   " log out and in again."
-                                 : "This needs two-factor authentication: turn it on"
-                                   " with POST /api/v1/accounts/totp/, then log in again.");
+    if (ctx->route->policy == ROUTE_RESEARCHER || ctx->route->policy == ROUTE_SITE_ADMIN) {
+        if (!u->mfa_verified) {
+            reply_two_factor_required(req, u);
+            return;
+        }
+    }
+    if (ctx->route->policy == ROUTE_SITE_ADMIN && !u->is_site_admin) {
+        jsonapi_reply_errorf(req, 403, "permission_denied", NULL,
+                             "You do not have permission to perform this action.");
         return;
     }
-    ctx->gated_next(req, app);
+    ctx->route->handler(req, app);
 }
 
-void auth_require_researcher(struct http_req *req, struct app *app,
-                             auth_next_fn next)
+/* 127.0.0.0/8, ::1 or ::ffff:127.x.y.z. */
+static bool peer_is_loopback(const char *peer)
 {
-    struct auth_ctx *ctx = ctx_get(req);
-    if (!ctx) {
-        jsonapi_reply_errorf(req, 500, "error", NULL, "A server error occurred.");
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (inet_pton(AF_INET, peer, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, peer, &a6) != 1)
+        return false;
+    if (IN6_IS_ADDR_LOOPBACK(&a6))
+        return true;
+    return IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127;
+}
+
+/* ROUTE_OPERATOR: the bearer METRICS_TOKEN, or a loopback peer.  A
+ * request relayed by a proxy on the same host arrives from loopback too,
+ * so one that carries a forwarding header is not taken as local. */
+static bool operator_ok(struct http_req *req, const struct app *app)
+{
+    const char *want = app->cfg->metrics_token;
+    const char *authz = http_req_header(req, "Authorization");
+
+    if (want && want[0] && authz && strncasecmp(authz, "Bearer ", 7) == 0) {
+        const char *given = authz + 7;
+        size_t n = strlen(want);
+        return strlen(given) == n && CRYPTO_memcmp(given, want, n) == 0;
+    }
+    return peer_is_loopback(http_req_peer(req)) &&
+           !http_req_header(req, "X-Forwarded-For") && !http_req_header(req, "Forwarded");
+}
+
+void auth_gate(struct http_req *req, const struct route *route, void *arg)
+{
+    struct app *app = arg;
+    struct auth_ctx *ctx;
+
+    switch (route->policy) {
+    case ROUTE_PUBLIC:
+    case ROUTE_SIGNED:        /* the handler checks the signature first */
+        route->handler(req, app);
+        return;
+    case ROUTE_DEBUG:
+        if (!app->cfg->debug_routes) {
+            jsonapi_reply_errorf(req, 404, "not_found", NULL, "Not found.");
+            return;
+        }
+        route->handler(req, app);
+        return;
+    case ROUTE_OPERATOR:
+        if (!operator_ok(req, app)) {
+            http_add_header(req, "WWW-Authenticate", "Bearer");
+            jsonapi_reply_errorf(req, 401, "not_authenticated", NULL,
+                                 "This is served to loopback callers, or with"
+                                 " Authorization: Bearer METRICS_TOKEN.");
+            return;
+        }
+        route->handler(req, app);
+        return;
+    case ROUTE_USER:
+    case ROUTE_FAMILY:
+    case ROUTE_RESEARCHER:
+    case ROUTE_SITE_ADMIN:
+        if (!(ctx = ctx_get(req))) {
+            jsonapi_reply_errorf(req, 500, "error", NULL, "A server error occurred.");
+            return;
+        }
+        ctx->route = route;
+        auth_require(req, app, policy_check);
         return;
     }
-    ctx->gated_next = next;
-    auth_require(req, app, researcher_gate);
+    /* router_add refuses any other value: never reached. */
+    log_error("auth: %s has no policy; refused", route->pattern);
+    jsonapi_reply_errorf(req, 500, "error", NULL, "A server error occurred.");
 }
 
 const struct auth_user *auth_user(const struct http_req *req)
@@ -1487,9 +1577,8 @@ unavailable_redis:
 
 /* POST /api/v1/auth/login/ {"email": .., "password": ..} (also accepted
  * inside data.attributes).  Only JSON bodies (see auth_read_json). */
-static void auth_login(struct http_req *req, void *arg)
+static void auth_login(struct http_req *req, struct app *app)
 {
-    struct app *app = arg;
     struct login_ctx *lc = NULL;
     json_t *fields, *body = auth_read_json(req, &fields);
     const char *email, *password;
@@ -1518,9 +1607,8 @@ out:
 
 /* POST /api/v1/auth/login/2fa/ {"challenge": .., "code": "123456"} or
  * {"challenge": .., "recovery_code": "xxxx-xxxx-xxxx-xxxx"}. */
-static void auth_login_2fa(struct http_req *req, void *arg)
+static void auth_login_2fa(struct http_req *req, struct app *app)
 {
-    struct app *app = arg;
     struct login_ctx *lc = NULL;
     json_t *fields, *body = auth_read_json(req, &fields);
     const char *challenge, *secret;
@@ -1575,7 +1663,9 @@ static void logout_deleted(redisReply *reply, void *arg)
     logout_reply(ctx->req, ctx->app);
 }
 
-static void logout_next(struct http_req *req, struct app *app)
+/* POST /api/v1/auth/logout/: a session write, so it needs the CSRF token
+ * (nobody can log a victim out cross-site). */
+static void auth_logout(struct http_req *req, struct app *app)
 {
     struct auth_ctx *ctx = http_req_data(req);
     if (!ctx->session_id[0]) {    /* token callers have no session to end */
@@ -1587,16 +1677,13 @@ static void logout_next(struct http_req *req, struct app *app)
         jsonapi_reply_unavailable(req, "redis");
 }
 
-/* POST /api/v1/auth/logout/: a session write, so it needs the CSRF token
- * (nobody can log a victim out cross-site). */
-static void auth_logout(struct http_req *req, void *arg)
-{
-    auth_require(req, arg, logout_next);
-}
+static const struct route auth_route_table[] = {
+    { HTTP_POST, "/api/v1/auth/login/", auth_login, ROUTE_PUBLIC },
+    { HTTP_POST, "/api/v1/auth/login/2fa/", auth_login_2fa, ROUTE_PUBLIC },
+    { HTTP_POST, "/api/v1/auth/logout/", auth_logout, ROUTE_USER },
+};
 
-void auth_routes(struct router *r)
+int auth_routes(struct router *r)
 {
-    router_add(r, HTTP_POST, "/api/v1/auth/login/", auth_login);
-    router_add(r, HTTP_POST, "/api/v1/auth/login/2fa/", auth_login_2fa);
-    router_add(r, HTTP_POST, "/api/v1/auth/logout/", auth_logout);
+    return ROUTER_ADD_TABLE(r, auth_route_table);
 }

@@ -1,5 +1,5 @@
 /* health: liveness, readiness and metrics, plus the test-only /debug/
- * routes (DEBUG_ROUTES=1). */
+ * routes (ROUTE_DEBUG: only with DEBUG_ROUTES=1). */
 #include "studyhub/http/health.h"
 
 #include <dirent.h>
@@ -21,7 +21,7 @@
 #include "studyhub/io/pg.h"
 #include "studyhub/io/redis.h"
 
-static void healthz(struct http_req *req, void *arg)
+static void healthz(struct http_req *req, struct app *app)
 {
     static const char body[] = "{\"status\":\"ok\"}";
     http_reply(req, 200, "application/json", body, sizeof body - 1);
@@ -73,9 +73,8 @@ static void readiness_redis(redisReply *reply, void *arg)
     readiness_done(r);
 }
 
-static void readyz(struct http_req *req, void *arg)
+static void readyz(struct http_req *req, struct app *app)
 {
-    struct app *app = arg;
     struct readiness *r = calloc(1, sizeof *r);
     if (!r) {
         jsonapi_reply_unavailable(req, "Memory");
@@ -121,9 +120,8 @@ static long max_fd_count(void)
     return getrlimit(RLIMIT_NOFILE, &rl) == 0 ? (long)rl.rlim_cur : -1;
 }
 
-static void metrics_route(struct http_req *req, void *arg)
+static void metrics_route(struct http_req *req, struct app *app)
 {
-    struct app *app = arg;
     struct evbuffer *out = evbuffer_new();
     struct pg_pool_stats ps;
     struct http_conns_stats cs;
@@ -190,17 +188,12 @@ static void sleeper_fire(evutil_socket_t fd, short what, void *arg)
     free(s);
 }
 
-static void debug_sleep(struct http_req *req, void *arg)
+static void debug_sleep(struct http_req *req, struct app *app)
 {
-    struct app *app = arg;
     const char *ms_s = http_req_query(req, "ms");
     long ms = ms_s ? strtol(ms_s, NULL, 10) : 1000;
     struct sleeper *s;
 
-    if (!app->cfg->debug_routes) {
-        jsonapi_reply_errorf(req, 404, "not_found", NULL, "Not found.");
-        return;
-    }
     if (ms < 0 || ms > 60000)
         ms = 1000;
     s = calloc(1, sizeof *s);
@@ -215,13 +208,8 @@ static void debug_sleep(struct http_req *req, void *arg)
 }
 
 /* /debug/echo/...: the path as the router saw it, for the parser tests. */
-static void debug_echo(struct http_req *req, void *arg)
+static void debug_echo(struct http_req *req, struct app *app)
 {
-    struct app *app = arg;
-    if (!app->cfg->debug_routes) {
-        jsonapi_reply_errorf(req, 404, "not_found", NULL, "Not found.");
-        return;
-    }
     json_t *doc = json_pack("{s:s}", "path", http_req_path(req));
     char *text = json_dumps(doc, JSON_COMPACT);
     json_decref(doc);
@@ -229,11 +217,26 @@ static void debug_echo(struct http_req *req, void *arg)
     free(text);
 }
 
-void health_routes(struct router *r)
+/* /debug/page: a text/html reply, so the tests can see the page
+ * Content-Security-Policy the server adds to every HTML page. */
+static void debug_page(struct http_req *req, struct app *app)
 {
-    router_add(r, HTTP_GET, "/healthz", healthz);
-    router_add(r, HTTP_GET, "/readyz", readyz);
-    router_add(r, HTTP_GET, "/metrics", metrics_route);
-    router_add(r, HTTP_GET, "/debug/sleep", debug_sleep);
-    router_add(r, HTTP_GET, "/debug/echo/*", debug_echo);
+    static const char body[] =
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+        "<title>studyhub</title></head><body><p>page</p></body></html>\n";
+    http_reply(req, 200, "text/html; charset=utf-8", body, sizeof body - 1);
+}
+
+static const struct route health_route_table[] = {
+    { HTTP_GET, "/healthz", healthz, ROUTE_PUBLIC },
+    { HTTP_GET, "/readyz", readyz, ROUTE_PUBLIC },
+    { HTTP_GET, "/metrics", metrics_route, ROUTE_OPERATOR },
+    { HTTP_GET, "/debug/sleep", debug_sleep, ROUTE_DEBUG },
+    { HTTP_GET, "/debug/echo/*", debug_echo, ROUTE_DEBUG },
+    { HTTP_GET, "/debug/page", debug_page, ROUTE_DEBUG },
+};
+
+int health_routes(struct router *r)
+{
+    return ROUTER_ADD_TABLE(r, health_route_table);
 }

@@ -51,7 +51,8 @@ void jsonapi_reply(struct http_req *req, int status, json_t *doc)
 
 void jsonapi_reply_error(struct http_req *req, const struct jsonapi_error *e)
 {
-    if (e->status == 401)
+    /* The API's scheme, unless the route asked for another (/metrics). */
+    if (e->status == 401 && !http_reply_header(req, "WWW-Authenticate"))
         http_add_header(req, "WWW-Authenticate", "Token");
     jsonapi_reply(req, e->status, jsonapi_error_doc(e));
 }

@@ -1,12 +1,15 @@
 /* router: match a method and a decoded path against a table of patterns.
  * Patterns are split into segments once, at router_add; a match walks the
  * path once per candidate route.  The table is small (tens of routes), so a
- * linear scan costs less than a request's first syscall. */
+ * linear scan costs less than a request's first syscall.  The router only
+ * keeps each route's policy; the server's gate enforces it. */
 #include "studyhub/http/router.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "studyhub/core/log.h"
 
 #define ROUTER_MAX_SEGMENTS 12
 
@@ -44,28 +47,58 @@ void router_free(struct router *r)
     free(r);
 }
 
-int router_add(struct router *r, enum http_method method, const char *pattern,
-               http_handler_fn handler)
+static const char *const method_names[] = {
+    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "OTHER"
+};
+
+static const char *const policy_names[] = {
+    [ROUTE_PUBLIC] = "public",
+    [ROUTE_SIGNED] = "signed",
+    [ROUTE_USER] = "user",
+    [ROUTE_FAMILY] = "family",
+    [ROUTE_RESEARCHER] = "researcher",
+    [ROUTE_SITE_ADMIN] = "site_admin",
+    [ROUTE_OPERATOR] = "operator",
+    [ROUTE_DEBUG] = "debug",
+};
+
+const char *route_policy_name(enum route_policy p)
 {
-    struct compiled_route cr = { .route = { method, pattern, handler } };
-    const char *p = pattern;
+    if ((int)p < ROUTE_PUBLIC || p > ROUTE_POLICY_MAX)
+        return "none";
+    return policy_names[p];
+}
+
+const char *router_method_name(enum http_method m)
+{
+    if ((int)m < 0 || m > HTTP_OTHER)
+        return "OTHER";
+    return method_names[m];
+}
+
+/* Splits route->pattern into cr; false on a malformed pattern. */
+static bool compile(const struct route *route, struct compiled_route *cr)
+{
+    const char *p = route->pattern;
     int nparams = 0;
 
+    memset(cr, 0, sizeof *cr);
+    cr->route = *route;
     if (*p != '/')
-        return -1;
+        return false;
     while (*p == '/' && p[1] != '\0' && strcmp(p, "/?") != 0) {
         const char *start = p + 1;
         size_t len = strcspn(start, "/");
-        if (cr.nsegs == ROUTER_MAX_SEGMENTS || len == 0)
-            return -1;
-        struct segment *s = &cr.segs[cr.nsegs++];
+        if (cr->nsegs == ROUTER_MAX_SEGMENTS || len == 0)
+            return false;
+        struct segment *s = &cr->segs[cr->nsegs++];
         if (len == 1 && *start == '*') {
             if (start[1] != '\0')
-                return -1;      /* the rest-wildcard must come last */
+                return false;   /* the rest-wildcard must come last */
             s->kind = SEG_REST;
         } else if (*start == '{' && start[len - 1] == '}') {
             if (++nparams > HTTP_MAX_PARAMS)
-                return -1;
+                return false;
             s->kind = SEG_PARAM;
         } else {
             s->kind = SEG_LITERAL;
@@ -74,8 +107,36 @@ int router_add(struct router *r, enum http_method method, const char *pattern,
         s->len = len;
         p = start + len;
     }
-    cr.optional_slash = (strcmp(p, "/?") == 0);
-    cr.trailing_slash = (*p == '/' && !cr.optional_slash);
+    cr->optional_slash = (strcmp(p, "/?") == 0);
+    cr->trailing_slash = (*p == '/' && !cr->optional_slash);
+    return true;
+}
+
+int router_add(struct router *r, const struct route *route)
+{
+    struct compiled_route cr;
+    const char *pattern = route->pattern ? route->pattern : "(null)";
+
+    /* A route nobody said who may call is a bug of the table it came
+     * from: refused here, the server does not start. */
+    if ((int)route->policy < ROUTE_PUBLIC || route->policy > ROUTE_POLICY_MAX) {
+        log_error("router: %s %s has no access policy", router_method_name(route->method),
+                  pattern);
+        return -1;
+    }
+    if (!route->handler || !route->pattern || !compile(route, &cr)) {
+        log_error("router: %s %s: bad pattern or no handler",
+                  router_method_name(route->method), pattern);
+        return -1;
+    }
+    for (size_t i = 0; i < r->n; i++) {
+        if (r->routes[i].route.method == route->method &&
+            strcmp(r->routes[i].route.pattern, route->pattern) == 0) {
+            log_error("router: %s %s is declared twice", router_method_name(route->method),
+                      pattern);
+            return -1;
+        }
+    }
     if (r->n == r->cap) {
         size_t cap = r->cap ? r->cap * 2 : 32;
         struct compiled_route *nr = realloc(r->routes, cap * sizeof *nr);
@@ -126,10 +187,6 @@ static bool match_one(const struct compiled_route *cr, const char *path,
     return *p == '\0';
 }
 
-static const char *method_names[] = {
-    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "OTHER"
-};
-
 enum router_result router_match(const struct router *r, enum http_method method,
                                 const char *path, struct router_match *out,
                                 char *allow, size_t allowlen)
@@ -164,4 +221,23 @@ enum router_result router_match(const struct router *r, enum http_method method,
         }
     }
     return path_matched ? ROUTER_METHOD_NOT_ALLOWED : ROUTER_NOT_FOUND;
+}
+
+int router_add_table(struct router *r, const struct route *table, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (router_add(r, &table[i]) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+size_t router_count(const struct router *r)
+{
+    return r->n;
+}
+
+const struct route *router_get(const struct router *r, size_t i)
+{
+    return i < r->n ? &r->routes[i].route : NULL;
 }

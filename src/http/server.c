@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/queue.h>
 #include <time.h>
 
@@ -38,7 +39,8 @@ struct http_server {
     const struct config *cfg;           /* borrowed */
     const struct router *router;        /* borrowed */
     struct metrics *metrics;            /* borrowed */
-    void *arg;                          /* given to handlers; borrowed */
+    http_gate_fn gate;                  /* runs matched routes */
+    void *arg;                          /* given to the gate; borrowed */
     struct evhttp *http;                /* owned */
     struct evhttp_bound_socket *bound;  /* owned by http; NULL once closed */
     int port;                           /* bound port */
@@ -196,7 +198,7 @@ static void on_request(struct evhttp_request *ev, void *arg)
                          sizeof allow)) {
     case ROUTER_FOUND:
         req->route = req->match.route->pattern;
-        req->match.route->handler(req, srv->arg);
+        srv->gate(req, req->match.route, srv->arg);
         return;
     case ROUTER_METHOD_NOT_ALLOWED:
         req->route = "method_not_allowed";
@@ -283,13 +285,18 @@ const struct http_conns *http_server_conns(const struct http_server *srv)
 struct http_server *http_server_new(struct event_base *base,
                                     const struct config *cfg,
                                     const struct router *router,
-                                    struct metrics *metrics, void *arg)
+                                    struct metrics *metrics, http_gate_fn gate,
+                                    void *arg)
 {
-    struct http_server *srv = calloc(1, sizeof *srv);
+    struct http_server *srv;
     char rnd[9];
 
+    if (!gate)
+        return NULL;        /* no route may run without its policy checked */
+    srv = calloc(1, sizeof *srv);
     if (!srv)
         return NULL;
+    srv->gate = gate;
     srv->base = base;
     srv->cfg = cfg;
     srv->router = router;
@@ -469,31 +476,21 @@ const char *http_req_param(const struct http_req *req, int index)
     return req->match.param[index];
 }
 
-/* A Host header is used in links only if it looks like host[:port]. */
-static bool host_ok(const char *h)
-{
-    size_t n = 0;
-    for (; h[n]; n++) {
-        if (n >= 255 || !(isalnum((unsigned char)h[n]) || strchr(".-:[]", h[n])))
-            return false;
-    }
-    return n > 0;
-}
-
 const char *http_req_base_url(struct http_req *req)
 {
     if (req->base_url)
         return req->base_url;
-    const char *cfg_url = req->srv->cfg->base_url;
-    const char *host = http_req_header(req, "Host");
+    const struct config *cfg = req->srv->cfg;
     char buf[320];
-    if (cfg_url && *cfg_url)
-        snprintf(buf, sizeof buf, "%s", cfg_url);
-    else if (host && host_ok(host))
-        snprintf(buf, sizeof buf, "http://%s", host);
+    /* Not the Host header: a client could make links (and emailed ones)
+     * point anywhere.  Without BASE_URL the server listens on loopback
+     * (config refuses anything else), so its own address is right. */
+    if (cfg->base_url && *cfg->base_url)
+        snprintf(buf, sizeof buf, "%s", cfg->base_url);
+    else if (strchr(cfg->listen_addr, ':'))
+        snprintf(buf, sizeof buf, "http://[%s]:%d", cfg->listen_addr, req->srv->port);
     else
-        snprintf(buf, sizeof buf, "http://%s:%d", req->srv->cfg->listen_addr,
-                 req->srv->port);
+        snprintf(buf, sizeof buf, "http://%s:%d", cfg->listen_addr, req->srv->port);
     req->base_url = strdup(buf);
     return req->base_url ? req->base_url : "";
 }
@@ -527,6 +524,25 @@ void http_add_header(struct http_req *req, const char *name, const char *value)
     evhttp_add_header(evhttp_request_get_output_headers(req->ev), name, value);
 }
 
+/* The headers every reply carries (see server.h): one place, so no error
+ * path, stream or file reply can leave them out. */
+static void add_security_headers(struct evkeyvalq *out, const char *content_type)
+{
+    evhttp_add_header(out, "X-Content-Type-Options", "nosniff");
+    evhttp_add_header(out, "Referrer-Policy", "same-origin");
+    evhttp_add_header(out, "X-Frame-Options", "DENY");
+    if (!evhttp_find_header(out, "Content-Security-Policy")) {
+        bool html = content_type && strncasecmp(content_type, "text/html", 9) == 0;
+        evhttp_add_header(out, "Content-Security-Policy",
+                          html ? HTTP_PAGE_CSP : HTTP_BASE_CSP);
+    }
+}
+
+const char *http_reply_header(const struct http_req *req, const char *name)
+{
+    return evhttp_find_header(evhttp_request_get_output_headers(req->ev), name);
+}
+
 void http_reply_buffer(struct http_req *req, int status,
                        const char *content_type, struct evbuffer *body)
 {
@@ -537,6 +553,7 @@ void http_reply_buffer(struct http_req *req, int status,
     if (content_type)
         evhttp_add_header(out, "Content-Type", content_type);
     evhttp_add_header(out, "X-Request-Id", req->id);
+    add_security_headers(out, content_type);
     if (srv->draining)
         evhttp_add_header(out, "Connection", "close");
     /* evhttp calls on_complete once the reply is written; a request whose
@@ -574,6 +591,7 @@ void http_reply_start(struct http_req *req, int status, const char *content_type
         evhttp_add_header(out, "Content-Type", content_type);
     evhttp_add_header(out, "X-Request-Id", req->id);
     evhttp_add_header(out, "Cache-Control", "no-cache");
+    add_security_headers(out, content_type);
     if (req->srv->draining)
         evhttp_add_header(out, "Connection", "close");
     req->stream_status = status;

@@ -49,6 +49,10 @@
 #define XML_MAX (8u << 20)
 #define DEFAULT_GET_MAX (1u << 20)
 #define INTERNAL_DIR ".studyhub"
+/* file:// objects and folders are the server's alone: it serves them
+ * through signed links, nobody else on the host needs to read them. */
+#define STORAGE_FILE_MODE 0600
+#define STORAGE_DIR_MODE 0700
 
 enum st_kind { ST_FILE, ST_S3 };
 
@@ -432,7 +436,7 @@ static int mkdir_parents(const struct storage *st, const char *key)
     char *dir = util_asprintf("%s/%.*s", st->dir, (int)(slash - key), key);
     if (!dir)
         return -ENOMEM;
-    int rc = util_mkdir_p(dir) < 0 ? -errno : 0;
+    int rc = util_mkdir_mode(dir, STORAGE_DIR_MODE) < 0 ? -errno : 0;
     free(dir);
     return rc;
 }
@@ -466,7 +470,7 @@ static int open_tmp(struct storage_op *op)
                         (long)getpid(), (unsigned long long)++st->seq);
     if (!op->tmp)
         return -ENOMEM;
-    op->out_fd = open(op->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    op->out_fd = open(op->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, STORAGE_FILE_MODE);
     if (op->out_fd < 0) {
         int e = -errno;
         free(op->tmp);
@@ -1001,7 +1005,7 @@ static int write_file_atomic(const char *path, const void *data, size_t len,
 
     if (!tmp)
         return -ENOMEM;
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, STORAGE_FILE_MODE);
     if (fd < 0) {
         rc = -errno;
         goto out;
@@ -1033,7 +1037,7 @@ static void file_mpu_create(struct storage_op *op)
         rc = -ENOMEM;
         goto out;
     }
-    rc = mkdir(dir, 0755) < 0 ? -errno : 0;
+    rc = mkdir(dir, STORAGE_DIR_MODE) < 0 ? -errno : 0;
     if (!rc)
         rc = write_file_atomic(keyp, op->key, strlen(op->key), false);
 out:
@@ -2452,9 +2456,13 @@ static int setup_file(struct storage *st, const char *path, const char **err)
     char *up = st->dir ? util_asprintf("%s/" INTERNAL_DIR "/uploads", st->dir) : NULL;
     int rc = (tmp && up) ? 0 : -ENOMEM;
     if (!rc)
-        rc = util_mkdir_p(tmp) < 0 ? -errno : 0;
+        rc = util_mkdir_mode(tmp, STORAGE_DIR_MODE) < 0 ? -errno : 0;
     if (!rc)
-        rc = util_mkdir_p(up) < 0 ? -errno : 0;
+        rc = util_mkdir_mode(up, STORAGE_DIR_MODE) < 0 ? -errno : 0;
+    /* Only this server reads the objects (through signed links): a folder
+     * made by an older version, or by hand, is closed too. */
+    if (!rc && chmod(st->dir, STORAGE_DIR_MODE) < 0)
+        log_warn("storage: cannot make %s private (mode 0700): %s", st->dir, strerror(errno));
     free(tmp);
     free(up);
     if (rc) {

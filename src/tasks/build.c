@@ -2462,7 +2462,7 @@ static void on_requested(PGresult *res, void *arg)
     reply_refusal(req, verdict, detail);
 }
 
-static void request_next(struct http_req *req, struct app *app)
+static void h_request(struct http_req *req, struct app *app)
 {
     char su[37], uid[24];
     const char *params[4];
@@ -2479,11 +2479,6 @@ static void request_next(struct http_req *req, struct app *app)
         jsonapi_reply_unavailable(req, "Memory");
 }
 
-static void h_request(struct http_req *req, void *arg)
-{
-    auth_require_researcher(req, arg, request_next);
-}
-
 /* -- GET builds/ */
 
 /* The rows in the layout perms_reply_list renders. */
@@ -2493,7 +2488,7 @@ static const struct pg_stmt stmt_list = {
     "  FROM study_builds_list($1::bigint, $2::uuid, $3::int, $4::int, $5)",
 };
 
-static void list_next(struct http_req *req, struct app *app)
+static void h_list(struct http_req *req, struct app *app)
 {
     char su[37], uid[24], limit[24], offset[24];
 
@@ -2506,11 +2501,6 @@ static void list_next(struct http_req *req, struct app *app)
     const char *params[] = { perms_user_param(req, uid), su, limit, offset,
                              http_req_base_url(req) };
     perms_exec_list(req, app, &stmt_list, 5, params);
-}
-
-static void h_list(struct http_req *req, void *arg)
-{
-    auth_require_researcher(req, arg, list_next);
 }
 
 /* -- GET and DELETE builds/{task}/ */
@@ -2583,7 +2573,7 @@ static void on_got(PGresult *res, void *arg)
         jsonapi_reply_errorf(req, 404, "not_found", NULL, "No such build of this study.");
 }
 
-static void one_next(struct http_req *req, struct app *app)
+static void h_one(struct http_req *req, struct app *app)
 {
     char su[37], tu[37], uid[24];
     const char *params[5];
@@ -2600,11 +2590,6 @@ static void one_next(struct http_req *req, struct app *app)
     params[4] = http_req_base_url(req);
     if (pg_exec(app->pg, &stmt_get, 5, params, on_got, req) < 0)
         jsonapi_reply_unavailable(req, "Memory");
-}
-
-static void h_one(struct http_req *req, void *arg)
-{
-    auth_require_researcher(req, arg, one_next);
 }
 
 /* -- GET builds/events */
@@ -2663,7 +2648,7 @@ static void on_events_open(PGresult *res, void *arg)
         util_timer_ms(B->tick, 1000);
 }
 
-static void events_next(struct http_req *req, struct app *app)
+static void h_events(struct http_req *req, struct app *app)
 {
     char su[37], uid[24];
     const char *params[3];
@@ -2679,21 +2664,20 @@ static void events_next(struct http_req *req, struct app *app)
         jsonapi_reply_unavailable(req, "Memory");
 }
 
-static void h_events(struct http_req *req, void *arg)
-{
-    auth_require_researcher(req, arg, events_next);
-}
+/* Upstream's trailing slashes, and issue 6's spelling without; the event
+ * stream before {task}: the first match wins. */
+static const struct route build_route_table[] = {
+    { HTTP_GET, "/api/v1/studies/{id}/builds/events", h_events, ROUTE_RESEARCHER },
+    { HTTP_POST, "/api/v1/studies/{id}/build/?", h_request, ROUTE_RESEARCHER },
+    { HTTP_POST, "/api/v1/studies/{id}/preview/?", h_request, ROUTE_RESEARCHER },
+    { HTTP_GET, "/api/v1/studies/{id}/builds/?", h_list, ROUTE_RESEARCHER },
+    { HTTP_GET, "/api/v1/studies/{id}/builds/{task}/?", h_one, ROUTE_RESEARCHER },
+    { HTTP_DELETE, "/api/v1/studies/{id}/builds/{task}/?", h_one, ROUTE_RESEARCHER },
+};
 
-void build_routes(struct router *r)
+int build_routes(struct router *r)
 {
-    /* Upstream's trailing slashes, and issue 6's spelling without; the
-     * event stream before {task}: the first match wins. */
-    router_add(r, HTTP_GET, "/api/v1/studies/{id}/builds/events", h_events);
-    router_add(r, HTTP_POST, "/api/v1/studies/{id}/build/?", h_request);
-    router_add(r, HTTP_POST, "/api/v1/studies/{id}/preview/?", h_request);
-    router_add(r, HTTP_GET, "/api/v1/studies/{id}/builds/?", h_list);
-    router_add(r, HTTP_GET, "/api/v1/studies/{id}/builds/{task}/?", h_one);
-    router_add(r, HTTP_DELETE, "/api/v1/studies/{id}/builds/{task}/?", h_one);
+    return ROUTER_ADD_TABLE(r, build_route_table);
 }
 
 /* ---- start and stop ---------------------------------------------------------------- */

@@ -82,6 +82,28 @@ START_TEST(bad_values)
 }
 END_TEST
 
+/* Off loopback, links cannot name the listening address: BASE_URL is
+ * required, and the message says so. */
+START_TEST(public_listener_needs_base_url)
+{
+    const char *public_env[] = { "LISTEN_ADDR", "0.0.0.0", NULL };
+    const char *public_ok[] = { "LISTEN_ADDR", "0.0.0.0", "BASE_URL", "https://x.example", NULL };
+    const char *loop6[] = { "LISTEN_ADDR", "::1", NULL };
+    const char *loop8[] = { "LISTEN_ADDR", "127.0.0.2", NULL };
+    struct config cfg;
+    char err[256] = "";
+    ck_assert_int_eq(config_load(&cfg, fake_getenv, public_env, err, sizeof err), -1);
+    ck_assert_msg(strncmp(err, "BASE_URL:", 9) == 0, "message: %s", err);
+    ck_assert_int_eq(config_load(&cfg, fake_getenv, public_ok, err, sizeof err), 0);
+    config_cleanup(&cfg);
+    ck_assert_int_eq(config_load(&cfg, fake_getenv, loop6, err, sizeof err), 0);
+    config_cleanup(&cfg);
+    ck_assert_int_eq(config_load(&cfg, fake_getenv, loop8, err, sizeof err), 0);
+    ck_assert_str_eq(cfg.metrics_token, "");
+    config_cleanup(&cfg);
+}
+END_TEST
+
 START_TEST(help_lists_every_variable)
 {
     char *text = NULL;
@@ -104,6 +126,7 @@ int main(void)
     tcase_add_test(tc, overrides);
     tcase_add_loop_test(tc, bad_values, 0, (int)(sizeof bad / sizeof bad[0]));
     tcase_add_test(tc, help_lists_every_variable);
+    tcase_add_test(tc, public_listener_needs_base_url);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

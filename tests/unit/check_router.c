@@ -1,26 +1,35 @@
 /* Unit tests of router: literal and parameter segments, trailing slashes,
- * the rest-wildcard, 405 with Allow, and long paths. */
+ * the rest-wildcard, 405 with Allow, long paths, and the refusal of a
+ * route without an access policy. */
 #include <check.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "studyhub/http/router.h"
 
-static void h_a(struct http_req *r, void *a) { (void)r; (void)a; }
-static void h_b(struct http_req *r, void *a) { (void)r; (void)a; }
-static void h_c(struct http_req *r, void *a) { (void)r; (void)a; }
+static void h_a(struct http_req *r, struct app *a) { (void)r; (void)a; }
+static void h_b(struct http_req *r, struct app *a) { (void)r; (void)a; }
+static void h_c(struct http_req *r, struct app *a) { (void)r; (void)a; }
+
+/* router_add with a public policy: the matching tests are about paths. */
+static int add(struct router *r, enum http_method m, const char *pattern,
+               route_handler_fn h)
+{
+    const struct route rt = { m, pattern, h, ROUTE_PUBLIC };
+    return router_add(r, &rt);
+}
 
 static struct router *make(void)
 {
     struct router *r = router_new();
-    ck_assert_int_eq(router_add(r, HTTP_GET, "/api/v1/studies/", h_a), 0);
-    ck_assert_int_eq(router_add(r, HTTP_GET, "/api/v1/studies/{id}/", h_b), 0);
-    ck_assert_int_eq(router_add(r, HTTP_GET, "/api/v1/studies/{id}/responses/", h_c), 0);
-    ck_assert_int_eq(router_add(r, HTTP_PATCH, "/api/v1/responses/{id}/", h_a), 0);
-    ck_assert_int_eq(router_add(r, HTTP_PUT, "/api/v1/responses/{id}/", h_b), 0);
-    ck_assert_int_eq(router_add(r, HTTP_GET, "/healthz", h_a), 0);
-    ck_assert_int_eq(router_add(r, HTTP_GET, "/debug/echo/*", h_c), 0);
-    ck_assert_int_eq(router_add(r, HTTP_GET, "/", h_b), 0);
+    ck_assert_int_eq(add(r, HTTP_GET, "/api/v1/studies/", h_a), 0);
+    ck_assert_int_eq(add(r, HTTP_GET, "/api/v1/studies/{id}/", h_b), 0);
+    ck_assert_int_eq(add(r, HTTP_GET, "/api/v1/studies/{id}/responses/", h_c), 0);
+    ck_assert_int_eq(add(r, HTTP_PATCH, "/api/v1/responses/{id}/", h_a), 0);
+    ck_assert_int_eq(add(r, HTTP_PUT, "/api/v1/responses/{id}/", h_b), 0);
+    ck_assert_int_eq(add(r, HTTP_GET, "/healthz", h_a), 0);
+    ck_assert_int_eq(add(r, HTTP_GET, "/debug/echo/*", h_c), 0);
+    ck_assert_int_eq(add(r, HTTP_GET, "/", h_b), 0);
     return r;
 }
 
@@ -63,8 +72,8 @@ START_TEST(optional_trailing_slash)
 {
     struct router *r = router_new();
     struct router_match m;
-    ck_assert_int_eq(router_add(r, HTTP_GET, "/api/v1/workflow/?", h_a), 0);
-    ck_assert_int_eq(router_add(r, HTTP_POST, "/api/v1/studies/{id}/build/?", h_b), 0);
+    ck_assert_int_eq(add(r, HTTP_GET, "/api/v1/workflow/?", h_a), 0);
+    ck_assert_int_eq(add(r, HTTP_POST, "/api/v1/studies/{id}/build/?", h_b), 0);
     ck_assert_int_eq(router_match(r, HTTP_GET, "/api/v1/workflow", &m, NULL, 0), ROUTER_FOUND);
     ck_assert_int_eq(router_match(r, HTTP_GET, "/api/v1/workflow/", &m, NULL, 0), ROUTER_FOUND);
     ck_assert_int_eq(router_match(r, HTTP_GET, "/api/v1/workflow//", &m, NULL, 0),
@@ -124,10 +133,53 @@ END_TEST
 START_TEST(bad_patterns)
 {
     struct router *r = router_new();
-    ck_assert_int_eq(router_add(r, HTTP_GET, "nope", h_a), -1);
-    ck_assert_int_eq(router_add(r, HTTP_GET, "/a/*/b", h_a), -1);
-    ck_assert_int_eq(router_add(r, HTTP_GET, "/a//b", h_a), -1);
-    ck_assert_int_eq(router_add(r, HTTP_GET, "/{a}/{b}/{c}/{d}/{e}/", h_a), -1);
+    ck_assert_int_eq(add(r, HTTP_GET, "nope", h_a), -1);
+    ck_assert_int_eq(add(r, HTTP_GET, "/a/*/b", h_a), -1);
+    ck_assert_int_eq(add(r, HTTP_GET, "/a//b", h_a), -1);
+    ck_assert_int_eq(add(r, HTTP_GET, "/{a}/{b}/{c}/{d}/{e}/", h_a), -1);
+    router_free(r);
+}
+END_TEST
+
+START_TEST(policy_required)
+{
+    struct router *r = router_new();
+    /* Designated initialisers are how a policy could be left out. */
+    const struct route none = { .method = HTTP_GET, .pattern = "/a/", .handler = h_a };
+    const struct route bad = { HTTP_GET, "/b/", h_a, (enum route_policy)99 };
+    const struct route ok = { HTTP_GET, "/c/", h_a, ROUTE_RESEARCHER };
+    ck_assert_int_eq(router_add(r, &none), -1);
+    ck_assert_int_eq(router_add(r, &bad), -1);
+    ck_assert_int_eq(router_add(r, &ok), 0);
+    ck_assert_int_eq(router_count(r), 1);
+    ck_assert_int_eq(router_get(r, 0)->policy, ROUTE_RESEARCHER);
+    ck_assert_ptr_null(router_get(r, 1));
+    ck_assert_str_eq(route_policy_name(ROUTE_RESEARCHER), "researcher");
+    ck_assert_str_eq(route_policy_name((enum route_policy)0), "none");
+    /* The same method and pattern twice is a mistake too. */
+    ck_assert_int_eq(router_add(r, &ok), -1);
+    const struct route no_handler = { HTTP_GET, "/d/", NULL, ROUTE_PUBLIC };
+    ck_assert_int_eq(router_add(r, &no_handler), -1);
+    router_free(r);
+}
+END_TEST
+
+START_TEST(tables)
+{
+    static const struct route table[] = {
+        { HTTP_GET, "/x/", h_a, ROUTE_PUBLIC },
+        { HTTP_POST, "/x/", h_b, ROUTE_USER },
+    };
+    static const struct route broken[] = {
+        { HTTP_GET, "/y/", h_a, ROUTE_PUBLIC },
+        { .method = HTTP_GET, .pattern = "/z/", .handler = h_a },
+    };
+    struct router *r = router_new();
+    struct router_match m;
+    ck_assert_int_eq(ROUTER_ADD_TABLE(r, table), 0);
+    ck_assert_int_eq(router_match(r, HTTP_POST, "/x/", &m, NULL, 0), ROUTER_FOUND);
+    ck_assert_int_eq(m.route->policy, ROUTE_USER);
+    ck_assert_int_eq(ROUTER_ADD_TABLE(r, broken), -1);
     router_free(r);
 }
 END_TEST
@@ -142,6 +194,8 @@ int main(void)
     tcase_add_test(tc, method_not_allowed);
     tcase_add_test(tc, rest_wildcard_and_long_paths);
     tcase_add_test(tc, bad_patterns);
+    tcase_add_test(tc, policy_required);
+    tcase_add_test(tc, tables);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

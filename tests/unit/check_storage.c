@@ -646,6 +646,21 @@ START_TEST(file_put_get_head_delete)
     ck_assert_int_eq(r.size, 11);
     ck_assert(r.etag[0] == '"');
 
+    /* Objects and their folders are the server's alone. */
+    const char *const private_paths[][2] = {
+        { "objects", "700" }, { "objects/a", "700" }, { "objects/a/b", "700" },
+        { "objects/a/b/c.txt", "600" },
+    };
+    for (size_t i = 0; i < sizeof private_paths / sizeof *private_paths; i++) {
+        char path[400], mode[8];
+        struct stat sb;
+        snprintf(path, sizeof path, "%s/%s", tmpdir, private_paths[i][0]);
+        ck_assert_int_eq(stat(path, &sb), 0);
+        snprintf(mode, sizeof mode, "%o", (unsigned)(sb.st_mode & 07777));
+        ck_assert_msg(strcmp(mode, private_paths[i][1]) == 0, "%s has mode %s, not %s",
+                      path, mode, private_paths[i][1]);
+    }
+
     WAIT(r, storage_get(st, "a/b/c.txt", 100, on_sres, &r));
     ck_assert_int_eq(r.err, 0);
     ck_assert_str_eq(r.body, "hello world");

@@ -9,6 +9,7 @@ struct config;
 struct pg_pool;
 struct redis_client;
 struct http_server;
+struct router;
 struct metrics;
 struct admin_server;
 struct task_runner;
@@ -24,6 +25,7 @@ struct app {
     struct pg_pool *pg;           /* owned by main */
     struct redis_client *redis;   /* owned by main */
     struct http_server *http;     /* owned by main */
+    const struct router *router;  /* owned by main: every route and its policy */
     struct metrics *metrics;      /* owned by main */
     struct admin_server *admin;   /* owned by main */
     struct task_runner *tasks;    /* owned by main: the task queue runner */

@@ -10,7 +10,7 @@
 struct config {
     char *listen_addr;          /* LISTEN_ADDR: numeric IP to bind (owned) */
     long listen_port;           /* LISTEN_PORT */
-    char *base_url;             /* BASE_URL: absolute prefix for links, "" = from Host (owned) */
+    char *base_url;             /* BASE_URL: absolute prefix for links, "" = listen address (owned) */
     char *database_url;         /* DATABASE_URL: libpq conninfo or URI (owned) */
     long pg_pool_size;          /* PG_POOL_SIZE */
     long pg_acquire_timeout_ms; /* PG_ACQUIRE_TIMEOUT_MS */
@@ -32,6 +32,7 @@ struct config {
     long session_ttl_s;         /* SESSION_TTL_S */
     bool migrate;               /* MIGRATE: apply sql/ migrations at start */
     bool debug_routes;          /* DEBUG_ROUTES: enable /debug/ (tests only) */
+    char *metrics_token;        /* METRICS_TOKEN: bearer of /metrics off loopback, "" = none (owned) */
     /* Tasks and scheduled jobs (core/task.c, core/sched.c). */
     long task_concurrency;      /* TASK_CONCURRENCY: tasks run at once here */
     long task_lease_s;          /* TASK_LEASE_S: default lease of a running task */

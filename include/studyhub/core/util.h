@@ -6,6 +6,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <sys/types.h>
 #include <stdint.h>
 
 struct event;
@@ -29,5 +30,8 @@ void util_timer_ms(struct event *ev, int64_t ms);
 
 /* mkdir -p with mode 0755: 0, or -1 with errno. */
 int util_mkdir_p(const char *path);
+/* mkdir -p with the given mode for every folder it creates (folders
+ * already there keep theirs): 0, or -1 with errno. */
+int util_mkdir_mode(const char *path, mode_t mode);
 
 #endif

@@ -17,7 +17,7 @@
  *   GET  accounts/me/                    email, verification, two-factor
  *   GET  accounts/totp/                  two-factor status
  *   GET  accounts/researcher-access/     200, or the 403 two_factor_required
- *        every researcher endpoint gives (auth_require_researcher)
+ *        every researcher endpoint gives (ROUTE_RESEARCHER)
  *   GET  accounts/tokens/                the caller's API tokens
  *   DELETE accounts/tokens/{id}/         revoke one (404 if not theirs)
  * A session only (a token cannot manage credentials: 403 session_required):
@@ -40,8 +40,9 @@
 struct router;
 struct sched_run;
 
-/* Handlers get the struct app as their arg. */
-void accounts_routes(struct router *r);
+/* Adds the module's route table (each route with its access policy);
+ * 0, or -1 when the router refused one. */
+int accounts_routes(struct router *r);
 
 /* Scheduled job cleanup_account_tokens: deletes emailed tokens a week
  * after they expired or were used. */

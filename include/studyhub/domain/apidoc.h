@@ -61,6 +61,12 @@ bool apidoc_db_failed(struct http_req *req, const PGresult *res, const char *wha
 
 /* The caller's users.id as text, for a query parameter. */
 const char *apidoc_user_id(const struct http_req *req, char buf[24]);
+/* The caller's users.id as text when the caller may see research data
+ * (auth_request_researcher_ok: two-factor verified), else NULL: the
+ * parameter the family routes (ROUTE_FAMILY) give every permission check,
+ * so that without two-factor those checks grant nothing and only the
+ * caller's own family's rows are left. */
+const char *apidoc_research_id(const struct http_req *req, char buf[24]);
 
 /* A uuid in any case (Django's uuid lookups accept upper case), copied
  * lowercase into out; false if s is not one. */

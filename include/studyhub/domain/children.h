@@ -9,7 +9,8 @@
 
 struct router;
 
-/* Handlers get the struct app as their arg. */
-void children_routes(struct router *r);
+/* Adds the module's route table (each route with its access policy);
+ * 0, or -1 when the router refused one. */
+int children_routes(struct router *r);
 
 #endif

@@ -25,7 +25,8 @@
 
 struct router;
 
-/* Handlers get the struct app as their arg. */
-void labs_routes(struct router *r);
+/* Adds the module's route table (each route with its access policy);
+ * 0, or -1 when the router refused one. */
+int labs_routes(struct router *r);
 
 #endif

@@ -72,7 +72,7 @@ void perms_exec_list(struct http_req *req, struct app *app, const struct pg_stmt
  * convention).  The caller is authenticated. */
 const char *perms_user_param(const struct http_req *req, char buf[24]);
 
-/* GET /api/v1/researcher/permissions/. */
-void perms_routes(struct router *r);
+/* GET /api/v1/researcher/permissions/: 0, or -1 when the router refused it. */
+int perms_routes(struct router *r);
 
 #endif

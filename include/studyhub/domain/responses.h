@@ -17,7 +17,8 @@
 
 struct router;
 
-/* Handlers get the struct app as their arg. */
-void responses_routes(struct router *r);
+/* Adds the module's route table (each route with its access policy);
+ * 0, or -1 when the router refused one. */
+int responses_routes(struct router *r);
 
 #endif

@@ -10,8 +10,9 @@
 struct router;
 struct pg_pool;
 
-/* Handlers get the struct app as their arg. */
-void studies_routes(struct router *r);
+/* Adds the module's route table (each route with its access policy);
+ * 0, or -1 when the router refused one. */
+int studies_routes(struct router *r);
 
 /* The in-process cache of active study documents, kept by the
  * studies_changed notification.  Start after pg_pool_new; stop before

@@ -29,8 +29,9 @@
 
 struct router;
 
-/* Handlers get the struct app as their arg. */
-void studymgmt_routes(struct router *r);
+/* Adds the module's route table (each route with its access policy);
+ * 0, or -1 when the router refused one. */
+int studymgmt_routes(struct router *r);
 
 /* ---- checking the attributes of a management request (labs use it too) */
 

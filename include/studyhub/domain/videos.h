@@ -82,6 +82,14 @@ int videos_parse_name(const char *name, bool has_ext, struct videos_name *out,
 struct storage *videos_storage_new(struct app *app, int port, char *err,
                                    size_t errlen);
 
-void videos_routes(struct router *r);
+/* The Content-Security-Policy of every GET /storage/ reply: no
+ * allow-same-origin, so stored HTML never runs as the API's origin. */
+#define VIDEOS_STORAGE_CSP \
+    "sandbox allow-scripts allow-forms allow-popups; frame-ancestors 'none'"
+
+/* The Pipe webhook and upload Lambda (signed), videos and zips
+ * (researcher), /storage/ (signed links): 0, or -1 when the router
+ * refused one. */
+int videos_routes(struct router *r);
 
 #endif

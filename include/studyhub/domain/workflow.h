@@ -30,8 +30,9 @@
 struct evbuffer;
 struct router;
 
-/* Handlers get the struct app as their arg. */
-void workflow_routes(struct router *r);
+/* Adds the module's route table (each route with its access policy);
+ * 0, or -1 when the router refused one. */
+int workflow_routes(struct router *r);
 
 /* Writes the dot source of a workflow document's attributes (the
  * "attributes" object GET /api/v1/workflow renders) into out; roi_only

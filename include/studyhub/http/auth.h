@@ -1,8 +1,8 @@
 /* auth: who is asking.  `Authorization: Token <key>` (API tokens, stored
  * hashed) or the `sessionid` cookie (sessions live in Redis) with the CSRF
  * token: unsafe methods of a session must send X-CSRFToken equal to the
- * `csrftoken` cookie.  Handlers wrap themselves with auth_require, or with
- * auth_require_researcher when two-factor authentication is needed.
+ * `csrftoken` cookie.  Every route declares a policy (router.h) and the
+ * server's gate, auth_gate, enforces it before the handler runs.
  *
  * Also the mechanisms the account flows (domain/accounts.c) share: login
  * in one or two steps, sessions, failed-attempt counters in Redis, the
@@ -30,7 +30,7 @@
  *   right password does not forgive anything until the second factor
  *   passes, so challenges cannot be farmed.  The client address is the
  *   TCP peer: X-Forwarded-For is not trusted.
- * - Two-factor for researcher endpoints (auth_require_researcher): a
+ * - Two-factor for researcher endpoints (ROUTE_RESEARCHER): a
  *   session needs TOTP on and passed; API tokens count as verified (the
  *   token API hands them out only to sessions that passed two-factor when
  *   the user is a researcher, and operators make the others).  The gate
@@ -58,24 +58,35 @@ struct auth_user {
     bool mfa_verified;     /* passed two-factor (see DECISIONS) */
 };
 
-/* Called with the request once authenticated; auth_user(req) is set. */
+/* A route's handler once its policy passed; auth_user(req) is set for the
+ * authenticated policies.  Same type as route_handler_fn (router.h). */
 typedef void (*auth_next_fn)(struct http_req *req, struct app *app);
 
-/* Resolves the caller, then: no credentials or a bad token -> 401 (with
- * WWW-Authenticate: Token); a session write without a matching CSRF token
- * -> 403 "CSRF Failed: ..."; Redis or PostgreSQL down -> 503; otherwise
- * next(req, app).  The user is freed with the request. */
-void auth_require(struct http_req *req, struct app *app, auth_next_fn next);
-
-/* auth_require, then 403 code "two_factor_required" unless the caller is
- * two-factor verified (auth_user_is_2fa_verified).  For every researcher
- * and admin endpoint. */
-void auth_require_researcher(struct http_req *req, struct app *app,
-                             auth_next_fn next);
+/* The server's gate (http_gate_fn; arg is the struct app): enforces
+ * route->policy, then runs route->handler.
+ * - public, signed: the handler at once (a signed route checks its own
+ *   signature first thing).
+ * - debug: 404 unless DEBUG_ROUTES=1.
+ * - operator: a loopback peer with no X-Forwarded-For or Forwarded
+ *   header, or Authorization: Bearer METRICS_TOKEN; else 401.
+ * - user, family: the caller is resolved: no credentials or a bad token
+ *   -> 401 (WWW-Authenticate: Token); a session write without a matching
+ *   CSRF token -> 403 "CSRF Failed: ..."; Redis or PostgreSQL down -> 503.
+ * - researcher: user, then 403 "two_factor_required" unless
+ *   auth_user_is_2fa_verified.
+ * - site_admin: researcher, then 403 "permission_denied" unless a site
+ *   admin.
+ * The user is freed with the request. */
+struct route;
+void auth_gate(struct http_req *req, const struct route *route, void *arg);
 
 /* The authenticated user of this request, or NULL. */
 const struct auth_user *auth_user(const struct http_req *req);
 bool auth_user_is_2fa_verified(const struct auth_user *u);
+/* May this request see research data (rows of other families that the
+ * caller's permissions grant)?  Only a two-factor-verified caller: the
+ * family routes (ROUTE_FAMILY) show anyone else only their own family. */
+bool auth_request_researcher_ok(const struct http_req *req);
 
 /* The session id of an authenticated session request, else "". */
 const char *auth_session_id(const struct http_req *req);
@@ -168,8 +179,9 @@ bool auth_recovery_code_hash(const char *code, char out_hex[65]);
 int auth_session_mark_verified(struct http_req *req, struct app *app,
                                void (*cb)(bool ok, void *arg), void *arg);
 
-/* POST /api/v1/auth/login/, login/2fa/ and logout/. */
-void auth_routes(struct router *r);
+/* POST /api/v1/auth/login/, login/2fa/ and logout/: 0, or -1 when the
+ * router refused one. */
+int auth_routes(struct router *r);
 
 /* The in-process cache of API tokens' users, kept by the auth_changed
  * notification.  Start after pg_pool_new; stop before pg_pool_free. */

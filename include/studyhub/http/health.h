@@ -4,7 +4,8 @@
 
 struct router;
 
-/* Handlers get the struct app as their arg. */
-void health_routes(struct router *r);
+/* /healthz and /readyz (public), /metrics (operator) and the /debug/
+ * routes (debug); 0, or -1 when the router refused one. */
+int health_routes(struct router *r);
 
 #endif

@@ -14,6 +14,7 @@ struct config;
 struct http_server;
 struct http_req;
 struct router;
+struct route;
 struct metrics;
 
 #define HTTP_MAX_PARAMS 4
@@ -23,13 +24,18 @@ enum http_method {
     HTTP_OPTIONS, HTTP_OTHER
 };
 
-typedef void (*http_handler_fn)(struct http_req *req, void *arg);
+/* The gate a matched request goes through: it enforces route->policy
+ * (see router.h) and then runs route->handler, or answers itself. */
+typedef void (*http_gate_fn)(struct http_req *req, const struct route *route,
+                             void *arg);
 
-/* router and metrics are borrowed; arg is given to every handler. */
+/* router and metrics are borrowed; every matched request goes to gate
+ * (auth_gate in production) with arg. */
 struct http_server *http_server_new(struct event_base *base,
                                     const struct config *cfg,
                                     const struct router *router,
-                                    struct metrics *metrics, void *arg);
+                                    struct metrics *metrics, http_gate_fn gate,
+                                    void *arg);
 void http_server_free(struct http_server *srv);
 int http_server_listen(struct http_server *srv, const char *addr, int port);
 /* The port actually bound (useful with LISTEN_PORT=0). */
@@ -58,7 +64,9 @@ const char *http_req_id(const struct http_req *req);
 const char *http_req_peer(const struct http_req *req);
 /* Router parameters ({name} segments), in pattern order. */
 const char *http_req_param(const struct http_req *req, int index);
-/* "http://host" from BASE_URL or the Host header, without trailing slash. */
+/* The origin of API links, without trailing slash: BASE_URL, else
+ * http://LISTEN_ADDR:port (never the Host header, which the client
+ * chooses). */
 const char *http_req_base_url(struct http_req *req);
 /* The router pattern that matched, for logs and metrics. */
 const char *http_req_route(const struct http_req *req);
@@ -70,6 +78,20 @@ void *http_req_data(const struct http_req *req);
 bool http_req_client_gone(const struct http_req *req);
 
 void http_add_header(struct http_req *req, const char *name, const char *value);
+/* A header already added to the reply, or NULL. */
+const char *http_reply_header(const struct http_req *req, const char *name);
+
+/* Every reply (errors, streams and storage included) carries
+ * X-Content-Type-Options: nosniff, Referrer-Policy: same-origin,
+ * X-Frame-Options: DENY and a Content-Security-Policy: HTTP_PAGE_CSP for
+ * text/html, HTTP_BASE_CSP otherwise, unless the handler set its own
+ * (which must then say frame-ancestors itself; see videos.c's storage
+ * links). */
+#define HTTP_BASE_CSP "frame-ancestors 'none'"
+#define HTTP_PAGE_CSP                                                        \
+    "default-src 'self'; script-src 'self'; object-src 'none'; "            \
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+
 /* Replies and frees the request. */
 void http_reply(struct http_req *req, int status, const char *content_type,
                 const char *body, size_t len);

@@ -73,7 +73,7 @@ int build_start(struct app *app);
 /* After task_runner_free (running builds are closed by then): ends the
  * event streams and frees the subscriber and what the builder owns. */
 void build_stop(void);
-void build_routes(struct router *r);
+int build_routes(struct router *r);
 
 /* BUILD_ROOT/checkouts and BUILD_ROOT/builds (for tasks/cleanup.c); NULL
  * before build_start. */
