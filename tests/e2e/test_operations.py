@@ -29,7 +29,7 @@ class BackupRestore(StudyhubTestCase):
         self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
         out = old.ctl("token", "create", PARTICIPANT)
         self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
-        token = re.search(r"\b[0-9a-f]{40}\b", out.stdout).group(0)
+        token = "Token " + re.search(r"\b[0-9a-f]{40}\b", out.stdout).group(0)
         before = old.client(token).get(f"/api/v1/studies/{SEED_STUDY}/")
         self.assertStatus(before, 200)
 
