@@ -217,12 +217,75 @@ static void raise_fd_limit(void)
                   (long)rl.rlim_cur);
 }
 
+struct migration_wait {
+    struct event_base *base;   /* borrowed */
+    bool finished;
+    bool stopped;              /* SIGTERM or SIGINT came first */
+    int applied;               /* migrate_apply's result */
+    char err[1024];
+};
+
+static void on_migrated(int n, const char *err, void *arg)
+{
+    struct migration_wait *w = arg;
+
+    w->finished = true;
+    w->applied = n;
+    snprintf(w->err, sizeof w->err, "%s", err);
+    event_base_loopbreak(w->base);
+}
+
+static void on_stop_while_migrating(evutil_socket_t sig, short what, void *arg)
+{
+    struct migration_wait *w = arg;
+
+    log_info("signal %d while migrating: stopping", (int)sig);
+    w->stopped = true;
+    event_base_loopbreak(w->base);
+}
+
+/* Runs the loop (health routes only) until the migrations end: 0; 1 when
+ * a stop signal came first (the child is killed: its transaction rolls
+ * back); or -1 after logging why they failed. */
+static int migrate_while_serving(struct app *app)
+{
+    struct migration_wait w = { .base = app->base };
+    struct event *term = evsignal_new(app->base, SIGTERM, on_stop_while_migrating, &w);
+    struct event *intr = evsignal_new(app->base, SIGINT, on_stop_while_migrating, &w);
+    struct migrate_child *mc = NULL;
+
+    if (term && intr && evsignal_add(term, NULL) == 0 && evsignal_add(intr, NULL) == 0)
+        mc = migrate_start(app->base, app->cfg->database_url, MIGRATE_WAIT_S,
+                           on_migrated, &w);
+    if (!mc) {
+        log_error("cannot start the migrations: %s", strerror(errno));
+    }
+    while (mc && !w.finished && !w.stopped)
+        if (event_base_dispatch(app->base) < 0)
+            break;
+    migrate_child_free(mc);
+    if (term)
+        event_free(term);
+    if (intr)
+        event_free(intr);
+    if (!mc)
+        return -1;
+    if (w.stopped && !w.finished)
+        return 1;
+    if (!w.finished || w.applied < 0) {
+        log_error("migrations failed: %s", w.finished ? w.err : "the loop stopped");
+        return -1;
+    }
+    log_info("migrations: %d applied", w.applied);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     struct config cfg;
     struct app app = { 0 };
     struct shutdown sd = { .app = &app };
-    struct router *router = NULL;
+    struct router *router = NULL, *starting_router = NULL;
     struct event *sigterm = NULL, *sigint = NULL;
     enum log_level level;
     char err[512];
@@ -260,24 +323,40 @@ int main(int argc, char **argv)
     event_set_log_callback(on_libevent_log);
     raise_fd_limit();
 
-    if (cfg.migrate) {
-        int n = migrate_apply(cfg.database_url, MIGRATE_WAIT_S, err, sizeof err);
-        if (n < 0) {
-            log_error("migrations failed: %s", err);
-            goto out;
-        }
-        log_info("migrations: %d applied", n);
-    }
-
     app.cfg = &cfg;
     app.started = time(NULL);
     app.base = event_base_new();
     app.metrics = metrics_new();
     router = router_new();
-    if (!app.base || !app.metrics || !router) {
+    starting_router = router_new();
+    if (!app.base || !app.metrics || !router || !starting_router) {
         log_error("out of memory at start");
         goto out;
     }
+    if (register_routes(router) < 0 || health_starting_routes(starting_router) < 0) {
+        log_error("a route was refused (see above): not starting");
+        rc = 2;
+        goto out;
+    }
+    app.router = router;
+    /* The port opens first, with only /healthz, /readyz and /metrics, so
+     * that a supervisor sees the process alive while PostgreSQL is awaited
+     * and the migrations run (in a child: libpq blocks there). */
+    app.http = http_server_new(app.base, &cfg, starting_router, app.metrics, auth_gate, &app);
+    if (!app.http || http_server_listen(app.http, cfg.listen_addr, (int)cfg.listen_port) < 0) {
+        log_error("cannot listen on %s:%ld: %s", cfg.listen_addr, cfg.listen_port,
+                  strerror(errno));
+        goto out;
+    }
+    if (cfg.migrate) {
+        int m = migrate_while_serving(&app);
+
+        if (m != 0) {
+            rc = m > 0 ? 0 : 1;    /* stopped before serving is no failure */
+            goto out;
+        }
+    }
+    http_server_set_router(app.http, router);
     app.pg = pg_pool_new(app.base, cfg.database_url, (int)cfg.pg_pool_size,
                          (int)cfg.pg_acquire_timeout_ms, (int)cfg.pg_query_timeout_ms);
     app.redis = redis_client_new(app.base, cfg.redis_host, (int)cfg.redis_port,
@@ -310,18 +389,6 @@ int main(int argc, char **argv)
         log_warn("study document cache is off");
     if (auth_cache_start(app.pg) < 0)
         log_warn("API token cache is off");
-    if (register_routes(router) < 0) {
-        log_error("a route was refused (see above): not starting");
-        rc = 2;
-        goto out;
-    }
-    app.router = router;
-    app.http = http_server_new(app.base, &cfg, router, app.metrics, auth_gate, &app);
-    if (!app.http || http_server_listen(app.http, cfg.listen_addr, (int)cfg.listen_port) < 0) {
-        log_error("cannot listen on %s:%ld: %s", cfg.listen_addr, cfg.listen_port,
-                  strerror(errno));
-        goto out;
-    }
     /* Outbound HTTP and object storage (io/fetch.c, io/storage.c); after
      * listen, since file:// links carry the bound port. */
     app.fetch = fetch_client_new(app.base, NULL);
@@ -387,6 +454,7 @@ out:
     pg_pool_free(app.pg);
     proc_table_free(app.procs);
     router_free(router);
+    router_free(starting_router);
     metrics_free(app.metrics);
     if (app.base)
         event_base_free(app.base);

@@ -172,7 +172,8 @@ deadline = time.monotonic() + limit
 while time.monotonic() < deadline:
     try:
         with urllib.request.urlopen(url, timeout=2) as r:
-            if r.status == 200:
+            # studyhub's /healthz says "starting" while it migrates.
+            if r.status == 200 and b'"starting"' not in r.read(4096):
                 sys.exit(0)
     except Exception:
         pass

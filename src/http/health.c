@@ -21,10 +21,17 @@
 #include "studyhub/io/pg.h"
 #include "studyhub/io/redis.h"
 
+/* 200 while the process runs; "starting" until the migrations are done
+ * and every route is served, then "ok". */
 static void healthz(struct http_req *req, struct app *app)
 {
-    static const char body[] = "{\"status\":\"ok\"}";
-    http_reply(req, 200, "application/json", body, sizeof body - 1);
+    static const char ok[] = "{\"status\":\"ok\"}";
+    static const char starting[] = "{\"status\":\"starting\"}";
+
+    if (app->pg)
+        http_reply(req, 200, "application/json", ok, sizeof ok - 1);
+    else
+        http_reply(req, 200, "application/json", starting, sizeof starting - 1);
 }
 
 /* /readyz asks both services for a round trip at once. */
@@ -75,7 +82,16 @@ static void readiness_redis(redisReply *reply, void *arg)
 
 static void readyz(struct http_req *req, struct app *app)
 {
-    struct readiness *r = calloc(1, sizeof *r);
+    struct readiness *r;
+
+    if (!app->pg || !app->redis) {
+        /* Starting: PostgreSQL awaited, migrations running. */
+        static const char body[] = "{\"status\":\"starting\",\"checks\":"
+            "{\"migrations\":\"running\"},\"down\":[\"migrations\"]}";
+        http_reply(req, 503, "application/json", body, sizeof body - 1);
+        return;
+    }
+    r = calloc(1, sizeof *r);
     if (!r) {
         jsonapi_reply_unavailable(req, "Memory");
         return;
@@ -239,4 +255,30 @@ static const struct route health_route_table[] = {
 int health_routes(struct router *r)
 {
     return ROUTER_ADD_TABLE(r, health_route_table);
+}
+
+/* Anything else while starting: not "not found", but "come back". */
+static void starting(struct http_req *req, struct app *app)
+{
+    (void)app;
+    http_add_header(req, "Retry-After", "2");
+    jsonapi_reply_errorf(req, 503, "starting", NULL,
+                         "The server is starting (waiting for the database); try again shortly.");
+}
+
+static const struct route starting_route_table[] = {
+    { HTTP_GET, "/*", starting, ROUTE_PUBLIC },
+    { HTTP_HEAD, "/*", starting, ROUTE_PUBLIC },
+    { HTTP_POST, "/*", starting, ROUTE_PUBLIC },
+    { HTTP_PUT, "/*", starting, ROUTE_PUBLIC },
+    { HTTP_PATCH, "/*", starting, ROUTE_PUBLIC },
+    { HTTP_DELETE, "/*", starting, ROUTE_PUBLIC },
+    { HTTP_OPTIONS, "/*", starting, ROUTE_PUBLIC },
+};
+
+int health_starting_routes(struct router *r)
+{
+    if (health_routes(r) < 0)
+        return -1;
+    return ROUTER_ADD_TABLE(r, starting_route_table);
 }

@@ -365,6 +365,11 @@ int http_server_listen(struct http_server *srv, const char *addr, int port)
     return 0;
 }
 
+void http_server_set_router(struct http_server *srv, const struct router *router)
+{
+    srv->router = router;
+}
+
 int http_server_port(const struct http_server *srv)
 {
     return srv->port;

@@ -2,14 +2,22 @@
  * its own transaction, under an advisory lock so concurrent servers apply
  * each exactly once.  Runs before the event loop, so blocking libpq is fine
  * here (and only here). */
+#include "config.h"   /* _GNU_SOURCE: pipe2 */
+
 #include "studyhub/io/migrate.h"
 
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <libpq-fe.h>
 
@@ -249,4 +257,105 @@ out:
         PQfinish(pg);
     }
     return rc;
+}
+
+/* ---- in a child ------------------------------------------------------------ */
+
+struct migrate_child {
+    pid_t pid;                  /* the child, until reaped (0 after) */
+    int fd;                     /* owned: read end of the result pipe */
+    struct event *ev;           /* owned: fd readable */
+    migrate_done_fn done;       /* borrowed */
+    void *arg;                  /* borrowed */
+    char buf[sizeof(int) + 1024];   /* the result: n, then the error text */
+    size_t len;
+};
+
+static void child_reap(struct migrate_child *mc)
+{
+    int status;
+
+    if (mc->pid > 0) {
+        while (waitpid(mc->pid, &status, 0) < 0 && errno == EINTR)
+            ;
+        mc->pid = 0;
+    }
+}
+
+static void on_child_result(evutil_socket_t fd, short what, void *arg)
+{
+    struct migrate_child *mc = arg;
+    ssize_t r = read(fd, mc->buf + mc->len, sizeof mc->buf - 1 - mc->len);
+    int n = -1;
+
+    (void)what;
+    if (r < 0 && (errno == EINTR || errno == EAGAIN))
+        return;
+    if (r > 0) {
+        mc->len += (size_t)r;
+        if (mc->len < sizeof mc->buf - 1)
+            return;   /* until EOF (or full) */
+    }
+    event_del(mc->ev);
+    child_reap(mc);    /* the pipe closed: the child has exited */
+    mc->buf[mc->len] = '\0';
+    if (mc->len >= sizeof n)
+        memcpy(&n, mc->buf, sizeof n);
+    mc->done(n, mc->len > sizeof n ? mc->buf + sizeof n
+                : mc->len == sizeof n ? "" : "the migration process died",
+             mc->arg);
+}
+
+struct migrate_child *migrate_start(struct event_base *base, const char *conninfo,
+                                    int wait_s, migrate_done_fn done, void *arg)
+{
+    struct migrate_child *mc = calloc(1, sizeof *mc);
+    int p[2];
+
+    if (!mc)
+        return NULL;
+    if (pipe2(p, O_CLOEXEC) < 0) {
+        free(mc);
+        return NULL;
+    }
+    mc->done = done;
+    mc->arg = arg;
+    mc->fd = p[0];
+    mc->ev = event_new(base, p[0], EV_READ | EV_PERSIST, on_child_result, mc);
+    mc->pid = mc->ev ? fork() : -1;
+    if (mc->pid == 0) {
+        /* The child: blocking libpq is fine here; _exit skips the
+         * parent's atexit work (and the sanitizers' leak report). */
+        char err[1024] = "";
+        int n = migrate_apply(conninfo, wait_s, err, sizeof err);
+        char out[sizeof(int) + sizeof err];
+        size_t len = sizeof n + strlen(err);
+
+        memcpy(out, &n, sizeof n);
+        memcpy(out + sizeof n, err, strlen(err));
+        close(p[0]);
+        if (write(p[1], out, len) < 0)
+            _exit(1);
+        _exit(0);
+    }
+    close(p[1]);
+    if (mc->pid < 0 || event_add(mc->ev, NULL) < 0) {
+        mc->pid = mc->pid > 0 ? mc->pid : 0;
+        migrate_child_free(mc);
+        return NULL;
+    }
+    return mc;
+}
+
+void migrate_child_free(struct migrate_child *mc)
+{
+    if (!mc)
+        return;
+    if (mc->pid > 0)
+        kill(mc->pid, SIGKILL);
+    child_reap(mc);
+    if (mc->ev)
+        event_free(mc->ev);
+    close(mc->fd);
+    free(mc);
 }

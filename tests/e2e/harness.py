@@ -489,16 +489,18 @@ class Server:
         self.stopping = False  # SIGTERM/SIGINT already sent
         return self
 
-    def wait_ready(self, timeout=START_TIMEOUT):
-        """Wait until GET /healthz answers 200; fail with the log if the
-        process exits first or never answers."""
+    def wait_ready(self, timeout=START_TIMEOUT, started=True):
+        """Wait until GET /healthz answers 200 (with started, its status
+        "ok": the migrations are done and every route is served); fail
+        with the log if the process exits first or never answers."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise ServerError(f"studyhub exited with {self.proc.returncode} while starting;"
                                   f" log tail:\n{self.log_tail()}")
             try:
-                if request(self.port, "GET", "/healthz", timeout=2).status == 200:
+                r = request(self.port, "GET", "/healthz", timeout=2)
+                if r.status == 200 and (not started or b'"starting"' not in r.body):
                     return self
             except OSError:
                 pass

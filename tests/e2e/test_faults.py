@@ -254,3 +254,32 @@ class SlowClients(StudyhubTestCase):
         harness.wait_until(lambda: srv.get("/healthz").status == 200, 5,
                            message="served again once the others closed")
         self.assertIn("studyhub_http_over_cap_total 3", srv.get("/metrics").text)
+
+
+class PostgresAbsentAtStart(StudyhubTestCase):
+    def test_port_opens_while_postgres_is_awaited(self):
+        db = self.database()
+        proxy = FreezableProxy(harness.PG_PORT)
+        self.addCleanup(proxy.close)
+        proxy.frozen.set()     # PostgreSQL does not answer yet
+        url = harness.database_url(db).replace(f"port={harness.PG_PORT}",
+                                               f"port={proxy.port}")
+        srv = self.server(database=db, start=False,
+                          env={"DATABASE_URL": url, "TASK_CONCURRENCY": "0"})
+        srv.spawn().wait_ready(started=False)
+        # /healthz answers while the migrations wait.
+        self.assertEqual(srv.get("/healthz").json["status"], "starting")
+        r = srv.get("/readyz")
+        self.assertStatus(r, 503)
+        self.assertEqual(r.json["status"], "starting")
+        r = srv.get("/api/v1/studies/")
+        self.assertStatus(r, 503)
+        self.assertEqual(r.json["errors"][0]["code"], "starting")
+        self.assertEqual(r.headers.get("retry-after"), "2")
+
+        proxy.frozen.clear()   # PostgreSQL is back: migrate, then serve all
+        harness.wait_until(lambda: srv.get("/readyz").status == 200, 30 * harness.SLOW,
+                           message="/readyz 200 once PostgreSQL answered")
+        self.assertIn("migrations:", srv.log_text())
+        self.assertEqual(srv.get("/healthz").json["status"], "ok")
+        self.assertStatus(srv.get("/api/v1/studies/"), 401)

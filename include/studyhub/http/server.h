@@ -37,6 +37,9 @@ struct http_server *http_server_new(struct event_base *base,
                                     struct metrics *metrics, http_gate_fn gate,
                                     void *arg);
 void http_server_free(struct http_server *srv);
+/* Serves router's routes from now on (the start-up router is swapped for
+ * the full one once the server can answer them). */
+void http_server_set_router(struct http_server *srv, const struct router *router);
 int http_server_listen(struct http_server *srv, const char *addr, int port);
 /* The port actually bound (useful with LISTEN_PORT=0). */
 int http_server_port(const struct http_server *srv);

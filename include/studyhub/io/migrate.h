@@ -20,4 +20,16 @@ extern const struct migration migrations[];
  * Waits up to wait_s seconds for PostgreSQL to accept connections. */
 int migrate_apply(const char *conninfo, int wait_s, char *err, size_t errlen);
 
+/* migrate_apply in a child process, so that the loop serves /healthz and
+ * /readyz while PostgreSQL is awaited.  done(n, err, arg) runs from the
+ * loop once the child ends: n as migrate_apply returns it, err its message
+ * (or why the child failed).  NULL when the child cannot be started. */
+struct event_base;
+struct migrate_child;
+typedef void (*migrate_done_fn)(int n, const char *err, void *arg);
+struct migrate_child *migrate_start(struct event_base *base, const char *conninfo,
+                                    int wait_s, migrate_done_fn done, void *arg);
+/* Kills a child still running; call after done, or to give up. */
+void migrate_child_free(struct migrate_child *mc);
+
 #endif
