@@ -6,11 +6,14 @@ itself.  (Long runs under load belong in tools/bench.)"""
 import json
 import os
 import resource
+import signal
 import socket
+import struct
 import threading
 import time
 
 import harness
+from apifixtures import World
 from harness import StudyhubTestCase, request
 
 
@@ -69,6 +72,17 @@ class FreezableProxy:
         for s in (src, dst):
             try:
                 s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def reset(self):
+        """Every connection through it dies at once, as when PostgreSQL is
+        killed with SIGKILL (the client sees a reset)."""
+        conns, self.conns = self.conns, []
+        for s in conns:
+            try:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                s.close()
             except OSError:
                 pass
 
@@ -283,3 +297,107 @@ class PostgresAbsentAtStart(StudyhubTestCase):
         self.assertIn("migrations:", srv.log_text())
         self.assertEqual(srv.get("/healthz").json["status"], "ok")
         self.assertStatus(srv.get("/api/v1/studies/"), 401)
+
+
+class PatchesUnderPostgresFaults(StudyhubTestCase):
+    """The runner's PATCHes while PostgreSQL stalls and then dies under
+    them: every PATCH the server acknowledged is stored (lost: 0), none
+    waits past 5 s, and the server is whole again within seconds."""
+
+    def test_acknowledged_patches_survive_stall_and_crash(self):
+        db = self.database()
+        proxy = FreezableProxy(harness.PG_PORT)
+        self.addCleanup(proxy.close)
+        url = harness.database_url(db).replace(f"port={harness.PG_PORT}",
+                                               f"port={proxy.port}")
+        srv = self.server(database=db, env={
+            "DATABASE_URL": url, "PG_QUERY_TIMEOUT_MS": "1000",
+            "PG_ACQUIRE_TIMEOUT_MS": "1000", "TASK_CONCURRENCY": "0"})
+        w = World(srv)
+        parent = w.user("faulty")
+        lab = w.lab("Fault Lab")
+        study = w.study(lab)
+        writers = 4
+        rids = [w.create_response(parent, w.child(parent, f"K{i}"), study)
+                for i in range(writers)]
+        acked = [-1] * writers
+        slow = []
+        stop = threading.Event()
+
+        def writer(i):
+            k = 0
+            while not stop.is_set():
+                body = {"data": {"id": rids[i], "type": "responses", "attributes": {
+                    "exp_data": {"0-frame": {"k": k}}, "sequence": ["0-frame"]}}}
+                t0 = time.monotonic()
+                try:
+                    r = w.api(parent, "PATCH", f"/api/v1/responses/{rids[i]}/", body,
+                              timeout=15)
+                    if r.status == 200:
+                        acked[i] = k
+                except OSError:
+                    pass
+                took = time.monotonic() - t0
+                if took > 5:
+                    slow.append(took)
+                k += 1
+                time.sleep(0.02)
+
+        threads = [threading.Thread(target=writer, args=(i,)) for i in range(writers)]
+        for t in threads:
+            t.start()
+        try:
+            time.sleep(1.0)
+            proxy.frozen.set()           # a stall, as SIGSTOP
+            time.sleep(0.3)
+            time.sleep(2.0)
+            proxy.reset()                # then a crash under it, as SIGKILL
+            proxy.frozen.clear()
+            recovered_from = time.monotonic()
+            harness.wait_until(lambda: srv.get("/readyz").status == 200, 15,
+                               message="/readyz after the crash")
+            recovery = time.monotonic() - recovered_from
+            time.sleep(1.0)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(30)
+        lost = 0
+        for i, rid in enumerate(rids):
+            stored = w.response_row(rid)["exp_data"].get("0-frame", {}).get("k", -1)
+            if stored < acked[i]:
+                lost += 1
+        print(f"\n  PATCH under faults: acknowledged lost {lost}, over 5 s {len(slow)},"
+              f" recovery {recovery:.1f} s", end=" ")
+        self.assertEqual(lost, 0)
+        self.assertEqual(slow, [])
+        self.assertTrue(all(a >= 0 for a in acked), "a writer never got a PATCH through")
+        self.assertLess(recovery, 10)
+
+
+class RedisFaults(StudyhubTestCase):
+    """Redis frozen (SIGSTOP): session callers get 503 within the Redis
+    timeout instead of hanging, token callers are served, and all is well
+    once it runs again."""
+
+    def test_frozen_redis_is_a_quick_503(self):
+        redis = self.redis()
+        srv = self.server(redis_url=redis.url, env={"REDIS_TIMEOUT_MS": "500",
+                                                   "TASK_CONCURRENCY": "0"})
+        w = World(srv)
+        u = w.user("rita")
+        bogus_session = {"sessionid": "a" * 64}
+        self.assertStatus(request(srv.port, "GET", "/api/v1/users/", cookies=bogus_session), 401)
+        redis.proc.send_signal(signal.SIGSTOP)
+        try:
+            resp, took = timed(lambda: request(srv.port, "GET", "/api/v1/users/",
+                                               cookies=bogus_session, timeout=15))
+            self.assertStatus(resp, 503)
+            self.assertLess(took, 3.0 * harness.SLOW)
+            self.assertStatus(w.api(u, "GET", "/api/v1/users/"), 200)
+            self.assertStatus(srv.get("/healthz"), 200)
+        finally:
+            redis.proc.send_signal(signal.SIGCONT)
+        harness.wait_until(lambda: request(srv.port, "GET", "/api/v1/users/",
+                                           cookies=bogus_session).status == 401, 15,
+                           message="sessions answered again after Redis resumed")
