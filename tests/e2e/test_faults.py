@@ -401,3 +401,20 @@ class RedisFaults(StudyhubTestCase):
         harness.wait_until(lambda: request(srv.port, "GET", "/api/v1/users/",
                                            cookies=bogus_session).status == 401, 15,
                            message="sessions answered again after Redis resumed")
+
+
+class OversizedInput(StudyhubTestCase):
+    def test_headers_over_the_limit_get_431(self):
+        srv = self.server(env={"MAX_HEADER_BYTES": "4096", "TASK_CONCURRENCY": "0"})
+        r = request(srv.port, "GET", "/api/v1/studies/", headers={"X-Pad": "p" * 5000})
+        self.assertStatus(r, 431)
+        self.assertEqual(r.json["errors"][0]["code"], "request_header_fields_too_large")
+        self.assertEqual(r.headers.get("x-content-type-options"), "nosniff")
+        # Within the limit: served as usual.
+        self.assertStatus(request(srv.port, "GET", "/healthz", headers={"X-Pad": "p" * 3000}), 200)
+        # Absurd: evhttp itself refuses it; the server stays up.
+        try:
+            request(srv.port, "GET", "/healthz", headers={"X-Pad": "p" * 40000})
+        except OSError:
+            pass
+        self.assertStatus(srv.get("/healthz"), 200)
