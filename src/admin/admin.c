@@ -302,9 +302,9 @@ static bool admin_peer_allowed(evutil_socket_t fd)
     }
     if (cred.uid == geteuid() || cred.uid == 0)
         return true;
-    log_warn("admin: refused a client of uid %u (pid %d): only uid %u and root may"
-             " use the admin socket", (unsigned)cred.uid, (int)cred.pid,
-             (unsigned)geteuid());
+    log_warn("admin: refused a client of uid %u (pid %d): only the server's own"
+             " user (uid %u) and root may use the admin socket", (unsigned)cred.uid,
+             (int)cred.pid, (unsigned)geteuid());
     if (send(fd, denied, sizeof denied - 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
         log_debug("admin: refusing client: %s", strerror(errno));
     return false;

@@ -178,7 +178,8 @@ static const char rate_script[] =
 
 /* Login slow-down.  KEYS: the account's and the address's hashes {n:
  * failures counted, until: ms before which no attempt is checked}.  ARGV:
- * LOGIN_DELAY_FREE, LOGIN_DELAY_MAX_S, LOGIN_RATE_WINDOW_S.  Returns {account
+ * LOGIN_DELAY_MAX_S, LOGIN_RATE_WINDOW_S, then LOGIN_DELAY_FREE_ACCOUNT and
+ * LOGIN_DELAY_FREE_ADDR (the free failures of each key).  Returns {account
  * wait ms, address wait ms}.  An address still waiting is refused, and not
  * counted.  Otherwise the attempt is counted before it is checked (so a
  * burst sent at once cannot all slip in): the address always, the account
@@ -189,7 +190,7 @@ static const char rate_script[] =
 static const char delay_script[] =
     "local t = redis.call('TIME') "
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) "
-    "local free, cap, win = tonumber(ARGV[1]), tonumber(ARGV[2]) * 1000, tonumber(ARGV[3]) "
+    "local cap, win = tonumber(ARGV[1]) * 1000, tonumber(ARGV[2]) "
     "local wait = {0, 0} "
     "for i, k in ipairs(KEYS) do "
     "  local u = tonumber(redis.call('HGET', k, 'until') or '0') or 0 "
@@ -199,6 +200,7 @@ static const char delay_script[] =
     "for i, k in ipairs(KEYS) do "
     "  if i == 2 or wait[1] == 0 then "
     "    local n = redis.call('HINCRBY', k, 'n', 1) "
+    "    local free = tonumber(ARGV[2 + i]) "
     "    local d = 0 "
     "    if n > free then d = math.min(cap, 1000 * 2 ^ math.min(n - free - 1, 30)) end "
     "    redis.call('HSET', k, 'until', now + d) "
@@ -1705,16 +1707,17 @@ static void login_step(struct login_ctx *lc)
         return;
     }
     case LOGIN_DELAY: {
-        char free_n[24], cap[24], win[24];
-        snprintf(free_n, sizeof free_n, "%ld", app->cfg->login_delay_free);
+        char cap[24], win[24], free_acct[24], free_addr[24];
         snprintf(cap, sizeof cap, "%ld", app->cfg->login_delay_max_s);
         snprintf(win, sizeof win, "%ld", app->cfg->login_rate_window_s);
-        const char *argv[8] = { "EVAL", delay_script, "2", lc->delay_acct,
-                                lc->delay_addr, free_n, cap, win };
-        size_t argl[8];
-        for (int i = 0; i < 8; i++)
+        snprintf(free_acct, sizeof free_acct, "%ld", app->cfg->login_delay_free_account);
+        snprintf(free_addr, sizeof free_addr, "%ld", app->cfg->login_delay_free_addr);
+        const char *argv[9] = { "EVAL", delay_script, "2", lc->delay_acct,
+                                lc->delay_addr, cap, win, free_acct, free_addr };
+        size_t argl[9];
+        for (int i = 0; i < 9; i++)
             argl[i] = strlen(argv[i]);
-        if (redis_cmdargv(app->redis, login_delay_done, lc, 8, argv, argl) != 0)
+        if (redis_cmdargv(app->redis, login_delay_done, lc, 9, argv, argl) != 0)
             goto unavailable_redis;
         return;
     }

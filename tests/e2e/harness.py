@@ -81,7 +81,8 @@ SERVER_VARS = (
     "PG_ACQUIRE_TIMEOUT_MS", "REDIS_URL", "REDIS_TIMEOUT_MS",
     "MAX_HEADER_BYTES", "MAX_BODY_BYTES", "IDLE_TIMEOUT_S", "DRAIN_TIMEOUT_S",
     "ADMIN_SOCKET", "LOG_LEVEL", "SESSION_TTL_S", "MIGRATE", "DEBUG_ROUTES",
-    "TOTP_SECRET_KEY", "TRUSTED_PROXIES",
+    "TOTP_SECRET_KEY", "TRUSTED_PROXIES", "LOGIN_DELAY_FREE_ACCOUNT",
+    "LOGIN_DELAY_FREE_ADDR",
 )
 PASSED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "ASAN_OPTIONS",
               "UBSAN_OPTIONS", "LSAN_OPTIONS", "ASAN_SYMBOLIZER_PATH")
@@ -509,6 +510,11 @@ class Server:
             "DEBUG_ROUTES": "1",
             "MIGRATE": "1",
             "TOTP_SECRET_KEY": TOTP_KEY,
+            # Every test server is reached from 127.0.0.1 and most share one
+            # Redis: the login slow-down would tie unrelated tests together.
+            # Its own tests set these low.
+            "LOGIN_DELAY_FREE_ACCOUNT": "1000000",
+            "LOGIN_DELAY_FREE_ADDR": "1000000",
         }
         if self.database:
             base["DATABASE_URL"] = database_url(self.database)

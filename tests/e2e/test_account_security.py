@@ -248,7 +248,8 @@ class LoginSlowDownTest(TwoFactorHelpers, AccountCase):
     """Failures per account and per client address; the client addresses
     come from X-Forwarded-For (TRUSTED_PROXIES is the loopback peer)."""
 
-    server_env = {"TRUSTED_PROXIES": "127.0.0.1, ::1", "LOGIN_DELAY_FREE": "0",
+    server_env = {"TRUSTED_PROXIES": "127.0.0.1, ::1", "LOGIN_DELAY_FREE_ACCOUNT": "0",
+                  "LOGIN_DELAY_FREE_ADDR": "0",
                   "LOGIN_DELAY_MAX_S": "8", "LOGIN_RATE_WINDOW_S": "60",
                   "TWO_FACTOR_MAX_FAILURES": "100"}
 
@@ -326,7 +327,7 @@ class UntrustedProxyTest(StudyhubTestCase):
         for proxies in ("", "10.9.9.9/32"):
             with self.subTest(proxies=proxies):
                 redis = self.redis()
-                srv = self.server(env={"TRUSTED_PROXIES": proxies, "LOGIN_DELAY_FREE": "0",
+                srv = self.server(env={"TRUSTED_PROXIES": proxies, "LOGIN_DELAY_FREE_ADDR": "0",
                                        "MAIL_DIR": new_dir("mail")},
                                   redis_url=redis.url)
                 for i, (addr, status) in enumerate((("192.0.2.1", 400), ("192.0.2.2", 429))):

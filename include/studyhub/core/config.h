@@ -49,7 +49,8 @@ struct config {
     struct config_cidr trusted_proxies_list[CONFIG_MAX_PROXIES]; /* parsed from trusted_proxies */
     int n_trusted_proxies;      /* entries used in trusted_proxies_list */
     long login_rate_window_s;   /* LOGIN_RATE_WINDOW_S: life of a failure counter after its last failure */
-    long login_delay_free;      /* LOGIN_DELAY_FREE: failures before delays start */
+    long login_delay_free_account; /* LOGIN_DELAY_FREE_ACCOUNT: failures of an account before delays start */
+    long login_delay_free_addr; /* LOGIN_DELAY_FREE_ADDR: failures from an address before delays start */
     long login_delay_max_s;     /* LOGIN_DELAY_MAX_S: cap of one delay */
     long mail_rate_account_max; /* MAIL_RATE_ACCOUNT_MAX: account emails per account per window */
     long mail_rate_addr_max;    /* MAIL_RATE_ADDR_MAX: sign-ups and account emails per address */

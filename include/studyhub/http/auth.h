@@ -25,7 +25,7 @@
  *   takes 5 codes.
  * - Login slow-down, not lockout (Redis hashes ld:acct:<email> and
  *   ld:addr:<client address>).  Each attempt is counted before it is
- *   checked; past LOGIN_DELAY_FREE failures each one sets the next
+ *   checked; past LOGIN_DELAY_FREE_ACCOUNT (or _ADDR) failures each one sets the next
  *   allowed time 1, 2, 4 ... s ahead, capped at LOGIN_DELAY_MAX_S; a
  *   counter is forgotten LOGIN_RATE_WINDOW_S after its last failure.  An
  *   address that comes back early gets 429 with Retry-After, uncounted.
