@@ -212,7 +212,7 @@ static const struct pg_stmt acct_token_delete_stmt = {
  * straight line through a few of them. */
 enum acct_state {
     ST_RATE,        /* count the request against MAIL_RATE_* */
-    ST_LOOKUP,      /* read what the change depends on */
+    ST_LOOKUP,      /* read what the change depends on (reset links) */
     ST_HASH,        /* argon2id (on the loop, throttled) */
     ST_CHECK,       /* second factor (auth_second_factor_check) */
     ST_WRITE,       /* the change and its email, one statement */
@@ -437,24 +437,22 @@ static void op_lookup_done(PGresult *res, void *arg)
 
     if (op_res_bad(op, res, "lookup"))
         return;
-    /* FLOW_RESET_CONFIRM: the link's user. */
-    {
-        if (PQntuples(res) != 1) {
-            jsonapi_reply_errorf(req, 400, "invalid", "/token",
-                                 "This password reset link is invalid or has expired.");
-            goto out;
-        }
-        snprintf(op->uid, sizeof op->uid, "%s", PQgetvalue(res, 0, 0));
-        snprintf(op->email, sizeof op->email, "%s", PQgetvalue(res, 0, 1));
-        const char *why = auth_password_policy(op->password, op->email);
-        if (why) {
-            jsonapi_reply_errorf(req, 400, "invalid", "/password", "%s", why);
-            goto out;
-        }
-        op_set_state(op, ST_HASH);
-        op_step(op);
-        return;
+    /* FLOW_RESET_CONFIRM, the only flow with a lookup: the link's user. */
+    if (PQntuples(res) != 1) {
+        jsonapi_reply_errorf(req, 400, "invalid", "/token",
+                             "This password reset link is invalid or has expired.");
+        goto out;
     }
+    snprintf(op->uid, sizeof op->uid, "%s", PQgetvalue(res, 0, 0));
+    snprintf(op->email, sizeof op->email, "%s", PQgetvalue(res, 0, 1));
+    const char *why = auth_password_policy(op->password, op->email);
+    if (why) {
+        jsonapi_reply_errorf(req, 400, "invalid", "/password", "%s", why);
+        goto out;
+    }
+    op_set_state(op, ST_HASH);
+    op_step(op);
+    return;
 out:
     op_free(op);
 }

@@ -482,3 +482,18 @@ class ServiceCredentialsTest(StudyhubTestCase):
         # Its own user still gets in.
         from harness import ctl
         self.assertEqual(ctl("status", admin_socket=sock).returncode, 0)
+
+
+class SealAtStartTest(StudyhubTestCase):
+
+    def test_plaintext_secrets_are_sealed_at_start(self):
+        from apifixtures import World
+        srv = self.server()
+        w = World(srv)
+        u = w.user("old")
+        plain = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"
+        w.sql(f"INSERT INTO user_totp (user_id, secret, confirmed_at)"
+              f" VALUES ({u['id']}, '{plain}', now())")
+        self.server(database=srv.database)          # another start on the same data
+        wait_until(lambda: w.sql(f"SELECT secret FROM user_totp WHERE user_id = {u['id']}")
+                   .startswith("v1:"), 10 * SLOW, message="the secret sealed")

@@ -5,8 +5,9 @@
  * auth_require_researcher when two-factor authentication is needed.
  *
  * Also the mechanisms the account flows (domain/accounts.c) share: login
- * in one or two steps, sessions, failed-attempt counters in Redis, the
- * second-factor check, password hashing and policy, recovery codes.
+ * in one or two steps with its slow-down, sessions, the counters of
+ * account emails, the client address, the one second-factor check with
+ * its lockout, password hashing and policy, recovery codes.
  *
  * DECISIONS
  * - Sessions: Redis key session:<64 hex> holding "<user id>:<epoch>:<2fa>",
@@ -25,9 +26,10 @@
  *   takes 5 codes.
  * - Login slow-down, not lockout (Redis hashes ld:acct:<email> and
  *   ld:addr:<client address>).  Each attempt is counted before it is
- *   checked; past LOGIN_DELAY_FREE_ACCOUNT (or _ADDR) failures each one sets the next
- *   allowed time 1, 2, 4 ... s ahead, capped at LOGIN_DELAY_MAX_S; a
- *   counter is forgotten LOGIN_RATE_WINDOW_S after its last failure.  An
+ *   checked; past LOGIN_DELAY_FREE_ACCOUNT (or _ADDR) failures, each one
+ *   sets the next allowed time 1, 2, 4 ... s ahead, capped at
+ *   LOGIN_DELAY_MAX_S; a counter is forgotten LOGIN_RATE_WINDOW_S after
+ *   its last failure.  An
  *   address that comes back early gets 429 with Retry-After, uncounted.
  *   The account's delay must not lock its owner out, so a login during it
  *   still goes on, without being counted on the account, "blind": for an
@@ -55,14 +57,15 @@
  *   epoch, verified.
  * - TOTP secrets are stored sealed with TOTP_SECRET_KEY (AES-256-GCM,
  *   bound to the user id; http/totp.h).  Plaintext secrets of older
- *   versions still work and are sealed at their next use.
+ *   versions still work; they are sealed at start
+ *   (auth_seal_plain_secrets) and at their next use.
  * - API tokens expire (TOKEN_TTL_DAYS; 401 "Token has expired" after) and
  *   count as two-factor verified only when made by a verified session, or
  *   by an operator (`studyhubctl token create`: the admin socket is open
  *   to the server's own user and root only).  Tokens from before sql/081
- *   are not verified.  A password
- *   reset and turning TOTP off delete every token of the user (the
- *   auth_changed notification evicts them from every server's cache).
+ *   are not verified.  A password reset and turning TOTP off delete every
+ *   token of the user (the auth_changed notification evicts them from
+ *   every server's cache; the cache also keeps each token's expiry).
  * - Two-factor for researcher endpoints (auth_require_researcher): a
  *   session needs TOTP on and passed; a token needs its flag.  The gate
  *   asks no role question: permissions decide the rest. */
