@@ -529,8 +529,10 @@ static void op_reply_codes(struct acct_op *op, bool confirmed_now)
 static void op_session_marked(bool ok, void *arg)
 {
     struct acct_op *op = arg;
-    if (!ok)   /* TOTP is on; only this session's flag could not be set */
-        log_warn("accounts: could not mark the session two-factor verified");
+    /* TOTP is on either way; a session that could not be moved to the new
+     * epoch ended with the others, and its user logs in again. */
+    if (!ok)
+        log_warn("accounts: could not move the session to the new epoch");
     op_reply_codes(op, ok);
     op_free(op);
 }
