@@ -36,9 +36,10 @@
  *   account with TOTP on the answer is a challenge whether the password
  *   was right or not (the challenge remembers which), and only the right
  *   password plus a right code completes it; an account without TOTP
- *   gets 429 (it is slowed, at most LOGIN_DELAY_MAX_S at a time, never
- *   locked).  So a right password and a right second factor always get
- *   in, from an address that is not itself waiting.  A completed login
+ *   gets 429 (checking its password would give the guesser an answer, so
+ *   someone who keeps guessing can keep such an account waiting).  So a
+ *   right password and a right second factor always get in, from an
+ *   address that is not itself waiting.  A completed login
  *   clears the account's counter and takes its own count off the address.
  * - The client address is the TCP peer, unless the peer is one of
  *   TRUSTED_PROXIES: then it is the right-most X-Forwarded-For address
