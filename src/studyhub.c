@@ -315,6 +315,17 @@ int main(int argc, char **argv)
         fprintf(stderr, "studyhub: bad configuration: %s\n", err);
         return 2;
     }
+    /* Two-factor secrets are sealed with this key: without it they could
+     * be neither written nor read, and a key made up here would lose them
+     * at the next restart.  tools/run and tools/test make one. */
+    if (!cfg.totp_key_set) {
+        fprintf(stderr, "studyhub: bad configuration: TOTP_SECRET_KEY is not set: it"
+                " encrypts the two-factor secrets and must stay the same across"
+                " restarts; make one with `openssl rand -hex 32` and keep it with"
+                " the database's credentials\n");
+        config_cleanup(&cfg);
+        return 2;
+    }
     log_level_parse(cfg.log_level, &level);
     log_set_level(level);
     signal(SIGPIPE, SIG_IGN);
@@ -360,7 +371,7 @@ int main(int argc, char **argv)
     app.pg = pg_pool_new(app.base, cfg.database_url, (int)cfg.pg_pool_size,
                          (int)cfg.pg_acquire_timeout_ms, (int)cfg.pg_query_timeout_ms);
     app.redis = redis_client_new(app.base, cfg.redis_host, (int)cfg.redis_port,
-                                 (int)cfg.redis_db, (int)cfg.redis_timeout_ms);
+                                 cfg.redis_password, (int)cfg.redis_db, (int)cfg.redis_timeout_ms);
     if (!app.pg || !app.redis) {
         log_error("cannot set up the PostgreSQL pool or the Redis client");
         goto out;
@@ -389,6 +400,7 @@ int main(int argc, char **argv)
         log_warn("study document cache is off");
     if (auth_cache_start(app.pg) < 0)
         log_warn("API token cache is off");
+    auth_seal_plain_secrets(&app);
     /* Outbound HTTP and object storage (io/fetch.c, io/storage.c); after
      * listen, since file:// links carry the bound port. */
     app.fetch = fetch_client_new(app.base, NULL);

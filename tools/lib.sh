@@ -6,9 +6,12 @@
 #   ensure_packages [extra-package...]   install what is missing (apt, as root)
 #   ensure_npm_tools                     hook for npm test tools (s3rver, later)
 #   build DIR [configure args...]        autoreconf if needed, out-of-tree build
-#   start_pg DIR PORT [--fast]           initdb if absent, start, create role/db
+#   ensure_secret FILE                   a random 32-byte hex secret in FILE
+#                                        (made once, mode 0600); prints it
+#   start_pg DIR PORT [--fast]           initdb if absent, start, create role/db;
+#                                        TCP needs the role's password
 #   stop_pg DIR
-#   start_redis DIR PORT / stop_redis DIR
+#   start_redis DIR PORT / stop_redis DIR   Redis with a password (requirepass)
 #   free_port [LOW HIGH]                 a free TCP port on 127.0.0.1 (< 32768)
 #   wait_http URL [SECONDS]              wait until URL answers 200
 #
@@ -182,6 +185,32 @@ sys.exit(1)
 EOF
 }
 
+# --- secrets -------------------------------------------------------------------
+#
+# The services tools/ starts want credentials even on loopback: any local
+# process (a build script, another user) can reach 127.0.0.1.  Each secret
+# is made once into a 0600 file in a 0700 folder and read back on later
+# runs, so a restart keeps working with the same database.
+#
+#   PG_PASSWORD_FILE, REDIS_PASSWORD_FILE, TOTP_KEY_FILE: set by the caller
+#   (tools/run: var/secrets/, tools/test: its throwaway folder).
+
+# ensure_secret FILE: print the secret in FILE, making it first if absent.
+ensure_secret() {
+    local file=$1 dir
+    dir=$(dirname "$file")
+    if [ ! -d "$dir" ]; then
+        (umask 077 && mkdir -p "$dir")
+    fi
+    chmod 700 "$dir"
+    if [ ! -s "$file" ]; then
+        (umask 077 && python3 -c 'import secrets; print(secrets.token_hex(32))' >"$file.tmp" \
+            && mv "$file.tmp" "$file") || die "cannot write $file"
+    fi
+    chmod 600 "$file"
+    head -n 1 "$file"
+}
+
 # --- PostgreSQL ----------------------------------------------------------------
 
 # as_pg CMD...: run a command as the user PostgreSQL runs as (the postgres
@@ -214,7 +243,10 @@ pg_parents_traversable() {
 
 # start_pg DIR PORT [--fast]: a PostgreSQL 15 cluster in DIR listening only
 # on 127.0.0.1:PORT, its Unix socket in DIR. --fast turns fsync off (tests
-# only: a crash can lose data). Creates role and database "studyhub".
+# only: a crash can lose data). Creates role and database "studyhub"; the
+# role's password is the secret in PG_PASSWORD_FILE. TCP connections need a
+# password (scram-sha-256); the Unix socket, in DIR (mode 0700, the
+# postgres user's), stays trust for setup: only postgres and root reach it.
 start_pg() {
     local dir=$1 port=$2 fast=${3:-}
     case $dir in /*) ;; *) dir="$ROOT/$dir" ;; esac
@@ -250,6 +282,12 @@ full_page_writes = off
 "
     fi
     printf '%s' "$conf" | as_pg tee "$dir/studyhub.conf" >/dev/null
+    printf '%s\n' \
+        "# written by tools/lib.sh at every start" \
+        "local all all trust" \
+        "host all all 127.0.0.1/32 scram-sha-256" \
+        "host all all ::1/128 scram-sha-256" \
+        | as_pg tee "$dir/pg_hba.conf" >/dev/null
 
     # A cluster left running by an earlier run (killed before it could stop
     # its services) is restarted so it takes this run's settings.
@@ -265,6 +303,12 @@ full_page_writes = off
     if [ "$("${psql[@]}" -Atc "SELECT 1 FROM pg_roles WHERE rolname = 'studyhub'")" != 1 ]; then
         "${psql[@]}" -c "CREATE ROLE studyhub LOGIN CREATEDB" >/dev/null
     fi
+    # On stdin, not the command line, where ps would show it. The secret is
+    # hex, so it needs no quoting.
+    local pw
+    pw=$(ensure_secret "${PG_PASSWORD_FILE:?}")
+    printf "SET password_encryption = 'scram-sha-256'; ALTER ROLE studyhub PASSWORD '%s';\n" "$pw" \
+        | "${psql[@]}" >/dev/null
     if [ "$("${psql[@]}" -Atc "SELECT 1 FROM pg_database WHERE datname = 'studyhub'")" != 1 ]; then
         "${psql[@]}" -c "CREATE DATABASE studyhub OWNER studyhub" >/dev/null
     fi
@@ -284,19 +328,22 @@ stop_pg() {
 # --- Redis ---------------------------------------------------------------------
 
 # start_redis DIR PORT: a Redis with no persistence on 127.0.0.1:PORT; its
-# pid file and log in DIR.
+# pid file, log and configuration (mode 0600: it holds the password, the
+# secret in REDIS_PASSWORD_FILE) in DIR.
 start_redis() {
-    local dir=$1 port=$2
+    local dir=$1 port=$2 pw
     case $dir in /*) ;; *) dir="$ROOT/$dir" ;; esac
     mkdir -p "$dir"
     stop_redis "$dir"
-    redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no \
-        --dir "$dir" --daemonize yes --pidfile "$dir/redis.pid" \
-        --logfile "$dir/redis.log" >/dev/null \
+    pw=$(ensure_secret "${REDIS_PASSWORD_FILE:?}")
+    (umask 077 && printf '%s\n' "bind 127.0.0.1" "port $port" "save \"\"" \
+        "appendonly no" "dir $dir" "daemonize yes" "pidfile $dir/redis.pid" \
+        "logfile $dir/redis.log" "requirepass $pw" >"$dir/redis.conf")
+    redis-server "$dir/redis.conf" >/dev/null \
         || die "redis-server did not start (log: $dir/redis.log)"
 
     for _ in $(seq 100); do
-        [ "$(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null)" = PONG ] && return 0
+        [ "$(REDISCLI_AUTH=$pw redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null)" = PONG ] && return 0
         sleep 0.1
     done
     tail -n 20 "$dir/redis.log" >&2 || true

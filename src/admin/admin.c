@@ -1,6 +1,12 @@
 /* admin: the Unix-socket command server.  One command per connection: read
  * one line, run the registered command (which may answer later), write its
- * output and "OK"/"ERR <message>", then close. */
+ * output and "OK"/"ERR <message>", then close.  Only the server's own user
+ * (or root) gets in: the socket file is 0600 and every connection's peer
+ * credentials (SO_PEERCRED) are checked as well, so a socket reached some
+ * other way (a copied descriptor, a too-open folder) still refuses. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE           /* struct ucred (SO_PEERCRED) */
+#endif
 #include "config.h"
 
 #include "studyhub/admin/admin.h"
@@ -283,6 +289,27 @@ static void admin_event_cb(struct bufferevent *bev, short what, void *arg)
     }
 }
 
+/* The peer runs as this server's user or as root. */
+static bool admin_peer_allowed(evutil_socket_t fd)
+{
+    static const char denied[] = "ERR permission denied\n";
+    struct ucred cred;
+    socklen_t len = sizeof cred;
+
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+        log_warn("admin: SO_PEERCRED: %s; refusing the client", strerror(errno));
+        return false;
+    }
+    if (cred.uid == geteuid() || cred.uid == 0)
+        return true;
+    log_warn("admin: refused a client of uid %u (pid %d): only the server's own"
+             " user (uid %u) and root may use the admin socket", (unsigned)cred.uid,
+             (int)cred.pid, (unsigned)geteuid());
+    if (send(fd, denied, sizeof denied - 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+        log_debug("admin: refusing client: %s", strerror(errno));
+    return false;
+}
+
 static void admin_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
                             struct sockaddr *sa, int socklen, void *arg)
 {
@@ -294,6 +321,8 @@ static void admin_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
     (void)lev;
     (void)sa;
     (void)socklen;
+    if (!admin_peer_allowed(fd))
+        goto out;
     if (srv->nconns >= ADMIN_MAX_CLIENTS) {
         /* Best effort: the socket buffer of a new connection is empty. */
         if (send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
@@ -392,9 +421,17 @@ static void admin_make_parent(const char *path)
     char *slash = dir ? strrchr(dir, '/') : NULL;
 
     if (slash && slash != dir) {
+        struct stat st;
         *slash = '\0';
         if (mkdir(dir, 0700) == 0)
             log_info("admin: created %s", dir);
+        /* Anyone who may write the folder may swap the socket for one of
+         * their own; the socket's 0600 cannot help then. */
+        else if (stat(dir, &st) == 0 && (st.st_mode & (S_IWGRP | S_IWOTH)) &&
+                 !(st.st_mode & S_ISVTX))
+            log_warn("admin: %s is writable by other users (mode %o): make it 0700"
+                     " so nobody can replace the admin socket", dir,
+                     (unsigned)(st.st_mode & 07777));
     }
     free(dir);
 }

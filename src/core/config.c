@@ -12,6 +12,9 @@
 
 #include "studyhub/core/log.h"
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
 enum config_kind { CFG_STR, CFG_INT, CFG_BOOL };
 
 struct config_var {
@@ -33,6 +36,8 @@ static int check_cookie_secure(struct config *cfg, const char *v, char *err, siz
 static int check_smtp_url(struct config *cfg, const char *v, char *err, size_t n);
 static int check_smtp_starttls(struct config *cfg, const char *v, char *err, size_t n);
 static int check_build_runner(struct config *cfg, const char *v, char *err, size_t n);
+static int check_totp_key(struct config *cfg, const char *v, char *err, size_t n);
+static int check_trusted_proxies(struct config *cfg, const char *v, char *err, size_t n);
 
 #define STR(field) CFG_STR, offsetof(struct config, field), 0, 0
 #define INT(field, lo, hi) CFG_INT, offsetof(struct config, field), lo, hi
@@ -54,7 +59,7 @@ static const struct config_var vars[] = {
       INT(pg_acquire_timeout_ms, 10, 600000), NULL },
     { "PG_QUERY_TIMEOUT_MS", "5000", "statement_timeout of the pool's sessions; a query with no answer 1 s later is dropped with its session (503) (0: none)",
       INT(pg_query_timeout_ms, 0, 86400000), NULL },
-    { "REDIS_URL", "redis://127.0.0.1:6379/0", "Redis address as redis://NUMERIC-IP:PORT/DB",
+    { "REDIS_URL", "redis://127.0.0.1:6379/0", "Redis address as redis://[:PASSWORD@]NUMERIC-IP:PORT/DB (the password is sent with AUTH)",
       STR(redis_url), check_redis_url },
     { "REDIS_TIMEOUT_MS", "2000", "longest wait for a Redis reply before answering 503",
       INT(redis_timeout_ms, 10, 600000), NULL },
@@ -96,18 +101,34 @@ static const struct config_var vars[] = {
       STR(sched_jobs), NULL },
     { "COOKIE_SECURE", "auto", "Secure flag of the session cookies: 1, 0, or auto (when BASE_URL or X-Forwarded-Proto is https)",
       STR(cookie_secure), check_cookie_secure },
-    { "LOGIN_RATE_WINDOW_S", "900", "window of the failed-login counters in Redis, in seconds",
+    { "TRUSTED_PROXIES", "", "comma-separated IPs or CIDRs of reverse proxies: only from them is X-Forwarded-For believed (its right-most untrusted address is the client)",
+      STR(trusted_proxies), check_trusted_proxies },
+    { "LOGIN_RATE_WINDOW_S", "900", "seconds a failure counter (per account, per address) is kept after its last failure; also the window of MAIL_RATE_*",
       INT(login_rate_window_s, 1, 86400), NULL },
-    { "LOGIN_RATE_ACCOUNT_MAX", "10", "failed logins (and account emails asked for) per account per window before 429",
-      INT(login_rate_account_max, 1, 1000000), NULL },
-    { "LOGIN_RATE_ADDR_MAX", "100", "failed logins (and sign-ups, reset requests) per client address per window before 429",
-      INT(login_rate_addr_max, 1, 1000000), NULL },
+    { "LOGIN_DELAY_FREE_ACCOUNT", "3", "failed logins of one account before each further one delays its next login",
+      INT(login_delay_free_account, 0, 1000000), NULL },
+    { "LOGIN_DELAY_FREE_ADDR", "20", "failed logins from one client address before each further one delays its next login (many people may share an address)",
+      INT(login_delay_free_addr, 0, 1000000), NULL },
+    { "LOGIN_DELAY_MAX_S", "60", "cap of the login delay (1 s, doubled per further failure) of an account or address",
+      INT(login_delay_max_s, 1, 3600), NULL },
+    { "MAIL_RATE_ACCOUNT_MAX", "10", "account emails (verification, reset) asked for per account per window before 429",
+      INT(mail_rate_account_max, 1, 1000000), NULL },
+    { "MAIL_RATE_ADDR_MAX", "100", "sign-ups and account emails asked for per client address per window before 429",
+      INT(mail_rate_addr_max, 1, 1000000), NULL },
+    { "TWO_FACTOR_MAX_FAILURES", "5", "wrong two-factor codes per user (login, confirm, disable and recovery codes together) before a lockout",
+      INT(two_factor_max_failures, 1, 1000), NULL },
+    { "TWO_FACTOR_LOCKOUT_S", "900", "seconds every two-factor code check of a user answers 429 after too many wrong codes",
+      INT(two_factor_lockout_s, 1, 86400), NULL },
+    { "TOKEN_TTL_DAYS", "90", "days an API token works after it is made",
+      INT(token_ttl_days, 1, 3650), NULL },
     { "PASSWORD_RESET_TTL_S", "3600", "seconds a password reset link stays valid",
       INT(password_reset_ttl_s, 60, 604800), NULL },
     { "EMAIL_VERIFY_TTL_S", "259200", "seconds an email verification link stays valid",
       INT(email_verify_ttl_s, 60, 2592000), NULL },
     { "TOTP_ISSUER", "studyhub", "issuer name of two-factor secrets, shown by authenticator apps",
       STR(totp_issuer), NULL },
+    { "TOTP_SECRET_KEY", "", "32-byte key (64 hex digits or base64) that encrypts two-factor secrets at rest (AES-256-GCM); required: the server does not start without it",
+      STR(totp_secret_key), check_totp_key },
     { "SMTP_URL", "", "SMTP relay as smtp://[user:pass@]host:port or smtps://...; empty: write .eml files to MAIL_DIR",
       STR(smtp_url), check_smtp_url },
     { "SMTP_STARTTLS", "auto", "STARTTLS on smtp:// URLs: require, try, off, or auto (require unless the host is loopback)",
@@ -208,18 +229,31 @@ static int check_ip(struct config *cfg, const char *v, char *err, size_t n)
     return -1;
 }
 
-/* redis://HOST[:PORT][/DB] with a numeric host: hiredis connects with
- * getaddrinfo, which would block the loop on a name. */
+/* redis://[:PASSWORD@]HOST[:PORT][/DB] with a numeric host: hiredis
+ * connects with getaddrinfo, which would block the loop on a name.  The
+ * password (no user name) may hold any character but '@' and '/'; it is
+ * sent with AUTH on every connect. */
 static int check_redis_url(struct config *cfg, const char *v, char *err, size_t n)
 {
-    const char *p = v, *host, *end;
+    const char *p = v, *host, *end, *at;
     unsigned char buf[sizeof(struct in6_addr)];
     long port = 6379, db = 0;
     char *e;
 
+    free(cfg->redis_password);
+    cfg->redis_password = NULL;
     if (strncmp(p, "redis://", 8) != 0)
         goto bad;
     host = p + 8;
+    if ((at = strchr(host, '@'))) {
+        /* ":PASSWORD@": the user part must be empty. */
+        if (host[0] != ':' || at == host + 1 || memchr(host, '/', (size_t)(at - host)))
+            goto bad;
+        cfg->redis_password = strndup(host + 1, (size_t)(at - host - 1));
+        if (!cfg->redis_password)
+            goto bad;
+        host = at + 1;
+    }
     end = host + strcspn(host, ":/");
     if (end == host || (size_t)(end - host) >= 64)
         goto bad;
@@ -250,8 +284,129 @@ static int check_redis_url(struct config *cfg, const char *v, char *err, size_t 
     cfg->redis_db = db;
     return 0;
 bad:
-    set_err(err, n, "REDIS_URL: '%s' is not redis://NUMERIC-IP[:PORT][/DB]", v);
+    /* Not echoed: the URL may carry a password. */
+    set_err(err, n, "REDIS_URL: not redis://[:PASSWORD@]NUMERIC-IP[:PORT][/DB]");
     return -1;
+}
+
+/* 64 hex digits or the base64 of 32 bytes.  "" passes here: main refuses
+ * to start without a key, with a message of its own. */
+static int check_totp_key(struct config *cfg, const char *v, char *err, size_t n)
+{
+    unsigned char out[48];
+    size_t len = strlen(v);
+
+    cfg->totp_key_set = false;
+    if (len == 0)
+        return 0;
+    if (len == 64 && strspn(v, "0123456789abcdefABCDEF") == 64) {
+        for (size_t i = 0; i < 32; i++) {
+            unsigned x = 0;
+            sscanf(v + 2 * i, "%2x", &x);
+            cfg->totp_key[i] = (unsigned char)x;
+        }
+        cfg->totp_key_set = true;
+        return 0;
+    }
+    /* 44 characters with one '=': EVP_DecodeBlock counts the padding's
+     * byte, so 33 means 32. */
+    if (len == 44 && v[43] == '=' && v[42] != '=' &&
+        EVP_DecodeBlock(out, (const unsigned char *)v, 44) == 33) {
+        memcpy(cfg->totp_key, out, 32);
+        cfg->totp_key_set = true;
+        OPENSSL_cleanse(out, sizeof out);
+        return 0;
+    }
+    OPENSSL_cleanse(out, sizeof out);
+    /* Not echoed: it is a secret. */
+    set_err(err, n, "TOTP_SECRET_KEY: not 32 bytes as 64 hex digits or base64"
+            " (make one with: openssl rand -hex 32)");
+    return -1;
+}
+
+/* "IP[/BITS],..." of IPv4 and IPv6 addresses, parsed once here. */
+static int check_trusted_proxies(struct config *cfg, const char *v, char *err, size_t n)
+{
+    const char *p = v;
+
+    cfg->n_trusted_proxies = 0;
+    while (*p) {
+        char item[64], *slash, *e;
+        size_t len = strcspn(p, ",");
+        const char *next = p[len] ? p + len + 1 : p + len;
+        long bits = -1;
+
+        while (len && (*p == ' ' || *p == '\t'))
+            p++, len--;
+        while (len && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+            len--;
+        if (len == 0) {
+            p = next;
+            continue;
+        }
+        if (len >= sizeof item || cfg->n_trusted_proxies >= CONFIG_MAX_PROXIES)
+            goto bad;
+        memcpy(item, p, len);
+        item[len] = '\0';
+        struct config_cidr *c = &cfg->trusted_proxies_list[cfg->n_trusted_proxies];
+        memset(c, 0, sizeof *c);
+        if ((slash = strchr(item, '/'))) {
+            *slash = '\0';
+            errno = 0;
+            bits = strtol(slash + 1, &e, 10);
+            if (errno || e == slash + 1 || *e || bits < 0)
+                goto bad;
+        }
+        if (inet_pton(AF_INET, item, c->addr) == 1) {
+            c->family = AF_INET;
+            bits = bits < 0 ? 32 : bits;
+            if (bits > 32)
+                goto bad;
+        } else if (inet_pton(AF_INET6, item, c->addr) == 1) {
+            c->family = AF_INET6;
+            bits = bits < 0 ? 128 : bits;
+            if (bits > 128)
+                goto bad;
+        } else {
+            goto bad;
+        }
+        c->bits = (int)bits;
+        cfg->n_trusted_proxies++;
+        p = next;
+    }
+    return 0;
+bad:
+    set_err(err, n, "TRUSTED_PROXIES: '%s' is not a comma-separated list of at most"
+            " %d IP addresses or CIDRs", v, CONFIG_MAX_PROXIES);
+    return -1;
+}
+
+bool config_addr_in(const struct config_cidr *list, int count, const char *ip)
+{
+    unsigned char a[16];
+    int family;
+
+    if (!ip)
+        return false;
+    if (inet_pton(AF_INET, ip, a) == 1)
+        family = AF_INET;
+    else if (inet_pton(AF_INET6, ip, a) == 1)
+        family = AF_INET6;
+    else
+        return false;
+    for (int i = 0; i < count; i++) {
+        const struct config_cidr *c = &list[i];
+        int full = c->bits / 8, rest = c->bits % 8;
+        if (c->family != family || memcmp(a, c->addr, (size_t)full) != 0)
+            continue;
+        if (rest) {
+            unsigned char mask = (unsigned char)(0xff << (8 - rest));
+            if ((a[full] & mask) != (c->addr[full] & mask))
+                continue;
+        }
+        return true;
+    }
+    return false;
 }
 
 static int check_log_level(struct config *cfg, const char *v, char *err, size_t n)
@@ -413,6 +568,10 @@ void config_cleanup(struct config *cfg)
     }
     free(cfg->redis_host);
     cfg->redis_host = NULL;
+    free(cfg->redis_password);
+    cfg->redis_password = NULL;
+    OPENSSL_cleanse(cfg->totp_key, sizeof cfg->totp_key);
+    cfg->totp_key_set = false;
 }
 
 void config_print_help(FILE *out)

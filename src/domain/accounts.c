@@ -34,7 +34,11 @@
 /* ------------------------------------------------------------ statements */
 
 /* $1 email, $2 hash, $3-$5 names, $6 token hash, $7 ttl, $8 subject,
- * $9 body.  No row: the email is taken. */
+ * $9 body, $10 subject and $11 body of the email to the owner of an
+ * existing account.  One row either way: a new account's uuid, or for an
+ * address already taken a random uuid nobody has (the answer must not
+ * tell the two apart) while its owner is told by email.  An inactive
+ * (deleted) account's address gets no email. */
 static const struct pg_stmt acct_signup_stmt = {
     "acct_signup",
     "WITH u AS ("
@@ -47,8 +51,14 @@ static const struct pg_stmt acct_signup_stmt = {
     "         FROM u RETURNING user_id),"
     " m AS (" MAIL_INSERT_SECRET_SQL
     "       SELECT 'verify_email', u.email, $8, $9, true FROM u JOIN t ON t.user_id = u.id"
-    "       RETURNING id)"
-    " SELECT u.uuid, u.email FROM u",
+    "       RETURNING id),"
+    " e AS (SELECT x.email FROM users x"
+    "        WHERE lower(x.email) = lower($1) AND x.is_active"
+    "          AND NOT EXISTS (SELECT 1 FROM u)),"
+    " n AS (" MAIL_INSERT_SQL
+    "       SELECT 'signup_existing', e.email, $10, $11 FROM e RETURNING id)"
+    " SELECT u.uuid, u.email FROM u"
+    " UNION ALL SELECT gen_random_uuid(), $1 WHERE NOT EXISTS (SELECT 1 FROM u)",
 };
 
 static const struct pg_stmt acct_verify_stmt = {
@@ -89,8 +99,8 @@ static const struct pg_stmt acct_reset_lookup_stmt = {
 };
 
 /* $1 token hash, $2 password hash, $3 subject, $4 body.  Uses the token
- * (once), sets the password, ends every session (epoch), voids the user's
- * other reset links and tells them by email. */
+ * (once), sets the password, ends every session (epoch), revokes every API
+ * token, voids the user's other reset links and tells them by email. */
 static const struct pg_stmt acct_reset_confirm_stmt = {
     "acct_reset_confirm",
     "WITH t AS (UPDATE account_tokens SET used_at = now()"
@@ -104,6 +114,7 @@ static const struct pg_stmt acct_reset_confirm_stmt = {
     " o AS (UPDATE account_tokens a SET used_at = now() FROM u"
     "        WHERE a.user_id = u.id AND a.purpose = 'password_reset'"
     "          AND a.used_at IS NULL AND a.token_hash <> $1 RETURNING 1),"
+    " k AS (DELETE FROM api_tokens a USING u WHERE a.user_id = u.id RETURNING 1),"
     " m AS (" MAIL_INSERT_SQL
     "       SELECT 'password_changed', u.email, $3, $4 FROM u RETURNING id)"
     " SELECT count(*) FROM u",
@@ -131,32 +142,32 @@ static const struct pg_stmt acct_totp_enroll_stmt = {
     " WHERE user_totp.confirmed_at IS NULL RETURNING 1",
 };
 
-static const struct pg_stmt acct_totp_pending_stmt = {
-    "acct_totp_pending",
-    "SELECT secret, last_step, confirmed_at IS NOT NULL FROM user_totp"
-    " WHERE user_id = $1::bigint",
-};
-
 /* $1 user, $2 step, $3 secret (as read: a concurrent re-enrolment makes
- * this match nothing), $4 recovery code hashes, $5 subject, $6 body. */
+ * this match nothing), $4 recovery code hashes, $5 subject, $6 body.
+ * Turning TOTP on ends the user's other sessions: the epoch moves on, and
+ * the new one comes back for this session. */
 static const struct pg_stmt acct_totp_confirm_stmt = {
     "acct_totp_confirm",
     "WITH d AS (UPDATE user_totp SET confirmed_at = now(), last_step = $2::bigint"
     "            WHERE user_id = $1::bigint AND confirmed_at IS NULL AND secret = $3"
     "              AND last_step < $2::bigint RETURNING user_id),"
+    " s AS (UPDATE users SET session_epoch = session_epoch + 1"
+    "        WHERE id IN (SELECT user_id FROM d) RETURNING session_epoch),"
     " x AS (DELETE FROM user_recovery_codes WHERE user_id IN (SELECT user_id FROM d)),"
     " r AS (INSERT INTO user_recovery_codes (user_id, code_hash)"
     "       SELECT d.user_id, h FROM d, unnest($4::text[]) h RETURNING 1),"
     " m AS (" MAIL_INSERT_SQL
     "       SELECT 'totp_enabled', u.email, $5, $6 FROM d JOIN users u ON u.id = d.user_id"
     "       RETURNING id)"
-    " SELECT count(*) FROM d",
+    " SELECT (SELECT count(*) FROM d), (SELECT session_epoch FROM s)",
 };
 
+/* Turning TOTP off also revokes every API token of the user. */
 static const struct pg_stmt acct_totp_disable_stmt = {
     "acct_totp_disable",
     "WITH d AS (DELETE FROM user_totp WHERE user_id = $1::bigint RETURNING user_id),"
     " x AS (DELETE FROM user_recovery_codes WHERE user_id IN (SELECT user_id FROM d)),"
+    " k AS (DELETE FROM api_tokens WHERE user_id IN (SELECT user_id FROM d)),"
     " m AS (" MAIL_INSERT_SQL
     "       SELECT 'totp_disabled', u.email, $2, $3 FROM d JOIN users u ON u.id = d.user_id"
     "       RETURNING id)"
@@ -175,14 +186,19 @@ static const struct pg_stmt acct_codes_replace_stmt = {
 
 static const struct pg_stmt acct_tokens_list_stmt = {
     "acct_tokens_list",
-    "SELECT uuid, name, api_time(created_at), api_time(last_used_at)"
+    "SELECT uuid, name, api_time(created_at), api_time(last_used_at),"
+    "       api_time(expires_at), mfa_verified"
     "  FROM api_tokens WHERE user_id = $1::bigint ORDER BY id",
 };
 
+/* $1 hash, $2 user, $3 name, $4 made by a two-factor verified session,
+ * $5 TOKEN_TTL_DAYS. */
 static const struct pg_stmt acct_token_create_stmt = {
     "acct_token_create",
-    "INSERT INTO api_tokens (token_hash, user_id, name)"
-    " VALUES ($1, $2::bigint, $3) RETURNING uuid, name, api_time(created_at), NULL",
+    "INSERT INTO api_tokens (token_hash, user_id, name, mfa_verified, expires_at)"
+    " VALUES ($1, $2::bigint, $3, $4::boolean, now() + make_interval(days => $5::int))"
+    " RETURNING uuid, name, api_time(created_at), NULL, api_time(expires_at),"
+    "           mfa_verified",
 };
 
 static const struct pg_stmt acct_token_delete_stmt = {
@@ -195,8 +211,8 @@ static const struct pg_stmt acct_token_delete_stmt = {
 /* Every flow's steps.  One enum for all flows, since each flow is a
  * straight line through a few of them. */
 enum acct_state {
-    ST_RATE,        /* count the request against LOGIN_RATE_* */
-    ST_LOOKUP,      /* read what the change depends on */
+    ST_RATE,        /* count the request against MAIL_RATE_* */
+    ST_LOOKUP,      /* read what the change depends on (reset links) */
     ST_HASH,        /* argon2id (on the loop, throttled) */
     ST_CHECK,       /* second factor (auth_second_factor_check) */
     ST_WRITE,       /* the change and its email, one statement */
@@ -226,8 +242,9 @@ struct acct_op {
     char link_hash[65];            /* SHA-256 of link_token, or of the given one */
     char code[72];                 /* a TOTP or recovery code as given */
     bool recovery;                 /* code is a recovery code */
-    char secret[TOTP_SECRET_B32_LEN + 1];
+    char secret[TOTP_SEALED_LEN + 1];  /* enrolment: the pending secret as stored */
     char step[24];                 /* matched TOTP step */
+    int epoch;                     /* TOTP confirmed: the user's new session epoch */
     char names[3][ACCT_NAME_MAX + 1];          /* given, family, nickname */
     char codes[AUTH_RECOVERY_CODES][20];       /* new recovery codes */
     struct auth_rate_key rate[2];  /* account and address counters */
@@ -366,6 +383,23 @@ static void mail_reset(const struct acct_op *op, char *subject, size_t sl,
              base, op->link_token, (op->app->cfg->password_reset_ttl_s + 59) / 60);
 }
 
+/* To the owner of an address someone tried to sign up with. */
+static void mail_signup_existing(const struct acct_op *op, char *subject, size_t sl,
+                                 char *body, size_t bl)
+{
+    char base[320];
+    public_base(op->app, base, sizeof base);
+    snprintf(subject, sl, "Someone tried to sign up with your address");
+    snprintf(body, bl,
+             "Hello,\n\n"
+             "Someone just tried to create an account with this email address,\n"
+             "which already has one.  If it was you, log in at\n\n"
+             "%s/\n\n"
+             "or, if you forgot your password, reset it there.  If it was not you,\n"
+             "you can ignore this email: nothing about your account changed.\n",
+             base);
+}
+
 static void mail_notice(const char *what, char *subject, size_t sl, char *body,
                         size_t bl)
 {
@@ -403,58 +437,35 @@ static void op_lookup_done(PGresult *res, void *arg)
 
     if (op_res_bad(op, res, "lookup"))
         return;
-    if (op->flow == FLOW_RESET_CONFIRM) {
-        if (PQntuples(res) != 1) {
-            jsonapi_reply_errorf(req, 400, "invalid", "/token",
-                                 "This password reset link is invalid or has expired.");
-            goto out;
-        }
-        snprintf(op->uid, sizeof op->uid, "%s", PQgetvalue(res, 0, 0));
-        snprintf(op->email, sizeof op->email, "%s", PQgetvalue(res, 0, 1));
-        const char *why = auth_password_policy(op->password, op->email);
-        if (why) {
-            jsonapi_reply_errorf(req, 400, "invalid", "/password", "%s", why);
-            goto out;
-        }
-        op_set_state(op, ST_HASH);
-        op_step(op);
-        return;
-    }
-    /* FLOW_TOTP_CONFIRM: the pending secret. */
+    /* FLOW_RESET_CONFIRM, the only flow with a lookup: the link's user. */
     if (PQntuples(res) != 1) {
-        jsonapi_reply_errorf(req, 400, "not_enrolled", NULL,
-                             "Start with POST /api/v1/accounts/totp/ to get a secret.");
+        jsonapi_reply_errorf(req, 400, "invalid", "/token",
+                             "This password reset link is invalid or has expired.");
         goto out;
     }
-    if (PQgetvalue(res, 0, 2)[0] == 't') {
-        jsonapi_reply_errorf(req, 409, "conflict", NULL,
-                             "Two-factor authentication is already on.");
+    snprintf(op->uid, sizeof op->uid, "%s", PQgetvalue(res, 0, 0));
+    snprintf(op->email, sizeof op->email, "%s", PQgetvalue(res, 0, 1));
+    const char *why = auth_password_policy(op->password, op->email);
+    if (why) {
+        jsonapi_reply_errorf(req, 400, "invalid", "/password", "%s", why);
         goto out;
     }
-    unsigned char key[TOTP_SECRET_BYTES + 8];
-    snprintf(op->secret, sizeof op->secret, "%s", PQgetvalue(res, 0, 0));
-    int klen = totp_base32_decode(op->secret, key, sizeof key);
-    int64_t step = klen > 0 ? totp_verify(key, (size_t)klen, op->code, time(NULL),
-                                          strtoll(PQgetvalue(res, 0, 1), NULL, 10))
-                            : -1;
-    OPENSSL_cleanse(key, sizeof key);
-    if (step < 0) {
-        jsonapi_reply_errorf(req, 400, "invalid", "/code", "Invalid two-factor code.");
-        goto out;
-    }
-    snprintf(op->step, sizeof op->step, "%lld", (long long)step);
-    op_set_state(op, ST_WRITE);
+    op_set_state(op, ST_HASH);
     op_step(op);
     return;
 out:
     op_free(op);
 }
 
-static void op_sf_done(enum auth_sf_result r, void *arg)
+static void op_sf_done(const struct auth_sf_outcome *o, void *arg)
 {
     struct acct_op *op = arg;
-    switch (r) {
+    switch (o->result) {
     case AUTH_SF_OK:
+        if (op->flow == FLOW_TOTP_CONFIRM) {      /* the write claims the step */
+            snprintf(op->step, sizeof op->step, "%lld", (long long)o->step);
+            snprintf(op->secret, sizeof op->secret, "%s", o->stored_secret);
+        }
         op_set_state(op, ST_WRITE);
         op_step(op);
         return;
@@ -464,12 +475,26 @@ static void op_sf_done(enum auth_sf_result r, void *arg)
                              op->recovery ? "Invalid or already used recovery code."
                                           : "Invalid two-factor code.");
         break;
+    case AUTH_SF_LOCKED:
+        auth_reply_rate_limited(op->req, o->retry_after_s);
+        break;
     case AUTH_SF_NOT_ENABLED:
+        if (op->flow == FLOW_TOTP_CONFIRM)
+            jsonapi_reply_errorf(op->req, 400, "not_enrolled", NULL,
+                                 "Start with POST /api/v1/accounts/totp/ to get a secret.");
+        else
+            jsonapi_reply_errorf(op->req, 409, "conflict", NULL,
+                                 "Two-factor authentication is not on.");
+        break;
+    case AUTH_SF_ALREADY_ON:
         jsonapi_reply_errorf(op->req, 409, "conflict", NULL,
-                             "Two-factor authentication is not on.");
+                             "Two-factor authentication is already on.");
         break;
     case AUTH_SF_UNAVAILABLE:
         jsonapi_reply_unavailable(op->req, "database");
+        break;
+    case AUTH_SF_REDIS_UNAVAILABLE:
+        jsonapi_reply_unavailable(op->req, "redis");
         break;
     case AUTH_SF_ERROR:
         reply_internal(op->req, "second factor check failed");
@@ -504,8 +529,10 @@ static void op_reply_codes(struct acct_op *op, bool confirmed_now)
 static void op_session_marked(bool ok, void *arg)
 {
     struct acct_op *op = arg;
-    if (!ok)   /* TOTP is on; only this session's flag could not be set */
-        log_warn("accounts: could not mark the session two-factor verified");
+    /* TOTP is on either way; a session that could not be moved to the new
+     * epoch ended with the others, and its user logs in again. */
+    if (!ok)
+        log_warn("accounts: could not move the session to the new epoch");
     op_reply_codes(op, ok);
     op_free(op);
 }
@@ -520,9 +547,10 @@ static void op_write_done(PGresult *res, void *arg)
         return;
     switch (op->flow) {
     case FLOW_SIGNUP: {
+        /* One row, a new account or not (see acct_signup_stmt); the same
+         * answer either way, and an email either way. */
         if (PQntuples(res) != 1) {
-            jsonapi_reply_errorf(req, 400, "unique", "/email",
-                                 "A user with that email address already exists.");
+            reply_internal(req, "sign-up returned no row");
             break;
         }
         mail_sender_kick(op->app->mail);
@@ -560,6 +588,7 @@ static void op_write_done(PGresult *res, void *arg)
                                  "Two-factor enrolment changed meanwhile; start again.");
             break;
         }
+        op->epoch = atoi(PQgetvalue(res, 0, 1));
         mail_sender_kick(op->app->mail);
         op_set_state(op, ST_SESSION);
         op_step(op);
@@ -608,12 +637,15 @@ static int op_write(struct acct_op *op)
 
     switch (op->flow) {
     case FLOW_SIGNUP: {
+        char subject2[256], body2[1024];
         new_link_token(op);
         mail_verify(op, subject, sizeof subject, body, sizeof body);
+        mail_signup_existing(op, subject2, sizeof subject2, body2, sizeof body2);
         snprintf(ttl, sizeof ttl, "%ld", app->cfg->email_verify_ttl_s);
-        const char *p[9] = { op->email, op->hash, op->names[0], op->names[1],
-                             op->names[2], op->link_hash, ttl, subject, body };
-        return pg_exec(app->pg, &acct_signup_stmt, 9, p, op_write_done, op);
+        const char *p[11] = { op->email, op->hash, op->names[0], op->names[1],
+                              op->names[2], op->link_hash, ttl, subject, body,
+                              subject2, body2 };
+        return pg_exec(app->pg, &acct_signup_stmt, 11, p, op_write_done, op);
     }
     case FLOW_RESEND:
     case FLOW_RESET_REQUEST: {
@@ -670,15 +702,9 @@ static void op_step(struct acct_op *op)
             op_free(op);
         }
         return;
-    case ST_LOOKUP: {
-        int rc;
-        if (op->flow == FLOW_RESET_CONFIRM) {
-            const char *p[1] = { op->link_hash };
-            rc = pg_exec(app->pg, &acct_reset_lookup_stmt, 1, p, op_lookup_done, op);
-        } else {
-            const char *p[1] = { op->uid };
-            rc = pg_exec(app->pg, &acct_totp_pending_stmt, 1, p, op_lookup_done, op);
-        }
+    case ST_LOOKUP: {           /* FLOW_RESET_CONFIRM */
+        const char *p[1] = { op->link_hash };
+        int rc = pg_exec(app->pg, &acct_reset_lookup_stmt, 1, p, op_lookup_done, op);
         if (rc != 0) {
             jsonapi_reply_unavailable(req, "database");
             op_free(op);
@@ -700,15 +726,20 @@ static void op_step(struct acct_op *op)
         op_set_state(op, ST_WRITE);
         op_step(op);
         return;
-    case ST_CHECK:
-        if (auth_second_factor_check(app, strtoll(op->uid, NULL, 10),
-                                     op->recovery ? NULL : op->code,
-                                     op->recovery ? op->code : NULL,
-                                     op_sf_done, op) != 0) {
+    case ST_CHECK: {
+        struct auth_sf_request rq = {
+            .user_id = strtoll(op->uid, NULL, 10),
+            .kind = op->flow == FLOW_TOTP_CONFIRM ? AUTH_SF_ENROL
+                    : op->recovery                ? AUTH_SF_RECOVERY
+                                                  : AUTH_SF_TOTP,
+            .code = op->code,
+        };
+        if (auth_second_factor_check(app, &rq, op_sf_done, op) != 0) {
             jsonapi_reply_unavailable(req, "database");
             op_free(op);
         }
         return;
+    }
     case ST_WRITE:
         if (op_write(op) != 0) {
             jsonapi_reply_unavailable(req, "database");
@@ -716,7 +747,7 @@ static void op_step(struct acct_op *op)
         }
         return;
     case ST_SESSION:
-        if (auth_session_mark_verified(req, app, op_session_marked, op) != 0) {
+        if (auth_session_mark_verified(req, app, op->epoch, op_session_marked, op) != 0) {
             op_reply_codes(op, false);
             op_free(op);
         }
@@ -966,6 +997,7 @@ struct enroll {
     struct http_req *req;                     /* borrowed until replied */
     struct app *app;                          /* borrowed */
     char secret[TOTP_SECRET_B32_LEN + 1];     /* shown once, here */
+    char sealed[TOTP_SEALED_LEN + 1];         /* what the database keeps */
 };
 
 static void h_totp_enroll(struct http_req *req, struct app *app)
@@ -992,8 +1024,15 @@ static void h_totp_enroll(struct http_req *req, struct app *app)
         return;
     }
     OPENSSL_cleanse(key, sizeof key);
+    if (totp_secret_seal(app->cfg->totp_key, me->id, en->secret, en->sealed,
+                         sizeof en->sealed) != 0) {
+        OPENSSL_cleanse(en, sizeof *en);
+        free(en);
+        reply_internal(req, "cannot seal a TOTP secret");
+        return;
+    }
     snprintf(uid, sizeof uid, "%lld", (long long)me->id);
-    const char *p[2] = { uid, en->secret };
+    const char *p[2] = { uid, en->sealed };
     if (pg_exec(app->pg, &acct_totp_enroll_stmt, 2, p, enroll_done, en) != 0) {
         free(en);
         jsonapi_reply_unavailable(req, "database");
@@ -1056,7 +1095,7 @@ static void code_flow(struct http_req *req, struct app *app, enum acct_flow flow
         recovery = true;
     if (!(code = auth_field(req, fields, recovery ? "recovery_code" : "code", 64)))
         goto out;
-    if (!(op = op_new(req, app, flow, flow == FLOW_TOTP_CONFIRM ? ST_LOOKUP : ST_CHECK)))
+    if (!(op = op_new(req, app, flow, ST_CHECK)))
         goto out;
     op->recovery = recovery;
     snprintf(op->code, sizeof op->code, "%s", code);
@@ -1091,10 +1130,12 @@ static json_t *token_resource(struct http_req *req, const PGresult *res, int row
 {
     char self[512];
     const char *uuid = PQgetvalue(res, row, 0);
-    json_t *attrs = json_pack("{s:s, s:s, s:o}", "name", PQgetvalue(res, row, 1),
+    json_t *attrs = json_pack("{s:s, s:s, s:o, s:s, s:b}", "name", PQgetvalue(res, row, 1),
                               "created", PQgetvalue(res, row, 2), "last_used",
                               PQgetisnull(res, row, 3) ? json_null()
-                                                       : json_string(PQgetvalue(res, row, 3)));
+                                                       : json_string(PQgetvalue(res, row, 3)),
+                              "expires", PQgetvalue(res, row, 4),
+                              "two_factor_verified", PQgetvalue(res, row, 5)[0] == 't');
     if (key)
         json_object_set_new(attrs, "key", json_string(key));
     jsonapi_url(req, self, sizeof self, "accounts/tokens/%s/", uuid);
@@ -1161,12 +1202,13 @@ static void h_token_create(struct http_req *req, struct app *app)
     json_t *fields = NULL, *body = NULL;
     struct token_new *tn = NULL;
     const char *name = "";
-    char uid[24], hash[65];
+    char uid[24], hash[65], ttl[24];
 
     if (!require_session(req, me))
         return;
-    /* Tokens count as two-factor verified, so only a verified session of a
-     * researcher or site admin may make one. */
+    /* A token is as verified as the session that makes it; researchers
+     * and site admins only make verified ones (an unverified token could
+     * do nothing they need it for). */
     if ((me->is_researcher || me->is_site_admin) && !auth_user_is_2fa_verified(me)) {
         jsonapi_reply_errorf(req, 403, "two_factor_required", NULL,
                              "Researchers need a two-factor verified session to create"
@@ -1193,8 +1235,9 @@ static void h_token_create(struct http_req *req, struct app *app)
     auth_token_generate(tn->key);
     auth_token_hash(tn->key, hash);
     snprintf(uid, sizeof uid, "%lld", (long long)me->id);
-    const char *p[3] = { hash, uid, name };
-    if (pg_exec(app->pg, &acct_token_create_stmt, 3, p, token_create_done, tn) != 0) {
+    snprintf(ttl, sizeof ttl, "%ld", app->cfg->token_ttl_days);
+    const char *p[5] = { hash, uid, name, auth_user_is_2fa_verified(me) ? "t" : "f", ttl };
+    if (pg_exec(app->pg, &acct_token_create_stmt, 5, p, token_create_done, tn) != 0) {
         jsonapi_reply_unavailable(req, "database");
         goto out;
     }

@@ -1,8 +1,15 @@
 /* seed: `seed-demo` creates or refreshes the demo data set in one SQL
  * statement (so it is all-or-nothing and safe to run again) and prints the
- * demo logins, the study and child uuids and the participant URL. */
+ * demo logins, the study and child uuids and the participant URL.  It
+ * never changes an existing account's password or roles, and it makes the
+ * demo site admin only while the server listens on loopback (a demo
+ * password on a reachable site admin would be an open door).
+ * `seed-demo --if-empty` (tools/run) does nothing in a database that has
+ * any user. */
 #include "studyhub/domain/seed.h"
 
+#include <openssl/crypto.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,9 +45,11 @@ static const char seed_structure[] =
     "\"sequence\": [\"video-config\", \"video-consent\", \"study-intro\", \"exit-survey\"]}";
 
 /* ($1, $2, $3) password hashes of researcher, admin, participant;
- * $4 structure; $5 exit_url.  Upserts by natural keys (lab name, email)
- * or the fixed uuids; the child's birthday is reset to 400 days ago on
- * every run so it stays inside the study's 6 months - 3 years. */
+ * $4 structure; $5 exit_url; $6 make the site admin.  Upserts by natural
+ * keys (lab name, email) or the fixed uuids, but an existing user is left
+ * as it is (the no-op update is there for RETURNING); the child's birthday
+ * is reset to 400 days ago on every run so it stays inside the study's 6
+ * months - 3 years. */
 static const struct pg_stmt seed_demo_stmt = {
     "seed_demo",
     "WITH lab AS ("
@@ -57,25 +66,21 @@ static const struct pg_stmt seed_demo_stmt = {
     "  INSERT INTO users (email, password_hash, given_name, family_name,"
     "                     nickname, is_researcher)"
     "  VALUES ('" SEED_RESEARCHER_EMAIL "', $1, 'Jane', 'Smith', 'Jane', true)"
-    "  ON CONFLICT ((lower(email))) DO UPDATE SET"
-    "    password_hash = EXCLUDED.password_hash, is_researcher = true,"
-    "    is_active = true"
-    "  RETURNING id),"
+    "  ON CONFLICT ((lower(email))) DO UPDATE SET email = users.email"
+    "  RETURNING id, (xmax = 0) AS inserted),"
     " site_admin AS ("
     "  INSERT INTO users (email, password_hash, given_name, family_name,"
     "                     nickname, is_researcher, is_site_admin)"
-    "  VALUES ('" SEED_ADMIN_EMAIL "', $2, 'Ada', 'Admin', 'Ada', true, true)"
-    "  ON CONFLICT ((lower(email))) DO UPDATE SET"
-    "    password_hash = EXCLUDED.password_hash, is_site_admin = true,"
-    "    is_active = true"
-    "  RETURNING id),"
+    "  SELECT '" SEED_ADMIN_EMAIL "', $2, 'Ada', 'Admin', 'Ada', true, true"
+    "   WHERE $6::boolean"
+    "  ON CONFLICT ((lower(email))) DO UPDATE SET email = users.email"
+    "  RETURNING id, (xmax = 0) AS inserted),"
     " participant AS ("
     "  INSERT INTO users (email, password_hash, given_name, family_name,"
     "                     nickname)"
     "  VALUES ('" SEED_PARTICIPANT_EMAIL "', $3, 'Pat', 'Parent', 'Pat')"
-    "  ON CONFLICT ((lower(email))) DO UPDATE SET"
-    "    password_hash = EXCLUDED.password_hash, is_active = true"
-    "  RETURNING id),"
+    "  ON CONFLICT ((lower(email))) DO UPDATE SET email = users.email"
+    "  RETURNING id, (xmax = 0) AS inserted),"
     " membership AS ("
     "  INSERT INTO lab_members (lab_id, user_id, role)"
     "  SELECT lab.id, researcher.id, 'admin' FROM lab, researcher"
@@ -133,14 +138,44 @@ static const struct pg_stmt seed_demo_stmt = {
     "         '{\"comments\": \"created by seed-demo\"}'"
     "    FROM study, researcher WHERE study.inserted"
     "  RETURNING 1)"
-    "SELECT lab.uuid, study.uuid, child.uuid FROM lab, study, child",
+    "SELECT lab.uuid, study.uuid, child.uuid, researcher.inserted,"
+    "       (SELECT inserted FROM site_admin), participant.inserted"
+    "  FROM lab, study, child, researcher, participant",
+};
+
+static const struct pg_stmt seed_any_user_stmt = {
+    "seed_any_user", "SELECT EXISTS (SELECT 1 FROM users)",
 };
 
 /* One seed-demo in flight. */
 struct seed_cmd {
     struct admin_conn *c;         /* borrowed until admin_finish */
+    struct app *app;              /* borrowed */
+    bool with_admin;              /* the listener is loopback */
     char base[256];               /* absolute base URL for printed links */
+    char h_res[AUTH_PASSWORD_HASH_MAX];   /* password hashes */
+    char h_adm[AUTH_PASSWORD_HASH_MAX];
+    char h_par[AUTH_PASSWORD_HASH_MAX];
 };
+
+/* Only a loopback listener may get a site admin with a published password. */
+static bool listens_on_loopback(const struct config *cfg)
+{
+    const char *a = cfg->listen_addr ? cfg->listen_addr : "";
+    return strncmp(a, "127.", 4) == 0 || strcmp(a, "::1") == 0;
+}
+
+/* A login line: the demo password for an account made now, else a note
+ * that the existing one was left alone. */
+static void seed_login(struct admin_conn *c, const char *what, const char *email,
+                       const char *password, const char *inserted, const char *role)
+{
+    if (inserted[0] == 't')
+        admin_printf(c, "%-14s %s  password %s%s\n", what, email, password, role);
+    else
+        admin_printf(c, "%-14s %s  (existing account: password unchanged)%s\n", what,
+                     email, role);
+}
 
 /* BASE_URL, or the address the server listens on. */
 static void seed_base_url(const struct app *app, char *out, size_t len)
@@ -180,61 +215,108 @@ static void seed_done(PGresult *res, void *arg)
     const char *study = PQgetvalue(res, 0, 1);
     const char *child = PQgetvalue(res, 0, 2);
     admin_printf(c, "lab            Demo Lab %s (approved to test)\n", lab);
-    admin_printf(c, "researcher     %s  password %s  (lab admin)\n",
-                 SEED_RESEARCHER_EMAIL, SEED_RESEARCHER_PASSWORD);
-    admin_printf(c, "site admin     %s  password %s\n", SEED_ADMIN_EMAIL,
-                 SEED_ADMIN_PASSWORD);
-    admin_printf(c, "participant    %s  password %s\n",
-                 SEED_PARTICIPANT_EMAIL, SEED_PARTICIPANT_PASSWORD);
+    seed_login(c, "researcher", SEED_RESEARCHER_EMAIL, SEED_RESEARCHER_PASSWORD,
+               PQgetvalue(res, 0, 3), "  (lab admin)");
+    if (!s->with_admin)
+        admin_printf(c, "site admin     not made: the server listens on %s, not"
+                     " on loopback\n", s->app->cfg->listen_addr);
+    else if (PQgetisnull(res, 0, 4))
+        admin_printf(c, "site admin     none\n");
+    else
+        seed_login(c, "site admin", SEED_ADMIN_EMAIL, SEED_ADMIN_PASSWORD,
+                   PQgetvalue(res, 0, 4), "");
+    seed_login(c, "participant", SEED_PARTICIPANT_EMAIL, SEED_PARTICIPANT_PASSWORD,
+               PQgetvalue(res, 0, 5), "");
     admin_printf(c, "study          %s (active, public, built)\n", study);
     admin_printf(c, "child          %s (Sally)\n", child);
     admin_printf(c, "participate    %s/studies/%s/%s/\n", s->base, study, child);
     admin_finish(c, NULL);
 out:
+    OPENSSL_cleanse(s, sizeof *s);
     free(s);
 }
 
-/* seed-demo.  Hashes three passwords with argon2id first: about 0.1 s of
- * CPU on the loop, acceptable for a one-off operator command. */
+/* Hashes the demo passwords (about 0.1 s of CPU on the loop, acceptable
+ * for a one-off operator command) and writes the data set. */
+static void seed_write(struct seed_cmd *s)
+{
+    char exit_url[300];
+    struct admin_conn *c = s->c;
+
+    if (auth_password_hash(SEED_RESEARCHER_PASSWORD, s->h_res, sizeof s->h_res) ||
+        auth_password_hash(SEED_ADMIN_PASSWORD, s->h_adm, sizeof s->h_adm) ||
+        auth_password_hash(SEED_PARTICIPANT_PASSWORD, s->h_par, sizeof s->h_par)) {
+        admin_finish(c, "password hashing failed");
+        goto fail;
+    }
+    /* upstream's default exit_url: BASE_URL + "studies/history/" */
+    snprintf(exit_url, sizeof exit_url, "%s/studies/history/", s->base);
+    const char *p[6] = { s->h_res, s->h_adm, s->h_par, seed_structure, exit_url,
+                         s->with_admin ? "t" : "f" };
+    if (pg_exec(s->app->pg, &seed_demo_stmt, 6, p, seed_done, s) != 0) {
+        admin_finish(c, "database unavailable");
+        goto fail;
+    }
+    return;
+fail:
+    OPENSSL_cleanse(s, sizeof *s);
+    free(s);
+}
+
+/* --if-empty: seed only a database without users. */
+static void seed_any_user_done(PGresult *res, void *arg)
+{
+    struct seed_cmd *s = arg;
+
+    if (!res || !pg_ok(res) || PQntuples(res) != 1) {
+        admin_finish(s->c, res ? PQresultErrorMessage(res) : "database unavailable");
+        free(s);
+        return;
+    }
+    if (PQgetvalue(res, 0, 0)[0] == 't') {
+        admin_printf(s->c, "demo seed skipped: the database already has users"
+                     " (`studyhubctl seed-demo` adds what is missing)\n");
+        admin_finish(s->c, NULL);
+        free(s);
+        return;
+    }
+    seed_write(s);
+}
+
+/* seed-demo [--if-empty] */
 static void seed_cmd(struct admin_conn *c, int argc, char **argv,
                      struct app *app)
 {
     struct seed_cmd *s = NULL;
-    char h_res[AUTH_PASSWORD_HASH_MAX], h_adm[AUTH_PASSWORD_HASH_MAX],
-         h_par[AUTH_PASSWORD_HASH_MAX], exit_url[300];
+    bool if_empty = argc == 2 && strcmp(argv[1], "--if-empty") == 0;
 
-    if (argc != 1) {
-        admin_finish(c, "usage: seed-demo");
-        goto out;
-    }
-    if (auth_password_hash(SEED_RESEARCHER_PASSWORD, h_res, sizeof h_res) ||
-        auth_password_hash(SEED_ADMIN_PASSWORD, h_adm, sizeof h_adm) ||
-        auth_password_hash(SEED_PARTICIPANT_PASSWORD, h_par, sizeof h_par)) {
-        admin_finish(c, "password hashing failed");
-        goto out;
+    if (argc != 1 && !if_empty) {
+        admin_finish(c, "usage: seed-demo [--if-empty]");
+        return;
     }
     s = calloc(1, sizeof *s);
     if (!s) {
         admin_finish(c, "out of memory");
-        goto out;
+        return;
     }
     s->c = c;
+    s->app = app;
+    s->with_admin = listens_on_loopback(app->cfg);
     seed_base_url(app, s->base, sizeof s->base);
-    /* upstream's default exit_url: BASE_URL + "studies/history/" */
-    snprintf(exit_url, sizeof exit_url, "%s/studies/history/", s->base);
-    const char *p[5] = { h_res, h_adm, h_par, seed_structure, exit_url };
-    if (pg_exec(app->pg, &seed_demo_stmt, 5, p, seed_done, s) != 0) {
-        admin_finish(c, "database unavailable");
-        goto out;
+    if (!if_empty) {
+        seed_write(s);
+        return;
     }
-    s = NULL;                     /* owned by seed_done */
-out:
-    free(s);
+    if (pg_exec(app->pg, &seed_any_user_stmt, 0, NULL, seed_any_user_done, s) != 0) {
+        admin_finish(c, "database unavailable");
+        free(s);
+    }
 }
 
 void seed_register(struct admin_server *srv)
 {
     admin_register(srv, "seed-demo",
-                   "seed-demo: create or refresh the demo lab, users, child and study",
+                   "seed-demo [--if-empty]: create or refresh the demo lab, users, child"
+                   " and study (never an existing password; no site admin off loopback)",
                    seed_cmd);
 }

@@ -16,6 +16,7 @@
 
 #include "studyhub/admin/admin.h"
 #include "studyhub/core/app.h"
+#include "studyhub/core/config.h"
 #include "studyhub/core/log.h"
 #include "studyhub/http/auth.h"
 #include "studyhub/http/jsonapi.h"
@@ -391,10 +392,14 @@ int users_routes(struct router *r)
 
 /* ------------------------------------------------------------ admin */
 
+/* An operator's token counts as two-factor verified (while the user has
+ * TOTP on): only the server's own user or root reach the admin socket.
+ * $4: TOKEN_TTL_DAYS. */
 static const struct pg_stmt users_token_create_stmt = {
     "users_token_create",
-    "INSERT INTO api_tokens (token_hash, user_id, name)"
-    " SELECT $1, u.id, $3 FROM users u WHERE lower(u.email) = lower($2)"
+    "INSERT INTO api_tokens (token_hash, user_id, name, mfa_verified, expires_at)"
+    " SELECT $1, u.id, $3, true, now() + make_interval(days => $4::int)"
+    "   FROM users u WHERE lower(u.email) = lower($2)"
     " RETURNING user_id",
 };
 
@@ -442,8 +447,10 @@ static void token_cmd(struct admin_conn *c, int argc, char **argv,
     t->c = c;
     auth_token_generate(t->key);
     auth_token_hash(t->key, hash);
-    const char *p[3] = { hash, argv[2], "studyhubctl" };
-    if (pg_exec(app->pg, &users_token_create_stmt, 3, p, token_created, t) != 0) {
+    char ttl[24];
+    snprintf(ttl, sizeof ttl, "%ld", app->cfg->token_ttl_days);
+    const char *p[4] = { hash, argv[2], "studyhubctl", ttl };
+    if (pg_exec(app->pg, &users_token_create_stmt, 4, p, token_created, t) != 0) {
         admin_finish(c, "database unavailable");
         goto out;
     }

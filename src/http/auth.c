@@ -88,12 +88,17 @@ enum { UC_ID, UC_UUID, UC_EMAIL, UC_RESEARCHER, UC_SITE_ADMIN, UC_ACTIVE,
     "EXISTS (SELECT 1 FROM user_totp tt WHERE tt.user_id = " u \
     " AND tt.confirmed_at IS NOT NULL)"
 
+/* + (touch due, made by a two-factor verified session, expiry as epoch
+ * seconds, expired). */
+enum { TC_TOUCH = UC_EXTRA, TC_MFA, TC_EXPIRES, TC_EXPIRED };
 static const struct pg_stmt auth_token_user_stmt = {
     "auth_token_user",
     "SELECT u.id, u.uuid, u.email, u.is_researcher, u.is_site_admin, u.is_active,"
     "       " TOTP_ON("u.id") ","
     "       (t.last_used_at IS NULL OR"
-    "        t.last_used_at < now() - interval '" AUTH_TOKEN_TOUCH_INTERVAL "')"
+    "        t.last_used_at < now() - interval '" AUTH_TOKEN_TOUCH_INTERVAL "'),"
+    "       t.mfa_verified, extract(epoch FROM t.expires_at)::bigint,"
+    "       t.expires_at <= now()"
     "  FROM api_tokens t JOIN users u ON u.id = t.user_id"
     " WHERE t.token_hash = $1",
 };
@@ -130,18 +135,22 @@ static const struct pg_stmt auth_last_login_stmt = {
     "UPDATE users SET last_login = now() WHERE id = $1::bigint",
 };
 
-/* Second factor: the confirmed secret, then the conditional claim of its
- * time step (no code is accepted twice, across servers), or the use of a
+/* Second factor: the secret (confirmed, or pending for enrolment) with
+ * the user's session epoch (the failure counter's key), then the
+ * conditional claim of its time step (no code is accepted twice, across
+ * servers; a plaintext secret is sealed on the way), or the use of a
  * recovery code. */
 static const struct pg_stmt auth_sf_load_stmt = {
     "auth_sf_load",
-    "SELECT secret, last_step FROM user_totp"
-    " WHERE user_id = $1::bigint AND confirmed_at IS NOT NULL",
+    "SELECT t.secret, t.last_step, t.confirmed_at IS NOT NULL, u.session_epoch"
+    "  FROM users u LEFT JOIN user_totp t ON t.user_id = u.id"
+    " WHERE u.id = $1::bigint",
 };
+enum { SFC_SECRET, SFC_LAST, SFC_CONFIRMED, SFC_EPOCH };
 
 static const struct pg_stmt auth_sf_step_stmt = {
     "auth_sf_step",
-    "UPDATE user_totp SET last_step = $2::bigint"
+    "UPDATE user_totp SET last_step = $2::bigint, secret = $4"
     " WHERE user_id = $1::bigint AND last_step < $2::bigint AND secret = $3"
     "   AND confirmed_at IS NOT NULL RETURNING 1",
 };
@@ -168,14 +177,61 @@ static const char rate_script[] =
     "end "
     "return out";
 
-/* A completed login: the account starts afresh; the address is forgiven
- * this login's own attempts (ARGV[1]). */
+/* Login slow-down.  KEYS: the account's and the address's hashes {n:
+ * failures counted, until: ms before which no attempt is checked}.  ARGV:
+ * LOGIN_DELAY_MAX_S, LOGIN_RATE_WINDOW_S, then LOGIN_DELAY_FREE_ACCOUNT and
+ * LOGIN_DELAY_FREE_ADDR (the free failures of each key).  Returns {account
+ * wait ms, address wait ms}.  An address still waiting is refused, and not
+ * counted.  Otherwise the attempt is counted before it is checked (so a
+ * burst sent at once cannot all slip in): the address always, the account
+ * only when it is not itself waiting (a login during the account's delay
+ * is not counted on it: see auth.h on why it still goes on).  Each count
+ * past the free ones sets the next allowed time 1, 2, 4 ... s (capped)
+ * ahead.  The server's clock is Redis's, shared by every server. */
+static const char delay_script[] =
+    "local t = redis.call('TIME') "
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) "
+    "local cap, win = tonumber(ARGV[1]) * 1000, tonumber(ARGV[2]) "
+    "local wait = {0, 0} "
+    "for i, k in ipairs(KEYS) do "
+    "  local u = tonumber(redis.call('HGET', k, 'until') or '0') or 0 "
+    "  if u > now then wait[i] = u - now end "
+    "end "
+    "if wait[2] > 0 then return wait end "
+    "for i, k in ipairs(KEYS) do "
+    "  if i == 2 or wait[1] == 0 then "
+    "    local n = redis.call('HINCRBY', k, 'n', 1) "
+    "    local free = tonumber(ARGV[2 + i]) "
+    "    local d = 0 "
+    "    if n > free then d = math.min(cap, 1000 * 2 ^ math.min(n - free - 1, 30)) end "
+    "    redis.call('HSET', k, 'until', now + d) "
+    "    redis.call('EXPIRE', k, win + math.ceil(d / 1000)) "
+    "  end "
+    "end "
+    "return wait";
+
+/* A completed login: the account starts afresh; the address takes back
+ * this login's own count (its delay stays: a login to an account of one's
+ * own must not clear the way for guesses at another). */
 static const char forgive_script[] =
     "redis.call('DEL', KEYS[1]) "
-    "local n = tonumber(redis.call('GET', KEYS[2]) or '0') or 0 "
-    "local f = tonumber(ARGV[1]) "
-    "if n > 0 then redis.call('DECRBY', KEYS[2], math.min(n, f)) end "
+    "local n = tonumber(redis.call('HGET', KEYS[2], 'n') or '0') or 0 "
+    "if n > 0 then redis.call('HINCRBY', KEYS[2], 'n', -1) end "
     "return 1";
+
+/* Two-factor codes, every endpoint together.  KEYS[1]: the user's failure
+ * counter; ARGV: TWO_FACTOR_MAX_FAILURES, TWO_FACTOR_LOCKOUT_S.  Returns 0
+ * and counts this attempt (taken back when the code is right), or the
+ * seconds the lockout has left. */
+static const char sf_limit_script[] =
+    "local n = tonumber(redis.call('GET', KEYS[1]) or '0') or 0 "
+    "if n >= tonumber(ARGV[1]) then "
+    "  local t = redis.call('TTL', KEYS[1]) "
+    "  if t < 0 then redis.call('EXPIRE', KEYS[1], ARGV[2]); t = tonumber(ARGV[2]) end "
+    "  return t "
+    "end "
+    "if redis.call('INCR', KEYS[1]) == 1 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end "
+    "return 0";
 
 /* A challenge's value and how many codes it has now been given. */
 static const char challenge_script[] =
@@ -477,20 +533,68 @@ const char *auth_field(struct http_req *req, json_t *fields, const char *name,
 
 /* ------------------------------------------------------------ rate limits */
 
+/* Trims spaces and tabs around [*s, *s + *len). */
+static void trim(const char **s, size_t *len)
+{
+    while (*len && (**s == ' ' || **s == '\t'))
+        (*s)++, (*len)--;
+    while (*len && ((*s)[*len - 1] == ' ' || (*s)[*len - 1] == '\t'))
+        (*len)--;
+}
+
+void auth_client_addr(const struct http_req *req, const struct app *app,
+                      char *out, size_t outlen)
+{
+    const struct config *cfg = app->cfg;
+    const char *peer = http_req_peer(req);
+    const char *xff = http_req_header(req, "X-Forwarded-For");
+
+    snprintf(out, outlen, "%s", peer ? peer : "");
+    if (!xff || !cfg->n_trusted_proxies ||
+        !config_addr_in(cfg->trusted_proxies_list, cfg->n_trusted_proxies, peer))
+        return;
+    /* Right to left: each trusted proxy appended the address it got the
+     * request from; the first one no trusted proxy vouches for is the
+     * client.  Anything left of it the client may have made up. */
+    size_t end = strlen(xff);
+    while (end > 0) {
+        size_t start = end;
+        while (start > 0 && xff[start - 1] != ',')
+            start--;
+        const char *item = xff + start;
+        size_t len = end - start;
+        char ip[INET6_ADDRSTRLEN + 1];
+        unsigned char bin[16];
+        trim(&item, &len);
+        if (len == 0 || len >= sizeof ip)
+            return;                  /* malformed: keep the last good one */
+        memcpy(ip, item, len);
+        ip[len] = '\0';
+        if (inet_pton(AF_INET, ip, bin) != 1 && inet_pton(AF_INET6, ip, bin) != 1)
+            return;
+        snprintf(out, outlen, "%s", ip);
+        if (!config_addr_in(cfg->trusted_proxies_list, cfg->n_trusted_proxies, ip))
+            return;
+        end = start > 0 ? start - 1 : 0;
+    }
+}
+
 void auth_rate_keys(struct auth_rate_key keys[2], struct http_req *req,
                     const struct app *app, const char *scope,
                     const char *email)
 {
+    char addr[INET6_ADDRSTRLEN + 1];
+
     size_t n = (size_t)snprintf(keys[0].key, sizeof keys[0].key,
                                 "rl:%s:acct:", scope);
     /* ASCII lower case, as the lower(email) the lookups use. */
     for (const char *p = email ? email : ""; *p && n + 1 < sizeof keys[0].key; p++)
         keys[0].key[n++] = (*p >= 'A' && *p <= 'Z') ? (char)(*p - 'A' + 'a') : *p;
     keys[0].key[n] = '\0';
-    keys[0].max = app->cfg->login_rate_account_max;
-    snprintf(keys[1].key, sizeof keys[1].key, "rl:%s:addr:%s", scope,
-             http_req_peer(req));
-    keys[1].max = app->cfg->login_rate_addr_max;
+    keys[0].max = app->cfg->mail_rate_account_max;
+    auth_client_addr(req, app, addr, sizeof addr);
+    snprintf(keys[1].key, sizeof keys[1].key, "rl:%s:addr:%s", scope, addr);
+    keys[1].max = app->cfg->mail_rate_addr_max;
 }
 
 /* One auth_rate_hit in flight. */
@@ -563,24 +667,36 @@ int auth_rate_hit(struct app *app, const struct auth_rate_key *keys,
     return 0;
 }
 
-/* A completed login forgives its attempts (fire and forget). */
-static void rate_forgive(struct app *app, const struct auth_rate_key keys[2],
-                         int attempts)
+/* The login slow-down's keys: the account (lower-cased email) and the
+ * client address. */
+static void delay_keys(char acct[320], char addr_key[96], struct http_req *req,
+                       const struct app *app, const char *email)
 {
-    char n[8];
-    snprintf(n, sizeof n, "%d", attempts);
-    const char *argv[6] = { "EVAL", forgive_script, "2", keys[0].key, keys[1].key, n };
-    size_t argl[6];
-    for (int i = 0; i < 6; i++)
+    char addr[INET6_ADDRSTRLEN + 1];
+    size_t n = (size_t)snprintf(acct, 320, "ld:acct:");
+    for (const char *p = email; *p && n + 1 < 320; p++)
+        acct[n++] = (*p >= 'A' && *p <= 'Z') ? (char)(*p - 'A' + 'a') : *p;
+    acct[n] = '\0';
+    auth_client_addr(req, app, addr, sizeof addr);
+    snprintf(addr_key, 96, "ld:addr:%s", addr);
+}
+
+/* A completed login forgives the account (fire and forget). */
+static void delay_forgive(struct app *app, const char *acct, const char *addr_key)
+{
+    const char *argv[5] = { "EVAL", forgive_script, "2", acct, addr_key };
+    size_t argl[5];
+    for (int i = 0; i < 5; i++)
         argl[i] = strlen(argv[i]);
-    redis_cmdargv(app->redis, ignore_reply, (void *)"forgive", 6, argv, argl);
+    redis_cmdargv(app->redis, ignore_reply, (void *)"forgive", 5, argv, argl);
 }
 
 /* ------------------------------------------------------------ second factor */
 
 /* Steps of one auth_second_factor_check. */
 enum sf_state {
-    SF_LOAD,       /* the confirmed secret and last step */
+    SF_LOAD,       /* the secret, its last step and the session epoch (PostgreSQL) */
+    SF_LIMIT,      /* the user's lockout, and counting this attempt (Redis) */
     SF_STEP,       /* claim the matched time step */
     SF_RECOVERY,   /* use up the recovery code */
 };
@@ -590,17 +706,36 @@ struct sf_ctx {
     enum sf_state state;
     auth_sf_fn fn;                /* the caller's callback */
     void *arg;                    /* borrowed */
+    enum auth_sf_kind kind;
+    bool quiet_lock;              /* a lockout reads as AUTH_SF_BAD */
+    int64_t uid;
     char user_id[24];
     char code[16];                /* TOTP code as given ("" if recovery) */
     char recovery_hash[65];       /* "" unless a well-formed recovery code */
-    bool recovery;                /* a recovery code was given */
-    char secret[TOTP_SECRET_B32_LEN + 1];
-    char step[24];                /* matched time step */
+    char stored[TOTP_SEALED_LEN + 1];         /* the secret column as read */
+    char sealed[TOTP_SEALED_LEN + 1];         /* what the claim writes back */
+    char secret[TOTP_SECRET_B32_LEN + 1];     /* opened */
+    int64_t last_step;
+    char limit_key[64];           /* "sf:fail:<user>:<epoch>" */
+    int64_t step;                 /* matched time step */
+    char step_text[24];
 };
 
-static void sf_finish(struct sf_ctx *sf, enum auth_sf_result r)
+static void sf_finish(struct sf_ctx *sf, enum auth_sf_result r, long retry)
 {
-    sf->fn(r, sf->arg);
+    struct auth_sf_outcome o = { .result = r, .retry_after_s = retry };
+
+    if (r == AUTH_SF_LOCKED && sf->quiet_lock)
+        o.result = AUTH_SF_BAD;
+    /* A right code clears the user's failures (fire and forget). */
+    if (r == AUTH_SF_OK && sf->limit_key[0])
+        redis_cmd(sf->app->redis, ignore_reply, (void *)"sf clear", "DEL %s",
+                  sf->limit_key);
+    if (r == AUTH_SF_OK && sf->kind == AUTH_SF_ENROL) {
+        o.step = sf->step;
+        o.stored_secret = sf->stored;
+    }
+    sf->fn(&o, sf->arg);
     OPENSSL_cleanse(sf, sizeof *sf);
     free(sf);
 }
@@ -611,21 +746,27 @@ static void sf_run(struct sf_ctx *sf, const struct pg_stmt *stmt, int n,
                    const char *const *p)
 {
     if (pg_exec(sf->app->pg, stmt, n, p, sf_done, sf) != 0)
-        sf_finish(sf, AUTH_SF_UNAVAILABLE);
+        sf_finish(sf, AUTH_SF_UNAVAILABLE, 0);
 }
 
-/* After the secret is loaded: check the code (or pick the recovery path). */
-static void sf_after_load(struct sf_ctx *sf, const PGresult *res)
+/* The code against the opened secret (TOTP and enrolment). */
+static bool sf_code_matches(struct sf_ctx *sf)
 {
     unsigned char key[TOTP_SECRET_BYTES + 8];
+    int klen = totp_base32_decode(sf->secret, key, sizeof key);
+    sf->step = klen > 0 ? totp_verify(key, (size_t)klen, sf->code, time(NULL),
+                                      sf->last_step)
+                        : -1;
+    OPENSSL_cleanse(key, sizeof key);
+    return sf->step >= 0;
+}
 
-    if (PQntuples(res) != 1) {
-        sf_finish(sf, AUTH_SF_NOT_ENABLED);
-        return;
-    }
-    if (sf->recovery) {
+/* The attempt is counted: check it. */
+static void sf_check(struct sf_ctx *sf)
+{
+    if (sf->kind == AUTH_SF_RECOVERY) {
         if (!sf->recovery_hash[0]) {
-            sf_finish(sf, AUTH_SF_BAD);
+            sf_finish(sf, AUTH_SF_BAD, 0);
             return;
         }
         sf->state = SF_RECOVERY;
@@ -633,20 +774,86 @@ static void sf_after_load(struct sf_ctx *sf, const PGresult *res)
         sf_run(sf, &auth_sf_recovery_stmt, 2, p);
         return;
     }
-    snprintf(sf->secret, sizeof sf->secret, "%s", PQgetvalue(res, 0, 0));
-    int64_t last = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
-    int klen = totp_base32_decode(sf->secret, key, sizeof key);
-    int64_t step = klen > 0 ? totp_verify(key, (size_t)klen, sf->code, time(NULL), last)
-                            : -1;
-    OPENSSL_cleanse(key, sizeof key);
-    if (step < 0) {
-        sf_finish(sf, AUTH_SF_BAD);
+    if (!sf_code_matches(sf)) {
+        sf_finish(sf, AUTH_SF_BAD, 0);
+        return;
+    }
+    if (sf->kind == AUTH_SF_ENROL) {      /* the caller's write claims the step */
+        sf_finish(sf, AUTH_SF_OK, 0);
         return;
     }
     sf->state = SF_STEP;
-    snprintf(sf->step, sizeof sf->step, "%lld", (long long)step);
-    const char *p[3] = { sf->user_id, sf->step, sf->secret };
-    sf_run(sf, &auth_sf_step_stmt, 3, p);
+    snprintf(sf->step_text, sizeof sf->step_text, "%lld", (long long)sf->step);
+    const char *p[4] = { sf->user_id, sf->step_text, sf->stored, sf->sealed };
+    sf_run(sf, &auth_sf_step_stmt, 4, p);
+}
+
+static void sf_limit_done(redisReply *reply, void *arg)
+{
+    struct sf_ctx *sf = arg;
+
+    if (!reply || reply->type != REDIS_REPLY_INTEGER) {
+        if (reply && reply->type == REDIS_REPLY_ERROR)
+            log_error("auth: redis two-factor limit: %s", reply->str);
+        sf_finish(sf, AUTH_SF_REDIS_UNAVAILABLE, 0);
+        return;
+    }
+    if (reply->integer > 0) {
+        sf_finish(sf, AUTH_SF_LOCKED, (long)reply->integer);
+        return;
+    }
+    sf_check(sf);
+}
+
+/* After the load: is there a secret to check against?  Then the limit. */
+static void sf_after_load(struct sf_ctx *sf, const PGresult *res)
+{
+    if (PQntuples(res) != 1 || PQgetisnull(res, 0, SFC_SECRET)) {
+        sf_finish(sf, AUTH_SF_NOT_ENABLED, 0);
+        return;
+    }
+    bool confirmed = PQgetvalue(res, 0, SFC_CONFIRMED)[0] == 't';
+    if (sf->kind == AUTH_SF_ENROL && confirmed) {
+        sf_finish(sf, AUTH_SF_ALREADY_ON, 0);
+        return;
+    }
+    if (sf->kind != AUTH_SF_ENROL && !confirmed) {
+        sf_finish(sf, AUTH_SF_NOT_ENABLED, 0);
+        return;
+    }
+    snprintf(sf->stored, sizeof sf->stored, "%s", PQgetvalue(res, 0, SFC_SECRET));
+    sf->last_step = strtoll(PQgetvalue(res, 0, SFC_LAST), NULL, 10);
+    if (sf->kind != AUTH_SF_RECOVERY) {
+        const unsigned char *key = sf->app->cfg->totp_key;
+        int opened = totp_secret_open(key, sf->uid, sf->stored, sf->secret,
+                                      sizeof sf->secret);
+        if (opened < 0) {
+            log_error("auth: the two-factor secret of user %s does not open with"
+                      " TOTP_SECRET_KEY (changed key?)", sf->user_id);
+            sf_finish(sf, AUTH_SF_ERROR, 0);
+            return;
+        }
+        /* A plaintext secret from before sealing is sealed by the claim. */
+        if (opened == 0)
+            memcpy(sf->sealed, sf->stored, sizeof sf->sealed);
+        else if (totp_secret_seal(key, sf->uid, sf->secret, sf->sealed,
+                                  sizeof sf->sealed) != 0) {
+            sf_finish(sf, AUTH_SF_ERROR, 0);
+            return;
+        }
+    }
+    snprintf(sf->limit_key, sizeof sf->limit_key, "sf:fail:%s:%s", sf->user_id,
+             PQgetvalue(res, 0, SFC_EPOCH));
+    char max[24], lock[24];
+    snprintf(max, sizeof max, "%ld", sf->app->cfg->two_factor_max_failures);
+    snprintf(lock, sizeof lock, "%ld", sf->app->cfg->two_factor_lockout_s);
+    const char *argv[6] = { "EVAL", sf_limit_script, "1", sf->limit_key, max, lock };
+    size_t argl[6];
+    for (int i = 0; i < 6; i++)
+        argl[i] = strlen(argv[i]);
+    sf->state = SF_LIMIT;
+    if (redis_cmdargv(sf->app->redis, sf_limit_done, sf, 6, argv, argl) != 0)
+        sf_finish(sf, AUTH_SF_REDIS_UNAVAILABLE, 0);
 }
 
 static void sf_done(PGresult *res, void *arg)
@@ -654,27 +861,28 @@ static void sf_done(PGresult *res, void *arg)
     struct sf_ctx *sf = arg;
 
     if (!res) {
-        sf_finish(sf, AUTH_SF_UNAVAILABLE);
+        sf_finish(sf, AUTH_SF_UNAVAILABLE, 0);
         return;
     }
     if (!pg_ok(res)) {
         log_error("auth: second factor query failed: %s", PQresultErrorMessage(res));
-        sf_finish(sf, AUTH_SF_ERROR);
+        sf_finish(sf, AUTH_SF_ERROR, 0);
         return;
     }
     switch (sf->state) {
     case SF_LOAD:
         sf_after_load(sf, res);
         return;
+    case SF_LIMIT:       /* Redis answers that step */
+        return;
     case SF_STEP:        /* no row: that step was used meanwhile (replay) */
     case SF_RECOVERY:    /* no row: unknown or already used */
-        sf_finish(sf, PQntuples(res) == 1 ? AUTH_SF_OK : AUTH_SF_BAD);
+        sf_finish(sf, PQntuples(res) == 1 ? AUTH_SF_OK : AUTH_SF_BAD, 0);
         return;
     }
 }
 
-int auth_second_factor_check(struct app *app, int64_t user_id,
-                             const char *code, const char *recovery_code,
+int auth_second_factor_check(struct app *app, const struct auth_sf_request *rq,
                              auth_sf_fn fn, void *arg)
 {
     struct sf_ctx *sf = calloc(1, sizeof *sf);
@@ -683,14 +891,16 @@ int auth_second_factor_check(struct app *app, int64_t user_id,
     sf->app = app;
     sf->fn = fn;
     sf->arg = arg;
+    sf->kind = rq->kind;
+    sf->quiet_lock = rq->quiet_lock;
     sf->state = SF_LOAD;
-    snprintf(sf->user_id, sizeof sf->user_id, "%lld", (long long)user_id);
-    if (recovery_code) {
-        sf->recovery = true;
-        if (!auth_recovery_code_hash(recovery_code, sf->recovery_hash))
+    sf->uid = rq->user_id;
+    snprintf(sf->user_id, sizeof sf->user_id, "%lld", (long long)rq->user_id);
+    if (rq->kind == AUTH_SF_RECOVERY) {
+        if (!rq->code || !auth_recovery_code_hash(rq->code, sf->recovery_hash))
             sf->recovery_hash[0] = '\0';
     } else {
-        snprintf(sf->code, sizeof sf->code, "%s", code ? code : "");
+        snprintf(sf->code, sizeof sf->code, "%s", rq->code ? rq->code : "");
     }
     const char *p[1] = { sf->user_id };
     if (pg_exec(app->pg, &auth_sf_load_stmt, 1, p, sf_done, sf) != 0) {
@@ -759,6 +969,13 @@ static struct pg_pool *token_users_pg;       /* borrowed */
 #define TOKEN_USERS_MAX 65536
 #define TOKEN_USERS_TTL_S 60
 
+/* What the cache keeps per token: its user and when it stops working (so
+ * a cached token still expires to the second). */
+struct token_entry {
+    struct auth_user user;        /* mfa_verified is the token's flag */
+    int64_t expires_at;           /* epoch seconds */
+};
+
 static void token_users_notified(const char *channel, const char *payload, void *arg)
 {
     if (!token_users)
@@ -801,6 +1018,12 @@ static bool token_users_usable(void)
     return token_users && pg_pool_listening(token_users_pg);
 }
 
+static void reply_token_expired(struct http_req *req)
+{
+    jsonapi_reply_errorf(req, 401, "authentication_failed", "/data",
+                         "Token has expired: make a new one.");
+}
+
 static void token_user_done(PGresult *res, void *arg)
 {
     struct auth_ctx *ctx = arg;
@@ -824,12 +1047,20 @@ static void token_user_done(PGresult *res, void *arg)
                              "User inactive or deleted.");
         return;
     }
-    fill_user(&ctx->user, res);
-    ctx->user.mfa_verified = true;          /* see DECISIONS in auth.h */
+    if (PQgetvalue(res, 0, TC_EXPIRED)[0] == 't') {
+        reply_token_expired(req);
+        return;
+    }
+    struct token_entry e;
+    fill_user(&e.user, res);
+    /* Verified when a two-factor verified session, or an operator, made
+     * it (turning two-factor off deletes the user's tokens). */
+    e.user.mfa_verified = PQgetvalue(res, 0, TC_MFA)[0] == 't';
+    e.expires_at = strtoll(PQgetvalue(res, 0, TC_EXPIRES), NULL, 10);
+    ctx->user = e.user;
     if (ctx->token_cacheable && token_users_usable())
-        cache_put(token_users, ctx->token_ticket, ctx->token_hash, &ctx->user,
-                  sizeof ctx->user);
-    if (PQgetvalue(res, 0, UC_EXTRA)[0] == 't') {
+        cache_put(token_users, ctx->token_ticket, ctx->token_hash, &e, sizeof e);
+    if (PQgetvalue(res, 0, TC_TOUCH)[0] == 't') {
         const char *p[1] = { ctx->token_hash };
         pg_exec(ctx->app->pg, &auth_token_touch_stmt, 1, p, ignore_result,
                 (void *)"token touch");
@@ -1014,13 +1245,17 @@ static void auth_require(struct http_req *req, struct app *app, auth_next_fn nex
         key[wl[1]] = '\0';
         auth_token_hash(key, ctx->token_hash);
         size_t len;
-        const struct auth_user *cached = NULL;
+        const struct token_entry *cached = NULL;
         if (token_users_usable()) {
             pg_pool_poll_notifies(token_users_pg);
             cached = cache_get(token_users, ctx->token_hash, &len);
         }
         if (cached && len == sizeof *cached) {
-            ctx->user = *cached;
+            if ((int64_t)time(NULL) >= cached->expires_at) {
+                reply_token_expired(req);
+                return;
+            }
+            ctx->user = cached->user;
             auth_proceed(ctx);
             return;
         }
@@ -1191,7 +1426,7 @@ static void mark_done(redisReply *reply, void *arg)
     free(mc);
 }
 
-int auth_session_mark_verified(struct http_req *req, struct app *app,
+int auth_session_mark_verified(struct http_req *req, struct app *app, int epoch,
                                void (*cb)(bool ok, void *arg), void *arg)
 {
     const struct auth_ctx *ctx = http_req_data(req);
@@ -1205,8 +1440,7 @@ int auth_session_mark_verified(struct http_req *req, struct app *app,
         return -1;
     mc->cb = cb;
     mc->arg = arg;
-    snprintf(value, sizeof value, "%lld:%d:1", (long long)ctx->user.id,
-             ctx->session_epoch);
+    snprintf(value, sizeof value, "%lld:%d:1", (long long)ctx->user.id, epoch);
     /* XX: never resurrect a session that ended meanwhile. */
     if (redis_cmd(app->redis, mark_done, mc, "SET session:%s %s XX KEEPTTL",
                   ctx->session_id, value) != 0) {
@@ -1219,18 +1453,22 @@ int auth_session_mark_verified(struct http_req *req, struct app *app,
 /* ------------------------------------------------------------ login */
 
 /* POST login/ and login/2fa/ share one flow; the second step starts at
- * LOGIN_CHALLENGE_GET, the first at LOGIN_RATE. */
+ * LOGIN_CHALLENGE_GET, the first at LOGIN_DELAY. */
 enum login_state {
     LOGIN_CHALLENGE_GET,   /* 2fa: the challenge's user (Redis) */
-    LOGIN_RATE,            /* count this attempt (Redis) */
+    LOGIN_DELAY,           /* the slow-down: wait or count (Redis) */
     LOGIN_LOOKUP,          /* the user row (PostgreSQL) */
     LOGIN_VERIFY,          /* password (argon2, on the loop) or second factor */
     LOGIN_CHALLENGE_SET,   /* TOTP on: store a challenge, answer 202 */
     LOGIN_SESSION,         /* store the session, answer 200 */
 };
 static const char *const login_state_names[] = {
-    "challenge_get", "rate", "lookup", "verify", "challenge_set", "session",
+    "challenge_get", "delay", "lookup", "verify", "challenge_set", "session",
 };
+
+/* A challenge's flags (one digit in its Redis value). */
+#define CHALLENGE_PASSWORD_OK 1   /* the password step had the right password */
+#define CHALLENGE_BLIND 2         /* made during the account's delay */
 
 struct login_ctx {
     struct http_req *req;                 /* borrowed until replied */
@@ -1241,9 +1479,11 @@ struct login_ctx {
     bool recovery;                        /* secret is a recovery code */
     char email[AUTH_EMAIL_MAX + 1];       /* as given, or the challenge's */
     char challenge[AUTH_SESSION_ID_LEN + 1];
-    struct auth_rate_key rate[2];         /* account and address counters */
-    int attempts;                         /* counted so far, forgiven at the end */
+    char delay_acct[320];                 /* slow-down key of the account */
+    char delay_addr[96];                  /* slow-down key of the address */
+    long acct_wait_s;                     /* > 0: the account is in its delay */
     int challenge_epoch;                  /* the epoch the challenge was made in */
+    int challenge_flags;                  /* CHALLENGE_* */
     char user_id[24];                     /* users.id as text */
     char user_uuid[37];
     char user_email[AUTH_EMAIL_MAX + 1];
@@ -1287,20 +1527,38 @@ static void login_bad_challenge(struct http_req *req)
                          "This login has expired or used up its tries: log in again.");
 }
 
-static void login_rate_done(enum auth_rate_verdict v, long retry, void *arg)
+static void login_bad_code(struct login_ctx *lc)
+{
+    jsonapi_reply_errorf(lc->req, 400, "invalid",
+                         lc->recovery ? "/recovery_code" : "/code",
+                         lc->recovery ? "Invalid or already used recovery code."
+                                      : "Invalid two-factor code.");
+}
+
+static long ms_to_s(long long ms)
+{
+    return (long)((ms + 999) / 1000);
+}
+
+static void login_delay_done(redisReply *reply, void *arg)
 {
     struct login_ctx *lc = arg;
-    if (v == AUTH_RATE_UNAVAILABLE) {
+
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+        reply->element[0]->type != REDIS_REPLY_INTEGER ||
+        reply->element[1]->type != REDIS_REPLY_INTEGER) {
+        if (reply && reply->type == REDIS_REPLY_ERROR)
+            log_error("auth: redis login delay: %s", reply->str);
         jsonapi_reply_unavailable(lc->req, "redis");
         login_free(lc);
         return;
     }
-    if (v == AUTH_RATE_LIMITED) {
-        auth_reply_rate_limited(lc->req, retry);
+    if (reply->element[1]->integer > 0) {      /* this address waits */
+        auth_reply_rate_limited(lc->req, ms_to_s(reply->element[1]->integer));
         login_free(lc);
         return;
     }
-    lc->attempts++;
+    lc->acct_wait_s = ms_to_s(reply->element[0]->integer);
     login_set_state(lc, LOGIN_LOOKUP);
     login_step(lc);
 }
@@ -1327,20 +1585,23 @@ static void challenge_get_done(redisReply *reply, void *arg)
         login_bad_challenge(lc->req);
         goto fail;
     }
-    /* "<user id>:<epoch>:<email>" (the email last: it may hold ':'). */
+    /* "<user id>:<epoch>:<flags>:<email>" (the email last: it may hold ':'). */
     const char *v = reply->element[0]->str;
     long long uid = strtoll(v, &end, 10);
     if (uid <= 0 || *end != ':')
         goto malformed;
     long epoch = strtol(end + 1, &end, 10);
-    if (epoch < 0 || *end != ':' || strlen(end + 1) > AUTH_EMAIL_MAX)
+    if (epoch < 0 || *end != ':')
+        goto malformed;
+    long flags = strtol(end + 1, &end, 10);
+    if (flags < 0 || flags > 3 || *end != ':' || strlen(end + 1) > AUTH_EMAIL_MAX)
         goto malformed;
     snprintf(lc->user_id, sizeof lc->user_id, "%lld", uid);
     lc->challenge_epoch = (int)epoch;
+    lc->challenge_flags = (int)flags;
     snprintf(lc->email, sizeof lc->email, "%s", end + 1);
-    auth_rate_keys(lc->rate, lc->req, lc->app, "login", lc->email);
-    lc->attempts = 1;                       /* the password step's */
-    login_set_state(lc, LOGIN_RATE);
+    delay_keys(lc->delay_acct, lc->delay_addr, lc->req, lc->app, lc->email);
+    login_set_state(lc, LOGIN_LOOKUP);
     login_step(lc);
     return;
 malformed:
@@ -1348,6 +1609,25 @@ malformed:
     login_bad_challenge(lc->req);
 fail:
     login_free(lc);
+}
+
+/* The password step while the account waits out its delay.  Nothing said
+ * here may tell whether the password was right, or the delay would not
+ * slow guessing.  An account with TOTP gets a challenge either way (only
+ * the right password AND a right code then log in); one without gets 429. */
+static bool login_blind(struct login_ctx *lc, const PGresult *res)
+{
+    bool totp = PQntuples(res) == 1 && PQgetvalue(res, 0, UC_TOTP)[0] == 't';
+    if (!totp) {
+        auth_reply_rate_limited(lc->req, lc->acct_wait_s);
+        return false;
+    }
+    /* Blocks the loop for one argon2id verification (tens of ms). */
+    bool ok = auth_password_verify(PQgetvalue(res, 0, LC_HASH), lc->secret) &&
+              PQgetvalue(res, 0, UC_ACTIVE)[0] == 't' &&
+              PQgetvalue(res, 0, LC_VERIFIED)[0] == 't';
+    lc->challenge_flags = CHALLENGE_BLIND | (ok ? CHALLENGE_PASSWORD_OK : 0);
+    return true;
 }
 
 static void login_user_done(PGresult *res, void *arg)
@@ -1370,6 +1650,9 @@ static void login_user_done(PGresult *res, void *arg)
             login_bad_challenge(req);
             goto fail;
         }
+    } else if (lc->acct_wait_s > 0) {
+        if (!login_blind(lc, res))
+            goto fail;
     } else if (PQntuples(res) != 1) {
         auth_password_verify(dummy_hash(), lc->secret);   /* same cost */
         login_bad_credentials(req);
@@ -1390,6 +1673,7 @@ static void login_user_done(PGresult *res, void *arg)
                                  " POST /api/v1/accounts/verify/resend/.");
             goto fail;
         }
+        lc->challenge_flags = CHALLENGE_PASSWORD_OK;
     }
     snprintf(lc->user_id, sizeof lc->user_id, "%s", PQgetvalue(res, 0, UC_ID));
     snprintf(lc->user_uuid, sizeof lc->user_uuid, "%s", PQgetvalue(res, 0, UC_UUID));
@@ -1404,10 +1688,10 @@ fail:
     login_free(lc);
 }
 
-static void login_sf_done(enum auth_sf_result r, void *arg)
+static void login_sf_done(const struct auth_sf_outcome *o, void *arg)
 {
     struct login_ctx *lc = arg;
-    switch (r) {
+    switch (o->result) {
     case AUTH_SF_OK:
         redis_cmd(lc->app->redis, ignore_reply, (void *)"DEL challenge",
                   "DEL login2fa:%s login2fa:%s:tries", lc->challenge, lc->challenge);
@@ -1416,16 +1700,20 @@ static void login_sf_done(enum auth_sf_result r, void *arg)
         login_step(lc);
         return;
     case AUTH_SF_BAD:
-        jsonapi_reply_errorf(lc->req, 400, "invalid",
-                             lc->recovery ? "/recovery_code" : "/code",
-                             lc->recovery ? "Invalid or already used recovery code."
-                                          : "Invalid two-factor code.");
+        login_bad_code(lc);
+        break;
+    case AUTH_SF_LOCKED:
+        auth_reply_rate_limited(lc->req, o->retry_after_s);
         break;
     case AUTH_SF_NOT_ENABLED:        /* turned off since the password step */
+    case AUTH_SF_ALREADY_ON:
         login_bad_challenge(lc->req);
         break;
     case AUTH_SF_UNAVAILABLE:
         jsonapi_reply_unavailable(lc->req, "database");
+        break;
+    case AUTH_SF_REDIS_UNAVAILABLE:
+        jsonapi_reply_unavailable(lc->req, "redis");
         break;
     case AUTH_SF_ERROR:
         jsonapi_reply_errorf(lc->req, 500, "error", NULL, "A server error occurred.");
@@ -1469,7 +1757,7 @@ static void login_session_stored(redisReply *reply, void *arg)
     const char *p[1] = { lc->user_id };
     pg_exec(lc->app->pg, &auth_last_login_stmt, 1, p, ignore_result,
             (void *)"last_login");
-    rate_forgive(lc->app, lc->rate, lc->attempts);
+    delay_forgive(lc->app, lc->delay_acct, lc->delay_addr);
 
     char self[512];
     json_t *attrs = json_pack("{s:s, s:I, s:b, s:b}", "email", lc->user_email, "pk",
@@ -1507,10 +1795,21 @@ static void login_step(struct login_ctx *lc)
             goto unavailable_redis;
         return;
     }
-    case LOGIN_RATE:
-        if (auth_rate_hit(app, lc->rate, 2, login_rate_done, lc) != 0)
+    case LOGIN_DELAY: {
+        char cap[24], win[24], free_acct[24], free_addr[24];
+        snprintf(cap, sizeof cap, "%ld", app->cfg->login_delay_max_s);
+        snprintf(win, sizeof win, "%ld", app->cfg->login_rate_window_s);
+        snprintf(free_acct, sizeof free_acct, "%ld", app->cfg->login_delay_free_account);
+        snprintf(free_addr, sizeof free_addr, "%ld", app->cfg->login_delay_free_addr);
+        const char *argv[9] = { "EVAL", delay_script, "2", lc->delay_acct,
+                                lc->delay_addr, cap, win, free_acct, free_addr };
+        size_t argl[9];
+        for (int i = 0; i < 9; i++)
+            argl[i] = strlen(argv[i]);
+        if (redis_cmdargv(app->redis, login_delay_done, lc, 9, argv, argl) != 0)
             goto unavailable_redis;
         return;
+    }
     case LOGIN_LOOKUP: {
         /* The password is verified with the lookup's result: take the
          * argon2 budget now, after the cheap Redis counters said yes. */
@@ -1529,10 +1828,22 @@ static void login_step(struct login_ctx *lc)
     }
     case LOGIN_VERIFY:
         if (lc->second_step) {
-            if (auth_second_factor_check(app, strtoll(lc->user_id, NULL, 10),
-                                         lc->recovery ? NULL : lc->secret,
-                                         lc->recovery ? lc->secret : NULL,
-                                         login_sf_done, lc) != 0) {
+            /* A challenge handed out during the account's delay for a wrong
+             * password: no code can complete it, and none is checked (that
+             * would count failures against the owner). */
+            if (!(lc->challenge_flags & CHALLENGE_PASSWORD_OK)) {
+                login_bad_code(lc);
+                login_free(lc);
+                return;
+            }
+            struct auth_sf_request rq = {
+                .user_id = strtoll(lc->user_id, NULL, 10),
+                .kind = lc->recovery ? AUTH_SF_RECOVERY : AUTH_SF_TOTP,
+                .code = lc->secret,
+                /* A blind challenge must answer as a wrong password's would. */
+                .quiet_lock = (lc->challenge_flags & CHALLENGE_BLIND) != 0,
+            };
+            if (auth_second_factor_check(app, &rq, login_sf_done, lc) != 0) {
                 jsonapi_reply_unavailable(req, "database");
                 login_free(lc);
             }
@@ -1545,7 +1856,8 @@ static void login_step(struct login_ctx *lc)
     case LOGIN_CHALLENGE_SET: {
         char value[AUTH_EMAIL_MAX + 64], ttl[16];
         util_random_hex(32, lc->challenge);
-        snprintf(value, sizeof value, "%s:%d:%s", lc->user_id, lc->epoch, lc->email);
+        snprintf(value, sizeof value, "%s:%d:%d:%s", lc->user_id, lc->epoch,
+                 lc->challenge_flags, lc->email);
         snprintf(ttl, sizeof ttl, "%d", AUTH_CHALLENGE_TTL_S);
         char key[96];
         snprintf(key, sizeof key, "login2fa:%s", lc->challenge);
@@ -1596,8 +1908,8 @@ static void auth_login(struct http_req *req, struct app *app)
     lc->req = req;
     lc->app = app;
     snprintf(lc->email, sizeof lc->email, "%s", email);
-    auth_rate_keys(lc->rate, req, app, "login", email);
-    lc->state = LOGIN_RATE;
+    delay_keys(lc->delay_acct, lc->delay_addr, req, app, email);
+    lc->state = LOGIN_DELAY;
     login_step(lc);
     lc = NULL;                    /* the flow owns it now */
 out:
@@ -1686,4 +1998,57 @@ static const struct route auth_route_table[] = {
 int auth_routes(struct router *r)
 {
     return ROUTER_ADD_TABLE(r, auth_route_table);
+}
+
+/* ------------------------------------------------------------ sealing at start */
+
+/* Two-factor secrets still stored as plaintext (written before sealing):
+ * each is sealed under the condition that it is still the same text, so a
+ * re-enrolment meanwhile wins. */
+static const struct pg_stmt auth_plain_secrets_stmt = {
+    "auth_plain_secrets",
+    "SELECT user_id, secret FROM user_totp WHERE secret !~ '^v1:'",
+};
+
+static const struct pg_stmt auth_seal_secret_stmt = {
+    "auth_seal_secret",
+    "UPDATE user_totp SET secret = $3 WHERE user_id = $1::bigint AND secret = $2",
+};
+
+static void plain_secrets_done(PGresult *res, void *arg)
+{
+    struct app *app = arg;
+    int sealed = 0;
+
+    if (!res || !pg_ok(res)) {
+        log_warn("auth: cannot list plaintext two-factor secrets (%s); they are"
+                 " sealed at their next use", res ? PQresultErrorMessage(res)
+                                                  : "database unavailable");
+        return;
+    }
+    for (int i = 0; i < PQntuples(res); i++) {
+        char b32[TOTP_SECRET_B32_LEN + 1], out[TOTP_SEALED_LEN + 1];
+        const char *uid = PQgetvalue(res, i, 0), *plain = PQgetvalue(res, i, 1);
+        if (totp_secret_open(app->cfg->totp_key, strtoll(uid, NULL, 10), plain, b32,
+                             sizeof b32) != 1 ||
+            totp_secret_seal(app->cfg->totp_key, strtoll(uid, NULL, 10), b32, out,
+                             sizeof out) != 0) {
+            OPENSSL_cleanse(b32, sizeof b32);
+            continue;
+        }
+        const char *p[3] = { uid, plain, out };
+        if (pg_exec(app->pg, &auth_seal_secret_stmt, 3, p, ignore_result,
+                    (void *)"seal secret") == 0)
+            sealed++;
+        OPENSSL_cleanse(b32, sizeof b32);
+    }
+    if (sealed)
+        log_info("auth: sealing %d plaintext two-factor secret%s with TOTP_SECRET_KEY",
+                 sealed, sealed == 1 ? "" : "s");
+}
+
+void auth_seal_plain_secrets(struct app *app)
+{
+    if (pg_exec(app->pg, &auth_plain_secrets_stmt, 0, NULL, plain_secrets_done, app) != 0)
+        log_warn("auth: cannot queue the sealing of plaintext two-factor secrets");
 }

@@ -1,10 +1,12 @@
-/* totp: HOTP/TOTP (RFC 4226/6238) with OpenSSL's HMAC-SHA1, base32 secrets
- * and otpauth:// URIs for two-factor login. */
+/* totp: HOTP/TOTP (RFC 4226/6238) with OpenSSL's HMAC-SHA1, base32 secrets,
+ * otpauth:// URIs for two-factor login, and the AES-256-GCM sealing that
+ * keeps the secrets encrypted in the database. */
 #include "studyhub/http/totp.h"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/rand.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -187,4 +189,89 @@ int totp_uri(char *out, size_t outlen, const char *issuer, const char *account,
                      "&digits=%d&period=%d",
                      iss, acc, secret_b32, iss, TOTP_DIGITS, TOTP_PERIOD_S);
     return n < 0 || (size_t)n >= outlen ? -1 : n;
+}
+
+/* ------------------------------------------------------------ at rest */
+
+/* The associated data binds a sealed secret to its user: a row's secret
+ * copied onto another user's row does not open. */
+static int seal_aad(int64_t user_id, char *out, size_t len)
+{
+    return snprintf(out, len, "studyhub-totp:%lld", (long long)user_id);
+}
+
+static bool is_plain_b32(const char *s)
+{
+    return strlen(s) == TOTP_SECRET_B32_LEN &&
+           strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567") == TOTP_SECRET_B32_LEN;
+}
+
+int totp_secret_seal(const unsigned char key[32], int64_t user_id,
+                     const char *b32, char *out, size_t outlen)
+{
+    unsigned char buf[TOTP_SEAL_NONCE + TOTP_SECRET_B32_LEN + TOTP_SEAL_TAG];
+    unsigned char *nonce = buf, *ct = buf + TOTP_SEAL_NONCE,
+                  *tag = ct + TOTP_SECRET_B32_LEN;
+    char aad[48];
+    int aadlen = seal_aad(user_id, aad, sizeof aad), n = 0, ret = -1;
+    EVP_CIPHER_CTX *c = NULL;
+
+    if (!is_plain_b32(b32) || outlen < TOTP_SEALED_LEN + 1)
+        return -1;
+    if (RAND_bytes(nonce, TOTP_SEAL_NONCE) != 1 || !(c = EVP_CIPHER_CTX_new()))
+        goto out;
+    if (EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, key, nonce) != 1 ||
+        EVP_EncryptUpdate(c, NULL, &n, (const unsigned char *)aad, aadlen) != 1 ||
+        EVP_EncryptUpdate(c, ct, &n, (const unsigned char *)b32,
+                          TOTP_SECRET_B32_LEN) != 1 ||
+        EVP_EncryptFinal_ex(c, ct + n, &n) != 1 ||
+        EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, TOTP_SEAL_TAG, tag) != 1)
+        goto out;
+    memcpy(out, TOTP_SEAL_PREFIX, strlen(TOTP_SEAL_PREFIX));
+    EVP_EncodeBlock((unsigned char *)out + strlen(TOTP_SEAL_PREFIX), buf, sizeof buf);
+    ret = 0;
+out:
+    EVP_CIPHER_CTX_free(c);
+    OPENSSL_cleanse(buf, sizeof buf);
+    return ret;
+}
+
+int totp_secret_open(const unsigned char key[32], int64_t user_id,
+                     const char *stored, char *b32, size_t outlen)
+{
+    unsigned char buf[TOTP_SEAL_NONCE + TOTP_SECRET_B32_LEN + TOTP_SEAL_TAG + 3];
+    unsigned char *nonce = buf, *ct = buf + TOTP_SEAL_NONCE,
+                  *tag = ct + TOTP_SECRET_B32_LEN;
+    size_t plen = strlen(TOTP_SEAL_PREFIX);
+    char aad[48];
+    int aadlen = seal_aad(user_id, aad, sizeof aad), n = 0, ret = -1;
+    EVP_CIPHER_CTX *c = NULL;
+
+    if (outlen < TOTP_SECRET_B32_LEN + 1)
+        return -1;
+    if (is_plain_b32(stored)) {          /* written before sealing existed */
+        memcpy(b32, stored, TOTP_SECRET_B32_LEN + 1);
+        return 1;
+    }
+    if (strlen(stored) != TOTP_SEALED_LEN || strncmp(stored, TOTP_SEAL_PREFIX, plen) != 0 ||
+        EVP_DecodeBlock(buf, (const unsigned char *)stored + plen,
+                        (int)(TOTP_SEALED_LEN - plen)) !=
+            TOTP_SEAL_NONCE + TOTP_SECRET_B32_LEN + TOTP_SEAL_TAG)
+        return -1;
+    if (!(c = EVP_CIPHER_CTX_new()))
+        goto out;
+    if (EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), NULL, key, nonce) != 1 ||
+        EVP_DecryptUpdate(c, NULL, &n, (const unsigned char *)aad, aadlen) != 1 ||
+        EVP_DecryptUpdate(c, (unsigned char *)b32, &n, ct, TOTP_SECRET_B32_LEN) != 1 ||
+        EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, TOTP_SEAL_TAG, tag) != 1 ||
+        EVP_DecryptFinal_ex(c, (unsigned char *)b32 + n, &n) != 1) {
+        OPENSSL_cleanse(b32, outlen);
+        goto out;
+    }
+    b32[TOTP_SECRET_B32_LEN] = '\0';
+    ret = is_plain_b32(b32) ? 0 : -1;
+out:
+    EVP_CIPHER_CTX_free(c);
+    OPENSSL_cleanse(buf, sizeof buf);
+    return ret;
 }

@@ -1,5 +1,5 @@
 /* redis: one hiredis 0.14 async connection on the libevent loop, with
- * SELECT after connect, reconnect with capped backoff, a timeout on every
+ * AUTH (when a password is set) and SELECT after connect, reconnect with capped backoff, a timeout on every
  * command, and NULL replies that are never delivered inside redis_cmd. */
 #include "studyhub/io/redis.h"
 
@@ -7,6 +7,7 @@
 #include "studyhub/core/util.h"
 
 #include <event2/event.h>
+#include <openssl/crypto.h>
 #include <hiredis/async.h>
 #include <hiredis/adapters/libevent.h>
 #include <stdarg.h>
@@ -51,6 +52,8 @@ struct redis_client {
     struct event_base *base;        /* borrowed */
     char *host;                     /* owned: numeric address */
     int port;                       /* TCP port */
+    char *password;                 /* owned, secret: AUTH after every
+                                       connect; NULL: none */
     int db;                         /* SELECTed after every connect */
     int timeout_ms;                 /* per command; <= 0: none */
     enum rc_state state;            /* changed only by rc_set_state */
@@ -172,6 +175,17 @@ static void rc_on_select(redisReply *reply, void *arg)
     rc->quiet = false;
     rc_set_state(rc, RC_UP, "SELECT ok");
     log_info("redis %s:%d: connected (db %d)", rc->host, rc->port, rc->db);
+}
+
+/* AUTH's answer; SELECT, queued right behind it, reports success. */
+static void rc_on_auth(redisReply *reply, void *arg)
+{
+    struct redis_client *rc = arg;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ERROR)
+        return;
+    rc_note_down(rc, "AUTH failed", reply->str);
+    rc_drop(rc, "AUTH failed");
 }
 
 static void rc_on_connect(const redisAsyncContext *ac, int status)
@@ -385,8 +399,21 @@ static void rc_connect_start(struct redis_client *rc)
     util_timer_ms(rc->retry_ev, rc->timeout_ms > RC_CONNECT_TIMEOUT_MIN_MS
                              ? rc->timeout_ms
                              : RC_CONNECT_TIMEOUT_MIN_MS);
-    /* SELECT goes first in the output buffer, so commands queued while
-     * connecting already run in the right database. */
+    /* AUTH, then SELECT go first in the output buffer, so commands queued
+     * while connecting already run authenticated in the right database. */
+    if (rc->password) {
+        p = rc_pending_new(rc, rc_on_auth, rc);
+        len = redisFormatCommand(&cmd, "AUTH %s", rc->password);
+        if (p == NULL || len < 0) {
+            free(p);
+            rc_note_down(rc, "connect failed", "out of memory");
+            rc_drop(rc, "out of memory");
+            goto out;
+        }
+        rc_submit(rc, p, cmd, len);
+        redisFreeCommand(cmd);
+        cmd = NULL;
+    }
     p = rc_pending_new(rc, rc_on_select, rc);
     len = redisFormatCommand(&cmd, "SELECT %d", rc->db);
     if (p == NULL || len < 0) {
@@ -402,7 +429,8 @@ out:
 }
 
 struct redis_client *redis_client_new(struct event_base *base, const char *host,
-                                      int port, int db, int timeout_ms)
+                                      int port, const char *password, int db,
+                                      int timeout_ms)
 {
     struct redis_client *rc = calloc(1, sizeof(*rc));
 
@@ -417,6 +445,8 @@ struct redis_client *redis_client_new(struct event_base *base, const char *host,
     TAILQ_INIT(&rc->inflight);
     TAILQ_INIT(&rc->failq);
     rc->host = strdup(host ? host : "127.0.0.1");
+    if (password && !(rc->password = strdup(password)))
+        goto fail;
     rc->retry_ev = evtimer_new(base, rc_on_retry, rc);
     rc->timeout_ev = evtimer_new(base, rc_on_timeout, rc);
     rc->flush_ev = event_new(base, -1, 0, rc_on_flush, rc);
@@ -467,6 +497,10 @@ void redis_client_free(struct redis_client *rc)
     if (rc->flush_ev)
         event_free(rc->flush_ev);
     free(rc->host);
+    if (rc->password) {
+        OPENSSL_cleanse(rc->password, strlen(rc->password));
+        free(rc->password);
+    }
     free(rc);
 }
 
@@ -526,9 +560,10 @@ bool redis_connected(const struct redis_client *rc)
 
 struct redis_subscriber {
     struct event_base *base;         /* borrowed */
-    char *host;
+    char *host;                      /* owned */
     int port;
-    char *channel;
+    char *password;                  /* owned, secret; NULL: no AUTH */
+    char *channel;                   /* owned */
     redis_message_fn fn;
     void *arg;
     redisAsyncContext *ac;           /* hiredis frees it; NULL while down */
@@ -562,6 +597,17 @@ static void on_sub_message(redisAsyncContext *ac, void *r, void *privdata)
         s->fn(reply->element[2]->str, reply->element[2]->len, s->arg);
     else if (strcmp(reply->element[0]->str, "subscribe") == 0)
         s->backoff_ms = SUB_BACKOFF_MIN_MS;
+}
+
+/* A refused AUTH: SUBSCRIBE fails behind it (NOAUTH); say why once. */
+static void on_sub_auth(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct redis_subscriber *s = privdata;
+    redisReply *reply = r;
+
+    (void)ac;
+    if (reply && reply->type == REDIS_REPLY_ERROR && !s->stopping)
+        log_warn("redis subscriber %s: AUTH failed: %s", s->channel, reply->str);
 }
 
 static void on_sub_connect(const redisAsyncContext *ac, int status)
@@ -610,6 +656,8 @@ static void sub_connect(struct redis_subscriber *s)
     ac->data = s;
     redisAsyncSetConnectCallback(ac, on_sub_connect);
     redisAsyncSetDisconnectCallback(ac, on_sub_disconnect);
+    if (s->password)
+        redisAsyncCommand(ac, on_sub_auth, s, "AUTH %s", s->password);
     redisAsyncCommand(ac, on_sub_message, s, "SUBSCRIBE %s", s->channel);
     s->ac = ac;
 }
@@ -625,7 +673,8 @@ static void on_sub_retry(evutil_socket_t fd, short what, void *arg)
 }
 
 struct redis_subscriber *redis_subscriber_new(struct event_base *base, const char *host,
-                                              int port, const char *channel,
+                                              int port, const char *password,
+                                              const char *channel,
                                               redis_message_fn fn, void *arg)
 {
     struct redis_subscriber *s = calloc(1, sizeof *s);
@@ -639,8 +688,9 @@ struct redis_subscriber *redis_subscriber_new(struct event_base *base, const cha
     s->backoff_ms = SUB_BACKOFF_MIN_MS;
     s->host = strdup(host);
     s->channel = strdup(channel);
+    s->password = password ? strdup(password) : NULL;
     s->retry = evtimer_new(base, on_sub_retry, s);
-    if (!s->host || !s->channel || !s->retry) {
+    if (!s->host || !s->channel || !s->retry || (password && !s->password)) {
         redis_subscriber_free(s);
         return NULL;
     }
@@ -659,5 +709,9 @@ void redis_subscriber_free(struct redis_subscriber *s)
         event_free(s->retry);
     free(s->host);
     free(s->channel);
+    if (s->password) {
+        OPENSSL_cleanse(s->password, strlen(s->password));
+        free(s->password);
+    }
     free(s);
 }

@@ -2773,7 +2773,7 @@ int build_start(struct app *app)
                  strerror(errno));
     if (task_register(app->tasks, &build_kind) < 0)
         goto fail;
-    B->sub = redis_subscriber_new(app->base, c->redis_host, (int)c->redis_port,
+    B->sub = redis_subscriber_new(app->base, c->redis_host, (int)c->redis_port, c->redis_password,
                                   BUILD_EVENTS_CHANNEL, deliver_event, NULL);
     if (!B->sub)
         goto fail;

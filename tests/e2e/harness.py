@@ -9,6 +9,9 @@ environment variables:
   TEST_PG_SOCKDIR                 its Unix socket folder (psql uses it)
   TEST_PG_SUPERUSER, TEST_PG_USER superuser (creates databases), server role
   TEST_REDIS_PORT                 the shared throwaway Redis
+  TEST_PG_PASSWORD                the server role's password (TCP needs it)
+  TEST_REDIS_PASSWORD             the shared Redis's password (requirepass)
+  TEST_TOTP_KEY                   TOTP_SECRET_KEY given to servers
   TEST_TMPDIR                     where server logs and sockets go
   TEST_ASAN                       1 under the sanitizer build (slower start)
   TEST_LOG_LEVEL                  LOG_LEVEL given to servers (default info)
@@ -53,6 +56,10 @@ PG_SOCKDIR = os.environ.get("TEST_PG_SOCKDIR", "")
 PG_SUPERUSER = os.environ.get("TEST_PG_SUPERUSER", "postgres")
 PG_USER = os.environ.get("TEST_PG_USER", "studyhub")
 REDIS_PORT = int(os.environ.get("TEST_REDIS_PORT", "16379"))
+PG_PASSWORD = os.environ.get("TEST_PG_PASSWORD", "")
+REDIS_PASSWORD = os.environ.get("TEST_REDIS_PASSWORD", "")
+# A fixed key when run by hand; tools/test gives each run its own.
+TOTP_KEY = os.environ.get("TEST_TOTP_KEY", "00" * 32)
 ASAN = os.environ.get("TEST_ASAN", "0") == "1"
 LOG_LEVEL = os.environ.get("TEST_LOG_LEVEL", "info")
 
@@ -74,6 +81,8 @@ SERVER_VARS = (
     "PG_ACQUIRE_TIMEOUT_MS", "REDIS_URL", "REDIS_TIMEOUT_MS",
     "MAX_HEADER_BYTES", "MAX_BODY_BYTES", "IDLE_TIMEOUT_S", "DRAIN_TIMEOUT_S",
     "ADMIN_SOCKET", "LOG_LEVEL", "SESSION_TTL_S", "MIGRATE", "DEBUG_ROUTES",
+    "TOTP_SECRET_KEY", "TRUSTED_PROXIES", "LOGIN_DELAY_FREE_ACCOUNT",
+    "LOGIN_DELAY_FREE_ADDR",
 )
 PASSED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "ASAN_OPTIONS",
               "UBSAN_OPTIONS", "LSAN_OPTIONS", "ASAN_SYMBOLIZER_PATH")
@@ -185,8 +194,19 @@ def drop_database(name):
     psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', check=False)
 
 
-def database_url(name):
-    return f"host={PG_HOST} port={PG_PORT} dbname={name} user={PG_USER}"
+def database_url(name, password=None):
+    """The server's conninfo for database name (password: the role's, unless
+    another is given; "" for none)."""
+    pw = PG_PASSWORD if password is None else password
+    return (f"host={PG_HOST} port={PG_PORT} dbname={name} user={PG_USER}"
+            + (f" password={pw}" if pw else ""))
+
+
+def redis_url(port=None, password=None, db=0):
+    """redis://[:PASSWORD@]127.0.0.1:PORT/DB of the shared Redis by default."""
+    pw = REDIS_PASSWORD if password is None else password
+    auth = f":{pw}@" if pw else ""
+    return f"redis://{auth}127.0.0.1:{port or REDIS_PORT}/{db}"
 
 
 # --- HTTP ---------------------------------------------------------------------
@@ -335,39 +355,66 @@ def parse_raw_response(data):
 
 # --- Redis ----------------------------------------------------------------------
 
-def redis_ping(port, timeout=0.5):
+def redis_command(port, *args, password=None, timeout=2.0):
+    """One command to a Redis (AUTH first when a password is given); returns
+    the raw reply bytes of the command (not of AUTH)."""
+    def enc(parts):
+        out = b"*%d\r\n" % len(parts)
+        for p in parts:
+            p = p if isinstance(p, bytes) else str(p).encode()
+            out += b"$%d\r\n%s\r\n" % (len(p), p)
+        return out
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        f = s.makefile("rb")
+        if password:
+            s.sendall(enc(["AUTH", password]))
+            line = f.readline()
+            if not line.startswith(b"+OK"):
+                return line
+        s.sendall(enc(list(args)))
+        return f.readline()
+
+
+def redis_ping(port, timeout=0.5, password=None):
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(64).startswith(b"+PONG")
+        reply = redis_command(port, "PING", password=password, timeout=timeout)
+        return reply.startswith(b"+PONG")
     except OSError:
         return False
 
 
 class RedisServer:
-    """A private redis-server on its own port, for tests that stop it."""
+    """A private redis-server on its own port, for tests that stop it; it
+    wants a password of its own, as every Redis tools/ starts."""
 
     def __init__(self, port=None):
         self.port = port or free_port()
         self.dir = new_dir("redis")
         self.proc = None
+        self.password = uuid.uuid4().hex
 
     @property
     def url(self):
-        return f"redis://127.0.0.1:{self.port}/0"
+        return redis_url(self.port, self.password)
 
     def start(self):
         assert self.proc is None, "already running"
         log = open(os.path.join(self.dir, "redis.log"), "ab")
+        # The password in a 0600 file, not on the command line (ps shows it).
+        conf = os.path.join(self.dir, "redis.conf")
+        fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(f"requirepass {self.password}\n")
         self.proc = subprocess.Popen(
-            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port),
+            ["redis-server", conf, "--bind", "127.0.0.1", "--port", str(self.port),
              "--save", "", "--appendonly", "no", "--dir", self.dir,
              "--daemonize", "no"],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         _live.add(self.proc)
         log.close()
         try:
-            wait_until(lambda: self.proc.poll() is not None or redis_ping(self.port),
+            wait_until(lambda: self.proc.poll() is not None
+                       or redis_ping(self.port, password=self.password),
                        10, message=f"redis on port {self.port}")
         finally:
             if self.proc.poll() is not None:
@@ -439,7 +486,7 @@ class Server:
         self.database = database
         self.preexec = preexec  # run in the child before exec (limits)
         self.extra_env = dict(env or {})
-        self.redis_url = redis_url or f"redis://127.0.0.1:{REDIS_PORT}/0"
+        self.redis_url = redis_url or globals()["redis_url"]()
         self.dir = new_dir(name)
         self.port = None
         self.proc = None
@@ -464,6 +511,12 @@ class Server:
             "LOG_LEVEL": LOG_LEVEL,
             "DEBUG_ROUTES": "1",
             "MIGRATE": "1",
+            "TOTP_SECRET_KEY": TOTP_KEY,
+            # Every test server is reached from 127.0.0.1 and most share one
+            # Redis: the login slow-down would tie unrelated tests together.
+            # Its own tests set these low.
+            "LOGIN_DELAY_FREE_ACCOUNT": "1000000",
+            "LOGIN_DELAY_FREE_ADDR": "1000000",
         }
         if self.database:
             base["DATABASE_URL"] = database_url(self.database)
@@ -640,7 +693,7 @@ def run_server_once(env, timeout=10):
     d = new_dir("once")
     base = {"LISTEN_ADDR": "127.0.0.1", "LISTEN_PORT": free_port(),
             "ADMIN_SOCKET": os.path.join(d, "admin.sock"), "LOG_LEVEL": LOG_LEVEL,
-            "REDIS_URL": f"redis://127.0.0.1:{REDIS_PORT}/0"}
+            "REDIS_URL": redis_url(), "TOTP_SECRET_KEY": TOTP_KEY}
     base.update(env)
     proc = subprocess.Popen([STUDYHUB_BIN], env=server_env(base), cwd=d,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

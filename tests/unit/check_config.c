@@ -69,6 +69,16 @@ static const char *const bad[][2] = {
     { "BASE_URL", "ftp://x" },
     { "BASE_URL", "http://x/" },
     { "MAX_BODY_BYTES", "-1" },
+    { "REDIS_URL", "redis://user:pw@127.0.0.1:6379/0" },
+    { "REDIS_URL", "redis://:@127.0.0.1:6379/0" },
+    { "REDIS_URL", "redis://:pw@127.0.0.1@x" },
+    { "TOTP_SECRET_KEY", "abcd" },
+    { "TOTP_SECRET_KEY", "zz00000000000000000000000000000000000000000000000000000000000000" },
+    { "TOTP_SECRET_KEY", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==" },
+    { "TRUSTED_PROXIES", "10.0.0.0/33" },
+    { "TRUSTED_PROXIES", "::1/129" },
+    { "TRUSTED_PROXIES", "10.0.0.1,proxy.example" },
+    { "TRUSTED_PROXIES", "10.0.0.1/-1" },
 };
 
 START_TEST(bad_values)
@@ -118,6 +128,70 @@ START_TEST(help_lists_every_variable)
 }
 END_TEST
 
+START_TEST(redis_password_and_secrets)
+{
+    const char *env[] = { "REDIS_URL", "redis://:s3cr:et@10.0.0.2:7000/3",
+                          "TOTP_SECRET_KEY",
+                          "000102030405060708090a0b0c0d0e0f101112131415161718191A1B1C1D1E1F",
+                          NULL };
+    struct config cfg;
+    char err[256] = "";
+    ck_assert_int_eq(config_load(&cfg, fake_getenv, env, err, sizeof err), 0);
+    ck_assert_str_eq(cfg.redis_host, "10.0.0.2");
+    ck_assert_str_eq(cfg.redis_password, "s3cr:et");
+    ck_assert_int_eq(cfg.redis_db, 3);
+    ck_assert(cfg.totp_key_set);
+    for (int i = 0; i < 32; i++)
+        ck_assert_int_eq(cfg.totp_key[i], i);
+    config_cleanup(&cfg);
+    ck_assert_ptr_null(cfg.redis_password);
+
+    /* base64 of the same 32 bytes; no password; no key. */
+    const char *env2[] = { "TOTP_SECRET_KEY", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", NULL };
+    ck_assert_int_eq(config_load(&cfg, fake_getenv, env2, err, sizeof err), 0);
+    ck_assert_ptr_null(cfg.redis_password);
+    ck_assert(cfg.totp_key_set);
+    for (int i = 0; i < 32; i++)
+        ck_assert_int_eq(cfg.totp_key[i], i);
+    config_cleanup(&cfg);
+    ck_assert_int_eq(config_load(&cfg, fake_getenv, NULL, err, sizeof err), 0);
+    ck_assert(!cfg.totp_key_set);
+    config_cleanup(&cfg);
+}
+END_TEST
+
+START_TEST(trusted_proxies)
+{
+    const char *env[] = { "TRUSTED_PROXIES", " 10.0.0.0/8 , 192.0.2.7,2001:db8::/32,,::1", NULL };
+    struct config cfg;
+    char err[256] = "";
+    ck_assert_int_eq(config_load(&cfg, fake_getenv, env, err, sizeof err), 0);
+    ck_assert_int_eq(cfg.n_trusted_proxies, 4);
+    const struct config_cidr *l = cfg.trusted_proxies_list;
+    int n = cfg.n_trusted_proxies;
+    ck_assert(config_addr_in(l, n, "10.200.3.4"));
+    ck_assert(!config_addr_in(l, n, "11.0.0.1"));
+    ck_assert(config_addr_in(l, n, "192.0.2.7"));
+    ck_assert(!config_addr_in(l, n, "192.0.2.8"));
+    ck_assert(config_addr_in(l, n, "2001:db8:1::5"));
+    ck_assert(!config_addr_in(l, n, "2001:db9::5"));
+    ck_assert(config_addr_in(l, n, "::1"));
+    ck_assert(!config_addr_in(l, n, "127.0.0.1"));
+    ck_assert(!config_addr_in(l, n, "not an address"));
+    ck_assert(!config_addr_in(l, n, NULL));
+    config_cleanup(&cfg);
+    /* Odd prefix lengths compare the partial byte. */
+    const char *env2[] = { "TRUSTED_PROXIES", "172.16.0.0/12", NULL };
+    ck_assert_int_eq(config_load(&cfg, fake_getenv, env2, err, sizeof err), 0);
+    ck_assert(config_addr_in(cfg.trusted_proxies_list, 1, "172.31.255.255"));
+    ck_assert(!config_addr_in(cfg.trusted_proxies_list, 1, "172.32.0.0"));
+    config_cleanup(&cfg);
+    ck_assert_int_eq(config_load(&cfg, fake_getenv, NULL, err, sizeof err), 0);
+    ck_assert_int_eq(cfg.n_trusted_proxies, 0);
+    config_cleanup(&cfg);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("config");
@@ -127,6 +201,8 @@ int main(void)
     tcase_add_loop_test(tc, bad_values, 0, (int)(sizeof bad / sizeof bad[0]));
     tcase_add_test(tc, help_lists_every_variable);
     tcase_add_test(tc, public_listener_needs_base_url);
+    tcase_add_test(tc, redis_password_and_secrets);
+    tcase_add_test(tc, trusted_proxies);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

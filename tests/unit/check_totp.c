@@ -131,6 +131,41 @@ START_TEST(otpauth_uri)
 }
 END_TEST
 
+START_TEST(secret_sealing)
+{
+    unsigned char key[32], other[32];
+    char sealed[TOTP_SEALED_LEN + 1], again[TOTP_SEALED_LEN + 1];
+    char b32[TOTP_SECRET_B32_LEN + 1];
+    const char *secret = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+
+    memset(key, 7, sizeof key);
+    memset(other, 8, sizeof other);
+    ck_assert_int_eq(totp_secret_seal(key, 42, secret, sealed, sizeof sealed), 0);
+    ck_assert_uint_eq(strlen(sealed), TOTP_SEALED_LEN);
+    ck_assert(strncmp(sealed, "v1:", 3) == 0);
+    ck_assert_ptr_null(strstr(sealed, secret));
+    /* A fresh nonce each time: the same secret never seals the same. */
+    ck_assert_int_eq(totp_secret_seal(key, 42, secret, again, sizeof again), 0);
+    ck_assert_str_ne(sealed, again);
+    ck_assert_int_eq(totp_secret_open(key, 42, sealed, b32, sizeof b32), 0);
+    ck_assert_str_eq(b32, secret);
+    /* Another key, another user, or one changed character: no. */
+    ck_assert_int_eq(totp_secret_open(other, 42, sealed, b32, sizeof b32), -1);
+    ck_assert_int_eq(totp_secret_open(key, 43, sealed, b32, sizeof b32), -1);
+    sealed[10] = sealed[10] == 'A' ? 'B' : 'A';
+    ck_assert_int_eq(totp_secret_open(key, 42, sealed, b32, sizeof b32), -1);
+    ck_assert_int_eq(totp_secret_open(key, 42, "v1:short", b32, sizeof b32), -1);
+    ck_assert_int_eq(totp_secret_open(key, 42, "", b32, sizeof b32), -1);
+    /* Plaintext of older versions opens as it is, and says so. */
+    ck_assert_int_eq(totp_secret_open(key, 42, secret, b32, sizeof b32), 1);
+    ck_assert_str_eq(b32, secret);
+    /* Only base32 secrets of the right length are sealed; outputs are checked. */
+    ck_assert_int_eq(totp_secret_seal(key, 42, "lowercase", sealed, sizeof sealed), -1);
+    ck_assert_int_eq(totp_secret_seal(key, 42, secret, sealed, TOTP_SEALED_LEN), -1);
+    ck_assert_int_eq(totp_secret_open(key, 42, secret, b32, TOTP_SECRET_B32_LEN), -1);
+}
+END_TEST
+
 static Suite *totp_suite(void)
 {
     Suite *s = suite_create("totp");
@@ -140,6 +175,7 @@ static Suite *totp_suite(void)
     tcase_add_test(tc, verify_window_and_replay);
     tcase_add_test(tc, base32_rfc4648_vectors);
     tcase_add_test(tc, otpauth_uri);
+    tcase_add_test(tc, secret_sealing);
     suite_add_tcase(s, tc);
     return s;
 }

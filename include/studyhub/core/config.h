@@ -7,6 +7,14 @@
 #include <stddef.h>
 #include <stdio.h>
 
+/* One TRUSTED_PROXIES entry: an address and how many leading bits count. */
+#define CONFIG_MAX_PROXIES 32
+struct config_cidr {
+    int family;                 /* AF_INET or AF_INET6 */
+    unsigned char addr[16];     /* network order; 4 bytes used for IPv4 */
+    int bits;                   /* prefix length */
+};
+
 struct config {
     char *listen_addr;          /* LISTEN_ADDR: numeric IP to bind (owned) */
     long listen_port;           /* LISTEN_PORT */
@@ -22,6 +30,7 @@ struct config {
     char *redis_host;           /* parsed from redis_url, numeric (owned) */
     long redis_port;            /* parsed from redis_url */
     long redis_db;              /* parsed from redis_url */
+    char *redis_password;       /* parsed from redis_url, NULL = no AUTH (owned; secret) */
     long redis_timeout_ms;      /* REDIS_TIMEOUT_MS */
     long max_header_bytes;      /* MAX_HEADER_BYTES */
     long max_body_bytes;        /* MAX_BODY_BYTES */
@@ -41,12 +50,24 @@ struct config {
     char *sched_jobs;           /* SCHED_JOBS: "job=HH:MM[:SS]|off,..." overrides (owned) */
     /* Accounts, sessions and mail (http/auth.c, domain/accounts.c, io/mail.c). */
     char *cookie_secure;        /* COOKIE_SECURE: auto, 1 or 0 (owned) */
-    long login_rate_window_s;   /* LOGIN_RATE_WINDOW_S: window of the attempt counters */
-    long login_rate_account_max; /* LOGIN_RATE_ACCOUNT_MAX: failed attempts per account */
-    long login_rate_addr_max;   /* LOGIN_RATE_ADDR_MAX: failed attempts per address */
+    char *trusted_proxies;      /* TRUSTED_PROXIES: as given (owned) */
+    struct config_cidr trusted_proxies_list[CONFIG_MAX_PROXIES]; /* parsed from trusted_proxies */
+    int n_trusted_proxies;      /* entries used in trusted_proxies_list */
+    long login_rate_window_s;   /* LOGIN_RATE_WINDOW_S: life of a failure counter after its last failure */
+    long login_delay_free_account; /* LOGIN_DELAY_FREE_ACCOUNT: failures of an account before delays start */
+    long login_delay_free_addr; /* LOGIN_DELAY_FREE_ADDR: failures from an address before delays start */
+    long login_delay_max_s;     /* LOGIN_DELAY_MAX_S: cap of one delay */
+    long mail_rate_account_max; /* MAIL_RATE_ACCOUNT_MAX: account emails per account per window */
+    long mail_rate_addr_max;    /* MAIL_RATE_ADDR_MAX: sign-ups and account emails per address */
+    long two_factor_max_failures; /* TWO_FACTOR_MAX_FAILURES: wrong codes before the lockout */
+    long two_factor_lockout_s;  /* TWO_FACTOR_LOCKOUT_S: length of the lockout */
+    long token_ttl_days;        /* TOKEN_TTL_DAYS: life of an API token */
     long password_reset_ttl_s;  /* PASSWORD_RESET_TTL_S: life of a reset link */
     long email_verify_ttl_s;    /* EMAIL_VERIFY_TTL_S: life of a verification link */
     char *totp_issuer;          /* TOTP_ISSUER: name shown by authenticator apps (owned) */
+    char *totp_secret_key;      /* TOTP_SECRET_KEY: as given (owned; secret) */
+    unsigned char totp_key[32]; /* parsed from totp_secret_key (secret) */
+    bool totp_key_set;          /* totp_key holds a key */
     char *smtp_url;             /* SMTP_URL: smtp[s]://[user:pass@]host:port, "" = .eml files (owned) */
     char *smtp_starttls;        /* SMTP_STARTTLS: auto, require, try or off (owned) */
     char *mail_dir;             /* MAIL_DIR: folder of .eml files (owned) */
@@ -98,6 +119,9 @@ typedef const char *(*config_getenv_fn)(const char *name, void *arg);
 int config_load(struct config *cfg, config_getenv_fn getenv_fn, void *arg,
                 char *err, size_t errlen);
 void config_cleanup(struct config *cfg);
+
+/* True when the numeric address ip falls in one of list[0..count). */
+bool config_addr_in(const struct config_cidr *list, int count, const char *ip);
 
 /* Writes the table (name, default, meaning) for --help. */
 void config_print_help(FILE *out);

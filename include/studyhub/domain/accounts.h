@@ -7,12 +7,15 @@
  *   POST accounts/signup/                {email, password, given_name?,
  *        family_name?, nickname?}  201 (no session: the address must be
  *        verified first; an email with a single-use link is queued).  A
- *        taken email is 400 "unique", as upstream's sign-up form says.
+ *        taken email gets the same 201 and document (a random id; the
+ *        password is still hashed), and its owner an email saying someone
+ *        tried: the answer never tells whether an address has an account.
  *   POST accounts/verify/                {token}  200: address verified
  *   POST accounts/verify/resend/         {email}  202 whatever the email
  *   POST accounts/password-reset/        {email}  202 whatever the email
  *   POST accounts/password-reset/confirm/ {token, password}  204: password
- *        set, address verified, every session of the user ended
+ *        set, address verified, every session and API token of the user
+ *        ended
  * A logged-in caller (session or token):
  *   GET  accounts/me/                    email, verification, two-factor
  *   GET  accounts/totp/                  two-factor status
@@ -23,17 +26,22 @@
  * A session only (a token cannot manage credentials: 403 session_required):
  *   POST accounts/totp/                  enrol: secret + otpauth:// URI (201)
  *   POST accounts/totp/confirm/          {code}: TOTP on; 10 recovery codes,
- *        shown once; this session counts as two-factor verified
- *   POST accounts/totp/disable/          {code | recovery_code}  204
+ *        shown once; this session counts as two-factor verified, the
+ *        user's other sessions end
+ *   POST accounts/totp/disable/          {code | recovery_code}  204; the
+ *        user's API tokens are revoked
  *   POST accounts/totp/recovery-codes/   {code}: 10 new codes, old ones void
- *   POST accounts/tokens/                {name?}: the key, shown once (201).
- *        Researchers and site admins need a two-factor verified session.
+ *   POST accounts/tokens/                {name?}: the key, shown once (201),
+ *        expiring after TOKEN_TTL_DAYS, two-factor verified when the
+ *        session is.  Researchers and site admins need a verified session.
+ * Every code checked above counts against the user's one two-factor
+ * lockout (auth_second_factor_check; 429 too_many_attempts).
  * All under /api/v1/.  Emailed links point at BASE_URL (never the Host
  * header, which a caller controls) or http://LISTEN_ADDR:PORT: set
  * BASE_URL in production.  Links: <base>/accounts/verify/<token>/ and
  * <base>/accounts/password-reset/<token>/, for the pages to POST back.
- * Sign-up, resend and reset requests count against LOGIN_RATE_* (per
- * account and address) like failed logins, and 429 when past them. */
+ * Sign-up, resend and reset requests count against MAIL_RATE_* (per
+ * account and address, per LOGIN_RATE_WINDOW_S), and 429 when past them. */
 #ifndef STUDYHUB_DOMAIN_ACCOUNTS_H
 #define STUDYHUB_DOMAIN_ACCOUNTS_H
 

@@ -7,7 +7,8 @@
 
 struct admin_server;
 
-/* Fixed demo logins (README lists them; seed-demo resets the passwords). */
+/* Fixed demo logins (README lists them).  Only accounts seed-demo makes
+ * get these passwords: it never changes an existing one. */
 #define SEED_RESEARCHER_EMAIL "researcher@demo.studyhub.test"
 #define SEED_RESEARCHER_PASSWORD "studyhub-researcher"
 #define SEED_ADMIN_EMAIL "admin@demo.studyhub.test"

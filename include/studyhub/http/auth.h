@@ -5,8 +5,9 @@
  * server's gate, auth_gate, enforces it before the handler runs.
  *
  * Also the mechanisms the account flows (domain/accounts.c) share: login
- * in one or two steps, sessions, failed-attempt counters in Redis, the
- * second-factor check, password hashing and policy, recovery codes.
+ * in one or two steps with its slow-down, sessions, the counters of
+ * account emails, the client address, the one second-factor check with
+ * its lockout, password hashing and policy, recovery codes.
  *
  * DECISIONS
  * - Sessions: Redis key session:<64 hex> holding "<user id>:<epoch>:<2fa>",
@@ -23,17 +24,51 @@
  *   session; POST /api/v1/auth/login/2fa/ with the challenge and a code
  *   (or a recovery code) completes it.  A challenge lives 5 minutes and
  *   takes 5 codes.
- * - Failed attempts are counted per account and per client address in
- *   Redis (INCR, EXPIRE LOGIN_RATE_WINDOW_S); past LOGIN_RATE_*_MAX the
- *   answer is 429 with Retry-After.  Every attempt (password or code) is
- *   counted before it is checked; a completed login forgives its own.  A
- *   right password does not forgive anything until the second factor
- *   passes, so challenges cannot be farmed.  The client address is the
- *   TCP peer: X-Forwarded-For is not trusted.
+ * - Login slow-down, not lockout (Redis hashes ld:acct:<email> and
+ *   ld:addr:<client address>).  Each attempt is counted before it is
+ *   checked; past LOGIN_DELAY_FREE_ACCOUNT (or _ADDR) failures, each one
+ *   sets the next allowed time 1, 2, 4 ... s ahead, capped at
+ *   LOGIN_DELAY_MAX_S; a counter is forgotten LOGIN_RATE_WINDOW_S after
+ *   its last failure.  An
+ *   address that comes back early gets 429 with Retry-After, uncounted.
+ *   The account's delay must not lock its owner out, so a login during it
+ *   still goes on, without being counted on the account, "blind": for an
+ *   account with TOTP on the answer is a challenge whether the password
+ *   was right or not (the challenge remembers which), and only the right
+ *   password plus a right code completes it; an account without TOTP
+ *   gets 429 (checking its password would give the guesser an answer, so
+ *   someone who keeps guessing can keep such an account waiting).  So a
+ *   right password and a right second factor always get in, from an
+ *   address that is not itself waiting.  A completed login
+ *   clears the account's counter and takes its own count off the address.
+ * - The client address is the TCP peer, unless the peer is one of
+ *   TRUSTED_PROXIES: then it is the right-most X-Forwarded-For address
+ *   that is not itself a trusted proxy (auth_client_addr).
+ * - Two-factor codes: every check (login/2fa, TOTP confirm and disable,
+ *   recovery-code renewal) goes through auth_second_factor_check, which
+ *   counts it against one per-user counter (sf:fail:<user>:<epoch>,
+ *   TWO_FACTOR_MAX_FAILURES per TWO_FACTOR_LOCKOUT_S) before checking
+ *   it; past the limit every check answers 429 until the window ends.  A
+ *   right code clears it; a password reset (new epoch) starts a fresh one.
+ *   Codes given to a blind challenge whose password was wrong are never
+ *   checked nor counted, and a lockout reads as a wrong code there: no
+ *   answer may tell the password was right.
+ * - Confirming TOTP bumps users.session_epoch (ending every other session
+ *   and pending login of the user) and moves this session to the new
+ *   epoch, verified.
+ * - TOTP secrets are stored sealed with TOTP_SECRET_KEY (AES-256-GCM,
+ *   bound to the user id; http/totp.h).  Plaintext secrets of older
+ *   versions still work; they are sealed at start
+ *   (auth_seal_plain_secrets) and at their next use.
+ * - API tokens expire (TOKEN_TTL_DAYS; 401 "Token has expired" after) and
+ *   count as two-factor verified only when made by a verified session, or
+ *   by an operator (`studyhubctl token create`: the admin socket is open
+ *   to the server's own user and root only).  Tokens from before sql/081
+ *   are not verified.  A password reset and turning TOTP off delete every
+ *   token of the user (the auth_changed notification evicts them from
+ *   every server's cache; the cache also keeps each token's expiry).
  * - Two-factor for researcher endpoints (ROUTE_RESEARCHER): a
- *   session needs TOTP on and passed; API tokens count as verified (the
- *   token API hands them out only to sessions that passed two-factor when
- *   the user is a researcher, and operators make the others).  The gate
+ *   session needs TOTP on and passed; a token needs its flag.  The gate
  *   asks no role question: permissions decide the rest. */
 #ifndef STUDYHUB_HTTP_AUTH_H
 #define STUDYHUB_HTTP_AUTH_H
@@ -129,9 +164,16 @@ json_t *auth_read_json(struct http_req *req, json_t **fields);
 const char *auth_field(struct http_req *req, json_t *fields, const char *name,
                        size_t max);
 
-/* Failed-attempt counters (see DECISIONS).  Each key is INCRed (and given
- * the window on its first hit); fn gets the verdict: LIMITED when any
- * counter passed its max, with the seconds until that window ends. */
+/* The client's address (see DECISIONS) as text into out
+ * (INET6_ADDRSTRLEN + 1 is enough). */
+void auth_client_addr(const struct http_req *req, const struct app *app,
+                      char *out, size_t outlen);
+
+/* Fixed-window counters of requests that send account emails (sign-up,
+ * verification resend, password reset): each key is INCRed (and given
+ * LOGIN_RATE_WINDOW_S on its first hit); fn gets the verdict: LIMITED when
+ * any counter passed its max, with the seconds until that window ends.
+ * (Logins use the slow-down of DECISIONS instead.) */
 enum auth_rate_verdict { AUTH_RATE_OK, AUTH_RATE_LIMITED, AUTH_RATE_UNAVAILABLE };
 typedef void (*auth_rate_fn)(enum auth_rate_verdict v, long retry_after_s,
                              void *arg);
@@ -140,8 +182,7 @@ struct auth_rate_key {
     long max;
 };
 /* Fills keys[0] (the account, lower-cased email) and keys[1] (the client
- * address) for scope ("login", "signup", "reset", ...), with the
- * LOGIN_RATE_*_MAX limits. */
+ * address) for scope ("signup", "mail"), with the MAIL_RATE_*_MAX limits. */
 void auth_rate_keys(struct auth_rate_key keys[2], struct http_req *req,
                     const struct app *app, const char *scope,
                     const char *email);
@@ -151,20 +192,40 @@ int auth_rate_hit(struct app *app, const struct auth_rate_key *keys,
 /* 429 "too_many_attempts" with Retry-After. */
 void auth_reply_rate_limited(struct http_req *req, long retry_after_s);
 
-/* Second factor of user_id: a TOTP code (accepted once: its time step is
- * recorded and no code of that or an earlier step works again) or a
- * recovery code (single use).  Exactly one of code and recovery_code is
- * given.  Only confirmed TOTP counts. */
+/* The one check of a two-factor code (see DECISIONS): the user's lockout
+ * first, then the code.  AUTH_SF_TOTP: a code of the confirmed secret
+ * (accepted once: its time step is recorded and no code of that or an
+ * earlier step works again).  AUTH_SF_RECOVERY: a recovery code (single
+ * use).  AUTH_SF_ENROL: a code of the pending, unconfirmed secret; the
+ * step is NOT claimed: the caller's confirming write does that, guarded
+ * by the step and stored_secret of the outcome. */
+enum auth_sf_kind { AUTH_SF_TOTP, AUTH_SF_RECOVERY, AUTH_SF_ENROL };
 enum auth_sf_result {
-    AUTH_SF_OK,            /* accepted (and used up) */
+    AUTH_SF_OK,            /* accepted (and, but for ENROL, used up) */
     AUTH_SF_BAD,           /* wrong, reused or malformed */
-    AUTH_SF_NOT_ENABLED,   /* the user has no confirmed TOTP */
+    AUTH_SF_LOCKED,        /* too many wrong codes: 429, retry_after_s */
+    AUTH_SF_NOT_ENABLED,   /* no confirmed TOTP (ENROL: nothing pending) */
+    AUTH_SF_ALREADY_ON,    /* ENROL: TOTP is already confirmed */
     AUTH_SF_UNAVAILABLE,   /* PostgreSQL down: answer 503 */
-    AUTH_SF_ERROR,         /* a query failed: answer 500 */
+    AUTH_SF_REDIS_UNAVAILABLE, /* Redis down: answer 503 */
+    AUTH_SF_ERROR,         /* a query failed, or the secret does not open: 500 */
 };
-typedef void (*auth_sf_fn)(enum auth_sf_result r, void *arg);
-int auth_second_factor_check(struct app *app, int64_t user_id,
-                             const char *code, const char *recovery_code,
+struct auth_sf_request {
+    int64_t user_id;
+    enum auth_sf_kind kind;
+    const char *code;      /* as given (copied) */
+    bool quiet_lock;       /* report a lockout as AUTH_SF_BAD */
+};
+struct auth_sf_outcome {
+    enum auth_sf_result result;
+    long retry_after_s;    /* AUTH_SF_LOCKED */
+    int64_t step;          /* ENROL and OK: the matched time step */
+    const char *stored_secret; /* ENROL and OK: the secret column as read
+                                  (valid during the callback) */
+};
+typedef void (*auth_sf_fn)(const struct auth_sf_outcome *o, void *arg);
+/* Returns 0, or -1 when nothing could be started (fn is not called). */
+int auth_second_factor_check(struct app *app, const struct auth_sf_request *rq,
                              auth_sf_fn fn, void *arg);
 
 /* Recovery codes: "xxxx-xxxx-xxxx-xxxx" of base32 (80 random bits).
@@ -174,9 +235,10 @@ int auth_second_factor_check(struct app *app, int64_t user_id,
 void auth_recovery_code_generate(char out[20]);
 bool auth_recovery_code_hash(const char *code, char out_hex[65]);
 
-/* Marks the session of this request two-factor verified (after TOTP was
- * confirmed in it), keeping its TTL.  cb(ok, arg) from the loop. */
-int auth_session_mark_verified(struct http_req *req, struct app *app,
+/* Marks the session of this request two-factor verified under the user's
+ * session epoch `epoch` (TOTP was just confirmed in it, which moved the
+ * epoch on), keeping its TTL.  cb(ok, arg) from the loop. */
+int auth_session_mark_verified(struct http_req *req, struct app *app, int epoch,
                                void (*cb)(bool ok, void *arg), void *arg);
 
 /* POST /api/v1/auth/login/, login/2fa/ and logout/: 0, or -1 when the
@@ -188,6 +250,10 @@ int auth_routes(struct router *r);
 struct pg_pool;
 int auth_cache_start(struct pg_pool *pg);
 void auth_cache_stop(void);
+/* Seals, from the loop, the two-factor secrets still stored as plaintext
+ * (written before TOTP_SECRET_KEY existed).  Call once at start. */
+void auth_seal_plain_secrets(struct app *app);
+
 /* Evicts a revoked token here at once (other servers hear the NOTIFY). */
 void auth_token_forget(const char *token_hash);
 

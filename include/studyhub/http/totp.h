@@ -50,4 +50,23 @@ int totp_base32_decode(const char *in, unsigned char *out, size_t outlen);
 int totp_uri(char *out, size_t outlen, const char *issuer, const char *account,
              const char *secret_b32);
 
+/* Secrets at rest: "v1:" + base64(nonce 12 | AES-256-GCM of the base32
+ * text | tag 16), with "studyhub-totp:<user id>" as associated data so a
+ * sealed secret only opens for its own user.  The key is TOTP_SECRET_KEY. */
+#define TOTP_SEAL_PREFIX "v1:"
+#define TOTP_SEAL_NONCE 12
+#define TOTP_SEAL_TAG 16
+#define TOTP_SEALED_LEN (3 + 80)   /* prefix + base64 of 60 bytes */
+
+/* Seals the base32 secret b32 (TOTP_SECRET_B32_LEN characters) into out
+ * (at least TOTP_SEALED_LEN + 1 bytes).  Returns 0, or -1. */
+int totp_secret_seal(const unsigned char key[32], int64_t user_id,
+                     const char *b32, char *out, size_t outlen);
+/* Opens a stored secret into b32 (at least TOTP_SECRET_B32_LEN + 1 bytes).
+ * Returns 0 when it was sealed, 1 when it was still plaintext base32 (from
+ * before sealing: the caller seals it at its next write), -1 when it does
+ * not open (wrong key, wrong user, damaged). */
+int totp_secret_open(const unsigned char key[32], int64_t user_id,
+                     const char *stored, char *b32, size_t outlen);
+
 #endif

@@ -15,12 +15,14 @@ struct redis_client;
  * means Redis is unavailable (answer 503), or the command timed out. */
 typedef void (*redis_cb)(redisReply *reply, void *arg);
 
-/* host must be numeric (hiredis resolves names on the loop).  timeout_ms
+/* host must be numeric (hiredis resolves names on the loop).  password
+ * (NULL: none) is sent with AUTH before SELECT db on every connect.  timeout_ms
  * bounds each command from the call to the reply; a command that times
  * out gets NULL and the connection is dropped and re-opened (a late reply
  * cannot be matched to anything).  <= 0: no command timeout. */
 struct redis_client *redis_client_new(struct event_base *base, const char *host,
-                                      int port, int db, int timeout_ms);
+                                      int port, const char *password, int db,
+                                      int timeout_ms);
 /* Answers every pending command with NULL (during this call), then frees
  * everything.  Call before event_base_free. */
 void redis_client_free(struct redis_client *rc);
@@ -51,7 +53,8 @@ typedef void (*redis_message_fn)(const char *payload, size_t len, void *arg);
 /* host must be numeric.  Returns NULL when out of memory; a Redis that is
  * down is retried in the background. */
 struct redis_subscriber *redis_subscriber_new(struct event_base *base, const char *host,
-                                              int port, const char *channel,
+                                              int port, const char *password,
+                                              const char *channel,
                                               redis_message_fn fn, void *arg);
 /* No callback runs after this.  Call before event_base_free. */
 void redis_subscriber_free(struct redis_subscriber *s);
