@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -52,6 +53,7 @@
 #include "studyhub/io/proc.h"
 #include "studyhub/io/redis.h"
 #include "studyhub/io/storage.h"
+#include "studyhub/tasks/sandbox.h"
 
 #define DL_ATTEMPTS 4               /* archive download attempts */
 #define DL_BACKOFF_MS 1000          /* first retry delay, doubled */
@@ -67,6 +69,8 @@
 #define STREAMS_MAX 512             /* event streams per process */
 #define STREAM_PING_TICKS 15        /* seconds between keep-alive comments */
 #define SKIP_LOG_MAX 10             /* skipped output entries named in the log */
+#define PROBE_TIMEOUT_MS 20000      /* the sandbox check at start */
+#define PROBE_WAIT_MS 200           /* a build waiting for that check */
 
 /* ---- the module -------------------------------------------------------------- */
 
@@ -74,6 +78,11 @@ struct flight;
 struct stream;
 TAILQ_HEAD(flight_list, flight);
 TAILQ_HEAD(stream_list, stream);
+
+/* Whether BUILD_SANDBOX=bwrap works here: checked once at start by running
+ * the sandbox itself; until it answers, builds wait; when it failed, every
+ * local build is refused (never run unsandboxed behind the operator's back). */
+enum sandbox_state { SB_UNUSED, SB_CHECKING, SB_OK, SB_BROKEN };
 
 struct builder {
     struct app *app;                 /* borrowed */
@@ -89,6 +98,12 @@ struct builder {
     unsigned nstreams;
     struct event *tick;              /* owned: stream keep-alives, ends */
     bool stopping;
+    /* the sandbox of BUILD_RUNNER=local */
+    enum sandbox_state sandbox;
+    char sandbox_err[600];           /* why it is SB_BROKEN */
+    struct proc *probe;              /* the check at start, while it runs */
+    struct sandbox_host host;        /* /bin, /lib...: links or folders */
+    struct proc_rlimit limits[5];    /* of every build process */
 };
 
 static struct builder *B;
@@ -164,6 +179,40 @@ static bool is_index_html(const char *rel)
     const char *slash = strrchr(rel, '/');
 
     return strcmp(slash ? slash + 1 : rel, "index.html") == 0;
+}
+
+/* A NULL-terminated list of owned strings. */
+struct strv {
+    char **v;
+    size_t n, cap;
+};
+
+static int strv_add(struct strv *s, char *str)
+{
+    if (!str)
+        return -1;
+    if (s->n + 2 > s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 32;
+        char **v = realloc(s->v, cap * sizeof *v);
+        if (!v) {
+            free(str);
+            return -1;
+        }
+        s->v = v;
+        s->cap = cap;
+    }
+    s->v[s->n++] = str;
+    s->v[s->n] = NULL;
+    return 0;
+}
+
+static void strv_free(struct strv *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        free(s->v[i]);
+    free(s->v);
+    s->v = NULL;
+    s->n = s->cap = 0;
 }
 
 /* ---- live events ------------------------------------------------------------------ */
@@ -1090,6 +1139,11 @@ static void on_walk(evutil_socket_t fd, short what, void *arg)
                     B->app->cfg->max_archive_bytes);
             return;
         }
+        if (up->bytes > (uint64_t)B->app->cfg->build_max_output_mb << 20) {
+            up_fail(up, "the output is larger than BUILD_MAX_OUTPUT_MB=%ld",
+                    B->app->cfg->build_max_output_mb);
+            return;
+        }
     }
     if (up->depth > 0) {
         /* A zero timeout goes through the poll: other events run first. */
@@ -1158,14 +1212,24 @@ static void docker_rm_done(const struct proc_result *r, void *arg)
 }
 
 /* Removes our container (a killed `docker run` client leaves it running). */
+static int docker_client_env(struct strv *env);
+
 static void docker_rm_later(const char *name)
 {
     const char *argv[] = { B->app->cfg->docker_bin, "rm", "-f", name, NULL };
     struct proc_opts o = { .argv = argv, .timeout_ms = DOCKER_RM_TIMEOUT_MS, .tail_bytes = 2048 };
+    struct strv env = { 0 };
     char err[256];
 
+    if (docker_client_env(&env) < 0) {
+        strv_free(&env);
+        log_warn("build: cannot run docker rm -f %s: out of memory", name);
+        return;
+    }
+    o.envp = (const char *const *)env.v;
     if (!proc_spawn(B->app->procs, &o, docker_rm_done, NULL, err, sizeof err))
         log_warn("build: cannot run docker rm -f %s: %s", name, err);
+    strv_free(&env);
 }
 
 /* To 'finish' with an outcome: stops what runs, notes why in the stage's
@@ -1652,49 +1716,16 @@ static const char *const child_names[] = {
     [CH_RUN] = "the build",
 };
 
-/* A NULL-terminated list of owned strings. */
-struct strv {
-    char **v;
-    size_t n, cap;
-};
-
-static int strv_add(struct strv *s, char *str)
-{
-    if (!str)
-        return -1;
-    if (s->n + 2 > s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 32;
-        char **v = realloc(s->v, cap * sizeof *v);
-        if (!v) {
-            free(str);
-            return -1;
-        }
-        s->v = v;
-        s->cap = cap;
-    }
-    s->v[s->n++] = str;
-    s->v[s->n] = NULL;
-    return 0;
-}
-
-static void strv_free(struct strv *s)
-{
-    for (size_t i = 0; i < s->n; i++)
-        free(s->v[i]);
-    free(s->v);
-    s->v = NULL;
-    s->n = s->cap = 0;
-}
-
-/* The environment of reference section 4 (paths as the build sees them)
- * plus BUILD_ENV, as "K=V" strings. */
-static int build_env(struct build *b, struct strv *env, bool docker)
+/* The environment of reference section 4 (paths as the build sees them:
+ * checkout and output are where the sandbox or container puts them) plus
+ * BUILD_ENV, as "K=V" strings.  Nothing of the server's environment. */
+static int build_env(struct build *b, struct strv *env, const char *checkout, const char *out)
 {
     int rc = 0;
 
-    rc |= strv_add(env, util_asprintf("CHECKOUT_DIR=%s", docker ? "/checkouts" : b->checkout));
+    rc |= strv_add(env, util_asprintf("CHECKOUT_DIR=%s", checkout));
     rc |= strv_add(env, util_asprintf("PREPEND_FINGERPRINT=/studies/%s/", b->study_uuid));
-    rc |= strv_add(env, util_asprintf("STUDY_OUTPUT_DIR=%s", docker ? "/deployments" : b->out));
+    rc |= strv_add(env, util_asprintf("STUDY_OUTPUT_DIR=%s", out));
     rc |= strv_add(env, util_asprintf("STUDY_UUID=%s", b->study_uuid));
     rc |= strv_add(env, util_asprintf("RUNNER_SHA=%s", b->sha));
     rc |= strv_add(env, util_asprintf("RUNNER_REPO_URL=%s", b->repo_url));
@@ -1704,38 +1735,202 @@ static int build_env(struct build *b, struct strv *env, bool docker)
     return rc ? -1 : 0;
 }
 
+static bool runner_is_docker(void)
+{
+    return strcmp(B->app->cfg->build_runner, "docker") == 0;
+}
+
+static bool runner_is_sandboxed(void)
+{
+    return !runner_is_docker() && strcmp(B->app->cfg->build_sandbox, "bwrap") == 0;
+}
+
+/* A root server runs builds as BUILD_UID (bwrap and docker's --user);
+ * any other server can only run them as itself. */
+static bool builds_change_user(void)
+{
+    return geteuid() == 0;
+}
+
+static void build_proc_ids(struct proc_opts *o)
+{
+    if (!builds_change_user())
+        return;
+    o->set_ids = true;
+    o->uid = o->gid = (unsigned)B->app->cfg->build_uid;
+}
+
+/* The docker client's environment: what it needs to find the engine and
+ * its configuration, never the server's secrets. */
+static int docker_client_env(struct strv *env)
+{
+    static const char *const pass[] = { "PATH", "HOME", "DOCKER_HOST", "DOCKER_CONFIG",
+                                        "DOCKER_CONTEXT", "DOCKER_CERT_PATH",
+                                        "DOCKER_TLS_VERIFY", "XDG_RUNTIME_DIR", NULL };
+    int rc = 0;
+
+    for (int i = 0; pass[i]; i++) {
+        const char *v = getenv(pass[i]);
+        if (v)
+            rc |= strv_add(env, util_asprintf("%s=%s", pass[i], v));
+        else if (i == 0)
+            rc |= strv_add(env, strdup("PATH=/usr/local/bin:/usr/bin:/bin"));
+    }
+    return rc ? -1 : 0;
+}
+
+/* `docker run` of the build: a read-only container without capabilities
+ * or privilege gains, as a non-root user, with its process, memory and
+ * /tmp bounded and no network unless BUILD_NETWORK=1. */
+static int docker_run_args(struct build *b, struct strv *argv)
+{
+    const struct config *c = B->app->cfg;
+    struct strv env = { 0 };
+    long mb = c->build_max_output_mb;
+    int rc = 0;
+
+    rc |= strv_add(argv, strdup(c->docker_bin));
+    rc |= strv_add(argv, strdup("run"));
+    rc |= strv_add(argv, strdup("--rm"));
+    rc |= strv_add(argv, strdup("--name"));
+    rc |= strv_add(argv, strdup(b->container));
+    rc |= strv_add(argv, strdup("--read-only"));
+    rc |= strv_add(argv, strdup("--cap-drop"));
+    rc |= strv_add(argv, strdup("ALL"));
+    rc |= strv_add(argv, strdup("--security-opt"));
+    rc |= strv_add(argv, strdup("no-new-privileges"));
+    rc |= strv_add(argv, strdup("--user"));
+    if (builds_change_user())
+        rc |= strv_add(argv, util_asprintf("%ld:%ld", c->build_uid, c->build_uid));
+    else
+        rc |= strv_add(argv, util_asprintf("%u:%u", (unsigned)getuid(), (unsigned)getgid()));
+    rc |= strv_add(argv, strdup("--pids-limit"));
+    rc |= strv_add(argv, util_asprintf("%ld", c->build_max_procs));
+    rc |= strv_add(argv, strdup("--memory"));
+    rc |= strv_add(argv, util_asprintf("%ldm", c->build_memory_mb));
+    rc |= strv_add(argv, strdup("--memory-swap"));
+    rc |= strv_add(argv, util_asprintf("%ldm", c->build_memory_mb));
+    rc |= strv_add(argv, strdup("--ulimit"));
+    rc |= strv_add(argv, util_asprintf("fsize=%lld", (long long)mb << 20));
+    rc |= strv_add(argv, strdup("--tmpfs"));
+    rc |= strv_add(argv, util_asprintf("/tmp:rw,nosuid,nodev,size=%ldm", mb));
+    /* The writable copy of the checkout (node_modules lands there). */
+    rc |= strv_add(argv, strdup("--tmpfs"));
+    rc |= strv_add(argv, util_asprintf("/checkout-dir:rw,exec,nosuid,nodev,size=%ldm", mb));
+    if (!c->build_network) {
+        rc |= strv_add(argv, strdup("--network"));
+        rc |= strv_add(argv, strdup("none"));
+    }
+    rc |= strv_add(argv, strdup("-v"));
+    rc |= strv_add(argv, util_asprintf("%s:/checkouts:ro", b->checkout));
+    rc |= strv_add(argv, strdup("-v"));
+    rc |= strv_add(argv, util_asprintf("%s:/deployments", b->out));
+    rc |= strv_add(&env, strdup("HOME=/tmp"));
+    rc |= build_env(b, &env, "/checkouts", "/deployments");
+    for (size_t i = 0; i < env.n; i++) {
+        rc |= strv_add(argv, strdup("-e"));
+        rc |= strv_add(argv, strdup(env.v[i]));
+    }
+    strv_free(&env);
+    rc |= strv_add(argv, strdup(c->builder_image));
+    rc |= strv_add(argv, strdup("bash"));
+    rc |= strv_add(argv, strdup("-c"));
+    rc |= strv_add(argv, strdup("cp -R /checkouts/. /checkout-dir && cd /checkout-dir && "
+                                "exec bash ./build.sh"));
+    return rc ? -1 : 0;
+}
+
+/* The environment of a local build: section 4's variables, a PATH, a
+ * HOME and a locale. */
+static int local_env(struct build *b, struct strv *envp, bool sandboxed)
+{
+    const char *path = getenv("PATH");
+    int rc = 0;
+
+    rc |= strv_add(envp, util_asprintf("PATH=%s", path ? path : "/usr/local/bin:/usr/bin:/bin"));
+    rc |= strv_add(envp, util_asprintf("HOME=%s", sandboxed ? SANDBOX_HOME : b->work));
+    rc |= strv_add(envp, strdup("LANG=C.UTF-8"));
+    if (sandboxed)
+        rc |= build_env(b, envp, SANDBOX_CHECKOUT, SANDBOX_OUTPUT);
+    else
+        rc |= build_env(b, envp, b->checkout, b->out);
+    return rc ? -1 : 0;
+}
+
+/* The sandboxed build: bwrap around `cp` of the checkout into the
+ * scratch folder (done inside, as the build's user, so the copy is its
+ * own to write) and build.sh. */
+static int sandbox_run_args(struct build *b, struct strv *argv, char *err, size_t errlen)
+{
+    const struct config *c = B->app->cfg;
+    static const char *const command[] = {
+        "bash", "-c", "cp -R " SANDBOX_CHECKOUT "/. " SANDBOX_BUILD " && exec bash build.sh",
+        NULL,
+    };
+    struct strv env = { 0 };
+    struct sandbox_spec spec = {
+        .bwrap = c->bwrap_bin, .host = &B->host, .checkout = b->checkout,
+        .scratch = b->scratch, .output = b->out, .network = c->build_network,
+        .tmp_mb = c->build_max_output_mb, .ro_paths = c->build_ro_paths,
+        .command = command,
+    };
+    char **v;
+
+    if (local_env(b, &env, true) < 0) {
+        strv_free(&env);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    spec.env = (const char *const *)env.v;
+    v = sandbox_argv(&spec, err, errlen);
+    strv_free(&env);
+    if (!v)
+        return -1;
+    /* Takes the strings over. */
+    for (char **p = v; *p; p++)
+        if (strv_add(argv, *p) < 0) {
+            for (char **q = p + 1; *q; q++)
+                free(*q);
+            free(v);
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+    free(v);
+    return 0;
+}
+
 static void on_child(const struct proc_result *r, void *arg);
 
 static void child_start(struct build *b, int which)
 {
     const struct config *c = B->app->cfg;
-    bool docker = strcmp(c->build_runner, "docker") == 0;
     struct strv argv = { 0 }, envp = { 0 };
     struct proc_opts o = { .tail_bytes = CHILD_TAIL, .grace_ms = 3000 };
-    char err[300];
+    char err[600] = "out of memory";
     int64_t left = b->deadline_ms - util_mono_ms();
     int rc = 0;
 
     b->child = which;
     if (left < 1)
         left = 1;
+    o.timeout_ms = left;
     switch (which) {
     case CH_DOCKER_RM:
         rc |= strv_add(&argv, strdup(c->docker_bin));
         rc |= strv_add(&argv, strdup("rm"));
         rc |= strv_add(&argv, strdup("-f"));
         rc |= strv_add(&argv, strdup(b->container));
+        rc |= docker_client_env(&envp);
         o.timeout_ms = DOCKER_RM_TIMEOUT_MS;
         break;
     case CH_COPY:
-        /* A scratch copy: the build may write anywhere in its tree while
-         * the checkout stays pristine for the next build of the commit. */
+        /* BUILD_SANDBOX=none: a scratch copy, so the build may write
+         * anywhere in its tree while the checkout stays pristine. */
         rc |= strv_add(&argv, strdup("cp"));
         rc |= strv_add(&argv, strdup("-R"));
         rc |= strv_add(&argv, strdup("--"));
         rc |= strv_add(&argv, util_asprintf("%s/.", b->checkout));
         rc |= strv_add(&argv, strdup(b->scratch));
-        o.timeout_ms = left;
         break;
     case CH_IMAGE:
         rc |= strv_add(&argv, strdup(c->docker_bin));
@@ -1743,59 +1938,39 @@ static void child_start(struct build *b, int which)
         rc |= strv_add(&argv, strdup("-t"));
         rc |= strv_add(&argv, strdup(c->builder_image));
         rc |= strv_add(&argv, strdup(c->builder_context[0] ? c->builder_context : b->checkout));
-        o.timeout_ms = left;
+        rc |= docker_client_env(&envp);
         break;
     case CH_RUN:
-        o.timeout_ms = left;
-        if (!docker) {
-            /* Only the variables of section 4, a PATH and a HOME: the
-             * server's own environment (its secrets) stays out. */
-            const char *path = getenv("PATH");
+        if (runner_is_docker()) {
+            rc |= docker_run_args(b, &argv);
+            rc |= docker_client_env(&envp);
+        } else if (runner_is_sandboxed()) {
+            if (sandbox_run_args(b, &argv, err, sizeof err) < 0)
+                rc = -1;
+            /* bwrap itself needs no variable: --clearenv, then the list. */
+            rc |= strv_add(&envp, strdup("PATH=/usr/bin:/bin"));
+            o.rlimits = B->limits;
+            build_proc_ids(&o);
+        } else {
             rc |= strv_add(&argv, strdup("bash"));
             rc |= strv_add(&argv, strdup("build.sh"));
-            rc |= strv_add(&envp, util_asprintf("PATH=%s", path ? path : "/usr/local/bin:/usr/bin:/bin"));
-            rc |= strv_add(&envp, util_asprintf("HOME=%s", b->work));
-            rc |= strv_add(&envp, strdup("LANG=C.UTF-8"));
-            rc |= build_env(b, &envp, false);
+            rc |= local_env(b, &envp, false);
             o.cwd = b->scratch;
-            break;
-        }
-        {
-            struct strv env = { 0 };
-            rc |= strv_add(&argv, strdup(c->docker_bin));
-            rc |= strv_add(&argv, strdup("run"));
-            rc |= strv_add(&argv, strdup("--rm"));
-            rc |= strv_add(&argv, strdup("--name"));
-            rc |= strv_add(&argv, strdup(b->container));
-            rc |= strv_add(&argv, strdup("-v"));
-            rc |= strv_add(&argv, util_asprintf("%s:/checkouts:ro", b->checkout));
-            rc |= strv_add(&argv, strdup("-v"));
-            rc |= strv_add(&argv, util_asprintf("%s:/deployments", b->out));
-            rc |= build_env(b, &env, true);
-            for (size_t i = 0; i < env.n; i++) {
-                rc |= strv_add(&argv, strdup("-e"));
-                rc |= strv_add(&argv, strdup(env.v[i]));
-            }
-            strv_free(&env);
-            rc |= strv_add(&argv, strdup(c->builder_image));
-            rc |= strv_add(&argv, strdup("bash"));
-            rc |= strv_add(&argv, strdup("-c"));
-            rc |= strv_add(&argv, strdup("mkdir -p /checkout-dir && cp -R /checkouts/. "
-                                         "/checkout-dir && cd /checkout-dir && exec bash ./build.sh"));
+            o.rlimits = B->limits;
         }
         break;
     }
     if (rc) {
         strv_free(&argv);
         strv_free(&envp);
-        bl_stop(b, BO_FAILED, "out of memory");
+        bl_stop(b, BO_FAILED, "cannot start %s: %s", child_names[which], err);
         return;
     }
     o.argv = (const char *const *)argv.v;
     o.envp = envp.v ? (const char *const *)envp.v : NULL;
     {
         /* The command line, as a person would type it, for the log. */
-        char line[1500];
+        char line[3000];
         size_t len = 0;
         for (size_t i = 0; i < argv.n && len < sizeof line - 1; i++)
             len += (size_t)snprintf(line + len, sizeof line - len, "%s%s", i ? " " : "",
@@ -1810,7 +1985,7 @@ static void child_start(struct build *b, int which)
         bl_stop(b, BO_FAILED, "cannot start %s: %s", child_names[which], err);
         return;
     }
-    if (which == CH_RUN && !docker) {
+    if (which == CH_RUN && !runner_is_docker()) {
         /* So a restarted server can find what this one left running. */
         char *pf = util_asprintf("%s/pgid", b->work);
         FILE *fp = pf ? fopen(pf, "we") : NULL;
@@ -1966,6 +2141,15 @@ static void st_build(struct build *b)
         bl_move(b, BS_UPLOAD, TASK_STAGE_SKIPPED);
         return;
     }
+    if (runner_is_sandboxed() && B->sandbox != SB_OK) {
+        if (B->sandbox == SB_CHECKING) {
+            util_timer_ms(b->timer, PROBE_WAIT_MS);     /* the check at start */
+            return;
+        }
+        bl_stop(b, BO_FAILED, "builds are refused: the build sandbox does not work on this "
+                "server (BUILD_SANDBOX=bwrap): %s", B->sandbox_err);
+        return;
+    }
     if (!is_dir(b->checkout)) {
         if (++b->rebuilds > MAX_REBUILDS) {
             bl_stop(b, BO_FAILED, "the checkout %s vanished %d times", b->checkout, MAX_REBUILDS);
@@ -2011,11 +2195,25 @@ static void st_build(struct build *b)
             bl_stop(b, BO_FAILED, "cannot create %s: %s", dir, strerror(errno));
             return;
         }
+        /* The build's user writes here and nowhere else on the host. */
+        if ((docker || runner_is_sandboxed()) && builds_change_user() &&
+            chown(dir, (uid_t)c->build_uid, (gid_t)c->build_uid) < 0) {
+            bl_stop(b, BO_FAILED, "cannot hand %s to BUILD_UID=%ld: %s", dir, c->build_uid,
+                    strerror(errno));
+            return;
+        }
     }
     snprintf(b->container, sizeof b->container, "studyhub-build-%s", t->uuid);
     b->deadline_ms = util_mono_ms() + c->build_timeout_s * 1000;
-    task_log(t, "runner: %s; timeout %ld s", c->build_runner, c->build_timeout_s);
-    if (!docker)
+    task_log(t, "runner: %s%s; timeout %ld s; network %s; at most %ld processes, %ld MiB of "
+             "memory each, %ld MiB per file and of output", c->build_runner,
+             docker ? "" : runner_is_sandboxed() ? " in the bwrap sandbox"
+                                                 : " WITHOUT a sandbox (BUILD_SANDBOX=none)",
+             c->build_timeout_s, c->build_network ? "on" : "off", c->build_max_procs,
+             c->build_memory_mb, c->build_max_output_mb);
+    if (runner_is_sandboxed())
+        child_start(b, CH_RUN);
+    else if (!docker)
         child_start(b, CH_COPY);
     else if (t->attempts > 1)
         child_start(b, CH_DOCKER_RM);
@@ -2753,6 +2951,77 @@ static int parse_build_env(const char *text)
     return 0;
 }
 
+static void on_probe(const struct proc_result *r, void *arg)
+{
+    char how[160];
+
+    B->probe = NULL;
+    if (proc_result_ok(r)) {
+        B->sandbox = SB_OK;
+        log_info("build: the bwrap sandbox works: local builds run in it");
+        return;
+    }
+    proc_result_describe(r, how, sizeof how);
+    B->sandbox = SB_BROKEN;
+    snprintf(B->sandbox_err, sizeof B->sandbox_err, "%s (%s) %s%s%.300s",
+             B->app->cfg->bwrap_bin, "the check at start", how, r->err_len ? ": " : "", r->err);
+    log_error("build: BUILD_SANDBOX=bwrap does not work here, so every local build will be "
+              "refused: %s", B->sandbox_err);
+}
+
+/* Runs the sandbox once, around `true`, with the folders builds will
+ * bind: a missing bwrap, a kernel without user namespaces, or a BUILD_ROOT
+ * that BUILD_UID cannot reach is told now, and every build refused. */
+static void sandbox_check(void)
+{
+    const struct config *c = B->app->cfg;
+    static const char *const command[] = { "true", NULL };
+    static const char *const envp[] = { "PATH=/usr/bin:/bin", NULL };
+    struct sandbox_spec spec = {
+        .bwrap = c->bwrap_bin, .host = &B->host, .checkout = B->checkouts,
+        .scratch = B->builds, .output = B->builds, .network = c->build_network,
+        .tmp_mb = 1, .ro_paths = c->build_ro_paths, .command = command,
+    };
+    struct proc_opts o = { .envp = envp, .timeout_ms = PROBE_TIMEOUT_MS, .tail_bytes = 4096,
+                           .rlimits = B->limits };
+    char err[400];
+    char **argv = sandbox_argv(&spec, err, sizeof err);
+
+    B->sandbox = SB_BROKEN;
+    if (!argv) {
+        snprintf(B->sandbox_err, sizeof B->sandbox_err, "%s", err);
+        log_error("build: the build sandbox cannot be set up: %s", err);
+        return;
+    }
+    o.argv = (const char *const *)argv;
+    build_proc_ids(&o);
+    B->probe = proc_spawn(B->app->procs, &o, on_probe, NULL, err, sizeof err);
+    sandbox_argv_free(argv);
+    if (!B->probe) {
+        snprintf(B->sandbox_err, sizeof B->sandbox_err, "%s (install the bubblewrap package)",
+                 err);
+        log_error("build: BUILD_SANDBOX=bwrap does not work here, so every local build will "
+                  "be refused: %s", B->sandbox_err);
+        return;
+    }
+    B->sandbox = SB_CHECKING;
+}
+
+/* The limits of every build process (see the README's "Builds in
+ * production"): processes of the build's user, private writable memory
+ * (RLIMIT_DATA, not RLIMIT_AS: node reserves far more address space than
+ * it uses), the size of one file, and no core dumps. */
+static void limits_init(const struct config *c)
+{
+    struct proc_rlimit *l = B->limits;
+
+    l[0] = (struct proc_rlimit){ RLIMIT_NPROC, (unsigned long long)c->build_max_procs };
+    l[1] = (struct proc_rlimit){ RLIMIT_DATA, (unsigned long long)c->build_memory_mb << 20 };
+    l[2] = (struct proc_rlimit){ RLIMIT_FSIZE, (unsigned long long)c->build_max_output_mb << 20 };
+    l[3] = (struct proc_rlimit){ RLIMIT_CORE, 0 };
+    l[4] = (struct proc_rlimit){ -1, 0 };
+}
+
 int build_start(struct app *app)
 {
     const struct config *c = app->cfg;
@@ -2789,6 +3058,14 @@ int build_start(struct app *app)
                  strerror(errno));
     if (task_register(app->tasks, &build_kind) < 0)
         goto fail;
+    limits_init(c);
+    sandbox_host_probe(&B->host);
+    if (runner_is_sandboxed())
+        sandbox_check();
+    else if (!runner_is_docker())
+        log_warn("build: BUILD_SANDBOX=none: every runner's build.sh runs on this host as "
+                 "the server's own user, with its files, its network and its processes in "
+                 "reach; only for runner repositories you trust completely");
     B->sub = redis_subscriber_new(app->base, c->redis_host, (int)c->redis_port,
                                   BUILD_EVENTS_CHANNEL, deliver_event, NULL);
     if (!B->sub)
@@ -2809,6 +3086,10 @@ void build_stop(void)
     if (!B)
         return;
     B->stopping = true;
+    if (B->probe) {
+        proc_abandon(B->probe);
+        B->probe = NULL;
+    }
     /* Streams end while draining (on_tick); one left now belongs to a
      * server already past http_server_free: only our record goes. */
     while ((s = TAILQ_FIRST(&B->streams))) {

@@ -22,6 +22,7 @@ import http.client
 import json
 import os
 import queue
+import shlex
 import shutil
 import signal
 import socket
@@ -42,6 +43,38 @@ TERMINAL = ("succeeded", "failed", "cancelled")
 
 def kv(line):
     return dict(w.split("=", 1) for w in line.split() if "=" in w)
+
+
+def processes_with(marker):
+    """Pids of the processes whose command line or environment holds marker
+    (a sandboxed build's processes carry the study's uuid in
+    PREPEND_FINGERPRINT; their cwd is inside the sandbox, so it cannot be
+    used to find them from here)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        if int(pid) == os.getpid():
+            continue
+        for what in ("cmdline", "environ"):
+            try:
+                with open(f"/proc/{pid}/{what}", "rb") as f:
+                    if marker.encode() in f.read():
+                        found.append(pid)
+                        break
+            except OSError:
+                pass
+    return found
+
+
+def fake_docker_wrapper(root, log):
+    """A docker client for DOCKER_BIN: fake_docker with its log named (the
+    server runs the docker client with a clean environment, so
+    FAKE_DOCKER_LOG cannot come from the server's)."""
+    path = os.path.join(root, "docker")
+    with open(path, "w") as f:
+        f.write("#!/bin/sh\nFAKE_DOCKER_LOG=%s exec %s \"$@\"\n"
+                % (shlex.quote(log), shlex.quote(FAKE_DOCKER)))
+    os.chmod(path, 0o755)
+    return path
 
 
 class EventStream:
@@ -125,6 +158,9 @@ class BuildCase(StudyhubTestCase):
 
     @classmethod
     def env(cls, root, **extra):
+        # Builds run as BUILD_UID (nobody), which must reach BUILD_ROOT
+        # (new_dir makes 0700 folders), as it must reach var/builds.
+        os.chmod(root, 0o711)
         e = {
             "GITHUB_API_URL": cls.stub.url,
             "RUNNER_REPO_URL": cls.stub.repo_url("runners/good"),
@@ -343,16 +379,8 @@ class TestLocalBuilds(BuildCase):
         extra = self.logs(self.db, st)[0]["extra"]
         self.assertEqual(extra["failed_stage"], "build")
         self.assertIn("waiting for the package registry", extra["stages"][3]["log"])
-        # The whole group went: no sleep of that build survives.
-        work = os.path.join(self.root, "builds", "builds", task)
-        leftovers = []
-        for pid in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                if os.readlink(f"/proc/{pid}/cwd").startswith(work):
-                    leftovers.append(pid)
-            except OSError:
-                pass
-        self.assertEqual(leftovers, [])
+        # The whole sandbox went: no sleep of that build survives.
+        self.assertEqual(processes_with(st["uuid"]), [])
         self.assertFalse(self.study_row(self.db, st)["is_building"])
 
     def test_archives_that_escape_are_refused(self):
@@ -709,6 +737,8 @@ class TestRestart(BuildCase):
         srv.proc.send_signal(signal.SIGKILL)
         srv.proc.wait(10)
         srv.proc = None  # killed on purpose
+        wait_until(lambda: processes_with(st["uuid"]) == [], 5 * SLOW,
+                   message="the build's processes to die with the server")
         self.assertEqual(self.task(srv.database, task)[0], "running")
         self.assertTrue(self.study_row(srv.database, st)["is_building"])
         return srv, st, admin, task
@@ -729,7 +759,9 @@ class TestRestart(BuildCase):
         self.assertIn(("build", 2, "succeeded"), stages)
         resumed = [s for s in logs[0]["extra"]["stages"] if s["attempt"] == 2][0]
         self.assertIn("resumed in stage build", resumed["log"])
-        self.assertIn("killed 1 process left running by the previous attempt", resumed["log"])
+        # The sandbox died with the server (bwrap --die-with-parent and its
+        # PID namespace): the second attempt found nothing left to kill.
+        self.assertNotIn("left running by the previous attempt", resumed["log"])
 
     def test_a_build_stopped_too_often_fails_with_a_log(self):
         srv, st, admin, task = self.killed_mid_build()
@@ -754,8 +786,10 @@ class TestDockerBuilds(BuildCase):
         super().setUpClass()
         cls.root = new_dir("dockerroot")
         cls.docker_log = os.path.join(cls.root, "docker.log")
-        extra = {"BUILD_RUNNER": "docker", "DOCKER_BIN": FAKE_DOCKER,
-                 "BUILDER_IMAGE": "studyhub-builder:test", "FAKE_DOCKER_LOG": cls.docker_log,
+        extra = {"BUILD_RUNNER": "docker",
+                 "DOCKER_BIN": fake_docker_wrapper(cls.root, cls.docker_log),
+                 "BUILDER_IMAGE": "studyhub-builder:test",
+                 "BUILD_MEMORY_MB": 1024, "BUILD_MAX_PROCS": 100, "BUILD_MAX_OUTPUT_MB": 64,
                  "BUILD_ENV": "SENTRY_DSN=https://key@sentry.example/1"}
         cls.s3 = os.environ.get("S3_TEST_ENDPOINT")
         if cls.s3:
@@ -776,6 +810,11 @@ class TestDockerBuilds(BuildCase):
         except OSError:
             return []
 
+    def client_env(self):
+        """The environment fake_docker recorded for its last command."""
+        with open(self.docker_log + ".env") as f:
+            return json.load(f)
+
     def fetch(self, key):
         if self.s3:
             with urllib.request.urlopen(f"{self.s3}/{self.bucket}/{key}", timeout=10) as r:
@@ -794,9 +833,17 @@ class TestDockerBuilds(BuildCase):
         cmds = self.commands()
         self.assertIn(["build", "-t", "studyhub-builder:test", checkout], cmds)
         run = [c for c in cmds if c[:1] == ["run"]][-1]
+        user = "65534:65534" if os.geteuid() == 0 else f"{os.getuid()}:{os.getgid()}"
         self.assertEqual(run, [
             "run", "--rm", "--name", "studyhub-build-" + task,
+            "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+            "--user", user, "--pids-limit", "100", "--memory", "1024m",
+            "--memory-swap", "1024m", "--ulimit", f"fsize={64 << 20}",
+            "--tmpfs", "/tmp:rw,nosuid,nodev,size=64m",
+            "--tmpfs", "/checkout-dir:rw,exec,nosuid,nodev,size=64m",
+            "--network", "none",
             "-v", checkout + ":/checkouts:ro", "-v", out + ":/deployments",
+            "-e", "HOME=/tmp",
             "-e", "CHECKOUT_DIR=/checkouts",
             "-e", f"PREPEND_FINGERPRINT=/studies/{st['uuid']}/",
             "-e", "STUDY_OUTPUT_DIR=/deployments",
@@ -806,8 +853,13 @@ class TestDockerBuilds(BuildCase):
             "-e", "BUILD_MODE=deploy",
             "-e", "SENTRY_DSN=https://key@sentry.example/1",
             "studyhub-builder:test", "bash", "-c",
-            "mkdir -p /checkout-dir && cp -R /checkouts/. /checkout-dir && cd /checkout-dir"
-            " && exec bash ./build.sh"])
+            "cp -R /checkouts/. /checkout-dir && cd /checkout-dir && exec bash ./build.sh"])
+        # The docker client itself ran with a clean environment: nothing of
+        # the server's (DATABASE_URL, keys) reached it.
+        env = self.client_env()
+        self.assertNotIn("DATABASE_URL", env)
+        self.assertNotIn("STORAGE_LINK_SECRET", env)
+        self.assertIn("PATH", env)
         body, ctype = self.fetch(f"experiments/{st['uuid']}/index.html")
         self.assertIn(f"/studies/{st['uuid']}/assets/".encode(), body)
         if self.s3:
