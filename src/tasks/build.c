@@ -543,14 +543,59 @@ static void on_dl_timer(evutil_socket_t fd, short what, void *arg)
     dl_attempt(arg);
 }
 
+/* A zip ends with its end-of-central-directory record ("PK\5\6", within
+ * the last 22 + 65535 bytes): without it the archive was cut. */
+static bool zip_has_end(const char *path)
+{
+    static const char sig[4] = { 'P', 'K', 5, 6 };
+    char buf[22 + 65535];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    off_t size, from;
+    ssize_t n;
+    bool found = false;
+
+    if (fd < 0)
+        return false;
+    size = lseek(fd, 0, SEEK_END);
+    from = size > (off_t)sizeof buf ? size - (off_t)sizeof buf : 0;
+    n = size >= 22 ? pread(fd, buf, (size_t)(size - from), from) : -1;
+    close(fd);
+    for (ssize_t i = n - 22; i >= 0 && !found; i--)
+        found = memcmp(buf + i, sig, 4) == 0;
+    return found;
+}
+
+/* Whether a 200 brought the whole archive: as many bytes as its
+ * Content-Length said (when it said one, without an encoding), and the
+ * end of a zip.  A server or proxy that closes early without a length is
+ * otherwise seen as a success.  Else false with the reason in why. */
+static bool dl_whole(struct flight *f, const struct fetch_result *res, char *why, size_t n)
+{
+    char len[32], enc[64];
+
+    if (fetch_header(res, "Content-Length", len, sizeof len) &&
+        !fetch_header(res, "Content-Encoding", enc, sizeof enc) &&
+        strtoull(len, NULL, 10) != f->bytes) {
+        snprintf(why, n, "the download was cut short: %" PRIu64 " of %s bytes arrived", f->bytes,
+                 len);
+        return false;
+    }
+    if (!zip_has_end(f->part)) {
+        snprintf(why, n, "the download was cut short: the %" PRIu64 " bytes that arrived are not "
+                 "a whole zip archive (no end of central directory)", f->bytes);
+        return false;
+    }
+    return true;
+}
+
 static void on_dl_done(struct fetch_req *req, const struct fetch_result *res, void *arg)
 {
     struct flight *f = arg;
-    char msg[800];
-    bool retry;
+    char msg[800] = "";
+    bool retry, cut = false;
 
     f->req = NULL;
-    if (!res->error && res->status == 200) {
+    if (!res->error && res->status == 200 && !(cut = !dl_whole(f, res, msg, sizeof msg))) {
         if (close(f->fd) < 0 || rename(f->part, f->key) < 0) {
             f->fd = -1;
             snprintf(msg, sizeof msg, "cannot keep the archive at %s: %s", f->key,
@@ -567,18 +612,33 @@ static void on_dl_done(struct fetch_req *req, const struct fetch_result *res, vo
         flight_finish(f, true, msg);
         return;
     }
-    if (f->err[0])
+    if (f->err[0]) {
         snprintf(msg, sizeof msg, "%s", f->err);
-    else if (res->error && res->status == 0)
+    } else if (cut) {
+        /* msg says why (dl_whole) */
+    } else if (res->error && res->status == 200) {
+        /* The answer began (200) and broke off: curl's partial file, a
+         * reset, a timeout in the middle. */
+        cut = true;
+        snprintf(msg, sizeof msg, "the download was cut short after %" PRIu64 " bytes: %s",
+                 f->bytes, res->error);
+    } else if (res->error && res->status == 0) {
         snprintf(msg, sizeof msg, "%s", res->error);
-    else
+    } else {
         snprintf(msg, sizeof msg, "HTTP %d%s%.200s", res->status, res->body_len ? ": " : "",
                  res->body);
-    /* Network trouble and server errors pass; a 404 (no such commit) or
-     * an archive over the limit does not. */
-    retry = !f->err[0] && (res->status == 0 || res->status >= 500 || res->status == 429);
+    }
+    /* Network trouble, cut downloads and server errors pass; a 404 (no
+     * such commit) or an archive over the limit does not. */
+    retry = !f->err[0] && (cut || res->status == 0 || res->status >= 500 ||
+                           res->status == 429);
     log_info("build: download of %s, attempt %d: %s%s", f->url, f->attempt, msg,
              retry && f->attempt < DL_ATTEMPTS ? "; retrying" : "");
+    if (retry && f->attempt < DL_ATTEMPTS) {
+        struct build *w;
+        TAILQ_FOREACH(w, &f->waiters, wlink)
+            task_log(w->t, "attempt %d of the download: %s; trying again", f->attempt, msg);
+    }
     if (retry && f->attempt < DL_ATTEMPTS) {
         util_timer_ms(f->timer, (int64_t)DL_BACKOFF_MS << (f->attempt - 1));
         return;
@@ -688,15 +748,21 @@ static struct flight *ex_start(struct build *b, char *err, size_t errlen)
     struct archive_limits lim = { .max_bytes = (uint64_t)c->max_archive_bytes,
                                   .max_files = (uint64_t)c->max_archive_files };
     struct flight *f = flight_new(FL_EXTRACT, b->checkout, b->t->id);
+    char *top;
 
     if (!f) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
     f->url = strdup(b->zip);    /* the archive, removed when done */
-    if (f->url)
-        f->job = archive_extract_start(B->app->procs, NULL, b->zip, b->checkout, &lim,
+    /* GitHub's archive of <owner>/<repo> at <sha> holds <repo>-<sha>/. */
+    top = util_asprintf("%s-%s", b->repo, b->sha);
+    if (f->url && top)
+        f->job = archive_extract_start(B->app->procs, NULL, b->zip, b->checkout, top, &lim,
                                        c->build_timeout_s * 1000, on_extracted, f, err, errlen);
+    else
+        snprintf(err, errlen, "out of memory");
+    free(top);
     if (!f->job) {
         TAILQ_REMOVE(&B->flights, f, link);
         flight_free(f);

@@ -406,6 +406,49 @@ class TestLocalBuilds(BuildCase):
                                                                    "checkouts"))
                                 if n.startswith(".tmp-")], 10 * SLOW, message="tmp removed")
 
+    def test_an_archive_of_another_tree_is_refused(self):
+        """Issue 11: a tree whose top folder is not <repo>-<sha>/ is not the
+        commit asked for; it is refused and never kept as its checkout."""
+        sha = self.stub.sha("evil/wrongtop")
+        for attempt in (1, 2):
+            st = self.new_study(repo="evil/wrongtop")
+            task = self.start_build(self.srv, self.admin, st)
+            state = self.wait_done(self.db, task)
+            self.assertEqual(state[0], "failed", state)
+            self.assertIn(f"not wrongtop-{sha}/: it is not the repository and commit asked for",
+                          state[2])
+            self.assertEqual(self.logs(self.db, st)[0]["extra"]["failed_stage"], "extract")
+            self.assertFalse(os.path.exists(os.path.join(self.root, "builds", "checkouts", sha)))
+            # Downloaded again by the second build: nothing of it was kept.
+            self.assertEqual(self.stub.count("/evil/wrongtop/archive/"), attempt)
+
+    def test_a_cut_download_is_retried(self):
+        repo = self.variant("good", "cut")
+        # A Content-Length and half the bytes; then no length and half.
+        self.stub.cut_next(f"/{repo}/archive/", ["short", "noclen"])
+        st = self.new_study(repo=repo)
+        task = self.start_build(self.srv, self.admin, st)
+        state = self.wait_done(self.db, task)
+        self.assertEqual(state[0], "succeeded", state)
+        log = self.build_doc(self.srv, self.admin, st, task)["stages"][1]["log"]
+        self.assertIn("attempt 1 of the download: the download was cut short after", log)
+        self.assertIn("attempt 2 of the download: the download was cut short: the", log)
+        self.assertIn("not a whole zip archive", log)
+        self.assertIn("(3 attempts)", log)
+        self.assertNotIn("HTTP 200", log)
+
+    def test_a_download_cut_every_time_fails_saying_so(self):
+        repo = self.variant("good", "cutall")
+        self.stub.cut_next(f"/{repo}/archive/", ["noclen"] * 4)
+        st = self.new_study(repo=repo)
+        task = self.start_build(self.srv, self.admin, st)
+        state = self.wait_done(self.db, task, timeout=40)
+        self.assertEqual(state[0], "failed", state)
+        self.assertIn("after 4 attempts: the download was cut short", state[2])
+        self.assertEqual(self.logs(self.db, st)[0]["extra"]["failed_stage"], "download")
+        self.assertFalse(os.path.exists(os.path.join(self.root, "builds", "checkouts",
+                                                     self.stub.sha(repo))))
+
     def test_second_request_gets_409_and_delete_cancels(self):
         st = self.new_study(repo="runners/hangs")
         task = self.start_build(self.srv, self.admin, st)
