@@ -338,6 +338,7 @@ struct build {
     char *study_name;               /* owned */
     char *meta_repo;                /* owned: metadata.player_repo_url; NULL none */
     char *meta_sha;                 /* owned: metadata.last_known_player_sha; NULL none */
+    bool repo_approved;             /* the default repository, or approved for the study */
     /* resolved */
     char *repo_url;                 /* owned */
     char owner[128], repo[128];     /* GitHub's names of it */
@@ -1344,7 +1345,8 @@ static int bl_paths(struct build *b)
 static const struct pg_stmt stmt_load = {
     "build_load",
     "SELECT s.name, s.metadata->>'player_repo_url', s.metadata->>'last_known_player_sha',"
-    "       b.repo_url, b.sha, b.cache_key, r.manifest::text, s.uuid"
+    "       b.repo_url, b.sha, b.cache_key, r.manifest::text, s.uuid,"
+    "       (SELECT approved FROM study_runner_repo(s.id, $2))"
     "  FROM study_builds b JOIN studies s ON s.id = b.study_id"
     "  LEFT JOIN runner_builds r ON r.cache_key = b.cache_key"
     " WHERE b.task_id = $1::bigint",
@@ -1378,6 +1380,7 @@ static void on_loaded(struct task *t, PGresult *res)
     b->study_name = col_dup(res, 0);
     b->meta_repo = col_dup(res, 1);
     b->meta_sha = col_dup(res, 2);
+    b->repo_approved = PQgetvalue(res, 0, 8)[0] == 't';
     if (!PQgetisnull(res, 0, 3) && !PQgetisnull(res, 0, 4) && !PQgetisnull(res, 0, 5)) {
         b->repo_url = strdup(PQgetvalue(res, 0, 3));
         snprintf(b->sha, sizeof b->sha, "%s", PQgetvalue(res, 0, 4));
@@ -1401,11 +1404,11 @@ static void on_loaded(struct task *t, PGresult *res)
 static void bl_load(struct build *b)
 {
     char task[24];
-    const char *params[1] = { task };
+    const char *params[2] = { task, B->app->cfg->runner_repo_url };
 
     snprintf(task, sizeof task, "%" PRId64, b->t->id);
     b->pg_busy = true;
-    if (task_pg_exec(b->t, &stmt_load, 1, params, on_loaded) < 0) {
+    if (task_pg_exec(b->t, &stmt_load, 2, params, on_loaded) < 0) {
         b->pg_busy = false;
         util_timer_ms(b->timer, SETTLE_RETRY_MS);
     }
@@ -1662,6 +1665,14 @@ static void st_resolve(struct build *b)
     if (!repo_allowed(b->repo_url)) {
         bl_stop(b, BO_FAILED, "the runner repository %.300s is not allowed here "
                 "(RUNNER_REPO_ALLOW)", b->repo_url);
+        return;
+    }
+    /* Checked at the request too; again here, as the study's metadata may
+     * have named another repository since. */
+    if (!b->repo_approved) {
+        bl_stop(b, BO_FAILED, "runner_repo_not_approved: the runner repository %.300s is not "
+                "the default one and is not approved for this study; a site reviewer must "
+                "approve it first", b->repo_url);
         return;
     }
     task_log(b->t, "repository %s (%s)", b->repo_url,
@@ -2649,6 +2660,8 @@ static void reply_refusal(struct http_req *req, const char *verdict, const char 
         jsonapi_reply_errorf(req, 400, "invalid", NULL, "%s", detail);
     else if (strcmp(verdict, "conflict") == 0)
         jsonapi_reply_errorf(req, 409, "conflict", NULL, "%s", detail);
+    else if (strcmp(verdict, "runner_repo_not_approved") == 0)
+        jsonapi_reply_errorf(req, 409, "runner_repo_not_approved", NULL, "%s", detail);
     else
         jsonapi_reply_errorf(req, 404, "not_found", NULL, "%s", detail);
 }
@@ -2673,7 +2686,7 @@ static void reply_doc(struct http_req *req, int status, const char *text, json_t
 static const struct pg_stmt stmt_request = {
     "build_request",
     "SELECT verdict, detail, task_uuid, doc::text"
-    "  FROM study_build_request($1::bigint, $2::uuid, $3, $4)",
+    "  FROM study_build_request($1::bigint, $2::uuid, $3, $4, $5)",
 };
 
 static bool route_is_preview(const struct http_req *req)
@@ -2729,7 +2742,7 @@ static void on_requested(PGresult *res, void *arg)
 static void request_next(struct http_req *req, struct app *app)
 {
     char su[37], uid[24];
-    const char *params[4];
+    const char *params[5];
 
     if (!apidoc_uuid_copy(http_req_param(req, 0), su)) {
         jsonapi_reply_errorf(req, 404, "not_found", NULL, "No Study matches the given query.");
@@ -2739,7 +2752,8 @@ static void request_next(struct http_req *req, struct app *app)
     params[1] = su;
     params[2] = route_is_preview(req) ? "preview" : "deploy";
     params[3] = http_req_base_url(req);
-    if (pg_exec(app->pg, &stmt_request, 4, params, on_requested, req) < 0)
+    params[4] = app->cfg->runner_repo_url;
+    if (pg_exec(app->pg, &stmt_request, 5, params, on_requested, req) < 0)
         jsonapi_reply_unavailable(req, "Memory");
 }
 
@@ -2948,6 +2962,74 @@ static void h_events(struct http_req *req, void *arg)
     auth_require_researcher(req, arg, events_next);
 }
 
+/* -- POST and DELETE runner-approval/ */
+
+static const struct pg_stmt stmt_approve = {
+    "build_runner_approve",
+    "SELECT * FROM study_runner_approve($1::bigint, $2::uuid, $3, $4, $5)",
+};
+
+static const struct pg_stmt stmt_revoke = {
+    "build_runner_revoke",
+    "SELECT * FROM study_runner_revoke($1::bigint, $2::uuid)",
+};
+
+/* {"data": {"type": "runner-approvals", "attributes": {"repo_url": URL}}}:
+ * the URL the reviewer looked at, which must be the study's current one
+ * (checked by the statement) and inside RUNNER_REPO_ALLOW. */
+static void approve_next(struct http_req *req, struct app *app)
+{
+    struct jsonapi_error e;
+    json_t *data = NULL;
+    const char *url;
+    char su[37], uid[24];
+
+    if (!apidoc_uuid_copy(http_req_param(req, 0), su)) {
+        jsonapi_reply_errorf(req, 404, "not_found", NULL, "No Study matches the given query.");
+        return;
+    }
+    if (jsonapi_parse_request(req, "runner-approvals", NULL, &data, &e) < 0) {
+        jsonapi_reply_error(req, &e);
+        return;
+    }
+    url = json_string_value(json_object_get(json_object_get(data, "attributes"), "repo_url"));
+    if (!url || !*url || strlen(url) > 1000) {
+        jsonapi_reply_errorf(req, 400, "required", "/data/attributes/repo_url",
+                             "Give the repository URL you approve as attributes.repo_url.");
+    } else if (!repo_allowed(url)) {
+        jsonapi_reply_errorf(req, 400, "invalid", "/data/attributes/repo_url",
+                             "This server builds no repository outside RUNNER_REPO_ALLOW, "
+                             "approved or not.");
+    } else {
+        const char *params[] = { perms_user_param(req, uid), su, url, app->cfg->runner_repo_url,
+                                 http_req_base_url(req) };
+        perms_exec(req, app, &stmt_approve, 5, params);
+    }
+    json_decref(data);
+}
+
+static void revoke_next(struct http_req *req, struct app *app)
+{
+    char su[37], uid[24];
+
+    if (!apidoc_uuid_copy(http_req_param(req, 0), su)) {
+        jsonapi_reply_errorf(req, 404, "not_found", NULL, "No Study matches the given query.");
+        return;
+    }
+    const char *params[] = { perms_user_param(req, uid), su };
+    perms_exec(req, app, &stmt_revoke, 2, params);
+}
+
+static void h_approve(struct http_req *req, void *arg)
+{
+    auth_require_researcher(req, arg, approve_next);
+}
+
+static void h_revoke(struct http_req *req, void *arg)
+{
+    auth_require_researcher(req, arg, revoke_next);
+}
+
 void build_routes(struct router *r)
 {
     /* Upstream's trailing slashes, and issue 6's spelling without; the
@@ -2958,6 +3040,8 @@ void build_routes(struct router *r)
     router_add(r, HTTP_GET, "/api/v1/studies/{id}/builds/?", h_list);
     router_add(r, HTTP_GET, "/api/v1/studies/{id}/builds/{task}/?", h_one);
     router_add(r, HTTP_DELETE, "/api/v1/studies/{id}/builds/{task}/?", h_one);
+    router_add(r, HTTP_POST, "/api/v1/studies/{id}/runner-approval/?", h_approve);
+    router_add(r, HTTP_DELETE, "/api/v1/studies/{id}/runner-approval/?", h_revoke);
 }
 
 /* ---- start and stop ---------------------------------------------------------------- */

@@ -194,7 +194,9 @@ class BuildCase(StudyhubTestCase):
         world.member(lab, admin, "admin")
         return lab, admin
 
-    def study(self, world, lab, admin, repo=None, sha=None, **cols):
+    def study(self, world, lab, admin, repo=None, sha=None, approve=True, **cols):
+        """A study; one naming a repository other than RUNNER_REPO_URL gets
+        that repository approved for it (issue 11) unless approve=False."""
         meta = {}
         if repo:
             meta["player_repo_url"] = self.stub.repo_url(repo)
@@ -202,6 +204,9 @@ class BuildCase(StudyhubTestCase):
             meta["last_known_player_sha"] = sha
         s = world.study(lab, state=cols.pop("state", "approved"), metadata=meta, **cols)
         world.study_member(s, admin, "admin")
+        if repo and approve:
+            world.sql(f"INSERT INTO study_runner_approvals (study_id, repo_url)"
+                      f" VALUES ({s['id']}, {lit(self.stub.repo_url(repo))})")
         return s
 
     # -- builds
@@ -276,6 +281,77 @@ class TestLocalBuilds(BuildCase):
 
     def new_study(self, repo=None, sha=None, **cols):
         return self.study(self.world, self.lab, self.admin, repo=repo, sha=sha, **cols)
+
+    def reviewer(self):
+        """A site admin: holds approve_runner_repo."""
+        u = self.world.user("reviewer", researcher=True)
+        self.world.sql(f"UPDATE users SET is_site_admin = true WHERE id = {u['id']}")
+        return u
+
+    def approval(self, who, st, method="POST", url=None):
+        body = None
+        if method == "POST":
+            body = {"data": {"type": "runner-approvals", "attributes": {"repo_url": url}}}
+        return self.srv.request(method, f"/api/v1/studies/{st['uuid']}/runner-approval/",
+                                json_body=body, jsonapi=True, token=who["token"])
+
+    def test_another_repository_needs_a_reviewers_approval(self):
+        repo = self.variant("good", "fork")
+        st = self.new_study(repo=repo, approve=False)
+        url = self.stub.repo_url(repo)
+        # Refused before anything is written, for builds and previews.
+        for mode in ("build", "preview"):
+            r = self.request(self.srv, self.admin, st, mode)
+            self.assertStatus(r, 409)
+            self.assertEqual(r.json["errors"][0]["code"], "runner_repo_not_approved")
+            self.assertIn(url, r.json["errors"][0]["detail"])
+        self.assertFalse(self.study_row(self.db, st)["is_building"])
+        self.assertEqual(psql(f"SELECT count(*) FROM tasks WHERE subject = {lit(st['uuid'])}",
+                              db=self.db).strip(), "0")
+        # The study's own admin may not approve it; a stranger sees no study.
+        r = self.approval(self.admin, st, url=url)
+        self.assertStatus(r, 403)
+        stranger = self.world.user("stranger", researcher=True)
+        self.assertStatus(self.approval(stranger, st, url=url), 404)
+        # A site reviewer approves the URL the study names, not another.
+        rev = self.reviewer()
+        r = self.approval(rev, st, url=self.stub.repo_url("runners/good"))
+        self.assertStatus(r, 400)
+        self.assertEqual(r.json["errors"][0]["source"]["pointer"], "/data/attributes/repo_url")
+        self.assertStatus(self.approval(rev, st, url=None), 400)
+        self.assertStatus(self.approval(rev, st, url="https://elsewhere.example/x/y"), 400)
+        r = self.approval(rev, st, url=url + "/")
+        self.assertStatus(r, 201)
+        self.assertEqual(r.json["data"]["attributes"]["repo_url"], url)
+        self.assertEqual(r.json["data"]["attributes"]["approved_by"], rev["uuid"])
+        self.assertStatus(self.approval(rev, st, url=url), 200)   # already approved
+        logs = self.logs(self.db, st)
+        self.assertEqual([l["action"] for l in logs], ["runner repository approved"])
+        self.assertEqual(logs[0]["extra"], {"repo_url": url})
+        # Now it builds.
+        task = self.start_build(self.srv, self.admin, st, "preview")
+        self.assertEqual(self.wait_done(self.db, task)[0], "succeeded")
+        # Another repository (a fork of the fork) needs its own approval.
+        other = self.variant("good", "fork2")
+        psql(f"UPDATE studies SET metadata = metadata || jsonb_build_object('player_repo_url',"
+             f" {lit(self.stub.repo_url(other))}) WHERE id = {st['id']}", db=self.db)
+        r = self.request(self.srv, self.admin, st, "preview")
+        self.assertStatus(r, 409)
+        self.assertEqual(r.json["errors"][0]["code"], "runner_repo_not_approved")
+        # Revoking: reviewers only; then the old URL is refused again too.
+        self.assertStatus(self.approval(self.admin, st, "DELETE"), 403)
+        self.assertStatus(self.approval(rev, st, "DELETE"), 204)
+        self.assertStatus(self.approval(rev, st, "DELETE"), 404)
+        self.assertIn("runner repository approval revoked",
+                      [l["action"] for l in self.logs(self.db, st)])
+
+    def test_the_default_repository_needs_no_approval(self):
+        st = self.new_study()
+        r = self.approval(self.reviewer(), st, url=self.stub.repo_url("runners/good"))
+        self.assertStatus(r, 400)
+        self.assertIn("default runner repository", r.json["errors"][0]["detail"])
+        task = self.start_build(self.srv, self.admin, st, "preview")
+        self.assertEqual(self.wait_done(self.db, task)[0], "succeeded")
 
     def storage(self, *parts):
         return os.path.join(self.root, "storage", *parts)
@@ -539,6 +615,10 @@ class TestLocalBuilds(BuildCase):
         st = self.study(self.world, self.lab, self.admin)
         psql(f"UPDATE studies SET metadata = '{{\"player_repo_url\": "
              f"\"https://evil.example/x/y\"}}' WHERE id = {st['id']}", db=self.db)
+        # RUNNER_REPO_ALLOW is the outer fence: even an approval (given
+        # before the operator narrowed it) does not let a build past it.
+        psql(f"INSERT INTO study_runner_approvals (study_id, repo_url)"
+             f" VALUES ({st['id']}, 'https://evil.example/x/y')", db=self.db)
         task = self.start_build(self.srv, self.admin, st)
         state = self.wait_done(self.db, task)
         self.assertEqual(state[0], "failed")
