@@ -198,6 +198,9 @@ char **sandbox_argv(const struct sandbox_spec *s, char *err, size_t errlen)
     add3(&a, "--ro-bind", s->checkout, SANDBOX_CHECKOUT);
     add3(&a, "--bind", s->scratch, SANDBOX_BUILD);
     add3(&a, "--bind", s->output, SANDBOX_OUTPUT);
+    /* The root bwrap builds is a tmpfs of its own: read-only once every
+     * mount point is made, or the build could fill memory through it. */
+    add3(&a, "--remount-ro", "/", NULL);
     add3(&a, "--chdir", SANDBOX_BUILD, NULL);
     add(&a, "--clearenv");
     if (add_env(&a, s->env, err, errlen) < 0)

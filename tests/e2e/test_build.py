@@ -33,7 +33,8 @@ import urllib.request
 
 from apifixtures import World, lit
 from github_stub import GitHubStub
-from harness import SLOW, StudyhubTestCase, free_port, new_dir, psql, request, wait_until
+from harness import (PG_PORT, REDIS_PORT, SLOW, StudyhubTestCase, free_port, new_dir, psql,
+                     request, wait_until)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RUNNERS = os.path.join(os.path.dirname(HERE), "runners")
@@ -898,6 +899,86 @@ class TestRestart(BuildCase):
         self.assertEqual([l["action"] for l in logs], ["failed to build"])
         self.assertIn("stopped 3 times", logs[0]["extra"]["error"])
         self.assertEqual([m["kind"] for m in self.mails(srv.database, admin)], ["build_failed"])
+
+
+class TestHostileRunner(BuildCase):
+    """Issue 11: a runner repository whose build.sh tries every escape
+    (tests/runners/hostile).  It reports each attempt; any success fails
+    the test, and so does a report that did not try everything."""
+
+    LIMITS = {"BUILD_MAX_PROCS": 48, "BUILD_MEMORY_MB": 256, "BUILD_MAX_OUTPUT_MB": 16}
+
+    def test_a_hostile_build_reaches_nothing(self):
+        root = new_dir("hostile")
+        srv = self.server(env=self.env(root, BUILD_TIMEOUT_S=60, **self.LIMITS))
+        secret = os.path.join(root, "secret.txt")
+        with open(secret, "w") as f:
+            f.write("the server's secret\n")
+        os.chmod(secret, 0o644)     # readable by anyone who could see it
+        checkouts = os.path.join(root, "builds", "checkouts")
+        repo = self.variant("hostile", "hostile-" + os.path.basename(root))
+        ports = [srv.port, PG_PORT, REDIS_PORT]
+        targets = {
+            "SERVER_DIR": srv.dir, "VAR_DIR": root, "STORAGE_DIR": os.path.join(root, "storage"),
+            "CHECKOUTS": checkouts, "SECRET_FILE": secret, "ADMIN_SOCKET": srv.admin_socket,
+            "PORTS": " ".join(map(str, ports)), "MAX_PROCS": self.LIMITS["BUILD_MAX_PROCS"],
+            "MEMORY_MB": self.LIMITS["BUILD_MEMORY_MB"],
+            "OUTPUT_MB": self.LIMITS["BUILD_MAX_OUTPUT_MB"],
+        }
+        with open(os.path.join(self.runners, repo.split("/")[1], "targets.env"), "w") as f:
+            for k, v in targets.items():
+                f.write(f"{k}={shlex.quote(str(v))}\n")
+        world = World(srv)
+        lab, admin = self.people(world)
+        st = self.study(world, lab, admin, repo=repo)
+        task = self.start_build(srv, admin, st)
+        state = self.wait_done(srv.database, task, timeout=90)
+        self.assertEqual(state[0], "succeeded", state)
+        out = os.path.join(root, "builds", "builds", task, "out")
+        with open(os.path.join(out, "report.txt")) as f:
+            report = f.read().splitlines()
+        escapes = [l for l in report if not l.startswith("blocked ")]
+        self.assertEqual(escapes, [], "\n".join(report))
+        # Every attempt was made (a report that stopped early proves nothing).
+        tried = {l[len("blocked "):].split(": ", 1)[0] for l in report}
+        want = {"env", "proc-environ", "proc", "admin-socket", "uid", "caps", "userns", "mount",
+                "leftover-started", "fork-bomb", "memory", f"disk:/output", "disk:/tmp",
+                f"read:{srv.dir}", f"read:{root}", f"read:{checkouts}", f"read:{secret}",
+                "read:/etc/shadow", "write:/checkout", f"write:{root}", "write:/usr"}
+        want |= {f"net:{p}" for p in ports}
+        self.assertEqual(want - tried, set(), "\n".join(report))
+        # Nothing written outside its output folder, on the host's side.
+        sha = self.stub.sha(repo)
+        for d in (root, checkouts, os.path.join(checkouts, sha)):
+            self.assertFalse(os.path.exists(os.path.join(d, "hostile-was-here")), d)
+        # Its files belong to BUILD_UID, not to the server's root.
+        if os.geteuid() == 0:
+            self.assertEqual(os.stat(os.path.join(out, "report.txt")).st_uid, 65534)
+        # The daemonised sleep and the fork bomb's children are gone.
+        wait_until(lambda: processes_with(st["uuid"]) == [], 5 * SLOW,
+                   message="every process of the hostile build to be gone")
+        self.assertEqual(processes_with("hostile-leftover"), [])
+        self.assertTrue(srv.running())
+
+
+class TestSandboxRefusal(BuildCase):
+    """BUILD_SANDBOX=bwrap where bubblewrap does not work: local builds are
+    refused with the reason, never run without the sandbox."""
+
+    def test_builds_are_refused_when_bwrap_is_missing(self):
+        root = new_dir("nobwrap")
+        srv = self.server(env=self.env(root, BWRAP_BIN="/nonexistent/bwrap"))
+        world = World(srv)
+        lab, admin = self.people(world)
+        st = self.study(world, lab, admin)
+        task = self.start_build(srv, admin, st)
+        state = self.wait_done(srv.database, task)
+        self.assertEqual(state[0], "failed", state)
+        self.assertIn("builds are refused: the build sandbox does not work", state[2])
+        self.assertIn("/nonexistent/bwrap", state[2])
+        self.assertEqual(self.logs(srv.database, st)[0]["extra"]["failed_stage"], "build")
+        self.assertFalse(os.path.exists(os.path.join(root, "builds", "builds", task, "out",
+                                                     "index.html")))
 
 
 class TestDockerBuilds(BuildCase):

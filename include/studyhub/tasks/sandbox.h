@@ -1,7 +1,7 @@
 /* sandbox: the bubblewrap command line that runs a runner's build.sh with
  * nothing of the host but what a build needs (issue 11, point 1).
  *
- * Inside, the build sees:
+ * Inside, the build sees (on a root that is read-only):
  *   /usr (and /bin, /lib... as the host has them: links or read-only
  *   folders), a few files of /etc that hold no secret (program
  *   alternatives, TLS roots, the loader cache, the time zone; with the
