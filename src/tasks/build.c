@@ -104,6 +104,7 @@ struct builder {
     struct proc *probe;              /* the check at start, while it runs */
     struct sandbox_host host;        /* /bin, /lib...: links or folders */
     struct proc_rlimit limits[5];    /* of every build process */
+    char **docker_env;               /* owned: the docker client's environment */
 };
 
 static struct builder *B;
@@ -1279,24 +1280,15 @@ static void docker_rm_done(const struct proc_result *r, void *arg)
 }
 
 /* Removes our container (a killed `docker run` client leaves it running). */
-static int docker_client_env(struct strv *env);
-
 static void docker_rm_later(const char *name)
 {
     const char *argv[] = { B->app->cfg->docker_bin, "rm", "-f", name, NULL };
-    struct proc_opts o = { .argv = argv, .timeout_ms = DOCKER_RM_TIMEOUT_MS, .tail_bytes = 2048 };
-    struct strv env = { 0 };
+    struct proc_opts o = { .argv = argv, .timeout_ms = DOCKER_RM_TIMEOUT_MS, .tail_bytes = 2048,
+                           .envp = build_docker_env() };
     char err[256];
 
-    if (docker_client_env(&env) < 0) {
-        strv_free(&env);
-        log_warn("build: cannot run docker rm -f %s: out of memory", name);
-        return;
-    }
-    o.envp = (const char *const *)env.v;
     if (!proc_spawn(B->app->procs, &o, docker_rm_done, NULL, err, sizeof err))
         log_warn("build: cannot run docker rm -f %s: %s", name, err);
-    strv_free(&env);
 }
 
 /* To 'finish' with an outcome: stops what runs, notes why in the stage's
@@ -1838,7 +1830,7 @@ static void build_proc_ids(struct proc_opts *o)
 }
 
 /* The docker client's environment: what it needs to find the engine and
- * its configuration, never the server's secrets. */
+ * its configuration, never the server's secrets.  Made once at start. */
 static int docker_client_env(struct strv *env)
 {
     static const char *const pass[] = { "PATH", "HOME", "DOCKER_HOST", "DOCKER_CONFIG",
@@ -1997,7 +1989,6 @@ static void child_start(struct build *b, int which)
         rc |= strv_add(&argv, strdup("rm"));
         rc |= strv_add(&argv, strdup("-f"));
         rc |= strv_add(&argv, strdup(b->container));
-        rc |= docker_client_env(&envp);
         o.timeout_ms = DOCKER_RM_TIMEOUT_MS;
         break;
     case CH_COPY:
@@ -2015,12 +2006,10 @@ static void child_start(struct build *b, int which)
         rc |= strv_add(&argv, strdup("-t"));
         rc |= strv_add(&argv, strdup(c->builder_image));
         rc |= strv_add(&argv, strdup(c->builder_context[0] ? c->builder_context : b->checkout));
-        rc |= docker_client_env(&envp);
         break;
     case CH_RUN:
         if (runner_is_docker()) {
             rc |= docker_run_args(b, &argv);
-            rc |= docker_client_env(&envp);
         } else if (runner_is_sandboxed()) {
             if (sandbox_run_args(b, &argv, err, sizeof err) < 0)
                 rc = -1;
@@ -2045,6 +2034,8 @@ static void child_start(struct build *b, int which)
     }
     o.argv = (const char *const *)argv.v;
     o.envp = envp.v ? (const char *const *)envp.v : NULL;
+    if (which != CH_COPY && (which != CH_RUN || runner_is_docker()))
+        o.envp = build_docker_env();
     {
         /* The command line, as a person would type it, for the log. */
         char line[3000];
@@ -3210,6 +3201,14 @@ int build_start(struct app *app)
         goto fail;
     limits_init(c);
     sandbox_host_probe(&B->host);
+    {
+        struct strv env = { 0 };
+        if (docker_client_env(&env) < 0) {
+            strv_free(&env);
+            goto fail;
+        }
+        B->docker_env = env.v;
+    }
     if (runner_is_sandboxed())
         sandbox_check();
     else if (!runner_is_docker())
@@ -3258,10 +3257,20 @@ void build_stop(void)
     for (char **e = B->extra_env; e && *e; e++)
         free(*e);
     free(B->extra_env);
+    for (char **e = B->docker_env; e && *e; e++)
+        free(*e);
+    free(B->docker_env);
     free(B->checkouts);
     free(B->builds);
     free(B);
     B = NULL;
+}
+
+const char *const *build_docker_env(void)
+{
+    static const char *const fallback[] = { "PATH=/usr/local/bin:/usr/bin:/bin", NULL };
+
+    return B && B->docker_env ? (const char *const *)B->docker_env : fallback;
 }
 
 const char *build_checkouts_dir(void)

@@ -544,6 +544,9 @@ class TestLocalBuilds(BuildCase):
         state = self.wait_done(self.db, task)
         self.assertEqual(state[0], "cancelled", state)
         self.assertFalse(self.study_row(self.db, st)["is_building"])
+        # Its processes went with it, the daemonised sleep too.
+        wait_until(lambda: processes_with(st["uuid"]) == [], 5 * SLOW,
+                   message="the cancelled build's processes to be gone")
         logs = self.logs(self.db, st)
         self.assertEqual([l["action"] for l in logs], ["build cancelled"])
         self.assertEqual(logs[0]["extra"]["outcome"], "cancelled")

@@ -75,6 +75,11 @@ int build_start(struct app *app);
 void build_stop(void);
 void build_routes(struct router *r);
 
+/* The environment every docker client call gets (PATH, HOME and DOCKER_*
+ * of the server's, nothing else: no secret reaches docker or its
+ * plugins); NULL-terminated, valid while the builder runs. */
+const char *const *build_docker_env(void);
+
 /* BUILD_ROOT/checkouts and BUILD_ROOT/builds (for tasks/cleanup.c); NULL
  * before build_start. */
 const char *build_checkouts_dir(void);
