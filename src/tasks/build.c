@@ -750,6 +750,7 @@ static struct flight *ex_start(struct build *b, char *err, size_t errlen)
     struct archive_limits lim = { .max_bytes = (uint64_t)c->max_archive_bytes,
                                   .max_files = (uint64_t)c->max_archive_files };
     struct flight *f = flight_new(FL_EXTRACT, b->checkout, b->t->id);
+    const char *slash;
     char *top;
 
     if (!f) {
@@ -757,8 +758,12 @@ static struct flight *ex_start(struct build *b, char *err, size_t errlen)
         return NULL;
     }
     f->url = strdup(b->zip);    /* the archive, removed when done */
-    /* GitHub's archive of <owner>/<repo> at <sha> holds <repo>-<sha>/. */
-    top = util_asprintf("%s-%s", b->repo, b->sha);
+    /* GitHub's archive of <owner>/<repo> at <sha> holds <repo>-<sha>/.  A
+     * build resumed past resolve_sha knows only the URL it saved (already
+     * without trailing slash and ".git"): the name is its last part. */
+    slash = strrchr(b->repo_url, '/');
+    top = util_asprintf("%s-%s", b->repo[0] ? b->repo : slash ? slash + 1 : b->repo_url,
+                        b->sha);
     if (f->url && top)
         f->job = archive_extract_start(B->app->procs, NULL, b->zip, b->checkout, top, &lim,
                                        c->build_timeout_s * 1000, on_extracted, f, err, errlen);
