@@ -783,6 +783,28 @@ class TestQueuedAndShared(BuildCase):
         self.assertEqual([m["kind"] for m in self.mails(srv.database, admin)],
                          ["build_cancelled"])
 
+    def test_a_repository_named_after_the_request_is_refused_at_resolve(self):
+        """Approval is checked again when the build resolves its commit: a
+        study whose metadata names another repository after the request was
+        accepted does not get that repository built."""
+        db = self.database()
+        root = new_dir("reresolve")
+        web = self.server(database=db, env=self.env(root, TASK_CONCURRENCY=0))
+        world = World(web)
+        lab, admin = self.people(world)
+        st = self.study(world, lab, admin, repo=self.variant("good", "approved-one"))
+        task = self.start_build(web, admin, st, "preview")
+        other = self.variant("good", "swapped-in")
+        psql(f"UPDATE studies SET metadata = metadata || jsonb_build_object('player_repo_url',"
+             f" {lit(self.stub.repo_url(other))}) WHERE id = {st['id']}", db=db)
+        self.server(database=db, env=self.env(root))
+        state = self.wait_done(db, task)
+        self.assertEqual(state[0], "failed", state)
+        self.assertIn("runner_repo_not_approved", state[2])
+        self.assertIn(self.stub.repo_url(other), state[2])
+        self.assertEqual(self.logs(db, st)[0]["extra"]["failed_stage"], "resolve_sha")
+        self.assertEqual(self.stub.count(f"/{other}/archive/"), 0)
+
     def test_stream_on_one_server_sees_a_build_run_by_another(self):
         db = self.database()
         root = new_dir("shared")
@@ -982,6 +1004,24 @@ class TestSandboxRefusal(BuildCase):
         self.assertEqual(self.logs(srv.database, st)[0]["extra"]["failed_stage"], "build")
         self.assertFalse(os.path.exists(os.path.join(root, "builds", "builds", task, "out",
                                                      "index.html")))
+
+
+class TestNoSandbox(BuildCase):
+    """BUILD_SANDBOX=none: the operator's explicit choice, said loudly."""
+
+    def test_none_builds_on_the_host_and_says_so(self):
+        root = new_dir("nosandbox")
+        srv = self.server(env=self.env(root, BUILD_SANDBOX="none"))
+        world = World(srv)
+        lab, admin = self.people(world)
+        st = self.study(world, lab, admin)
+        task = self.start_build(srv, admin, st, "preview")
+        self.assertEqual(self.wait_done(srv.database, task)[0], "succeeded")
+        log = self.build_doc(srv, admin, st, task)["stages"][3]["log"]
+        self.assertIn("WITHOUT a sandbox (BUILD_SANDBOX=none)", log)
+        self.assertNotIn("bwrap", log)
+        with open(srv.log_path) as f:
+            self.assertIn("BUILD_SANDBOX=none", f.read())
 
 
 class TestDockerBuilds(BuildCase):
