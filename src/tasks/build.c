@@ -1973,6 +1973,41 @@ static int sandbox_run_args(struct build *b, struct strv *argv, char *err, size_
     return 0;
 }
 
+/* True when NAME (len bytes) is one of BUILD_ENV's: its value may be a
+ * secret (a Sentry DSN) and stays out of logs researchers read. */
+static bool extra_env_name(const char *name, size_t len)
+{
+    for (char **e = B->extra_env; e && *e; e++)
+        if (strncmp(*e, name, len) == 0 && (*e)[len] == '=')
+            return true;
+    return false;
+}
+
+/* The command line, as a person would type it, for the stage's log; the
+ * values of BUILD_ENV's variables hidden. */
+static void log_command(struct build *b, int which, const char *cwd, const struct strv *argv)
+{
+    char line[3000];
+    size_t len = 0;
+
+    for (size_t i = 0; i < argv->n && len < sizeof line - 1; i++) {
+        const char *a = argv->v[i], *eq = strchr(a, '=');
+        int n;
+
+        if (i >= 2 && strcmp(argv->v[i - 2], "--setenv") == 0 &&
+            extra_env_name(argv->v[i - 1], strlen(argv->v[i - 1])))
+            n = snprintf(line + len, sizeof line - len, " (hidden)");
+        else if (i >= 1 && strcmp(argv->v[i - 1], "-e") == 0 && eq &&
+                 extra_env_name(a, (size_t)(eq - a)))
+            n = snprintf(line + len, sizeof line - len, " %.*s=(hidden)", (int)(eq - a), a);
+        else
+            n = snprintf(line + len, sizeof line - len, "%s%s", i ? " " : "", a);
+        len += n > 0 ? (size_t)n : 0;
+    }
+    task_log(b->t, "%s: $ %s%s%s%s", child_names[which], cwd ? "cd " : "", cwd ? cwd : "",
+             cwd ? " && " : "", line);
+}
+
 static void on_child(const struct proc_result *r, void *arg);
 
 static void child_start(struct build *b, int which)
@@ -2041,16 +2076,7 @@ static void child_start(struct build *b, int which)
     o.envp = envp.v ? (const char *const *)envp.v : NULL;
     if (which != CH_COPY && (which != CH_RUN || runner_is_docker()))
         o.envp = build_docker_env();
-    {
-        /* The command line, as a person would type it, for the log. */
-        char line[3000];
-        size_t len = 0;
-        for (size_t i = 0; i < argv.n && len < sizeof line - 1; i++)
-            len += (size_t)snprintf(line + len, sizeof line - len, "%s%s", i ? " " : "",
-                                    argv.v[i]);
-        task_log(b->t, "%s: $ %s%s%s%s", child_names[which], o.cwd ? "cd " : "",
-                 o.cwd ? o.cwd : "", o.cwd ? " && " : "", line);
-    }
+    log_command(b, which, o.cwd, &argv);
     b->proc = proc_spawn(B->app->procs, &o, on_child, b, err, sizeof err);
     strv_free(&argv);
     strv_free(&envp);

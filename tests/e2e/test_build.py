@@ -1101,6 +1101,11 @@ class TestDockerBuilds(BuildCase):
             "-e", "SENTRY_DSN=https://key@sentry.example/1",
             "studyhub-builder:test", "bash", "-c",
             "cp -R /checkouts/. /checkout-dir && cd /checkout-dir && exec bash ./build.sh"])
+        # BUILD_ENV's values (a Sentry DSN is a secret) stay out of the log
+        # researchers read.
+        log = self.build_doc(self.srv, self.admin, st, task)["stages"][3]["log"]
+        self.assertIn("SENTRY_DSN=(hidden)", log)
+        self.assertNotIn("https://key@sentry.example/1", log)
         # The docker client itself ran with a clean environment: nothing of
         # the server's (DATABASE_URL, keys) reached it.
         env = self.client_env()
