@@ -3135,8 +3135,10 @@ static void on_probe(const struct proc_result *r, void *arg)
     }
     proc_result_describe(r, how, sizeof how);
     B->sandbox = SB_BROKEN;
-    snprintf(B->sandbox_err, sizeof B->sandbox_err, "%s (%s) %s%s%.300s",
-             B->app->cfg->bwrap_bin, "the check at start", how, r->err_len ? ": " : "", r->err);
+    snprintf(B->sandbox_err, sizeof B->sandbox_err, "%s (the check at start) %s%s%.300s%s",
+             B->app->cfg->bwrap_bin, how, r->err_len ? ": " : "", r->err,
+             strstr(r->err, "Permission denied")
+                 ? " (BUILD_UID must be able to enter every folder above BUILD_ROOT: o+x)" : "");
     log_error("build: BUILD_SANDBOX=bwrap does not work here, so every local build will be "
               "refused: %s", B->sandbox_err);
 }

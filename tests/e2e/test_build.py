@@ -1006,6 +1006,23 @@ class TestSandboxRefusal(BuildCase):
                                                      "index.html")))
 
 
+    def test_builds_are_refused_when_build_uid_cannot_reach_build_root(self):
+        if os.geteuid() != 0:
+            self.skipTest("only a root server changes to BUILD_UID")
+        root = new_dir("locked")
+        locked = os.path.join(root, "locked")
+        os.mkdir(locked, 0o700)
+        srv = self.server(env=self.env(root, BUILD_ROOT=os.path.join(locked, "builds")))
+        world = World(srv)
+        lab, admin = self.people(world)
+        st = self.study(world, lab, admin)
+        task = self.start_build(srv, admin, st)
+        state = self.wait_done(srv.database, task)
+        self.assertEqual(state[0], "failed", state)
+        self.assertIn("builds are refused", state[2])
+        self.assertIn("every folder above BUILD_ROOT: o+x", state[2])
+
+
 class TestNoSandbox(BuildCase):
     """BUILD_SANDBOX=none: the operator's explicit choice, said loudly."""
 
