@@ -32,6 +32,7 @@ static int check_smtp_url(struct config *cfg, const char *v, char *err, size_t n
 static int check_smtp_starttls(struct config *cfg, const char *v, char *err, size_t n);
 static int check_build_runner(struct config *cfg, const char *v, char *err, size_t n);
 static int check_build_sandbox(struct config *cfg, const char *v, char *err, size_t n);
+static int check_ro_paths(struct config *cfg, const char *v, char *err, size_t n);
 
 #define STR(field) CFG_STR, offsetof(struct config, field), 0, 0
 #define INT(field, lo, hi) CFG_INT, offsetof(struct config, field), lo, hi
@@ -173,7 +174,7 @@ static const struct config_var vars[] = {
     { "BUILD_MAX_OUTPUT_MB", "2048", "largest file a build may write, its /tmp and the total of its output in MiB",
       INT(build_max_output_mb, 1, 1048576), NULL },
     { "BUILD_RO_PATHS", "", "extra host folders, comma-separated, bound read-only into the sandbox at the same place (e.g. /opt/node)",
-      STR(build_ro_paths), NULL },
+      STR(build_ro_paths), check_ro_paths },
     { "BUILD_FETCH_TIMEOUT_S", "300", "seconds one attempt of a GitHub API call or archive download may take",
       INT(build_fetch_timeout_s, 1, 3600), NULL },
     { "DOCKER_BIN", "docker", "docker client of BUILD_RUNNER=docker and cleanup_docker_images",
@@ -321,6 +322,32 @@ static int check_build_sandbox(struct config *cfg, const char *v, char *err, siz
         return 0;
     set_err(err, n, "BUILD_SANDBOX: '%s' is not bwrap or none", v);
     return -1;
+}
+
+/* BUILD_RO_PATHS: absolute folders below /, without '..' (tasks/sandbox.c
+ * checks the same before every build; here a typo stops the start). */
+static int check_ro_paths(struct config *cfg, const char *v, char *err, size_t n)
+{
+    const char *p = v;
+
+    while (*p) {
+        size_t len = strcspn(p, ",");
+        char item[1024];
+        const char *a = p, *b = p + len;
+
+        while (a < b && (*a == ' ' || *a == '\t'))
+            a++;
+        while (b > a && (b[-1] == ' ' || b[-1] == '\t'))
+            b--;
+        snprintf(item, sizeof item, "%.*s", (int)(b - a), a);
+        if (b > a && (item[0] != '/' || strcmp(item, "/") == 0 || strstr(item, "/../") ||
+                      (strlen(item) >= 3 && strcmp(item + strlen(item) - 3, "/..") == 0))) {
+            set_err(err, n, "BUILD_RO_PATHS: '%s' is not an absolute folder below /", item);
+            return -1;
+        }
+        p += len + (p[len] == ',');
+    }
+    return 0;
 }
 
 static int parse_one(struct config *cfg, const struct config_var *var,

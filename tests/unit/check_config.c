@@ -69,6 +69,12 @@ static const char *const bad[][2] = {
     { "BASE_URL", "ftp://x" },
     { "BASE_URL", "http://x/" },
     { "MAX_BODY_BYTES", "-1" },
+    { "BUILD_SANDBOX", "firejail" },
+    { "BUILD_NETWORK", "sometimes" },
+    { "BUILD_UID", "0" },
+    { "BUILD_RO_PATHS", "opt/node" },
+    { "BUILD_RO_PATHS", "/opt, /" },
+    { "BUILD_RO_PATHS", "/opt/../etc" },
 };
 
 START_TEST(bad_values)
