@@ -171,7 +171,7 @@ static const struct config_var vars[] = {
       INT(build_memory_mb, 64, 1048576), NULL },
     { "BUILD_MAX_PROCS", "512", "processes of a build (RLIMIT_NPROC of BUILD_UID; docker: --pids-limit)",
       INT(build_max_procs, 8, 1000000), NULL },
-    { "BUILD_MAX_OUTPUT_MB", "2048", "largest file a build may write, its /tmp and the total of its output in MiB",
+    { "BUILD_MAX_OUTPUT_MB", "2048", "disk of a build in MiB: each file it writes, its /tmp, and its scratch and output folders together (measured every 5 s; killed past it)",
       INT(build_max_output_mb, 1, 1048576), NULL },
     { "BUILD_RO_PATHS", "", "extra host folders, comma-separated, bound read-only into the sandbox at the same place (e.g. /opt/node)",
       STR(build_ro_paths), check_ro_paths },

@@ -71,6 +71,8 @@
 #define SKIP_LOG_MAX 10             /* skipped output entries named in the log */
 #define PROBE_TIMEOUT_MS 20000      /* the sandbox check at start */
 #define PROBE_WAIT_MS 200           /* a build waiting for that check */
+#define DISK_CHECK_MS 5000          /* between measures of a running build's folders */
+#define DISK_DU_TIMEOUT_MS 60000
 
 /* ---- the module -------------------------------------------------------------- */
 
@@ -364,6 +366,10 @@ struct build {
     struct flight *flight;          /* the download or extraction waited on */
     TAILQ_ENTRY(build) wlink;       /* in flight->waiters */
     struct proc *proc;              /* the current child */
+    /* the disk watch of the build child: du of scratch and output */
+    struct event *disk_timer;       /* owned */
+    struct proc *du;                /* the measure in progress */
+    bool disk_exceeded;             /* the build was killed for it */
     int child;                      /* which child of the build stage */
     int64_t deadline_ms;            /* monotonic end of BUILD_TIMEOUT_S */
     struct upload *up;              /* owned */
@@ -1257,6 +1263,69 @@ static struct upload *up_new(struct build *b)
 
 /* ---- the stages ----------------------------------------------------------------------- */
 
+/* ---- the disk watch ------------------------------------------------------------------ */
+
+/* RLIMIT_FSIZE bounds each file a build writes, not how many: while the
+ * build runs, its scratch and output folders are measured (`du`, a child:
+ * a node_modules tree is too big to walk on the loop) every DISK_CHECK_MS,
+ * and a build past BUILD_MAX_OUTPUT_MB is killed. */
+static void disk_watch_stop(struct build *b)
+{
+    if (b->du) {
+        proc_abandon(b->du);
+        b->du = NULL;
+    }
+    if (b->disk_timer)
+        evtimer_del(b->disk_timer);
+}
+
+static void on_du(const struct proc_result *r, void *arg)
+{
+    struct build *b = arg;
+    int64_t total = 0;
+    const char *p = r->out;
+    int64_t limit = (int64_t)B->app->cfg->build_max_output_mb << 20;
+
+    b->du = NULL;
+    /* "BYTES\tPATH" per folder; a file that vanished mid-walk makes du exit
+     * 1 with the sums still printed. */
+    while (*p) {
+        total += strtoll(p, NULL, 10);
+        p += strcspn(p, "\n");
+        p += *p == '\n';
+    }
+    if (total > limit && b->proc && b->child == CH_RUN) {
+        b->disk_exceeded = true;
+        task_log(b->t, "the build's folders hold %" PRId64 " bytes, more than "
+                 "BUILD_MAX_OUTPUT_MB=%ld: killing it", total, B->app->cfg->build_max_output_mb);
+        proc_kill(b->proc);
+        return;
+    }
+    if (b->proc)
+        util_timer_ms(b->disk_timer, DISK_CHECK_MS);
+}
+
+static void on_disk_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct build *b = arg;
+    const char *argv[] = { "du", "-s", "-x", "-b", "--", b->scratch, b->out, NULL };
+    struct proc_opts o = { .argv = argv, .timeout_ms = DISK_DU_TIMEOUT_MS, .tail_bytes = 4096 };
+    char err[256];
+
+    if (!b->proc || b->du)
+        return;
+    if (!(b->du = proc_spawn(B->app->procs, &o, on_du, b, err, sizeof err)))
+        log_warn("build: cannot measure %s: %s", b->work, err);
+}
+
+static void disk_watch_start(struct build *b)
+{
+    if (!b->disk_timer && !(b->disk_timer = evtimer_new(B->app->base, on_disk_timer, b)))
+        return;     /* out of memory: the per-file limit and the check at publish remain */
+    b->disk_exceeded = false;
+    util_timer_ms(b->disk_timer, DISK_CHECK_MS);
+}
+
 static void bl_halt(struct build *b)
 {
     if (b->req) {
@@ -1268,6 +1337,7 @@ static void bl_halt(struct build *b)
         proc_abandon(b->proc);
         b->proc = NULL;
     }
+    disk_watch_stop(b);
     if (b->up) {
         up_free(b->up);
         b->up = NULL;
@@ -2084,6 +2154,8 @@ static void child_start(struct build *b, int which)
         bl_stop(b, BO_FAILED, "cannot start %s: %s", child_names[which], err);
         return;
     }
+    if (which == CH_RUN)
+        disk_watch_start(b);
     if (which == CH_RUN && !runner_is_docker()) {
         /* So a restarted server can find what this one left running. */
         char *pf = util_asprintf("%s/pgid", b->work);
@@ -2121,6 +2193,7 @@ static void on_child(const struct proc_result *r, void *arg)
     char how[160], label[96];
 
     b->proc = NULL;
+    disk_watch_stop(b);
     proc_result_describe(r, how, sizeof how);
     task_log(b->t, "%s: %s after %.1f s", child_names[b->child], how, r->duration_s);
     /* The last CHILD_TAIL bytes of each stream (the end is what explains
@@ -2134,6 +2207,13 @@ static void on_child(const struct proc_result *r, void *arg)
         snprintf(label, sizeof label, r->err_len < r->err_total ? "stderr, the end of %zu"
                  : "stderr", r->err_total);
         task_log_text(b->t, label, r->err, r->err_len);
+    }
+    if (b->disk_exceeded) {
+        if (docker && b->child == CH_RUN)
+            docker_rm_later(b->container);
+        bl_stop(b, BO_FAILED, "%s wrote more than BUILD_MAX_OUTPUT_MB=%ld MiB to its folders: "
+                "it was killed", child_names[b->child], B->app->cfg->build_max_output_mb);
+        return;
     }
     if (r->killed || task_cancel_requested(b->t)) {
         if (docker && b->child == CH_RUN)
@@ -2642,6 +2722,8 @@ static void build_close(struct task *t)
         json_decref(b->final_ev);
     if (b->timer)
         event_free(b->timer);
+    if (b->disk_timer)
+        event_free(b->disk_timer);
     json_decref(b->manifest);
     free(b->study_name);
     free(b->meta_repo);

@@ -129,4 +129,14 @@ for d in "$OUT" /tmp; do
 done
 
 echo "<!doctype html><title>hostile</title>" > "$OUT/index.html"
-echo "hostile build done: $(grep -c '^ESCAPED' "$REPORT") escapes" >&2
+echo "hostile build: $(grep -c '^ESCAPED' "$REPORT") escapes so far" >&2
+
+# 12. The disk again, last: many files each under the per-file limit, three
+# times the total allowed; the builder must kill the build for it (this
+# line is then the report's last), else it is an escape.
+echo "pending disk-total: filling $(( ${OUTPUT_MB:-2048} * 3 )) MiB in 1 MiB files" >> "$REPORT"
+for i in $(seq 1 $(( ${OUTPUT_MB:-2048} * 3 ))); do
+    dd if=/dev/zero of="fill-$i" bs=1M count=1 status=none 2>/dev/null || break
+done
+sleep 30
+escaped disk-total "still running 30 s after filling $(du -sh . | cut -f1)"
