@@ -38,6 +38,8 @@ static int check_smtp_starttls(struct config *cfg, const char *v, char *err, siz
 static int check_build_runner(struct config *cfg, const char *v, char *err, size_t n);
 static int check_totp_key(struct config *cfg, const char *v, char *err, size_t n);
 static int check_trusted_proxies(struct config *cfg, const char *v, char *err, size_t n);
+static int check_build_sandbox(struct config *cfg, const char *v, char *err, size_t n);
+static int check_ro_paths(struct config *cfg, const char *v, char *err, size_t n);
 
 #define STR(field) CFG_STR, offsetof(struct config, field), 0, 0
 #define INT(field, lo, hi) CFG_INT, offsetof(struct config, field), lo, hi
@@ -182,7 +184,7 @@ static const struct config_var vars[] = {
     { "RUNNER_REPO_URL", "https://github.com/lookit/ember-lookit-frameplayer",
       "experiment runner repository of studies whose metadata names none",
       STR(runner_repo_url), NULL },
-    { "RUNNER_REPO_ALLOW", "https://github.com/", "comma-separated URL prefixes a study's player_repo_url must start with",
+    { "RUNNER_REPO_ALLOW", "https://github.com/", "comma-separated URL prefixes a study's player_repo_url must start with (an outer fence: any repository but RUNNER_REPO_URL also needs a reviewer's approval)",
       STR(runner_repo_allow), NULL },
     { "GITHUB_API_URL", "https://api.github.com", "origin of the GitHub REST API (default branch and head commit of runner repositories)",
       STR(github_api_url), NULL },
@@ -190,6 +192,22 @@ static const struct config_var vars[] = {
       STR(github_token), NULL },
     { "BUILD_TIMEOUT_S", "1800", "seconds a runner build may take before its whole process group is killed",
       INT(build_timeout_s, 1, 86400), NULL },
+    { "BUILD_SANDBOX", "bwrap", "sandbox of BUILD_RUNNER=local: bwrap (bubblewrap namespaces; builds are refused when it does not work) or none (build.sh runs on the host: trusted runners only)",
+      STR(build_sandbox), check_build_sandbox },
+    { "BWRAP_BIN", "bwrap", "bubblewrap program of BUILD_SANDBOX=bwrap",
+      STR(bwrap_bin), NULL },
+    { "BUILD_NETWORK", "0", "network access for builds (1 or 0); 1 lets build.sh reach the internet and every service on the host's loopback",
+      BOOL(build_network), NULL },
+    { "BUILD_UID", "65534", "host user and group id a root server runs builds as (local: before bwrap; docker: --user)",
+      INT(build_uid, 1, 4294967294L), NULL },
+    { "BUILD_MEMORY_MB", "4096", "private writable memory of each build process in MiB (RLIMIT_DATA; docker: --memory)",
+      INT(build_memory_mb, 64, 1048576), NULL },
+    { "BUILD_MAX_PROCS", "512", "processes of a build (RLIMIT_NPROC of BUILD_UID; docker: --pids-limit)",
+      INT(build_max_procs, 8, 1000000), NULL },
+    { "BUILD_MAX_OUTPUT_MB", "2048", "disk of a build in MiB: each file it writes, its /tmp, and its scratch and output folders together (measured every 5 s; killed past it)",
+      INT(build_max_output_mb, 1, 1048576), NULL },
+    { "BUILD_RO_PATHS", "", "extra host folders, comma-separated, bound read-only into the sandbox at the same place (e.g. /opt/node)",
+      STR(build_ro_paths), check_ro_paths },
     { "BUILD_FETCH_TIMEOUT_S", "300", "seconds one attempt of a GitHub API call or archive download may take",
       INT(build_fetch_timeout_s, 1, 3600), NULL },
     { "DOCKER_BIN", "docker", "docker client of BUILD_RUNNER=docker and cleanup_docker_images",
@@ -463,6 +481,40 @@ static int check_build_runner(struct config *cfg, const char *v, char *err, size
         return 0;
     set_err(err, n, "BUILD_RUNNER: '%s' is not local or docker", v);
     return -1;
+}
+
+static int check_build_sandbox(struct config *cfg, const char *v, char *err, size_t n)
+{
+    if (strcmp(v, "bwrap") == 0 || strcmp(v, "none") == 0)
+        return 0;
+    set_err(err, n, "BUILD_SANDBOX: '%s' is not bwrap or none", v);
+    return -1;
+}
+
+/* BUILD_RO_PATHS: absolute folders below /, without '..' (tasks/sandbox.c
+ * checks the same before every build; here a typo stops the start). */
+static int check_ro_paths(struct config *cfg, const char *v, char *err, size_t n)
+{
+    const char *p = v;
+
+    while (*p) {
+        size_t len = strcspn(p, ",");
+        char item[1024];
+        const char *a = p, *b = p + len;
+
+        while (a < b && (*a == ' ' || *a == '\t'))
+            a++;
+        while (b > a && (b[-1] == ' ' || b[-1] == '\t'))
+            b--;
+        snprintf(item, sizeof item, "%.*s", (int)(b - a), a);
+        if (b > a && (item[0] != '/' || strcmp(item, "/") == 0 || strstr(item, "/../") ||
+                      (strlen(item) >= 3 && strcmp(item + strlen(item) - 3, "/..") == 0))) {
+            set_err(err, n, "BUILD_RO_PATHS: '%s' is not an absolute folder below /", item);
+            return -1;
+        }
+        p += len + (p[len] == ',');
+    }
+    return 0;
 }
 
 static int parse_one(struct config *cfg, const struct config_var *var,

@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -599,6 +600,7 @@ struct archive_job {
     struct proc *proc;         /* the extraction child (owned by pt) */
     char *tmp;                 /* owned: the child's destination */
     char *final;               /* owned */
+    char *top;                 /* owned: the one top folder it must have; NULL any */
     archive_done_fn done;      /* borrowed */
     void *arg;                 /* borrowed: given to done */
 };
@@ -632,6 +634,7 @@ static void job_free(struct archive_job *j)
 {
     free(j->tmp);
     free(j->final);
+    free(j->top);
     free(j);
 }
 
@@ -660,6 +663,30 @@ static bool single_top_folder(const char *dir, char *name, size_t namelen)
     return n == 1 && is_dir;
 }
 
+/* True when the extracted tree's one top entry is the folder want
+ * ("<repo>-<sha>": the repository's name compared without case, since
+ * GitHub names it as the repository is spelled, the commit exactly);
+ * else false with the reason in msg. */
+static bool top_is(const char *dir, const char *want, char *msg, size_t msglen)
+{
+    char top[NAME_MAX + 1];
+    const char *dash = strrchr(want, '-');
+    size_t name_len = dash ? (size_t)(dash - want) : strlen(want);
+
+    if (!single_top_folder(dir, top, sizeof top)) {
+        snprintf(msg, msglen, "the archive does not hold one top folder %s/ as an archive of "
+                 "that repository and commit does", want);
+        return false;
+    }
+    if (strlen(top) != strlen(want) || strncasecmp(top, want, name_len) != 0 ||
+        strcmp(top + name_len, want + name_len) != 0) {
+        snprintf(msg, msglen, "the archive's top folder is %.200s/, not %s/: it is not the "
+                 "repository and commit asked for", top, want);
+        return false;
+    }
+    return true;
+}
+
 static void on_child_done(const struct proc_result *r, void *arg)
 {
     struct archive_job *j = arg;
@@ -686,6 +713,11 @@ static void on_child_done(const struct proc_result *r, void *arg)
     st.dirs = (uint64_t)json_integer_value(json_object_get(res, "dirs"));
     st.links = (uint64_t)json_integer_value(json_object_get(res, "links"));
     st.bytes = (uint64_t)json_integer_value(json_object_get(res, "bytes"));
+    if (j->top && !top_is(j->tmp, j->top, msg, sizeof msg)) {
+        /* Not what was asked for: never kept as the checkout. */
+        archive_remove_later(j->pt, j->tmp);
+        goto out;
+    }
     if (single_top_folder(j->tmp, top, sizeof top)) {
         if (asprintf(&src, "%s/%s", j->tmp, top) < 0)
             src = NULL;
@@ -723,6 +755,7 @@ struct archive_job *archive_extract_start(struct proc_table *pt,
                                           const char *self_exe,
                                           const char *zip_path,
                                           const char *final_dir,
+                                          const char *expect_top,
                                           const struct archive_limits *lim,
                                           long timeout_ms, archive_done_fn done,
                                           void *arg, char *err, size_t errlen)
@@ -743,7 +776,8 @@ struct archive_job *archive_extract_start(struct proc_table *pt,
     j->tmp = util_asprintf("%.*s.tmp-%s-%s", slash ? (int)(slash - final_dir + 1) : 0,
                            final_dir, slash ? slash + 1 : final_dir, rnd);
     j->final = strdup(final_dir);
-    if (!j->tmp || !j->final) {
+    j->top = expect_top ? strdup(expect_top) : NULL;
+    if (!j->tmp || !j->final || (expect_top && !j->top)) {
         job_free(j);
         fail(err, errlen, "out of memory");
         return NULL;

@@ -17,7 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <grp.h>
 #include <sys/queue.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -433,7 +435,7 @@ struct spawn_failure {
     int err;    /* errno */
 };
 
-enum { SPAWN_SETUP, SPAWN_CHDIR, SPAWN_EXEC };
+enum { SPAWN_SETUP, SPAWN_CHDIR, SPAWN_EXEC, SPAWN_LIMITS, SPAWN_IDS };
 
 /* Moves fd above 2 (the child's 0..2 are re-pointed with dup2, which must
  * not clobber one of our own pipes).  Closes the old one. */
@@ -506,6 +508,16 @@ static void child_exec(const struct proc_opts *o, pid_t parent, int devnull,
     sigemptyset(&empty);
     if (setpgid(0, 0) < 0)
         child_fail(exec_w, SPAWN_SETUP);
+    for (const struct proc_rlimit *l = o->rlimits; l && l->resource >= 0; l++) {
+        struct rlimit rl = { (rlim_t)l->value, (rlim_t)l->value };
+        if (setrlimit(l->resource, &rl) < 0)
+            child_fail(exec_w, SPAWN_LIMITS);
+    }
+    /* Before PR_SET_PDEATHSIG: a change of credentials clears it.  Groups
+     * first, the uid last (after it nothing else may be changed). */
+    if (o->set_ids && (setgroups(0, NULL) < 0 || setgid((gid_t)o->gid) < 0 ||
+                       setuid((uid_t)o->uid) < 0))
+        child_fail(exec_w, SPAWN_IDS);
     /* Die with the server: an orphaned build would run on unwatched. */
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
         child_fail(exec_w, SPAWN_SETUP);
@@ -587,9 +599,10 @@ struct proc *proc_spawn(struct proc_table *pt, const struct proc_opts *opts,
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
             ;
         snprintf(err, errlen, "%s %s: %s",
-                 f.step == SPAWN_CHDIR ? "cannot enter" : f.step == SPAWN_EXEC
-                                                              ? "cannot run"
-                                                              : "cannot set up",
+                 f.step == SPAWN_CHDIR ? "cannot enter"
+                 : f.step == SPAWN_EXEC ? "cannot run"
+                 : f.step == SPAWN_LIMITS ? "cannot set the resource limits of"
+                 : f.step == SPAWN_IDS ? "cannot change the user of" : "cannot set up",
                  f.step == SPAWN_CHDIR ? opts->cwd : opts->argv[0],
                  strerror(f.err));
         goto out;

@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -52,6 +53,7 @@
 #include "studyhub/io/proc.h"
 #include "studyhub/io/redis.h"
 #include "studyhub/io/storage.h"
+#include "studyhub/tasks/sandbox.h"
 
 #define DL_ATTEMPTS 4               /* archive download attempts */
 #define DL_BACKOFF_MS 1000          /* first retry delay, doubled */
@@ -67,6 +69,10 @@
 #define STREAMS_MAX 512             /* event streams per process */
 #define STREAM_PING_TICKS 15        /* seconds between keep-alive comments */
 #define SKIP_LOG_MAX 10             /* skipped output entries named in the log */
+#define PROBE_TIMEOUT_MS 20000      /* the sandbox check at start */
+#define PROBE_WAIT_MS 200           /* a build waiting for that check */
+#define DISK_CHECK_MS 5000          /* between measures of a running build's folders */
+#define DISK_DU_TIMEOUT_MS 60000
 
 /* ---- the module -------------------------------------------------------------- */
 
@@ -74,6 +80,11 @@ struct flight;
 struct stream;
 TAILQ_HEAD(flight_list, flight);
 TAILQ_HEAD(stream_list, stream);
+
+/* Whether BUILD_SANDBOX=bwrap works here: checked once at start by running
+ * the sandbox itself; until it answers, builds wait; when it failed, every
+ * local build is refused (never run unsandboxed behind the operator's back). */
+enum sandbox_state { SB_UNUSED, SB_CHECKING, SB_OK, SB_BROKEN };
 
 struct builder {
     struct app *app;                 /* borrowed */
@@ -89,6 +100,13 @@ struct builder {
     unsigned nstreams;
     struct event *tick;              /* owned: stream keep-alives, ends */
     bool stopping;
+    /* the sandbox of BUILD_RUNNER=local */
+    enum sandbox_state sandbox;
+    char sandbox_err[600];           /* why it is SB_BROKEN */
+    struct proc *probe;              /* the check at start, while it runs */
+    struct sandbox_host host;        /* /bin, /lib...: links or folders */
+    struct proc_rlimit limits[5];    /* of every build process */
+    char **docker_env;               /* owned: the docker client's environment */
 };
 
 static struct builder *B;
@@ -164,6 +182,40 @@ static bool is_index_html(const char *rel)
     const char *slash = strrchr(rel, '/');
 
     return strcmp(slash ? slash + 1 : rel, "index.html") == 0;
+}
+
+/* A NULL-terminated list of owned strings. */
+struct strv {
+    char **v;
+    size_t n, cap;
+};
+
+static int strv_add(struct strv *s, char *str)
+{
+    if (!str)
+        return -1;
+    if (s->n + 2 > s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 32;
+        char **v = realloc(s->v, cap * sizeof *v);
+        if (!v) {
+            free(str);
+            return -1;
+        }
+        s->v = v;
+        s->cap = cap;
+    }
+    s->v[s->n++] = str;
+    s->v[s->n] = NULL;
+    return 0;
+}
+
+static void strv_free(struct strv *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        free(s->v[i]);
+    free(s->v);
+    s->v = NULL;
+    s->n = s->cap = 0;
 }
 
 /* ---- live events ------------------------------------------------------------------ */
@@ -289,6 +341,7 @@ struct build {
     char *study_name;               /* owned */
     char *meta_repo;                /* owned: metadata.player_repo_url; NULL none */
     char *meta_sha;                 /* owned: metadata.last_known_player_sha; NULL none */
+    bool repo_approved;             /* the default repository, or approved for the study */
     /* resolved */
     char *repo_url;                 /* owned */
     char owner[128], repo[128];     /* GitHub's names of it */
@@ -313,6 +366,10 @@ struct build {
     struct flight *flight;          /* the download or extraction waited on */
     TAILQ_ENTRY(build) wlink;       /* in flight->waiters */
     struct proc *proc;              /* the current child */
+    /* the disk watch of the build child: du of scratch and output */
+    struct event *disk_timer;       /* owned */
+    struct proc *du;                /* the measure in progress */
+    bool disk_exceeded;             /* the build was killed for it */
     int child;                      /* which child of the build stage */
     int64_t deadline_ms;            /* monotonic end of BUILD_TIMEOUT_S */
     struct upload *up;              /* owned */
@@ -494,14 +551,59 @@ static void on_dl_timer(evutil_socket_t fd, short what, void *arg)
     dl_attempt(arg);
 }
 
+/* A zip ends with its end-of-central-directory record ("PK\5\6", within
+ * the last 22 + 65535 bytes): without it the archive was cut. */
+static bool zip_has_end(const char *path)
+{
+    static const char sig[4] = { 'P', 'K', 5, 6 };
+    char buf[22 + 65535];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    off_t size, from;
+    ssize_t n;
+    bool found = false;
+
+    if (fd < 0)
+        return false;
+    size = lseek(fd, 0, SEEK_END);
+    from = size > (off_t)sizeof buf ? size - (off_t)sizeof buf : 0;
+    n = size >= 22 ? pread(fd, buf, (size_t)(size - from), from) : -1;
+    close(fd);
+    for (ssize_t i = n - 22; i >= 0 && !found; i--)
+        found = memcmp(buf + i, sig, 4) == 0;
+    return found;
+}
+
+/* Whether a 200 brought the whole archive: as many bytes as its
+ * Content-Length said (when it said one, without an encoding), and the
+ * end of a zip.  A server or proxy that closes early without a length is
+ * otherwise seen as a success.  Else false with the reason in why. */
+static bool dl_whole(struct flight *f, const struct fetch_result *res, char *why, size_t n)
+{
+    char len[32], enc[64];
+
+    if (fetch_header(res, "Content-Length", len, sizeof len) &&
+        !fetch_header(res, "Content-Encoding", enc, sizeof enc) &&
+        strtoull(len, NULL, 10) != f->bytes) {
+        snprintf(why, n, "the download was cut short: %" PRIu64 " of %s bytes arrived", f->bytes,
+                 len);
+        return false;
+    }
+    if (!zip_has_end(f->part)) {
+        snprintf(why, n, "the download was cut short: the %" PRIu64 " bytes that arrived are not "
+                 "a whole zip archive (no end of central directory)", f->bytes);
+        return false;
+    }
+    return true;
+}
+
 static void on_dl_done(struct fetch_req *req, const struct fetch_result *res, void *arg)
 {
     struct flight *f = arg;
-    char msg[800];
-    bool retry;
+    char msg[800] = "";
+    bool retry, cut = false;
 
     f->req = NULL;
-    if (!res->error && res->status == 200) {
+    if (!res->error && res->status == 200 && !(cut = !dl_whole(f, res, msg, sizeof msg))) {
         if (close(f->fd) < 0 || rename(f->part, f->key) < 0) {
             f->fd = -1;
             snprintf(msg, sizeof msg, "cannot keep the archive at %s: %s", f->key,
@@ -518,18 +620,33 @@ static void on_dl_done(struct fetch_req *req, const struct fetch_result *res, vo
         flight_finish(f, true, msg);
         return;
     }
-    if (f->err[0])
+    if (f->err[0]) {
         snprintf(msg, sizeof msg, "%s", f->err);
-    else if (res->error && res->status == 0)
+    } else if (cut) {
+        /* msg says why (dl_whole) */
+    } else if (res->error && res->status == 200) {
+        /* The answer began (200) and broke off: curl's partial file, a
+         * reset, a timeout in the middle. */
+        cut = true;
+        snprintf(msg, sizeof msg, "the download was cut short after %" PRIu64 " bytes: %s",
+                 f->bytes, res->error);
+    } else if (res->error && res->status == 0) {
         snprintf(msg, sizeof msg, "%s", res->error);
-    else
+    } else {
         snprintf(msg, sizeof msg, "HTTP %d%s%.200s", res->status, res->body_len ? ": " : "",
                  res->body);
-    /* Network trouble and server errors pass; a 404 (no such commit) or
-     * an archive over the limit does not. */
-    retry = !f->err[0] && (res->status == 0 || res->status >= 500 || res->status == 429);
+    }
+    /* Network trouble, cut downloads and server errors pass; a 404 (no
+     * such commit) or an archive over the limit does not. */
+    retry = !f->err[0] && (cut || res->status == 0 || res->status >= 500 ||
+                           res->status == 429);
     log_info("build: download of %s, attempt %d: %s%s", f->url, f->attempt, msg,
              retry && f->attempt < DL_ATTEMPTS ? "; retrying" : "");
+    if (retry && f->attempt < DL_ATTEMPTS) {
+        struct build *w;
+        TAILQ_FOREACH(w, &f->waiters, wlink)
+            task_log(w->t, "attempt %d of the download: %s; trying again", f->attempt, msg);
+    }
     if (retry && f->attempt < DL_ATTEMPTS) {
         util_timer_ms(f->timer, (int64_t)DL_BACKOFF_MS << (f->attempt - 1));
         return;
@@ -639,15 +756,26 @@ static struct flight *ex_start(struct build *b, char *err, size_t errlen)
     struct archive_limits lim = { .max_bytes = (uint64_t)c->max_archive_bytes,
                                   .max_files = (uint64_t)c->max_archive_files };
     struct flight *f = flight_new(FL_EXTRACT, b->checkout, b->t->id);
+    const char *slash;
+    char *top;
 
     if (!f) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
     f->url = strdup(b->zip);    /* the archive, removed when done */
-    if (f->url)
-        f->job = archive_extract_start(B->app->procs, NULL, b->zip, b->checkout, &lim,
+    /* GitHub's archive of <owner>/<repo> at <sha> holds <repo>-<sha>/.  A
+     * build resumed past resolve_sha knows only the URL it saved (already
+     * without trailing slash and ".git"): the name is its last part. */
+    slash = strrchr(b->repo_url, '/');
+    top = util_asprintf("%s-%s", b->repo[0] ? b->repo : slash ? slash + 1 : b->repo_url,
+                        b->sha);
+    if (f->url && top)
+        f->job = archive_extract_start(B->app->procs, NULL, b->zip, b->checkout, top, &lim,
                                        c->build_timeout_s * 1000, on_extracted, f, err, errlen);
+    else
+        snprintf(err, errlen, "out of memory");
+    free(top);
     if (!f->job) {
         TAILQ_REMOVE(&B->flights, f, link);
         flight_free(f);
@@ -1090,6 +1218,11 @@ static void on_walk(evutil_socket_t fd, short what, void *arg)
                     B->app->cfg->max_archive_bytes);
             return;
         }
+        if (up->bytes > (uint64_t)B->app->cfg->build_max_output_mb << 20) {
+            up_fail(up, "the output is larger than BUILD_MAX_OUTPUT_MB=%ld",
+                    B->app->cfg->build_max_output_mb);
+            return;
+        }
     }
     if (up->depth > 0) {
         /* A zero timeout goes through the poll: other events run first. */
@@ -1130,6 +1263,69 @@ static struct upload *up_new(struct build *b)
 
 /* ---- the stages ----------------------------------------------------------------------- */
 
+/* ---- the disk watch ------------------------------------------------------------------ */
+
+/* RLIMIT_FSIZE bounds each file a build writes, not how many: while the
+ * build runs, its scratch and output folders are measured (`du`, a child:
+ * a node_modules tree is too big to walk on the loop) every DISK_CHECK_MS,
+ * and a build past BUILD_MAX_OUTPUT_MB is killed. */
+static void disk_watch_stop(struct build *b)
+{
+    if (b->du) {
+        proc_abandon(b->du);
+        b->du = NULL;
+    }
+    if (b->disk_timer)
+        evtimer_del(b->disk_timer);
+}
+
+static void on_du(const struct proc_result *r, void *arg)
+{
+    struct build *b = arg;
+    int64_t total = 0;
+    const char *p = r->out;
+    int64_t limit = (int64_t)B->app->cfg->build_max_output_mb << 20;
+
+    b->du = NULL;
+    /* "BYTES\tPATH" per folder; a file that vanished mid-walk makes du exit
+     * 1 with the sums still printed. */
+    while (*p) {
+        total += strtoll(p, NULL, 10);
+        p += strcspn(p, "\n");
+        p += *p == '\n';
+    }
+    if (total > limit && b->proc && b->child == CH_RUN) {
+        b->disk_exceeded = true;
+        task_log(b->t, "the build's folders hold %" PRId64 " bytes, more than "
+                 "BUILD_MAX_OUTPUT_MB=%ld: killing it", total, B->app->cfg->build_max_output_mb);
+        proc_kill(b->proc);
+        return;
+    }
+    if (b->proc)
+        util_timer_ms(b->disk_timer, DISK_CHECK_MS);
+}
+
+static void on_disk_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct build *b = arg;
+    const char *argv[] = { "du", "-s", "-x", "-b", "--", b->scratch, b->out, NULL };
+    struct proc_opts o = { .argv = argv, .timeout_ms = DISK_DU_TIMEOUT_MS, .tail_bytes = 4096 };
+    char err[256];
+
+    if (!b->proc || b->du)
+        return;
+    if (!(b->du = proc_spawn(B->app->procs, &o, on_du, b, err, sizeof err)))
+        log_warn("build: cannot measure %s: %s", b->work, err);
+}
+
+static void disk_watch_start(struct build *b)
+{
+    if (!b->disk_timer && !(b->disk_timer = evtimer_new(B->app->base, on_disk_timer, b)))
+        return;     /* out of memory: the per-file limit and the check at publish remain */
+    b->disk_exceeded = false;
+    util_timer_ms(b->disk_timer, DISK_CHECK_MS);
+}
+
 static void bl_halt(struct build *b)
 {
     if (b->req) {
@@ -1141,6 +1337,7 @@ static void bl_halt(struct build *b)
         proc_abandon(b->proc);
         b->proc = NULL;
     }
+    disk_watch_stop(b);
     if (b->up) {
         up_free(b->up);
         b->up = NULL;
@@ -1161,7 +1358,8 @@ static void docker_rm_done(const struct proc_result *r, void *arg)
 static void docker_rm_later(const char *name)
 {
     const char *argv[] = { B->app->cfg->docker_bin, "rm", "-f", name, NULL };
-    struct proc_opts o = { .argv = argv, .timeout_ms = DOCKER_RM_TIMEOUT_MS, .tail_bytes = 2048 };
+    struct proc_opts o = { .argv = argv, .timeout_ms = DOCKER_RM_TIMEOUT_MS, .tail_bytes = 2048,
+                           .envp = build_docker_env() };
     char err[256];
 
     if (!proc_spawn(B->app->procs, &o, docker_rm_done, NULL, err, sizeof err))
@@ -1214,7 +1412,8 @@ static int bl_paths(struct build *b)
 static const struct pg_stmt stmt_load = {
     "build_load",
     "SELECT s.name, s.metadata->>'player_repo_url', s.metadata->>'last_known_player_sha',"
-    "       b.repo_url, b.sha, b.cache_key, r.manifest::text, s.uuid"
+    "       b.repo_url, b.sha, b.cache_key, r.manifest::text, s.uuid,"
+    "       (SELECT approved FROM study_runner_repo(s.id, $2))"
     "  FROM study_builds b JOIN studies s ON s.id = b.study_id"
     "  LEFT JOIN runner_builds r ON r.cache_key = b.cache_key"
     " WHERE b.task_id = $1::bigint",
@@ -1248,6 +1447,7 @@ static void on_loaded(struct task *t, PGresult *res)
     b->study_name = col_dup(res, 0);
     b->meta_repo = col_dup(res, 1);
     b->meta_sha = col_dup(res, 2);
+    b->repo_approved = PQgetvalue(res, 0, 8)[0] == 't';
     if (!PQgetisnull(res, 0, 3) && !PQgetisnull(res, 0, 4) && !PQgetisnull(res, 0, 5)) {
         b->repo_url = strdup(PQgetvalue(res, 0, 3));
         snprintf(b->sha, sizeof b->sha, "%s", PQgetvalue(res, 0, 4));
@@ -1271,11 +1471,11 @@ static void on_loaded(struct task *t, PGresult *res)
 static void bl_load(struct build *b)
 {
     char task[24];
-    const char *params[1] = { task };
+    const char *params[2] = { task, B->app->cfg->runner_repo_url };
 
     snprintf(task, sizeof task, "%" PRId64, b->t->id);
     b->pg_busy = true;
-    if (task_pg_exec(b->t, &stmt_load, 1, params, on_loaded) < 0) {
+    if (task_pg_exec(b->t, &stmt_load, 2, params, on_loaded) < 0) {
         b->pg_busy = false;
         util_timer_ms(b->timer, SETTLE_RETRY_MS);
     }
@@ -1534,6 +1734,14 @@ static void st_resolve(struct build *b)
                 "(RUNNER_REPO_ALLOW)", b->repo_url);
         return;
     }
+    /* Checked at the request too; again here, as the study's metadata may
+     * have named another repository since. */
+    if (!b->repo_approved) {
+        bl_stop(b, BO_FAILED, "runner_repo_not_approved: the runner repository %.300s is not "
+                "the default one and is not approved for this study; a site reviewer must "
+                "approve it first", b->repo_url);
+        return;
+    }
     task_log(b->t, "repository %s (%s)", b->repo_url,
              b->meta_repo && *b->meta_repo ? "the study's player_repo_url" : "RUNNER_REPO_URL");
     if (is_sha(b->meta_sha)) {
@@ -1652,49 +1860,16 @@ static const char *const child_names[] = {
     [CH_RUN] = "the build",
 };
 
-/* A NULL-terminated list of owned strings. */
-struct strv {
-    char **v;
-    size_t n, cap;
-};
-
-static int strv_add(struct strv *s, char *str)
-{
-    if (!str)
-        return -1;
-    if (s->n + 2 > s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 32;
-        char **v = realloc(s->v, cap * sizeof *v);
-        if (!v) {
-            free(str);
-            return -1;
-        }
-        s->v = v;
-        s->cap = cap;
-    }
-    s->v[s->n++] = str;
-    s->v[s->n] = NULL;
-    return 0;
-}
-
-static void strv_free(struct strv *s)
-{
-    for (size_t i = 0; i < s->n; i++)
-        free(s->v[i]);
-    free(s->v);
-    s->v = NULL;
-    s->n = s->cap = 0;
-}
-
-/* The environment of reference section 4 (paths as the build sees them)
- * plus BUILD_ENV, as "K=V" strings. */
-static int build_env(struct build *b, struct strv *env, bool docker)
+/* The environment of reference section 4 (paths as the build sees them:
+ * checkout and output are where the sandbox or container puts them) plus
+ * BUILD_ENV, as "K=V" strings.  Nothing of the server's environment. */
+static int build_env(struct build *b, struct strv *env, const char *checkout, const char *out)
 {
     int rc = 0;
 
-    rc |= strv_add(env, util_asprintf("CHECKOUT_DIR=%s", docker ? "/checkouts" : b->checkout));
+    rc |= strv_add(env, util_asprintf("CHECKOUT_DIR=%s", checkout));
     rc |= strv_add(env, util_asprintf("PREPEND_FINGERPRINT=/studies/%s/", b->study_uuid));
-    rc |= strv_add(env, util_asprintf("STUDY_OUTPUT_DIR=%s", docker ? "/deployments" : b->out));
+    rc |= strv_add(env, util_asprintf("STUDY_OUTPUT_DIR=%s", out));
     rc |= strv_add(env, util_asprintf("STUDY_UUID=%s", b->study_uuid));
     rc |= strv_add(env, util_asprintf("RUNNER_SHA=%s", b->sha));
     rc |= strv_add(env, util_asprintf("RUNNER_REPO_URL=%s", b->repo_url));
@@ -1704,21 +1879,220 @@ static int build_env(struct build *b, struct strv *env, bool docker)
     return rc ? -1 : 0;
 }
 
+static bool runner_is_docker(void)
+{
+    return strcmp(B->app->cfg->build_runner, "docker") == 0;
+}
+
+static bool runner_is_sandboxed(void)
+{
+    return !runner_is_docker() && strcmp(B->app->cfg->build_sandbox, "bwrap") == 0;
+}
+
+/* A root server runs builds as BUILD_UID (bwrap and docker's --user);
+ * any other server can only run them as itself. */
+static bool builds_change_user(void)
+{
+    return geteuid() == 0;
+}
+
+static void build_proc_ids(struct proc_opts *o)
+{
+    if (!builds_change_user())
+        return;
+    o->set_ids = true;
+    o->uid = o->gid = (unsigned)B->app->cfg->build_uid;
+}
+
+/* The docker client's environment: what it needs to find the engine and
+ * its configuration, never the server's secrets.  Made once at start. */
+static int docker_client_env(struct strv *env)
+{
+    static const char *const pass[] = { "PATH", "HOME", "DOCKER_HOST", "DOCKER_CONFIG",
+                                        "DOCKER_CONTEXT", "DOCKER_CERT_PATH",
+                                        "DOCKER_TLS_VERIFY", "XDG_RUNTIME_DIR", NULL };
+    int rc = 0;
+
+    for (int i = 0; pass[i]; i++) {
+        const char *v = getenv(pass[i]);
+        if (v)
+            rc |= strv_add(env, util_asprintf("%s=%s", pass[i], v));
+        else if (i == 0)
+            rc |= strv_add(env, strdup("PATH=/usr/local/bin:/usr/bin:/bin"));
+    }
+    return rc ? -1 : 0;
+}
+
+/* `docker run` of the build: a read-only container without capabilities
+ * or privilege gains, as a non-root user, with its process, memory and
+ * /tmp bounded and no network unless BUILD_NETWORK=1. */
+static int docker_run_args(struct build *b, struct strv *argv)
+{
+    const struct config *c = B->app->cfg;
+    struct strv env = { 0 };
+    long mb = c->build_max_output_mb;
+    int rc = 0;
+
+    rc |= strv_add(argv, strdup(c->docker_bin));
+    rc |= strv_add(argv, strdup("run"));
+    rc |= strv_add(argv, strdup("--rm"));
+    rc |= strv_add(argv, strdup("--name"));
+    rc |= strv_add(argv, strdup(b->container));
+    rc |= strv_add(argv, strdup("--read-only"));
+    rc |= strv_add(argv, strdup("--cap-drop"));
+    rc |= strv_add(argv, strdup("ALL"));
+    rc |= strv_add(argv, strdup("--security-opt"));
+    rc |= strv_add(argv, strdup("no-new-privileges"));
+    rc |= strv_add(argv, strdup("--user"));
+    if (builds_change_user())
+        rc |= strv_add(argv, util_asprintf("%ld:%ld", c->build_uid, c->build_uid));
+    else
+        rc |= strv_add(argv, util_asprintf("%u:%u", (unsigned)getuid(), (unsigned)getgid()));
+    rc |= strv_add(argv, strdup("--pids-limit"));
+    rc |= strv_add(argv, util_asprintf("%ld", c->build_max_procs));
+    rc |= strv_add(argv, strdup("--memory"));
+    rc |= strv_add(argv, util_asprintf("%ldm", c->build_memory_mb));
+    rc |= strv_add(argv, strdup("--memory-swap"));
+    rc |= strv_add(argv, util_asprintf("%ldm", c->build_memory_mb));
+    rc |= strv_add(argv, strdup("--ulimit"));
+    rc |= strv_add(argv, util_asprintf("fsize=%lld", (long long)mb << 20));
+    rc |= strv_add(argv, strdup("--tmpfs"));
+    rc |= strv_add(argv, util_asprintf("/tmp:rw,nosuid,nodev,size=%ldm", mb));
+    /* The writable copy of the checkout (node_modules lands there). */
+    rc |= strv_add(argv, strdup("--tmpfs"));
+    rc |= strv_add(argv, util_asprintf("/checkout-dir:rw,exec,nosuid,nodev,size=%ldm", mb));
+    if (!c->build_network) {
+        rc |= strv_add(argv, strdup("--network"));
+        rc |= strv_add(argv, strdup("none"));
+    }
+    rc |= strv_add(argv, strdup("-v"));
+    rc |= strv_add(argv, util_asprintf("%s:/checkouts:ro", b->checkout));
+    rc |= strv_add(argv, strdup("-v"));
+    rc |= strv_add(argv, util_asprintf("%s:/deployments", b->out));
+    rc |= strv_add(&env, strdup("HOME=/tmp"));
+    rc |= build_env(b, &env, "/checkouts", "/deployments");
+    for (size_t i = 0; i < env.n; i++) {
+        rc |= strv_add(argv, strdup("-e"));
+        rc |= strv_add(argv, strdup(env.v[i]));
+    }
+    strv_free(&env);
+    rc |= strv_add(argv, strdup(c->builder_image));
+    rc |= strv_add(argv, strdup("bash"));
+    rc |= strv_add(argv, strdup("-c"));
+    rc |= strv_add(argv, strdup("cp -R /checkouts/. /checkout-dir && cd /checkout-dir && "
+                                "exec bash ./build.sh"));
+    return rc ? -1 : 0;
+}
+
+/* The environment of a local build: section 4's variables, a PATH, a
+ * HOME and a locale. */
+static int local_env(struct build *b, struct strv *envp, bool sandboxed)
+{
+    const char *path = getenv("PATH");
+    int rc = 0;
+
+    rc |= strv_add(envp, util_asprintf("PATH=%s", path ? path : "/usr/local/bin:/usr/bin:/bin"));
+    rc |= strv_add(envp, util_asprintf("HOME=%s", sandboxed ? SANDBOX_HOME : b->work));
+    rc |= strv_add(envp, strdup("LANG=C.UTF-8"));
+    if (sandboxed)
+        rc |= build_env(b, envp, SANDBOX_CHECKOUT, SANDBOX_OUTPUT);
+    else
+        rc |= build_env(b, envp, b->checkout, b->out);
+    return rc ? -1 : 0;
+}
+
+/* The sandboxed build: bwrap around `cp` of the checkout into the
+ * scratch folder (done inside, as the build's user, so the copy is its
+ * own to write) and build.sh. */
+static int sandbox_run_args(struct build *b, struct strv *argv, char *err, size_t errlen)
+{
+    const struct config *c = B->app->cfg;
+    static const char *const command[] = {
+        "bash", "-c", "cp -R " SANDBOX_CHECKOUT "/. " SANDBOX_BUILD " && exec bash build.sh",
+        NULL,
+    };
+    struct strv env = { 0 };
+    struct sandbox_spec spec = {
+        .bwrap = c->bwrap_bin, .host = &B->host, .checkout = b->checkout,
+        .scratch = b->scratch, .output = b->out, .network = c->build_network,
+        .tmp_mb = c->build_max_output_mb, .ro_paths = c->build_ro_paths,
+        .command = command,
+    };
+    char **v;
+
+    if (local_env(b, &env, true) < 0) {
+        strv_free(&env);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    spec.env = (const char *const *)env.v;
+    v = sandbox_argv(&spec, err, errlen);
+    strv_free(&env);
+    if (!v)
+        return -1;
+    /* Takes the strings over. */
+    for (char **p = v; *p; p++)
+        if (strv_add(argv, *p) < 0) {
+            for (char **q = p + 1; *q; q++)
+                free(*q);
+            free(v);
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+    free(v);
+    return 0;
+}
+
+/* True when NAME (len bytes) is one of BUILD_ENV's: its value may be a
+ * secret (a Sentry DSN) and stays out of logs researchers read. */
+static bool extra_env_name(const char *name, size_t len)
+{
+    for (char **e = B->extra_env; e && *e; e++)
+        if (strncmp(*e, name, len) == 0 && (*e)[len] == '=')
+            return true;
+    return false;
+}
+
+/* The command line, as a person would type it, for the stage's log; the
+ * values of BUILD_ENV's variables hidden. */
+static void log_command(struct build *b, int which, const char *cwd, const struct strv *argv)
+{
+    char line[3000];
+    size_t len = 0;
+
+    for (size_t i = 0; i < argv->n && len < sizeof line - 1; i++) {
+        const char *a = argv->v[i], *eq = strchr(a, '=');
+        int n;
+
+        if (i >= 2 && strcmp(argv->v[i - 2], "--setenv") == 0 &&
+            extra_env_name(argv->v[i - 1], strlen(argv->v[i - 1])))
+            n = snprintf(line + len, sizeof line - len, " (hidden)");
+        else if (i >= 1 && strcmp(argv->v[i - 1], "-e") == 0 && eq &&
+                 extra_env_name(a, (size_t)(eq - a)))
+            n = snprintf(line + len, sizeof line - len, " %.*s=(hidden)", (int)(eq - a), a);
+        else
+            n = snprintf(line + len, sizeof line - len, "%s%s", i ? " " : "", a);
+        len += n > 0 ? (size_t)n : 0;
+    }
+    task_log(b->t, "%s: $ %s%s%s%s", child_names[which], cwd ? "cd " : "", cwd ? cwd : "",
+             cwd ? " && " : "", line);
+}
+
 static void on_child(const struct proc_result *r, void *arg);
 
 static void child_start(struct build *b, int which)
 {
     const struct config *c = B->app->cfg;
-    bool docker = strcmp(c->build_runner, "docker") == 0;
     struct strv argv = { 0 }, envp = { 0 };
     struct proc_opts o = { .tail_bytes = CHILD_TAIL, .grace_ms = 3000 };
-    char err[300];
+    char err[600] = "out of memory";
     int64_t left = b->deadline_ms - util_mono_ms();
     int rc = 0;
 
     b->child = which;
     if (left < 1)
         left = 1;
+    o.timeout_ms = left;
     switch (which) {
     case CH_DOCKER_RM:
         rc |= strv_add(&argv, strdup(c->docker_bin));
@@ -1728,14 +2102,13 @@ static void child_start(struct build *b, int which)
         o.timeout_ms = DOCKER_RM_TIMEOUT_MS;
         break;
     case CH_COPY:
-        /* A scratch copy: the build may write anywhere in its tree while
-         * the checkout stays pristine for the next build of the commit. */
+        /* BUILD_SANDBOX=none: a scratch copy, so the build may write
+         * anywhere in its tree while the checkout stays pristine. */
         rc |= strv_add(&argv, strdup("cp"));
         rc |= strv_add(&argv, strdup("-R"));
         rc |= strv_add(&argv, strdup("--"));
         rc |= strv_add(&argv, util_asprintf("%s/.", b->checkout));
         rc |= strv_add(&argv, strdup(b->scratch));
-        o.timeout_ms = left;
         break;
     case CH_IMAGE:
         rc |= strv_add(&argv, strdup(c->docker_bin));
@@ -1743,66 +2116,37 @@ static void child_start(struct build *b, int which)
         rc |= strv_add(&argv, strdup("-t"));
         rc |= strv_add(&argv, strdup(c->builder_image));
         rc |= strv_add(&argv, strdup(c->builder_context[0] ? c->builder_context : b->checkout));
-        o.timeout_ms = left;
         break;
     case CH_RUN:
-        o.timeout_ms = left;
-        if (!docker) {
-            /* Only the variables of section 4, a PATH and a HOME: the
-             * server's own environment (its secrets) stays out. */
-            const char *path = getenv("PATH");
+        if (runner_is_docker()) {
+            rc |= docker_run_args(b, &argv);
+        } else if (runner_is_sandboxed()) {
+            if (sandbox_run_args(b, &argv, err, sizeof err) < 0)
+                rc = -1;
+            /* bwrap itself needs no variable: --clearenv, then the list. */
+            rc |= strv_add(&envp, strdup("PATH=/usr/bin:/bin"));
+            o.rlimits = B->limits;
+            build_proc_ids(&o);
+        } else {
             rc |= strv_add(&argv, strdup("bash"));
             rc |= strv_add(&argv, strdup("build.sh"));
-            rc |= strv_add(&envp, util_asprintf("PATH=%s", path ? path : "/usr/local/bin:/usr/bin:/bin"));
-            rc |= strv_add(&envp, util_asprintf("HOME=%s", b->work));
-            rc |= strv_add(&envp, strdup("LANG=C.UTF-8"));
-            rc |= build_env(b, &envp, false);
+            rc |= local_env(b, &envp, false);
             o.cwd = b->scratch;
-            break;
-        }
-        {
-            struct strv env = { 0 };
-            rc |= strv_add(&argv, strdup(c->docker_bin));
-            rc |= strv_add(&argv, strdup("run"));
-            rc |= strv_add(&argv, strdup("--rm"));
-            rc |= strv_add(&argv, strdup("--name"));
-            rc |= strv_add(&argv, strdup(b->container));
-            rc |= strv_add(&argv, strdup("-v"));
-            rc |= strv_add(&argv, util_asprintf("%s:/checkouts:ro", b->checkout));
-            rc |= strv_add(&argv, strdup("-v"));
-            rc |= strv_add(&argv, util_asprintf("%s:/deployments", b->out));
-            rc |= build_env(b, &env, true);
-            for (size_t i = 0; i < env.n; i++) {
-                rc |= strv_add(&argv, strdup("-e"));
-                rc |= strv_add(&argv, strdup(env.v[i]));
-            }
-            strv_free(&env);
-            rc |= strv_add(&argv, strdup(c->builder_image));
-            rc |= strv_add(&argv, strdup("bash"));
-            rc |= strv_add(&argv, strdup("-c"));
-            rc |= strv_add(&argv, strdup("mkdir -p /checkout-dir && cp -R /checkouts/. "
-                                         "/checkout-dir && cd /checkout-dir && exec bash ./build.sh"));
+            o.rlimits = B->limits;
         }
         break;
     }
     if (rc) {
         strv_free(&argv);
         strv_free(&envp);
-        bl_stop(b, BO_FAILED, "out of memory");
+        bl_stop(b, BO_FAILED, "cannot start %s: %s", child_names[which], err);
         return;
     }
     o.argv = (const char *const *)argv.v;
     o.envp = envp.v ? (const char *const *)envp.v : NULL;
-    {
-        /* The command line, as a person would type it, for the log. */
-        char line[1500];
-        size_t len = 0;
-        for (size_t i = 0; i < argv.n && len < sizeof line - 1; i++)
-            len += (size_t)snprintf(line + len, sizeof line - len, "%s%s", i ? " " : "",
-                                    argv.v[i]);
-        task_log(b->t, "%s: $ %s%s%s%s", child_names[which], o.cwd ? "cd " : "",
-                 o.cwd ? o.cwd : "", o.cwd ? " && " : "", line);
-    }
+    if (which != CH_COPY && (which != CH_RUN || runner_is_docker()))
+        o.envp = build_docker_env();
+    log_command(b, which, o.cwd, &argv);
     b->proc = proc_spawn(B->app->procs, &o, on_child, b, err, sizeof err);
     strv_free(&argv);
     strv_free(&envp);
@@ -1810,7 +2154,9 @@ static void child_start(struct build *b, int which)
         bl_stop(b, BO_FAILED, "cannot start %s: %s", child_names[which], err);
         return;
     }
-    if (which == CH_RUN && !docker) {
+    if (which == CH_RUN)
+        disk_watch_start(b);
+    if (which == CH_RUN && !runner_is_docker()) {
         /* So a restarted server can find what this one left running. */
         char *pf = util_asprintf("%s/pgid", b->work);
         FILE *fp = pf ? fopen(pf, "we") : NULL;
@@ -1847,6 +2193,7 @@ static void on_child(const struct proc_result *r, void *arg)
     char how[160], label[96];
 
     b->proc = NULL;
+    disk_watch_stop(b);
     proc_result_describe(r, how, sizeof how);
     task_log(b->t, "%s: %s after %.1f s", child_names[b->child], how, r->duration_s);
     /* The last CHILD_TAIL bytes of each stream (the end is what explains
@@ -1860,6 +2207,13 @@ static void on_child(const struct proc_result *r, void *arg)
         snprintf(label, sizeof label, r->err_len < r->err_total ? "stderr, the end of %zu"
                  : "stderr", r->err_total);
         task_log_text(b->t, label, r->err, r->err_len);
+    }
+    if (b->disk_exceeded) {
+        if (docker && b->child == CH_RUN)
+            docker_rm_later(b->container);
+        bl_stop(b, BO_FAILED, "%s wrote more than BUILD_MAX_OUTPUT_MB=%ld MiB to its folders: "
+                "it was killed", child_names[b->child], B->app->cfg->build_max_output_mb);
+        return;
     }
     if (r->killed || task_cancel_requested(b->t)) {
         if (docker && b->child == CH_RUN)
@@ -1966,6 +2320,15 @@ static void st_build(struct build *b)
         bl_move(b, BS_UPLOAD, TASK_STAGE_SKIPPED);
         return;
     }
+    if (runner_is_sandboxed() && B->sandbox != SB_OK) {
+        if (B->sandbox == SB_CHECKING) {
+            util_timer_ms(b->timer, PROBE_WAIT_MS);     /* the check at start */
+            return;
+        }
+        bl_stop(b, BO_FAILED, "builds are refused: the build sandbox does not work on this "
+                "server (BUILD_SANDBOX=bwrap): %s", B->sandbox_err);
+        return;
+    }
     if (!is_dir(b->checkout)) {
         if (++b->rebuilds > MAX_REBUILDS) {
             bl_stop(b, BO_FAILED, "the checkout %s vanished %d times", b->checkout, MAX_REBUILDS);
@@ -2011,11 +2374,25 @@ static void st_build(struct build *b)
             bl_stop(b, BO_FAILED, "cannot create %s: %s", dir, strerror(errno));
             return;
         }
+        /* The build's user writes here and nowhere else on the host. */
+        if ((docker || runner_is_sandboxed()) && builds_change_user() &&
+            chown(dir, (uid_t)c->build_uid, (gid_t)c->build_uid) < 0) {
+            bl_stop(b, BO_FAILED, "cannot hand %s to BUILD_UID=%ld: %s", dir, c->build_uid,
+                    strerror(errno));
+            return;
+        }
     }
     snprintf(b->container, sizeof b->container, "studyhub-build-%s", t->uuid);
     b->deadline_ms = util_mono_ms() + c->build_timeout_s * 1000;
-    task_log(t, "runner: %s; timeout %ld s", c->build_runner, c->build_timeout_s);
-    if (!docker)
+    task_log(t, "runner: %s%s; timeout %ld s; network %s; at most %ld processes, %ld MiB of "
+             "memory each, %ld MiB per file and of output", c->build_runner,
+             docker ? "" : runner_is_sandboxed() ? " in the bwrap sandbox"
+                                                 : " WITHOUT a sandbox (BUILD_SANDBOX=none)",
+             c->build_timeout_s, c->build_network ? "on" : "off", c->build_max_procs,
+             c->build_memory_mb, c->build_max_output_mb);
+    if (runner_is_sandboxed())
+        child_start(b, CH_RUN);
+    else if (!docker)
         child_start(b, CH_COPY);
     else if (t->attempts > 1)
         child_start(b, CH_DOCKER_RM);
@@ -2345,6 +2722,8 @@ static void build_close(struct task *t)
         json_decref(b->final_ev);
     if (b->timer)
         event_free(b->timer);
+    if (b->disk_timer)
+        event_free(b->disk_timer);
     json_decref(b->manifest);
     free(b->study_name);
     free(b->meta_repo);
@@ -2385,6 +2764,8 @@ static void reply_refusal(struct http_req *req, const char *verdict, const char 
         jsonapi_reply_errorf(req, 400, "invalid", NULL, "%s", detail);
     else if (strcmp(verdict, "conflict") == 0)
         jsonapi_reply_errorf(req, 409, "conflict", NULL, "%s", detail);
+    else if (strcmp(verdict, "runner_repo_not_approved") == 0)
+        jsonapi_reply_errorf(req, 409, "runner_repo_not_approved", NULL, "%s", detail);
     else
         jsonapi_reply_errorf(req, 404, "not_found", NULL, "%s", detail);
 }
@@ -2409,7 +2790,7 @@ static void reply_doc(struct http_req *req, int status, const char *text, json_t
 static const struct pg_stmt stmt_request = {
     "build_request",
     "SELECT verdict, detail, task_uuid, doc::text"
-    "  FROM study_build_request($1::bigint, $2::uuid, $3, $4)",
+    "  FROM study_build_request($1::bigint, $2::uuid, $3, $4, $5)",
 };
 
 static bool route_is_preview(const struct http_req *req)
@@ -2465,7 +2846,7 @@ static void on_requested(PGresult *res, void *arg)
 static void h_request(struct http_req *req, struct app *app)
 {
     char su[37], uid[24];
-    const char *params[4];
+    const char *params[5];
 
     if (!apidoc_uuid_copy(http_req_param(req, 0), su)) {
         jsonapi_reply_errorf(req, 404, "not_found", NULL, "No Study matches the given query.");
@@ -2475,7 +2856,8 @@ static void h_request(struct http_req *req, struct app *app)
     params[1] = su;
     params[2] = route_is_preview(req) ? "preview" : "deploy";
     params[3] = http_req_base_url(req);
-    if (pg_exec(app->pg, &stmt_request, 4, params, on_requested, req) < 0)
+    params[4] = app->cfg->runner_repo_url;
+    if (pg_exec(app->pg, &stmt_request, 5, params, on_requested, req) < 0)
         jsonapi_reply_unavailable(req, "Memory");
 }
 
@@ -2666,6 +3048,64 @@ static void h_events(struct http_req *req, struct app *app)
 
 /* Upstream's trailing slashes, and issue 6's spelling without; the event
  * stream before {task}: the first match wins. */
+/* -- POST and DELETE runner-approval/ */
+
+static const struct pg_stmt stmt_approve = {
+    "build_runner_approve",
+    "SELECT * FROM study_runner_approve($1::bigint, $2::uuid, $3, $4, $5)",
+};
+
+static const struct pg_stmt stmt_revoke = {
+    "build_runner_revoke",
+    "SELECT * FROM study_runner_revoke($1::bigint, $2::uuid)",
+};
+
+/* {"data": {"type": "runner-approvals", "attributes": {"repo_url": URL}}}:
+ * the URL the reviewer looked at, which must be the study's current one
+ * (checked by the statement) and inside RUNNER_REPO_ALLOW. */
+static void h_approve(struct http_req *req, struct app *app)
+{
+    struct jsonapi_error e;
+    json_t *data = NULL;
+    const char *url;
+    char su[37], uid[24];
+
+    if (!apidoc_uuid_copy(http_req_param(req, 0), su)) {
+        jsonapi_reply_errorf(req, 404, "not_found", NULL, "No Study matches the given query.");
+        return;
+    }
+    if (jsonapi_parse_request(req, "runner-approvals", NULL, &data, &e) < 0) {
+        jsonapi_reply_error(req, &e);
+        return;
+    }
+    url = json_string_value(json_object_get(json_object_get(data, "attributes"), "repo_url"));
+    if (!url || !*url || strlen(url) > 1000) {
+        jsonapi_reply_errorf(req, 400, "required", "/data/attributes/repo_url",
+                             "Give the repository URL you approve as attributes.repo_url.");
+    } else if (!repo_allowed(url)) {
+        jsonapi_reply_errorf(req, 400, "invalid", "/data/attributes/repo_url",
+                             "This server builds no repository outside RUNNER_REPO_ALLOW, "
+                             "approved or not.");
+    } else {
+        const char *params[] = { perms_user_param(req, uid), su, url, app->cfg->runner_repo_url,
+                                 http_req_base_url(req) };
+        perms_exec(req, app, &stmt_approve, 5, params);
+    }
+    json_decref(data);
+}
+
+static void h_revoke(struct http_req *req, struct app *app)
+{
+    char su[37], uid[24];
+
+    if (!apidoc_uuid_copy(http_req_param(req, 0), su)) {
+        jsonapi_reply_errorf(req, 404, "not_found", NULL, "No Study matches the given query.");
+        return;
+    }
+    const char *params[] = { perms_user_param(req, uid), su };
+    perms_exec(req, app, &stmt_revoke, 2, params);
+}
+
 static const struct route build_route_table[] = {
     { HTTP_GET, "/api/v1/studies/{id}/builds/events", h_events, ROUTE_RESEARCHER },
     { HTTP_POST, "/api/v1/studies/{id}/build/?", h_request, ROUTE_RESEARCHER },
@@ -2673,6 +3113,9 @@ static const struct route build_route_table[] = {
     { HTTP_GET, "/api/v1/studies/{id}/builds/?", h_list, ROUTE_RESEARCHER },
     { HTTP_GET, "/api/v1/studies/{id}/builds/{task}/?", h_one, ROUTE_RESEARCHER },
     { HTTP_DELETE, "/api/v1/studies/{id}/builds/{task}/?", h_one, ROUTE_RESEARCHER },
+    /* The statements check approve_runner_repo (site reviewers). */
+    { HTTP_POST, "/api/v1/studies/{id}/runner-approval/?", h_approve, ROUTE_RESEARCHER },
+    { HTTP_DELETE, "/api/v1/studies/{id}/runner-approval/?", h_revoke, ROUTE_RESEARCHER },
 };
 
 int build_routes(struct router *r)
@@ -2737,6 +3180,79 @@ static int parse_build_env(const char *text)
     return 0;
 }
 
+static void on_probe(const struct proc_result *r, void *arg)
+{
+    char how[160];
+
+    B->probe = NULL;
+    if (proc_result_ok(r)) {
+        B->sandbox = SB_OK;
+        log_info("build: the bwrap sandbox works: local builds run in it");
+        return;
+    }
+    proc_result_describe(r, how, sizeof how);
+    B->sandbox = SB_BROKEN;
+    snprintf(B->sandbox_err, sizeof B->sandbox_err, "%s (the check at start) %s%s%.300s%s",
+             B->app->cfg->bwrap_bin, how, r->err_len ? ": " : "", r->err,
+             strstr(r->err, "Permission denied")
+                 ? " (BUILD_UID must be able to enter every folder above BUILD_ROOT: o+x)" : "");
+    log_error("build: BUILD_SANDBOX=bwrap does not work here, so every local build will be "
+              "refused: %s", B->sandbox_err);
+}
+
+/* Runs the sandbox once, around `true`, with the folders builds will
+ * bind: a missing bwrap, a kernel without user namespaces, or a BUILD_ROOT
+ * that BUILD_UID cannot reach is told now, and every build refused. */
+static void sandbox_check(void)
+{
+    const struct config *c = B->app->cfg;
+    static const char *const command[] = { "true", NULL };
+    static const char *const envp[] = { "PATH=/usr/bin:/bin", NULL };
+    struct sandbox_spec spec = {
+        .bwrap = c->bwrap_bin, .host = &B->host, .checkout = B->checkouts,
+        .scratch = B->builds, .output = B->builds, .network = c->build_network,
+        .tmp_mb = 1, .ro_paths = c->build_ro_paths, .command = command,
+    };
+    struct proc_opts o = { .envp = envp, .timeout_ms = PROBE_TIMEOUT_MS, .tail_bytes = 4096,
+                           .rlimits = B->limits };
+    char err[400];
+    char **argv = sandbox_argv(&spec, err, sizeof err);
+
+    B->sandbox = SB_BROKEN;
+    if (!argv) {
+        snprintf(B->sandbox_err, sizeof B->sandbox_err, "%s", err);
+        log_error("build: the build sandbox cannot be set up: %s", err);
+        return;
+    }
+    o.argv = (const char *const *)argv;
+    build_proc_ids(&o);
+    B->probe = proc_spawn(B->app->procs, &o, on_probe, NULL, err, sizeof err);
+    sandbox_argv_free(argv);
+    if (!B->probe) {
+        snprintf(B->sandbox_err, sizeof B->sandbox_err, "%s (install the bubblewrap package)",
+                 err);
+        log_error("build: BUILD_SANDBOX=bwrap does not work here, so every local build will "
+                  "be refused: %s", B->sandbox_err);
+        return;
+    }
+    B->sandbox = SB_CHECKING;
+}
+
+/* The limits of every build process (see the README's "Builds in
+ * production"): processes of the build's user, private writable memory
+ * (RLIMIT_DATA, not RLIMIT_AS: node reserves far more address space than
+ * it uses), the size of one file, and no core dumps. */
+static void limits_init(const struct config *c)
+{
+    struct proc_rlimit *l = B->limits;
+
+    l[0] = (struct proc_rlimit){ RLIMIT_NPROC, (unsigned long long)c->build_max_procs };
+    l[1] = (struct proc_rlimit){ RLIMIT_DATA, (unsigned long long)c->build_memory_mb << 20 };
+    l[2] = (struct proc_rlimit){ RLIMIT_FSIZE, (unsigned long long)c->build_max_output_mb << 20 };
+    l[3] = (struct proc_rlimit){ RLIMIT_CORE, 0 };
+    l[4] = (struct proc_rlimit){ -1, 0 };
+}
+
 int build_start(struct app *app)
 {
     const struct config *c = app->cfg;
@@ -2773,6 +3289,22 @@ int build_start(struct app *app)
                  strerror(errno));
     if (task_register(app->tasks, &build_kind) < 0)
         goto fail;
+    limits_init(c);
+    sandbox_host_probe(&B->host);
+    {
+        struct strv env = { 0 };
+        if (docker_client_env(&env) < 0) {
+            strv_free(&env);
+            goto fail;
+        }
+        B->docker_env = env.v;
+    }
+    if (runner_is_sandboxed())
+        sandbox_check();
+    else if (!runner_is_docker())
+        log_warn("build: BUILD_SANDBOX=none: every runner's build.sh runs on this host as "
+                 "the server's own user, with its files, its network and its processes in "
+                 "reach; only for runner repositories you trust completely");
     B->sub = redis_subscriber_new(app->base, c->redis_host, (int)c->redis_port, c->redis_password,
                                   BUILD_EVENTS_CHANNEL, deliver_event, NULL);
     if (!B->sub)
@@ -2793,6 +3325,10 @@ void build_stop(void)
     if (!B)
         return;
     B->stopping = true;
+    if (B->probe) {
+        proc_abandon(B->probe);
+        B->probe = NULL;
+    }
     /* Streams end while draining (on_tick); one left now belongs to a
      * server already past http_server_free: only our record goes. */
     while ((s = TAILQ_FIRST(&B->streams))) {
@@ -2811,10 +3347,20 @@ void build_stop(void)
     for (char **e = B->extra_env; e && *e; e++)
         free(*e);
     free(B->extra_env);
+    for (char **e = B->docker_env; e && *e; e++)
+        free(*e);
+    free(B->docker_env);
     free(B->checkouts);
     free(B->builds);
     free(B);
     B = NULL;
+}
+
+const char *const *build_docker_env(void)
+{
+    static const char *const fallback[] = { "PATH=/usr/local/bin:/usr/bin:/bin", NULL };
+
+    return B && B->docker_env ? (const char *const *)B->docker_env : fallback;
 }
 
 const char *build_checkouts_dir(void)

@@ -281,7 +281,8 @@ static void cleanup_docker_images(struct sched_run *run, void *arg)
     const struct config *c = app->cfg;
     /* Dangling images a day old: a build running now keeps its image. */
     const char *argv[] = { c->docker_bin, "image", "prune", "-f", "--filter", "until=24h", NULL };
-    struct proc_opts o = { .argv = argv, .timeout_ms = PRUNE_TIMEOUT_MS, .tail_bytes = 8192 };
+    struct proc_opts o = { .argv = argv, .timeout_ms = PRUNE_TIMEOUT_MS, .tail_bytes = 8192,
+                           .envp = build_docker_env() };
     char err[256];
 
     if (strcmp(c->build_runner, "docker") != 0) {

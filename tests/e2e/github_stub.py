@@ -18,10 +18,15 @@ to leave their folder, made on the fly with zipfile:
   evil/absolute  an entry "/tmp/studyhub-absolute-<sha>.txt"
   evil/symlink   a link "link" -> "../../../../../../etc" and a file under it
   evil/bomb      a file that inflates far beyond MAX_ARCHIVE_BYTES
+  evil/wrongtop  a tidy archive whose top folder is not "<repo>-<sha>/" (a
+                 tree of some other repository or commit)
 
 The repository URL to give studyhub is stub.repo_url("runners/good");
 GITHUB_API_URL is stub.url.  Faults for retry tests: fail_next(path_part, n,
-status) answers the next n matching requests with that status.  Every
+status) answers the next n matching requests with that status;
+cut_next(path_part, hows) cuts the next archive answers short, one per
+item of hows: "short" (a Content-Length, then half the bytes and a close)
+or "noclen" (no length, half the bytes and a close).  Every
 request is recorded in stub.requests (method, path).
 
 Run alone (tools/bench): python3 github_stub.py --port N [--runners DIR]
@@ -42,7 +47,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RUNNERS = os.path.join(os.path.dirname(HERE), "runners")
-EVIL = ("dotdot", "absolute", "symlink", "bomb")
+EVIL = ("dotdot", "absolute", "symlink", "bomb", "wrongtop")
 
 
 def tree_files(root):
@@ -106,7 +111,7 @@ def repo_zip(root, repo, sha):
 
 def evil_zip(kind, sha):
     buf = io.BytesIO()
-    top = f"{kind}-{sha}/"
+    top = f"{kind}-{sha}/" if kind != "wrongtop" else f"good-{'0' * 40}/"
     with zipfile.ZipFile(buf, "w") as z:
         add_dir(z, top)
         add_file(z, top + "build.sh", b"#!/bin/bash\necho hi\n", 0o755)
@@ -139,6 +144,7 @@ class GitHubStub:
         self.requests = []
         self.lock = threading.Lock()
         self.faults = []   # [path_part, remaining, status]
+        self.cuts = []     # [path_part, [how, ...]]
         self.delay_s = 0.0  # before every archive answer
         self.server = None
         self.thread = None
@@ -162,6 +168,17 @@ class GitHubStub:
     def fail_next(self, path_part, n=1, status=503):
         with self.lock:
             self.faults.append([path_part, n, status])
+
+    def cut_next(self, path_part, hows):
+        with self.lock:
+            self.cuts.append([path_part, list(hows)])
+
+    def _cut(self, path):
+        with self.lock:
+            for c in self.cuts:
+                if c[0] in path and c[1]:
+                    return c[1].pop(0)
+        return None
 
     def count(self, path_part, method="GET"):
         with self.lock:
@@ -240,12 +257,29 @@ class GitHubStub:
                 time.sleep(self.delay_s)
             data = (evil_zip(repo, sha) if owner == "evil"
                     else repo_zip(os.path.join(self.runners, repo), repo, sha))
+            how = self._cut(path)
+            if how:
+                return self.send_cut(h, data, how)
             return self.send_bytes(h, 200, data, "application/zip")
         return self.send(h, 404, {"message": "Not Found"})
 
     @staticmethod
     def send(h, status, doc):
         GitHubStub.send_bytes(h, status, json.dumps(doc).encode(), "application/json")
+
+    @staticmethod
+    def send_cut(h, data, how):
+        """200, then half the archive and a closed connection."""
+        h.send_response(200)
+        h.send_header("Content-Type", "application/zip")
+        if how == "short":
+            h.send_header("Content-Length", str(len(data)))
+        else:
+            h.send_header("Connection", "close")
+        h.end_headers()
+        h.wfile.write(data[:len(data) // 2])
+        h.wfile.flush()
+        h.close_connection = True
 
     @staticmethod
     def send_bytes(h, status, data, ctype):

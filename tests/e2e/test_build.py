@@ -22,6 +22,7 @@ import http.client
 import json
 import os
 import queue
+import shlex
 import shutil
 import signal
 import socket
@@ -32,7 +33,8 @@ import urllib.request
 
 from apifixtures import World, lit
 from github_stub import GitHubStub
-from harness import SLOW, StudyhubTestCase, free_port, new_dir, psql, request, wait_until
+from harness import (PG_PORT, REDIS_PORT, SLOW, StudyhubTestCase, free_port, new_dir, psql,
+                     request, wait_until)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RUNNERS = os.path.join(os.path.dirname(HERE), "runners")
@@ -42,6 +44,38 @@ TERMINAL = ("succeeded", "failed", "cancelled")
 
 def kv(line):
     return dict(w.split("=", 1) for w in line.split() if "=" in w)
+
+
+def processes_with(marker):
+    """Pids of the processes whose command line or environment holds marker
+    (a sandboxed build's processes carry the study's uuid in
+    PREPEND_FINGERPRINT; their cwd is inside the sandbox, so it cannot be
+    used to find them from here)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        if int(pid) == os.getpid():
+            continue
+        for what in ("cmdline", "environ"):
+            try:
+                with open(f"/proc/{pid}/{what}", "rb") as f:
+                    if marker.encode() in f.read():
+                        found.append(pid)
+                        break
+            except OSError:
+                pass
+    return found
+
+
+def fake_docker_wrapper(root, log):
+    """A docker client for DOCKER_BIN: fake_docker with its log named (the
+    server runs the docker client with a clean environment, so
+    FAKE_DOCKER_LOG cannot come from the server's)."""
+    path = os.path.join(root, "docker")
+    with open(path, "w") as f:
+        f.write("#!/bin/sh\nFAKE_DOCKER_LOG=%s exec %s \"$@\"\n"
+                % (shlex.quote(log), shlex.quote(FAKE_DOCKER)))
+    os.chmod(path, 0o755)
+    return path
 
 
 class EventStream:
@@ -125,6 +159,9 @@ class BuildCase(StudyhubTestCase):
 
     @classmethod
     def env(cls, root, **extra):
+        # Builds run as BUILD_UID (nobody), which must reach BUILD_ROOT
+        # (new_dir makes 0700 folders), as it must reach var/builds.
+        os.chmod(root, 0o711)
         e = {
             "GITHUB_API_URL": cls.stub.url,
             "RUNNER_REPO_URL": cls.stub.repo_url("runners/good"),
@@ -158,7 +195,9 @@ class BuildCase(StudyhubTestCase):
         world.member(lab, admin, "admin")
         return lab, admin
 
-    def study(self, world, lab, admin, repo=None, sha=None, **cols):
+    def study(self, world, lab, admin, repo=None, sha=None, approve=True, **cols):
+        """A study; one naming a repository other than RUNNER_REPO_URL gets
+        that repository approved for it (issue 11) unless approve=False."""
         meta = {}
         if repo:
             meta["player_repo_url"] = self.stub.repo_url(repo)
@@ -166,6 +205,9 @@ class BuildCase(StudyhubTestCase):
             meta["last_known_player_sha"] = sha
         s = world.study(lab, state=cols.pop("state", "approved"), metadata=meta, **cols)
         world.study_member(s, admin, "admin")
+        if repo and approve:
+            world.sql(f"INSERT INTO study_runner_approvals (study_id, repo_url)"
+                      f" VALUES ({s['id']}, {lit(self.stub.repo_url(repo))})")
         return s
 
     # -- builds
@@ -240,6 +282,77 @@ class TestLocalBuilds(BuildCase):
 
     def new_study(self, repo=None, sha=None, **cols):
         return self.study(self.world, self.lab, self.admin, repo=repo, sha=sha, **cols)
+
+    def reviewer(self):
+        """A site admin: holds approve_runner_repo."""
+        u = self.world.user("reviewer", researcher=True)
+        self.world.sql(f"UPDATE users SET is_site_admin = true WHERE id = {u['id']}")
+        return u
+
+    def approval(self, who, st, method="POST", url=None):
+        body = None
+        if method == "POST":
+            body = {"data": {"type": "runner-approvals", "attributes": {"repo_url": url}}}
+        return self.srv.request(method, f"/api/v1/studies/{st['uuid']}/runner-approval/",
+                                json_body=body, jsonapi=True, token=who["token"])
+
+    def test_another_repository_needs_a_reviewers_approval(self):
+        repo = self.variant("good", "fork")
+        st = self.new_study(repo=repo, approve=False)
+        url = self.stub.repo_url(repo)
+        # Refused before anything is written, for builds and previews.
+        for mode in ("build", "preview"):
+            r = self.request(self.srv, self.admin, st, mode)
+            self.assertStatus(r, 409)
+            self.assertEqual(r.json["errors"][0]["code"], "runner_repo_not_approved")
+            self.assertIn(url, r.json["errors"][0]["detail"])
+        self.assertFalse(self.study_row(self.db, st)["is_building"])
+        self.assertEqual(psql(f"SELECT count(*) FROM tasks WHERE subject = {lit(st['uuid'])}",
+                              db=self.db).strip(), "0")
+        # The study's own admin may not approve it; a stranger sees no study.
+        r = self.approval(self.admin, st, url=url)
+        self.assertStatus(r, 403)
+        stranger = self.world.user("stranger", researcher=True)
+        self.assertStatus(self.approval(stranger, st, url=url), 404)
+        # A site reviewer approves the URL the study names, not another.
+        rev = self.reviewer()
+        r = self.approval(rev, st, url=self.stub.repo_url("runners/good"))
+        self.assertStatus(r, 400)
+        self.assertEqual(r.json["errors"][0]["source"]["pointer"], "/data/attributes/repo_url")
+        self.assertStatus(self.approval(rev, st, url=None), 400)
+        self.assertStatus(self.approval(rev, st, url="https://elsewhere.example/x/y"), 400)
+        r = self.approval(rev, st, url=url + "/")
+        self.assertStatus(r, 201)
+        self.assertEqual(r.json["data"]["attributes"]["repo_url"], url)
+        self.assertEqual(r.json["data"]["attributes"]["approved_by"], rev["uuid"])
+        self.assertStatus(self.approval(rev, st, url=url), 200)   # already approved
+        logs = self.logs(self.db, st)
+        self.assertEqual([l["action"] for l in logs], ["runner repository approved"])
+        self.assertEqual(logs[0]["extra"], {"repo_url": url})
+        # Now it builds.
+        task = self.start_build(self.srv, self.admin, st, "preview")
+        self.assertEqual(self.wait_done(self.db, task)[0], "succeeded")
+        # Another repository (a fork of the fork) needs its own approval.
+        other = self.variant("good", "fork2")
+        psql(f"UPDATE studies SET metadata = metadata || jsonb_build_object('player_repo_url',"
+             f" {lit(self.stub.repo_url(other))}) WHERE id = {st['id']}", db=self.db)
+        r = self.request(self.srv, self.admin, st, "preview")
+        self.assertStatus(r, 409)
+        self.assertEqual(r.json["errors"][0]["code"], "runner_repo_not_approved")
+        # Revoking: reviewers only; then the old URL is refused again too.
+        self.assertStatus(self.approval(self.admin, st, "DELETE"), 403)
+        self.assertStatus(self.approval(rev, st, "DELETE"), 204)
+        self.assertStatus(self.approval(rev, st, "DELETE"), 404)
+        self.assertIn("runner repository approval revoked",
+                      [l["action"] for l in self.logs(self.db, st)])
+
+    def test_the_default_repository_needs_no_approval(self):
+        st = self.new_study()
+        r = self.approval(self.reviewer(), st, url=self.stub.repo_url("runners/good"))
+        self.assertStatus(r, 400)
+        self.assertIn("default runner repository", r.json["errors"][0]["detail"])
+        task = self.start_build(self.srv, self.admin, st, "preview")
+        self.assertEqual(self.wait_done(self.db, task)[0], "succeeded")
 
     def storage(self, *parts):
         return os.path.join(self.root, "storage", *parts)
@@ -343,16 +456,8 @@ class TestLocalBuilds(BuildCase):
         extra = self.logs(self.db, st)[0]["extra"]
         self.assertEqual(extra["failed_stage"], "build")
         self.assertIn("waiting for the package registry", extra["stages"][3]["log"])
-        # The whole group went: no sleep of that build survives.
-        work = os.path.join(self.root, "builds", "builds", task)
-        leftovers = []
-        for pid in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                if os.readlink(f"/proc/{pid}/cwd").startswith(work):
-                    leftovers.append(pid)
-            except OSError:
-                pass
-        self.assertEqual(leftovers, [])
+        # The whole sandbox went: no sleep of that build survives.
+        self.assertEqual(processes_with(st["uuid"]), [])
         self.assertFalse(self.study_row(self.db, st)["is_building"])
 
     def test_archives_that_escape_are_refused(self):
@@ -378,6 +483,49 @@ class TestLocalBuilds(BuildCase):
                                                                    "checkouts"))
                                 if n.startswith(".tmp-")], 10 * SLOW, message="tmp removed")
 
+    def test_an_archive_of_another_tree_is_refused(self):
+        """Issue 11: a tree whose top folder is not <repo>-<sha>/ is not the
+        commit asked for; it is refused and never kept as its checkout."""
+        sha = self.stub.sha("evil/wrongtop")
+        for attempt in (1, 2):
+            st = self.new_study(repo="evil/wrongtop")
+            task = self.start_build(self.srv, self.admin, st)
+            state = self.wait_done(self.db, task)
+            self.assertEqual(state[0], "failed", state)
+            self.assertIn(f"not wrongtop-{sha}/: it is not the repository and commit asked for",
+                          state[2])
+            self.assertEqual(self.logs(self.db, st)[0]["extra"]["failed_stage"], "extract")
+            self.assertFalse(os.path.exists(os.path.join(self.root, "builds", "checkouts", sha)))
+            # Downloaded again by the second build: nothing of it was kept.
+            self.assertEqual(self.stub.count("/evil/wrongtop/archive/"), attempt)
+
+    def test_a_cut_download_is_retried(self):
+        repo = self.variant("good", "cut")
+        # A Content-Length and half the bytes; then no length and half.
+        self.stub.cut_next(f"/{repo}/archive/", ["short", "noclen"])
+        st = self.new_study(repo=repo)
+        task = self.start_build(self.srv, self.admin, st)
+        state = self.wait_done(self.db, task)
+        self.assertEqual(state[0], "succeeded", state)
+        log = self.build_doc(self.srv, self.admin, st, task)["stages"][1]["log"]
+        self.assertIn("attempt 1 of the download: the download was cut short after", log)
+        self.assertIn("attempt 2 of the download: the download was cut short: the", log)
+        self.assertIn("not a whole zip archive", log)
+        self.assertIn("(3 attempts)", log)
+        self.assertNotIn("HTTP 200", log)
+
+    def test_a_download_cut_every_time_fails_saying_so(self):
+        repo = self.variant("good", "cutall")
+        self.stub.cut_next(f"/{repo}/archive/", ["noclen"] * 4)
+        st = self.new_study(repo=repo)
+        task = self.start_build(self.srv, self.admin, st)
+        state = self.wait_done(self.db, task, timeout=40)
+        self.assertEqual(state[0], "failed", state)
+        self.assertIn("after 4 attempts: the download was cut short", state[2])
+        self.assertEqual(self.logs(self.db, st)[0]["extra"]["failed_stage"], "download")
+        self.assertFalse(os.path.exists(os.path.join(self.root, "builds", "checkouts",
+                                                     self.stub.sha(repo))))
+
     def test_second_request_gets_409_and_delete_cancels(self):
         st = self.new_study(repo="runners/hangs")
         task = self.start_build(self.srv, self.admin, st)
@@ -396,6 +544,9 @@ class TestLocalBuilds(BuildCase):
         state = self.wait_done(self.db, task)
         self.assertEqual(state[0], "cancelled", state)
         self.assertFalse(self.study_row(self.db, st)["is_building"])
+        # Its processes went with it, the daemonised sleep too.
+        wait_until(lambda: processes_with(st["uuid"]) == [], 5 * SLOW,
+                   message="the cancelled build's processes to be gone")
         logs = self.logs(self.db, st)
         self.assertEqual([l["action"] for l in logs], ["build cancelled"])
         self.assertEqual(logs[0]["extra"]["outcome"], "cancelled")
@@ -468,6 +619,10 @@ class TestLocalBuilds(BuildCase):
         st = self.study(self.world, self.lab, self.admin)
         psql(f"UPDATE studies SET metadata = '{{\"player_repo_url\": "
              f"\"https://evil.example/x/y\"}}' WHERE id = {st['id']}", db=self.db)
+        # RUNNER_REPO_ALLOW is the outer fence: even an approval (given
+        # before the operator narrowed it) does not let a build past it.
+        psql(f"INSERT INTO study_runner_approvals (study_id, repo_url)"
+             f" VALUES ({st['id']}, 'https://evil.example/x/y')", db=self.db)
         task = self.start_build(self.srv, self.admin, st)
         state = self.wait_done(self.db, task)
         self.assertEqual(state[0], "failed")
@@ -632,6 +787,28 @@ class TestQueuedAndShared(BuildCase):
         self.assertEqual([m["kind"] for m in self.mails(srv.database, admin)],
                          ["build_cancelled"])
 
+    def test_a_repository_named_after_the_request_is_refused_at_resolve(self):
+        """Approval is checked again when the build resolves its commit: a
+        study whose metadata names another repository after the request was
+        accepted does not get that repository built."""
+        db = self.database()
+        root = new_dir("reresolve")
+        web = self.server(database=db, env=self.env(root, TASK_CONCURRENCY=0))
+        world = World(web)
+        lab, admin = self.people(world)
+        st = self.study(world, lab, admin, repo=self.variant("good", "approved-one"))
+        task = self.start_build(web, admin, st, "preview")
+        other = self.variant("good", "swapped-in")
+        psql(f"UPDATE studies SET metadata = metadata || jsonb_build_object('player_repo_url',"
+             f" {lit(self.stub.repo_url(other))}) WHERE id = {st['id']}", db=db)
+        self.server(database=db, env=self.env(root))
+        state = self.wait_done(db, task)
+        self.assertEqual(state[0], "failed", state)
+        self.assertIn("runner_repo_not_approved", state[2])
+        self.assertIn(self.stub.repo_url(other), state[2])
+        self.assertEqual(self.logs(db, st)[0]["extra"]["failed_stage"], "resolve_sha")
+        self.assertEqual(self.stub.count(f"/{other}/archive/"), 0)
+
     def test_stream_on_one_server_sees_a_build_run_by_another(self):
         db = self.database()
         root = new_dir("shared")
@@ -713,6 +890,8 @@ class TestRestart(BuildCase):
         srv.proc.send_signal(signal.SIGKILL)
         srv.proc.wait(10)
         srv.proc = None  # killed on purpose
+        wait_until(lambda: processes_with(st["uuid"]) == [], 5 * SLOW,
+                   message="the build's processes to die with the server")
         self.assertEqual(self.task(srv.database, task)[0], "running")
         self.assertTrue(self.study_row(srv.database, st)["is_building"])
         return srv, st, admin, task
@@ -733,7 +912,9 @@ class TestRestart(BuildCase):
         self.assertIn(("build", 2, "succeeded"), stages)
         resumed = [s for s in logs[0]["extra"]["stages"] if s["attempt"] == 2][0]
         self.assertIn("resumed in stage build", resumed["log"])
-        self.assertIn("killed 1 process left running by the previous attempt", resumed["log"])
+        # The sandbox died with the server (bwrap --die-with-parent and its
+        # PID namespace): the second attempt found nothing left to kill.
+        self.assertNotIn("left running by the previous attempt", resumed["log"])
 
     def test_a_build_stopped_too_often_fails_with_a_log(self):
         srv, st, admin, task = self.killed_mid_build()
@@ -749,6 +930,125 @@ class TestRestart(BuildCase):
         self.assertEqual([m["kind"] for m in self.mails(srv.database, admin)], ["build_failed"])
 
 
+class TestHostileRunner(BuildCase):
+    """Issue 11: a runner repository whose build.sh tries every escape
+    (tests/runners/hostile).  It reports each attempt; any success fails
+    the test, and so does a report that did not try everything."""
+
+    LIMITS = {"BUILD_MAX_PROCS": 48, "BUILD_MEMORY_MB": 256, "BUILD_MAX_OUTPUT_MB": 16}
+
+    def test_a_hostile_build_reaches_nothing(self):
+        root = new_dir("hostile")
+        srv = self.server(env=self.env(root, BUILD_TIMEOUT_S=60, **self.LIMITS))
+        secret = os.path.join(root, "secret.txt")
+        with open(secret, "w") as f:
+            f.write("the server's secret\n")
+        os.chmod(secret, 0o644)     # readable by anyone who could see it
+        checkouts = os.path.join(root, "builds", "checkouts")
+        repo = self.variant("hostile", "hostile-" + os.path.basename(root))
+        ports = [srv.port, PG_PORT, REDIS_PORT]
+        targets = {
+            "SERVER_DIR": srv.dir, "VAR_DIR": root, "STORAGE_DIR": os.path.join(root, "storage"),
+            "CHECKOUTS": checkouts, "SECRET_FILE": secret, "ADMIN_SOCKET": srv.admin_socket,
+            "PORTS": " ".join(map(str, ports)), "MAX_PROCS": self.LIMITS["BUILD_MAX_PROCS"],
+            "MEMORY_MB": self.LIMITS["BUILD_MEMORY_MB"],
+            "OUTPUT_MB": self.LIMITS["BUILD_MAX_OUTPUT_MB"],
+        }
+        with open(os.path.join(self.runners, repo.split("/")[1], "targets.env"), "w") as f:
+            for k, v in targets.items():
+                f.write(f"{k}={shlex.quote(str(v))}\n")
+        world = World(srv)
+        lab, admin = self.people(world)
+        st = self.study(world, lab, admin, repo=repo)
+        task = self.start_build(srv, admin, st)
+        state = self.wait_done(srv.database, task, timeout=90)
+        out = os.path.join(root, "builds", "builds", task, "out")
+        with open(os.path.join(out, "report.txt")) as f:
+            report = f.read().splitlines()
+        # Its last attempt fills the disk with small files: the build is
+        # killed for it, mid-attempt (so that line stays "pending").
+        self.assertEqual(state[0], "failed", "\n".join([str(state)] + report))
+        self.assertIn("wrote more than BUILD_MAX_OUTPUT_MB=16 MiB", state[2])
+        self.assertTrue(report[-1].startswith("pending disk-total"), report[-1])
+        escapes = [l for l in report[:-1] if not l.startswith("blocked ")]
+        self.assertEqual(escapes, [], "\n".join(report))
+        # Every attempt was made (a report that stopped early proves nothing).
+        tried = {l[len("blocked "):].split(": ", 1)[0] for l in report}
+        want = {"env", "proc-environ", "proc", "admin-socket", "uid", "caps", "userns", "mount",
+                "leftover-started", "fork-bomb", "memory", f"disk:/output", "disk:/tmp",
+                f"read:{srv.dir}", f"read:{root}", f"read:{checkouts}", f"read:{secret}",
+                "read:/etc/shadow", "write:/checkout", f"write:{root}", "write:/usr"}
+        want |= {f"net:{p}" for p in ports}
+        self.assertEqual(want - tried, set(), "\n".join(report))
+        # Nothing written outside its output folder, on the host's side.
+        sha = self.stub.sha(repo)
+        for d in (root, checkouts, os.path.join(checkouts, sha)):
+            self.assertFalse(os.path.exists(os.path.join(d, "hostile-was-here")), d)
+        # Its files belong to BUILD_UID, not to the server's root.
+        if os.geteuid() == 0:
+            self.assertEqual(os.stat(os.path.join(out, "report.txt")).st_uid, 65534)
+        # The daemonised sleep and the fork bomb's children are gone.
+        wait_until(lambda: processes_with(st["uuid"]) == [], 5 * SLOW,
+                   message="every process of the hostile build to be gone")
+        self.assertEqual(processes_with("hostile-leftover"), [])
+        self.assertTrue(srv.running())
+
+
+class TestSandboxRefusal(BuildCase):
+    """BUILD_SANDBOX=bwrap where bubblewrap does not work: local builds are
+    refused with the reason, never run without the sandbox."""
+
+    def test_builds_are_refused_when_bwrap_is_missing(self):
+        root = new_dir("nobwrap")
+        srv = self.server(env=self.env(root, BWRAP_BIN="/nonexistent/bwrap"))
+        world = World(srv)
+        lab, admin = self.people(world)
+        st = self.study(world, lab, admin)
+        task = self.start_build(srv, admin, st)
+        state = self.wait_done(srv.database, task)
+        self.assertEqual(state[0], "failed", state)
+        self.assertIn("builds are refused: the build sandbox does not work", state[2])
+        self.assertIn("/nonexistent/bwrap", state[2])
+        self.assertEqual(self.logs(srv.database, st)[0]["extra"]["failed_stage"], "build")
+        self.assertFalse(os.path.exists(os.path.join(root, "builds", "builds", task, "out",
+                                                     "index.html")))
+
+
+    def test_builds_are_refused_when_build_uid_cannot_reach_build_root(self):
+        if os.geteuid() != 0:
+            self.skipTest("only a root server changes to BUILD_UID")
+        root = new_dir("locked")
+        locked = os.path.join(root, "locked")
+        os.mkdir(locked, 0o700)
+        srv = self.server(env=self.env(root, BUILD_ROOT=os.path.join(locked, "builds")))
+        world = World(srv)
+        lab, admin = self.people(world)
+        st = self.study(world, lab, admin)
+        task = self.start_build(srv, admin, st)
+        state = self.wait_done(srv.database, task)
+        self.assertEqual(state[0], "failed", state)
+        self.assertIn("builds are refused", state[2])
+        self.assertIn("every folder above BUILD_ROOT: o+x", state[2])
+
+
+class TestNoSandbox(BuildCase):
+    """BUILD_SANDBOX=none: the operator's explicit choice, said loudly."""
+
+    def test_none_builds_on_the_host_and_says_so(self):
+        root = new_dir("nosandbox")
+        srv = self.server(env=self.env(root, BUILD_SANDBOX="none"))
+        world = World(srv)
+        lab, admin = self.people(world)
+        st = self.study(world, lab, admin)
+        task = self.start_build(srv, admin, st, "preview")
+        self.assertEqual(self.wait_done(srv.database, task)[0], "succeeded")
+        log = self.build_doc(srv, admin, st, task)["stages"][3]["log"]
+        self.assertIn("WITHOUT a sandbox (BUILD_SANDBOX=none)", log)
+        self.assertNotIn("bwrap", log)
+        with open(srv.log_path) as f:
+            self.assertIn("BUILD_SANDBOX=none", f.read())
+
+
 class TestDockerBuilds(BuildCase):
     """BUILD_RUNNER=docker through fake_docker; storage on s3rver when
     tools/test runs one (S3_TEST_ENDPOINT), else a local folder."""
@@ -758,8 +1058,10 @@ class TestDockerBuilds(BuildCase):
         super().setUpClass()
         cls.root = new_dir("dockerroot")
         cls.docker_log = os.path.join(cls.root, "docker.log")
-        extra = {"BUILD_RUNNER": "docker", "DOCKER_BIN": FAKE_DOCKER,
-                 "BUILDER_IMAGE": "studyhub-builder:test", "FAKE_DOCKER_LOG": cls.docker_log,
+        extra = {"BUILD_RUNNER": "docker",
+                 "DOCKER_BIN": fake_docker_wrapper(cls.root, cls.docker_log),
+                 "BUILDER_IMAGE": "studyhub-builder:test",
+                 "BUILD_MEMORY_MB": 1024, "BUILD_MAX_PROCS": 100, "BUILD_MAX_OUTPUT_MB": 64,
                  "BUILD_ENV": "SENTRY_DSN=https://key@sentry.example/1"}
         cls.s3 = os.environ.get("S3_TEST_ENDPOINT")
         if cls.s3:
@@ -780,6 +1082,11 @@ class TestDockerBuilds(BuildCase):
         except OSError:
             return []
 
+    def client_env(self):
+        """The environment fake_docker recorded for its last command."""
+        with open(self.docker_log + ".env") as f:
+            return json.load(f)
+
     def fetch(self, key):
         if self.s3:
             with urllib.request.urlopen(f"{self.s3}/{self.bucket}/{key}", timeout=10) as r:
@@ -798,9 +1105,17 @@ class TestDockerBuilds(BuildCase):
         cmds = self.commands()
         self.assertIn(["build", "-t", "studyhub-builder:test", checkout], cmds)
         run = [c for c in cmds if c[:1] == ["run"]][-1]
+        user = "65534:65534" if os.geteuid() == 0 else f"{os.getuid()}:{os.getgid()}"
         self.assertEqual(run, [
             "run", "--rm", "--name", "studyhub-build-" + task,
+            "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+            "--user", user, "--pids-limit", "100", "--memory", "1024m",
+            "--memory-swap", "1024m", "--ulimit", f"fsize={64 << 20}",
+            "--tmpfs", "/tmp:rw,nosuid,nodev,size=64m",
+            "--tmpfs", "/checkout-dir:rw,exec,nosuid,nodev,size=64m",
+            "--network", "none",
             "-v", checkout + ":/checkouts:ro", "-v", out + ":/deployments",
+            "-e", "HOME=/tmp",
             "-e", "CHECKOUT_DIR=/checkouts",
             "-e", f"PREPEND_FINGERPRINT=/studies/{st['uuid']}/",
             "-e", "STUDY_OUTPUT_DIR=/deployments",
@@ -810,8 +1125,18 @@ class TestDockerBuilds(BuildCase):
             "-e", "BUILD_MODE=deploy",
             "-e", "SENTRY_DSN=https://key@sentry.example/1",
             "studyhub-builder:test", "bash", "-c",
-            "mkdir -p /checkout-dir && cp -R /checkouts/. /checkout-dir && cd /checkout-dir"
-            " && exec bash ./build.sh"])
+            "cp -R /checkouts/. /checkout-dir && cd /checkout-dir && exec bash ./build.sh"])
+        # BUILD_ENV's values (a Sentry DSN is a secret) stay out of the log
+        # researchers read.
+        log = self.build_doc(self.srv, self.admin, st, task)["stages"][3]["log"]
+        self.assertIn("SENTRY_DSN=(hidden)", log)
+        self.assertNotIn("https://key@sentry.example/1", log)
+        # The docker client itself ran with a clean environment: nothing of
+        # the server's (DATABASE_URL, keys) reached it.
+        env = self.client_env()
+        self.assertNotIn("DATABASE_URL", env)
+        self.assertNotIn("STORAGE_LINK_SECRET", env)
+        self.assertIn("PATH", env)
         body, ctype = self.fetch(f"experiments/{st['uuid']}/index.html")
         self.assertIn(f"/studies/{st['uuid']}/assets/".encode(), body)
         if self.s3:

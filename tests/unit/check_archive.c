@@ -385,7 +385,8 @@ static void on_done(int err, const char *msg, bool reused, const struct archive_
 
 static char self_exe[PATH_MAX];
 
-static void run_job(const char *zip, const char *final, struct job_result *r)
+static void run_job_top(const char *zip, const char *final, const char *top,
+                        struct job_result *r)
 {
     struct event_base *base = event_base_new();
     struct proc_table *pt = proc_table_new(base);
@@ -393,7 +394,7 @@ static void run_job(const char *zip, const char *final, struct job_result *r)
 
     memset(r, 0, sizeof *r);
     r->base = base;
-    ck_assert_ptr_nonnull(archive_extract_start(pt, self_exe, zip, final, &big, 10000,
+    ck_assert_ptr_nonnull(archive_extract_start(pt, self_exe, zip, final, top, &big, 10000,
                                                 on_done, r, err, sizeof err));
     event_base_dispatch(base);
     /* Let the `rm -rf` of a discarded temporary folder finish. */
@@ -405,6 +406,40 @@ static void run_job(const char *zip, const char *final, struct job_result *r)
     proc_table_free(pt);
     event_base_free(base);
 }
+
+static void run_job(const char *zip, const char *final, struct job_result *r)
+{
+    run_job_top(zip, final, NULL, r);
+}
+
+START_TEST(job_refuses_another_top_folder)
+{
+    struct zentry e[] = { DIR_("other-abc/"), FILE_("other-abc/build.sh", "x") };
+    struct zentry two[] = { DIR_("Repo-abc/"), FILE_("Repo-abc/x", "x"), FILE_("stray", "y") };
+    struct job_result r;
+    char zip[PATH_MAX];
+
+    ck_assert_int_eq(mkdir(path_in("checkouts"), 0755), 0);
+    snprintf(zip, sizeof zip, "%s", write_zip("other.zip", e, 2));
+    run_job_top(zip, path_in("checkouts/abc"), "repo-abc", &r);
+    ck_assert_int_eq(r.err, -1);
+    ck_assert_msg(strstr(r.msg, "top folder is other-abc/, not repo-abc/"), "%s", r.msg);
+    ck_assert_int_eq(access(path_in("checkouts/abc"), F_OK), -1);
+    snprintf(zip, sizeof zip, "%s", write_zip("two.zip", two, 3));
+    run_job_top(zip, path_in("checkouts/abc"), "repo-abc", &r);
+    ck_assert_int_eq(r.err, -1);
+    ck_assert_msg(strstr(r.msg, "does not hold one top folder repo-abc/"), "%s", r.msg);
+    ck_assert_int_eq(access(path_in("checkouts/abc"), F_OK), -1);
+    /* The repository's name as GitHub spells it, whatever the URL's case;
+     * the commit must match exactly. */
+    snprintf(zip, sizeof zip, "%s", write_zip("case.zip", two, 2));
+    run_job_top(zip, path_in("checkouts/abc"), "repo-abc", &r);
+    ck_assert_msg(r.err == 0, "job failed: %s", r.msg);
+    ck_assert_int_eq(access(path_in("checkouts/abc/x"), F_OK), 0);
+    run_job_top(zip, path_in("checkouts/abd"), "repo-abd", &r);
+    ck_assert_int_eq(r.err, -1);
+}
+END_TEST
 
 START_TEST(job_strips_the_top_folder_and_renames_into_place)
 {
@@ -465,6 +500,7 @@ static Suite *suite(void)
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, extracts_a_tree);
     tcase_add_test(tc, refuses_escaping_names);
+    tcase_add_test(tc, job_refuses_another_top_folder);
     tcase_add_test(tc, refuses_links_that_leave);
     tcase_add_test(tc, never_writes_through_a_link);
     tcase_add_test(tc, refuses_special_files);

@@ -79,6 +79,12 @@ static const char *const bad[][2] = {
     { "TRUSTED_PROXIES", "::1/129" },
     { "TRUSTED_PROXIES", "10.0.0.1,proxy.example" },
     { "TRUSTED_PROXIES", "10.0.0.1/-1" },
+    { "BUILD_SANDBOX", "firejail" },
+    { "BUILD_NETWORK", "sometimes" },
+    { "BUILD_UID", "0" },
+    { "BUILD_RO_PATHS", "opt/node" },
+    { "BUILD_RO_PATHS", "/opt, /" },
+    { "BUILD_RO_PATHS", "/opt/../etc" },
 };
 
 START_TEST(bad_values)

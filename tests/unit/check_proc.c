@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "studyhub/io/proc.h"
@@ -188,6 +189,38 @@ START_TEST(exit_code_and_output)
     ck_assert(!o->timed_out && !o->killed);
     ck_assert_str_eq(o->out, "out\n");
     ck_assert_str_eq(o->err, "err\n");
+}
+END_TEST
+
+/* Resource limits are set before exec, soft and hard; a root parent can
+ * run the child as another user with no supplementary groups. */
+START_TEST(limits_and_user)
+{
+    const char *argv[] = { "sh", "-c", "ulimit -f; ulimit -H -f; id -u; id -G", NULL };
+    static const struct proc_rlimit lim[] = { { RLIMIT_FSIZE, 8192 }, { -1, 0 } };
+    struct event_base *base = event_base_new();
+    struct proc_table *pt = proc_table_new(base);
+    struct proc_opts opts = { .argv = argv, .rlimits = lim };
+    static struct outcome o;
+    char err[256] = "", want[64];
+
+    memset(&o, 0, sizeof o);
+    o.base = base;
+    if (geteuid() == 0) {
+        opts.set_ids = true;
+        opts.uid = opts.gid = 65534;
+    }
+    ck_assert_msg(proc_spawn(pt, &opts, on_exit_cb, &o, err, sizeof err) != NULL, "%s", err);
+    run_loop(base, 10);
+    ck_assert_int_eq(o.exit_code, 0);
+    /* ulimit -f counts 512-byte blocks. */
+    if (geteuid() == 0)
+        snprintf(want, sizeof want, "16\n16\n65534\n65534\n");
+    else
+        snprintf(want, sizeof want, "16\n16\n%u\n", (unsigned)getuid());
+    ck_assert_msg(strncmp(o.out, want, strlen(want)) == 0, "%s", o.out);
+    proc_table_free(pt);
+    event_base_free(base);
 }
 END_TEST
 
@@ -412,6 +445,7 @@ static Suite *suite(void)
     tcase_add_test(tail, clean_text);
     tcase_add_test(kids, exit_code_and_output);
     tcase_add_test(kids, output_is_bounded);
+    tcase_add_test(kids, limits_and_user);
     tcase_add_test(kids, timeout_kills_the_group);
     tcase_add_test(kids, sigkill_after_grace);
     tcase_add_test(kids, kill_on_request);

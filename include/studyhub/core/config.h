@@ -102,6 +102,14 @@ struct config {
     char *github_api_url;       /* GITHUB_API_URL: origin of the GitHub REST API (owned) */
     char *github_token;         /* GITHUB_TOKEN: "" = anonymous (owned; secret) */
     long build_timeout_s;       /* BUILD_TIMEOUT_S: longest runner build (whole process group killed) */
+    char *build_sandbox;        /* BUILD_SANDBOX: bwrap or none (owned) */
+    char *bwrap_bin;            /* BWRAP_BIN: the bubblewrap program (owned) */
+    bool build_network;         /* BUILD_NETWORK: builds may use the network */
+    long build_uid;             /* BUILD_UID: host uid and gid of builds when the server is root */
+    long build_memory_mb;       /* BUILD_MEMORY_MB: RLIMIT_DATA of build processes */
+    long build_max_procs;       /* BUILD_MAX_PROCS: RLIMIT_NPROC of builds */
+    long build_max_output_mb;   /* BUILD_MAX_OUTPUT_MB: RLIMIT_FSIZE, /tmp size, output total */
+    char *build_ro_paths;       /* BUILD_RO_PATHS: extra read-only binds, comma-separated (owned) */
     long build_fetch_timeout_s; /* BUILD_FETCH_TIMEOUT_S: longest attempt of a GitHub call or archive download */
     char *docker_bin;           /* DOCKER_BIN: the docker client (owned) */
     char *builder_image;        /* BUILDER_IMAGE: tag of the builder image (owned) */

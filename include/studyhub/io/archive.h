@@ -87,13 +87,18 @@ typedef void (*archive_done_fn)(int err, const char *msg, bool reused,
                                 const struct archive_stats *st, void *arg);
 
 /* Extracts zip_path into final_dir through a child of pt (see the top of
- * this file).  self_exe is the studyhub binary (NULL: /proc/self/exe);
+ * this file).  expect_top, when not NULL, is the one top folder the
+ * archive must hold (GitHub's "<repo>-<sha>"; the name part compared
+ * without case): any other layout is refused and nothing is kept, so a
+ * tree that is not the commit asked for never becomes its checkout.
+ * self_exe is the studyhub binary (NULL: /proc/self/exe);
  * timeout_ms bounds the child (0: none).  Returns the job, or NULL with a
  * message when the child cannot be started (done is then never called). */
 struct archive_job *archive_extract_start(struct proc_table *pt,
                                           const char *self_exe,
                                           const char *zip_path,
                                           const char *final_dir,
+                                          const char *expect_top,
                                           const struct archive_limits *lim,
                                           long timeout_ms, archive_done_fn done,
                                           void *arg, char *err, size_t errlen);

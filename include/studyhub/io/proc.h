@@ -30,6 +30,13 @@ struct proc;
 #define PROC_TAIL_DEFAULT (64 * 1024)   /* bytes kept of each stream */
 #define PROC_GRACE_DEFAULT_MS 5000      /* SIGTERM -> SIGKILL */
 
+/* A resource limit set in the child before exec (setrlimit: soft and hard
+ * both, so the child cannot raise it again). */
+struct proc_rlimit {
+    int resource;             /* RLIMIT_*; -1 ends a list */
+    unsigned long long value; /* the limit */
+};
+
 struct proc_opts {
     const char *const *argv;  /* borrowed, NULL-terminated; argv[0] is
                                  looked up in PATH when it has no '/' */
@@ -39,6 +46,11 @@ struct proc_opts {
     long timeout_ms;          /* 0: none; then SIGTERM to the group */
     long grace_ms;            /* SIGTERM -> SIGKILL; 0: PROC_GRACE_DEFAULT_MS */
     size_t tail_bytes;        /* kept of each stream; 0: PROC_TAIL_DEFAULT */
+    const struct proc_rlimit *rlimits; /* borrowed, ended by resource -1;
+                                 NULL: none */
+    bool set_ids;             /* run as uid/gid with no supplementary
+                                 groups (the server must be root) */
+    unsigned uid, gid;        /* with set_ids */
 };
 
 /* What the exit callback is given; everything is borrowed for the length

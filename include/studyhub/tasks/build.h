@@ -9,17 +9,23 @@
  *                head of the repository's default branch (GITHUB_API_URL);
  *                a blank or invalid SHA is no error.  The repository is
  *                metadata.player_repo_url or RUNNER_REPO_URL and must start
- *                with a RUNNER_REPO_ALLOW prefix.
+ *                with a RUNNER_REPO_ALLOW prefix; any but RUNNER_REPO_URL
+ *                must be approved for the study (sql/080_runner_approval.sql).
  *   download     {repo}/archive/{sha}.zip to BUILD_ROOT/checkouts/{sha}.zip
- *                (timeouts, retries with backoff; skipped when the checkout
- *                exists or the runner is cached)
+ *                (timeouts, retries with backoff, a cut download retried;
+ *                skipped when the checkout exists or the runner is cached)
  *   extract      into BUILD_ROOT/checkouts/{sha}/ by io/archive (a child;
- *                unsafe archives refused; reused when present)
+ *                unsafe archives, and any whose one top folder is not
+ *                {repo}-{sha}/, refused; reused when present)
  *   build        BUILD_RUNNER=local: the checkout's build.sh in a scratch
- *                copy; docker: `docker build` of BUILDER_IMAGE, then
- *                `docker run --rm` with the checkout read-only at /checkouts
- *                and the output folder at /deployments.  Environment of
- *                section 4.  BUILD_TIMEOUT_S kills the process group; a
+ *                copy, inside the bubblewrap sandbox of tasks/sandbox.h as
+ *                BUILD_UID with the BUILD_* limits (refused when the
+ *                sandbox failed its check at start; BUILD_SANDBOX=none runs
+ *                it on the host); docker: `docker build` of BUILDER_IMAGE,
+ *                then a hardened `docker run --rm` with the checkout
+ *                read-only at /checkouts and the output folder at
+ *                /deployments.  Environment of section 4 only.
+ *                BUILD_TIMEOUT_S kills the process group; a
  *                non-zero exit fails whatever was written; the tails of
  *                stdout and stderr go to the stage log.
  *   upload       the output to runners/{cache key}/ (once per runner), then
@@ -53,6 +59,9 @@
  *   GET    /api/v1/studies/{id}/builds/       builds with stages, paginated
  *   GET    /api/v1/studies/{id}/builds/{task}/
  *   DELETE /api/v1/studies/{id}/builds/{task}/   cancels (202)
+ *   POST   /api/v1/studies/{id}/runner-approval/ a site reviewer
+ *   DELETE /api/v1/studies/{id}/runner-approval/ (approve_runner_repo)
+ *          approves or revokes the study's non-default repository
  *   GET    /api/v1/studies/{id}/builds/events     server-sent events: a
  *          snapshot, then every stage change of the study's builds as it
  *          happens on any server (Redis pub/sub, channel
@@ -74,6 +83,11 @@ int build_start(struct app *app);
  * event streams and frees the subscriber and what the builder owns. */
 void build_stop(void);
 int build_routes(struct router *r);
+
+/* The environment every docker client call gets (PATH, HOME and DOCKER_*
+ * of the server's, nothing else: no secret reaches docker or its
+ * plugins); NULL-terminated, valid while the builder runs. */
+const char *const *build_docker_env(void);
 
 /* BUILD_ROOT/checkouts and BUILD_ROOT/builds (for tasks/cleanup.c); NULL
  * before build_start. */
