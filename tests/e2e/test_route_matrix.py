@@ -105,7 +105,9 @@ _table("researcher",
        "POST /api/v1/studies/{id}/video-zips/",
        "GET /api/v1/studies/{id}/builds/events", "POST /api/v1/studies/{id}/build/?",
        "POST /api/v1/studies/{id}/preview/?", "GET /api/v1/studies/{id}/builds/?",
-       "GET /api/v1/studies/{id}/builds/{task}/?", "DELETE /api/v1/studies/{id}/builds/{task}/?")
+       "GET /api/v1/studies/{id}/builds/{task}/?", "DELETE /api/v1/studies/{id}/builds/{task}/?",
+       "POST /api/v1/studies/{id}/runner-approval/?",
+       "DELETE /api/v1/studies/{id}/runner-approval/?")
 
 # Where a handler itself says more than the gate: API tokens are given to
 # researchers only from a two-factor-verified session (accounts.c).
