@@ -11,7 +11,7 @@
 #   start_pg DIR PORT [--fast]           initdb if absent, start, create role/db;
 #                                        TCP needs the role's password
 #   stop_pg DIR
-#   start_redis DIR PORT / stop_redis DIR   Redis with a password (requirepass)
+#   start_redis DIR PORT [--durable] / stop_redis DIR   Redis with a password (requirepass)
 #   free_port [LOW HIGH]                 a free TCP port on 127.0.0.1 (< 32768)
 #   wait_http URL [SECONDS]              wait until URL answers 200
 #
@@ -223,6 +223,18 @@ as_pg() {
     fi
 }
 
+# pg_reachable DIR: true when the postgres user can enter every folder
+# above DIR (always, when we are not root: then we are that user's peer).
+pg_reachable() {
+    is_root || return 0
+    local d
+    d=$(dirname "$1")
+    while [ "$d" != "/" ]; do
+        runuser -u postgres -- test -x "$d" || return 1
+        d=$(dirname "$d")
+    done
+}
+
 # pg_parents_traversable DIR: the postgres user must be able to reach DIR.
 # Folders inside the repository are opened up (a+x); anything else is an
 # error explaining what to change.
@@ -327,17 +339,22 @@ stop_pg() {
 
 # --- Redis ---------------------------------------------------------------------
 
-# start_redis DIR PORT: a Redis with no persistence on 127.0.0.1:PORT; its
+# start_redis DIR PORT [--durable]: a Redis on 127.0.0.1:PORT, with an
+# append-only file when --durable (else no persistence); its
 # pid file, log and configuration (mode 0600: it holds the password, the
 # secret in REDIS_PASSWORD_FILE) in DIR.
 start_redis() {
-    local dir=$1 port=$2 pw
+    local dir=$1 port=$2 durable=${3:-} pw aof=no
     case $dir in /*) ;; *) dir="$ROOT/$dir" ;; esac
     mkdir -p "$dir"
     stop_redis "$dir"
     pw=$(ensure_secret "${REDIS_PASSWORD_FILE:?}")
+    # --durable (tools/run): sessions and login counters survive a restart
+    # of Redis; throwaway test services need no such thing.
+    [ "$durable" = --durable ] && aof=yes
     (umask 077 && printf '%s\n' "bind 127.0.0.1" "port $port" "save \"\"" \
-        "appendonly no" "dir $dir" "daemonize yes" "pidfile $dir/redis.pid" \
+        "appendonly $aof" "appendfsync everysec" "dir $dir" "daemonize yes" \
+        "pidfile $dir/redis.pid" \
         "logfile $dir/redis.log" "requirepass $pw" >"$dir/redis.conf")
     redis-server "$dir/redis.conf" >/dev/null \
         || die "redis-server did not start (log: $dir/redis.log)"

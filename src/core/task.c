@@ -797,11 +797,17 @@ static void task_on_heartbeat(evutil_socket_t fd, short what, void *arg)
 
     if (ti->phase == TP_CLOSED)
         return;
-    if (util_mono_ms() >= ti->lease_deadline_ms) {
+    int64_t now = util_mono_ms();
+
+    if (now >= ti->lease_deadline_ms) {
         task_abandon(ti, "its lease could not be renewed in time");
         return;
     }
-    util_timer_ms(ti->heartbeat, period);
+    /* The next beat comes at the deadline at the latest: a server that
+     * cannot renew must stop its work (children killed in close) before
+     * another server may take the task over, not a period later. */
+    util_timer_ms(ti->heartbeat, period < ti->lease_deadline_ms - now
+                                     ? period : ti->lease_deadline_ms - now);
     if (ti->renewing)
         return;
     rc = malloc(sizeof *rc);

@@ -154,10 +154,23 @@ struct storage *videos_storage_new(struct app *app, int port, char *err, size_t 
     if (c->storage_link_secret && *c->storage_link_secret) {
         snprintf(secret, sizeof secret, "%s", c->storage_link_secret);
     } else {
-        util_random_hex(32, secret);
-        if (!c->storage_url || !*c->storage_url || strncmp(c->storage_url, "file://", 7) == 0)
-            log_warn("STORAGE_LINK_SECRET is empty: file:// download links are signed with "
-                     "a random key of this process (they stop working when it restarts)");
+        /* Derived from the key every instance must share anyway (two-factor
+         * secrets are sealed with it), under a label of its own: a link
+         * signed by one server works on every other, and after a restart. */
+        static const char label[] = "studyhub storage links v1";
+        unsigned char mac[32];
+        unsigned int maclen = 0;
+
+        if (!c->totp_key_set ||
+            !HMAC(EVP_sha256(), c->totp_key, sizeof c->totp_key,
+                  (const unsigned char *)label, sizeof label - 1, mac, &maclen)) {
+            util_random_hex(32, secret);
+            log_warn("no STORAGE_LINK_SECRET nor TOTP_SECRET_KEY: file:// download links "
+                     "are signed with a random key of this process");
+        } else {
+            util_hex(mac, maclen, secret);
+        }
+        OPENSSL_cleanse(mac, sizeof mac);
     }
     struct storage_config sc = {
         .url = c->storage_url,

@@ -1167,3 +1167,40 @@ class TestDockerBuilds(BuildCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TestLeaseLoss(BuildCase):
+    """A server that can no longer renew a build's lease (its database path
+    stalled) stops the build, children and all, before the lease runs out:
+    by then another server may start the same build, and two must never
+    run side by side."""
+
+    def test_build_is_killed_before_its_lease_ends(self):
+        from test_faults import FreezableProxy
+        import harness
+        db = self.database()
+        proxy = FreezableProxy(PG_PORT)
+        self.addCleanup(proxy.close)
+        url = harness.database_url(db).replace(f"port={PG_PORT}", f"port={proxy.port}")
+        root = new_dir("lease")
+        lease = 4
+        srv = self.server(database=db, env=self.env(
+            root, DATABASE_URL=url, TASK_LEASE_S=lease, BUILD_TIMEOUT_S=120,
+            PG_QUERY_TIMEOUT_MS=500, PG_ACQUIRE_TIMEOUT_MS=500))
+        world = World(srv)
+        lab, admin = self.people(world)
+        st = self.study(world, lab, admin, repo="runners/hangs")
+        task = self.start_build(srv, admin, st)
+        self.wait_stage(db, task, "build")
+        wait_until(lambda: processes_with(st["uuid"]), 10 * SLOW,
+                   message="the build's processes")
+        proxy.frozen.set()
+        frozen_at = time.monotonic()
+        wait_until(lambda: processes_with(st["uuid"]) == [], (lease + 3) * SLOW,
+                   message="the build's processes to die with its lease")
+        # Renewed at most a third of a lease before the freeze; stopped a
+        # second before the lease's end, at the latest.
+        self.assertLess(time.monotonic() - frozen_at, lease + 0.5 * SLOW)
+        proxy.frozen.clear()
+        wait_until(lambda: "lease could not be renewed" in srv.log_text(), 10 * SLOW,
+                   message="the server to say why it stopped the build")

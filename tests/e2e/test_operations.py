@@ -82,3 +82,37 @@ class Install(StudyhubTestCase):
                               capture_output=True, text=True, timeout=10)
         self.assertEqual(proc.returncode, 0)
         self.assertTrue(proc.stdout.startswith("studyhub "))
+
+
+class SharedLinks(StudyhubTestCase):
+    """Without STORAGE_LINK_SECRET, file:// links are signed with a key
+    derived from TOTP_SECRET_KEY, which every instance shares: a link one
+    server made works on another, and after a restart."""
+
+    def test_a_link_works_on_every_instance(self):
+        import hashlib
+        import hmac
+        import time
+        from urllib.parse import quote
+        db = self.database()
+        storage = harness.new_dir("shared-storage")
+        env = {"STORAGE_URL": "file://" + storage, "TASK_CONCURRENCY": "0"}
+        a = self.server(database=db, env=env)
+        b = self.server(database=db, env=env)
+        key = "shared/clip.mp4"
+        os.makedirs(os.path.join(storage, "shared"), exist_ok=True)
+        with open(os.path.join(storage, key), "wb") as f:
+            f.write(b"frames")
+        derived = hmac.new(bytes.fromhex(harness.TOTP_KEY), b"studyhub storage links v1",
+                           hashlib.sha256).hexdigest()
+        expires = int(time.time()) + 60
+        sig = hmac.new(derived.encode(), f"{key}\n{expires}".encode(), hashlib.sha256).hexdigest()
+        path = f"/storage/{quote(key)}?expires={expires}&sig={sig}"
+        for srv in (a, b):
+            r = srv.get(path)
+            self.assertStatus(r, 200)
+            self.assertEqual(r.body, b"frames")
+        a.stop()
+        a.start()
+        self.assertStatus(a.get(path), 200)
+        self.assertNotIn("random key", a.log_text())
