@@ -26,7 +26,7 @@ PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 BASE_PACKAGES="build-essential autoconf automake libtool pkg-config \
 libevent-dev libssl-dev libpq-dev libhiredis-dev libcurl4-openssl-dev \
 libarchive-dev libjansson-dev libargon2-dev check postgresql-15 redis-server \
-zip unzip python3 graphviz"
+zip unzip python3 graphviz zlib1g-dev"
 
 say() { printf '%s\n' "$*" >&2; }
 die() { printf '%s: error: %s\n' "${0##*/}" "$*" >&2; exit 1; }

@@ -47,6 +47,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(HERE))
 
 STUDYHUB_BIN = os.environ.get("STUDYHUB_BIN", os.path.join(REPO_ROOT, "build", "studyhub"))
 STUDYHUBCTL_BIN = os.environ.get("STUDYHUBCTL_BIN", os.path.join(REPO_ROOT, "build", "studyhubctl"))
+STATIC_DIR = os.path.join(REPO_ROOT, "static")
 PG_HOST = os.environ.get("TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("TEST_PG_PORT", "15432"))
 PG_SOCKDIR = os.environ.get("TEST_PG_SOCKDIR", "")
@@ -74,6 +75,7 @@ SERVER_VARS = (
     "PG_ACQUIRE_TIMEOUT_MS", "REDIS_URL", "REDIS_TIMEOUT_MS",
     "MAX_HEADER_BYTES", "MAX_BODY_BYTES", "IDLE_TIMEOUT_S", "DRAIN_TIMEOUT_S",
     "ADMIN_SOCKET", "LOG_LEVEL", "SESSION_TTL_S", "MIGRATE", "DEBUG_ROUTES",
+    "STATIC_DIR",
 )
 PASSED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "ASAN_OPTIONS",
               "UBSAN_OPTIONS", "LSAN_OPTIONS", "ASAN_SYMBOLIZER_PATH")
@@ -464,6 +466,7 @@ class Server:
             "LOG_LEVEL": LOG_LEVEL,
             "DEBUG_ROUTES": "1",
             "MIGRATE": "1",
+            "STATIC_DIR": STATIC_DIR,
         }
         if self.database:
             base["DATABASE_URL"] = database_url(self.database)

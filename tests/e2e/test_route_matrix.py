@@ -62,7 +62,13 @@ _table("public",
        "POST /api/v1/auth/login/", "POST /api/v1/auth/login/2fa/",
        "POST /api/v1/accounts/signup/", "POST /api/v1/accounts/verify/",
        "POST /api/v1/accounts/verify/resend/", "POST /api/v1/accounts/password-reset/",
-       "POST /api/v1/accounts/password-reset/confirm/")
+       "POST /api/v1/accounts/password-reset/confirm/",
+       # The web pages and their assets (http/static.c): pages hold no data.
+       "GET /", "GET /signup/", "GET /login/", "GET /logout/",
+       "GET /accounts/verify/{token}/", "GET /accounts/password-reset/",
+       "GET /accounts/password-reset/{token}/", "GET /account/", "GET /children/",
+       "GET /children/{id}/", "GET /demographics/",
+       "GET /css/*", "GET /js/*", "GET /img/*", "GET /vendor/*")
 _table("signed",
        "POST /exp/renamevideo/", "POST /api/v1/video/", "GET /storage/*")
 _table("operator", "GET /metrics")
