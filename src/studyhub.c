@@ -21,6 +21,7 @@
 #include "studyhub/core/task.h"
 #include "studyhub/domain/accounts.h"
 #include "studyhub/domain/children.h"
+#include "studyhub/domain/family.h"
 #include "studyhub/domain/feedback.h"
 #include "studyhub/domain/labs.h"
 #include "studyhub/domain/perms.h"
@@ -80,6 +81,7 @@ static int register_routes(struct router *r)
 {
     if (health_routes(r) < 0 ||
         auth_routes(r) < 0 ||
+        family_routes(r) < 0 ||       /* before users: demographics/current/ */
         users_routes(r) < 0 ||
         studies_routes(r) < 0 ||
         responses_routes(r) < 0 ||
