@@ -13,8 +13,7 @@ import re
 
 from harness import STATIC_DIR, StudyhubTestCase, request
 
-PAGES = ["/"]
-LATER = ["/signup/", "/login/", "/logout/", "/accounts/verify/abc123/",
+PAGES = ["/", "/signup/", "/login/", "/logout/", "/accounts/verify/abc123/",
          "/accounts/password-reset/", "/accounts/password-reset/abc123/", "/account/",
          "/children/", "/children/6f1c2b1e-0000-4000-8000-000000000000/", "/demographics/"]
 BROWSER = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
@@ -84,6 +83,17 @@ class StaticTest(StudyhubTestCase):
                          "no-cache")
         # The ETag names the bytes, so it is the version too.
         self.assertTrue(self.get(m.group(1)).headers["etag"].startswith('"' + m.group(2)))
+
+    def test_vendor_files_are_immutable(self):
+        """web/vendor.list's files, copied by ensure_web_packages."""
+        vendor = os.path.join(STATIC_DIR, "vendor")
+        names = sorted(os.listdir(vendor)) if os.path.isdir(vendor) else []
+        axe = [n for n in names if n.startswith("axe-core@")]
+        self.assertTrue(axe, "tools/test copies axe-core into static/vendor/")
+        r = self.get(f"/vendor/{axe[-1]}/axe.min.js")
+        self.assertStatus(r, 200)
+        self.assertEqual(r.headers["cache-control"], "public, max-age=31536000, immutable")
+        self.assertEqual(r.headers["content-type"], "text/javascript; charset=utf-8")
 
     def test_gzip_when_asked(self):
         plain = self.get("/js/api.js")
