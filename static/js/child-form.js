@@ -1,9 +1,11 @@
 // child-form.js: the child form shared by the add and edit pages: the
 // form's values as the API's attributes, and back.
 
-/** The API attributes from the form's values (formValues). */
-export function childAttributes(v) {
-  return {
+/** The API attributes from the form's values (formValues).  When adding
+ *  a child, an unanswered required question is left out, so the server
+ *  says it is required rather than that "" is not a date. */
+export function childAttributes(v, { create = false } = {}) {
+  const attrs = {
     given_name: v.given_name || "",
     birthday: v.birthday || "",
     gender: v.gender || "",
@@ -11,6 +13,10 @@ export function childAttributes(v) {
     language_list: v.language_list || "",
     additional_information: v.additional_information || "",
   };
+  if (create) {
+    for (const k of ["given_name", "birthday", "gender"]) if (!attrs[k]) delete attrs[k];
+  }
+  return attrs;
 }
 
 /** The weeks the API's age_at_birth label stands for ("" when not sure). */

@@ -32,7 +32,7 @@ async function showChildren() {
 await showChildren();
 
 onSubmit(form, async (v) => {
-  const doc = await post("/api/v1/children/", "children", childAttributes(v));
+  const doc = await post("/api/v1/children/", "children", childAttributes(v, { create: true }));
   form.reset();
   await showChildren();
   notice(done, `${doc.data.attributes.given_name} is added.`, "success");
