@@ -180,8 +180,12 @@ export function showErrors(form, error) {
       msg.className = "field-error";
       msg.id = `${field.id}-error`;
       msg.textContent = detail;
+      // GOV.UK's order: label, hint, error, then the field.
+      const hint = wrap.querySelector(".hint");
       const label = wrap.querySelector("label, legend");
-      (label && label.nextSibling ? label.parentNode : wrap).insertBefore(msg, label ? label.nextSibling : wrap.firstChild);
+      const after = hint || label;
+      if (after) after.after(msg);
+      else wrap.prepend(msg);
       wrap.classList.add("has-error");
       field.setAttribute("aria-invalid", "true");
       const ids = (field.getAttribute("aria-describedby") || "").split(" ").filter(Boolean);
@@ -258,5 +262,6 @@ export async function setupPage({ requireLogin = false } = {}) {
 /** A same-site path from ?next=, else fallback (never another origin). */
 export function nextPath(fallback = "/") {
   const next = new URLSearchParams(location.search).get("next") || "";
-  return next.startsWith("/") && !next.startsWith("//") ? next : fallback;
+  // "//host" and "/\host" would leave the site: only plain paths.
+  return /^\/(?![\/\\])/.test(next) ? next : fallback;
 }

@@ -239,6 +239,38 @@ class FamilyBrowserTest(BrowserTestCase):
         self.wait_loaded()
         self.assertIn("could not find this child", self.status_text())
 
+    def test_password_reset_from_the_emailed_link(self):
+        address = self.sign_up("lin")
+        self.verify(address)
+        self.open("/login/")
+        self.link("Forgotten your password?").click()
+        self.wait_path("/accounts/password-reset/")
+        self.fill("Email address", address)
+        self.press("Send the link")
+        self.assertIn("we have sent it a link", self.status_text())
+        self.browser.get(self.mail_link(address, "password-reset"))
+        self.wait_loaded()
+        self.assertEqual(self.heading(), "Choose a new password")
+        new = PASSWORD + " again"
+        self.fill("New password", new)
+        self.fill("Type the new password again", new + "!")
+        self.press("Save the new password")
+        self.assertEqual(self.error_summary(), ["The two passwords are not the same."])
+        self.fill("Type the new password again", new)
+        self.press("Save the new password")
+        self.assertIn("Your password is changed.", self.status_text())
+        self.link("Log in with it").click()
+        self.log_in(address, new)
+        self.wait_path("/")
+        # The link works once.
+        self.browser.delete_all_cookies()
+        self.browser.get(self.mail_link(address, "password-reset"))
+        self.wait_loaded()
+        self.fill("New password", new + "2")
+        self.fill("Type the new password again", new + "2")
+        self.press("Save the new password")
+        self.assertEqual(len(self.error_summary()), 1)
+
     def test_every_page_is_accessible(self):
         for path in PAGES:
             with self.subTest(path=path):
