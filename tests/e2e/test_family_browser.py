@@ -192,6 +192,15 @@ class FamilyBrowserTest(BrowserTestCase):
         me = c.get(f"/api/v1/users/{r.json['data']['id']}/").json["data"]["attributes"]
         self.assertFalse(me["email_new_studies"])
         self.assertTrue(me["email_next_session"])
+        # A session's write needs the X-CSRFToken header the pages send.
+        doc = {"data": {"type": "children", "attributes": {
+            "given_name": "Eve", "birthday": "2024-01-01", "gender": "f"}}}
+        r = c.post("/api/v1/children/", json_body=doc, jsonapi=True)
+        self.assertStatus(r, 403)
+        self.assertEqual(len(c.get("/api/v1/children/").json["data"]), 1)
+        r = c.post("/api/v1/children/", json_body=doc, jsonapi=True,
+                   headers={"X-CSRFToken": c.cookies["csrftoken"]})
+        self.assertStatus(r, 201)
 
     def test_two_step_login_and_removing_a_child(self):
         address = self.sign_up("grace")
