@@ -20,7 +20,7 @@ from test_accounts import PASSWORD, totp
 PAGES = ["/", "/signup/", "/login/", "/accounts/password-reset/",
          "/accounts/password-reset/" + "0" * 64 + "/", "/accounts/verify/" + "0" * 64 + "/",
          "/no/such/page/"]
-FAMILY_PAGES = ["/children/", "/demographics/", "/account/"]
+FAMILY_PAGES = ["/children/", "/demographics/", "/account/", "/logout/"]   # asks first
 
 
 class FamilyBrowserTest(BrowserTestCase):
@@ -181,6 +181,14 @@ class FamilyBrowserTest(BrowserTestCase):
         self.browser.get(self.srv.base + "/children/")
         self.wait_path("/login/")
         self.assertIn("next=%2Fchildren%2F", self.browser.current_url)
+
+        # A link from elsewhere (no same-site referrer) asks first.
+        self.log_in(address)
+        self.wait_path("/")
+        self.open("/logout/")
+        self.press("Log out")
+        self.wait_until(lambda: self.status_text() == "You are logged out.", "the logout")
+        self.assertIsNone(self.cookie("sessionid"))
 
         # What the browser did is what the API holds.
         c = Client(self.srv.port)
