@@ -30,6 +30,7 @@ zip unzip python3 graphviz zlib1g-dev"
 
 # What tools/test needs besides: the browser tests' headless chromium, its
 # WebDriver and the Python client (tests/e2e/browser.py).
+# shellcheck disable=SC2034 # used by tools/test
 TEST_PACKAGES="chromium chromium-driver python3-selenium"
 
 say() { printf '%s\n' "$*" >&2; }
