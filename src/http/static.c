@@ -197,6 +197,7 @@ static void file_finish(struct static_file *f)
     for (int i = 0; i < 8; i++)
         snprintf(hex + 2 * i, 3, "%02x", md[i]);
     snprintf(f->etag, sizeof f->etag, "\"%s\"", hex);
+    snprintf(f->gz_etag, sizeof f->gz_etag, "\"%s-gz\"", hex);
     snprintf(f->version, sizeof f->version, "%.8s", hex);
     free(f->gz);
     f->gz = NULL;
@@ -448,8 +449,10 @@ static void reply_file(struct http_req *req, const struct static_file *f, int st
     if (f->compressible)
         http_add_header(req, "Vary", "Accept-Encoding");
     if (status == 200) {
-        http_add_header(req, "ETag", f->etag);
-        if (etag_matches(http_req_header(req, "If-None-Match"), f->etag)) {
+        const char *inm = http_req_header(req, "If-None-Match");
+        http_add_header(req, "ETag", gz ? f->gz_etag : f->etag);
+        /* Either encoding's tag names the same bytes once decoded. */
+        if (etag_matches(inm, f->etag) || (f->gz && etag_matches(inm, f->gz_etag))) {
             http_reply(req, 304, NULL, NULL, 0);
             return;
         }

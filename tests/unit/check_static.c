@@ -106,6 +106,8 @@ START_TEST(load_and_find)
     ck_assert_uint_eq(strlen(js->etag), 18);
     ck_assert_int_eq(js->etag[0], '"');
     ck_assert_int_eq(strncmp(js->etag + 1, js->version, 8), 0);
+    ck_assert_int_eq(strncmp(js->gz_etag, js->etag, 17), 0);
+    ck_assert_str_eq(js->gz_etag + 17, "-gz\"");
 
     /* The gzip copy is smaller and inflates back to the file. */
     ck_assert_ptr_nonnull(js->gz);

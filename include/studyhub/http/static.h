@@ -42,6 +42,8 @@ struct static_file {
     unsigned char *gz;      /* gzip of data, NULL when not smaller (owned) */
     size_t gz_len;
     char etag[20];          /* "\"" 16 hex "\"" of SHA-256(data) */
+    char gz_etag[24];       /* the same with "-gz": the gzip copy is another
+                             * representation, so another strong ETag */
     char version[9];        /* 8 hex of the same hash: the ?v= value */
     bool immutable;         /* under /vendor/: its name carries the version */
     bool compressible;      /* a text type: Vary: Accept-Encoding */
