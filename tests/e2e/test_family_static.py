@@ -152,6 +152,10 @@ class StaticTest(StudyhubTestCase):
             self.assertNotRegex(html, r"\sstyle\s*=", rel)
             self.assertNotIn("<style", html, rel)
             self.assertNotIn("javascript:", html, rel)
+            # Should a page's script not load, a form never puts what was
+            # typed (a password) into a URL.
+            for form in re.findall(r"<form\b[^>]*>", html):
+                self.assertIn('method="post"', form, rel)
             self.assertIn('<html lang="en">', html, rel)
             self.assertIn('name="viewport"', html, rel)
         for path in static_files(".js"):
