@@ -143,6 +143,17 @@ function fieldFor(form, err) {
   return form.elements.namedItem(name);
 }
 
+/** The text of the question a field answers: its group's legend for a
+ *  radio button or checkbox in a fieldset, else its label (without
+ *  "(optional)"). */
+function questionOf(field) {
+  const set = field.closest("fieldset");
+  const legend = set && (field.type === "radio" || field.type === "checkbox")
+    ? set.querySelector("legend") : null;
+  const label = legend || (field.id && document.querySelector(`label[for="${field.id}"]`));
+  return label ? label.textContent.replace(/\s*\(optional\)\s*$/, "").trim() : "";
+}
+
 /**
  * Shows an error (an ApiError, or a list of {detail, field}) on a form:
  * an error summary at the top of main, each entry linking to its field,
@@ -172,7 +183,10 @@ export function showErrors(form, error) {
     if (field && field.id) {
       const a = document.createElement("a");
       a.href = `#${field.id}`;
-      a.textContent = detail;
+      // The summary names the question: "This field is required." alone
+      // would not say which one.
+      const name = questionOf(field);
+      a.textContent = name ? `${name}: ${detail}` : detail;
       a.addEventListener("click", (ev) => { ev.preventDefault(); field.focus(); });
       li.append(a);
       const wrap = field.closest(".field") || field.parentElement;
