@@ -21,6 +21,7 @@
 #include "studyhub/core/task.h"
 #include "studyhub/domain/accounts.h"
 #include "studyhub/domain/children.h"
+#include "studyhub/domain/family.h"
 #include "studyhub/domain/feedback.h"
 #include "studyhub/domain/labs.h"
 #include "studyhub/domain/perms.h"
@@ -35,6 +36,7 @@
 #include "studyhub/http/health.h"
 #include "studyhub/http/router.h"
 #include "studyhub/http/server.h"
+#include "studyhub/http/static.h"
 #include "studyhub/io/archive.h"
 #include "studyhub/io/fetch.h"
 #include "studyhub/io/mail.h"
@@ -79,6 +81,7 @@ static int register_routes(struct router *r)
 {
     if (health_routes(r) < 0 ||
         auth_routes(r) < 0 ||
+        family_routes(r) < 0 ||       /* before users: demographics/current/ */
         users_routes(r) < 0 ||
         studies_routes(r) < 0 ||
         responses_routes(r) < 0 ||
@@ -90,7 +93,8 @@ static int register_routes(struct router *r)
         studymgmt_routes(r) < 0 ||    /* researcher studies, groups, logs */
         workflow_routes(r) < 0 ||     /* transitions, the workflow table */
         videos_routes(r) < 0 ||       /* Pipe webhook, upload Lambda, videos, zips, /storage/ */
-        build_routes(r) < 0)          /* build, preview, builds and their live events */
+        build_routes(r) < 0 ||        /* build, preview, builds and their live events */
+        static_routes(r) < 0)         /* the web pages and their assets */
         return -1;
     return 0;
 }
@@ -353,7 +357,15 @@ int main(int argc, char **argv)
     /* The port opens first, with only /healthz, /readyz and /metrics, so
      * that a supervisor sees the process alive while PostgreSQL is awaited
      * and the migrations run (in a child: libpq blocks there). */
+    /* The pages, read once now: no request waits on the disk. */
+    app.site = static_site_load(cfg.static_dir, err, sizeof err);
+    if (!app.site) {
+        log_error("cannot load STATIC_DIR: %s", err);
+        goto out;
+    }
     app.http = http_server_new(app.base, &cfg, starting_router, app.metrics, auth_gate, &app);
+    if (app.http)
+        http_server_set_fallback(app.http, static_not_found);
     if (!app.http || http_server_listen(app.http, cfg.listen_addr, (int)cfg.listen_port) < 0) {
         log_error("cannot listen on %s:%ld: %s", cfg.listen_addr, cfg.listen_port,
                   strerror(errno));
@@ -450,6 +462,7 @@ out:
         event_free(sd.poll);
     admin_server_free(app.admin);
     http_server_free(app.http);
+    static_site_free(app.site);     /* after http: replies point into it */
     /* Before the pool and Redis: tasks left running here are stopped
      * without writing (their leases run out; another server resumes
      * them); queries still out come back NULL from pg_pool_free. */

@@ -29,7 +29,12 @@ PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 BASE_PACKAGES="build-essential autoconf automake libtool pkg-config \
 libevent-dev libssl-dev libpq-dev libhiredis-dev libcurl4-openssl-dev \
 libarchive-dev libjansson-dev libargon2-dev check postgresql-15 redis-server \
-zip unzip python3 graphviz bubblewrap"
+zip unzip python3 graphviz bubblewrap zlib1g-dev"
+
+# What tools/test needs besides: the browser tests' headless chromium, its
+# WebDriver and the Python client (tests/e2e/browser.py).
+# shellcheck disable=SC2034 # used by tools/test
+TEST_PACKAGES="chromium chromium-driver python3-selenium"
 
 say() { printf '%s\n' "$*" >&2; }
 die() { printf '%s: error: %s\n' "${0##*/}" "$*" >&2; exit 1; }
@@ -78,6 +83,38 @@ ensure_packages() {
 # test server s3rver, later). Nothing is needed yet.
 ensure_npm_tools() {
     ensure_s3rver
+    ensure_web_packages
+}
+
+# ensure_web_packages: the pages' front-end packages, pinned in
+# web/package.json and web/package-lock.json, installed with `npm ci` into
+# web/node_modules (git-ignored) when the lock file changed; then each file
+# web/vendor.list names is copied to static/vendor/<package>@<version>/
+# (git-ignored), where the server serves it with a year of caching.
+ensure_web_packages() {
+    local web="$ROOT/web" stamp="$ROOT/web/node_modules/.package-lock.json"
+    if [ ! -e "$stamp" ] || [ "$web/package-lock.json" -nt "$stamp" ]; then
+        command -v npm >/dev/null 2>&1 || ensure_packages nodejs npm
+        mkdir -p "$VAR_DIR/log"
+        local log="$VAR_DIR/log/npm-web.log"
+        say "installing the pages' npm packages (web/package-lock.json)"
+        if ! (cd "$web" && npm ci --no-audit --no-fund) >"$log" 2>&1; then
+            tail -n 30 "$log" >&2
+            die "npm ci in web/ failed (log: $log)"
+        fi
+        touch "$stamp"
+    fi
+    local pkg path version dest
+    while read -r pkg path; do
+        case $pkg in ''|'#'*) continue ;; esac
+        version=$(sed -n 's/^  "version": "\(.*\)",$/\1/p' "$web/node_modules/$pkg/package.json")
+        [ -n "$version" ] || die "web/vendor.list: $pkg is not installed in web/node_modules"
+        dest="$ROOT/static/vendor/$pkg@$version/$path"
+        if [ ! -e "$dest" ] || [ "$web/node_modules/$pkg/$path" -nt "$dest" ]; then
+            mkdir -p "$(dirname "$dest")"
+            cp "$web/node_modules/$pkg/$path" "$dest"
+        fi
+    done <"$web/vendor.list"
 }
 
 # --- build ------------------------------------------------------------------

@@ -167,6 +167,8 @@ static const struct config_var vars[] = {
       BOOL(s3_path_style), NULL },
     { "STORAGE_FSYNC", "0", "fsync file:// objects before they are renamed into place (1 or 0)",
       BOOL(storage_fsync), NULL },
+    { "STATIC_DIR", "static", "folder of the web pages and their assets, loaded into memory at start (relative: to the working directory)",
+      STR(static_dir), NULL },
     { "STORAGE_LINK_SECRET", "", "HMAC key of file:// download links; empty: derived from TOTP_SECRET_KEY, which every instance shares",
       STR(storage_link_secret), NULL },
     { "PIPE_WEBHOOK_KEY", "", "key of Pipe's webhook POST /exp/renamevideo/ (empty: every call refused)",

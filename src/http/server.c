@@ -40,6 +40,7 @@ struct http_server {
     const struct router *router;        /* borrowed */
     struct metrics *metrics;            /* borrowed */
     http_gate_fn gate;                  /* runs matched routes */
+    http_fallback_fn fallback;          /* answers unmatched paths; NULL: JSON 404 */
     void *arg;                          /* given to the gate; borrowed */
     struct evhttp *http;                /* owned */
     struct evhttp_bound_socket *bound;  /* owned by http; NULL once closed */
@@ -228,7 +229,10 @@ static void on_request(struct evhttp_request *ev, void *arg)
                              "Method \"%s\" not allowed.", method_names[req->method]);
         return;
     case ROUTER_NOT_FOUND:
-        jsonapi_reply_errorf(req, 404, "not_found", NULL, "Not found.");
+        if (srv->fallback)
+            srv->fallback(req, srv->arg);
+        else
+            jsonapi_reply_errorf(req, 404, "not_found", NULL, "Not found.");
         return;
     }
 }
@@ -351,6 +355,11 @@ struct http_server *http_server_new(struct event_base *base,
     evhttp_set_default_content_type(srv->http, JSONAPI_MEDIA_TYPE);
     evhttp_set_gencb(srv->http, on_request, srv);
     return srv;
+}
+
+void http_server_set_fallback(struct http_server *srv, http_fallback_fn fn)
+{
+    srv->fallback = fn;
 }
 
 void http_server_free(struct http_server *srv)

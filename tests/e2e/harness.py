@@ -50,6 +50,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(HERE))
 
 STUDYHUB_BIN = os.environ.get("STUDYHUB_BIN", os.path.join(REPO_ROOT, "build", "studyhub"))
 STUDYHUBCTL_BIN = os.environ.get("STUDYHUBCTL_BIN", os.path.join(REPO_ROOT, "build", "studyhubctl"))
+STATIC_DIR = os.path.join(REPO_ROOT, "static")
 PG_HOST = os.environ.get("TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("TEST_PG_PORT", "15432"))
 PG_SOCKDIR = os.environ.get("TEST_PG_SOCKDIR", "")
@@ -83,6 +84,7 @@ SERVER_VARS = (
     "ADMIN_SOCKET", "LOG_LEVEL", "SESSION_TTL_S", "MIGRATE", "DEBUG_ROUTES",
     "TOTP_SECRET_KEY", "TRUSTED_PROXIES", "LOGIN_DELAY_FREE_ACCOUNT",
     "LOGIN_DELAY_FREE_ADDR",
+    "STATIC_DIR",
 )
 PASSED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "ASAN_OPTIONS",
               "UBSAN_OPTIONS", "LSAN_OPTIONS", "ASAN_SYMBOLIZER_PATH")
@@ -517,6 +519,7 @@ class Server:
             # Its own tests set these low.
             "LOGIN_DELAY_FREE_ACCOUNT": "1000000",
             "LOGIN_DELAY_FREE_ADDR": "1000000",
+            "STATIC_DIR": STATIC_DIR,
         }
         if self.database:
             base["DATABASE_URL"] = database_url(self.database)

@@ -71,7 +71,8 @@ class Install(StudyhubTestCase):
         for want in ("bin/studyhub", "bin/studyhubctl", "share/doc/studyhub/README",
                      "share/doc/studyhub/deploy/studyhub.service",
                      "share/doc/studyhub/deploy/studyhub.env.example",
-                     "share/doc/studyhub/deploy/nginx.conf.example"):
+                     "share/doc/studyhub/deploy/nginx.conf.example",
+                     "share/studyhub/static/index.html", "share/studyhub/static/js/api.js"):
             self.assertTrue(any(f.endswith(want) for f in files), f"{want} not installed")
         sql = sorted(f for f in files if "/share/studyhub/sql/" in f)
         shipped = sorted(os.listdir(os.path.join(harness.REPO_ROOT, "sql")))

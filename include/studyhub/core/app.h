@@ -18,6 +18,7 @@ struct proc_table;
 struct mail_sender;
 struct fetch_client;
 struct storage;
+struct static_site;
 
 struct app {
     struct event_base *base;      /* borrowed from main */
@@ -34,6 +35,8 @@ struct app {
     struct mail_sender *mail;     /* owned by main: the mail outbox sender (io/mail.c) */
     struct fetch_client *fetch;   /* owned by main: outbound HTTP (io/fetch.c) */
     struct storage *storage;      /* owned by main: object storage (io/storage.c) */
+    struct static_site *site;     /* owned by main: the pages (http/static.c);
+                                   * freed after http, whose replies point into it */
     time_t started;               /* wall-clock start, for uptime */
     int draining;                 /* set once SIGTERM/SIGINT arrived */
 };

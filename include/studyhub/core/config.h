@@ -89,6 +89,7 @@ struct config {
     char *s3_secret_access_key; /* S3_SECRET_ACCESS_KEY (owned; secret) */
     bool s3_path_style;         /* S3_PATH_STYLE: endpoint/bucket/key URLs */
     bool storage_fsync;         /* STORAGE_FSYNC: file:// objects fsynced before rename */
+    char *static_dir;           /* STATIC_DIR: the web pages (http/static.c) (owned) */
     char *storage_link_secret;  /* STORAGE_LINK_SECRET: HMAC key of file:// links, "" = random per process (owned; secret) */
     char *pipe_webhook_key;     /* PIPE_WEBHOOK_KEY: Pipe's webhook key, "" = webhook refused (owned; secret) */
     char *aws_lambda_secret_access_key; /* AWS_LAMBDA_SECRET_ACCESS_KEY: key of POST /api/v1/video/, "" = refused (owned; secret) */

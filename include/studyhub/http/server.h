@@ -40,6 +40,10 @@ void http_server_free(struct http_server *srv);
 /* Serves router's routes from now on (the start-up router is swapped for
  * the full one once the server can answer them). */
 void http_server_set_router(struct http_server *srv, const struct router *router);
+/* What answers a path no route matches (given the server's arg): the
+ * static pages' HTML 404 for browsers.  Without one, a JSON:API 404. */
+typedef void (*http_fallback_fn)(struct http_req *req, void *arg);
+void http_server_set_fallback(struct http_server *srv, http_fallback_fn fn);
 int http_server_listen(struct http_server *srv, const char *addr, int port);
 /* The port actually bound (useful with LISTEN_PORT=0). */
 int http_server_port(const struct http_server *srv);
