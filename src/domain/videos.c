@@ -36,7 +36,6 @@
 #include "studyhub/io/pg.h"
 #include "studyhub/io/sigv4.h"
 #include "studyhub/io/storage.h"
-#include "studyhub/tasks/video_zip.h"
 
 #define PIPE_FIELD_MAX 1024     /* videoName, payload: far more than Pipe sends */
 #define VIDEO_NAME_MAX 255      /* upstream's CharField(max_length=255) */

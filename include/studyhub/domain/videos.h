@@ -51,6 +51,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The zip task's kind (tasks/video_zip.c runs it; the route here queues
+ * it by this name, so the domain needs nothing from the tasks layer). */
+#define VIDEO_ZIP_KIND "build_zipfile_of_videos"
+/* Where zips live in the storage (videos are top-level keys). */
+#define VIDEO_ZIP_PREFIX "video-zips/"
+
 struct app;
 struct router;
 struct storage;

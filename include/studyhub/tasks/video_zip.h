@@ -28,11 +28,9 @@
 #ifndef STUDYHUB_TASKS_VIDEO_ZIP_H
 #define STUDYHUB_TASKS_VIDEO_ZIP_H
 
-struct app;
+#include "studyhub/domain/videos.h"   /* VIDEO_ZIP_KIND, VIDEO_ZIP_PREFIX */
 
-#define VIDEO_ZIP_KIND "build_zipfile_of_videos"
-/* Where zips live in the storage (videos are top-level keys). */
-#define VIDEO_ZIP_PREFIX "video-zips/"
+struct app;
 
 /* Registers the kind with app->tasks (before task_runner_start).
  * Returns 0 or -1. */
