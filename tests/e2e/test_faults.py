@@ -14,6 +14,10 @@ import time
 
 import harness
 from apifixtures import World
+
+# tools/bench (BENCH_FAULTS=1) runs this suite at FAULT_SCALE 10: more
+# writers, longer stalls, more slow clients.  tools/test runs it at 1.
+SCALE = max(1, int(os.environ.get("FAULT_SCALE", "1")))
 from harness import StudyhubTestCase, request
 
 
@@ -146,6 +150,14 @@ class StalledPostgres(StudyhubTestCase):
         self.assertIn("studyhub_pg_known_down 0", srv.get("/metrics").text)
 
 
+def rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -209,7 +221,7 @@ class CommandLine(StudyhubTestCase):
 class SlowClients(StudyhubTestCase):
     def test_trickling_clients_are_cut_and_others_served(self):
         srv = self.server(env={"REQUEST_HEADER_TIMEOUT_S": "2", "TASK_CONCURRENCY": "0"})
-        n = 40
+        n = 40 * SCALE
         socks = []
         for _ in range(n):
             s = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
@@ -317,7 +329,7 @@ class PatchesUnderPostgresFaults(StudyhubTestCase):
         parent = w.user("faulty")
         lab = w.lab("Fault Lab")
         study = w.study(lab)
-        writers = 4
+        writers = 4 * SCALE
         rids = [w.create_response(parent, w.child(parent, f"K{i}"), study)
                 for i in range(writers)]
         acked = [-1] * writers
@@ -347,7 +359,7 @@ class PatchesUnderPostgresFaults(StudyhubTestCase):
         for t in threads:
             t.start()
         try:
-            time.sleep(1.0)
+            time.sleep(1.0 * SCALE)
             proxy.frozen.set()           # a stall, as SIGSTOP
             time.sleep(0.3)
             time.sleep(2.0)
@@ -357,7 +369,7 @@ class PatchesUnderPostgresFaults(StudyhubTestCase):
             harness.wait_until(lambda: srv.get("/readyz").status == 200, 15,
                                message="/readyz after the crash")
             recovery = time.monotonic() - recovered_from
-            time.sleep(1.0)
+            time.sleep(1.0 * SCALE)
         finally:
             stop.set()
             for t in threads:
@@ -367,8 +379,9 @@ class PatchesUnderPostgresFaults(StudyhubTestCase):
             stored = w.response_row(rid)["exp_data"].get("0-frame", {}).get("k", -1)
             if stored < acked[i]:
                 lost += 1
-        print(f"\n  PATCH under faults: acknowledged lost {lost}, over 5 s {len(slow)},"
-              f" recovery {recovery:.1f} s", end=" ")
+        print(f"\n  PATCH under faults: {writers} writers, {sum(a + 1 for a in acked)}"
+              f" acknowledged, lost {lost}, over 5 s {len(slow)}, recovery {recovery:.1f} s,"
+              f" server RSS {rss_mib(srv.proc.pid):.0f} MiB", end=" ")
         self.assertEqual(lost, 0)
         self.assertEqual(slow, [])
         self.assertTrue(all(a >= 0 for a in acked), "a writer never got a PATCH through")
