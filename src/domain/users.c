@@ -86,10 +86,10 @@ static const struct pg_stmt users_children_stmt = {
     TARGET_USER
     "SELECT EXISTS (SELECT 1 FROM target), c.n, p.uuid, p.attrs, p.user_uuid"
     "  FROM (SELECT count(*) AS n FROM children ch"
-    "         WHERE ch.user_id IN (SELECT id FROM target)) c"
+    "         WHERE ch.user_id IN (SELECT id FROM target) AND NOT ch.deleted) c"
     "  LEFT JOIN LATERAL ("
     "    SELECT v.uuid, v.attrs, v.user_uuid FROM children_api v"
-    "     WHERE v.user_id IN (SELECT id FROM target)"
+    "     WHERE v.user_id IN (SELECT id FROM target) AND NOT v.deleted"
     "     ORDER BY CASE WHEN $6::text = 'birthday' THEN v.birthday_date END,"
     "              CASE WHEN $6::text = '-birthday' THEN v.birthday_date END DESC,"
     "              v.id " PAGE,

@@ -200,12 +200,15 @@ class BrowserTestCase(StudyhubTestCase):
     def heading(self):
         return self.browser.find_element(By.TAG_NAME, "h1").text
 
-    def status_text(self):
-        """The text of the visible role=status notice, once there is one."""
-        return self.wait_until(
-            lambda: (lambda el: el.text if el and el.text else None)(
-                self.visible("//*[@role='status']")),
-            "a status message")
+    def status_text(self, says=None):
+        """The text of the visible role=status notice, once there is one
+        (and, with says, once it says that: a page shows "working..."
+        notices while its request is in flight)."""
+        def current():
+            el = self.visible("//*[@role='status']")
+            text = el.text if el and el.text else None
+            return text if text and (says is None or says in text) else None
+        return self.wait_until(current, f"a status message{' saying ' + repr(says) if says else ''}")
 
     def error_summary(self):
         """The entries of the error summary, once it is shown."""

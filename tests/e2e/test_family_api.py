@@ -82,6 +82,11 @@ class FamilyApiTest(StudyhubTestCase):
         self.assertEqual(r.body, b"")
         listed = self.api(self.parent, "GET", "/api/v1/children/").json["data"]
         self.assertNotIn(kid["id"], [c["id"] for c in listed])
+        me = self.api(self.parent, "GET", "/api/v1/users/").json["data"][0]["id"]
+        r = self.api(self.parent, "GET", f"/api/v1/users/{me}/children/")
+        self.assertStatus(r, 200)
+        self.assertNotIn(kid["id"], [c["id"] for c in r.json["data"]])
+        self.assertEqual(r.json["links"]["meta"]["count"], len(r.json["data"]))
         self.assertStatus(self.api(self.parent, "GET", f"/api/v1/children/{kid['id']}/"), 404)
         self.assertStatus(self.api(self.parent, "DELETE", f"/api/v1/children/{kid['id']}/"), 404)
         self.assertStatus(self.api(self.parent, "PATCH", f"/api/v1/children/{kid['id']}/",
