@@ -3,6 +3,8 @@
  * start, hashes each file, gzips the text ones and stamps the pages' links
  * with their targets' versions; serving is then a table lookup and a
  * reference to bytes already in memory. */
+#include "config.h"   /* _GNU_SOURCE: memmem */
+
 #include "studyhub/http/static.h"
 
 #include <dirent.h>
@@ -374,6 +376,73 @@ static unsigned char *stamp_links(const struct static_site *site, const struct s
     return res;
 }
 
+/* Pages share their header through partials: a line
+ * "<!--#include NAME-->" becomes the bytes of /_partials/NAME.html, once,
+ * at load (partials are never served themselves, and do not include).
+ * 0, or -1 with err set when a page names a partial that is not there. */
+#define INCLUDE_OPEN "<!--#include "
+#define INCLUDE_CLOSE "-->"
+#define PARTIALS_DIR "/_partials/"
+
+static int expand_includes(const struct static_site *site, struct static_file *page,
+                           char *err, size_t errlen)
+{
+    const char *s = (const char *)page->data, *end = s + page->len;
+    struct evbuffer *out;
+    const char *hit;
+
+    if (strncmp(page->path, PARTIALS_DIR, strlen(PARTIALS_DIR)) == 0 ||
+        !memmem(s, page->len, INCLUDE_OPEN, strlen(INCLUDE_OPEN)))
+        return 0;
+    if (!(out = evbuffer_new())) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    while ((hit = memmem(s, (size_t)(end - s), INCLUDE_OPEN, strlen(INCLUDE_OPEN)))) {
+        const char *name = hit + strlen(INCLUDE_OPEN);
+        const char *close = memmem(name, (size_t)(end - name), INCLUDE_CLOSE,
+                                   strlen(INCLUDE_CLOSE));
+        char path[128];
+        const struct static_file *part;
+        size_t n = close ? (size_t)(close - name) : 0;
+
+        bool ok = close && n > 0 && n <= 64;
+
+        for (size_t i = 0; ok && i < n; i++)
+            ok = (name[i] >= 'a' && name[i] <= 'z') || (name[i] >= '0' && name[i] <= '9') ||
+                 name[i] == '-';
+        if (!ok) {
+            snprintf(err, errlen, "%s: a malformed %s...%s", page->path, INCLUDE_OPEN,
+                     INCLUDE_CLOSE);
+            evbuffer_free(out);
+            return -1;
+        }
+        snprintf(path, sizeof path, PARTIALS_DIR "%.*s.html", (int)n, name);
+        if (!(part = static_site_find(site, path))) {
+            snprintf(err, errlen, "%s includes %s, which is not in the folder", page->path, path);
+            evbuffer_free(out);
+            return -1;
+        }
+        evbuffer_add(out, s, (size_t)(hit - s));
+        evbuffer_add(out, part->data, part->len);
+        s = close + strlen(INCLUDE_CLOSE);
+    }
+    evbuffer_add(out, s, (size_t)(end - s));
+    size_t len = evbuffer_get_length(out);
+    unsigned char *data = malloc(len ? len : 1);
+    if (!data) {
+        snprintf(err, errlen, "out of memory");
+        evbuffer_free(out);
+        return -1;
+    }
+    evbuffer_remove(out, data, len);
+    evbuffer_free(out);
+    free(page->data);
+    page->data = data;
+    page->len = len;
+    return 0;
+}
+
 struct static_site *static_site_load(const char *dir, char *err, size_t errlen)
 {
     struct static_site *site = calloc(1, sizeof *site);
@@ -392,6 +461,13 @@ struct static_site *static_site_load(const char *dir, char *err, size_t errlen)
         return NULL;
     }
     qsort(site->files, site->n, sizeof *site->files, cmp_path);
+    for (size_t i = 0; i < site->n; i++) {
+        if (strncmp(site->files[i].type, "text/html", 9) == 0 &&
+            expand_includes(site, &site->files[i], err, errlen) < 0) {
+            static_site_free(site);
+            return NULL;
+        }
+    }
     /* Assets first, so each page is stamped with their final versions. */
     for (size_t i = 0; i < site->n; i++)
         if (strncmp(site->files[i].type, "text/html", 9) != 0)

@@ -187,6 +187,38 @@ START_TEST(over_the_limit_is_an_error)
 }
 END_TEST
 
+/* A page's "<!--#include NAME-->" is the partial's bytes, stamped like
+ * the rest of the page; a missing or malformed partial stops the load. */
+START_TEST(partials_are_included)
+{
+    char err[256] = "", path[512], want[128];
+    make_tree();
+    snprintf(path, sizeof path, "%s/_partials", root);
+    ck_assert_int_eq(mkdir(path, 0700), 0);
+    put("_partials/nav.html", "<nav><a href=\"/css/site.css\">x</a></nav>");
+    put("login/index.html", "<body><!--#include nav--><p>login</p><!--#include nav--></body>");
+    struct static_site *s = static_site_load(root, err, sizeof err);
+    ck_assert_msg(s != NULL, "%s", err);
+    const struct static_file *page = static_site_find(s, "/login/index.html");
+    const struct static_file *css = static_site_find(s, "/css/site.css");
+    char *text = strndup((const char *)page->data, page->len);
+    snprintf(want, sizeof want, "<body><nav><a href=\"/css/site.css?v=%s\">x</a></nav><p>login</p>",
+             css->version);
+    ck_assert_msg(strncmp(text, want, strlen(want)) == 0, "%s", text);
+    ck_assert_ptr_null(strstr(text, "#include"));
+    free(text);
+    static_site_free(s);
+
+    put("login/index.html", "<!--#include nothere-->");
+    ck_assert_ptr_null(static_site_load(root, err, sizeof err));
+    ck_assert_msg(strstr(err, "/_partials/nothere.html"), "%s", err);
+    put("login/index.html", "<!--#include ../../etc/passwd-->");
+    ck_assert_ptr_null(static_site_load(root, err, sizeof err));
+    ck_assert_msg(strstr(err, "malformed"), "%s", err);
+    rm_tree();
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("static");
@@ -197,6 +229,7 @@ int main(void)
     tcase_add_test(tc, pages_carry_versions);
     tcase_add_test(tc, missing_folder_is_empty);
     tcase_add_test(tc, over_the_limit_is_an_error);
+    tcase_add_test(tc, partials_are_included);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
