@@ -374,3 +374,40 @@ RETURNS boolean LANGUAGE sql STABLE AS $$
                           OR (p_consent_footage AND has_study_perm(p_user, p_study,
                                   'edit_study__responses__consent_rulings'))) END
 $$;
+
+-- ---------------------------------------------------------------- exports
+-- exp_data without the keys a de-identified export leaves out (the exit
+-- survey's birthDate and the family's free text; src/domain/export.h,
+-- EXPORT_FREE_TEXT_KEYS): dropped from every frame of an object exp_data
+-- (EFP) and every trial of an array (jsPsych).
+CREATE FUNCTION exp_data_deidentified(p json) RETURNS json
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE json_typeof(p)
+        WHEN 'object' THEN (
+            SELECT coalesce(json_object_agg(f.key, CASE WHEN json_typeof(f.value) = 'object'
+                     THEN (f.value::jsonb - ARRAY['birthDate', 'feedback', 'childName'])::json
+                     ELSE f.value END ORDER BY f.o), '{}'::json)
+              FROM json_each(p) WITH ORDINALITY AS f(key, value, o))
+        WHEN 'array' THEN (
+            SELECT coalesce(json_agg(CASE WHEN json_typeof(a.value) = 'object'
+                     THEN (a.value::jsonb - ARRAY['birthDate', 'feedback', 'childName'])::json
+                     ELSE a.value END ORDER BY a.o), '[]'::json)
+              FROM json_array_elements(p) WITH ORDINALITY AS a(value, o))
+        ELSE p END
+$$;
+
+-- Is response r in an export that includes consented responses (p_rd)
+-- and/or preview responses (p_pv)?  The one rule every batch applies.
+CREATE FUNCTION export_includes(r responses, p_rd boolean, p_pv boolean)
+RETURNS boolean LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN r.is_preview THEN p_pv
+                ELSE p_rd AND consent_status(r.id) = 'accepted' END
+$$;
+
+-- The newest ruling of a response (time and comments), for exports.
+CREATE FUNCTION consent_latest(p_response bigint)
+RETURNS TABLE (action text, created_at timestamptz, comments text)
+LANGUAGE sql STABLE AS $$
+    SELECT action, created_at, comments FROM consent_rulings
+     WHERE response_id = p_response ORDER BY created_at DESC, id DESC LIMIT 1
+$$;

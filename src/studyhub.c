@@ -24,6 +24,7 @@
 #include "studyhub/domain/feedback.h"
 #include "studyhub/domain/labs.h"
 #include "studyhub/domain/perms.h"
+#include "studyhub/domain/export.h"
 #include "studyhub/domain/research.h"
 #include "studyhub/domain/responses.h"
 #include "studyhub/domain/seed.h"
@@ -92,6 +93,7 @@ static int register_routes(struct router *r)
         workflow_routes(r) < 0 ||     /* transitions, the workflow table */
         videos_routes(r) < 0 ||       /* Pipe webhook, upload Lambda, videos, zips, /storage/ */
         research_routes(r) < 0 ||     /* consent manager, response management, access log */
+        export_routes(r) < 0 ||       /* streamed data exports */
         build_routes(r) < 0)          /* build, preview, builds and their live events */
         return -1;
     return 0;

@@ -110,7 +110,8 @@ _table("researcher",
        "POST /api/v1/researcher/responses/{id}/consent/",
        "GET /api/v1/researcher/studies/{id}/responses/",
        "PATCH /api/v1/researcher/responses/{id}/",
-       "GET /api/v1/researcher/studies/{id}/access-log/")
+       "GET /api/v1/researcher/studies/{id}/access-log/",
+       "GET /api/v1/researcher/studies/{id}/exports/{file}")
 _table("site_admin", "GET /api/v1/researcher/access-log/")
 
 # Where a handler itself says more than the gate: API tokens are given to
