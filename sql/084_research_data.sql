@@ -86,7 +86,7 @@ CREATE TABLE access_log (
     study_id    bigint,                 -- studies.id, NULL for reads across studies
     study_uuid  uuid,
     action      text NOT NULL CHECK (action IN ('consent_list', 'response_list',
-                    'video_list', 'video_zip', 'export')),
+                    'video_list', 'video_link', 'video_zip', 'export')),
     object      text NOT NULL DEFAULT '',   -- the export's file name, the filter, ...
     detail      jsonb NOT NULL DEFAULT '{}'
 );

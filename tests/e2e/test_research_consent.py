@@ -224,3 +224,12 @@ class ConsentTest(StudyhubTestCase):
         vid = rw.w.sql("SELECT v.uuid FROM videos v WHERE NOT is_consent_footage AND response_id ="
                        f" {rw.r['withdrawn']['id']}")
         self.assertEqual(rw.api("admin", "GET", f"/api/v1/videos/{vid}/").status, 404)
+        # reads of video lists and links are in the access log; refused ones are not
+        vid_ok = rw.w.sql("SELECT v.uuid FROM videos v WHERE response_id ="
+                          f" {rw.r['accepted']['id']} LIMIT 1")
+        self.assertEqual(rw.api("member", "GET", f"/api/v1/videos/{vid_ok}/").status, 200)
+        log = rw.w.sql("SELECT action || ' ' || object FROM access_log WHERE user_id ="
+                       f" {rw.u['member']['id']} ORDER BY id")
+        self.assertIn("video_list study", log)
+        self.assertIn(f"video_link {vid_ok}", log)
+        self.assertNotIn(vid, rw.w.sql("SELECT string_agg(object, ' ') FROM access_log"))
