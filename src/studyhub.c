@@ -45,6 +45,7 @@
 #include "studyhub/io/proc.h"
 #include "studyhub/io/redis.h"
 #include "studyhub/io/storage.h"
+#include "studyhub/tasks/purge_videos.h"
 #include "studyhub/tasks/build.h"
 #include "studyhub/tasks/cleanup.h"
 #include "studyhub/tasks/reconcile_videos.h"
@@ -137,7 +138,8 @@ static int register_background(struct app *app)
                   NULL) < 0)
         return -1;
     /* Videos: the zip kind, the reconcile kind and its nightly jobs. */
-    if (video_zip_register(app) < 0 || reconcile_videos_register(app) < 0)
+    if (video_zip_register(app) < 0 || reconcile_videos_register(app) < 0 ||
+        purge_videos_register(app) < 0)
         return -1;
     /* The experiment builder: its task kind and its nightly sweeps. */
     if (build_start(app) < 0 || cleanup_register(app) < 0)
