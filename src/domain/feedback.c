@@ -72,20 +72,23 @@ static const struct pg_stmt feedback_list_stmt = {
 };
 
 /* $1 user, $2 response uuid, $3 comment, $4 research id.  First column:
- * ok, not_found (unknown, or not readable by the researcher: feedback is
- * for consented responses only, and the family sees it) or forbidden. */
+ * ok, not_found (unknown, or not visible to the caller: a researcher
+ * sees a response only once consent is accepted, so feedback on a
+ * pending or rejected one is a 404, and the family never gets it) or
+ * forbidden (visible, e.g. the parent's own, but no edit_study__feedback). */
 static const struct pg_stmt feedback_create_stmt = {
     "feedback_create",
     "WITH t AS ("
     "  SELECT r.id, has_study_perm($4::bigint, r.study_id, 'edit_study__feedback') AS can_edit,"
-    "         response_readable($4::bigint, r.id, r.study_id, r.is_preview) AS readable"
-    "    FROM responses r WHERE r.uuid = $2::uuid),"
+    "         response_readable($4::bigint, r.id, r.study_id, r.is_preview) AS readable,"
+    "         " FB_VISIBLE("$4::bigint") " AS visible"
+    "    FROM responses r JOIN children c ON c.id = r.child_id WHERE r.uuid = $2::uuid),"
     " ins AS ("
     "  INSERT INTO feedback AS f (response_id, researcher_id, comment)"
     "  SELECT t.id, $1, $3 FROM t WHERE t.can_edit AND t.readable"
     "  RETURNING f)"
     " SELECT CASE WHEN (ins.f).id IS NOT NULL THEN 'ok'"
-    "             WHEN t.id IS NULL OR NOT t.readable THEN 'not_found'"
+    "             WHEN t.id IS NULL OR NOT t.visible THEN 'not_found'"
     "             ELSE 'forbidden' END, "
     FB_COLS("ins.f")
     "  FROM (SELECT 1) one LEFT JOIN t ON true LEFT JOIN ins ON true"
