@@ -157,17 +157,23 @@ static const struct export_column children_columns[] = {
 static const struct pg_stmt frames_csv_stmt = {
     "export_frames_csv",
     BATCH_RESPONSES
-    " SELECT b.id, b.uuid, " CHILD_HASH ", f.frame_id, e.n, e.k, e.v"
+    " SELECT b.id, b.uuid, hh.h, f.frame_id, e.n, e.k, e.v"
     " FROM b" BATCH_JOINS
-    " CROSS JOIN LATERAL (SELECT CASE WHEN $4::boolean THEN b.exp_data"
-    "                               ELSE exp_data_deidentified(b.exp_data) END AS ed) x"
+    /* Once per response, not per row (OFFSET 0 keeps it from being
+     * pulled up into the select list). */
+    " CROSS JOIN LATERAL (SELECT " CHILD_HASH " AS h OFFSET 0) hh"
+    /* json, not jsonb: the frames and keys stay in the order the runner
+     * wrote them. */
     " LEFT JOIN LATERAL ("
-    "   SELECT fr.key AS frame_id, fr.value, fr.o FROM json_each(CASE WHEN json_typeof(x.ed) = 'object'"
-    "     THEN x.ed ELSE '{}'::json END) WITH ORDINALITY fr(key, value, o)"
+    "   SELECT fr.key AS frame_id, fr.value, fr.o FROM json_each(CASE WHEN json_typeof(b.exp_data)"
+    "     = 'object' THEN b.exp_data ELSE '{}'::json END) WITH ORDINALITY fr(key, value, o)"
     "   UNION ALL"
-    "   SELECT (a.o - 1)::text, a.value, a.o FROM json_array_elements(CASE"
-    "     WHEN json_typeof(x.ed) = 'array' THEN x.ed ELSE '[]'::json END) WITH ORDINALITY a(value, o)"
+    "   SELECT (a.o - 1)::text, a.value, a.o FROM json_array_elements(CASE WHEN"
+    "     json_typeof(b.exp_data) = 'array' THEN b.exp_data ELSE '[]'::json END)"
+    "     WITH ORDINALITY a(value, o)"
     " ) f ON true"
+    /* The de-identified file leaves out the free-text keys
+     * (EXPORT_FREE_TEXT_KEYS) of every frame, as exp_data_deidentified. */
     " LEFT JOIN LATERAL ("
     "   SELECT NULL::bigint AS n, kv.key AS k,"
     "          CASE WHEN json_typeof(kv.value) = 'string' THEN kv.value #>> '{}'"
@@ -175,6 +181,7 @@ static const struct pg_stmt frames_csv_stmt = {
     "     FROM json_each(CASE WHEN json_typeof(f.value) = 'object' THEN f.value"
     "                         ELSE '{}'::json END) WITH ORDINALITY kv(key, value, o)"
     "    WHERE kv.key <> 'eventTimings'"
+    "      AND ($4::boolean OR kv.key NOT IN (" EXPORT_FREE_TEXT_KEYS "))"
     "   UNION ALL"
     "   SELECT t.o, ev.key, CASE WHEN json_typeof(ev.value) = 'string' THEN ev.value #>> '{}'"
     "                           ELSE ev.value::text END, 1, ev.o"

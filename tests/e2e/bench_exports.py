@@ -97,6 +97,14 @@ def main():
         floor_rate = total / floor / 1e6
         print(f"floor: psql \\copy of exp_data: {total / 1e6:.0f} MB in {floor:.2f} s"
               f" = {floor_rate:.1f} MB/s")
+        # The per-row SQL helpers, for reading the numbers below.
+        for what, q in (("hashed_id", "SELECT count(hashed_id(gen_random_uuid(),"
+                         " gen_random_uuid(), gen_random_uuid(), 6)) FROM generate_series(1, 10000)"),
+                        ("consent_status", "SELECT count(consent_status(id)) FROM responses"
+                         " LIMIT 10000")):
+            t = time.monotonic()
+            psql(q, db=db)
+            print(f"{what}: {(time.monotonic() - t) / 10000 * 1e6:.0f} us per row")
         rss0 = mem_kb(srv.proc.pid, "VmRSS")
         S = study["uuid"]
         for f in ("responses.json", "frames.csv"):

@@ -41,10 +41,13 @@ struct router;
 /* Responses (or children) per batch statement.  20 KB of exp_data each:
  * about 2 MB of result per batch. */
 #define EXPORT_BATCH 100
-/* Unsent bytes above which the stream waits for the client. */
-#define EXPORT_PENDING_MAX (512 * 1024)
+/* Unsent bytes above which the stream waits for the client.  Large
+ * enough that the next batch's query runs while the socket drains the
+ * last one (a batch is about 2-3 MB), small enough that a download's
+ * memory stays a few MB. */
+#define EXPORT_PENDING_MAX (4 * 1024 * 1024)
 /* How often a waiting stream looks again (ms). */
-#define EXPORT_WAIT_MS 20
+#define EXPORT_WAIT_MS 5
 
 /* exp_data keys dropped from de-identified exports (the exit survey's
  * birth date and the family's free text). */
