@@ -151,46 +151,15 @@ static const struct export_column children_columns[] = {
     { "child_additional_information", "Free text the family wrote about the child", true },
 };
 
-/* Frame data, long: one row per key of each frame, and per key of each
- * event of its eventTimings (event_number from 1).  A response without
- * frames still yields one row (frame NULL, skipped) so its key advances. */
+/* Frame data, long: one response per row, its exp_data as the runner
+ * sent it; C unrolls it into the file's rows (export_frame_rows), with
+ * the JSON scanner that checks runner writes: one pass over the text, no
+ * tree, no per-row SQL. */
 static const struct pg_stmt frames_csv_stmt = {
     "export_frames_csv",
     BATCH_RESPONSES
-    " SELECT b.id, b.uuid, hh.h, f.frame_id, e.n, e.k, e.v"
-    " FROM b" BATCH_JOINS
-    /* Once per response, not per row (OFFSET 0 keeps it from being
-     * pulled up into the select list). */
-    " CROSS JOIN LATERAL (SELECT " CHILD_HASH " AS h OFFSET 0) hh"
-    /* json, not jsonb: the frames and keys stay in the order the runner
-     * wrote them. */
-    " LEFT JOIN LATERAL ("
-    "   SELECT fr.key AS frame_id, fr.value, fr.o FROM json_each(CASE WHEN json_typeof(b.exp_data)"
-    "     = 'object' THEN b.exp_data ELSE '{}'::json END) WITH ORDINALITY fr(key, value, o)"
-    "   UNION ALL"
-    "   SELECT (a.o - 1)::text, a.value, a.o FROM json_array_elements(CASE WHEN"
-    "     json_typeof(b.exp_data) = 'array' THEN b.exp_data ELSE '[]'::json END)"
-    "     WITH ORDINALITY a(value, o)"
-    " ) f ON true"
-    /* The de-identified file leaves out the free-text keys
-     * (EXPORT_FREE_TEXT_KEYS) of every frame, as exp_data_deidentified. */
-    " LEFT JOIN LATERAL ("
-    "   SELECT NULL::bigint AS n, kv.key AS k,"
-    "          CASE WHEN json_typeof(kv.value) = 'string' THEN kv.value #>> '{}'"
-    "               ELSE kv.value::text END AS v, 0 AS grp, kv.o AS o2"
-    "     FROM json_each(CASE WHEN json_typeof(f.value) = 'object' THEN f.value"
-    "                         ELSE '{}'::json END) WITH ORDINALITY kv(key, value, o)"
-    "    WHERE kv.key <> 'eventTimings'"
-    "      AND ($4::boolean OR kv.key NOT IN (" EXPORT_FREE_TEXT_KEYS "))"
-    "   UNION ALL"
-    "   SELECT t.o, ev.key, CASE WHEN json_typeof(ev.value) = 'string' THEN ev.value #>> '{}'"
-    "                           ELSE ev.value::text END, 1, ev.o"
-    "     FROM json_array_elements(CASE WHEN json_typeof(f.value -> 'eventTimings') = 'array'"
-    "            THEN f.value -> 'eventTimings' ELSE '[]'::json END) WITH ORDINALITY t(e, o),"
-    "          json_each(CASE WHEN json_typeof(t.e) = 'object' THEN t.e ELSE '{}'::json END)"
-    "            WITH ORDINALITY ev(key, value, o)"
-    " ) e ON true"
-    " ORDER BY b.id, f.o, e.grp, e.n, e.o2",
+    " SELECT b.id, b.uuid, " CHILD_HASH ", b.exp_data, $4::boolean"
+    " FROM b" BATCH_JOINS " ORDER BY b.id",
 };
 
 static const struct export_column frames_columns[] = {
@@ -201,6 +170,12 @@ static const struct export_column frames_columns[] = {
       false },
     { "key", "The frame's (or event's) key", false },
     { "value", "Its value: strings as they are, anything else as JSON", false },
+};
+
+/* The columns export_frame_rows writes (the route's format is formats'
+ * frames.csv, with the same table). */
+static const struct export_format frames_layout = {
+    .columns = frames_columns, .ncolumns = sizeof frames_columns / sizeof frames_columns[0],
 };
 
 #define DEMO_FIELDS                                                               \
@@ -274,8 +249,8 @@ static const struct export_format formats[] = {
       &children_csv_stmt, 0 },
     { "children-dictionary.csv", "children-dictionary", "csv", EXPORT_DICTIONARY,
       children_columns, N(children_columns), NULL, 0 },
-    { "frames.csv", "frames", "csv", EXPORT_CSV, frames_columns, N(frames_columns),
-      &frames_csv_stmt, 3 },
+    { "frames.csv", "frames", "csv", EXPORT_FRAMES, frames_columns, N(frames_columns),
+      &frames_csv_stmt, 0 },
     { "frames-dictionary.csv", "frames-dictionary", "csv", EXPORT_DICTIONARY, frames_columns,
       N(frames_columns), NULL, 0 },
     { "demographics.csv", "demographics", "csv", EXPORT_CSV, demographics_columns,
@@ -421,6 +396,116 @@ void export_dictionary(struct evbuffer *out, const struct export_format *f)
     }
 }
 
+/* A scanned value as row text: strings unescaped (into *owned, which the
+ * caller frees), anything else the JSON text as the runner sent it. */
+static const char *value_text(const struct apidoc_jspan *v, char **owned, size_t *len)
+{
+    *owned = NULL;
+    if (v->type != AJ_STRING) {
+        *len = v->len;
+        return v->p;
+    }
+    /* Unescaped text is never longer than its escaped form. */
+    if (!(*owned = malloc(v->len + 1)) || !apidoc_json_string(v, *owned, v->len + 1)) {
+        free(*owned);
+        *owned = NULL;
+        *len = 0;
+        return "";
+    }
+    *len = strlen(*owned);
+    return *owned;
+}
+
+static bool free_text_key(const char *k)
+{
+    static const char *const keys[] = { "birthDate", "feedback", "childName" };
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        if (strcmp(k, keys[i]) == 0)
+            return true;
+    return false;
+}
+
+/* One row: the six columns of frames_columns. */
+static void frame_row(struct evbuffer *out, const char *response, const char *hash,
+                      const char *frame, const char *event, const char *key,
+                      const struct apidoc_jspan *val)
+{
+    const struct export_format *f = &frames_layout;
+    char *owned = NULL;
+    size_t vlen = 0;
+    const char *v = val ? value_text(val, &owned, &vlen) : NULL;
+    const char *fields[6] = { response, hash, frame, event, key, v };
+    size_t lens[6] = { strlen(response), strlen(hash), strlen(frame),
+                       event ? strlen(event) : 0, key ? strlen(key) : 0, vlen };
+
+    export_csv_row(out, f, false, fields, lens);
+    free(owned);
+}
+
+/* The rows of one frame: its keys in order (eventTimings aside, and the
+ * free-text keys unless identifiable), then each key of each event with
+ * its number from 1.  A frame with none still gets a row of its own. */
+static long frame_rows(struct evbuffer *out, const char *response, const char *hash,
+                       const char *frame, const struct apidoc_jspan *fv, bool identifiable)
+{
+    struct apidoc_jspan key, val, events = { NULL, 0, AJ_NONE }, ev;
+    char name[256], num[24];
+    size_t it = 0;
+    long rows = 0;
+
+    while (fv->type == AJ_OBJECT && apidoc_json_member(fv, &it, &key, &val)) {
+        if (!apidoc_json_string(&key, name, sizeof name))
+            continue;               /* a key longer than any runner writes */
+        if (strcmp(name, "eventTimings") == 0) {
+            events = val;
+            continue;
+        }
+        if (!identifiable && free_text_key(name))
+            continue;
+        frame_row(out, response, hash, frame, NULL, name, &val);
+        rows++;
+    }
+    it = 0;
+    for (long n = 1; events.type == AJ_ARRAY && apidoc_json_element(&events, &it, &ev); n++) {
+        size_t kt = 0;
+        snprintf(num, sizeof num, "%ld", n);
+        while (ev.type == AJ_OBJECT && apidoc_json_member(&ev, &kt, &key, &val)) {
+            if (!apidoc_json_string(&key, name, sizeof name))
+                continue;
+            frame_row(out, response, hash, frame, num, name, &val);
+            rows++;
+        }
+    }
+    if (rows == 0) {
+        frame_row(out, response, hash, frame, NULL, NULL, NULL);
+        rows++;
+    }
+    return rows;
+}
+
+long export_frame_rows(struct evbuffer *out, const char *response, const char *hash,
+                       const char *exp_data, size_t len, bool identifiable)
+{
+    struct apidoc_jspan root, key, val;
+    char err[128], frame[256];
+    size_t it = 0;
+    long rows = 0;
+
+    if (apidoc_json_scan(exp_data, len, &root, NULL, err, sizeof err) < 0)
+        return -1;
+    if (root.type == AJ_OBJECT) {
+        while (apidoc_json_member(&root, &it, &key, &val))
+            if (apidoc_json_string(&key, frame, sizeof frame))
+                rows += frame_rows(out, response, hash, frame, &val, identifiable);
+    } else if (root.type == AJ_ARRAY) {
+        for (long i = 0; apidoc_json_element(&root, &it, &val); i++) {
+            snprintf(frame, sizeof frame, "%ld", i);
+            rows += frame_rows(out, response, hash, frame, &val, identifiable);
+        }
+    }
+    return rows;
+}
+
 /* ------------------------------------------------------------ the job */
 
 enum export_state { EXPORT_CHECKING, EXPORT_FETCHING, EXPORT_WAITING, EXPORT_DONE };
@@ -504,7 +589,15 @@ static long export_write_rows(struct export_job *j, const PGresult *res, struct 
         last = k;
         if (f->skip_col && PQgetisnull(res, row, f->skip_col))
             continue;
-        if (f->kind == EXPORT_JSON) {
+        if (f->kind == EXPORT_FRAMES) {
+            long n = export_frame_rows(out, PQgetvalue(res, row, 1), PQgetvalue(res, row, 2),
+                                       PQgetvalue(res, row, 3),
+                                       (size_t)PQgetlength(res, row, 3), j->identifiable);
+            if (n < 0)
+                log_warn("export %s: response %s: exp_data does not scan", j->filename,
+                         PQgetvalue(res, row, 1));
+            j->rows += n > 0 ? n - 1 : 0;      /* the row counted below */
+        } else if (f->kind == EXPORT_JSON) {
             if (j->any)
                 evbuffer_add(out, ",\n", 2);
             evbuffer_add(out, PQgetvalue(res, row, 1), (size_t)PQgetlength(res, row, 1));
@@ -631,7 +724,7 @@ static void export_checked(PGresult *res, void *arg)
     }
     if (j->fmt->kind == EXPORT_DICTIONARY)
         export_dictionary(out, j->fmt);
-    else if (j->fmt->kind == EXPORT_CSV)
+    else if (j->fmt->kind == EXPORT_CSV || j->fmt->kind == EXPORT_FRAMES)
         export_csv_header(out, j->fmt, j->identifiable);
     else
         evbuffer_add(out, "[\n", 2);

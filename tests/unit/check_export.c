@@ -139,6 +139,48 @@ START_TEST(formats_and_names)
 }
 END_TEST
 
+START_TEST(frame_rows_unroll_exp_data)
+{
+    struct evbuffer *b = evbuffer_new();
+    const char *ed =
+        "{\"0-consent\":{\"frameType\":\"CONSENT\",\"eventTimings\":"
+        "[{\"eventType\":\"start\",\"streamTime\":1.5},{\"eventType\":\"stop\"}]},"
+        "\"1-q\":{\"answer\":\"a, \\\"b\\\"\",\"n\":[1, 2]},"
+        "\"2-exit\":{\"withdrawal\":true,\"feedback\":\"my name is Sally\","
+        "\"birthDate\":\"2024-01-02\"},"
+        "\"3-empty\":{}}";
+
+    ck_assert_int_eq(export_frame_rows(b, "R", "H", ed, strlen(ed), false), 8);
+    char *t = text_of(b);
+    ck_assert_str_eq(t,
+        "R,H,0-consent,,frameType,CONSENT\r\n"
+        "R,H,0-consent,1,eventType,start\r\n"
+        "R,H,0-consent,1,streamTime,1.5\r\n"
+        "R,H,0-consent,2,eventType,stop\r\n"
+        "R,H,1-q,,answer,\"a, \"\"b\"\"\"\r\n"
+        "R,H,1-q,,n,\"[1, 2]\"\r\n"
+        "R,H,2-exit,,withdrawal,true\r\n"
+        "R,H,3-empty,,,\r\n");
+    free(t);
+    /* identifiable: the free text is there */
+    ck_assert_int_eq(export_frame_rows(b, "R", "H", ed, strlen(ed), true), 10);
+    t = text_of(b);
+    ck_assert_ptr_nonnull(strstr(t, "R,H,2-exit,,feedback,my name is Sally\r\n"));
+    ck_assert_ptr_nonnull(strstr(t, "R,H,2-exit,,birthDate,2024-01-02\r\n"));
+    free(t);
+    /* jsPsych: an array of trials, numbered from 0 */
+    const char *js = "[{\"rt\":350},{\"rt\":410,\"response\":\"j\"}]";
+    ck_assert_int_eq(export_frame_rows(b, "R", "H", js, strlen(js), false), 3);
+    t = text_of(b);
+    ck_assert_str_eq(t, "R,H,0,,rt,350\r\nR,H,1,,rt,410\r\nR,H,1,,response,j\r\n");
+    free(t);
+    /* not JSON: nothing */
+    ck_assert_int_eq(export_frame_rows(b, "R", "H", "{oops", 5, false), -1);
+    ck_assert_uint_eq(evbuffer_get_length(b), 0);
+    evbuffer_free(b);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("export");
@@ -148,6 +190,7 @@ int main(void)
     tcase_add_test(tc, header_and_rows_leave_identifiable_out);
     tcase_add_test(tc, dictionary_lists_every_column);
     tcase_add_test(tc, formats_and_names);
+    tcase_add_test(tc, frame_rows_unroll_exp_data);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

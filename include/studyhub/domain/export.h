@@ -64,6 +64,7 @@ enum export_kind {
     EXPORT_CSV,          /* the columns, a header line and a row per result row */
     EXPORT_JSON,         /* a JSON array of the rows' one JSON text */
     EXPORT_DICTIONARY,   /* column,description,identifiable of another file */
+    EXPORT_FRAMES,       /* CSV whose rows C unrolls from each response's exp_data */
 };
 
 struct export_format {
@@ -97,6 +98,15 @@ void export_csv_header(struct evbuffer *out, const struct export_format *f, bool
  * skipped unless identifiable.  lens[i] is ignored for NULL fields. */
 void export_csv_row(struct evbuffer *out, const struct export_format *f, bool identifiable,
                     const char *const *fields, const size_t *lens);
+/* The frame-data rows of one response (frames.csv's columns): each key
+ * of each frame in the order written (eventTimings aside; without
+ * identifiable, the EXPORT_FREE_TEXT_KEYS left out), then each key of
+ * each eventTimings entry with its number from 1; a frame with no row
+ * gets one with an empty key.  An array exp_data (jsPsych) numbers its
+ * trials from 0.  Returns the rows written, or -1 (nothing written) when
+ * exp_data is not JSON. */
+long export_frame_rows(struct evbuffer *out, const char *response, const char *hash,
+                       const char *exp_data, size_t len, bool identifiable);
 /* The data dictionary of f's columns (all of them, marked). */
 void export_dictionary(struct evbuffer *out, const struct export_format *f);
 
