@@ -240,25 +240,25 @@ static const struct pg_stmt demographics_json_stmt = {
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
 static const struct export_format formats[] = {
-    { "responses.json", "responses", "json", EXPORT_JSON, NULL, 0, &responses_json_stmt, 0 },
+    { "responses.json", "responses", "json", EXPORT_JSON, NULL, 0, &responses_json_stmt },
     { "summary.csv", "summary", "csv", EXPORT_CSV, summary_columns, N(summary_columns),
-      &summary_csv_stmt, 0 },
+      &summary_csv_stmt },
     { "summary-dictionary.csv", "summary-dictionary", "csv", EXPORT_DICTIONARY,
-      summary_columns, N(summary_columns), NULL, 0 },
+      summary_columns, N(summary_columns), NULL },
     { "children.csv", "children", "csv", EXPORT_CSV, children_columns, N(children_columns),
-      &children_csv_stmt, 0 },
+      &children_csv_stmt },
     { "children-dictionary.csv", "children-dictionary", "csv", EXPORT_DICTIONARY,
-      children_columns, N(children_columns), NULL, 0 },
+      children_columns, N(children_columns), NULL },
     { "frames.csv", "frames", "csv", EXPORT_FRAMES, frames_columns, N(frames_columns),
-      &frames_csv_stmt, 0 },
+      &frames_csv_stmt },
     { "frames-dictionary.csv", "frames-dictionary", "csv", EXPORT_DICTIONARY, frames_columns,
-      N(frames_columns), NULL, 0 },
+      N(frames_columns), NULL },
     { "demographics.csv", "demographics", "csv", EXPORT_CSV, demographics_columns,
-      N(demographics_columns), &demographics_csv_stmt, 0 },
+      N(demographics_columns), &demographics_csv_stmt },
     { "demographics-dictionary.csv", "demographics-dictionary", "csv", EXPORT_DICTIONARY,
-      demographics_columns, N(demographics_columns), NULL, 0 },
+      demographics_columns, N(demographics_columns), NULL },
     { "demographics.json", "demographics", "json", EXPORT_JSON, NULL, 0,
-      &demographics_json_stmt, 0 },
+      &demographics_json_stmt },
 };
 
 /* $1 user, $2 study uuid, $3 identifiable wanted, $4 preview wanted, $5
@@ -587,8 +587,6 @@ static long export_write_rows(struct export_job *j, const PGresult *res, struct 
         if (!last || strcmp(last, k) != 0)
             keys++;
         last = k;
-        if (f->skip_col && PQgetisnull(res, row, f->skip_col))
-            continue;
         if (f->kind == EXPORT_FRAMES) {
             long n = export_frame_rows(out, PQgetvalue(res, row, 1), PQgetvalue(res, row, 2),
                                        PQgetvalue(res, row, 3),

@@ -75,8 +75,6 @@ struct export_format {
     const struct export_column *columns;   /* CSV and dictionary */
     size_t ncolumns;
     const struct pg_stmt *stmt;            /* batch statement; NULL for dictionaries */
-    int skip_col;                          /* rows whose field skip_col is NULL
-                                            * are skipped (0: none) */
 };
 
 /* The format named by file, or NULL. */
