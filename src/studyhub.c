@@ -25,6 +25,8 @@
 #include "studyhub/domain/feedback.h"
 #include "studyhub/domain/labs.h"
 #include "studyhub/domain/perms.h"
+#include "studyhub/domain/export.h"
+#include "studyhub/domain/research.h"
 #include "studyhub/domain/responses.h"
 #include "studyhub/domain/seed.h"
 #include "studyhub/domain/studies.h"
@@ -45,6 +47,7 @@
 #include "studyhub/io/proc.h"
 #include "studyhub/io/redis.h"
 #include "studyhub/io/storage.h"
+#include "studyhub/tasks/purge_videos.h"
 #include "studyhub/tasks/build.h"
 #include "studyhub/tasks/cleanup.h"
 #include "studyhub/tasks/reconcile_videos.h"
@@ -93,6 +96,8 @@ static int register_routes(struct router *r)
         studymgmt_routes(r) < 0 ||    /* researcher studies, groups, logs */
         workflow_routes(r) < 0 ||     /* transitions, the workflow table */
         videos_routes(r) < 0 ||       /* Pipe webhook, upload Lambda, videos, zips, /storage/ */
+        research_routes(r) < 0 ||     /* consent manager, response management, access log */
+        export_routes(r) < 0 ||       /* streamed data exports */
         build_routes(r) < 0 ||        /* build, preview, builds and their live events */
         static_routes(r) < 0)         /* the web pages and their assets */
         return -1;
@@ -137,7 +142,8 @@ static int register_background(struct app *app)
                   NULL) < 0)
         return -1;
     /* Videos: the zip kind, the reconcile kind and its nightly jobs. */
-    if (video_zip_register(app) < 0 || reconcile_videos_register(app) < 0)
+    if (video_zip_register(app) < 0 || reconcile_videos_register(app) < 0 ||
+        purge_videos_register(app) < 0)
         return -1;
     /* The experiment builder: its task kind and its nightly sweeps. */
     if (build_start(app) < 0 || cleanup_register(app) < 0)

@@ -114,7 +114,7 @@ void log_msg(enum log_level level, const char *fmt, ...)
 }
 
 void log_request(const char *request_id, const char *method, const char *route,
-                 const char *path, int status, double duration_ms)
+                 const char *path, int status, double duration_ms, const char *user)
 {
     struct line l;
     char num[64];
@@ -135,6 +135,10 @@ void log_request(const char *request_id, const char *method, const char *route,
     put_json_string(&l, shortpath);
     snprintf(num, sizeof num, ",\"status\":%d,\"duration_ms\":%.3f", status, duration_ms);
     puts_raw(&l, num);
+    if (user && *user) {
+        puts_raw(&l, ",\"user\":");
+        put_json_string(&l, user);
+    }
     finish(&l);
 }
 

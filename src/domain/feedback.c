@@ -72,19 +72,23 @@ static const struct pg_stmt feedback_list_stmt = {
 };
 
 /* $1 user, $2 response uuid, $3 comment, $4 research id.  First column:
- * ok, not_found (unknown, or not visible and not editable) or forbidden. */
+ * ok, not_found (unknown, or not visible to the caller: a researcher
+ * sees a response only once consent is accepted, so feedback on a
+ * pending or rejected one is a 404, and the family never gets it) or
+ * forbidden (visible, e.g. the parent's own, but no edit_study__feedback). */
 static const struct pg_stmt feedback_create_stmt = {
     "feedback_create",
     "WITH t AS ("
     "  SELECT r.id, has_study_perm($4::bigint, r.study_id, 'edit_study__feedback') AS can_edit,"
+    "         response_readable($4::bigint, r.id, r.study_id, r.is_preview) AS readable,"
     "         " FB_VISIBLE("$4::bigint") " AS visible"
     "    FROM responses r JOIN children c ON c.id = r.child_id WHERE r.uuid = $2::uuid),"
     " ins AS ("
     "  INSERT INTO feedback AS f (response_id, researcher_id, comment)"
-    "  SELECT t.id, $1, $3 FROM t WHERE t.can_edit"
+    "  SELECT t.id, $1, $3 FROM t WHERE t.can_edit AND t.readable"
     "  RETURNING f)"
     " SELECT CASE WHEN (ins.f).id IS NOT NULL THEN 'ok'"
-    "             WHEN t.id IS NULL OR NOT (t.visible OR t.can_edit) THEN 'not_found'"
+    "             WHEN t.id IS NULL OR NOT t.visible THEN 'not_found'"
     "             ELSE 'forbidden' END, "
     FB_COLS("ins.f")
     "  FROM (SELECT 1) one LEFT JOIN t ON true LEFT JOIN ins ON true"
@@ -100,17 +104,18 @@ static const struct pg_stmt feedback_update_stmt = {
     "WITH t AS ("
     "  SELECT f.id, r.uuid AS response_uuid,"
     "         has_study_perm($5::bigint, r.study_id, 'edit_study__feedback') AS can_edit,"
-    "         " FB_VISIBLE("$5::bigint") " AS visible"
+    "         " FB_VISIBLE("$5::bigint") " AS visible,"
+    "         response_readable($5::bigint, r.id, r.study_id, r.is_preview) AS readable"
     "    FROM feedback f JOIN responses r ON r.id = f.response_id"
     "    JOIN children c ON c.id = r.child_id WHERE f.uuid = $2::uuid),"
     " upd AS ("
     "  UPDATE feedback f SET comment = coalesce($3::text, f.comment)"
-    "    FROM t WHERE f.id = t.id AND t.can_edit"
+    "    FROM t WHERE f.id = t.id AND t.can_edit AND t.readable"
     "     AND ($4::uuid IS NULL OR $4::uuid = t.response_uuid)"
     "  RETURNING f)"
     " SELECT CASE WHEN (upd.f).id IS NOT NULL THEN 'ok'"
-    "             WHEN t.id IS NULL OR NOT (t.visible OR t.can_edit) THEN 'not_found'"
-    "             WHEN NOT t.can_edit THEN 'forbidden'"
+    "             WHEN t.id IS NULL OR NOT t.visible THEN 'not_found'"
+    "             WHEN NOT (t.can_edit AND t.readable) THEN 'forbidden'"
     "             ELSE 'response_changed' END, "
     FB_COLS("upd.f")
     "  FROM (SELECT 1) one LEFT JOIN t ON true LEFT JOIN upd ON true"

@@ -1242,9 +1242,20 @@ static struct req_app *req_app_new(struct http_req *req, struct app *app)
     return ra;
 }
 
+/* The access log (sql/084) gets who read which video's link, written in
+ * the statement that makes the link readable. */
+#define VIDEO_LOG_COLS \
+    "INSERT INTO access_log (user_id, user_uuid, user_email, study_id, study_uuid, action, object)"
+
 /* $1 user, $2 video uuid. */
 static const struct pg_stmt video_get_stmt = {
     "video_get",
+    "WITH lg AS (" VIDEO_LOG_COLS
+    "  SELECT u.id, u.uuid, u.email, v.study_id, s.uuid, 'video_link', v.uuid::text"
+    "    FROM videos v JOIN responses r ON r.id = v.response_id"
+    "    JOIN studies s ON s.id = v.study_id JOIN users u ON u.id = $1"
+    "   WHERE v.uuid = $2::uuid"
+    "     AND video_visible($1, v.study_id, r.id, r.is_preview, v.is_consent_footage))"
     "SELECT v.uuid, video_attrs(v), s.uuid, r.uuid FROM videos v"
     "  JOIN responses r ON r.id = v.response_id JOIN studies s ON s.id = v.study_id"
     " WHERE v.uuid = $2::uuid"
@@ -1268,6 +1279,10 @@ static const struct pg_stmt video_list_stmt = {
     "   WHERE CASE WHEN $2::uuid IS NOT NULL THEN s.uuid = $2::uuid"
     "              ELSE s.id = (SELECT study_id FROM r0) END"
     "     AND ($3::uuid IS NULL OR EXISTS (SELECT 1 FROM r0))),"
+    " lg AS (" VIDEO_LOG_COLS
+    "  SELECT u.id, u.uuid, u.email, s.id, s.uuid, 'video_list',"
+    "         coalesce('response ' || $3::text, 'study')"
+    "    FROM s JOIN users u ON u.id = $1 WHERE s.rd OR s.pv),"
     " vis AS ("
     "  SELECT v.id, v.created_at FROM s JOIN videos v ON v.study_id = s.id"
     "    JOIN responses r ON r.id = v.response_id"
@@ -1415,6 +1430,10 @@ static const struct pg_stmt zip_prepare_stmt = {
     "  SELECT s.id, has_study_perm($1, s.id, 'read_study__responses')"
     "         OR has_study_perm($1, s.id, 'read_study__responses(is_preview=True)') AS rd"
     "    FROM studies s WHERE s.uuid = $2::uuid),"
+    " lg AS (" VIDEO_LOG_COLS
+    "  SELECT u.id, u.uuid, u.email, s.id, $2::uuid, 'video_zip',"
+    "         CASE WHEN $3::boolean THEN 'consent videos' ELSE 'all videos' END"
+    "    FROM s JOIN users u ON u.id = $1 WHERE s.rd),"
     " v AS (SELECT z.id, z.full_name FROM s,"
     "         videos_visible_in_study($1, s.id, $3::boolean, 0, NULL, NULL) z),"
     " agg AS (SELECT count(*) AS n, coalesce(max(id), 0) AS mx,"

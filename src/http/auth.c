@@ -955,6 +955,8 @@ bool auth_recovery_code_hash(const char *code, char out_hex[65])
 static void auth_proceed(struct auth_ctx *ctx)
 {
     ctx->authenticated = true;
+    /* The request log line names who asked (issue 15: who read what). */
+    http_req_set_log_user(ctx->req, ctx->user.uuid);
     ctx->next(ctx->req, ctx->app);
 }
 

@@ -75,6 +75,7 @@ struct http_req {
     void (*data_free)(void *);
     struct timespec start;          /* monotonic */
     int stream_status;              /* http_reply_start's status (streams) */
+    char log_user[37];              /* the caller's uuid for the log line, "" if none */
 };
 
 static enum http_method method_of(enum evhttp_cmd_type t)
@@ -603,7 +604,7 @@ void http_reply_buffer(struct http_req *req, int status,
     ms = elapsed_ms(&req->start);
     metrics_observe_request(srv->metrics, req->route, status, ms / 1e3);
     log_request(req->id, method_names[req->method], req->route, req->path ? req->path : "",
-                status, ms);
+                status, ms, req->log_user);
     srv->inflight--;
     req_free(req);
 }
@@ -646,6 +647,28 @@ void http_reply_start(struct http_req *req, int status, const char *content_type
     }
 }
 
+void http_req_set_log_user(struct http_req *req, const char *user_uuid)
+{
+    snprintf(req->log_user, sizeof req->log_user, "%s", user_uuid ? user_uuid : "");
+}
+
+size_t http_reply_pending(const struct http_req *req)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req->ev);
+    struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+    return bev ? evbuffer_get_length(bufferevent_get_output(bev)) : 0;
+}
+
+int http_reply_chunk_buffer(struct http_req *req, struct evbuffer *buf)
+{
+    if (!evhttp_request_get_connection(req->ev))
+        return -1;
+    /* evhttp moves the bytes out of buf (no copy); the caller keeps the
+     * unsent total bounded by waiting on http_reply_pending. */
+    evhttp_send_reply_chunk(req->ev, buf);
+    return 0;
+}
+
 int http_reply_chunk(struct http_req *req, const void *data, size_t len)
 {
     struct evhttp_connection *evcon = evhttp_request_get_connection(req->ev);
@@ -681,7 +704,7 @@ void http_reply_end(struct http_req *req)
     ms = elapsed_ms(&req->start);
     metrics_observe_request(srv->metrics, req->route, req->stream_status, ms / 1e3);
     log_request(req->id, method_names[req->method], req->route, req->path ? req->path : "",
-                req->stream_status, ms);
+                req->stream_status, ms, req->log_user);
     srv->inflight--;
     req_free(req);
 }

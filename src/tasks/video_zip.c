@@ -619,7 +619,13 @@ static void on_lookup(const struct storage_result *res, void *arg)
     struct vzip *z = arg;
 
     z->op = NULL;
-    if (res->err == 0) {
+    /* A zip is reused only while younger than a link's life, so that every
+     * link to it dies before purge_video_storage deletes it (at twice
+     * that age; tasks/purge_videos.h).  An older one is built again. */
+    if (res->err == 0 && res->mtime > 0 && time(NULL) - res->mtime > VIDEOS_ZIP_URL_TTL_S) {
+        task_log(z->t, "%s exists but is too old to hand out again: rebuilt", z->key);
+        task_set_state(z->t, ZIP_BUILD, TASK_STAGE_OK);
+    } else if (res->err == 0) {
         z->reused = true;
         z->bytes = res->size;
         task_log(z->t, "%s exists (%lld bytes): reused", z->key, (long long)res->size);

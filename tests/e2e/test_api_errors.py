@@ -494,19 +494,22 @@ class TestVisibility(ApiCase):
                          {"type": "users", "id": self.admin["uuid"]})
         self.assertEqual(d["relationships"]["response"]["data"], {"type": "responses", "id": rid})
         self.assertEqual(r.headers.get("location"), d["links"]["self"])
-        # The admin may comment on an unconsented response too (they hold the
-        # permission), but a lab member cannot see that one.
-        r = self.api(self.admin, "POST", "/api/v1/feedback/", fb(pending, "Hidden"))
-        self.assertStatus(r, 201)
-        hidden = r.json["data"]["id"]
+        # Feedback is for consented responses only (issue 15): on an
+        # unconsented one even the permission holder gets 404, and nothing
+        # reaches the family.
+        n = count()
+        self.assertError(self.api(self.admin, "POST", "/api/v1/feedback/",
+                                  fb(pending, "Hidden")), 404, None,
+                         "/data/relationships/response")
+        self.assertEqual(count(), n)
 
         # Visibility: the parent (own child's response), the lab's readers.
-        for who, visible in ((self.parent, {fid, hidden}), (self.member, {fid}),
+        for who, visible in ((self.parent, {fid}), (self.member, {fid}),
                              (self.admin, {fid}), (self.stranger, set()),
                              (self.other_parent, set())):
             with self.subTest(who=who["email"]):
                 got = self.ids(self.api(who, "GET", "/api/v1/feedback/?page_size=100"))
-                self.assertEqual(got & {fid, hidden}, visible)
+                self.assertEqual(got & {fid}, visible)
                 self.assertStatus(self.api(who, "GET", f"/api/v1/feedback/{fid}/"),
                                   200 if fid in visible else 404)
 
@@ -516,7 +519,7 @@ class TestVisibility(ApiCase):
         self.assertError(self.api(self.stranger, "PATCH", f"/api/v1/feedback/{fid}/", patch), 404)
         bad = {"data": {"id": fid, "type": "feedback", "attributes": {"comment": 5}}}
         self.assertError(self.api(self.admin, "PATCH", f"/api/v1/feedback/{fid}/", bad), 400)
-        wrong = {"data": {"id": hidden, "type": "feedback", "attributes": {"comment": "x"}}}
+        wrong = {"data": {"id": pending, "type": "feedback", "attributes": {"comment": "x"}}}
         self.assertError(self.api(self.admin, "PATCH", f"/api/v1/feedback/{fid}/", wrong), 409)
         r = self.api(self.admin, "PATCH", f"/api/v1/feedback/{fid}/", patch)
         self.assertStatus(r, 200)

@@ -117,7 +117,14 @@ _table("researcher",
        "POST /api/v1/studies/{id}/preview/?", "GET /api/v1/studies/{id}/builds/?",
        "GET /api/v1/studies/{id}/builds/{task}/?", "DELETE /api/v1/studies/{id}/builds/{task}/?",
        "POST /api/v1/studies/{id}/runner-approval/?",
-       "DELETE /api/v1/studies/{id}/runner-approval/?")
+       "DELETE /api/v1/studies/{id}/runner-approval/?",
+       "GET /api/v1/researcher/studies/{id}/consent/",
+       "POST /api/v1/researcher/responses/{id}/consent/",
+       "GET /api/v1/researcher/studies/{id}/responses/",
+       "PATCH /api/v1/researcher/responses/{id}/",
+       "GET /api/v1/researcher/studies/{id}/access-log/",
+       "GET /api/v1/researcher/studies/{id}/exports/{file}")
+_table("site_admin", "GET /api/v1/researcher/access-log/")
 
 # Where a handler itself says more than the gate: API tokens are given to
 # researchers only from a two-factor-verified session (accounts.c).

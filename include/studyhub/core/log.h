@@ -15,8 +15,10 @@ void log_msg(enum log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 /* The access-log line of one HTTP request. */
+/* user: the authenticated caller's uuid ("" or NULL: none, and no "user"
+ * key is written). */
 void log_request(const char *request_id, const char *method, const char *route,
-                 const char *path, int status, double duration_ms);
+                 const char *path, int status, double duration_ms, const char *user);
 
 /* A rate limit for one noisy place (a loop that could log thousands of
  * lines a second, as accept errors at the descriptor limit do): at most

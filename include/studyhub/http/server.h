@@ -122,5 +122,17 @@ void http_reply_start(struct http_req *req, int status, const char *content_type
 #define HTTP_STREAM_MAX_BUFFERED (1024 * 1024)
 int http_reply_chunk(struct http_req *req, const void *data, size_t len);
 void http_reply_end(struct http_req *req);
+/* Bytes of the reply written but not yet sent to the client (0 once it
+ * has gone).  A stream that must not drop a slow client (exports) waits
+ * until this falls before producing more, instead of failing at
+ * HTTP_STREAM_MAX_BUFFERED. */
+size_t http_reply_pending(const struct http_req *req);
+/* Sends the whole of buf (drained) as body bytes, with no limit on what
+ * waits unsent: the caller bounds it with http_reply_pending.  -1 when the
+ * client has gone. */
+int http_reply_chunk_buffer(struct http_req *req, struct evbuffer *buf);
+/* The authenticated caller's uuid, named by the request's log line
+ * (set by the auth gate). */
+void http_req_set_log_user(struct http_req *req, const char *user_uuid);
 
 #endif

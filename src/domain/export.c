@@ -1,0 +1,793 @@
+/* export: a study's data as streamed files (export.h).  One export is a
+ * small state machine (struct export_job): CHECKING (one statement checks
+ * the permissions and writes the access log), FETCHING (a keyset batch
+ * is in flight), WAITING (the client has not taken enough of what was
+ * sent), then DONE.  Every callback stores what it got and calls
+ * export_step; only export_finish ends the reply and frees the job. */
+#include "config.h"
+
+#include "studyhub/domain/export.h"
+
+#include <ctype.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "studyhub/core/app.h"
+#include "studyhub/core/log.h"
+#include "studyhub/domain/apidoc.h"
+#include "studyhub/domain/perms.h"
+#include "studyhub/http/jsonapi.h"
+#include "studyhub/http/router.h"
+#include "studyhub/http/server.h"
+#include "studyhub/io/pg.h"
+
+/* ------------------------------------------------------------ statements
+ *
+ * Every batch statement takes $1 study id, $2 the last key sent (0 at
+ * first), $3 EXPORT_BATCH, $4 identifiable, $5 include consented
+ * responses, $6 include preview responses, and yields (key, fields...)
+ * ordered by key; identifiable fields are NULL unless $4 (the C side also
+ * leaves their columns out). */
+
+#define BATCH_RESPONSES                                                           \
+    "WITH b AS (SELECT r.* FROM responses r"                                      \
+    "   WHERE r.study_id = $1::bigint AND r.id > $2::bigint"                      \
+    "     AND export_includes(r, $5::boolean, $6::boolean)"                       \
+    "   ORDER BY r.id LIMIT $3::bigint)"
+
+#define BATCH_JOINS                                                               \
+    " JOIN children c ON c.id = b.child_id JOIN users u ON u.id = c.user_id"      \
+    " JOIN studies s ON s.id = b.study_id"
+
+#define CHILD_HASH "hashed_id(c.uuid, s.uuid, s.salt, s.hash_digits)"
+#define PARENT_HASH "hashed_id(u.uuid, s.uuid, s.salt, s.hash_digits)"
+#define IDENT(x) "CASE WHEN $4::boolean THEN " x " END"
+
+static const struct pg_stmt responses_json_stmt = {
+    "export_responses_json",
+    BATCH_RESPONSES
+    " SELECT b.id, json_build_object("
+    "   'response', json_build_object('uuid', b.uuid, 'date_created', api_time(b.date_created),"
+    "     'completed', b.completed, 'withdrawn', b.withdrawn, 'is_preview', b.is_preview,"
+    "     'sequence', b.sequence, 'conditions', b.conditions,"
+    "     'global_event_timings', b.global_event_timings, 'eligibility', to_json(b.eligibility),"
+    "     'researcher_payment_status', b.researcher_payment_status,"
+    "     'researcher_session_status', b.researcher_session_status,"
+    "     'researcher_star', b.researcher_star),"
+    "   'consent', (SELECT json_build_object('ruling', coalesce(cl.action, 'pending'),"
+    "                 'time', api_time(cl.created_at), 'comments', cl.comments)"
+    "                 FROM (SELECT 1) one LEFT JOIN consent_latest(b.id) cl ON true),"
+    "   'participant', jsonb_build_object('hashed_id', " PARENT_HASH ")"
+    "       || CASE WHEN $4::boolean THEN jsonb_build_object('nickname', u.nickname)"
+    "               ELSE '{}'::jsonb END,"
+    "   'child', jsonb_build_object('hashed_id', " CHILD_HASH ","
+    "       'age_in_days', age_in_days(c.birthday, b.date_created), 'gender', c.gender,"
+    "       'age_at_birth', age_at_birth_label(c.gestational_age_at_birth),"
+    "       'language_list', array_to_string(c.languages_spoken, ' '))"
+    "       || CASE WHEN $4::boolean THEN jsonb_build_object('name', c.given_name,"
+    "            'birthday', c.birthday, 'condition_list', array_to_string(c.existing_conditions, ' '),"
+    "            'additional_information', c.additional_information) ELSE '{}'::jsonb END,"
+    "   'exp_data', CASE WHEN $4::boolean THEN b.exp_data"
+    "                    ELSE exp_data_deidentified(b.exp_data) END)"
+    " FROM b" BATCH_JOINS " ORDER BY b.id",
+};
+
+static const struct pg_stmt summary_csv_stmt = {
+    "export_summary_csv",
+    BATCH_RESPONSES
+    " SELECT b.id, b.uuid, api_time(b.date_created), b.completed, b.withdrawn, b.is_preview,"
+    "   array_to_string(b.eligibility, ' '), b.researcher_payment_status,"
+    "   b.researcher_session_status, b.researcher_star,"
+    "   coalesce(cl.action, 'pending'), api_time(cl.created_at),"
+    "   " PARENT_HASH ", " CHILD_HASH ", age_in_days(c.birthday, b.date_created), c.gender,"
+    "   age_at_birth_label(c.gestational_age_at_birth), array_to_string(c.languages_spoken, ' '),"
+    "   " IDENT("u.nickname") ", " IDENT("c.given_name") ", " IDENT("c.birthday::text") ","
+    "   " IDENT("array_to_string(c.existing_conditions, ' ')") ", "
+    IDENT("c.additional_information")
+    " FROM b" BATCH_JOINS " LEFT JOIN consent_latest(b.id) cl ON true ORDER BY b.id",
+};
+
+static const struct export_column summary_columns[] = {
+    { "response_uuid", "The response's id, as in every other file and the API", false },
+    { "response_date_created", "When the session started (UTC, ISO 8601)", false },
+    { "response_completed", "Whether the family reached the end of the study", false },
+    { "response_withdrawn", "Whether the family withdrew video consent in the exit survey",
+      false },
+    { "response_is_preview", "A researcher's preview session, not a participant's", false },
+    { "response_eligibility", "The eligibility the runner recorded (space separated)", false },
+    { "response_payment_status", "researcher_payment_status as set by the study's team", false },
+    { "response_session_status", "researcher_session_status as set by the study's team", false },
+    { "response_star", "Starred by the study's team", false },
+    { "consent_ruling", "The newest consent ruling (accepted in this file)", false },
+    { "consent_time", "When that ruling was made (UTC)", false },
+    { "participant_hashed_id", "The parent's account, hashed per study", false },
+    { "child_hashed_id", "The child, hashed per study (as the runner's hash_child_id)", false },
+    { "child_age_in_days", "The child's age in days on the day of the session", false },
+    { "child_gender", "m, f, o or na", false },
+    { "child_age_at_birth", "Gestational age at birth as the family gave it", false },
+    { "child_language_list", "Languages spoken (codes, space separated)", false },
+    { "participant_nickname", "The parent's nickname", true },
+    { "child_name", "The child's given name", true },
+    { "child_birthday", "The child's exact birthday (YYYY-MM-DD)", true },
+    { "child_condition_list", "Conditions the family listed", true },
+    { "child_additional_information", "Free text the family wrote about the child", true },
+};
+
+static const struct pg_stmt children_csv_stmt = {
+    "export_children_csv",
+    "WITH b AS (SELECT c.* FROM children c"
+    "   WHERE c.id > $2::bigint AND EXISTS (SELECT 1 FROM responses r"
+    "     WHERE r.child_id = c.id AND r.study_id = $1::bigint"
+    "       AND export_includes(r, $5::boolean, $6::boolean))"
+    "   ORDER BY c.id LIMIT $3::bigint),"
+    " rs AS (SELECT r.child_id, min(r.date_created) AS first, count(*) AS n FROM responses r"
+    "   WHERE r.child_id IN (SELECT id FROM b) AND r.study_id = $1::bigint"
+    "     AND export_includes(r, $5::boolean, $6::boolean) GROUP BY r.child_id)"
+    " SELECT c.id, " CHILD_HASH ", " PARENT_HASH ", c.gender,"
+    "   age_at_birth_label(c.gestational_age_at_birth), array_to_string(c.languages_spoken, ' '),"
+    "   age_in_days(c.birthday, rs.first), rs.n,"
+    "   " IDENT("c.given_name") ", " IDENT("c.birthday::text") ","
+    "   " IDENT("array_to_string(c.existing_conditions, ' ')") ", "
+    IDENT("c.additional_information")
+    " FROM b c JOIN rs ON rs.child_id = c.id JOIN users u ON u.id = c.user_id,"
+    "      studies s WHERE s.id = $1::bigint ORDER BY c.id",
+};
+
+static const struct export_column children_columns[] = {
+    { "child_hashed_id", "The child, hashed per study", false },
+    { "participant_hashed_id", "The parent's account, hashed per study", false },
+    { "child_gender", "m, f, o or na", false },
+    { "child_age_at_birth", "Gestational age at birth as the family gave it", false },
+    { "child_language_list", "Languages spoken (codes, space separated)", false },
+    { "child_age_in_days_at_first_session", "Age in days at the child's first session", false },
+    { "response_count", "The child's sessions in this file", false },
+    { "child_name", "The child's given name", true },
+    { "child_birthday", "The child's exact birthday (YYYY-MM-DD)", true },
+    { "child_condition_list", "Conditions the family listed", true },
+    { "child_additional_information", "Free text the family wrote about the child", true },
+};
+
+/* Frame data, long: one response per row, its exp_data as the runner
+ * sent it; C unrolls it into the file's rows (export_frame_rows), with
+ * the JSON scanner that checks runner writes: one pass over the text, no
+ * tree, no per-row SQL. */
+static const struct pg_stmt frames_csv_stmt = {
+    "export_frames_csv",
+    BATCH_RESPONSES
+    " SELECT b.id, b.uuid, " CHILD_HASH ", b.exp_data, $4::boolean"
+    " FROM b" BATCH_JOINS " ORDER BY b.id",
+};
+
+static const struct export_column frames_columns[] = {
+    { "response_uuid", "The response's id", false },
+    { "child_hashed_id", "The child, hashed per study", false },
+    { "frame_id", "The frame's id in exp_data (a jsPsych trial's index)", false },
+    { "event_number", "For eventTimings entries: the event's number from 1; else empty",
+      false },
+    { "key", "The frame's (or event's) key", false },
+    { "value", "Its value: strings as they are, anything else as JSON", false },
+};
+
+/* The columns export_frame_rows writes (the route's format is formats'
+ * frames.csv, with the same table). */
+static const struct export_format frames_layout = {
+    .columns = frames_columns, .ncolumns = sizeof frames_columns / sizeof frames_columns[0],
+};
+
+#define DEMO_FIELDS                                                               \
+    " b.uuid, " PARENT_HASH ", api_time(d.created_at), d.number_of_children,"     \
+    " d.number_of_guardians, array_to_string(d.us_race_ethnicity_identification, ' '),"  \
+    " d.age, d.gender, d.education_level, d.annual_income, d.lookit_referrer,"    \
+    " d.country, d.state, d.density"
+
+static const struct pg_stmt demographics_csv_stmt = {
+    "export_demographics_csv",
+    BATCH_RESPONSES
+    " SELECT b.id," DEMO_FIELDS ", " IDENT("array_to_string(d.child_birthdays, ' ')") ","
+    "   " IDENT("d.guardians_explanation") ", "
+    IDENT("d.us_race_ethnicity_identification_describe") ", " IDENT("d.additional_comments")
+    " FROM b" BATCH_JOINS " LEFT JOIN demographic_data d ON d.id = b.demographic_snapshot_id"
+    " ORDER BY b.id",
+};
+
+static const struct export_column demographics_columns[] = {
+    { "response_uuid", "The response whose snapshot this is", false },
+    { "participant_hashed_id", "The parent's account, hashed per study", false },
+    { "demographic_date", "When the family last changed these answers (UTC)", false },
+    { "number_of_children", "As the family answered", false },
+    { "number_of_guardians", "As the family answered", false },
+    { "us_race_ethnicity_identification", "Codes, space separated", false },
+    { "age", "The parent's age range", false },
+    { "gender", "The parent's gender", false },
+    { "education_level", "As the family answered", false },
+    { "annual_income", "As the family answered", false },
+    { "lookit_referrer", "How the family heard of the platform", false },
+    { "country", "Country code", false },
+    { "state", "US state code", false },
+    { "density", "urban, suburban or rural", false },
+    { "child_birthdays", "Exact birthdays of the family's children", true },
+    { "guardians_explanation", "Free text", true },
+    { "us_race_ethnicity_identification_describe", "Free text", true },
+    { "additional_comments", "Free text", true },
+};
+
+static const struct pg_stmt demographics_json_stmt = {
+    "export_demographics_json",
+    BATCH_RESPONSES
+    " SELECT b.id, jsonb_build_object('response_uuid', b.uuid,"
+    "   'participant_hashed_id', " PARENT_HASH ","
+    "   'demographic_date', api_time(d.created_at),"
+    "   'number_of_children', d.number_of_children,"
+    "   'number_of_guardians', d.number_of_guardians,"
+    "   'us_race_ethnicity_identification', to_jsonb(d.us_race_ethnicity_identification),"
+    "   'age', d.age, 'gender', d.gender, 'education_level', d.education_level,"
+    "   'annual_income', d.annual_income, 'lookit_referrer', d.lookit_referrer,"
+    "   'country', d.country, 'state', d.state, 'density', d.density)"
+    "   || CASE WHEN $4::boolean THEN jsonb_build_object("
+    "        'child_birthdays', to_jsonb(d.child_birthdays),"
+    "        'guardians_explanation', d.guardians_explanation,"
+    "        'us_race_ethnicity_identification_describe',"
+    "            d.us_race_ethnicity_identification_describe,"
+    "        'additional_comments', d.additional_comments) ELSE '{}'::jsonb END"
+    " FROM b" BATCH_JOINS " LEFT JOIN demographic_data d ON d.id = b.demographic_snapshot_id"
+    " ORDER BY b.id",
+};
+
+#define N(a) (sizeof(a) / sizeof((a)[0]))
+
+static const struct export_format formats[] = {
+    { "responses.json", "responses", "json", EXPORT_JSON, NULL, 0, &responses_json_stmt },
+    { "summary.csv", "summary", "csv", EXPORT_CSV, summary_columns, N(summary_columns),
+      &summary_csv_stmt },
+    { "summary-dictionary.csv", "summary-dictionary", "csv", EXPORT_DICTIONARY,
+      summary_columns, N(summary_columns), NULL },
+    { "children.csv", "children", "csv", EXPORT_CSV, children_columns, N(children_columns),
+      &children_csv_stmt },
+    { "children-dictionary.csv", "children-dictionary", "csv", EXPORT_DICTIONARY,
+      children_columns, N(children_columns), NULL },
+    { "frames.csv", "frames", "csv", EXPORT_FRAMES, frames_columns, N(frames_columns),
+      &frames_csv_stmt },
+    { "frames-dictionary.csv", "frames-dictionary", "csv", EXPORT_DICTIONARY, frames_columns,
+      N(frames_columns), NULL },
+    { "demographics.csv", "demographics", "csv", EXPORT_CSV, demographics_columns,
+      N(demographics_columns), &demographics_csv_stmt },
+    { "demographics-dictionary.csv", "demographics-dictionary", "csv", EXPORT_DICTIONARY,
+      demographics_columns, N(demographics_columns), NULL },
+    { "demographics.json", "demographics", "json", EXPORT_JSON, NULL, 0,
+      &demographics_json_stmt },
+};
+
+/* $1 user, $2 study uuid, $3 identifiable wanted, $4 preview wanted, $5
+ * the file name (for the log).  One row: verdict, study id, include
+ * consented, include preview.  The access-log entry is written only when
+ * the export goes ahead. */
+static const struct pg_stmt export_begin_stmt = {
+    "export_begin",
+    "WITH st AS (SELECT s.id FROM studies s WHERE s.uuid = $2::uuid"
+    "              AND " PERMS_STUDY_SQL("$1::bigint", "s.id", "'read_study__details'") "),"
+    " p AS (SELECT st.id,"
+    "   " PERMS_STUDY_SQL("$1::bigint", "st.id", "'read_study__responses'") " AS rd,"
+    "   " PERMS_STUDY_SQL("$1::bigint", "st.id", "'read_study__responses(is_preview=True)'") " AS pv,"
+    "   " PERMS_STUDY_SQL("$1::bigint", "st.id", "'read_study__responses__identifiable'") " AS idf"
+    "   FROM st),"
+    " v AS (SELECT CASE WHEN p.id IS NULL THEN 'not_found'"
+    "                   WHEN $4::boolean AND NOT p.pv THEN 'no_preview'"
+    "                   WHEN NOT $4::boolean AND NOT p.rd THEN 'no_read'"
+    "                   WHEN $3::boolean AND NOT p.idf THEN 'no_identifiable'"
+    "                   ELSE 'ok' END AS verdict, p.id, p.rd, p.pv AND $4::boolean AS pv"
+    "   FROM (SELECT 1) one LEFT JOIN p ON true),"
+    " lg AS (INSERT INTO access_log (user_id, user_uuid, user_email, study_id, study_uuid,"
+    "          action, object, detail)"
+    "        SELECT u.id, u.uuid, u.email, v.id, $2::uuid, 'export', $5::text,"
+    "               jsonb_build_object('identifiable', $3::boolean, 'preview', v.pv)"
+    "          FROM v JOIN users u ON u.id = $1::bigint WHERE v.verdict = 'ok')"
+    " SELECT v.verdict, v.id, v.rd, v.pv FROM v",
+};
+
+/* ------------------------------------------------------------ pure parts */
+
+const struct export_format *export_format_find(const char *file)
+{
+    for (size_t i = 0; file && i < N(formats); i++)
+        if (strcmp(formats[i].file, file) == 0)
+            return &formats[i];
+    return NULL;
+}
+
+void export_file_name(const struct export_format *f, const char *study_uuid,
+                      bool identifiable, char *out, size_t outlen)
+{
+    snprintf(out, outlen, "%s-%s%s.%s", study_uuid, f->base,
+             identifiable && f->kind != EXPORT_DICTIONARY ? "-identifiable" : "", f->ext);
+}
+
+/* Would a spreadsheet take this for a formula?  Numbers ("-3", "+1.5")
+ * are left alone so the data stays numeric. */
+static bool formula_like(const char *s, size_t len)
+{
+    char *end;
+    char buf[64];
+
+    if (len == 0 || !strchr("=+-@\t\r", s[0]))
+        return false;
+    if (len < sizeof buf && (s[0] == '-' || s[0] == '+')) {
+        memcpy(buf, s, len);
+        buf[len] = '\0';
+        strtod(buf, &end);
+        if (end != buf && *end == '\0')
+            return false;
+    }
+    return true;
+}
+
+void export_csv_field(struct evbuffer *out, const char *s, size_t len)
+{
+    bool quote;
+
+    if (!s)
+        return;
+    quote = len > 0 && (isspace((unsigned char)s[0]) || isspace((unsigned char)s[len - 1]));
+    for (size_t i = 0; i < len && !quote; i++)
+        quote = s[i] == ',' || s[i] == '"' || s[i] == '\r' || s[i] == '\n';
+    if (formula_like(s, len)) {
+        /* The apostrophe goes inside the quotes, so quote always. */
+        evbuffer_add(out, "\"'", 2);
+        quote = true;
+    } else if (quote) {
+        evbuffer_add(out, "\"", 1);
+    }
+    if (!quote) {
+        evbuffer_add(out, s, len);
+        return;
+    }
+    for (size_t i = 0, run = 0; i <= len; i++) {
+        if (i == len || s[i] == '"') {
+            evbuffer_add(out, s + run, i - run);
+            if (i < len)
+                evbuffer_add(out, "\"\"", 2);
+            run = i + 1;
+        }
+    }
+    evbuffer_add(out, "\"", 1);
+}
+
+void export_csv_header(struct evbuffer *out, const struct export_format *f, bool identifiable)
+{
+    bool first = true;
+    for (size_t i = 0; i < f->ncolumns; i++) {
+        if (f->columns[i].identifiable && !identifiable)
+            continue;
+        if (!first)
+            evbuffer_add(out, ",", 1);
+        first = false;
+        export_csv_field(out, f->columns[i].name, strlen(f->columns[i].name));
+    }
+    evbuffer_add(out, "\r\n", 2);
+}
+
+void export_csv_row(struct evbuffer *out, const struct export_format *f, bool identifiable,
+                    const char *const *fields, const size_t *lens)
+{
+    bool first = true;
+    for (size_t i = 0; i < f->ncolumns; i++) {
+        if (f->columns[i].identifiable && !identifiable)
+            continue;
+        if (!first)
+            evbuffer_add(out, ",", 1);
+        first = false;
+        export_csv_field(out, fields[i], fields[i] ? lens[i] : 0);
+    }
+    evbuffer_add(out, "\r\n", 2);
+}
+
+void export_dictionary(struct evbuffer *out, const struct export_format *f)
+{
+    evbuffer_add_printf(out, "column,description,identifiable\r\n");
+    for (size_t i = 0; i < f->ncolumns; i++) {
+        const struct export_column *c = &f->columns[i];
+        export_csv_field(out, c->name, strlen(c->name));
+        evbuffer_add(out, ",", 1);
+        export_csv_field(out, c->description, strlen(c->description));
+        evbuffer_add_printf(out, ",%s\r\n", c->identifiable ? "true" : "false");
+    }
+}
+
+/* A scanned value as row text: strings unescaped (into *owned, which the
+ * caller frees), anything else the JSON text as the runner sent it. */
+static const char *value_text(const struct apidoc_jspan *v, char **owned, size_t *len)
+{
+    *owned = NULL;
+    if (v->type != AJ_STRING) {
+        *len = v->len;
+        return v->p;
+    }
+    /* Unescaped text is never longer than its escaped form. */
+    if (!(*owned = malloc(v->len + 1)) || !apidoc_json_string(v, *owned, v->len + 1)) {
+        free(*owned);
+        *owned = NULL;
+        *len = 0;
+        return "";
+    }
+    *len = strlen(*owned);
+    return *owned;
+}
+
+static bool free_text_key(const char *k)
+{
+    static const char *const keys[] = { "birthDate", "feedback", "childName" };
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        if (strcmp(k, keys[i]) == 0)
+            return true;
+    return false;
+}
+
+/* One row: the six columns of frames_columns. */
+static void frame_row(struct evbuffer *out, const char *response, const char *hash,
+                      const char *frame, const char *event, const char *key,
+                      const struct apidoc_jspan *val)
+{
+    const struct export_format *f = &frames_layout;
+    char *owned = NULL;
+    size_t vlen = 0;
+    const char *v = val ? value_text(val, &owned, &vlen) : NULL;
+    const char *fields[6] = { response, hash, frame, event, key, v };
+    size_t lens[6] = { strlen(response), strlen(hash), strlen(frame),
+                       event ? strlen(event) : 0, key ? strlen(key) : 0, vlen };
+
+    export_csv_row(out, f, false, fields, lens);
+    free(owned);
+}
+
+/* The rows of one frame: its keys in order (eventTimings aside, and the
+ * free-text keys unless identifiable), then each key of each event with
+ * its number from 1.  A frame with none still gets a row of its own. */
+static long frame_rows(struct evbuffer *out, const char *response, const char *hash,
+                       const char *frame, const struct apidoc_jspan *fv, bool identifiable)
+{
+    struct apidoc_jspan key, val, events = { NULL, 0, AJ_NONE }, ev;
+    char name[256], num[24];
+    size_t it = 0;
+    long rows = 0;
+
+    while (fv->type == AJ_OBJECT && apidoc_json_member(fv, &it, &key, &val)) {
+        if (!apidoc_json_string(&key, name, sizeof name))
+            continue;               /* a key longer than any runner writes */
+        if (strcmp(name, "eventTimings") == 0) {
+            events = val;
+            continue;
+        }
+        if (!identifiable && free_text_key(name))
+            continue;
+        frame_row(out, response, hash, frame, NULL, name, &val);
+        rows++;
+    }
+    it = 0;
+    for (long n = 1; events.type == AJ_ARRAY && apidoc_json_element(&events, &it, &ev); n++) {
+        size_t kt = 0;
+        snprintf(num, sizeof num, "%ld", n);
+        while (ev.type == AJ_OBJECT && apidoc_json_member(&ev, &kt, &key, &val)) {
+            if (!apidoc_json_string(&key, name, sizeof name))
+                continue;
+            frame_row(out, response, hash, frame, num, name, &val);
+            rows++;
+        }
+    }
+    if (rows == 0) {
+        frame_row(out, response, hash, frame, NULL, NULL, NULL);
+        rows++;
+    }
+    return rows;
+}
+
+long export_frame_rows(struct evbuffer *out, const char *response, const char *hash,
+                       const char *exp_data, size_t len, bool identifiable)
+{
+    struct apidoc_jspan root, key, val;
+    char err[128], frame[256];
+    size_t it = 0;
+    long rows = 0;
+
+    if (apidoc_json_scan(exp_data, len, &root, NULL, err, sizeof err) < 0)
+        return -1;
+    if (root.type == AJ_OBJECT) {
+        while (apidoc_json_member(&root, &it, &key, &val))
+            if (apidoc_json_string(&key, frame, sizeof frame))
+                rows += frame_rows(out, response, hash, frame, &val, identifiable);
+    } else if (root.type == AJ_ARRAY) {
+        for (long i = 0; apidoc_json_element(&root, &it, &val); i++) {
+            snprintf(frame, sizeof frame, "%ld", i);
+            rows += frame_rows(out, response, hash, frame, &val, identifiable);
+        }
+    }
+    return rows;
+}
+
+/* ------------------------------------------------------------ the job */
+
+enum export_state { EXPORT_CHECKING, EXPORT_FETCHING, EXPORT_WAITING, EXPORT_DONE };
+
+static const char *const export_state_names[] = { "checking", "fetching", "waiting", "done" };
+
+struct export_job {
+    enum export_state state;
+    struct http_req *req;               /* borrowed until export_finish ends it */
+    struct app *app;                    /* borrowed */
+    const struct export_format *fmt;    /* static */
+    struct event *timer;                /* owned: the WAITING poll */
+    bool identifiable;                  /* asked for, and allowed */
+    bool preview;                       /* preview rows asked for */
+    char study_uuid[37];
+    char study_id[24];                  /* studies.id, from the check */
+    char consented[6], previews[6];     /* "true"/"false": what the rows include */
+    char after[24];                     /* the last key sent */
+    char filename[160];
+    long rows;                          /* rows sent */
+    bool any;                           /* a JSON element was sent (comma before the next) */
+};
+
+static void export_fetch(struct export_job *j);
+
+static void export_set_state(struct export_job *j, enum export_state s)
+{
+    log_debug("export %s: %s -> %s", j->filename, export_state_names[j->state],
+              export_state_names[s]);
+    j->state = s;
+}
+
+/* Ends the reply (complete or not) and frees the job: the only place
+ * either happens.  A stream cut short ends with a last line saying so, so
+ * the file cannot pass for complete (JSON: the array is left open). */
+static void export_finish(struct export_job *j, const char *failure)
+{
+    if (failure) {
+        char line[256];
+        int n = snprintf(line, sizeof line, "\r\n# export failed: %s\r\n", failure);
+        log_warn("export %s stopped after %ld rows: %s", j->filename, j->rows, failure);
+        if (!http_req_client_gone(j->req))
+            http_reply_chunk(j->req, line, (size_t)n);
+    } else {
+        log_info("export %s: %ld rows", j->filename, j->rows);
+    }
+    export_set_state(j, EXPORT_DONE);
+    http_reply_end(j->req);
+    if (j->timer)
+        event_free(j->timer);
+    free(j);
+}
+
+/* Stops a stream nobody will read, or that must end for the drain. */
+static bool export_abandoned(struct export_job *j)
+{
+    if (http_req_client_gone(j->req)) {
+        export_finish(j, "the client went away");
+        return true;
+    }
+    if (j->app->draining) {
+        export_finish(j, "the server is stopping; download again");
+        return true;
+    }
+    return false;
+}
+
+/* Writes one batch's rows; returns the number of distinct keys seen. */
+static long export_write_rows(struct export_job *j, const PGresult *res, struct evbuffer *out)
+{
+    const struct export_format *f = j->fmt;
+    const char *fields[32];
+    size_t lens[32];
+    long keys = 0;
+    const char *last = NULL;
+
+    for (int row = 0; row < PQntuples(res); row++) {
+        const char *k = PQgetvalue(res, row, 0);
+        if (!last || strcmp(last, k) != 0)
+            keys++;
+        last = k;
+        if (f->kind == EXPORT_FRAMES) {
+            long n = export_frame_rows(out, PQgetvalue(res, row, 1), PQgetvalue(res, row, 2),
+                                       PQgetvalue(res, row, 3),
+                                       (size_t)PQgetlength(res, row, 3), j->identifiable);
+            if (n < 0)
+                log_warn("export %s: response %s: exp_data does not scan", j->filename,
+                         PQgetvalue(res, row, 1));
+            j->rows += n > 0 ? n - 1 : 0;      /* the row counted below */
+        } else if (f->kind == EXPORT_JSON) {
+            if (j->any)
+                evbuffer_add(out, ",\n", 2);
+            evbuffer_add(out, PQgetvalue(res, row, 1), (size_t)PQgetlength(res, row, 1));
+        } else {
+            for (size_t c = 0; c < f->ncolumns && c < 32; c++) {
+                int col = (int)c + 1;
+                fields[c] = PQgetisnull(res, row, col) ? NULL : PQgetvalue(res, row, col);
+                lens[c] = (size_t)PQgetlength(res, row, col);
+                /* Booleans as true/false, not t/f. */
+                if (fields[c] && PQftype(res, col) == 16 /* BOOLOID */) {
+                    fields[c] = fields[c][0] == 't' ? "true" : "false";
+                    lens[c] = strlen(fields[c]);
+                }
+            }
+            export_csv_row(out, f, j->identifiable, fields, lens);
+        }
+        j->any = true;
+        j->rows++;
+    }
+    if (last)
+        snprintf(j->after, sizeof j->after, "%s", last);
+    return keys;
+}
+
+static void export_batch_done(PGresult *res, void *arg)
+{
+    struct export_job *j = arg;
+    struct evbuffer *out;
+    long keys;
+
+    if (export_abandoned(j))
+        return;
+    if (!res || !pg_ok(res)) {
+        if (res)
+            log_error("export %s: %s", j->filename, PQresultErrorMessage(res));
+        export_finish(j, res ? "a database error" : "the database is unreachable");
+        return;
+    }
+    if (!(out = evbuffer_new())) {
+        export_finish(j, "out of memory");
+        return;
+    }
+    keys = export_write_rows(j, res, out);
+    if (keys < EXPORT_BATCH && j->fmt->kind == EXPORT_JSON)
+        evbuffer_add(out, "\n]\n", 3);
+    http_reply_chunk_buffer(j->req, out);
+    evbuffer_free(out);
+    if (keys < EXPORT_BATCH) {
+        export_finish(j, NULL);
+        return;
+    }
+    export_fetch(j);
+}
+
+static void export_on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    export_fetch(arg);
+}
+
+/* The next batch, once the client has taken enough of the last. */
+static void export_fetch(struct export_job *j)
+{
+    static const struct timeval wait = { 0, EXPORT_WAIT_MS * 1000 };
+    char limit[24];
+
+    if (export_abandoned(j))
+        return;
+    if (http_reply_pending(j->req) > EXPORT_PENDING_MAX) {
+        /* evhttp keeps the connection's write callback to itself, so the
+         * stream looks again shortly instead of being told. */
+        export_set_state(j, EXPORT_WAITING);
+        if (!j->timer && !(j->timer = evtimer_new(j->app->base, export_on_timer, j))) {
+            export_finish(j, "out of memory");
+            return;
+        }
+        evtimer_add(j->timer, &wait);
+        return;
+    }
+    export_set_state(j, EXPORT_FETCHING);
+    snprintf(limit, sizeof limit, "%d", EXPORT_BATCH);
+    const char *params[] = { j->study_id, j->after, limit, j->identifiable ? "true" : "false",
+                             j->consented, j->previews };
+    if (pg_exec(j->app->pg, j->fmt->stmt, 6, params, export_batch_done, j) < 0)
+        export_finish(j, "out of memory");
+}
+
+/* The check's answer: refuse, or start the reply and the first batch. */
+static void export_checked(PGresult *res, void *arg)
+{
+    struct export_job *j = arg;
+    struct http_req *req = j->req;
+    const char *v;
+    char disp[256];
+
+    if (apidoc_db_failed(req, res, "export_begin")) {
+        free(j);
+        return;
+    }
+    v = PQntuples(res) ? PQgetvalue(res, 0, 0) : "not_found";
+    if (strcmp(v, "ok") != 0) {
+        if (strcmp(v, "not_found") == 0)
+            jsonapi_reply_errorf(req, 404, "not_found", NULL, "No Study matches the given query.");
+        else
+            jsonapi_reply_errorf(req, 403, "permission_denied", NULL, "%s",
+                                 strcmp(v, "no_preview") == 0
+                                     ? "Preview data needs read_study__responses(is_preview=True)."
+                                 : strcmp(v, "no_identifiable") == 0
+                                     ? "Identifiable columns need read_study__responses__identifiable."
+                                     : "Exports need read_study__responses.");
+        free(j);
+        return;
+    }
+    snprintf(j->study_id, sizeof j->study_id, "%s", PQgetvalue(res, 0, 1));
+    snprintf(j->consented, sizeof j->consented, "%s", apidoc_bool(res, 0, 2) ? "true" : "false");
+    snprintf(j->previews, sizeof j->previews, "%s", apidoc_bool(res, 0, 3) ? "true" : "false");
+    snprintf(disp, sizeof disp, "attachment; filename=\"%s\"", j->filename);
+    http_add_header(req, "Content-Disposition", disp);
+    http_reply_start(req, 200, j->fmt->kind == EXPORT_JSON ? "application/json; charset=utf-8"
+                                                           : "text/csv; charset=utf-8");
+    struct evbuffer *out = evbuffer_new();
+    if (!out) {
+        export_finish(j, "out of memory");
+        return;
+    }
+    if (j->fmt->kind == EXPORT_DICTIONARY)
+        export_dictionary(out, j->fmt);
+    else if (j->fmt->kind == EXPORT_CSV || j->fmt->kind == EXPORT_FRAMES)
+        export_csv_header(out, j->fmt, j->identifiable);
+    else
+        evbuffer_add(out, "[\n", 2);
+    http_reply_chunk_buffer(req, out);
+    evbuffer_free(out);
+    if (j->fmt->kind == EXPORT_DICTIONARY)
+        export_finish(j, NULL);
+    else
+        export_fetch(j);
+}
+
+/* ?name=true|false (absent: false); false after a 400 for anything else. */
+static bool query_flag(struct http_req *req, const char *name, bool *out)
+{
+    const char *v = http_req_query(req, name);
+    *out = v && strcmp(v, "true") == 0;
+    if (!v || strcmp(v, "true") == 0 || strcmp(v, "false") == 0)
+        return true;
+    jsonapi_reply_errorf(req, 400, "invalid", NULL, "%s must be true or false.", name);
+    return false;
+}
+
+static void h_export(struct http_req *req, struct app *app)
+{
+    const struct export_format *f = export_format_find(http_req_param(req, 1));
+    struct export_job *j;
+    bool ident, preview;
+    char uid[24], su[37];
+
+    if (!apidoc_uuid_copy(http_req_param(req, 0), su)) {
+        jsonapi_reply_errorf(req, 404, "not_found", NULL, "No Study matches the given query.");
+        return;
+    }
+    if (!f) {
+        jsonapi_reply_errorf(req, 404, "not_found", NULL, "No such export.");
+        return;
+    }
+    if (!query_flag(req, "identifiable", &ident) || !query_flag(req, "preview", &preview))
+        return;
+    if (!(j = calloc(1, sizeof *j))) {
+        jsonapi_reply_unavailable(req, "Memory");
+        return;
+    }
+    j->state = EXPORT_CHECKING;
+    j->req = req;
+    j->app = app;
+    j->fmt = f;
+    j->identifiable = ident;
+    j->preview = preview;
+    snprintf(j->study_uuid, sizeof j->study_uuid, "%s", su);
+    snprintf(j->after, sizeof j->after, "0");
+    export_file_name(f, su, ident, j->filename, sizeof j->filename);
+    const char *params[] = { perms_user_param(req, uid), su, ident ? "true" : "false",
+                             preview ? "true" : "false", j->filename };
+    if (pg_exec(app->pg, &export_begin_stmt, 5, params, export_checked, j) < 0) {
+        free(j);
+        jsonapi_reply_unavailable(req, "Database");
+    }
+}
+
+static const struct route export_route_table[] = {
+    { HTTP_GET, "/api/v1/researcher/studies/{id}/exports/{file}", h_export, ROUTE_RESEARCHER },
+};
+
+int export_routes(struct router *r)
+{
+    return ROUTER_ADD_TABLE(r, export_route_table);
+}

@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""bench_exports: the streamed exports against a large study (tools/bench
+with BENCH_EXPORTS=1 runs it against its own PostgreSQL and Redis; the
+services are described as for the end-to-end tests, see harness.py).
+
+A study of BENCH_EXPORT_RESPONSES responses (default 100000) with about
+20 KB of exp_data each, every one consented.  Exports all responses as
+JSON and the frame data as CSV, reading as fast as the socket gives, and
+compares with the floor: psql's \\copy of the same exp_data to /dev/null.
+Prints MB/s, the ratio to the floor and the server's peak resident memory
+(VmHWM)."""
+
+import http.client
+import json
+import os
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from apifixtures import World  # noqa: E402
+from harness import Server, create_database, drop_database, psql  # noqa: E402
+
+N = int(os.environ.get("BENCH_EXPORT_RESPONSES", "100000"))
+
+
+def mem_kb(pid, field):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def exp_data():
+    """About 20 KB: ten frames of text, answers and event timings."""
+    frames = {}
+    for i in range(10):
+        frames[f"{i}-frame"] = {
+            "frameType": "CONSENT" if i == 0 else "DEFAULT",
+            "text": "lorem ipsum " * 120,
+            "answer": i, "selected": ["a", "b"],
+            "eventTimings": [{"eventType": f"exp:event{j}", "timestamp": "2026-01-01T00:00:00Z",
+                              "streamTime": j * 1.5} for j in range(6)]}
+    return json.dumps(frames)
+
+
+def download(port, token, path):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    t = time.monotonic()
+    conn.request("GET", path, headers={"Authorization": token})
+    r = conn.getresponse()
+    n = 0
+    while True:
+        b = r.read(1 << 20)
+        if not b:
+            break
+        n += len(b)
+    conn.close()
+    if r.status != 200:
+        raise SystemExit(f"{path}: {r.status}")
+    return n, time.monotonic() - t
+
+
+def main():
+    db = create_database()
+    srv = Server(database=db, name="bench-exports")
+    try:
+        srv.start()
+        w = World(srv)
+        lab = w.lab("bench")
+        admin = w.user("admin", researcher=True)
+        w.member(lab, admin, "admin")
+        study = w.study(lab, "Bench")
+        parent = w.user("parent")
+        child = w.child(parent)
+        body = exp_data().replace("'", "''")
+        t = time.monotonic()
+        for start in range(0, N, 5000):
+            n = min(5000, N - start)
+            psql(f"INSERT INTO responses (study_id, child_id, exp_data, sequence)"
+                 f" SELECT {study['id']}, {child['id']}, '{body}', '[]'"
+                 f" FROM generate_series(1, {n})", db=db)
+        psql("INSERT INTO consent_rulings (response_id, action) SELECT id, 'accepted'"
+             f" FROM responses WHERE study_id = {study['id']}", db=db)
+        psql("VACUUM ANALYZE responses", db=db)
+        print(f"{N} responses of {len(body) / 1024:.1f} KB exp_data made in"
+              f" {time.monotonic() - t:.0f} s")
+        total = int(psql("SELECT sum(octet_length(exp_data::text)) FROM responses"
+                         f" WHERE study_id = {study['id']}", db=db).strip())
+
+        t = time.monotonic()
+        psql(f"\\copy (SELECT exp_data FROM responses WHERE study_id = {study['id']})"
+             " TO '/dev/null'", db=db)
+        floor = time.monotonic() - t
+        floor_rate = total / floor / 1e6
+        print(f"floor: psql \\copy of exp_data: {total / 1e6:.0f} MB in {floor:.2f} s"
+              f" = {floor_rate:.1f} MB/s")
+        # The per-row SQL helpers, for reading the numbers below.
+        for what, q in (("hashed_id", "SELECT count(hashed_id(gen_random_uuid(),"
+                         " gen_random_uuid(), gen_random_uuid(), 6)) FROM generate_series(1, 10000)"),
+                        ("consent_status", "SELECT count(consent_status(id)) FROM responses"
+                         " LIMIT 10000")):
+            t = time.monotonic()
+            psql(q, db=db)
+            print(f"{what}: {(time.monotonic() - t) / 10000 * 1e6:.0f} us per row")
+        rss0 = mem_kb(srv.proc.pid, "VmRSS")
+        S = study["uuid"]
+        for f in ("responses.json", "frames.csv"):
+            n, dt = download(srv.port, admin["token"],
+                             f"/api/v1/researcher/studies/{S}/exports/{f}")
+            rate = n / dt / 1e6
+            print(f"{f}: {n / 1e6:.0f} MB in {dt:.2f} s = {rate:.1f} MB/s;"
+                  f" exp_data covered at {total / dt / 1e6:.1f} MB/s ="
+                  f" {total / dt / 1e6 / floor_rate:.2f}x the floor")
+        print(f"server RSS before {rss0 / 1024:.1f} MB, peak (VmHWM)"
+              f" {mem_kb(srv.proc.pid, 'VmHWM') / 1024:.1f} MB")
+    finally:
+        srv.stop()
+        drop_database(db)
+
+
+if __name__ == "__main__":
+    main()
