@@ -36,6 +36,7 @@
 #define SCHED_HEARTBEAT_MS 20000       /* renews both */
 #define SCHED_RETRY_S 30               /* a slot that could not start */
 #define SCHED_BOOT_RETRY_MS 5000
+#define SCHED_MAX_PENDING_RUNS 8     /* `run JOB` waiting for the boot */
 #define SCHED_MAX_TIMER_S 300          /* re-check the clock this often */
 #define SCHED_DETAIL_MAX (16 * 1024)
 #define SCHED_SAVE_TRIES 5
@@ -359,6 +360,13 @@ struct sched {
     bool started, draining, dying;         /* lifecycle */
     unsigned running;                      /* runs in progress here */
     int queries;                           /* boot queries in flight */
+    /* `run JOB` asked before the boot could take it (just after start):
+     * started when the boot gets there, answered if the server stops. */
+    struct {
+        struct admin_conn *c;              /* borrowed until admin_finish */
+        struct sched_job *job;             /* borrowed: one of jobs */
+    } pending[SCHED_MAX_PENDING_RUNS];
+    int npending;
 };
 
 static void run_step(struct sched_run *run);
@@ -944,11 +952,30 @@ int sched_add(struct sched *s, const char *name, const char *at,
 
 /* ---- start-up --------------------------------------------------------------- */
 
+static void admin_run_now(struct sched *s, struct admin_conn *c, struct sched_job *job);
+
+/* Answers the `run JOB` commands that wait for the boot. */
+static void pending_finish(struct sched *s, const char *why)
+{
+    for (int i = 0; i < s->npending; i++)
+        admin_finish(s->pending[i].c, why);
+    s->npending = 0;
+}
+
 static void boot_set(struct sched *s, enum sched_boot b)
 {
+    bool ready_now = s->boot < BOOT_ABANDONED && b >= BOOT_ABANDONED;
+
     if (s->boot != b)
         log_debug("sched: boot %s -> %s", boot_names[s->boot], boot_names[b]);
     s->boot = b;
+    if (ready_now) {
+        int n = s->npending;
+
+        s->npending = 0;
+        for (int i = 0; i < n; i++)
+            admin_run_now(s, s->pending[i].c, s->pending[i].job);
+    }
 }
 
 static void boot_step(struct sched *s);
@@ -1276,6 +1303,7 @@ void sched_drain(struct sched *s)
     for (int i = 0; i < s->njobs; i++)
         evtimer_del(s->jobs[i]->timer);
     evtimer_del(s->boot_timer);
+    pending_finish(s, "the server is stopping");
 }
 
 unsigned sched_busy(const struct sched *s)
@@ -1411,7 +1439,6 @@ static void admin_cmd_run(struct admin_conn *c, int argc, char **argv,
 {
     struct sched *s = app->sched;
     struct sched_job *job;
-    struct sched_run *run;
 
     if (argc != 2) {
         admin_finish(c, "usage: run JOB");
@@ -1426,7 +1453,25 @@ static void admin_cmd_run(struct admin_conn *c, int argc, char **argv,
         return;
     }
     if (s->boot < BOOT_ABANDONED) {
-        admin_finish(c, "the scheduler is not ready (database unavailable?)");
+        /* Just after start: the boot's first queries are on their way. */
+        if (s->npending == SCHED_MAX_PENDING_RUNS) {
+            admin_finish(c, "the scheduler is not ready (database unavailable?)");
+            return;
+        }
+        s->pending[s->npending].c = c;
+        s->pending[s->npending].job = job;
+        s->npending++;
+        return;
+    }
+    admin_run_now(s, c, job);
+}
+
+static void admin_run_now(struct sched *s, struct admin_conn *c, struct sched_job *job)
+{
+    struct sched_run *run;
+
+    if (s->draining || s->dying) {
+        admin_finish(c, "the server is stopping");
         return;
     }
     if (job->running) {
