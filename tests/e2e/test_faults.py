@@ -98,6 +98,13 @@ class FreezableProxy:
             s.close()
 
 
+def figures(what, **numbers):
+    """One line of a fault test's figures, for the log of the run (and for
+    tools/bench's long form)."""
+    print(f"\n  {what}: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in numbers.items()),
+          end=" ", flush=True)
+
+
 def timed(fn):
     t0 = time.monotonic()
     out = fn()
@@ -133,6 +140,7 @@ class StalledPostgres(StudyhubTestCase):
         # background work's stalled queries hold every session, at the
         # acquire timeout (0.8 s): either way not held for the stall.
         self.assertLess(took, 4.0 * harness.SLOW, "a stalled query was not cut")
+        stalled_took = took
         harness.wait_until(
             lambda: re.search(r"studyhub_pg_query_timeouts_total [1-9]", srv.get("/metrics").text),
             5 * harness.SLOW, message="the stalled sessions' queries cut at their deadline")
@@ -145,6 +153,8 @@ class StalledPostgres(StudyhubTestCase):
                                            timeout=15))
         self.assertStatus(resp, 503)
         self.assertLess(took, 0.5 * harness.SLOW, "known-down did not fail fast")
+        figures("PostgreSQL stalled", stalled_request_s=f"{stalled_took:.2f}",
+                known_down_request_s=f"{took:.3f}")
         metrics = srv.get("/metrics").text
         self.assertRegex(metrics, r"studyhub_pg_query_timeouts_total [1-9]")
         self.assertRegex(metrics, r"studyhub_pg_failed_fast_total [1-9]")
@@ -200,6 +210,8 @@ class DescriptorLimit(StudyhubTestCase):
             time.sleep(2.0)
             busy = (cpu_seconds(srv.proc.pid) - cpu0) / 2.0
             self.assertLess(busy, 0.5, f"server at {busy:.0%} CPU at the fd limit")
+            figures("descriptor limit", connections=len(clients), cpu=f"{busy:.0%}",
+                    rss_mib=f"{rss_mib(srv.proc.pid):.0f}")
             self.assertTrue(srv.running())
         finally:
             for s in clients:
@@ -263,6 +275,8 @@ class SlowClients(StudyhubTestCase):
             for s in socks:
                 s.close()
         self.assertEqual(len(closed), n, "trickling connections were left open")
+        figures("slowloris", connections=n, all_cut_after_s=f"{took:.1f}",
+                rss_mib=f"{rss_mib(srv.proc.pid):.0f}")
         self.assertGreater(took, 1.5, "cut before the deadline")
         self.assertRegex(srv.get("/metrics").text, rf"studyhub_http_slow_closed_total ([4-9]\d|\d{{3,}})")
 
@@ -415,6 +429,7 @@ class RedisFaults(StudyhubTestCase):
                                                cookies=bogus_session, timeout=15))
             self.assertStatus(resp, 503)
             self.assertLess(took, 3.0 * harness.SLOW)
+            figures("Redis frozen", session_request_s=f"{took:.2f}")
             self.assertStatus(w.api(u, "GET", "/api/v1/users/"), 200)
             self.assertStatus(srv.get("/healthz"), 200)
         finally:
