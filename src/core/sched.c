@@ -367,6 +367,7 @@ struct sched {
         struct sched_job *job;             /* borrowed: one of jobs */
     } pending[SCHED_MAX_PENDING_RUNS];
     int npending;
+    int baselines;               /* baseline inserts in flight at boot */
 };
 
 static void run_step(struct sched_run *run);
@@ -964,7 +965,7 @@ static void pending_finish(struct sched *s, const char *why)
 
 static void boot_set(struct sched *s, enum sched_boot b)
 {
-    bool ready_now = s->boot < BOOT_ABANDONED && b >= BOOT_ABANDONED;
+    bool ready_now = s->boot < BOOT_DONE && b >= BOOT_DONE;
 
     if (s->boot != b)
         log_debug("sched: boot %s -> %s", boot_names[s->boot], boot_names[b]);
@@ -1028,13 +1029,25 @@ static void on_abandon(PGresult *res, void *arg)
     boot_step(s);
 }
 
+static void boot_done(struct sched *s)
+{
+    boot_set(s, BOOT_DONE);
+    for (int i = 0; i < s->njobs; i++)
+        job_try(s->jobs[i]);
+}
+
+/* A baseline that failed is only a missing row: the next start writes it. */
 static void on_baseline(PGresult *res, void *arg)
 {
     struct sched *s = arg;
 
     s->queries--;
-    if (s->dying)
+    if (s->dying) {
         sched_maybe_destroy(s);
+        return;
+    }
+    if (--s->baselines == 0)
+        boot_done(s);
 }
 
 static void on_last_slots(PGresult *res, void *arg)
@@ -1069,8 +1082,10 @@ static void on_last_slots(PGresult *res, void *arg)
             const char *params[3] = { job->name, slot, s->instance };
 
             snprintf(slot, sizeof slot, "%lld", (long long)prev);
-            if (pg_exec(s->app->pg, &sql_baseline, 3, params, on_baseline, s) == 0)
+            if (pg_exec(s->app->pg, &sql_baseline, 3, params, on_baseline, s) == 0) {
                 s->queries++;
+                s->baselines++;
+            }
             continue;
         }
         if ((double)prev > last + 0.5 && !job->pending_slot) {
@@ -1083,9 +1098,10 @@ static void on_last_slots(PGresult *res, void *arg)
             job->pending_reason = "catch-up";
         }
     }
-    boot_set(s, BOOT_DONE);
-    for (int i = 0; i < s->njobs; i++)
-        job_try(s->jobs[i]);
+    /* The boot is done once the baselines are written, so that a `run`
+     * waiting for it is recorded after them. */
+    if (s->baselines == 0)
+        boot_done(s);
 }
 
 static void boot_step(struct sched *s)
@@ -1452,8 +1468,8 @@ static void admin_cmd_run(struct admin_conn *c, int argc, char **argv,
         admin_finish(c, "the server is stopping");
         return;
     }
-    if (s->boot < BOOT_ABANDONED) {
-        /* Just after start: the boot's first queries are on their way. */
+    if (s->boot < BOOT_DONE) {
+        /* Just after start: the boot's queries are on their way. */
         if (s->npending == SCHED_MAX_PENDING_RUNS) {
             admin_finish(c, "the scheduler is not ready (database unavailable?)");
             return;
