@@ -88,12 +88,14 @@ ensure_npm_tools() {
 
 # ensure_web_packages: the pages' front-end packages, pinned in
 # web/package.json and web/package-lock.json, installed with `npm ci` into
-# web/node_modules (git-ignored) when the lock file changed; then each file
+# web/node_modules (git-ignored) when the lock file differs from the one
+# last installed (a copy kept beside the packages: a timestamp would miss a
+# checkout or merge that brings an older-dated lock); then each file
 # web/vendor.list names is copied to static/vendor/<package>@<version>/
 # (git-ignored), where the server serves it with a year of caching.
 ensure_web_packages() {
-    local web="$ROOT/web" stamp="$ROOT/web/node_modules/.package-lock.json"
-    if [ ! -e "$stamp" ] || [ "$web/package-lock.json" -nt "$stamp" ]; then
+    local web="$ROOT/web" stamp="$ROOT/web/node_modules/.studyhub-installed-lock.json"
+    if ! cmp -s "$web/package-lock.json" "$stamp"; then
         command -v npm >/dev/null 2>&1 || ensure_packages nodejs npm
         mkdir -p "$VAR_DIR/log"
         local log="$VAR_DIR/log/npm-web.log"
@@ -102,7 +104,7 @@ ensure_web_packages() {
             tail -n 30 "$log" >&2
             die "npm ci in web/ failed (log: $log)"
         fi
-        touch "$stamp"
+        cp "$web/package-lock.json" "$stamp"
     fi
     local pkg path version dest
     while read -r pkg path; do

@@ -180,14 +180,15 @@ static const char rate_script[] =
 /* Login slow-down.  KEYS: the account's and the address's hashes {n:
  * failures counted, until: ms before which no attempt is checked}.  ARGV:
  * LOGIN_DELAY_MAX_S, LOGIN_RATE_WINDOW_S, then LOGIN_DELAY_FREE_ACCOUNT and
- * LOGIN_DELAY_FREE_ADDR (the free failures of each key).  Returns {account
+ * LOGIN_DELAY_FREE_ADDR (the free failures of each key), then
+ * LOGIN_DELAY_FIRST_MS.  Returns {account
  * wait ms, address wait ms}.  An address still waiting is refused, and not
  * counted.  Otherwise the attempt is counted before it is checked (so a
  * burst sent at once cannot all slip in): the address always, the account
  * only when it is not itself waiting (a login during the account's delay
  * is not counted on it: see auth.h on why it still goes on).  Each count
- * past the free ones sets the next allowed time 1, 2, 4 ... s (capped)
- * ahead.  The server's clock is Redis's, shared by every server. */
+ * past the free ones sets the next allowed time first, 2 x first, 4 x
+ * first ... ms (capped) ahead.  The server's clock is Redis's, shared by every server. */
 static const char delay_script[] =
     "local t = redis.call('TIME') "
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) "
@@ -203,7 +204,7 @@ static const char delay_script[] =
     "    local n = redis.call('HINCRBY', k, 'n', 1) "
     "    local free = tonumber(ARGV[2 + i]) "
     "    local d = 0 "
-    "    if n > free then d = math.min(cap, 1000 * 2 ^ math.min(n - free - 1, 30)) end "
+    "    if n > free then d = math.min(cap, tonumber(ARGV[5]) * 2 ^ math.min(n - free - 1, 30)) end "
     "    redis.call('HSET', k, 'until', now + d) "
     "    redis.call('EXPIRE', k, win + math.ceil(d / 1000)) "
     "  end "
@@ -1798,17 +1799,18 @@ static void login_step(struct login_ctx *lc)
         return;
     }
     case LOGIN_DELAY: {
-        char cap[24], win[24], free_acct[24], free_addr[24];
+        char cap[24], win[24], free_acct[24], free_addr[24], first[24];
         snprintf(cap, sizeof cap, "%ld", app->cfg->login_delay_max_s);
+        snprintf(first, sizeof first, "%ld", app->cfg->login_delay_first_ms);
         snprintf(win, sizeof win, "%ld", app->cfg->login_rate_window_s);
         snprintf(free_acct, sizeof free_acct, "%ld", app->cfg->login_delay_free_account);
         snprintf(free_addr, sizeof free_addr, "%ld", app->cfg->login_delay_free_addr);
-        const char *argv[9] = { "EVAL", delay_script, "2", lc->delay_acct,
-                                lc->delay_addr, cap, win, free_acct, free_addr };
-        size_t argl[9];
-        for (int i = 0; i < 9; i++)
+        const char *argv[10] = { "EVAL", delay_script, "2", lc->delay_acct,
+                                 lc->delay_addr, cap, win, free_acct, free_addr, first };
+        size_t argl[10];
+        for (int i = 0; i < 10; i++)
             argl[i] = strlen(argv[i]);
-        if (redis_cmdargv(app->redis, login_delay_done, lc, 9, argv, argl) != 0)
+        if (redis_cmdargv(app->redis, login_delay_done, lc, 10, argv, argl) != 0)
             goto unavailable_redis;
         return;
     }

@@ -331,13 +331,16 @@ class TestSharedQueue(TaskTestCase):
     def test_lease_runs_out_and_another_server_resumes(self):
         db = self.database()
         a = self.start(database=db)
-        tid = self.enqueue(a, "1", "3")
+        # Stages long enough that a is still in "second" when it is killed,
+        # however slowly this machine runs; b starts only after the kill,
+        # so a cannot finish while b is starting.
+        tid = self.enqueue(a, "4", "3")
         row = self.wait_state(a, tid, "running", stage="second", timeout=10)
         owner_a = row["owner"]
-        b = self.start(database=db)
         a.kill()
-        # b is alive and has another pid: it waits for a's lease to run out.
-        self.wait_state(b, tid, "succeeded", timeout=10 + 2 * LEASE_S)
+        b = self.start(database=db)
+        # b has another pid: it waits for a's lease to run out.
+        self.wait_state(b, tid, "succeeded", timeout=20 + 2 * LEASE_S)
         task, stages = self.show(b, tid)
         self.assertIn('"resumed": true', task["result"])
         self.assertIn(("second", "interrupted"), [(s["stage"], s["outcome"]) for s in stages])

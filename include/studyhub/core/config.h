@@ -56,6 +56,7 @@ struct config {
     long login_rate_window_s;   /* LOGIN_RATE_WINDOW_S: life of a failure counter after its last failure */
     long login_delay_free_account; /* LOGIN_DELAY_FREE_ACCOUNT: failures of an account before delays start */
     long login_delay_free_addr; /* LOGIN_DELAY_FREE_ADDR: failures from an address before delays start */
+    long login_delay_first_ms;  /* LOGIN_DELAY_FIRST_MS: the first delay, doubled per failure */
     long login_delay_max_s;     /* LOGIN_DELAY_MAX_S: cap of one delay */
     long mail_rate_account_max; /* MAIL_RATE_ACCOUNT_MAX: account emails per account per window */
     long mail_rate_addr_max;    /* MAIL_RATE_ADDR_MAX: sign-ups and account emails per address */
