@@ -13,6 +13,8 @@
 #include <time.h>
 
 #include "studyhub/admin/admin.h"
+#include "studyhub/admin/task_commands.h"
+#include "studyhub/admin/user_commands.h"
 #include "studyhub/core/app.h"
 #include "studyhub/core/config.h"
 #include "studyhub/core/log.h"
@@ -124,10 +126,10 @@ static void register_admin(struct admin_server *admin)
 {
     admin_register(admin, "routes", "routes: every HTTP route and its access policy",
                    routes_cmd);
-    users_admin_register(admin);
+    user_commands_register(admin);
     seed_register(admin);
     /* tasks, task ...; jobs, run JOB */
-    task_register_admin(admin);
+    task_commands_register(admin);
     sched_register_admin(admin);
 }
 

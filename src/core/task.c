@@ -31,7 +31,6 @@
 
 #include <event2/event.h>
 
-#include "studyhub/admin/admin.h"
 #include "studyhub/core/app.h"
 #include "studyhub/core/config.h"
 #include "studyhub/core/log.h"
@@ -185,35 +184,6 @@ static const struct pg_stmt sql_cancel = {
     "       WHERE id IN (SELECT id FROM t) AND state IN ('queued', 'running')"
     "       RETURNING id, state, lease_owner)"
     " SELECT t.id, u.state, u.lease_owner FROM t LEFT JOIN u ON u.id = t.id",
-};
-
-static const struct pg_stmt sql_list = {
-    "task_list",
-    "SELECT id, uuid, kind, state, COALESCE(stage, '-'), COALESCE(subject, '-'),"
-    "  attempts, EXTRACT(EPOCH FROM now() - created_at)::bigint,"
-    "  COALESCE(lease_owner, '-'), cancel_requested,"
-    "  GREATEST(0, EXTRACT(EPOCH FROM run_after - now()))::bigint"
-    " FROM tasks WHERE state IN ('queued', 'running') ORDER BY id LIMIT 500",
-};
-
-static const struct pg_stmt sql_list_recent = {
-    "task_list_recent",
-    "SELECT id, uuid, kind, state, COALESCE(stage, '-'), COALESCE(subject, '-'),"
-    "  attempts, EXTRACT(EPOCH FROM finished_at - COALESCE(started_at, created_at))::float8,"
-    "  COALESCE(error, '')"
-    " FROM tasks WHERE finished_at IS NOT NULL ORDER BY finished_at DESC, id DESC LIMIT 20",
-};
-
-static const struct pg_stmt sql_show = {
-    "task_show",
-    "SELECT t.id, t.uuid, t.kind, t.state, COALESCE(t.stage, '-'),"
-    "  COALESCE(t.subject, '-'), t.attempts, COALESCE(t.max_attempts::text, '-'),"
-    "  t.payload::text, COALESCE(t.result::text, '-'), COALESCE(t.error, ''),"
-    "  COALESCE(t.lease_owner, '-'), t.cancel_requested,"
-    "  s.stage, s.attempt, COALESCE(s.outcome, 'running'),"
-    "  EXTRACT(EPOCH FROM COALESCE(s.ended_at, now()) - s.started_at)::float8, s.log"
-    " FROM tasks t LEFT JOIN task_stages s ON s.task_id = t.id"
-    " WHERE t.id = $1::bigint OR t.uuid = $2::uuid ORDER BY s.id",
 };
 
 static const struct pg_stmt sql_enqueue_test = {
@@ -2003,8 +1973,7 @@ int task_find_active(struct pg_pool *pool, const char *kind,
     return 0;
 }
 
-/* An id ("123") or a uuid into the two parameters of sql_cancel/sql_show. */
-static int parse_ref(const char *ref, char *id, size_t idlen, char *uuid,
+int task_parse_ref(const char *ref, char *id, size_t idlen, char *uuid,
                      size_t uuidlen)
 {
     size_t n = strlen(ref);
@@ -2076,7 +2045,7 @@ int task_cancel(struct task_runner *r, const char *ref, task_cancel_cb cb,
     const char *params[2];
     struct cancel_ctx *c;
 
-    if (!r || !ref || parse_ref(ref, id, sizeof id, uuid, sizeof uuid) < 0)
+    if (!r || !ref || task_parse_ref(ref, id, sizeof id, uuid, sizeof uuid) < 0)
         return -1;
     params[0] = id[0] ? id : NULL;
     params[1] = uuid[0] ? uuid : NULL;
@@ -2116,292 +2085,6 @@ void task_cleanup_job(struct sched_run *run, void *arg)
         sched_done(run, SCHED_FAILED, "cannot queue the query");
 }
 
-/* ---- admin commands --------------------------------------------------------- */
-
-static void on_admin_list(PGresult *res, void *arg);
-
-static void on_admin_recent(PGresult *res, void *arg)
-{
-    struct admin_conn *c = arg;
-
-    if (!res || !pg_ok(res)) {
-        admin_finish(c, "database unavailable");
-        return;
-    }
-    admin_printf(c, "recently finished:\n");
-    for (int i = 0; i < PQntuples(res); i++)
-        admin_printf(c, "id=%s uuid=%s kind=%s state=%s stage=%s subject=%s "
-                     "attempts=%s took_s=%.1f error=%s\n",
-                     PQgetvalue(res, i, 0), PQgetvalue(res, i, 1),
-                     PQgetvalue(res, i, 2), PQgetvalue(res, i, 3),
-                     PQgetvalue(res, i, 4), PQgetvalue(res, i, 5),
-                     PQgetvalue(res, i, 6), strtod(PQgetvalue(res, i, 7), NULL),
-                     *PQgetvalue(res, i, 8) ? PQgetvalue(res, i, 8) : "-");
-    admin_finish(c, NULL);
-}
-
-struct list_ctx {
-    struct admin_conn *c;  /* borrowed until admin_finish */
-    struct app *app;       /* borrowed */
-    bool all;              /* also the recently finished */
-};
-
-static void on_admin_list(PGresult *res, void *arg)
-{
-    struct list_ctx *lc = arg;
-    struct admin_conn *c = lc->c;
-    struct task_runner *r = lc->app->tasks;
-    int queued = 0, running = 0;
-    bool all = lc->all;
-    struct app *app = lc->app;
-
-    free(lc);
-    if (!res || !pg_ok(res)) {
-        admin_finish(c, "database unavailable");
-        return;
-    }
-    for (int i = 0; i < PQntuples(res); i++) {
-        const char *state = PQgetvalue(res, i, 3);
-        const char *owner = PQgetvalue(res, i, 8);
-        bool here = r && strcmp(owner, r->owner) == 0;
-        long long wait = strtoll(PQgetvalue(res, i, 10), NULL, 10);
-
-        if (strcmp(state, "running") == 0)
-            running++;
-        else
-            queued++;
-        admin_printf(c, "id=%s uuid=%s kind=%s state=%s stage=%s subject=%s "
-                     "attempts=%s age_s=%s owner=%s%s%s",
-                     PQgetvalue(res, i, 0), PQgetvalue(res, i, 1),
-                     PQgetvalue(res, i, 2), state, PQgetvalue(res, i, 4),
-                     PQgetvalue(res, i, 5), PQgetvalue(res, i, 6),
-                     PQgetvalue(res, i, 7), owner, here ? " here" : "",
-                     PQgetvalue(res, i, 9)[0] == 't' ? " cancel_requested" : "");
-        if (wait > 0 && strcmp(state, "queued") == 0)
-            admin_printf(c, " due_in_s=%lld", wait);
-        admin_printf(c, "\n");
-    }
-    if (PQntuples(res) == 500)
-        admin_printf(c, "(only the first 500 are listed)\n");
-    admin_printf(c, "%d running, %d queued; here: %u of %d slots busy%s\n", running,
-                 queued, r ? r->ntasks : 0, r ? r->concurrency : 0,
-                 r && r->draining ? " (draining)" : "");
-    if (all && pg_exec(app->pg, &sql_list_recent, 0, NULL, on_admin_recent, c) == 0)
-        return;
-    admin_finish(c, NULL);
-}
-
-static void admin_cmd_tasks(struct admin_conn *c, int argc, char **argv,
-                            struct app *app)
-{
-    struct list_ctx *lc;
-
-    if (argc > 2 || (argc == 2 && strcmp(argv[1], "all") != 0)) {
-        admin_finish(c, "usage: tasks [all]");
-        return;
-    }
-    lc = calloc(1, sizeof *lc);
-    if (!lc) {
-        admin_finish(c, "out of memory");
-        return;
-    }
-    lc->c = c;
-    lc->app = app;
-    lc->all = argc == 2;
-    if (!app->pg || pg_exec(app->pg, &sql_list, 0, NULL, on_admin_list, lc) < 0) {
-        free(lc);
-        admin_finish(c, "database unavailable");
-    }
-}
-
-static void on_admin_show(PGresult *res, void *arg)
-{
-    struct admin_conn *c = arg;
-
-    if (!res || !pg_ok(res)) {
-        admin_finish(c, "database unavailable");
-        return;
-    }
-    if (PQntuples(res) == 0) {
-        admin_finish(c, "no such task");
-        return;
-    }
-    admin_printf(c, "id=%s uuid=%s kind=%s state=%s stage=%s subject=%s "
-                 "attempts=%s max_attempts=%s owner=%s cancel_requested=%s\n",
-                 PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 2),
-                 PQgetvalue(res, 0, 3), PQgetvalue(res, 0, 4), PQgetvalue(res, 0, 5),
-                 PQgetvalue(res, 0, 6), PQgetvalue(res, 0, 7), PQgetvalue(res, 0, 11),
-                 PQgetvalue(res, 0, 12)[0] == 't' ? "yes" : "no");
-    admin_printf(c, "payload: %s\nresult: %s\nerror: %s\n", PQgetvalue(res, 0, 8),
-                 PQgetvalue(res, 0, 9),
-                 *PQgetvalue(res, 0, 10) ? PQgetvalue(res, 0, 10) : "-");
-    for (int i = 0; i < PQntuples(res); i++) {
-        const char *log = PQgetvalue(res, i, 17);
-
-        if (PQgetisnull(res, i, 13))
-            break;
-        admin_printf(c, "stage %s attempt=%s outcome=%s duration_s=%.2f\n",
-                     PQgetvalue(res, i, 13), PQgetvalue(res, i, 14),
-                     PQgetvalue(res, i, 15), strtod(PQgetvalue(res, i, 16), NULL));
-        /* The log, indented so the "OK" line can never be faked by it. */
-        while (*log) {
-            size_t n = strcspn(log, "\n");
-
-            admin_printf(c, "  | %.*s\n", (int)n, log);
-            log += n;
-            if (*log == '\n')
-                log++;
-        }
-    }
-    admin_finish(c, NULL);
-}
-
-static void on_admin_cancel(enum task_cancel_status st, void *arg)
-{
-    struct admin_conn *c = arg;
-
-    switch (st) {
-    case TASK_CANCEL_UNAVAILABLE:
-        admin_finish(c, "database unavailable");
-        return;
-    case TASK_CANCEL_NOT_FOUND:
-        admin_finish(c, "no such task");
-        return;
-    case TASK_CANCEL_ALREADY_DONE:
-        admin_finish(c, "it has already finished");
-        return;
-    case TASK_CANCEL_CANCELLED:
-        admin_printf(c, "cancelled (it was queued)\n");
-        admin_finish(c, NULL);
-        return;
-    case TASK_CANCEL_REQUESTED:
-        admin_printf(c, "cancel requested (it is running; its server stops it)\n");
-        admin_finish(c, NULL);
-        return;
-    }
-}
-
-static void on_admin_enqueue_test(PGresult *res, void *arg)
-{
-    struct admin_conn *c = arg;
-
-    if (!res) {
-        admin_finish(c, "database unavailable");
-        return;
-    }
-    if (!pg_ok(res)) {
-        admin_finish(c, strcmp(pg_sqlstate(res), "23505") == 0
-                            ? "a test task with that subject is already active"
-                            : "cannot enqueue");
-        return;
-    }
-    for (int i = 0; i < PQntuples(res); i++)
-        admin_printf(c, "enqueued id=%s uuid=%s\n", PQgetvalue(res, i, 0),
-                     PQgetvalue(res, i, 1));
-    admin_finish(c, NULL);
-}
-
-/* task enqueue-test SECONDS [STAGES] [timer|child] [fail=STAGE]
- *   [resume=fail] [subject=S] [count=N]   (tests only: DEBUG_ROUTES=1) */
-static void admin_enqueue_test(struct admin_conn *c, int argc, char **argv,
-                               struct app *app)
-{
-    json_t *p;
-    char *text;
-    const char *subject = NULL;
-    char count[16] = "1";
-    const char *params[3];
-    char *end;
-    double secs;
-
-    if (!app->cfg->debug_routes) {
-        admin_finish(c, "task enqueue-test is for tests only (DEBUG_ROUTES=1)");
-        return;
-    }
-    if (argc < 3) {
-        admin_finish(c, "usage: task enqueue-test SECONDS [STAGES] [timer|child] "
-                        "[fail=STAGE] [resume=fail] [subject=S] [count=N]");
-        return;
-    }
-    secs = strtod(argv[2], &end);
-    if (*end || secs < 0 || secs > 3600) {
-        admin_finish(c, "SECONDS must be a number from 0 to 3600");
-        return;
-    }
-    p = json_pack("{s:f, s:i, s:s}", "seconds", secs, "stages", 3, "mode", "timer");
-    for (int i = 3; p && i < argc; i++) {
-        const char *a = argv[i];
-
-        if (strcmp(a, "timer") == 0 || strcmp(a, "child") == 0)
-            json_object_set_new(p, "mode", json_string(a));
-        else if (a[0] >= '1' && a[0] <= '3' && a[1] == '\0')
-            json_object_set_new(p, "stages", json_integer(a[0] - '0'));
-        else if (strncmp(a, "fail=", 5) == 0)
-            json_object_set_new(p, "fail_stage", json_string(a + 5));
-        else if (strcmp(a, "resume=fail") == 0)
-            json_object_set_new(p, "resume", json_string("fail"));
-        else if (strncmp(a, "subject=", 8) == 0)
-            subject = a + 8;
-        else if (strncmp(a, "count=", 6) == 0 && atoi(a + 6) >= 1 && atoi(a + 6) <= 1000)
-            snprintf(count, sizeof count, "%d", atoi(a + 6));
-        else {
-            json_decref(p);
-            admin_finish(c, "unknown argument");
-            return;
-        }
-    }
-    if (subject && strcmp(count, "1") != 0) {
-        json_decref(p);
-        admin_finish(c, "subject= and count= do not go together");
-        return;
-    }
-    text = p ? json_dumps(p, JSON_COMPACT) : NULL;
-    json_decref(p);
-    params[0] = text;
-    params[1] = subject;
-    params[2] = count;
-    if (!text || pg_exec(app->pg, &sql_enqueue_test, 3, params,
-                         on_admin_enqueue_test, c) < 0)
-        admin_finish(c, "cannot enqueue");
-    free(text);
-}
-
-static void admin_cmd_task(struct admin_conn *c, int argc, char **argv,
-                           struct app *app)
-{
-    char id[32], uuid[40];
-    const char *params[2];
-
-    if (argc >= 2 && strcmp(argv[1], "enqueue-test") == 0) {
-        admin_enqueue_test(c, argc, argv, app);
-        return;
-    }
-    if (argc != 3 || (strcmp(argv[1], "show") != 0 && strcmp(argv[1], "cancel") != 0)) {
-        admin_finish(c, "usage: task show ID | task cancel ID | task enqueue-test ...");
-        return;
-    }
-    if (parse_ref(argv[2], id, sizeof id, uuid, sizeof uuid) < 0) {
-        admin_finish(c, "ID must be a task id or uuid");
-        return;
-    }
-    if (strcmp(argv[1], "cancel") == 0) {
-        if (!app->tasks || task_cancel(app->tasks, argv[2], on_admin_cancel, c) < 0)
-            admin_finish(c, "cannot cancel now");
-        return;
-    }
-    params[0] = id[0] ? id : NULL;
-    params[1] = uuid[0] ? uuid : NULL;
-    if (pg_exec(app->pg, &sql_show, 2, params, on_admin_show, c) < 0)
-        admin_finish(c, "database unavailable");
-}
-
-void task_register_admin(struct admin_server *admin)
-{
-    admin_register(admin, "tasks", "queued and running tasks (all: also the "
-                   "recently finished)", admin_cmd_tasks);
-    admin_register(admin, "task", "task show ID | task cancel ID | task "
-                   "enqueue-test SECONDS ... (tests only)", admin_cmd_task);
-}
 
 /* ---- test_sleep: the built-in kind the tests drive ---------------------------
  * Payload {"seconds": S, "stages": 1..3, "mode": "timer"|"child",
@@ -2599,3 +2282,19 @@ static const struct task_kind task_test_sleep_kind = {
     .cancel = ts_cancel,
     .close = ts_close,
 };
+
+unsigned task_runner_slots(const struct task_runner *r, const char **owner, bool *draining)
+{
+    *owner = r->owner;
+    *draining = r->draining;
+    return (unsigned)r->concurrency;
+}
+
+int task_enqueue_test(struct pg_pool *pg, const char *payload, const char *subject,
+                      const char *count, void (*cb)(PGresult *res, void *arg),
+                      void *arg)
+{
+    const char *params[3] = { payload, subject, count };
+
+    return pg_exec(pg, &sql_enqueue_test, 3, params, cb, arg);
+}

@@ -84,7 +84,6 @@
 #include <stdint.h>
 
 struct app;
-struct admin_server;
 struct pg_pool;
 struct pg_stmt;
 struct sched_run;
@@ -266,8 +265,21 @@ unsigned task_runner_busy(const struct task_runner *r);
  * have come back. */
 void task_runner_free(struct task_runner *r);
 
-/* Admin commands: tasks, task show|cancel|enqueue-test.  Uses app->tasks. */
-void task_register_admin(struct admin_server *admin);
+/* Task slots of this process (TASK_CONCURRENCY); *owner is its lease
+ * owner name (valid while r lives), *draining whether it claims no more.
+ * task_runner_busy gives how many are taken. */
+unsigned task_runner_slots(const struct task_runner *r, const char **owner,
+                           bool *draining);
+/* An id ("123") or a uuid into id (or "") and uuid (or ""), the two
+ * parameters of the task lookups; -1 when ref is neither. */
+int task_parse_ref(const char *ref, char *id, size_t idlen, char *uuid,
+                   size_t uuidlen);
+/* Queues count (text, 1..1000) test_sleep tasks with the JSON payload and
+ * an optional subject; cb gets rows (id, uuid).  For the tests' admin
+ * command only: the kind exists only with DEBUG_ROUTES=1. */
+int task_enqueue_test(struct pg_pool *pg, const char *payload, const char *subject,
+                      const char *count, void (*cb)(PGresult *res, void *arg),
+                      void *arg);
 
 /* Scheduled job (sched_add): deletes finished tasks older than 90 days. */
 void task_cleanup_job(struct sched_run *run, void *arg);

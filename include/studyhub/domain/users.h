@@ -6,15 +6,10 @@
 #define STUDYHUB_DOMAIN_USERS_H
 
 struct router;
-struct admin_server;
 
 /* GET /api/v1/users/, users/{id}/, users/{id}/demographics/,
  * users/{id}/children/, demographics/, demographics/{id}/, labs/,
  * labs/{id}/.  0, or -1 when the router refused one. */
 int users_routes(struct router *r);
-
-/* Admin command `token create EMAIL`: prints a new API token for that user
- * (only its SHA-256 is stored). */
-void users_admin_register(struct admin_server *srv);
 
 #endif
