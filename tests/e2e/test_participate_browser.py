@@ -24,7 +24,7 @@ from harness import JSONAPI, new_dir, request
 from test_accounts import PASSWORD
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DEMO_RUNNER = os.path.join(HERE, "..", "runners", "demo")
+DEMO_RUNNER = os.path.join(HERE, "..", "..", "static", "runners", "demo")
 
 STRUCTURE = {
     "frames": {
@@ -327,3 +327,62 @@ class ParticipateBrowserTest(BrowserTestCase):
         # It shows in past sessions.
         h = c.get("/api/v1/history/", headers={"Accept": JSONAPI})
         self.assertEqual([d["id"] for d in h.json["data"]], q["response"])
+
+    def test_jspsych_study_in_the_browser(self):
+        fam = self.family("jsp")
+        study = self.w.study(self.lab, name="Pick " + secrets.token_hex(3), study_type=3,
+                             exit_url="", structure={"timeline": [
+                                 {"type": "html-button-response",
+                                  "stimulus": "<p>Which one is a cat?</p>",
+                                  "choices": ["Cat", "Dog"]},
+                                 {"type": "html-button-response",
+                                  "stimulus": "<p>Thank you!</p>", "choices": ["Finish"]}]})
+        self.log_in(fam)
+        self.open(f"/studies/{study['uuid']}/")
+        self.wait_until(lambda: self.visible("//button[normalize-space()='Take part now']"),
+                        "the child picker")
+        self.press("Take part now")
+        self.wait_path(f"/studies/{study['uuid']}/{fam['child']['uuid']}/")
+        self.wait_until(lambda: "Which one is a cat?" in self.browser.page_source, "the first trial")
+        self.assertAccessible("jsPsych study")
+        response = self.browser.find_element("tag name", "body").get_attribute("data-response")
+        self.press("Cat")
+        self.wait_until(lambda: "Thank you!" in self.browser.page_source, "the second trial")
+        self.press("Finish")
+        self.wait_path("/studies/history/")
+        self.assertEqual(parse_qs(urlsplit(self.browser.current_url).query)["response"],
+                         [response])
+        row = self.w.response_row(response)
+        self.assertTrue(row["completed"])
+        self.assertEqual(len(row["exp_data"]), 2)
+        self.assertEqual(row["exp_data"][0]["response"], 0)      # the first button: Cat
+
+    def test_studies_with_no_build_can_be_activated(self):
+        researcher = self.w.user("act", researcher=True)
+        self.w.member(self.lab, researcher, "admin")
+        for study_type in (2, 3):
+            s = self.w.study(self.lab, name="No build", state="approved", study_type=study_type)
+            self.w.study_member(s, researcher, "admin")
+            r = self.w.api(researcher, "POST", f"/api/v1/studies/{s['uuid']}/transitions/",
+                           {"trigger": "activate"})
+            self.assertStatus(r, 200)
+            self.assertEqual(self.w.sql(f"SELECT state FROM studies WHERE id = {s['id']}"),
+                             "active")
+        # A frame-player study still needs its build.
+        s = self.w.study(self.lab, name="Needs build", state="approved", study_type=1)
+        self.w.study_member(s, researcher, "admin")
+        r = self.w.api(researcher, "POST", f"/api/v1/studies/{s['uuid']}/transitions/",
+                       {"trigger": "activate"})
+        self.assertEqual(r.status, 409, r.body)
+
+    def test_demo_seed_installs_the_demo_runner(self):
+        out = self.srv.ctl("seed-demo")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("demo runner    installed", out.stdout)
+        study = re.search(r"participate\s+\S+/studies/([0-9a-f-]{36})/", out.stdout).group(1)
+        page = request(self.srv.port, "GET", f"/studies/{study}/assets/runner-1.js")
+        self.assertStatus(page, 200)
+        self.assertIn(b"Authorization", page.body)
+        index = os.path.join(self.srv.dir, "var", "storage", "experiments", study, "index.html")
+        with open(index, encoding="utf-8") as f:
+            self.assertIn(f"/studies/{study}/assets/runner-1.js", f.read())

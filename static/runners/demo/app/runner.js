@@ -47,26 +47,38 @@
 
   var study, child, response, sequence = [], index = 0, expData = {};
 
+  // What a frame says, simply: its title and texts, whatever its kind
+  // (text blocks, a consent form's purpose and procedures, a debriefing).
+  var KIND_TITLES = { "exp-video-config": "Check your webcam",
+                      "exp-lookit-video-consent": "Consent",
+                      "exp-lookit-exit-survey": "Thank you!" };
+  function frameTitle(id, frame) {
+    if (typeof frame.title === "string") return frame.title;
+    if (frame.debriefing && frame.debriefing.title) return frame.debriefing.title;
+    if (Array.isArray(frame.blocks) && frame.blocks[0] && frame.blocks[0].title) return frame.blocks[0].title;
+    return KIND_TITLES[frame.kind] || id;
+  }
   function frameText(frame) {
     var out = [];
-    ["title", "text", "prompt", "blocks"].forEach(function (k) {
-      var v = frame[k];
-      if (typeof v === "string") out.push(v);
-      else if (Array.isArray(v)) v.forEach(function (b) {
-        if (typeof b === "string") out.push(b);
-        else if (b && typeof b.text === "string") out.push(b.text);
-      });
+    ["text", "prompt", "purpose", "procedures", "payment"].forEach(function (k) {
+      if (typeof frame[k] === "string" && frame[k]) out.push(frame[k]);
     });
+    if (Array.isArray(frame.blocks)) frame.blocks.forEach(function (b) {
+      if (typeof b === "string") out.push(b);
+      else if (b && typeof b.text === "string") out.push(b.text);
+    });
+    if (frame.debriefing && typeof frame.debriefing.text === "string") out.push(frame.debriefing.text);
+    if (frame.kind === "exp-video-config") out.push("This demo records no video: press Next.");
     return out;
   }
 
   function show() {
     var id = sequence[index];
     var frame = (study.attributes.structure.frames || {})[id] || {};
-    $("title").textContent = frame.title || id;
+    $("title").textContent = frameTitle(id, frame);
     var box = $("frame");
     box.textContent = "";
-    frameText(frame).slice(frame.title ? 1 : 0).forEach(function (t) {
+    frameText(frame).forEach(function (t) {
       var p = document.createElement("p");
       p.textContent = t.replace(/\{\{child\}\}/g, child.attributes.given_name);
       box.appendChild(p);
