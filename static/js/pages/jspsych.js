@@ -7,6 +7,22 @@
 // hashed child id and the response id.
 import { ApiError, get, notice, request, resource } from "/js/api.js";
 
+// jsPsych and its plugin are classic scripts (globals): loaded in order
+// from the platform's own /vendor/ before the study runs.
+const SCRIPTS = [
+  "/vendor/jspsych@8.3.0/dist/index.browser.min.js",
+  "/vendor/@jspsych/plugin-html-button-response@2.1.0/dist/index.browser.min.js",
+];
+function loadScript(src) {
+  return new Promise((resolve, reject) => {
+    const el = document.createElement("script");
+    el.src = src;
+    el.onload = resolve;
+    el.onerror = () => reject(new Error("jsPsych could not be loaded."));
+    document.head.append(el);
+  });
+}
+
 const PLUGINS = {
   "html-button-response": () => globalThis.jsPsychHtmlButtonResponse,
 };
@@ -23,6 +39,7 @@ function fail(text) {
 }
 
 async function run() {
+  for (const src of SCRIPTS) await loadScript(src);
   const study = (await get(`/api/v1/studies/${studyId}/`)).data;
   document.title = `${study.attributes.name} – studyhub`;
   title.textContent = study.attributes.name;
