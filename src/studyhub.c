@@ -24,6 +24,7 @@
 #include "studyhub/domain/accounts.h"
 #include "studyhub/domain/children.h"
 #include "studyhub/domain/family.h"
+#include "studyhub/domain/participate.h"
 #include "studyhub/domain/feedback.h"
 #include "studyhub/domain/labs.h"
 #include "studyhub/domain/perms.h"
@@ -101,7 +102,8 @@ static int register_routes(struct router *r)
         research_routes(r) < 0 ||     /* consent manager, response management, access log */
         export_routes(r) < 0 ||       /* streamed data exports */
         build_routes(r) < 0 ||        /* build, preview, builds and their live events */
-        static_routes(r) < 0)         /* the web pages and their assets */
+        static_routes(r) < 0 ||       /* the web pages and their assets */
+        participate_routes(r) < 0)    /* discovery, eligibility, the runner's pages */
         return -1;
     return 0;
 }

@@ -18,8 +18,12 @@
 #include "studyhub/core/app.h"
 #include "studyhub/core/config.h"
 #include "studyhub/http/auth.h"
+#include "studyhub/core/log.h"
+#include "studyhub/core/util.h"
 #include "studyhub/http/server.h"
+#include "studyhub/http/static.h"
 #include "studyhub/io/pg.h"
+#include "studyhub/io/storage.h"
 
 /* The realistic protocol of runner-api.md section 6: video config,
  * video consent, a text frame and the exit survey. */
@@ -156,7 +160,121 @@ struct seed_cmd {
     char h_res[AUTH_PASSWORD_HASH_MAX];   /* password hashes */
     char h_adm[AUTH_PASSWORD_HASH_MAX];
     char h_par[AUTH_PASSWORD_HASH_MAX];
+    char study[37];               /* the demo study's uuid, once written */
+    int file;                     /* the demo runner file being installed */
+    char *body;                   /* owned: the templated file storage_put is
+                                     writing (it borrows the bytes) */
 };
+
+/* The demo runner (static/runners/demo, loaded with the pages but served
+ * by no route): installed as the demo study's build, so a newcomer can
+ * take part at once with no build and no network.  index.html gets the
+ * study's prefix, as build.sh does. */
+static const struct {
+    const char *src;              /* in the static site */
+    const char *dest;             /* under experiments/<uuid>/ */
+    const char *type;
+    bool templated;               /* @PREFIX@ -> /studies/<uuid>/ */
+} demo_runner[] = {
+    { "/runners/demo/app/index.html.in", "index.html", "text/html; charset=utf-8", true },
+    { "/runners/demo/app/runner.js", "assets/runner-1.js", "text/javascript; charset=utf-8", false },
+    { "/runners/demo/app/runner.css", "assets/runner-1.css", "text/css; charset=utf-8", false },
+};
+#define DEMO_RUNNER_FILES (int)(sizeof demo_runner / sizeof demo_runner[0])
+
+/* text with every @PREFIX@ replaced; NULL when out of memory. */
+static char *demo_template(const unsigned char *text, size_t len, const char *prefix,
+                           size_t *out_len)
+{
+    static const char mark[] = "@PREFIX@";
+    size_t n = 0, plen = strlen(prefix), cap = len + 1;
+
+    for (size_t i = 0; i + sizeof mark - 1 <= len; i++)
+        if (memcmp(text + i, mark, sizeof mark - 1) == 0)
+            cap += plen;
+    char *out = malloc(cap);
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < len;) {
+        if (i + sizeof mark - 1 <= len && memcmp(text + i, mark, sizeof mark - 1) == 0) {
+            memcpy(out + n, prefix, plen);
+            n += plen;
+            i += sizeof mark - 1;
+        } else {
+            out[n++] = (char)text[i++];
+        }
+    }
+    out[n] = '\0';
+    *out_len = n;
+    return out;
+}
+
+static void seed_free(struct seed_cmd *s)
+{
+    free(s->body);
+    OPENSSL_cleanse(s, sizeof *s);
+    free(s);
+}
+
+static void demo_install_next(struct seed_cmd *s);
+
+static void demo_file_put(const struct storage_result *r, void *arg)
+{
+    struct seed_cmd *s = arg;
+
+    if (r->err) {
+        admin_printf(s->c, "demo runner    not installed: %s\n",
+                     r->error ? r->error : "storage error");
+        admin_finish(s->c, NULL);
+        seed_free(s);
+        return;
+    }
+    free(s->body);
+    s->body = NULL;
+    s->file++;
+    demo_install_next(s);
+}
+
+/* One file after the other; the last prints the line and finishes. */
+static void demo_install_next(struct seed_cmd *s)
+{
+    struct admin_conn *c = s->c;
+
+    if (s->file == DEMO_RUNNER_FILES) {
+        admin_printf(c, "demo runner    installed as the study's build (static/runners/demo)\n");
+        admin_finish(c, NULL);
+        seed_free(s);
+        return;
+    }
+    const struct static_file *f = s->app->site
+        ? static_site_find(s->app->site, demo_runner[s->file].src) : NULL;
+    if (!f || !s->app->storage) {
+        admin_printf(c, "demo runner    not installed: %s is not in STATIC_DIR\n",
+                     demo_runner[s->file].src);
+        admin_finish(c, NULL);
+        seed_free(s);
+        return;
+    }
+    char *key = util_asprintf("experiments/%s/%s", s->study, demo_runner[s->file].dest);
+    char *prefix = util_asprintf("/studies/%s/", s->study);
+    size_t len = f->len;
+    if (key && prefix && demo_runner[s->file].templated)
+        s->body = demo_template(f->data, f->len, prefix, &len);
+    /* storage_put borrows the bytes until its callback: the site's stay
+     * loaded, the templated copy is s->body. */
+    const void *data = demo_runner[s->file].templated ? (const void *)s->body : f->data;
+    struct storage_op *op = key && data
+        ? storage_put(s->app->storage, key, data, len, demo_runner[s->file].type,
+                      demo_file_put, s)
+        : NULL;
+    free(key);
+    free(prefix);
+    if (!op) {
+        admin_printf(c, "demo runner    not installed: out of memory\n");
+        admin_finish(c, NULL);
+        seed_free(s);
+    }
+}
 
 /* Only a loopback listener may get a site admin with a published password. */
 static bool listens_on_loopback(const struct config *cfg)
@@ -230,7 +348,10 @@ static void seed_done(PGresult *res, void *arg)
     admin_printf(c, "study          %s (active, public, built)\n", study);
     admin_printf(c, "child          %s (Sally)\n", child);
     admin_printf(c, "participate    %s/studies/%s/%s/\n", s->base, study, child);
-    admin_finish(c, NULL);
+    snprintf(s->study, sizeof s->study, "%s", study);
+    s->file = 0;
+    demo_install_next(s);
+    return;
 out:
     OPENSSL_cleanse(s, sizeof *s);
     free(s);

@@ -77,6 +77,7 @@ struct auth_ctx {
     uint64_t token_ticket;       /* token cache generation before the lookup */
     bool token_cacheable;        /* notifications flowed when the lookup began */
     char session_id[AUTH_SESSION_ID_LEN + 1]; /* "" unless session auth */
+    bool runner;                 /* a runner key (Authorization: Runner) */
 };
 
 /* Column order of the caller lookups (id, uuid, email, is_researcher,
@@ -1129,8 +1130,13 @@ static void session_user_done(PGresult *res, void *arg)
     fill_user(&ctx->user, res);
     ctx->user.via_session = true;
     ctx->user.mfa_verified = mfa && ctx->user.totp_enabled;
-    /* As DRF: authenticate first, then enforce CSRF on unsafe methods. */
-    if (!method_is_safe(http_req_method(req)) && !csrf_ok(req)) {
+    /* As DRF: authenticate first, then enforce CSRF on unsafe methods.  A
+     * runner key is sent by script in a header, never by the browser on
+     * its own, so it needs none. */
+    if (ctx->runner) {
+        ctx->user.via_session = false;
+        ctx->user.mfa_verified = false;   /* the family's view, never research */
+    } else if (!method_is_safe(http_req_method(req)) && !csrf_ok(req)) {
         jsonapi_reply_errorf(req, 403, "permission_denied", "/data",
                              "CSRF Failed: CSRF token missing or incorrect.");
         return;
@@ -1167,6 +1173,44 @@ static void session_get_done(redisReply *reply, void *arg)
     if (pg_exec(ctx->app->pg, &auth_session_user_stmt, 1, p, session_user_done,
                 ctx) != 0)
         jsonapi_reply_unavailable(req, "database");
+}
+
+/* The routes a runner key opens: those the runner calls (runner-api.md
+ * section 1) and the family's own children and past sessions. */
+static bool runner_route_ok(struct http_req *req)
+{
+    static const char *const prefixes[] = {
+        "/api/v1/studies/", "/api/v1/children/", "/api/v1/responses/",
+        "/api/v1/past-sessions/", NULL,
+    };
+    const char *path = http_req_path(req);
+
+    for (int i = 0; prefixes[i]; i++)
+        if (strncmp(path, prefixes[i], strlen(prefixes[i])) == 0)
+            return true;
+    return false;
+}
+
+/* GET runner:<hash> answered: "uid:epoch:0 study child", the session value
+ * of the family it was given to, checked as a session is. */
+static void runner_get_done(redisReply *reply, void *arg)
+{
+    struct auth_ctx *ctx = arg;
+
+    if (reply && reply->type == REDIS_REPLY_STRING) {
+        const char *sp = memchr(reply->str, ' ', reply->len);
+        size_t len = sp ? (size_t)(sp - reply->str) : reply->len;
+        redisReply cut = *reply;
+        cut.len = len;
+        session_get_done(&cut, ctx);
+        return;
+    }
+    if (reply && reply->type == REDIS_REPLY_NIL) {
+        jsonapi_reply_errorf(ctx->req, 401, "authentication_failed", "/data",
+                             "This runner key has expired: open the study again.");
+        return;
+    }
+    session_get_done(reply, ctx);
 }
 
 /* Splits an Authorization value into at most 3 whitespace words (as DRF's
@@ -1268,6 +1312,29 @@ static void auth_require(struct http_req *req, struct app *app, auth_next_fn nex
         if (pg_exec(app->pg, &auth_token_user_stmt, 1, p, token_user_done,
                     ctx) != 0)
             jsonapi_reply_unavailable(req, "database");
+        return;
+    }
+
+    /* A runner key (domain/participate.c gives one to each runner page):
+     * the family's session for the runner's API routes only. */
+    if (n >= 1 && wl[0] == 6 && strncasecmp(w[0], "Runner", 6) == 0) {
+        char key[65], hash[65];
+        if (n != 2 || wl[1] != 64 || !runner_route_ok(req)) {
+            jsonapi_reply_errorf(req, 401, "authentication_failed", "/data",
+                                 "Invalid runner key.");
+            return;
+        }
+        memcpy(key, w[1], 64);
+        key[64] = '\0';
+        if (!is_hex(key, 64)) {
+            jsonapi_reply_errorf(req, 401, "authentication_failed", "/data",
+                                 "Invalid runner key.");
+            return;
+        }
+        util_sha256_hex(key, 64, hash);
+        ctx->runner = true;
+        if (redis_cmd(app->redis, runner_get_done, ctx, "GET runner:%s", hash) != 0)
+            jsonapi_reply_unavailable(req, "redis");
         return;
     }
 

@@ -217,6 +217,23 @@ static void on_request(struct evhttp_request *ev, void *arg)
         return;
     }
 
+    /* A runner page is served sandboxed (an opaque origin: Origin: null),
+     * so its calls to the API are cross-origin; they carry a runner key in
+     * Authorization and no cookies (domain/participate.h). */
+    hdr = evhttp_find_header(evhttp_request_get_input_headers(ev), "Origin");
+    if (hdr && strcmp(hdr, "null") == 0 && strncmp(req->path, "/api/v1/", 8) == 0) {
+        http_add_header(req, "Access-Control-Allow-Origin", "*");
+        if (req->method == HTTP_OPTIONS) {
+            http_add_header(req, "Access-Control-Allow-Methods", "GET, POST, PATCH");
+            http_add_header(req, "Access-Control-Allow-Headers",
+                            "Authorization, Content-Type, Accept");
+            http_add_header(req, "Access-Control-Max-Age", "600");
+            req->route = "cors_preflight";
+            http_reply(req, 204, "text/plain; charset=utf-8", "", 0);
+            return;
+        }
+    }
+
     switch (router_match(srv->router, req->method, req->path, &req->match, allow,
                          sizeof allow)) {
     case ROUTER_FOUND:

@@ -563,6 +563,9 @@ static const struct {
     { "/children/", "/children/index.html" },
     { "/children/{id}/", "/children/edit.html" },
     { "/demographics/", "/demographics/index.html" },
+    { "/studies/", "/studies/index.html" },
+    { "/studies/history/", "/studies/history.html" },
+    { "/studies/{id}/", "/studies/detail.html" },
 };
 
 static const char fallback_404[] =
@@ -644,6 +647,9 @@ static const struct route static_route_table[] = {
     { HTTP_GET, "/children/", static_page, ROUTE_PUBLIC },
     { HTTP_GET, "/children/{id}/", static_page, ROUTE_PUBLIC },
     { HTTP_GET, "/demographics/", static_page, ROUTE_PUBLIC },
+    { HTTP_GET, "/studies/", static_page, ROUTE_PUBLIC },
+    { HTTP_GET, "/studies/history/", static_page, ROUTE_PUBLIC },
+    { HTTP_GET, "/studies/{id}/", static_page, ROUTE_PUBLIC },
     { HTTP_GET, "/css/*", static_asset, ROUTE_PUBLIC },
     { HTTP_GET, "/js/*", static_asset, ROUTE_PUBLIC },
     { HTTP_GET, "/img/*", static_asset, ROUTE_PUBLIC },

@@ -125,6 +125,14 @@ _table("researcher",
        "GET /api/v1/researcher/studies/{id}/access-log/",
        "GET /api/v1/researcher/studies/{id}/exports/{file}")
 _table("site_admin", "GET /api/v1/researcher/access-log/")
+# Taking part (domain/participate.c): discovery is public (active public
+# studies only); a child's runner page under /studies/{id}/* passes the
+# gate as a user inside the handler (its assets are public).
+_table("public", "GET /studies/", "GET /studies/history/", "GET /studies/{id}/",
+       "GET /api/v1/discover/", "GET /api/v1/discover/{id}/", "GET /studies/{id}/*")
+_table("family", "GET /api/v1/studies/{id}/eligibility/", "GET /api/v1/history/")
+_table("researcher", "GET /exp/studies/{id}/{child}/preview/",
+       "GET /exp/studies/{id}/{child}/preview/*")
 
 # Where a handler itself says more than the gate: API tokens are given to
 # researchers only from a two-factor-verified session (accounts.c).
@@ -315,7 +323,8 @@ class RouteMatrixTest(StudyhubTestCase):
         path = (path.replace("{id}", str(uuid.uuid4()))      # videos, tokens: unknown ids
                     .replace("{task}", str(uuid.uuid4()))
                     .replace("{user}", str(uuid.uuid4()))   # nobody: writes change nothing
-                    .replace("{group}", "design"))
+                    .replace("{group}", "design")
+                    .replace("{child}", str(uuid.uuid4())))
         if path.endswith("/?"):
             path = path[:-1]
         if path.endswith("/*"):

@@ -1,0 +1,58 @@
+/* participate: a family taking part in a study (issue 14).
+ *   GET /api/v1/discover/                 active public studies with their
+ *                                         age range (public: what anyone may
+ *                                         see), ?age_days=N keeps those
+ *                                         whose range holds a child of N days
+ *   GET /api/v1/studies/{id}/eligibility/ the caller's children against an
+ *                                         active study: eligible, and why not
+ *   GET /api/v1/history/                  the family's past sessions with the
+ *                                         researchers' feedback (newest first)
+ *   GET /studies/{id}/{child}/...         the built runner's index.html for
+ *                                         every deep path (login, active
+ *                                         study, the caller's own child)
+ *   GET /studies/{id}/{path}              the runner's assets
+ *   GET /exp/studies/{id}/{child}/preview/... the preview build (researcher
+ *                                         with the preview permission)
+ *   GET /studies/{id}/{child}/external/   external studies: redirect to the
+ *                                         study's URL with child and response
+ * Runner content is served under HTTP_RUNNER_CSP (a sandbox: an opaque
+ * origin, no cookies of the API's origin); the runner calls the API with
+ * the key written into its index.html (Authorization: Runner KEY), which
+ * auth.c accepts on the runner's API routes only. */
+#ifndef STUDYHUB_DOMAIN_PARTICIPATE_H
+#define STUDYHUB_DOMAIN_PARTICIPATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct router;
+
+/* The CSP of served runner content: scripts run, in an opaque origin. */
+#define PARTICIPATE_RUNNER_CSP                                               \
+    "sandbox allow-scripts allow-forms allow-popups allow-modals "          \
+    "allow-top-navigation-by-user-activation allow-top-navigation; "        \
+    "frame-ancestors 'none'"
+
+/* How long a runner key (and the participation it opens) lasts: upstream
+ * sets a participant's session expiry to 4 days on this page. */
+#define PARTICIPATE_KEY_TTL_S (4 * 24 * 3600)
+
+/* What a path under /studies/<study>/ asks for: rest is the part after
+ * that prefix.  A first segment that is a uuid is a child (the page: its
+ * index.html whatever follows); anything else is an asset at rest.
+ * Returns true for a child and copies its uuid into child (37 bytes). */
+bool participate_split(const char *rest, char child[37]);
+
+/* A copy of html (len bytes) with the runner's settings as a meta tag
+ * right after <head ...> (or at the start when there is none):
+ *   <meta name="studyhub-runner" content="KEY STUDY CHILD PREVIEW">
+ * key, study and child are hex/uuid text (never escaped).  NULL when out
+ * of memory; *out_len is the new length.  Caller frees. */
+char *participate_inject(const char *html, size_t len, const char *key,
+                         const char *study, const char *child, bool preview,
+                         size_t *out_len);
+
+/* Adds the route table; 0, or -1 when the router refused one. */
+int participate_routes(struct router *r);
+
+#endif

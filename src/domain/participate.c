@@ -1,0 +1,895 @@
+/* participate: how a family finds a study and takes part (see
+ * participate.h).  The runner's own files come from storage under the
+ * sandbox CSP; its index.html carries a runner key, a capability kept in
+ * Redis that lets the runner's script call the runner's API routes as
+ * the family for a few days, and nothing else (auth.c). */
+#include "studyhub/domain/participate.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <hiredis/hiredis.h>
+#include <libpq-fe.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "studyhub/core/app.h"
+#include "studyhub/core/log.h"
+#include "studyhub/core/util.h"
+#include "studyhub/domain/apidoc.h"
+#include "studyhub/domain/eligibility.h"
+#include "studyhub/http/auth.h"
+#include "studyhub/http/jsonapi.h"
+#include "studyhub/http/router.h"
+#include "studyhub/http/server.h"
+#include "studyhub/http/static.h"
+#include "studyhub/io/pg.h"
+#include "studyhub/io/redis.h"
+#include "studyhub/io/storage.h"
+
+/* An object larger than this is not served from s3:// / gs:// (it is
+ * read into memory whole; a runner's assets are far smaller). */
+#define PARTICIPATE_MAX_OBJECT (16u * 1024 * 1024)
+
+/* ---- pure helpers (unit-tested) ------------------------------------------ */
+
+bool participate_split(const char *rest, char child[37])
+{
+    size_t n = strcspn(rest, "/");
+
+    if (n != 36)
+        return false;
+    char seg[37];
+    memcpy(seg, rest, 36);
+    seg[36] = '\0';
+    if (!jsonapi_is_uuid(seg))
+        return false;
+    memcpy(child, seg, 37);
+    return true;
+}
+
+char *participate_inject(const char *html, size_t len, const char *key,
+                         const char *study, const char *child, bool preview,
+                         size_t *out_len)
+{
+    char meta[256];
+    size_t at = 0;
+    int m = snprintf(meta, sizeof meta,
+                     "<meta name=\"studyhub-runner\" content=\"%s %s %s %d\">",
+                     key, study, child, preview ? 1 : 0);
+
+    if (m < 0 || (size_t)m >= sizeof meta)
+        return NULL;
+    /* Right after the first "<head" tag's '>', matched without case. */
+    for (size_t i = 0; i + 5 <= len; i++) {
+        if (html[i] == '<' && strncasecmp(html + i + 1, "head", 4) == 0 &&
+            (i + 5 == len || html[i + 5] == '>' || html[i + 5] == ' ' ||
+             html[i + 5] == '\t' || html[i + 5] == '\n' || html[i + 5] == '\r')) {
+            const char *gt = memchr(html + i, '>', len - i);
+            if (gt)
+                at = (size_t)(gt - html) + 1;
+            break;
+        }
+    }
+    char *out = malloc(len + (size_t)m + 1);
+    if (!out)
+        return NULL;
+    memcpy(out, html, at);
+    memcpy(out + at, meta, (size_t)m);
+    memcpy(out + at + m, html + at, len - at);
+    out[len + (size_t)m] = '\0';
+    *out_len = len + (size_t)m;
+    return out;
+}
+
+/* ---- readable refusals --------------------------------------------------- */
+
+/* Browsers get a page, never JSON.  One text for "no such study", "not
+ * active" and "not your child", so nobody learns which it was. */
+static void reply_page_error(struct http_req *req, int status, const char *title,
+                             const char *text)
+{
+    char *body = util_asprintf(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+        "<title>%s – studyhub</title><link rel=\"stylesheet\" href=\"/css/site.css\">"
+        "</head><body><main id=\"main\"><h1>%s</h1><p>%s</p>"
+        "<p><a href=\"/studies/\">See the studies you can take part in</a> or "
+        "<a href=\"/\">go to the home page</a>.</p></main></body></html>\n",
+        title, title, text);
+
+    http_add_header(req, "Cache-Control", "no-store");
+    if (!body) {
+        http_reply(req, status, "text/plain; charset=utf-8", title, strlen(title));
+        return;
+    }
+    http_reply(req, status, "text/html; charset=utf-8", body, strlen(body));
+    free(body);
+}
+
+static void reply_unavailable_page(struct http_req *req)
+{
+    http_add_header(req, "Retry-After", "1");
+    reply_page_error(req, 503, "Please try again",
+                     "The study could not be opened just now. Please try again in a moment.");
+}
+
+static void reply_no_study(struct http_req *req)
+{
+    reply_page_error(req, 404, "This study is not available",
+                     "The study is not open right now, or this link is not for one of "
+                     "your children.");
+}
+
+/* ---- discovery (public) -------------------------------------------------- */
+
+#define AGE_DAYS(p) "(" p "years * 365 + " p "months * 30 + " p "days)"
+#define DISCOVER_ATTRS                                                        \
+    "json_build_object('name', s.name, 'short_description', s.short_description," \
+    " 'purpose', s.purpose, 'criteria', s.criteria, 'duration', s.duration,"  \
+    " 'compensation_description', s.compensation_description,"                \
+    " 'contact_info', s.contact_info, 'image', s.image,"                      \
+    " 'study_type', s.study_type,"                                            \
+    " 'min_age_days', " AGE_DAYS("s.min_age_") ","                            \
+    " 'max_age_days', " AGE_DAYS("s.max_age_") ", 'pk', s.id)"
+
+/* $1 limit, $2 offset, $3 age in days or NULL.  Always one row: the
+ * count, then the page (NULL when empty).  A maximum of 0 days admits
+ * only newborns, as eligibility.c. */
+static const struct pg_stmt discover_list_stmt = {
+    "participate_discover",
+    "WITH vis AS ("
+    "  SELECT s.id, s.date_modified FROM studies s"
+    "   WHERE s.state = 'active' AND s.public"
+    "     AND ($3::integer IS NULL OR ($3 >= " AGE_DAYS("s.min_age_")
+    "          AND $3 <= " AGE_DAYS("s.max_age_") ")))"
+    " SELECT (SELECT count(*) FROM vis), p.uuid, p.attrs"
+    "   FROM (SELECT 1) one LEFT JOIN LATERAL ("
+    "     SELECT s.uuid, " DISCOVER_ATTRS " AS attrs, v.date_modified, v.id"
+    "       FROM (SELECT id, date_modified FROM vis"
+    "              ORDER BY date_modified DESC, id DESC LIMIT $1 OFFSET $2) v"
+    "       JOIN studies s ON s.id = v.id) p ON true"
+    "  ORDER BY p.date_modified DESC, p.id DESC",
+};
+
+/* $1 study uuid: an active study (public or not: its link may be shared). */
+static const struct pg_stmt discover_get_stmt = {
+    "participate_discover_get",
+    "SELECT s.uuid, " DISCOVER_ATTRS " FROM studies s"
+    " WHERE s.uuid = $1::uuid AND s.state = 'active'",
+};
+
+static void render_discover(struct apidoc *d, const PGresult *res, int row, int col)
+{
+    apidoc_printf(d, "{\"type\":\"studies\",\"id\":\"%s\",\"attributes\":",
+                  PQgetvalue(res, row, col));
+    apidoc_addn(d, PQgetvalue(res, row, col + 1), (size_t)PQgetlength(res, row, col + 1));
+    apidoc_add(d, "}");
+}
+
+static void discover_listed(PGresult *res, void *arg)
+{
+    apidoc_reply_page(arg, res, "participate_discover", 1, render_discover);
+}
+
+static void discover_list(struct http_req *req, struct app *app)
+{
+    char limit[24], offset[24], age[24];
+    const char *a = http_req_query(req, "age_days");
+    const char *age_p = NULL;
+
+    if (a && *a) {
+        char *end;
+        long v = strtol(a, &end, 10);
+        if (*end || v < 0 || v > 100000) {
+            jsonapi_reply_errorf(req, 400, "invalid", NULL,
+                                 "age_days must be a whole number of days.");
+            return;
+        }
+        snprintf(age, sizeof age, "%ld", v);
+        age_p = age;
+    }
+    if (!jsonapi_page_sql(req, limit, offset))
+        return;
+    const char *params[] = { limit, offset, age_p };
+    if (pg_exec(app->pg, &discover_list_stmt, 3, params, discover_listed, req) < 0)
+        jsonapi_reply_unavailable(req, "Database");
+}
+
+static void discover_got(PGresult *res, void *arg)
+{
+    struct http_req *req = arg;
+    struct apidoc d;
+
+    if (apidoc_db_failed(req, res, "participate_discover_get"))
+        return;
+    if (PQntuples(res) != 1) {
+        jsonapi_reply_errorf(req, 404, "not_found", NULL, "No Study matches the given query.");
+        return;
+    }
+    if (apidoc_init(&d, req) < 0) {
+        jsonapi_reply_unavailable(req, "Memory");
+        return;
+    }
+    apidoc_add(&d, "{\"data\":");
+    render_discover(&d, res, 0, 0);
+    apidoc_add(&d, "}");
+    apidoc_reply(&d, req, 200);
+}
+
+static void discover_get(struct http_req *req, struct app *app)
+{
+    const char *id = http_req_param(req, 0);
+
+    if (!jsonapi_is_uuid(id)) {
+        jsonapi_reply_errorf(req, 404, "not_found", NULL, "No Study matches the given query.");
+        return;
+    }
+    const char *params[] = { id };
+    if (pg_exec(app->pg, &discover_get_stmt, 1, params, discover_got, req) < 0)
+        jsonapi_reply_unavailable(req, "Database");
+}
+
+/* ---- past sessions (the family's own) ------------------------------------- */
+
+/* $1 user, $2 limit, $3 offset: the caller's children's responses (not
+ * previews), newest first, with the study, the child's first name and the
+ * researchers' feedback.  A family reads only its own rows; research
+ * reads of responses are logged in research.c, this is not one.  Always
+ * one row: the count, then the page (NULL when empty). */
+static const struct pg_stmt history_stmt = {
+    "participate_history",
+    "WITH vis AS ("
+    "  SELECT r.id, r.date_created FROM responses r JOIN children c ON c.id = r.child_id"
+    "   WHERE c.user_id = $1 AND NOT r.is_preview)"
+    " SELECT (SELECT count(*) FROM vis), p.uuid, p.attrs"
+    "   FROM (SELECT 1) one LEFT JOIN LATERAL ("
+    "     SELECT r.uuid, json_build_object("
+    "         'study_id', s.uuid, 'study_name', s.name, 'image', s.image,"
+    "         'study_state', s.state,"
+    "         'child_id', c.uuid, 'child_name', c.given_name,"
+    "         'date_created', api_time(r.date_created), 'completed', r.completed,"
+    "         'feedback', coalesce((SELECT json_agg(json_build_object("
+    "              'comment', f.comment, 'date_created', api_time(f.created_at))"
+    "              ORDER BY f.created_at, f.id)"
+    "            FROM feedback f WHERE f.response_id = r.id), '[]'::json)) AS attrs,"
+    "         v.date_created, v.id"
+    "       FROM (SELECT id, date_created FROM vis"
+    "              ORDER BY date_created DESC, id DESC LIMIT $2 OFFSET $3) v"
+    "       JOIN responses r ON r.id = v.id JOIN children c ON c.id = r.child_id"
+    "       JOIN studies s ON s.id = r.study_id) p ON true"
+    "  ORDER BY p.date_created DESC, p.id DESC",
+};
+
+static void render_history(struct apidoc *d, const PGresult *res, int row, int col)
+{
+    apidoc_printf(d, "{\"type\":\"past-sessions\",\"id\":\"%s\",\"attributes\":",
+                  PQgetvalue(res, row, col));
+    apidoc_addn(d, PQgetvalue(res, row, col + 1), (size_t)PQgetlength(res, row, col + 1));
+    apidoc_add(d, "}");
+}
+
+static void history_listed(PGresult *res, void *arg)
+{
+    apidoc_reply_page(arg, res, "participate_history", 1, render_history);
+}
+
+static void history_list(struct http_req *req, struct app *app)
+{
+    char uid[24], limit[24], offset[24];
+
+    if (!jsonapi_page_sql(req, limit, offset))
+        return;
+    const char *params[] = { apidoc_user_id(req, uid), limit, offset };
+    if (pg_exec(app->pg, &history_stmt, 3, params, history_listed, req) < 0)
+        jsonapi_reply_unavailable(req, "Database");
+}
+
+/* ---- eligibility of the caller's children -------------------------------- */
+
+enum {
+    EC_STUDY, EC_CHILD, EC_NAME, EC_BIRTHDAY, EC_AGE_DAYS, EC_GENDER, EC_WEEKS,
+    EC_LANGS, EC_CONDS, EC_MIN_Y, EC_MIN_M, EC_MIN_D, EC_MAX_Y, EC_MAX_M,
+    EC_MAX_D, EC_CRITERIA, EC_PARTICIPATION_OK
+};
+/* $1 user, $2 study uuid: one row per child of the caller (none: one row
+ * with a NULL child), no row when the study is not active. */
+static const struct pg_stmt eligibility_stmt = {
+    "participate_eligibility",
+    "SELECT s.uuid, c.uuid, c.given_name, c.birthday, current_date - c.birthday,"
+    "       c.gender, coalesce(c.gestational_age_at_birth, 0),"
+    "       array_to_string(c.languages_spoken, ' '),"
+    "       array_to_string(c.existing_conditions, ' '),"
+    "       s.min_age_years, s.min_age_months, s.min_age_days,"
+    "       s.max_age_years, s.max_age_months, s.max_age_days, s.criteria_expression,"
+    "       CASE WHEN c.id IS NOT NULL THEN child_participation_ok(c.id, s.id) END"
+    "  FROM studies s"
+    "  LEFT JOIN children c ON c.user_id = $1 AND NOT c.deleted"
+    " WHERE s.uuid = $2::uuid AND s.state = 'active'"
+    " ORDER BY c.birthday DESC, c.id",
+};
+
+static void eligibility_done(PGresult *res, void *arg)
+{
+    struct http_req *req = arg;
+    struct apidoc d;
+
+    if (apidoc_db_failed(req, res, "participate_eligibility"))
+        return;
+    if (PQntuples(res) == 0) {
+        jsonapi_reply_errorf(req, 404, "not_found", NULL, "No Study matches the given query.");
+        return;
+    }
+    if (apidoc_init(&d, req) < 0) {
+        jsonapi_reply_unavailable(req, "Memory");
+        return;
+    }
+    apidoc_add(&d, "{\"data\":[");
+    int n = 0;
+    for (int i = 0; i < PQntuples(res); i++) {
+#define G(k) PQgetvalue(res, i, (k))
+        if (PQgetisnull(res, i, EC_CHILD))
+            continue;
+        struct eligibility_ages ages = {
+            atoi(G(EC_MIN_Y)), atoi(G(EC_MIN_M)), atoi(G(EC_MIN_D)),
+            atoi(G(EC_MAX_Y)), atoi(G(EC_MAX_M)), atoi(G(EC_MAX_D)),
+        };
+        struct eligibility_child child = {
+            .age_days = atol(G(EC_AGE_DAYS)), .gender = G(EC_GENDER),
+            .gestational_weeks = atoi(G(EC_WEEKS)), .languages = G(EC_LANGS),
+            .conditions = G(EC_CONDS),
+        };
+        bool met = true;
+        char err[128];
+        /* An unparsable expression counts as met, as responses.c. */
+        if (eligibility_criteria(G(EC_CRITERIA), &child, &met, err, sizeof err) < 0)
+            met = true;
+        unsigned f = eligibility_flags(child.age_days, &ages, met,
+                                       apidoc_bool(res, i, EC_PARTICIPATION_OK));
+        json_t *name = json_string(G(EC_NAME));
+        apidoc_printf(&d, "%s{\"type\":\"eligibility\",\"id\":\"%s\",\"attributes\":"
+                      "{\"given_name\":", n++ ? "," : "", G(EC_CHILD));
+        if (name)
+            apidoc_json(&d, name);
+        else
+            apidoc_add(&d, "\"\"");
+        json_decref(name);
+        apidoc_printf(&d, ",\"birthday\":\"%s\",\"age_days\":%ld,\"eligible\":%s,"
+                      "\"too_young\":%s,\"too_old\":%s,\"criteria_not_met\":%s,"
+                      "\"already_participated\":%s}}",
+                      G(EC_BIRTHDAY), child.age_days, f ? "false" : "true",
+                      f & ELIGIBILITY_TOO_YOUNG ? "true" : "false",
+                      f & ELIGIBILITY_TOO_OLD ? "true" : "false",
+                      f & ELIGIBILITY_CRITERIA ? "true" : "false",
+                      f & ELIGIBILITY_PARTICIPATION ? "true" : "false");
+#undef G
+    }
+    apidoc_add(&d, "]}");
+    apidoc_reply(&d, req, 200);
+}
+
+static void eligibility_get(struct http_req *req, struct app *app)
+{
+    const char *id = http_req_param(req, 0);
+    char uid[24];
+
+    if (!jsonapi_is_uuid(id)) {
+        jsonapi_reply_errorf(req, 404, "not_found", NULL, "No Study matches the given query.");
+        return;
+    }
+    const char *params[] = { apidoc_user_id(req, uid), id };
+    if (pg_exec(app->pg, &eligibility_stmt, 2, params, eligibility_done, req) < 0)
+        jsonapi_reply_unavailable(req, "Database");
+}
+
+/* ---- serving the runner -------------------------------------------------- */
+
+enum serve_kind {
+    SERVE_PAGE,      /* /studies/<s>/<c>/...: index.html with a runner key */
+    SERVE_PREVIEW,   /* /exp/studies/<s>/<c>/preview/...: the preview build's */
+    SERVE_ASSET,     /* /studies/<s>/<path>: a file of the build */
+};
+
+/* One request in flight: the lookup, the key, then the object. */
+struct serve {
+    struct http_req *req;        /* borrowed: answered exactly once */
+    struct app *app;             /* borrowed */
+    enum serve_kind kind;
+    char study[37];
+    char child[37];
+    char key[65];                /* the runner key given to the page */
+    char *object;                /* owned: the storage key to send */
+    char salt[37];               /* external studies: the hash's secret */
+    int hash_digits;
+    char *external_url;          /* owned: study_type 2's target */
+    char session_value[64];      /* "uid:epoch:0": what the key stands for */
+};
+
+static void serve_free(struct serve *s)
+{
+    if (!s)
+        return;
+    free(s->object);
+    free(s->external_url);
+    free(s);
+}
+
+/* Headers of every runner file: the sandbox, and never cached by a
+ * shared cache (the page holds a key). */
+static void runner_headers(struct http_req *req, bool page)
+{
+    http_add_header(req, "Content-Security-Policy", PARTICIPATE_RUNNER_CSP);
+    http_add_header(req, "Cache-Control", page ? "private, no-store" : "private, max-age=3600");
+}
+
+static void fetch_object(struct serve *s);
+static bool asset_fallback(struct serve *s);
+
+static void object_got(const struct storage_result *r, void *arg)
+{
+    struct serve *s = arg;
+    struct http_req *req = s->req;
+
+    if (r->err == -ENOENT && asset_fallback(s)) {
+        fetch_object(s);
+        return;
+    }
+    if (r->err == -ENOENT) {
+        if (s->kind == SERVE_ASSET)
+            jsonapi_reply_errorf(req, 404, "not_found", NULL, "Not found.");
+        else
+            reply_page_error(req, 404, "This study is not ready",
+                             "The study's experiment has not been built yet.");
+        serve_free(s);
+        return;
+    }
+    if (r->err) {
+        log_warn("participate: storage get %s: %s", s->object, r->error ? r->error : "error");
+        if (s->kind == SERVE_ASSET)
+            jsonapi_reply_unavailable(req, "Storage");
+        else
+            reply_unavailable_page(req);
+        serve_free(s);
+        return;
+    }
+    if (s->kind == SERVE_ASSET) {
+        runner_headers(req, false);
+        http_reply(req, 200, storage_content_type(s->object), r->body, r->body_len);
+        serve_free(s);
+        return;
+    }
+    size_t len = 0;
+    char *html = participate_inject(r->body, r->body_len, s->key, s->study, s->child,
+                                    s->kind == SERVE_PREVIEW, &len);
+    if (!html) {
+        reply_unavailable_page(req);
+        serve_free(s);
+        return;
+    }
+    runner_headers(req, true);
+    http_reply(req, 200, "text/html; charset=utf-8", html, len);
+    free(html);
+    serve_free(s);
+}
+
+/* file://: an asset is sent with sendfile as the socket drains. */
+static bool send_file_asset(struct serve *s)
+{
+    int64_t size = 0;
+    int fd = storage_file_open(s->app->storage, s->object, &size);
+
+    if (fd < 0)
+        return false;
+    struct evbuffer *buf = evbuffer_new();
+    if (!buf || (size > 0 && evbuffer_add_file(buf, fd, 0, size) < 0)) {
+        if (buf)
+            evbuffer_free(buf);
+        close(fd);
+        jsonapi_reply_unavailable(s->req, "Memory");
+        return true;
+    }
+    if (size == 0)
+        close(fd);
+    runner_headers(s->req, false);
+    http_reply_buffer(s->req, 200, storage_content_type(s->object), buf);
+    evbuffer_free(buf);
+    return true;
+}
+
+/* An asset missing from the deployed build is looked for in the preview
+ * build (a preview of an active study); true when there is one to try. */
+static bool asset_fallback(struct serve *s)
+{
+    if (s->kind != SERVE_ASSET || strncmp(s->object, "experiments/", 12) != 0)
+        return false;
+    char *alt = util_asprintf("preview_%s", s->object);
+    if (!alt)
+        return false;
+    free(s->object);
+    s->object = alt;
+    return true;
+}
+
+static void fetch_object(struct serve *s)
+{
+    if (s->kind == SERVE_ASSET && strcmp(storage_backend(s->app->storage), "file") == 0) {
+        bool sent = send_file_asset(s);
+        if (!sent && asset_fallback(s))
+            sent = send_file_asset(s);
+        if (!sent)
+            jsonapi_reply_errorf(s->req, 404, "not_found", NULL, "Not found.");
+        serve_free(s);
+        return;
+    }
+    if (!storage_get(s->app->storage, s->object, PARTICIPATE_MAX_OBJECT, object_got, s)) {
+        if (s->kind == SERVE_ASSET)
+            jsonapi_reply_unavailable(s->req, "Memory");
+        else
+            reply_unavailable_page(s->req);
+        serve_free(s);
+    }
+}
+
+static void key_stored(redisReply *reply, void *arg)
+{
+    struct serve *s = arg;
+
+    if (!reply || reply->type == REDIS_REPLY_ERROR) {
+        log_warn("participate: redis SETEX runner key: %s",
+                 reply ? reply->str : "no reply");
+        reply_unavailable_page(s->req);
+        serve_free(s);
+        return;
+    }
+    fetch_object(s);
+}
+
+/* The page: a fresh runner key for this family, study and child. */
+static void give_key(struct serve *s)
+{
+    char hash[65];
+
+    util_random_hex(32, s->key);
+    util_sha256_hex(s->key, strlen(s->key), hash);
+    if (redis_cmd(s->app->redis, key_stored, s, "SETEX runner:%s %d %s", hash,
+                  PARTICIPATE_KEY_TTL_S, s->session_value) != 0) {
+        log_warn("participate: redis unavailable for the runner key");
+        reply_unavailable_page(s->req);
+        serve_free(s);
+    }
+}
+
+/* ---- external studies ---------------------------------------------------- */
+
+/* $1 study id, $2 child id, $3 preview: a response as upstream's external
+ * study view makes one (no frames), with the parent's latest demographics. */
+static const struct pg_stmt external_insert_stmt = {
+    "participate_external_insert",
+    "INSERT INTO responses (study_id, child_id, study_type, is_preview,"
+    "                       demographic_snapshot_id)"
+    " SELECT $1::bigint, c.id, 2, $3::boolean,"
+    "        (SELECT d.id FROM demographic_data d WHERE d.user_id = c.user_id"
+    "          ORDER BY d.created_at DESC, d.id DESC LIMIT 1)"
+    "   FROM children c WHERE c.id = $2::bigint"
+    " RETURNING uuid",
+};
+
+static void external_inserted(PGresult *res, void *arg)
+{
+    struct serve *s = arg;
+    struct http_req *req = s->req;
+
+    if (!res || !pg_ok(res) || PQntuples(res) != 1) {
+        if (res && !pg_ok(res))
+            log_warn("participate: external insert: %s", PQresultErrorMessage(res));
+        reply_unavailable_page(req);
+        serve_free(s);
+        return;
+    }
+    char hash[ELIGIBILITY_HASH_MAX + 1];
+    if (eligibility_hash_child_id(s->child, s->study, s->salt, s->hash_digits, hash,
+                                  sizeof hash) < 0) {
+        reply_unavailable_page(req);
+        serve_free(s);
+        return;
+    }
+    /* As the runner's addSearchParams: keep the URL's query, then set
+     * child and response. */
+    const char *url = s->external_url;
+    const char *hashmark = strchr(url, '#');
+    size_t base_len = hashmark ? (size_t)(hashmark - url) : strlen(url);
+    const char *sep = memchr(url, '?', base_len) ? "&" : "?";
+    char *loc = util_asprintf("%.*s%schild=%s&response=%s%s", (int)base_len, url, sep,
+                              hash, PQgetvalue(res, 0, 0), hashmark ? hashmark : "");
+    if (!loc) {
+        reply_unavailable_page(req);
+        serve_free(s);
+        return;
+    }
+    http_add_header(req, "Location", loc);
+    http_add_header(req, "Cache-Control", "no-store");
+    http_reply(req, 302, "text/plain; charset=utf-8", "", 0);
+    free(loc);
+    serve_free(s);
+}
+
+static const struct static_file *app_site_page(struct app *app, const char *path)
+{
+    return app->site ? static_site_find(app->site, path) : NULL;
+}
+
+/* What follows /studies/<uuid>/ in the request's path ("" when none). */
+static const char *rest_of(struct http_req *req)
+{
+    const char *p = http_req_path(req);
+    size_t pre = strlen("/studies/") + 36 + 1;
+
+    return strlen(p) > pre ? p + pre : "";
+}
+
+/* ---- the lookups --------------------------------------------------------- */
+
+enum {
+    SC_TYPE, SC_BUILT, SC_URL, SC_EPOCH, SC_SALT, SC_DIGITS, SC_STUDY_ID, SC_CHILD_ID,
+    SC_UID
+};
+/* $1 user, $2 study uuid, $3 child uuid, $4 research id (preview: the
+ * study may be in any state for who may read its details or share its
+ * preview).  A row only for the caller's own child. */
+static const struct pg_stmt page_stmt = {
+    "participate_page",
+    "SELECT s.study_type, s.built, s.metadata->>'url', u.session_epoch, s.salt,"
+    "       s.hash_digits, s.id, c.id, u.id"
+    "  FROM studies s JOIN children c ON c.uuid = $3::uuid AND c.user_id = $1"
+    "       AND NOT c.deleted"
+    "  JOIN users u ON u.id = $1"
+    " WHERE s.uuid = $2::uuid"
+    "   AND CASE WHEN $4::bigint IS NULL THEN s.state = 'active'"
+    "            ELSE study_visible($4::bigint, s.id, s.state, s.public,"
+    "                               s.shared_preview, false) END",
+};
+
+/* $1 study uuid: where its files are: the deployed build of an active
+ * study, else the preview build (a file missing from the deployed build is
+ * looked for in the preview's too: a preview of an active study). */
+static const struct pg_stmt asset_stmt = {
+    "participate_asset",
+    "SELECT CASE WHEN s.state = 'active' AND s.built THEN 'experiments'"
+    "            ELSE 'preview_experiments' END"
+    "  FROM studies s WHERE s.uuid = $1::uuid",
+};
+
+static void page_found(PGresult *res, void *arg)
+{
+    struct serve *s = arg;
+    struct http_req *req = s->req;
+
+    if (!res) {
+        log_warn("participate: page lookup: no database");
+        reply_unavailable_page(req);
+        serve_free(s);
+        return;
+    }
+    if (!pg_ok(res)) {
+        log_warn("participate: page lookup: %s", PQresultErrorMessage(res));
+        reply_unavailable_page(req);
+        serve_free(s);
+        return;
+    }
+    if (PQntuples(res) != 1) {
+        reply_no_study(req);
+        serve_free(s);
+        return;
+    }
+#define G(k) PQgetvalue(res, 0, (k))
+    int type = atoi(G(SC_TYPE));
+    snprintf(s->session_value, sizeof s->session_value, "%s:%s:0", G(SC_UID), G(SC_EPOCH));
+    if (type == 2) {
+        const char *url = PQgetisnull(res, 0, SC_URL) ? "" : G(SC_URL);
+        if (strncmp(url, "https://", 8) != 0 && strncmp(url, "http://", 7) != 0) {
+            reply_page_error(req, 404, "This study is not ready",
+                             "The study has no address to send you to yet.");
+            serve_free(s);
+            return;
+        }
+        s->external_url = strdup(url);
+        snprintf(s->salt, sizeof s->salt, "%s", G(SC_SALT));
+        s->hash_digits = atoi(G(SC_DIGITS));
+        const char *p[] = { G(SC_STUDY_ID), G(SC_CHILD_ID),
+                            s->kind == SERVE_PREVIEW ? "t" : "f" };
+        if (!s->external_url ||
+            pg_exec(s->app->pg, &external_insert_stmt, 3, p, external_inserted, s) < 0) {
+            reply_unavailable_page(req);
+            serve_free(s);
+        }
+        return;
+    }
+    if (type == 3) {
+        /* jsPsych: the platform's own page (static/studies/jspsych.html,
+         * our script only, on the API's origin) runs the study's protocol
+         * as data; no researcher code runs, so it needs no sandbox. */
+        const struct static_file *f = app_site_page(s->app, "/studies/jspsych.html");
+        if (!f) {
+            reply_no_study(req);
+        } else {
+            http_add_header(req, "Cache-Control", "no-cache");
+            http_reply(req, 200, f->type, (const char *)f->data, f->len);
+        }
+        serve_free(s);
+        return;
+    }
+    if (type == 1 && s->kind == SERVE_PAGE && G(SC_BUILT)[0] != 't') {
+        reply_page_error(req, 404, "This study is not ready",
+                         "The study's experiment has not been built yet.");
+        serve_free(s);
+        return;
+    }
+#undef G
+    s->object = util_asprintf("%s/%s/index.html",
+                              s->kind == SERVE_PREVIEW ? "preview_experiments" : "experiments",
+                              s->study);
+    if (!s->object) {
+        reply_unavailable_page(req);
+        serve_free(s);
+        return;
+    }
+    give_key(s);
+}
+
+static void asset_found(PGresult *res, void *arg)
+{
+    struct serve *s = arg;
+    struct http_req *req = s->req;
+    const char *rest = rest_of(req);
+
+    if (apidoc_db_failed(req, res, "participate_asset")) {
+        serve_free(s);
+        return;
+    }
+    if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0) || !storage_key_valid(rest)) {
+        jsonapi_reply_errorf(req, 404, "not_found", NULL, "Not found.");
+        serve_free(s);
+        return;
+    }
+    s->object = util_asprintf("%s/%s/%s", PQgetvalue(res, 0, 0), s->study, rest);
+    if (!s->object) {
+        jsonapi_reply_unavailable(req, "Memory");
+        serve_free(s);
+        return;
+    }
+    fetch_object(s);
+}
+
+static struct serve *serve_new(struct http_req *req, struct app *app, enum serve_kind kind)
+{
+    struct serve *s = calloc(1, sizeof *s);
+
+    if (!s)
+        return NULL;
+    s->req = req;
+    s->app = app;
+    s->kind = kind;
+    return s;
+}
+
+/* The page, once the gate has found the user (ROUTE_USER below). */
+static void studies_page(struct http_req *req, struct app *app)
+{
+    const char *study = http_req_param(req, 0);
+    char child[37], uid[24];
+
+    if (!participate_split(rest_of(req), child)) {
+        reply_no_study(req);
+        return;
+    }
+    struct serve *s = serve_new(req, app, SERVE_PAGE);
+    if (!s) {
+        reply_unavailable_page(req);
+        return;
+    }
+    snprintf(s->study, sizeof s->study, "%s", study);
+    snprintf(s->child, sizeof s->child, "%s", child);
+    const char *p[] = { apidoc_user_id(req, uid), study, child, NULL };
+    if (pg_exec(app->pg, &page_stmt, 4, p, page_found, s) < 0) {
+        reply_unavailable_page(req);
+        serve_free(s);
+    }
+}
+
+/* The page's own policy: the table's route is public for the assets. */
+static const struct route page_route = {
+    HTTP_GET, "/studies/{id}/{child}/*", studies_page, ROUTE_USER,
+};
+
+/* GET /studies/{id}/...: a child's page (login, through the gate), else an
+ * asset of the build.  A build's files are no secret (upstream serves them
+ * from a public bucket): the study's data comes through the API. */
+static void studies_files(struct http_req *req, struct app *app)
+{
+    const char *study = http_req_param(req, 0);
+    const char *rest = rest_of(req);
+    char child[37];
+
+    if (!jsonapi_is_uuid(study) || !*rest) {
+        reply_no_study(req);
+        return;
+    }
+    if (participate_split(rest, child)) {
+        /* A browser with no session at all goes to log in first. */
+        const char *cookie = http_req_header(req, "Cookie");
+        if (!http_req_header(req, "Authorization") &&
+            !(cookie && strstr(cookie, "sessionid="))) {
+            char *loc = util_asprintf("/login/?next=%s", http_req_path(req));
+            if (loc)
+                http_add_header(req, "Location", loc);
+            free(loc);
+            http_add_header(req, "Cache-Control", "no-store");
+            reply_page_error(req, 302, "Please log in",
+                             "Log in to take part in this study.");
+            return;
+        }
+        auth_gate(req, &page_route, app);
+        return;
+    }
+    struct serve *s = serve_new(req, app, SERVE_ASSET);
+    if (!s) {
+        jsonapi_reply_unavailable(req, "Memory");
+        return;
+    }
+    snprintf(s->study, sizeof s->study, "%s", study);
+    const char *p[] = { study };
+    if (pg_exec(app->pg, &asset_stmt, 1, p, asset_found, s) < 0) {
+        jsonapi_reply_unavailable(req, "Database");
+        serve_free(s);
+    }
+}
+
+/* GET /exp/studies/{id}/{child}/preview/...: the preview build. */
+static void preview_page(struct http_req *req, struct app *app)
+{
+    const char *study = http_req_param(req, 0);
+    const char *child = http_req_param(req, 1);
+    char uid[24], rid[24];
+
+    if (!jsonapi_is_uuid(study) || !jsonapi_is_uuid(child)) {
+        reply_no_study(req);
+        return;
+    }
+    struct serve *s = serve_new(req, app, SERVE_PREVIEW);
+    if (!s) {
+        reply_unavailable_page(req);
+        return;
+    }
+    snprintf(s->study, sizeof s->study, "%s", study);
+    snprintf(s->child, sizeof s->child, "%s", child);
+    const char *research = apidoc_research_id(req, rid);
+    if (!research) {       /* the policy asks two-factor; belt and braces */
+        reply_no_study(req);
+        serve_free(s);
+        return;
+    }
+    const char *p[] = { apidoc_user_id(req, uid), study, child, research };
+    if (pg_exec(app->pg, &page_stmt, 4, p, page_found, s) < 0) {
+        reply_unavailable_page(req);
+        serve_free(s);
+    }
+}
+
+/* ---- routes -------------------------------------------------------------- */
+
+static const struct route participate_route_table[] = {
+    { HTTP_GET, "/api/v1/discover/", discover_list, ROUTE_PUBLIC },
+    { HTTP_GET, "/api/v1/discover/{id}/", discover_get, ROUTE_PUBLIC },
+    { HTTP_GET, "/api/v1/studies/{id}/eligibility/", eligibility_get, ROUTE_FAMILY },
+    { HTTP_GET, "/api/v1/history/", history_list, ROUTE_FAMILY },
+    { HTTP_GET, "/studies/{id}/*", studies_files, ROUTE_PUBLIC },
+    { HTTP_GET, "/exp/studies/{id}/{child}/preview/", preview_page, ROUTE_RESEARCHER },
+    { HTTP_GET, "/exp/studies/{id}/{child}/preview/*", preview_page, ROUTE_RESEARCHER },
+};
+
+int participate_routes(struct router *r)
+{
+    return ROUTER_ADD_TABLE(r, participate_route_table);
+}

@@ -1,0 +1,72 @@
+/* Unit tests of participate's pure parts: which paths under
+ * /studies/<study>/ are a child's page and which are the build's assets,
+ * and where the runner key goes in the built index.html. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "studyhub/domain/participate.h"
+
+#define CHILD "26edcab0-b578-49e4-9ef3-6f9e5ee32642"
+#define STUDY "c39fc4e9-0084-4efb-9db1-ea596c946108"
+#define KEY "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+START_TEST(split)
+{
+    char child[37];
+
+    ck_assert(participate_split(CHILD "/", child));
+    ck_assert_str_eq(child, CHILD);
+    ck_assert(participate_split(CHILD, child));
+    ck_assert(participate_split(CHILD "/frames/3/deep", child));
+    ck_assert(!participate_split("assets/runner-1.js", child));
+    ck_assert(!participate_split("", child));
+    ck_assert(!participate_split(CHILD "x/", child));          /* 37 characters */
+    ck_assert(!participate_split("26edcab0-b578-49e4-9ef3-6f9e5ee3264g/", child));
+}
+END_TEST
+
+static char *inject(const char *html, bool preview, size_t *len)
+{
+    return participate_inject(html, strlen(html), KEY, STUDY, CHILD, preview, len);
+}
+
+START_TEST(inject_places)
+{
+    size_t len;
+    const char *meta0 = "<meta name=\"studyhub-runner\" content=\"" KEY " " STUDY " " CHILD " 0\">";
+    const char *meta1 = "<meta name=\"studyhub-runner\" content=\"" KEY " " STUDY " " CHILD " 1\">";
+    char want[512];
+
+    char *out = inject("<html><head><title>x</title></head></html>", false, &len);
+    snprintf(want, sizeof want, "<html><head>%s<title>x</title></head></html>", meta0);
+    ck_assert_str_eq(out, want);
+    free(out);
+
+    /* No <head>: at the start.  <header> is not <head>. */
+    out = inject("<header>hi</header>", true, &len);
+    snprintf(want, sizeof want, "%s<header>hi</header>", meta1);
+    ck_assert_str_eq(out, want);
+    ck_assert_uint_eq(len, strlen(want));
+    free(out);
+
+    out = inject("", false, &len);
+    ck_assert_str_eq(out, meta0);
+    free(out);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("participate");
+    TCase *tc = tcase_create("participate");
+    tcase_add_test(tc, split);
+    tcase_add_test(tc, inject_places);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
