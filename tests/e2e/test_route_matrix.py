@@ -125,6 +125,12 @@ _table("researcher",
        "GET /api/v1/researcher/studies/{id}/access-log/",
        "GET /api/v1/researcher/studies/{id}/exports/{file}")
 _table("site_admin", "GET /api/v1/researcher/access-log/")
+# The researcher and admin pages (issue 16): public like every page; the
+# API each one calls holds the data and its policy.
+_table("public",
+       "GET /researcher/", "GET /researcher/two-factor/", "GET /researcher/labs/",
+       "GET /researcher/labs/{id}/", "GET /researcher/studies/{id}/",
+       "GET /researcher/studies/{id}/data/", "GET /admin/", "GET /admin/users/")
 
 # Where a handler itself says more than the gate: API tokens are given to
 # researchers only from a two-factor-verified session (accounts.c).
