@@ -131,6 +131,8 @@ _table("public",
        "GET /researcher/", "GET /researcher/two-factor/", "GET /researcher/labs/",
        "GET /researcher/labs/{id}/", "GET /researcher/studies/{id}/",
        "GET /researcher/studies/{id}/data/", "GET /admin/", "GET /admin/users/")
+_table("site_admin", "GET /api/v1/admin/users/", "PATCH /api/v1/admin/users/{id}/",
+       "POST /api/v1/admin/users/{id}/reset-two-factor/")
 
 # Where a handler itself says more than the gate: API tokens are given to
 # researchers only from a two-factor-verified session (accounts.c).

@@ -51,13 +51,20 @@ async function showWorkflow() {
   const box = document.getElementById("triggers");
   box.replaceChildren();
   const next = (wf.study && wf.study.next) || [];
+  const guards = document.getElementById("guards");
+  guards.replaceChildren();
+  // Only what the user may fire; one whose condition is not met yet is
+  // shown disabled, with the reason beside it.
   for (const t of next.filter((n) => n.allowed)) {
-    const why = !t.guard_ok && wf.transitions.find((x) => x.trigger === t.trigger && x.guard);
-    const b = el("button", { type: "submit", value: t.trigger, class: t.guard_ok ? "" : "secondary" },
-      `${t.trigger[0].toUpperCase()}${t.trigger.slice(1).replace(/_/g, " ")}`);
-    if (!t.guard_ok && why) b.title = wf.guards[why.guard] || "";
+    const label = `${t.trigger[0].toUpperCase()}${t.trigger.slice(1).replace(/_/g, " ")}`;
+    const b = el("button", { type: "submit", value: t.trigger, disabled: !t.guard_ok }, label);
     box.append(b);
+    if (!t.guard_ok) {
+      const row = wf.transitions.find((x) => x.trigger === t.trigger && x.from === study.attributes.state);
+      guards.append(el("li", {}, `${label}: ${(row && wf.guards[row.guard]) || "not possible yet"}.`));
+    }
   }
+  guards.hidden = guards.children.length === 0;
   document.getElementById("no-triggers").hidden = box.children.length > 0;
   const img = document.getElementById("diagram");
   img.src = `/api/v1/workflow/?format=svg&study=${id}&v=${encodeURIComponent(study.attributes.state)}`;
@@ -86,7 +93,7 @@ const check = document.getElementById("structure-check");
 function checkNow() {
   const err = checkProtocol(structure.value);
   check.textContent = err ? `Line ${err.line}, column ${err.column}: ${err.message}` : "The protocol is valid JSON.";
-  check.className = err ? "field-error" : "hint";
+  check.className = err ? "hint check-error" : "hint";
   structure.setAttribute("aria-invalid", err ? "true" : "false");
   return err;
 }
@@ -119,14 +126,23 @@ document.getElementById("clone").addEventListener("click", async () => {
 const live = document.getElementById("live");
 let current = null;   // the build shown live: its id
 
+/** The stage a failed build failed at: the first that did not succeed
+ *  (the stages after it, such as finish, record the failure too). */
+function firstFailed(a) {
+  if (a.state !== "failed") return null;
+  return a.stages.find((s) => s.outcome !== "succeeded" && s.outcome !== "running")
+    || (a.stage ? { stage: a.stage } : null);
+}
+
 function drawBuild(b) {
   const a = b.attributes;
   current = b.id;
   live.hidden = false;
   document.getElementById("live-mode").textContent = a.mode === "preview" ? "(preview)" : "(experiment)";
   const ended = !["queued", "running"].includes(a.state);
-  document.getElementById("live-state").textContent = a.state === "failed" && a.stage
-    ? `failed at the ${a.stage} stage` : a.state;
+  const failedAt = firstFailed(a);
+  document.getElementById("live-state").textContent = failedAt
+    ? `failed at the ${failedAt.stage} stage` : a.state;
   const err = document.getElementById("live-error");
   err.hidden = !a.error;
   err.textContent = a.error ? `Error: ${a.error}` : "";
@@ -142,7 +158,7 @@ function drawBuild(b) {
 const history = pagedList(document.getElementById("builds-pager"), `/api/v1/studies/${id}/builds/`,
   (items) => fillRows(document.querySelector("#builds tbody"), items, (b) => {
     const a = b.attributes;
-    const failedAt = a.state === "failed" ? [...a.stages].reverse().find((s) => s.outcome !== "succeeded") : null;
+    const failedAt = firstFailed(a);
     return [when(a.created), a.mode, a.state,
       failedAt ? `${failedAt.stage} (failed)` : a.stage || "", (a.sha || "").slice(0, 12)];
   }), { pageSize: 5 });
@@ -151,8 +167,9 @@ async function showBuild(task) {
   const b = (await get(`/api/v1/studies/${id}/builds/${task}/`)).data;
   drawBuild(b);
   if (!["queued", "running"].includes(b.attributes.state)) {
+    // Ended: built, the buttons (activate needs a build) and the log change.
     await history();
-    await showStudy();
+    await refresh();
   }
 }
 
