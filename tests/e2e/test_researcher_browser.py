@@ -224,6 +224,7 @@ class ResearcherBrowserTest(BrowserTestCase):
         study_path = re.sub(r"^https?://[^/]+", "", self.browser.current_url)
         study_uuid = study_path.strip("/").split("/")[-1]
         self.wait_until(lambda: self.browser.find_element("id", "state").text == "created", "the state")
+        self.wait_rows("people", address)          # the creator: the study's admin group
         self.assertAccessible("study, created")
         box = self.field("Protocol (JSON)")
         box.clear()
@@ -433,8 +434,9 @@ class ResearcherBrowserTest(BrowserTestCase):
         self.wait_rows("builds", "(failed)")
         self.assertIn("not yet", self.browser.find_element("id", "runner").text)
         # Activate waits for a successful build: shown, disabled, with why.
-        self.assertFalse(self.button("Activate").is_enabled())
-        self.assertIn("has not been built yet", self.browser.find_element("id", "guards").text)
+        self.wait_until(lambda: "has not been built yet" in self.browser.find_element("id", "guards").text,
+                        "the reason Activate waits")
+        self.wait_until(lambda: not self.button("Activate").is_enabled(), "Activate to be disabled")
         self.assertAccessible("a failed build")
 
     def test_user_admin_api_refuses_bad_input_and_non_admins(self):

@@ -225,6 +225,46 @@ approve.addEventListener("click", async () => {
   }
 });
 
+// ---- the study's researchers: its groups, their members, and adding a
+// member of the lab to a group (each group's manage permission decides).
+const addForm = document.getElementById("add-person");
+async function showPeople() {
+  const groups = (await get(`/api/v1/researcher/studies/${id}/groups/`)).data;
+  fillRows(document.querySelector("#people tbody"), groups, (g) => [
+    g.id, g.attributes.description,
+    el("ul", {}, ...g.attributes.members.map((m) => el("li", {}, `${m.attributes.email} `,
+      el("button", { type: "button", class: "secondary", onclick: async () => {
+        try {
+          await request("DELETE", `/api/v1/researcher/studies/${id}/groups/${g.id}/members/${m.id}/`);
+          say(`${m.attributes.email} left the ${g.id} group.`);
+          await showPeople();
+        } catch (e) {
+          say(message(e), "error");
+        }
+      } }, `Remove ${m.attributes.email} from ${g.id}`)))),
+  ]);
+  const groupSel = document.getElementById("group");
+  if (!groupSel.options.length) {
+    for (const g of groups) groupSel.append(el("option", { value: g.id }, g.id));
+  }
+}
+async function showLabPeople() {
+  // Only lab members can join a study; a guest of the lab cannot list them.
+  const sel = document.getElementById("person");
+  try {
+    const members = (await get(`/api/v1/labs/${study.relationships.lab.data.id}/members/?page_size=100`)).data;
+    sel.replaceChildren(...members.map((m) => el("option", { value: m.id }, m.attributes.email)));
+  } catch (e) {
+    addForm.hidden = true;
+  }
+}
+onSubmit(addForm, async (v) => {
+  await request("POST", `/api/v1/researcher/studies/${id}/groups/${v.group}/members/`,
+    { data: { type: "users", id: v.person } });
+  say("Added to the study.");
+  await showPeople();
+});
+
 // ---- study log
 const logs = pagedList(document.getElementById("log-pager"), `/api/v1/researcher/studies/${id}/logs/`,
   (items) => fillRows(document.querySelector("#log tbody"), items, (l) => [
@@ -246,6 +286,8 @@ async function refresh() {
 try {
   await refresh();
   await history();
+  await showPeople();
+  await showLabPeople();
 } catch (e) {
   say(message(e), "error");
 }
