@@ -3,7 +3,7 @@
 // and one whose session is not two-factor verified to the enrolment page,
 // because every researcher route of the API refuses such a session
 // (403 two_factor_required).  Small DOM helpers keep the pages short and
-// free of innerHTML (text from the API is never parsed as HTML).
+// free of HTML parsing (text from the API is never parsed as markup).
 import { ApiError, get, setupPage } from "/js/api.js";
 
 /** The account of a signed-in, two-factor verified visitor; anyone else
