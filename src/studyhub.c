@@ -30,6 +30,7 @@
 #include "studyhub/domain/perms.h"
 #include "studyhub/domain/export.h"
 #include "studyhub/domain/research.h"
+#include "studyhub/domain/useradmin.h"
 #include "studyhub/domain/responses.h"
 #include "studyhub/domain/seed.h"
 #include "studyhub/domain/studies.h"
@@ -102,6 +103,7 @@ static int register_routes(struct router *r)
         research_routes(r) < 0 ||     /* consent manager, response management, access log */
         export_routes(r) < 0 ||       /* streamed data exports */
         build_routes(r) < 0 ||        /* build, preview, builds and their live events */
+        useradmin_routes(r) < 0 ||    /* site admins manage accounts */
         static_routes(r) < 0 ||       /* the web pages and their assets */
         participate_routes(r) < 0)    /* discovery, eligibility, the runner's pages */
         return -1;

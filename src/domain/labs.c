@@ -51,11 +51,15 @@ static const struct studymgmt_field member_fields[] = {
 
 /* ------------------------------------------------------------ statements */
 
-/* $1 user, $2 limit, $3 offset, $4 base URL. */
+/* $1 user, $2 limit, $3 offset, $4 base URL, $5 approved_to_test or
+ * NULL (?approved=false: the labs a reviewer has yet to approve), $6
+ * words of the name or NULL (a plain substring, case-insensitive). */
 static const struct pg_stmt labs_list_r_stmt = {
     "labs_list_r",
     "WITH vis AS (SELECT l.id FROM labs l"
-    "              WHERE lab_visible($1::bigint, l.id, l.approved_to_test))"
+    "              WHERE lab_visible($1::bigint, l.id, l.approved_to_test)"
+    "                AND ($5::boolean IS NULL OR l.approved_to_test = $5::boolean)"
+    "                AND ($6::text IS NULL OR strpos(lower(l.name), lower($6::text)) > 0))"
     " SELECT (SELECT count(*) FROM vis), p.item, 'ok', NULL, NULL"
     "   FROM (SELECT 1) one LEFT JOIN LATERAL ("
     "     SELECT lab_research_resource(l, $1::bigint, $4::text) AS item, l.id"
@@ -182,12 +186,23 @@ static char *attrs_text(json_t *data, const struct studymgmt_field *fields, size
 
 static void h_list(struct http_req *req, struct app *app)
 {
+    const char *approved = http_req_query(req, "approved");
+    const char *search = http_req_query(req, "search");
     char uid[24], limit[24], offset[24];
 
     if (!jsonapi_page_sql(req, limit, offset))
         return;
-    const char *params[] = { perms_user_param(req, uid), limit, offset, http_req_base_url(req) };
-    perms_exec_list(req, app, &labs_list_r_stmt, 4, params);
+    if (approved && strcmp(approved, "true") != 0 && strcmp(approved, "false") != 0) {
+        jsonapi_reply_errorf(req, 400, "invalid", NULL, "approved must be true or false.");
+        return;
+    }
+    if (search && strlen(search) > 255) {
+        jsonapi_reply_errorf(req, 400, "invalid", NULL, "search is at most 255 bytes.");
+        return;
+    }
+    const char *params[] = { perms_user_param(req, uid), limit, offset, http_req_base_url(req),
+                             approved, search && *search ? search : NULL };
+    perms_exec_list(req, app, &labs_list_r_stmt, 6, params);
 }
 
 static void h_detail(struct http_req *req, struct app *app)

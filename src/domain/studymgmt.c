@@ -277,14 +277,19 @@ static bool path_study(struct http_req *req, char out[37])
 /* ------------------------------------------------------------ statements */
 
 /* $1 user, $2 limit, $3 offset, $4 base URL, $5 state or NULL, $6 lab
- * uuid or NULL.  Newest change first.  Lists answer perms.h's (count,
- * item, verdict, detail, pointer). */
+ * uuid or NULL, $7 words the name must contain or NULL (a plain substring,
+ * case-insensitive: no LIKE wildcards to escape), $8 true for the oldest
+ * state change first (the review queue: the longest waiting study on top,
+ * and a tie broken by id, so none is skipped between pages), else the
+ * newest change first.  Lists answer perms.h's (count, item, verdict,
+ * detail, pointer). */
 static const struct pg_stmt sm_list_stmt = {
     "sm_list",
     "WITH vis AS ("
-    "  SELECT s.id, s.date_modified FROM studies s"
+    "  SELECT s.id, s.date_modified, s.status_change_date FROM studies s"
     "   WHERE ($5::text IS NULL OR s.state = $5::text)"
     "     AND ($6::uuid IS NULL OR s.lab_id = (SELECT l.id FROM labs l WHERE l.uuid = $6::uuid))"
+    "     AND ($7::text IS NULL OR strpos(lower(s.name), lower($7::text)) > 0)"
     "     AND " PERMS_STUDY_SQL("$1::bigint", "s.id", "'read_study__details'") ")"
     " SELECT (SELECT count(*) FROM vis), p.item,"
     "        CASE WHEN $5::text IS NOT NULL"
@@ -292,11 +297,14 @@ static const struct pg_stmt sm_list_stmt = {
     "             THEN 'invalid' ELSE 'ok' END,"
     "        format('Unknown state \"%s\".', $5::text), NULL"
     "   FROM (SELECT 1) one LEFT JOIN LATERAL ("
-    "     SELECT study_research_resource(s, $4::text) AS item, v.date_modified, v.id"
-    "       FROM (SELECT id, date_modified FROM vis"
-    "              ORDER BY date_modified DESC, id DESC LIMIT $2::bigint OFFSET $3::bigint) v"
+    "     SELECT study_research_resource(s, $4::text) AS item, v.date_modified, v.id, v.rank"
+    "       FROM (SELECT id, date_modified, row_number() OVER ("
+    "                      ORDER BY CASE WHEN $8::boolean THEN status_change_date END ASC,"
+    "                               CASE WHEN $8::boolean THEN id END ASC,"
+    "                               date_modified DESC, id DESC) AS rank"
+    "               FROM vis ORDER BY rank LIMIT $2::bigint OFFSET $3::bigint) v"
     "       JOIN studies s ON s.id = v.id) p ON true"
-    "  ORDER BY p.date_modified DESC, p.id DESC",
+    "  ORDER BY p.rank",
 };
 
 /* $1 user, $2 study uuid, $3 base URL. */
@@ -376,6 +384,8 @@ static void h_list(struct http_req *req, struct app *app)
 {
     const char *state = http_req_query(req, "state");
     const char *lab = http_req_query(req, "lab");
+    const char *search = http_req_query(req, "search");
+    const char *sort = http_req_query(req, "sort");
     char uid[24], limit[24], offset[24], lu[37];
 
     if (!jsonapi_page_sql(req, limit, offset))
@@ -384,9 +394,19 @@ static void h_list(struct http_req *req, struct app *app)
         jsonapi_reply_errorf(req, 400, "invalid", NULL, "lab must be a lab id (a uuid).");
         return;
     }
+    if (search && strlen(search) > 255) {
+        jsonapi_reply_errorf(req, 400, "invalid", NULL, "search is at most 255 bytes.");
+        return;
+    }
+    if (sort && strcmp(sort, "oldest") != 0 && strcmp(sort, "newest") != 0) {
+        jsonapi_reply_errorf(req, 400, "invalid", NULL, "sort must be oldest or newest.");
+        return;
+    }
     const char *params[] = { perms_user_param(req, uid), limit, offset,
-                             http_req_base_url(req), state, lab ? lu : NULL };
-    perms_exec_list(req, app, &sm_list_stmt, 6, params);
+                             http_req_base_url(req), state, lab ? lu : NULL,
+                             search && *search ? search : NULL,
+                             sort && strcmp(sort, "oldest") == 0 ? "true" : "false" };
+    perms_exec_list(req, app, &sm_list_stmt, 8, params);
 }
 
 static void h_create(struct http_req *req, struct app *app)

@@ -606,19 +606,43 @@ void static_not_found(struct http_req *req, void *arg)
     jsonapi_reply_errorf(req, 404, "not_found", NULL, "Not found.");
 }
 
+/* The researcher and admin pages (issue 16): their own table, so the
+ * family pages above and these grow without touching each other.  Public
+ * like the others: a page holds no data, and each one asks the API, whose
+ * policies (researcher or site admin, two-factor verified) guard it. */
+static const struct {
+    const char *pattern;
+    const char *file;
+} research_pages[] = {
+    { "/researcher/", "/researcher/index.html" },
+    { "/researcher/two-factor/", "/researcher/two-factor.html" },
+    { "/researcher/labs/", "/researcher/labs.html" },
+    { "/researcher/labs/{id}/", "/researcher/lab.html" },
+    { "/researcher/studies/{id}/", "/researcher/study.html" },
+    { "/researcher/studies/{id}/data/", "/researcher/data.html" },
+    { "/admin/", "/admin/index.html" },
+    { "/admin/users/", "/admin/users.html" },
+};
+
+static const char *page_file(const char *pattern)
+{
+    for (size_t i = 0; i < sizeof static_pages / sizeof static_pages[0]; i++)
+        if (strcmp(static_pages[i].pattern, pattern) == 0)
+            return static_pages[i].file;
+    for (size_t i = 0; i < sizeof research_pages / sizeof research_pages[0]; i++)
+        if (strcmp(research_pages[i].pattern, pattern) == 0)
+            return research_pages[i].file;
+    return NULL;
+}
+
 static void static_page(struct http_req *req, struct app *app)
 {
-    const char *pattern = http_req_route(req);
+    const char *file = page_file(http_req_route(req));
+    const struct static_file *f = file ? static_site_find(app->site, file) : NULL;
 
-    for (size_t i = 0; i < sizeof static_pages / sizeof static_pages[0]; i++) {
-        if (strcmp(static_pages[i].pattern, pattern) != 0)
-            continue;
-        const struct static_file *f = static_site_find(app->site, static_pages[i].file);
-        if (f) {
-            reply_file(req, f, 200);
-            return;
-        }
-        break;
+    if (f) {
+        reply_file(req, f, 200);
+        return;
     }
     static_not_found(req, app);
 }
@@ -656,8 +680,31 @@ static const struct route static_route_table[] = {
     { HTTP_GET, "/vendor/*", static_asset, ROUTE_PUBLIC },
 };
 
+static const struct route research_route_table[] = {
+    { HTTP_GET, "/researcher/", static_page, ROUTE_PUBLIC },
+    { HTTP_GET, "/researcher/two-factor/", static_page, ROUTE_PUBLIC },
+    { HTTP_GET, "/researcher/labs/", static_page, ROUTE_PUBLIC },
+    { HTTP_GET, "/researcher/labs/{id}/", static_page, ROUTE_PUBLIC },
+    { HTTP_GET, "/researcher/studies/{id}/", static_page, ROUTE_PUBLIC },
+    { HTTP_GET, "/researcher/studies/{id}/data/", static_page, ROUTE_PUBLIC },
+    { HTTP_GET, "/admin/", static_page, ROUTE_PUBLIC },
+    { HTTP_GET, "/admin/users/", static_page, ROUTE_PUBLIC },
+};
+
 int static_routes(struct router *r)
 {
+    _Static_assert(sizeof research_pages / sizeof research_pages[0] ==
+                   sizeof research_route_table / sizeof research_route_table[0],
+                   "one route per researcher page");
+    for (size_t i = 0; i < sizeof research_pages / sizeof research_pages[0]; i++) {
+        if (strcmp(research_route_table[i].pattern, research_pages[i].pattern) != 0) {
+            log_error("static: route %s has no page", research_route_table[i].pattern);
+            return -1;
+        }
+    }
+    if (ROUTER_ADD_TABLE(r, research_route_table) < 0)
+        return -1;
+
     /* Each page route must name a page of static_pages (same order). */
     for (size_t i = 0; i < sizeof static_pages / sizeof static_pages[0]; i++) {
         if (strcmp(static_route_table[i].pattern, static_pages[i].pattern) != 0) {

@@ -259,8 +259,13 @@ export async function setupPage({ requireLogin = false } = {}) {
   } catch (e) {
     account = null;
   }
+  // data-when: "in", "out", or (researcher and admin links) "researcher",
+  // "admin": shown only to an account with that role.
+  const a = account ? account.attributes || {} : {};
+  const shown = { in: !!account, out: !account, researcher: !!(a.is_researcher || a.is_staff),
+                  admin: !!a.is_staff };
   for (const el of document.querySelectorAll("[data-when]")) {
-    el.hidden = el.dataset.when === "in" ? !account : !!account;
+    el.hidden = !shown[el.dataset.when];
   }
   for (const a of document.querySelectorAll("header nav a")) {
     if (a.getAttribute("href") === location.pathname) a.setAttribute("aria-current", "page");

@@ -133,6 +133,14 @@ _table("public", "GET /studies/", "GET /studies/history/", "GET /studies/{id}/",
 _table("family", "GET /api/v1/studies/{id}/eligibility/", "GET /api/v1/history/")
 _table("researcher", "GET /exp/studies/{id}/{child}/preview/",
        "GET /exp/studies/{id}/{child}/preview/*")
+# The researcher and admin pages (issue 16): public like every page; the
+# API each one calls holds the data and its policy.
+_table("public",
+       "GET /researcher/", "GET /researcher/two-factor/", "GET /researcher/labs/",
+       "GET /researcher/labs/{id}/", "GET /researcher/studies/{id}/",
+       "GET /researcher/studies/{id}/data/", "GET /admin/", "GET /admin/users/")
+_table("site_admin", "GET /api/v1/admin/users/", "PATCH /api/v1/admin/users/{id}/",
+       "POST /api/v1/admin/users/{id}/reset-two-factor/")
 
 # Where a handler itself says more than the gate: API tokens are given to
 # researchers only from a two-factor-verified session (accounts.c).

@@ -1,0 +1,160 @@
+// data.js: a study's children's data, for researchers who may see it: the
+// consent manager (the consent video plays in the page; accept or reject
+// with a comment), the responses (shown by the server only once consent
+// is accepted) with their videos, feedback count, payment and session
+// status and star; the export downloads, identifiable only on request;
+// and the study's access log, where every one of these reads is written.
+import { ApiError, get, notice, patch, request } from "/js/api.js";
+import { el, fillRows, message, pagedList, pathId, setupResearch, when } from "/js/research.js";
+
+await setupResearch();
+const id = pathId("studies");
+const done = document.getElementById("done");
+const say = (text, kind = "success") => notice(done, text, kind);
+document.getElementById("back").href = `/researcher/studies/${id}/`;
+
+const FILES = ["responses.json", "summary.csv", "summary-dictionary.csv", "children.csv",
+  "children-dictionary.csv", "frames.csv", "frames-dictionary.csv", "demographics.csv",
+  "demographics-dictionary.csv", "demographics.json"];
+
+/** A section whose list the caller may not read says so instead. */
+async function guarded(load, sectionId) {
+  try {
+    await load();
+  } catch (e) {
+    if (!(e instanceof ApiError) || e.status !== 403) throw e;
+    const s = document.querySelector(`[aria-labelledby=${sectionId}]`);
+    s.append(el("p", { class: "notice" }, message(e)));
+  }
+}
+
+// ---- consent manager
+const consentState = document.getElementById("consent-state");
+function consentCard(r) {
+  const a = r.attributes;
+  const form = el("form", { class: "consent" });
+  const cid = `comments-${r.id}`;
+  const last = a.rulings[0];
+  form.append(
+    el("h3", {}, `Session of ${when(a.session_date)}`),
+    el("p", {}, `Child ${a.child_hashed_id}, ${a.child_age_in_days} days old. Consent: ${a.consent}.`
+      + (last ? ` Last ruling by ${last.arbiter_email || "someone"}: ${last.action}${last.comments ? ` (${last.comments})` : ""}.` : "")));
+  if (a.consent_videos.length === 0) form.append(el("p", {}, "This session has no consent video."));
+  for (const v of a.consent_videos) {
+    if (v.url) form.append(el("video", { controls: true, preload: "metadata", src: v.url, "aria-label": `Consent video ${v.frame_id || ""}` }));
+    else form.append(el("p", {}, "This consent video cannot be played now."));
+  }
+  form.append(
+    el("div", { class: "field" }, el("label", { for: cid }, "Comment (optional)"),
+      el("textarea", { id: cid, name: "comments", rows: "2" })),
+    el("div", { class: "actions" },
+      el("button", { type: "submit", value: "accepted" }, "Accept consent"),
+      el("button", { type: "submit", value: "rejected", class: "warning" }, "Reject consent")));
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    try {
+      await request("POST", `/api/v1/researcher/responses/${r.id}/consent/`, {
+        data: { type: "consent-rulings", attributes: { action: ev.submitter.value, comments: form.elements.comments.value } } });
+      say(`Consent ${ev.submitter.value} for the session of ${when(a.session_date)}.`);
+      await consent();
+      await responses();
+      await access();
+    } catch (e) {
+      say(message(e), "error");
+    }
+  });
+  return form;
+}
+const consent = pagedList(document.getElementById("consent-pager"), `/api/v1/researcher/studies/${id}/consent/`,
+  (items) => {
+    document.getElementById("consent-empty").hidden = items.length > 0;
+    document.getElementById("consent-list").replaceChildren(...items.map(consentCard));
+  }, { pageSize: 10 });
+consentState.addEventListener("change", () => consent(`&state=${consentState.value}`));
+
+// ---- responses
+const PAYMENT = ["", "to_pay", "paid", "no_pay"];
+const SESSION = ["", "follow_up", "complete", "bad_data"];
+function choice(r, key, values, label) {
+  const sel = el("select", { "aria-label": `${label} of the session of ${when(r.attributes.session_date)}` },
+    ...values.map((v) => el("option", { value: v, selected: v === (r.attributes[key] || "") }, v || "—")));
+  sel.addEventListener("change", () => edit(r, { [key]: sel.value }, `${label} saved.`));
+  return sel;
+}
+async function edit(r, attrs, ok) {
+  try {
+    await patch(`/api/v1/researcher/responses/${r.id}/`, "responses", r.id, attrs);
+    say(ok);
+    await responses();
+  } catch (e) {
+    say(message(e), "error");
+  }
+}
+async function showVideos(r) {
+  const box = document.getElementById("videos");
+  const list = document.getElementById("video-list");
+  try {
+    const doc = await get(`/api/v1/videos/?response=${r.id}&page_size=50`);
+    list.replaceChildren(...(doc.data || []).map((v) => el("li", {},
+      el("p", {}, `${v.attributes.frame_id || "video"}${v.attributes.is_consent_footage ? " (consent)" : ""}`),
+      v.attributes.url ? el("video", { controls: true, preload: "metadata", src: v.attributes.url,
+        "aria-label": `Video of frame ${v.attributes.frame_id || ""}` }) : el("p", {}, "Cannot be played now."))));
+    if (!list.children.length) list.append(el("li", {}, "This session has no video."));
+    document.getElementById("videos-title").textContent = `Videos of the session of ${when(r.attributes.session_date)}`;
+    box.hidden = false;
+    await access();
+  } catch (e) {
+    say(message(e), "error");
+  }
+}
+const starred = document.getElementById("starred");
+const responses = pagedList(document.getElementById("responses-pager"), `/api/v1/researcher/studies/${id}/responses/`,
+  (items) => {
+    document.getElementById("responses-empty").hidden = items.length > 0;
+    fillRows(document.querySelector("#responses tbody"), items, (r) => {
+      const a = r.attributes;
+      return [
+        `${when(a.session_date)}${a.is_preview ? " (preview)" : ""}`,
+        `${a.child_hashed_id}, ${a.child_age_in_days} days`,
+        a.completed ? "yes" : "no",
+        String(a.feedback_count),
+        choice(r, "researcher_payment_status", PAYMENT, "Payment"),
+        choice(r, "researcher_session_status", SESSION, "Session status"),
+        el("button", { type: "button", class: "secondary", "aria-pressed": a.researcher_star ? "true" : "false",
+          onclick: () => edit(r, { researcher_star: !a.researcher_star }, a.researcher_star ? "Star removed." : "Starred.") },
+        a.researcher_star ? "★ Starred" : "☆ Star"),
+        el("button", { type: "button", class: "secondary", onclick: () => showVideos(r) }, "Open videos"),
+      ];
+    });
+  });
+starred.addEventListener("change", () => responses(starred.checked ? "&starred=true" : ""));
+
+// ---- exports: plain links, so the browser downloads them as files.
+function drawExports() {
+  const q = [];
+  if (document.getElementById("identifiable").checked) q.push("identifiable=true");
+  if (document.getElementById("with-preview").checked) q.push("preview=true");
+  const qs = q.length ? `?${q.join("&")}` : "";
+  document.getElementById("exports").replaceChildren(...FILES.map((f) =>
+    el("li", {}, el("a", { href: `/api/v1/researcher/studies/${id}/exports/${f}${qs}`, download: "" }, `Download ${f}`))));
+}
+document.getElementById("identifiable").addEventListener("change", drawExports);
+document.getElementById("with-preview").addEventListener("change", drawExports);
+drawExports();
+
+// ---- access log
+const access = pagedList(document.getElementById("access-pager"), `/api/v1/researcher/studies/${id}/access-log/`,
+  (items) => fillRows(document.querySelector("#access tbody"), items, (l) => [
+    when(l.attributes.created_at), l.attributes.user_email, l.attributes.action, l.attributes.object || "",
+  ]));
+
+try {
+  const s = (await get(`/api/v1/researcher/studies/${id}/`)).data;
+  document.getElementById("title").textContent = `${s.attributes.name}: responses and data`;
+  document.title = `${s.attributes.name}: responses and data – studyhub`;
+  await guarded(() => consent("&state=pending"), "consent-title");
+  await guarded(responses, "responses-title");
+  await guarded(access, "access-title");
+} catch (e) {
+  say(message(e), "error");
+}
