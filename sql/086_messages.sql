@@ -87,7 +87,7 @@ BEGIN
     END IF;
     v_subject := btrim(p_attrs ->> 'subject');
     v_body := p_attrs ->> 'body';
-    v_all := (p_attrs -> 'all') = 'true'::jsonb;
+    v_all := coalesce((p_attrs -> 'all') = 'true'::jsonb, false);
     IF p_attrs ? 'all' AND jsonb_typeof(p_attrs -> 'all') <> 'boolean' THEN
         RETURN QUERY SELECT * FROM mgmt_verdict('invalid', 'all must be true or false.',
                                                 '/data/attributes/all');

@@ -56,6 +56,7 @@
 #include "studyhub/tasks/reconcile_videos.h"
 #include "studyhub/tasks/video_zip.h"
 #include "studyhub/tasks/erase_storage.h"
+#include "studyhub/tasks/announce.h"
 
 /* How long migrations wait for PostgreSQL to accept connections at start. */
 #define MIGRATE_WAIT_S 30
@@ -157,6 +158,9 @@ static int register_background(struct app *app)
         return -1;
     /* Erasure: the objects in storage an erasure left. */
     if (erase_storage_register(app) < 0)
+        return -1;
+    /* Messages: new studies to families, researchers' notices gathered. */
+    if (announce_register(app) < 0)
         return -1;
     return 0;
 }
