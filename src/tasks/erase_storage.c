@@ -212,22 +212,20 @@ static void on_finished(struct task *t, PGresult *res)
     task_finish(t, TASK_SUCCEEDED, result, NULL);
 }
 
-/* {"a","b"}: the batch's keys as a text array literal (keys may hold any
- * byte but NUL; quotes and backslashes are escaped). */
-static char *keys_array(const struct erase *e)
+char *erase_storage_text_array(char *const *keys, size_t n)
 {
     size_t len = 3;
-    for (size_t k = 0; k < e->n; k++)
-        len += 2 * strlen(e->keys[k]) + 3;
+    for (size_t k = 0; k < n; k++)
+        len += 2 * strlen(keys[k]) + 3;
     char *s = malloc(len), *w = s;
     if (!s)
         return NULL;
     *w++ = '{';
-    for (size_t k = 0; k < e->n; k++) {
+    for (size_t k = 0; k < n; k++) {
         if (k)
             *w++ = ',';
         *w++ = '"';
-        for (const char *p = e->keys[k]; *p; p++) {
+        for (const char *p = keys[k]; *p; p++) {
             if (*p == '"' || *p == '\\')
                 *w++ = '\\';
             *w++ = *p;
@@ -256,7 +254,7 @@ static void erase_step(struct task *t)
         delete_next(e);
         return;
     case ERASE_FORGET: {
-        char *arr = keys_array(e);
+        char *arr = erase_storage_text_array(e->keys, e->n);
         if (!arr) {
             task_retry(t, "out of memory");
             return;

@@ -13,10 +13,17 @@
 #ifndef STUDYHUB_TASKS_ERASE_STORAGE_H
 #define STUDYHUB_TASKS_ERASE_STORAGE_H
 
+#include <stddef.h>
+
 struct app;
 
 #define ERASE_STORAGE_KIND "erase_storage"
 #define ERASE_STORAGE_BATCH 100
+
+/* {"a","b\\"c"}: keys[0..n) as a PostgreSQL text array literal, each
+ * element quoted with its quotes and backslashes escaped; malloc'd (the
+ * caller frees), NULL when out of memory. */
+char *erase_storage_text_array(char *const *keys, size_t n);
 
 /* Registers the kind with app->tasks; 0 or -1. */
 int erase_storage_register(struct app *app);
