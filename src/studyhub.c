@@ -15,6 +15,7 @@
 #include "studyhub/admin/admin.h"
 #include "studyhub/admin/task_commands.h"
 #include "studyhub/admin/user_commands.h"
+#include "studyhub/admin/erase.h"
 #include "studyhub/core/app.h"
 #include "studyhub/core/config.h"
 #include "studyhub/core/log.h"
@@ -38,6 +39,8 @@
 #include "studyhub/domain/users.h"
 #include "studyhub/domain/videos.h"
 #include "studyhub/domain/workflow.h"
+#include "studyhub/domain/messages.h"
+#include "studyhub/domain/privacy.h"
 #include "studyhub/http/auth.h"
 #include "studyhub/http/health.h"
 #include "studyhub/http/router.h"
@@ -56,6 +59,8 @@
 #include "studyhub/tasks/cleanup.h"
 #include "studyhub/tasks/reconcile_videos.h"
 #include "studyhub/tasks/video_zip.h"
+#include "studyhub/tasks/erase_storage.h"
+#include "studyhub/tasks/announce.h"
 
 /* How long migrations wait for PostgreSQL to accept connections at start. */
 #define MIGRATE_WAIT_S 30
@@ -104,6 +109,8 @@ static int register_routes(struct router *r)
         export_routes(r) < 0 ||       /* streamed data exports */
         build_routes(r) < 0 ||        /* build, preview, builds and their live events */
         useradmin_routes(r) < 0 ||    /* site admins manage accounts */
+        privacy_routes(r) < 0 ||      /* account erasure, the family's data download */
+        messages_routes(r) < 0 ||     /* messages to families */
         static_routes(r) < 0 ||       /* the web pages and their assets */
         participate_routes(r) < 0)    /* discovery, eligibility, the runner's pages */
         return -1;
@@ -135,6 +142,7 @@ static void register_admin(struct admin_server *admin)
     /* tasks, task ...; jobs, run JOB */
     task_commands_register(admin);
     sched_register_admin(admin);
+    erase_admin_register(admin);
 }
 
 /* Background work: every module's task kinds (task_register) and
@@ -153,6 +161,12 @@ static int register_background(struct app *app)
         return -1;
     /* The experiment builder: its task kind and its nightly sweeps. */
     if (build_start(app) < 0 || cleanup_register(app) < 0)
+        return -1;
+    /* Erasure: the objects in storage an erasure left. */
+    if (erase_storage_register(app) < 0)
+        return -1;
+    /* Messages: new studies to families, researchers' notices gathered. */
+    if (announce_register(app) < 0)
         return -1;
     return 0;
 }

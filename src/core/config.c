@@ -228,6 +228,9 @@ static const struct config_var vars[] = {
       INT(max_archive_files, 1, 10000000), NULL },
     { "BUILD_UPLOAD_CONCURRENCY", "8", "uploads and copies one build runs at once",
       INT(build_upload_concurrency, 1, 64), NULL },
+    /* Issue 15, messages (tasks/announce.c). */
+    { "NOTIFY_WINDOW_S", "900", "seconds over which the edit notifications of one study to one researcher are gathered into one email (0: one email per edit)",
+      INT(notify_window_s, 0, 86400), NULL },
 };
 
 #define NVARS (sizeof vars / sizeof vars[0])

@@ -204,12 +204,11 @@ static const struct pg_stmt child_update_stmt = {
     " RETURNING uuid",
 };
 
-/* $1 user, $2 child uuid: the soft delete. */
+/* $1 user, $2 child uuid: the erasure (sql/085_erasure.sql says what
+ * goes and what a study keeps).  Columns: verdict. */
 static const struct pg_stmt child_delete_stmt = {
     "child_delete",
-    "UPDATE children SET deleted = true"
-    " WHERE uuid = $2::uuid AND user_id = $1::bigint AND NOT deleted"
-    " RETURNING uuid",
+    "SELECT verdict FROM family_erase($1::bigint, $2::uuid, 'family')",
 };
 
 /* A write in flight: the request and whether it created. */
@@ -332,15 +331,16 @@ static void child_deleted(PGresult *res, void *arg)
 
     if (apidoc_db_failed(req, res, "child_delete"))
         return;
-    if (PQntuples(res) != 1) {
+    if (PQntuples(res) != 1 || strcmp(PQgetvalue(res, 0, 0), "ok") != 0) {
         reply_not_found(req);
         return;
     }
     http_reply(req, 204, NULL, NULL, 0);
 }
 
-/* DELETE /api/v1/children/{id}/: hidden from the family's lists from now
- * on; kept, with its responses, for the studies it took part in. */
+/* DELETE /api/v1/children/{id}/: erased now (family_erase): gone from
+ * every list; only responses a study accepted stay, de-identified; the
+ * family gets the report by email and erase_storage deletes the videos. */
 static void child_delete(struct http_req *req, struct app *app)
 {
     const char *id = http_req_param(req, 0);

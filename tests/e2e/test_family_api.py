@@ -75,8 +75,9 @@ class FamilyApiTest(StudyhubTestCase):
                          ("Ada Lovelace", "2023-03-04", "Not sure or prefer not to answer",
                           "en fr"))
 
-        # The soft delete: gone from the family's lists and detail, the
-        # row (and so its responses) kept.
+        # The erasure (test_privacy_erasure has the rest): gone from the
+        # family's lists and detail; with no response a study kept, the
+        # row is gone too.
         r = self.api(self.parent, "DELETE", f"/api/v1/children/{kid['id']}/")
         self.assertStatus(r, 204)
         self.assertEqual(r.body, b"")
@@ -92,8 +93,8 @@ class FamilyApiTest(StudyhubTestCase):
         self.assertStatus(self.api(self.parent, "PATCH", f"/api/v1/children/{kid['id']}/",
                                    {"data": {"type": "children", "id": kid["id"],
                                              "attributes": {"given_name": "B"}}}), 404)
-        self.assertEqual(self.w.sql(f"SELECT deleted FROM children WHERE uuid = '{kid['id']}'"),
-                         "t")
+        self.assertEqual(self.w.sql(f"SELECT count(*) FROM children WHERE uuid = '{kid['id']}'"),
+                         "0")
 
     def test_only_your_own_children(self):
         theirs = self.w.child(self.other)

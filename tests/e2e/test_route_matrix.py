@@ -141,6 +141,12 @@ _table("public",
        "GET /researcher/studies/{id}/data/", "GET /admin/", "GET /admin/users/")
 _table("site_admin", "GET /api/v1/admin/users/", "PATCH /api/v1/admin/users/{id}/",
        "POST /api/v1/admin/users/{id}/reset-two-factor/")
+# Issue 15, the family's rights (privacy.c, messages.c): the caller's own
+# account only; messages to families need edit_study__message_set.
+_table("user", "DELETE /api/v1/users/{id}/", "GET /api/v1/users/{id}/data/",
+       "GET /api/v1/messages/")
+_table("researcher", "POST /api/v1/researcher/studies/{id}/messages/",
+       "GET /api/v1/researcher/studies/{id}/messages/")
 
 # Where a handler itself says more than the gate: API tokens are given to
 # researchers only from a two-factor-verified session (accounts.c).
@@ -354,9 +360,10 @@ class RouteMatrixTest(StudyhubTestCase):
         failures = []
         for method, pattern in sorted(routes):
             path = self.fill(pattern)
-            if (method, pattern) == ("DELETE", "/api/v1/children/{id}/"):
-                # It needs no body: the fixture child would be deleted
-                # for the tests that read it.  An unknown child is a 404.
+            if (method, pattern) in (("DELETE", "/api/v1/children/{id}/"),
+                                     ("DELETE", "/api/v1/users/{id}/")):
+                # It needs no body: the fixture child (or account) would
+                # be erased for the tests that read it.  Unknown: a 404.
                 path = self.fill(pattern.replace("{id}", str(uuid.uuid4())))
             body = {} if method in ("POST", "PUT", "PATCH") else None
             # Logout ends the session it is given: the spare one.

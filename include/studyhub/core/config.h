@@ -120,6 +120,8 @@ struct config {
     long max_archive_bytes;     /* MAX_ARCHIVE_BYTES: largest runner archive, packed or unpacked */
     long max_archive_files;     /* MAX_ARCHIVE_FILES: most entries in a runner archive */
     long build_upload_concurrency; /* BUILD_UPLOAD_CONCURRENCY: uploads/copies at once per build */
+    /* Messages and notifications (tasks/announce.c). */
+    long notify_window_s;       /* NOTIFY_WINDOW_S: edit notifications of a study gathered per window */
 };
 
 /* Reads every variable through getenv_fn (getenv in production, a table in

@@ -1,5 +1,5 @@
-// child-edit.js: change a child's details (PATCH) or remove the child
-// (DELETE: hidden from now on, kept for the studies already done).
+// child-edit.js: change a child's details (PATCH) or erase the child
+// (DELETE: sql/085_erasure.sql says what a study keeps).
 import { ApiError, del, get, notice, onSubmit, patch, setupPage } from "/js/api.js";
 import { childAttributes, fillChild } from "/js/child-form.js";
 

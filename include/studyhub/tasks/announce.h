@@ -1,0 +1,19 @@
+/* announce: the family-facing and researcher-facing notices of issue 15
+ * point 4.
+ *
+ * - The scheduled job announce_new_studies (daily at 10:00 as upstream;
+ *   SCHED_JOBS can move it; `studyhubctl run announce_new_studies`): one
+ *   email per family that asked for new studies, listing the active public
+ *   studies one of its children may take part in and that it was not told
+ *   of yet (sql/087_notify_announce.sql, announce_new_studies).
+ * - NOTIFY_WINDOW_S is written to app_settings at start, where the outbox
+ *   trigger that gathers a study's edit notifications reads it. */
+#ifndef STUDYHUB_TASKS_ANNOUNCE_H
+#define STUDYHUB_TASKS_ANNOUNCE_H
+
+struct app;
+
+/* Adds the job to app->sched and saves NOTIFY_WINDOW_S; 0 or -1. */
+int announce_register(struct app *app);
+
+#endif
