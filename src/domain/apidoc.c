@@ -103,6 +103,15 @@ void apidoc_reply(struct apidoc *d, struct http_req *req, int status)
     apidoc_cleanup(d);
 }
 
+void apidoc_resource(struct apidoc *d, const char *type, const PGresult *res,
+                     int row, int col)
+{
+    apidoc_printf(d, "{\"type\":\"%s\",\"id\":\"%s\",\"attributes\":", type,
+                  PQgetvalue(res, row, col));
+    apidoc_addn(d, PQgetvalue(res, row, col + 1), (size_t)PQgetlength(res, row, col + 1));
+    apidoc_add(d, "}");
+}
+
 void apidoc_reply_page(struct http_req *req, PGresult *res, const char *what,
                        int check_col, apidoc_render_fn render)
 {

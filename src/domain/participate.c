@@ -163,10 +163,7 @@ static const struct pg_stmt discover_get_stmt = {
 
 static void render_discover(struct apidoc *d, const PGresult *res, int row, int col)
 {
-    apidoc_printf(d, "{\"type\":\"studies\",\"id\":\"%s\",\"attributes\":",
-                  PQgetvalue(res, row, col));
-    apidoc_addn(d, PQgetvalue(res, row, col + 1), (size_t)PQgetlength(res, row, col + 1));
-    apidoc_add(d, "}");
+    apidoc_resource(d, "studies", res, row, col);
 }
 
 static void discover_listed(PGresult *res, void *arg)
@@ -265,10 +262,7 @@ static const struct pg_stmt history_stmt = {
 
 static void render_history(struct apidoc *d, const PGresult *res, int row, int col)
 {
-    apidoc_printf(d, "{\"type\":\"past-sessions\",\"id\":\"%s\",\"attributes\":",
-                  PQgetvalue(res, row, col));
-    apidoc_addn(d, PQgetvalue(res, row, col + 1), (size_t)PQgetlength(res, row, col + 1));
-    apidoc_add(d, "}");
+    apidoc_resource(d, "past-sessions", res, row, col);
 }
 
 static void history_listed(PGresult *res, void *arg)

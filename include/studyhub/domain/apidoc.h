@@ -40,10 +40,14 @@ void apidoc_json(struct apidoc *d, const json_t *v);
  * a buffer that ran out of memory becomes a 503. */
 void apidoc_reply(struct apidoc *d, struct http_req *req, int status);
 
-/* Replies with several error objects at once, sorted by pointer as
- * upstream does; the HTTP status is the first error's. */
 /* Renders the resource whose columns start at col of row. */
 typedef void (*apidoc_render_fn)(struct apidoc *d, const PGresult *res, int row, int col);
+
+/* Renders {"type": type, "id": column col, "attributes": column col + 1}
+ * for a query that builds the attributes as one JSON value (copied as
+ * is).  type is a JSON-safe literal. */
+void apidoc_resource(struct apidoc *d, const char *type, const PGresult *res,
+                     int row, int col);
 
 /* Replies with one page of a list query whose every row is (count, the
  * resource's columns from column 1); the empty page has one row whose
@@ -52,6 +56,8 @@ typedef void (*apidoc_render_fn)(struct apidoc *d, const PGresult *res, int row,
 void apidoc_reply_page(struct http_req *req, PGresult *res, const char *what,
                        int check_col, apidoc_render_fn render);
 
+/* Replies with several error objects at once, sorted by pointer as
+ * upstream does; the HTTP status is the first error's. */
 void apidoc_reply_errors(struct http_req *req, const struct jsonapi_error *errs, int n);
 
 /* After a query: false when res is usable.  Otherwise replies (503 when
