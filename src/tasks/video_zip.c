@@ -25,6 +25,7 @@
 #include "studyhub/io/mail.h"
 #include "studyhub/io/pg.h"
 #include "studyhub/io/storage.h"
+#include "studyhub/io/storage_writer.h"
 
 /* Videos read per batch query. */
 #define VZ_BATCH 50
