@@ -20,8 +20,8 @@
 #include "studyhub/core/config.h"
 #include "studyhub/core/log.h"
 #include "studyhub/core/metrics.h"
-#include "studyhub/core/sched.h"
-#include "studyhub/core/task.h"
+#include "studyhub/queue/sched.h"
+#include "studyhub/queue/task.h"
 #include "studyhub/domain/accounts.h"
 #include "studyhub/domain/children.h"
 #include "studyhub/domain/family.h"
@@ -414,8 +414,8 @@ int main(int argc, char **argv)
         log_error("cannot set up the PostgreSQL pool or the Redis client");
         goto out;
     }
-    /* Children, the task queue runner and the scheduler (core/task.c,
-     * core/sched.c, io/proc.c). */
+    /* Children, the task queue runner and the scheduler (queue/task.c,
+     * queue/sched.c, io/proc.c). */
     app.procs = proc_table_new(app.base);
     app.tasks = task_runner_new(&app);
     app.sched = sched_new(&app, err, sizeof err);

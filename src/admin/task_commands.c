@@ -16,7 +16,7 @@
 #include "studyhub/admin/admin.h"
 #include "studyhub/core/app.h"
 #include "studyhub/core/config.h"
-#include "studyhub/core/task.h"
+#include "studyhub/queue/task.h"
 #include "studyhub/io/pg.h"
 
 static const struct pg_stmt sql_list = {

@@ -16,7 +16,7 @@
 #include "studyhub/core/app.h"
 #include "studyhub/core/config.h"
 #include "studyhub/core/log.h"
-#include "studyhub/core/sched.h"
+#include "studyhub/queue/sched.h"
 #include "studyhub/core/util.h"
 #include "studyhub/http/auth.h"
 #include "studyhub/http/jsonapi.h"

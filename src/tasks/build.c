@@ -39,7 +39,7 @@
 #include "studyhub/core/app.h"
 #include "studyhub/core/config.h"
 #include "studyhub/core/log.h"
-#include "studyhub/core/task.h"
+#include "studyhub/queue/task.h"
 #include "studyhub/core/util.h"
 #include "studyhub/domain/apidoc.h"
 #include "studyhub/domain/perms.h"

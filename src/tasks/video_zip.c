@@ -20,7 +20,7 @@
 #include "studyhub/core/app.h"
 #include "studyhub/core/config.h"
 #include "studyhub/core/log.h"
-#include "studyhub/core/task.h"
+#include "studyhub/queue/task.h"
 #include "studyhub/domain/videos.h"
 #include "studyhub/io/mail.h"
 #include "studyhub/io/pg.h"

@@ -1,7 +1,7 @@
 /* task: the runner of long work.  Claims rows of the durable queue (table
  * tasks) with FOR UPDATE SKIP LOCKED, keeps a lease on each while it runs,
  * drives each task's kind state machine and saves every state change with
- * its stage row before the next step.  See include/studyhub/core/task.h.
+ * its stage row before the next step.  See include/studyhub/queue/task.h.
  *
  * Two state machines live here:
  *  - the runner's view of one task (enum task_phase: entering a state,
@@ -17,7 +17,7 @@
  * The runner itself is freed once its last query came back. */
 #include "config.h"
 
-#include "studyhub/core/task.h"
+#include "studyhub/queue/task.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -34,7 +34,7 @@
 #include "studyhub/core/app.h"
 #include "studyhub/core/config.h"
 #include "studyhub/core/log.h"
-#include "studyhub/core/sched.h"
+#include "studyhub/queue/sched.h"
 #include "studyhub/core/util.h"
 #include "studyhub/io/pg.h"
 #include "studyhub/io/proc.h"

@@ -26,7 +26,7 @@
  * then the kind's resume hook (or resume policy) picks the state to go on
  * from, or fails it.  Each claim counts as an attempt.
  *
- * DEFINING A KIND (see test_sleep in src/core/task.c for a complete one)
+ * DEFINING A KIND (see test_sleep in src/queue/task.c for a complete one)
  *   enum build_state { BUILD_RESOLVE, BUILD_DOWNLOAD, ..., BUILD_FINISH };
  *   static const char *const build_state_names[] = { "resolve_sha", ... };
  *   static int build_open(struct task *t, char *err, size_t n)
@@ -74,8 +74,8 @@
  * task_pg_exec (its callback is skipped once the task is closed), or
  * task_hold/task_release around other callbacks that carry the task, and
  * test task_live() in them.  proc children: proc_abandon in close. */
-#ifndef STUDYHUB_CORE_TASK_H
-#define STUDYHUB_CORE_TASK_H
+#ifndef STUDYHUB_QUEUE_TASK_H
+#define STUDYHUB_QUEUE_TASK_H
 
 #include <jansson.h>
 #include <libpq-fe.h>

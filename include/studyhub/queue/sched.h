@@ -31,8 +31,8 @@
  * sched_done must be called exactly once per run; run is freed inside it.
  * SCHED_JOBS=cleanup_checkouts=04:15,reconcile_videos=off overrides times
  * ("off": only `studyhubctl run JOB`). */
-#ifndef STUDYHUB_CORE_SCHED_H
-#define STUDYHUB_CORE_SCHED_H
+#ifndef STUDYHUB_QUEUE_SCHED_H
+#define STUDYHUB_QUEUE_SCHED_H
 
 #include <stdbool.h>
 #include <stddef.h>

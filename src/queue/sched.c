@@ -1,6 +1,6 @@
 /* sched: daily jobs at wall-clock times in one time zone, run by one
  * server at a time, each run recorded in job_runs.  See
- * include/studyhub/core/sched.h.
+ * include/studyhub/queue/sched.h.
  *
  * Three state machines: the start-up (enum sched_boot: lock namespace,
  * abandoned runs, last recorded slots), and each run (enum run_phase:
@@ -9,7 +9,7 @@
  * only store their result and call run_step. */
 #include "config.h"
 
-#include "studyhub/core/sched.h"
+#include "studyhub/queue/sched.h"
 
 #include <errno.h>
 #include <stdarg.h>
