@@ -107,7 +107,7 @@ static int register_routes(struct router *r)
         videos_routes(r) < 0 ||       /* Pipe webhook, upload Lambda, videos, zips, /storage/ */
         research_routes(r) < 0 ||     /* consent manager, response management, access log */
         export_routes(r) < 0 ||       /* streamed data exports */
-        build_routes(r) < 0 ||        /* build, preview, builds and their live events */
+        builds_routes(r) < 0 ||       /* build, preview, builds and their live events */
         useradmin_routes(r) < 0 ||    /* site admins manage accounts */
         privacy_routes(r) < 0 ||      /* account erasure, the family's data download */
         messages_routes(r) < 0 ||     /* messages to families */
