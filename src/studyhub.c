@@ -33,7 +33,7 @@
 #include "studyhub/domain/research.h"
 #include "studyhub/domain/useradmin.h"
 #include "studyhub/domain/responses.h"
-#include "studyhub/domain/seed.h"
+#include "studyhub/admin/seed.h"
 #include "studyhub/domain/studies.h"
 #include "studyhub/domain/studymgmt.h"
 #include "studyhub/domain/users.h"
