@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "studyhub/admin/admin.h"
+#include "studyhub/admin/sched_commands.h"
 #include "studyhub/admin/task_commands.h"
 #include "studyhub/admin/user_commands.h"
 #include "studyhub/admin/erase.h"
@@ -141,7 +142,7 @@ static void register_admin(struct admin_server *admin)
     seed_register(admin);
     /* tasks, task ...; jobs, run JOB */
     task_commands_register(admin);
-    sched_register_admin(admin);
+    sched_commands_register(admin);
     erase_admin_register(admin);
 }
 

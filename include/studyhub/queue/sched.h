@@ -34,12 +34,13 @@
 #ifndef STUDYHUB_QUEUE_SCHED_H
 #define STUDYHUB_QUEUE_SCHED_H
 
+#include <libpq-fe.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <time.h>
 
 struct app;
-struct admin_server;
+
 struct sched;
 struct sched_run;
 
@@ -79,8 +80,34 @@ unsigned sched_busy(const struct sched *s);
  * abandoned by the next start). */
 void sched_free(struct sched *s);
 
-/* Admin commands: jobs, run JOB.  Uses app->sched. */
-void sched_register_admin(struct admin_server *admin);
+/* ---- for the admin commands (admin/sched_commands.c) ------------------- */
+
+/* One job as `studyhubctl jobs` lists it; strings borrowed from s. */
+struct sched_job_view {
+    const char *name;
+    const char *at;          /* HH:MM as set, or "off" */
+    time_t next;             /* next slot; -1 off */
+    bool running_here;
+    bool pending;            /* a due slot not started yet */
+};
+const char *sched_zone(const struct sched *s);
+int sched_job_count(const struct sched *s);
+void sched_job_view(const struct sched *s, int i, struct sched_job_view *out);
+
+/* The last three runs of every job, one row each: job, id, reason, outcome,
+ * scheduled_for and started (epoch seconds), took_s, detail, instance.  fn
+ * gets s, or NULL when the scheduler stopped meanwhile, and res, or NULL
+ * when the database is away.  The scheduler lives until fn returns. */
+typedef void (*sched_recent_fn)(struct sched *s, PGresult *res, void *arg);
+void sched_recent_runs(struct sched *s, sched_recent_fn fn, void *arg);
+
+/* Called once when a manual run is over: text is its report ("job NAME:
+ * succeeded in 0.12 s (run 7)" and the job's detail lines, each "  | "),
+ * error NULL when it succeeded, else why not. */
+typedef void (*sched_waiter_fn)(const char *text, const char *error, void *arg);
+/* Runs job now ("manual"), also when its slot is not due; asked just after
+ * start, it waits for the boot.  fn is called once, maybe at once. */
+void sched_run_now(struct sched *s, const char *job, sched_waiter_fn fn, void *arg);
 
 /* ---- for jobs ---------------------------------------------------------- */
 struct app *sched_run_app(const struct sched_run *run);
