@@ -180,6 +180,81 @@ out:
     return rc;
 }
 
+/* The live text of the SQL functions (sql/functions/), applied after the
+ * migrations at every start, in one transaction: CREATE OR REPLACE is
+ * idempotent, and a function edited by hand goes back to its text.  A
+ * server whose binary knows fewer migrations than the one that applied
+ * them last leaves them alone, so an old server restarted during a
+ * rolling upgrade does not put old functions back. */
+static int apply_functions(PGconn *pg, int known_max, char *err, size_t errlen)
+{
+    char version[16];
+    const char *params[1] = { version };
+    PGresult *res = NULL;
+    struct timespec start;
+    int n = 0, rc = -1;
+
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    snprintf(version, sizeof version, "%d", known_max);
+    if (exec_ok(pg, "CREATE TABLE IF NOT EXISTS schema_functions ("
+                "id int PRIMARY KEY CHECK (id = 1), migration int NOT NULL, "
+                "applied_at timestamptz NOT NULL DEFAULT now())",
+                "creating schema_functions", err, errlen) < 0)
+        return -1;
+    res = PQexecParams(pg, "SELECT migration FROM schema_functions WHERE migration > $1::int",
+                       1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        char msg[512];
+
+        one_line(msg, sizeof msg, PQresultErrorMessage(res));
+        set_err(err, errlen, "reading schema_functions: %s", msg);
+        goto out;
+    }
+    if (PQntuples(res) > 0) {
+        log_warn("migrate: SQL functions left as a newer server set them (it knows "
+                 "migration %s, this binary %d)", PQgetvalue(res, 0, 0), known_max);
+        rc = 0;
+        goto out;
+    }
+    PQclear(res);
+    res = NULL;
+    /* Bodies are checked when called, not here: one file may call a
+     * function of a file applied after it. */
+    if (exec_ok(pg, "BEGIN", "SQL functions", err, errlen) < 0 ||
+        exec_ok(pg, "SET LOCAL check_function_bodies = off", "SQL functions", err, errlen) < 0)
+        goto out;
+    for (const struct migration *f = sql_functions; f->name; f++, n++) {
+        char what[256];
+
+        snprintf(what, sizeof what, "sql/functions/%s.sql", f->name);
+        if (exec_ok(pg, f->sql, what, err, errlen) < 0)
+            goto out;
+    }
+    res = PQexecParams(pg, "INSERT INTO schema_functions (id, migration) VALUES (1, $1::int) "
+                       "ON CONFLICT (id) DO UPDATE SET migration = EXCLUDED.migration, "
+                       "applied_at = now()", 1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        char msg[512];
+
+        one_line(msg, sizeof msg, PQresultErrorMessage(res));
+        set_err(err, errlen, "recording the SQL functions: %s", msg);
+        goto out;
+    }
+    if (exec_ok(pg, "COMMIT", "SQL functions", err, errlen) < 0)
+        goto out;
+    log_info("migrate: SQL functions applied (%d files) in %.0f ms", n,
+             elapsed_s(&start) * 1000);
+    rc = 0;
+out:
+    PQclear(res);
+    if (rc < 0 && PQtransactionStatus(pg) != PQTRANS_IDLE) {
+        PGresult *rb = PQexec(pg, "ROLLBACK");
+
+        PQclear(rb);
+    }
+    return rc;
+}
+
 /* The embedded table must be strictly increasing, or a duplicate number
  * would be skipped silently as "already applied". */
 static int check_table(char *err, size_t errlen)
@@ -247,6 +322,8 @@ int migrate_apply(const char *conninfo, int wait_s, char *err, size_t errlen)
                  known_max);
     if (applied == 0)
         log_info("migrate: schema up to date");
+    if (apply_functions(pg, known_max, err, errlen) < 0)
+        goto out;
     rc = applied;
 out:
     PQclear(done);
