@@ -57,6 +57,7 @@
 #include "studyhub/io/storage.h"
 #include "studyhub/tasks/purge_videos.h"
 #include "studyhub/tasks/build.h"
+#include "studyhub/tasks/test_sleep.h"
 #include "studyhub/tasks/cleanup.h"
 #include "studyhub/tasks/reconcile_videos.h"
 #include "studyhub/tasks/video_zip.h"
@@ -168,6 +169,9 @@ static int register_background(struct app *app)
         return -1;
     /* Messages: new studies to families, researchers' notices gathered. */
     if (announce_register(app) < 0)
+        return -1;
+    /* The kind the tests drive (DEBUG_ROUTES=1 only). */
+    if (test_sleep_register(app) < 0)
         return -1;
     return 0;
 }

@@ -1066,6 +1066,21 @@ fail:
     return -1;
 }
 
+void pg_pool_unlisten(struct pg_pool *pool, const char *channel, pg_notify_fn fn, void *arg)
+{
+    int kept = 0;
+
+    for (int i = 0; pool && i < pool->nlistens; i++) {
+        struct pg_listen *l = &pool->listens[i];
+
+        if (strcmp(l->channel, channel) == 0 && l->fn == fn && l->arg == arg)
+            continue;  /* the session stays subscribed: the channel is just not heard */
+        pool->listens[kept++] = *l;
+    }
+    if (pool)
+        pool->nlistens = kept;
+}
+
 bool pg_pool_listening(const struct pg_pool *pool)
 {
     return pool && !pool->dying && pool->listener &&

@@ -26,7 +26,7 @@
  * then the kind's resume hook (or resume policy) picks the state to go on
  * from, or fails it.  Each claim counts as an attempt.
  *
- * DEFINING A KIND (see test_sleep in src/queue/task.c for a complete one)
+ * DEFINING A KIND (see src/tasks/test_sleep.c for a complete one)
  *   enum build_state { BUILD_RESOLVE, BUILD_DOWNLOAD, ..., BUILD_FINISH };
  *   static const char *const build_state_names[] = { "resolve_sha", ... };
  *   static int build_open(struct task *t, char *err, size_t n)
