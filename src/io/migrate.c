@@ -22,6 +22,7 @@
 #include <libpq-fe.h>
 
 #include "studyhub/core/log.h"
+#include "studyhub/core/util.h"
 
 /* Session advisory lock key: "StudyHub" in ASCII as a bigint. */
 #define MIGRATE_LOCK_SQL "SELECT pg_advisory_lock(6013560476838425954)"
@@ -44,19 +45,6 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
 }
 
 /* libpq messages end in a newline and may span lines: make one line. */
-static void one_line(char *dst, size_t dstlen, const char *src)
-{
-    size_t n;
-
-    snprintf(dst, dstlen, "%s", src && *src ? src : "unknown error");
-    for (char *p = dst; *p; p++)
-        if (*p == '\n' || *p == '\r' || *p == '\t')
-            *p = ' ';
-    n = strlen(dst);
-    while (n > 0 && dst[n - 1] == ' ')
-        dst[--n] = '\0';
-}
-
 static double elapsed_s(const struct timespec *since)
 {
     struct timespec now;
@@ -71,7 +59,7 @@ static void on_notice(void *arg, const PGresult *res)
 {
     char msg[512];
 
-    one_line(msg, sizeof msg, PQresultErrorMessage(res));
+    util_one_line(msg, sizeof msg, PQresultErrorMessage(res));
     log_debug("migrate: %s", msg);
 }
 
@@ -94,7 +82,7 @@ static PGconn *connect_wait(const char *conninfo, int wait_s, char *err,
 
         if (pg && PQstatus(pg) == CONNECTION_OK)
             return pg;
-        one_line(msg, sizeof msg, pg ? PQerrorMessage(pg) : "out of memory");
+        util_one_line(msg, sizeof msg, pg ? PQerrorMessage(pg) : "out of memory");
         PQfinish(pg);
         if (elapsed_s(&start) >= wait_s) {
             set_err(err, errlen, "cannot connect to PostgreSQL within %d s: %s",
@@ -122,7 +110,7 @@ static int exec_ok(PGconn *pg, const char *sql, const char *what, char *err,
         const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
         char msg[512];
 
-        one_line(msg, sizeof msg, res ? PQresultErrorMessage(res) : PQerrorMessage(pg));
+        util_one_line(msg, sizeof msg, res ? PQresultErrorMessage(res) : PQerrorMessage(pg));
         if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH)
             snprintf(msg, sizeof msg, "COPY is not supported in migrations");
         set_err(err, errlen, "%s: %s%s%s%s", what, msg, state ? " (SQLSTATE " : "",
@@ -162,7 +150,7 @@ static int apply_one(PGconn *pg, const struct migration *m, char *err,
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
         char msg[512];
 
-        one_line(msg, sizeof msg, PQresultErrorMessage(res));
+        util_one_line(msg, sizeof msg, PQresultErrorMessage(res));
         set_err(err, errlen, "%s: recording it: %s", what, msg);
         goto out;
     }
@@ -206,7 +194,7 @@ static int apply_functions(PGconn *pg, int known_max, char *err, size_t errlen)
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         char msg[512];
 
-        one_line(msg, sizeof msg, PQresultErrorMessage(res));
+        util_one_line(msg, sizeof msg, PQresultErrorMessage(res));
         set_err(err, errlen, "reading schema_functions: %s", msg);
         goto out;
     }
@@ -236,7 +224,7 @@ static int apply_functions(PGconn *pg, int known_max, char *err, size_t errlen)
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
         char msg[512];
 
-        one_line(msg, sizeof msg, PQresultErrorMessage(res));
+        util_one_line(msg, sizeof msg, PQresultErrorMessage(res));
         set_err(err, errlen, "recording the SQL functions: %s", msg);
         goto out;
     }
@@ -303,7 +291,7 @@ int migrate_apply(const char *conninfo, int wait_s, char *err, size_t errlen)
     if (PQresultStatus(done) != PGRES_TUPLES_OK) {
         char msg[512];
 
-        one_line(msg, sizeof msg, PQresultErrorMessage(done));
+        util_one_line(msg, sizeof msg, PQresultErrorMessage(done));
         set_err(err, errlen, "reading schema_migrations: %s", msg);
         goto out;
     }

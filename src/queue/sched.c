@@ -326,6 +326,8 @@ struct sched_run {
     struct proc_tail detail;     /* owned: detail lines, bounded */
     struct event *wake;          /* owned: deferred run_step */
     struct event *heartbeat;     /* owned: lock and lease renewal */
+    const char *count_noun;      /* static: sched_run_count's report */
+    const char *count_rest;      /* static */
     sched_waiter_fn waiter;      /* borrowed: a manual run's asker, or NULL */
     void *waiter_arg;            /* borrowed: its argument */
     int pending;                 /* redis and pg calls in flight */
@@ -1175,27 +1177,12 @@ static void boot_step(struct sched *s)
 
 /* ---- built-in jobs ------------------------------------------------------------- */
 
-static void on_cleanup_runs(PGresult *res, void *arg)
-{
-    struct sched_run *run = arg;
-
-    if (!res)
-        sched_done(run, SCHED_FAILED, "database unavailable");
-    else if (!pg_ok(res))
-        sched_done(run, SCHED_FAILED, "%s", PQresultErrorMessage(res));
-    else
-        sched_done(run, SCHED_SUCCEEDED, "deleted %s job run%s older than "
-                   SCHED_KEEP_DAYS " days", PQgetvalue(res, 0, 0),
-                   strcmp(PQgetvalue(res, 0, 0), "1") ? "s" : "");
-}
-
 static void job_cleanup_job_runs(struct sched_run *run, void *arg)
 {
     const char *params[1] = { SCHED_KEEP_DAYS };
 
-    if (pg_exec(sched_run_app(run)->pg, &sql_cleanup_runs, 1, params,
-                on_cleanup_runs, run) < 0)
-        sched_done(run, SCHED_FAILED, "cannot queue the query");
+    sched_run_count(run, &sql_cleanup_runs, 1, params, "job run",
+                    "older than " SCHED_KEEP_DAYS " days");
 }
 
 /* test_sleep (DEBUG_ROUTES=1 only): waits, then succeeds; for the tests of
@@ -1393,6 +1380,33 @@ void sched_free(struct sched *s)
         waiter_tell(run, "", "the server is stopping");
     }
     sched_maybe_destroy(s);
+}
+
+/* ---- a job that is one counting statement ------------------------------------ */
+
+static void on_counted(PGresult *res, void *arg)
+{
+    struct sched_run *run = arg;
+
+    if (!res) {
+        sched_done(run, SCHED_FAILED, "database unavailable");
+    } else if (!pg_ok(res) || PQntuples(res) != 1) {
+        sched_done(run, SCHED_FAILED, "%s", PQresultErrorMessage(res));
+    } else {
+        const char *n = PQgetvalue(res, 0, 0);
+
+        sched_done(run, SCHED_SUCCEEDED, "deleted %s %s%s%s%s", n, run->count_noun,
+                   strcmp(n, "1") ? "s" : "", *run->count_rest ? " " : "", run->count_rest);
+    }
+}
+
+void sched_run_count(struct sched_run *run, const struct pg_stmt *stmt, int nparams,
+                     const char *const *params, const char *noun, const char *rest)
+{
+    run->count_noun = noun;
+    run->count_rest = rest ? rest : "";
+    if (pg_exec(run->s->app->pg, stmt, nparams, params, on_counted, run) < 0)
+        sched_done(run, SCHED_FAILED, "cannot queue the query");
 }
 
 /* ---- what the admin commands see ---------------------------------------------- */

@@ -1830,26 +1830,12 @@ int task_cancel(struct task_runner *r, const char *ref, task_cancel_cb cb,
 
 /* ---- the cleanup job -------------------------------------------------------- */
 
-static void on_cleanup(PGresult *res, void *arg)
-{
-    struct sched_run *run = arg;
-
-    if (!res)
-        sched_done(run, SCHED_FAILED, "database unavailable");
-    else if (!pg_ok(res))
-        sched_done(run, SCHED_FAILED, "%s", PQresultErrorMessage(res));
-    else
-        sched_done(run, SCHED_SUCCEEDED, "deleted %s finished task%s older than "
-                   TASK_KEEP_DAYS " days", PQgetvalue(res, 0, 0),
-                   strcmp(PQgetvalue(res, 0, 0), "1") ? "s" : "");
-}
-
 void task_cleanup_job(struct sched_run *run, void *arg)
 {
     const char *params[1] = { TASK_KEEP_DAYS };
 
-    if (pg_exec(sched_run_app(run)->pg, &sql_cleanup, 1, params, on_cleanup, run) < 0)
-        sched_done(run, SCHED_FAILED, "cannot queue the query");
+    sched_run_count(run, &sql_cleanup, 1, params, "finished task",
+                    "older than " TASK_KEEP_DAYS " days");
 }
 
 

@@ -113,6 +113,12 @@ void sched_run_now(struct sched *s, const char *job, sched_waiter_fn fn, void *a
 struct app *sched_run_app(const struct sched_run *run);
 const char *sched_run_job(const struct sched_run *run);
 time_t sched_run_scheduled_for(const struct sched_run *run);
+/* A job that is one statement answering one row, a count of what it
+ * deleted: runs it and ends the run, "deleted N NOUN(s) REST" or failed
+ * with the database's error.  noun and rest are static strings. */
+struct pg_stmt;
+void sched_run_count(struct sched_run *run, const struct pg_stmt *stmt, int nparams,
+                     const char *const *params, const char *noun, const char *rest);
 /* Appends a line to the run's detail (the last 16 KiB are kept). */
 void sched_run_log(struct sched_run *run, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
