@@ -15,18 +15,6 @@
 #include <string.h>
 #include <time.h>
 
-static void format_local(time_t t, char *buf, size_t n)
-{
-    struct tm tm;
-
-    if (t == (time_t)-1 || t == 0) {
-        snprintf(buf, n, "-");
-        return;
-    }
-    localtime_r(&t, &tm);
-    strftime(buf, n, "%Y-%m-%dT%H:%M:%S%z(%Z)", &tm);
-}
-
 static void on_recent(struct sched *s, PGresult *res, void *arg)
 {
     struct admin_conn *c = arg;
@@ -41,7 +29,7 @@ static void on_recent(struct sched *s, PGresult *res, void *arg)
         char when[64];
 
         sched_job_view(s, i, &job);
-        format_local(job.next, when, sizeof when);
+        sched_format_time(job.next, when, sizeof when);
         admin_printf(c, "job=%s at=%s zone=%s next=%s", job.name, job.at, sched_zone(s), when);
         if (job.next != (time_t)-1)
             admin_printf(c, " next_in_s=%lld", (long long)(job.next - now));
@@ -54,8 +42,8 @@ static void on_recent(struct sched *s, PGresult *res, void *arg)
 
             if (strcmp(PQgetvalue(res, r, 0), job.name) != 0)
                 continue;
-            format_local((time_t)strtod(PQgetvalue(res, r, 4), NULL), slot, sizeof slot);
-            format_local((time_t)strtod(PQgetvalue(res, r, 5), NULL), started,
+            sched_format_time((time_t)strtod(PQgetvalue(res, r, 4), NULL), slot, sizeof slot);
+            sched_format_time((time_t)strtod(PQgetvalue(res, r, 5), NULL), started,
                          sizeof started);
             last = last && last[1] ? last + 1 : detail;
             admin_printf(c, "  run id=%s reason=%s outcome=%s scheduled_for=%s "

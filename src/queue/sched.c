@@ -389,7 +389,7 @@ static void timer_arm_ms(struct event *ev, int64_t ms)
     evtimer_add(ev, &tv);
 }
 
-static void format_local(time_t t, char *buf, size_t n)
+void sched_format_time(time_t t, char *buf, size_t n)
 {
     struct tm tm;
 
@@ -1115,7 +1115,7 @@ static void on_last_slots(PGresult *res, void *arg)
         if ((double)prev > last + 0.5 && !job->pending_slot) {
             char when[64];
 
-            format_local(prev, when, sizeof when);
+            sched_format_time(prev, when, sizeof when);
             log_info("sched: %s: the slot of %s was missed; running it now",
                      job->name, when);
             job->pending_slot = prev;
@@ -1311,7 +1311,7 @@ int sched_start(struct sched *s)
         char when[64];
 
         job->next = sched_next(&job->spec, now);
-        format_local(job->next, when, sizeof when);
+        sched_format_time(job->next, when, sizeof when);
         log_debug("sched: %s at %s %s; next %s", job->name, job->at, s->zone, when);
         job_arm(job);
     }

@@ -91,6 +91,9 @@ struct sched_job_view {
     bool pending;            /* a due slot not started yet */
 };
 const char *sched_zone(const struct sched *s);
+/* t in local time with its zone ("2026-12-06T10:00:00+0100(CET)"), "-" for
+ * 0 or -1. */
+void sched_format_time(time_t t, char *buf, size_t n);
 int sched_job_count(const struct sched *s);
 void sched_job_view(const struct sched *s, int i, struct sched_job_view *out);
 
