@@ -22,7 +22,7 @@
 #include "studyhub/core/config.h"
 #include "studyhub/core/log.h"
 #include "studyhub/core/util.h"
-#include "studyhub/domain/apidoc.h"
+#include "studyhub/http/apidoc.h"
 #include "studyhub/domain/perms.h"
 #include "studyhub/http/jsonapi.h"
 #include "studyhub/http/router.h"

@@ -28,7 +28,7 @@
 #include "studyhub/core/log.h"
 #include "studyhub/queue/task.h"
 #include "studyhub/core/util.h"
-#include "studyhub/domain/apidoc.h"
+#include "studyhub/http/apidoc.h"
 #include "studyhub/http/auth.h"
 #include "studyhub/http/jsonapi.h"
 #include "studyhub/http/router.h"

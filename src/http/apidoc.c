@@ -1,6 +1,6 @@
 /* apidoc: JSON:API documents assembled in an evbuffer from PostgreSQL's
  * JSON text, and the small request helpers the API modules share. */
-#include "studyhub/domain/apidoc.h"
+#include "studyhub/http/apidoc.h"
 
 #include <ctype.h>
 #include <event2/buffer.h>
