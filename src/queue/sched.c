@@ -371,6 +371,7 @@ struct sched {
     } pending[SCHED_MAX_PENDING_RUNS];
     int npending;
     int baselines;               /* baseline inserts in flight at boot */
+    long outcomes[3];            /* runs ended here, by enum sched_outcome */
 };
 
 static void run_step(struct sched_run *run);
@@ -611,6 +612,16 @@ static void run_on_heartbeat(evutil_socket_t fd, short what, void *arg)
         run->pending++;
 }
 
+const char *sched_outcome_name(enum sched_outcome o)
+{
+    switch (o) {
+    case SCHED_SUCCEEDED: return "succeeded";
+    case SCHED_PROBLEMS: return "succeeded_with_problems";
+    case SCHED_FAILED: break;
+    }
+    return "failed";
+}
+
 /* Tells a manual run's asker, once. */
 static void waiter_tell(struct sched_run *run, const char *text, const char *error)
 {
@@ -625,7 +636,7 @@ static void waiter_tell(struct sched_run *run, const char *text, const char *err
 static char *run_report_text(const struct sched_run *run, double took, const char *detail)
 {
     char *text = util_asprintf("job %s: %s in %.2f s (run %lld)\n", run->job_name,
-                               run->outcome == SCHED_SUCCEEDED ? "succeeded" : "failed", took,
+                               sched_outcome_name(run->outcome), took,
                                (long long)run->row_id);
 
     for (const char *p = detail ? detail : ""; text && *p;) {
@@ -654,11 +665,13 @@ static void run_report(struct sched_run *run)
            (double)(now.tv_nsec - run->started.tv_nsec) / 1e9;
     switch (run->result) {
     case RR_RAN:
+        run->s->outcomes[run->outcome]++;
         if (run->outcome == SCHED_SUCCEEDED)
             log_info("sched: %s (%s) succeeded in %.2f s", run->job_name, run->reason, took);
         else
-            log_warn("sched: %s (%s) failed after %.2f s: %s", run->job_name,
-                     run->reason, took, detail ? detail : "");
+            log_warn("sched: %s (%s) %s after %.2f s: %s", run->job_name, run->reason,
+                     run->outcome == SCHED_PROBLEMS ? "succeeded with problems" : "failed",
+                     took, detail ? detail : "");
         break;
     case RR_BUSY:
         log_info("sched: %s: running on another server; not started here", run->job_name);
@@ -678,8 +691,9 @@ static void run_report(struct sched_run *run)
         switch (run->result) {
         case RR_RAN:
             text = run_report_text(run, took, detail);
-            waiter_tell(run, text ? text : "", run->outcome == SCHED_SUCCEEDED
-                                                   ? NULL : "the job failed");
+            /* With problems it ran: the report says what to look at. */
+            waiter_tell(run, text ? text : "", run->outcome == SCHED_FAILED
+                                                   ? "the job failed" : NULL);
             break;
         case RR_BUSY:
             waiter_tell(run, "", "it is running on another server now");
@@ -782,7 +796,7 @@ static void run_step(struct sched_run *run)
         }
         snprintf(id, sizeof id, "%lld", (long long)run->row_id);
         params[0] = id;
-        params[1] = run->outcome == SCHED_SUCCEEDED ? "succeeded" : "failed";
+        params[1] = sched_outcome_name(run->outcome);
         params[2] = detail ? detail : "";
         if (pg_exec(s->app->pg, &sql_save, 3, params, run_on_save, run) == 0) {
             run->pending++;
@@ -1329,6 +1343,12 @@ void sched_drain(struct sched *s)
         evtimer_del(s->jobs[i]->timer);
     evtimer_del(s->boot_timer);
     pending_finish(s, "the server is stopping");
+}
+
+void sched_outcomes(const struct sched *s, long out[3])
+{
+    for (int i = 0; i < 3; i++)
+        out[i] = s ? s->outcomes[i] : 0;
 }
 
 unsigned sched_busy(const struct sched *s)

@@ -109,11 +109,12 @@ static const struct pg_stmt sql_renew = {
 /* Out of 'running': finished, or queued again (retry: after $10 s; drain
  * hand-over: in stage $8, the claim's attempt given back with $9).
  * $1 id, $2 new state, $3 owner, $4 result, $5 error, $6/$7 outcome and
- * log of the open stage. */
+ * log of the open stage, $11 the problems of a success (task_problem). */
 static const struct pg_stmt sql_leave = {
     "task_leave",
     "WITH u AS (UPDATE tasks SET state = $2, stage = COALESCE($8, stage),"
     "             result = COALESCE($4::jsonb, result), error = $5,"
+    "             problems = CASE WHEN $2 = 'succeeded' THEN $11 END,"
     "             attempts = attempts - $9::int,"
     "             run_after = CASE WHEN $2 = 'queued'"
     "                         THEN now() + $10::int * interval '1 second'"
@@ -263,6 +264,7 @@ struct task_impl {
     const char *final_state;        /* static: LEAVING: tasks.state to set */
     char *result_text;              /* owned: LEAVING: result JSON or NULL */
     char *error;                    /* owned: LEAVING: error or NULL */
+    char *problems;                 /* owned: task_problem's lines, or NULL */
     int retry_delay_s;              /* LEAVE_RETRY: seconds */
 };
 
@@ -294,6 +296,7 @@ struct task_runner {
     int64_t claim_sent_ms;          /* monotonic, for the lease deadline */
     int queries;                    /* runner queries in flight */
     bool listening;                 /* pg_pool_listen registered */
+    long finished[TASK_OUTCOMES];   /* tasks ended here, by outcome */
 };
 
 /* One query sent by the runner (for a task, an admin command, ...). */
@@ -313,6 +316,7 @@ static void task_leave(struct task_impl *ti);
 static void task_close(struct task_impl *ti, const char *why);
 static void runner_maybe_destroy(struct task_runner *r);
 static void task_free(struct task_impl *ti);
+static enum task_outcome_kind task_final_outcome(const struct task_impl *ti);
 
 static struct task_impl *impl(const struct task *t)
 {
@@ -448,6 +452,7 @@ static void task_free(struct task_impl *ti)
     free(ti->close_log);
     free(ti->result_text);
     free(ti->error);
+    free(ti->problems);
     free(ti);
 }
 
@@ -601,11 +606,18 @@ static void on_leave(struct task_runner *r, struct task_impl *ti,
     }
     switch (ti->leave) {
     case LEAVE_FINISH:
-        log_info("task %lld %s: %s in stage %s after %d attempt%s%s%s",
-                 (long long)ti->pub.id, ti->pub.kind->name, ti->final_state,
-                 task_state_name(&ti->pub, ti->pub.state), ti->pub.attempts,
-                 ti->pub.attempts == 1 ? "" : "s", ti->error ? ": " : "",
-                 ti->error ? ti->error : "");
+        ti->r->finished[task_final_outcome(ti)]++;
+        if (task_final_outcome(ti) == TASK_OUTCOME_PROBLEMS)
+            log_warn("task %lld %s: succeeded with problems in stage %s after %d attempt%s: %s",
+                     (long long)ti->pub.id, ti->pub.kind->name,
+                     task_state_name(&ti->pub, ti->pub.state), ti->pub.attempts,
+                     ti->pub.attempts == 1 ? "" : "s", ti->problems);
+        else
+            log_info("task %lld %s: %s in stage %s after %d attempt%s%s%s",
+                     (long long)ti->pub.id, ti->pub.kind->name, ti->final_state,
+                     task_state_name(&ti->pub, ti->pub.state), ti->pub.attempts,
+                     ti->pub.attempts == 1 ? "" : "s", ti->error ? ": " : "",
+                     ti->error ? ti->error : "");
         break;
     case LEAVE_RETRY:
         log_warn("task %lld %s: attempt %d/%d failed in stage %s; retry in %d s: %s",
@@ -625,7 +637,7 @@ static void on_leave(struct task_runner *r, struct task_impl *ti,
 static void task_send_leave(struct task_impl *ti)
 {
     char id[32], delay[16];
-    const char *params[10];
+    const char *params[11];
 
     snprintf(id, sizeof id, "%lld", (long long)ti->pub.id);
     snprintf(delay, sizeof delay, "%d", ti->leave == LEAVE_RETRY ? ti->retry_delay_s : 0);
@@ -640,7 +652,8 @@ static void task_send_leave(struct task_impl *ti)
                     ? ti->pub.kind->states[ti->target_state] : NULL;
     params[8] = ti->leave == LEAVE_RELEASE ? "1" : "0";
     params[9] = delay;
-    if (runner_exec(ti->r, ti, &sql_leave, 10, params, on_leave, NULL) < 0)
+    params[10] = ti->problems;
+    if (runner_exec(ti->r, ti, &sql_leave, 11, params, on_leave, NULL) < 0)
         task_persist_later(ti);
 }
 
@@ -938,6 +951,54 @@ static void stage_log_append(struct task_impl *ti, const char *s, size_t n)
     proc_tail_append(&ti->log, s, n);
     if (ti->phase == TP_RUNNING && !evtimer_pending(ti->log_flush, NULL))
         util_timer_ms(ti->log_flush, TASK_LOG_FLUSH_MS);
+}
+
+/* The outcome a finishing task reports (finished[] and the log). */
+static enum task_outcome_kind task_final_outcome(const struct task_impl *ti)
+{
+    if (strcmp(ti->final_state, "succeeded") == 0)
+        return ti->problems ? TASK_OUTCOME_PROBLEMS : TASK_OUTCOME_SUCCEEDED;
+    return strcmp(ti->final_state, "cancelled") == 0 ? TASK_OUTCOME_CANCELLED
+                                                     : TASK_OUTCOME_FAILED;
+}
+
+void task_problem(struct task *t, const char *fmt, ...)
+{
+    struct task_impl *ti = impl(t);
+    size_t have = ti->problems ? strlen(ti->problems) : 0;
+    va_list ap;
+    char *s, *all;
+
+    va_start(ap, fmt);
+    s = vformat(fmt, ap);
+    va_end(ap);
+    if (!s)
+        return;
+    task_log(t, "problem: %s", s);
+    /* Bounded like the column: the first problems say the most. */
+    if (have + strlen(s) + 2 <= TASK_PROBLEMS_MAX &&
+        (all = util_asprintf("%s%s%s", have ? ti->problems : "", have ? "\n" : "", s))) {
+        free(ti->problems);
+        ti->problems = all;
+    }
+    free(s);
+}
+
+const char *task_outcome_kind_name(enum task_outcome_kind o)
+{
+    static const char *const names[TASK_OUTCOMES] = {
+        [TASK_OUTCOME_SUCCEEDED] = "succeeded",
+        [TASK_OUTCOME_PROBLEMS] = "succeeded_with_problems",
+        [TASK_OUTCOME_FAILED] = "failed",
+        [TASK_OUTCOME_CANCELLED] = "cancelled",
+    };
+    return (unsigned)o < TASK_OUTCOMES ? names[o] : "?";
+}
+
+void task_runner_outcomes(const struct task_runner *r, long out[TASK_OUTCOMES])
+{
+    for (int i = 0; i < TASK_OUTCOMES; i++)
+        out[i] = r ? r->finished[i] : 0;
 }
 
 void task_log(struct task *t, const char *fmt, ...)

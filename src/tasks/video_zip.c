@@ -447,8 +447,8 @@ static void build_close(struct vzip *z)
             zip_build_fail(z, true, "zip: %s", archive_error_string(z->ar));
             return;
         }
-        task_log(z->t, "%lld videos missing from storage (listed in MISSING_VIDEOS.txt)",
-                 (long long)z->nmissing);
+        task_problem(z->t, "%lld videos missing from storage (listed in MISSING_VIDEOS.txt)",
+                     (long long)z->nmissing);
     }
     z->phase = BP_CLOSING;
     if (archive_write_close(z->ar) != ARCHIVE_OK || z->failed) {

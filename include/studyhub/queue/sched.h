@@ -44,7 +44,11 @@ struct app;
 struct sched;
 struct sched_run;
 
-enum sched_outcome { SCHED_SUCCEEDED, SCHED_FAILED };
+/* How a run ended: it did its work; it did it, but a person should look
+ * (the detail says what); or it failed. */
+enum sched_outcome { SCHED_SUCCEEDED, SCHED_FAILED, SCHED_PROBLEMS };
+/* "succeeded", "failed", "succeeded_with_problems" (job_runs.outcome). */
+const char *sched_outcome_name(enum sched_outcome o);
 
 typedef void (*sched_job_fn)(struct sched_run *run, void *arg);
 
@@ -74,6 +78,8 @@ int sched_start(struct sched *s);
 void sched_drain(struct sched *s);
 /* Runs in progress in this process. */
 unsigned sched_busy(const struct sched *s);
+/* Runs this server ended since start, by enum sched_outcome. */
+void sched_outcomes(const struct sched *s, long out[3]);
 /* A run still in progress is left to finish on its own (its sched_done
  * then only frees it).  A job still waiting on a timer or a child when
  * the drain timeout ends the loop is leaked at exit (its row is marked
