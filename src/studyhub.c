@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "studyhub/admin/admin.h"
+#include "studyhub/admin/sched_commands.h"
 #include "studyhub/admin/task_commands.h"
 #include "studyhub/admin/user_commands.h"
 #include "studyhub/admin/erase.h"
@@ -20,8 +21,8 @@
 #include "studyhub/core/config.h"
 #include "studyhub/core/log.h"
 #include "studyhub/core/metrics.h"
-#include "studyhub/core/sched.h"
-#include "studyhub/core/task.h"
+#include "studyhub/queue/sched.h"
+#include "studyhub/queue/task.h"
 #include "studyhub/domain/accounts.h"
 #include "studyhub/domain/children.h"
 #include "studyhub/domain/family.h"
@@ -33,7 +34,7 @@
 #include "studyhub/domain/research.h"
 #include "studyhub/domain/useradmin.h"
 #include "studyhub/domain/responses.h"
-#include "studyhub/domain/seed.h"
+#include "studyhub/admin/seed.h"
 #include "studyhub/domain/studies.h"
 #include "studyhub/domain/studymgmt.h"
 #include "studyhub/domain/users.h"
@@ -56,6 +57,7 @@
 #include "studyhub/io/storage.h"
 #include "studyhub/tasks/purge_videos.h"
 #include "studyhub/tasks/build.h"
+#include "studyhub/tasks/test_sleep.h"
 #include "studyhub/tasks/cleanup.h"
 #include "studyhub/tasks/reconcile_videos.h"
 #include "studyhub/tasks/video_zip.h"
@@ -107,7 +109,7 @@ static int register_routes(struct router *r)
         videos_routes(r) < 0 ||       /* Pipe webhook, upload Lambda, videos, zips, /storage/ */
         research_routes(r) < 0 ||     /* consent manager, response management, access log */
         export_routes(r) < 0 ||       /* streamed data exports */
-        build_routes(r) < 0 ||        /* build, preview, builds and their live events */
+        builds_routes(r) < 0 ||       /* build, preview, builds and their live events */
         useradmin_routes(r) < 0 ||    /* site admins manage accounts */
         privacy_routes(r) < 0 ||      /* account erasure, the family's data download */
         messages_routes(r) < 0 ||     /* messages to families */
@@ -141,7 +143,7 @@ static void register_admin(struct admin_server *admin)
     seed_register(admin);
     /* tasks, task ...; jobs, run JOB */
     task_commands_register(admin);
-    sched_register_admin(admin);
+    sched_commands_register(admin);
     erase_admin_register(admin);
 }
 
@@ -167,6 +169,9 @@ static int register_background(struct app *app)
         return -1;
     /* Messages: new studies to families, researchers' notices gathered. */
     if (announce_register(app) < 0)
+        return -1;
+    /* The kind the tests drive (DEBUG_ROUTES=1 only). */
+    if (test_sleep_register(app) < 0)
         return -1;
     return 0;
 }
@@ -414,8 +419,8 @@ int main(int argc, char **argv)
         log_error("cannot set up the PostgreSQL pool or the Redis client");
         goto out;
     }
-    /* Children, the task queue runner and the scheduler (core/task.c,
-     * core/sched.c, io/proc.c). */
+    /* Children, the task queue runner and the scheduler (queue/task.c,
+     * queue/sched.c, io/proc.c). */
     app.procs = proc_table_new(app.base);
     app.tasks = task_runner_new(&app);
     app.sched = sched_new(&app, err, sizeof err);

@@ -29,7 +29,7 @@ PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 BASE_PACKAGES="build-essential autoconf automake libtool pkg-config \
 libevent-dev libssl-dev libpq-dev libhiredis-dev libcurl4-openssl-dev \
 libarchive-dev libjansson-dev libargon2-dev check postgresql-15 redis-server \
-zip unzip python3 graphviz bubblewrap zlib1g-dev"
+zip unzip python3 graphviz bubblewrap zlib1g-dev libexpat1-dev"
 
 # What tools/test needs besides: the browser tests' headless chromium, its
 # WebDriver and the Python client (tests/e2e/browser.py).

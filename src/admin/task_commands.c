@@ -16,7 +16,7 @@
 #include "studyhub/admin/admin.h"
 #include "studyhub/core/app.h"
 #include "studyhub/core/config.h"
-#include "studyhub/core/task.h"
+#include "studyhub/queue/task.h"
 #include "studyhub/io/pg.h"
 
 static const struct pg_stmt sql_list = {
@@ -32,7 +32,7 @@ static const struct pg_stmt sql_list_recent = {
     "task_list_recent",
     "SELECT id, uuid, kind, state, COALESCE(stage, '-'), COALESCE(subject, '-'),"
     "  attempts, EXTRACT(EPOCH FROM finished_at - COALESCE(started_at, created_at))::float8,"
-    "  COALESCE(error, '')"
+    "  COALESCE(error, ''), COALESCE(outcome, state), COALESCE(problems, '')"
     " FROM tasks WHERE finished_at IS NOT NULL ORDER BY finished_at DESC, id DESC LIMIT 20",
 };
 
@@ -43,7 +43,8 @@ static const struct pg_stmt sql_show = {
     "  t.payload::text, COALESCE(t.result::text, '-'), COALESCE(t.error, ''),"
     "  COALESCE(t.lease_owner, '-'), t.cancel_requested,"
     "  s.stage, s.attempt, COALESCE(s.outcome, 'running'),"
-    "  EXTRACT(EPOCH FROM COALESCE(s.ended_at, now()) - s.started_at)::float8, s.log"
+    "  EXTRACT(EPOCH FROM COALESCE(s.ended_at, now()) - s.started_at)::float8, s.log,"
+    "  COALESCE(t.outcome, '-'), COALESCE(t.problems, '')"
     " FROM tasks t LEFT JOIN task_stages s ON s.task_id = t.id"
     " WHERE t.id = $1::bigint OR t.uuid = $2::uuid ORDER BY s.id",
 };
@@ -60,13 +61,15 @@ static void on_admin_recent(PGresult *res, void *arg)
     }
     admin_printf(c, "recently finished:\n");
     for (int i = 0; i < PQntuples(res); i++)
-        admin_printf(c, "id=%s uuid=%s kind=%s state=%s stage=%s subject=%s "
-                     "attempts=%s took_s=%.1f error=%s\n",
+        admin_printf(c, "id=%s uuid=%s kind=%s state=%s outcome=%s stage=%s subject=%s "
+                     "attempts=%s took_s=%.1f error=%s problems=%.*s\n",
                      PQgetvalue(res, i, 0), PQgetvalue(res, i, 1),
-                     PQgetvalue(res, i, 2), PQgetvalue(res, i, 3),
+                     PQgetvalue(res, i, 2), PQgetvalue(res, i, 3), PQgetvalue(res, i, 9),
                      PQgetvalue(res, i, 4), PQgetvalue(res, i, 5),
                      PQgetvalue(res, i, 6), strtod(PQgetvalue(res, i, 7), NULL),
-                     *PQgetvalue(res, i, 8) ? PQgetvalue(res, i, 8) : "-");
+                     *PQgetvalue(res, i, 8) ? PQgetvalue(res, i, 8) : "-",
+                     *PQgetvalue(res, i, 10) ? (int)strcspn(PQgetvalue(res, i, 10), "\n") : 1,
+                     *PQgetvalue(res, i, 10) ? PQgetvalue(res, i, 10) : "-");
     admin_finish(c, NULL);
 }
 
@@ -165,9 +168,17 @@ static void on_admin_show(PGresult *res, void *arg)
                  PQgetvalue(res, 0, 3), PQgetvalue(res, 0, 4), PQgetvalue(res, 0, 5),
                  PQgetvalue(res, 0, 6), PQgetvalue(res, 0, 7), PQgetvalue(res, 0, 11),
                  PQgetvalue(res, 0, 12)[0] == 't' ? "yes" : "no");
-    admin_printf(c, "payload: %s\nresult: %s\nerror: %s\n", PQgetvalue(res, 0, 8),
-                 PQgetvalue(res, 0, 9),
+    admin_printf(c, "outcome: %s\npayload: %s\nresult: %s\nerror: %s\n",
+                 PQgetvalue(res, 0, 18), PQgetvalue(res, 0, 8), PQgetvalue(res, 0, 9),
                  *PQgetvalue(res, 0, 10) ? PQgetvalue(res, 0, 10) : "-");
+    for (const char *p = PQgetvalue(res, 0, 19); *p;) {
+        size_t n = strcspn(p, "\n");
+
+        admin_printf(c, "problem: %.*s\n", (int)n, p);
+        p += n;
+        if (*p)
+            p++;
+    }
     for (int i = 0; i < PQntuples(res); i++) {
         const char *log = PQgetvalue(res, i, 17);
 

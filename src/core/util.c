@@ -118,3 +118,16 @@ int util_mkdir_mode(const char *path, mode_t mode)
     free(buf);
     return rc;
 }
+
+void util_one_line(char *dst, size_t dstlen, const char *src)
+{
+    size_t n;
+
+    snprintf(dst, dstlen, "%s", src && *src ? src : "unknown error");
+    for (char *p = dst; *p; p++)
+        if (*p == '\n' || *p == '\r' || *p == '\t')
+            *p = ' ';
+    n = strlen(dst);
+    while (n > 0 && dst[n - 1] == ' ')
+        dst[--n] = '\0';
+}

@@ -16,7 +16,7 @@
 #include "studyhub/core/app.h"
 #include "studyhub/core/config.h"
 #include "studyhub/core/log.h"
-#include "studyhub/core/sched.h"
+#include "studyhub/queue/sched.h"
 #include "studyhub/core/util.h"
 #include "studyhub/http/auth.h"
 #include "studyhub/http/jsonapi.h"
@@ -1297,22 +1297,9 @@ static const struct pg_stmt acct_cleanup_stmt = {
     " SELECT count(*) FROM d",
 };
 
-static void cleanup_done(PGresult *res, void *arg)
-{
-    struct sched_run *run = arg;
-    if (!res || !pg_ok(res) || PQntuples(res) != 1)
-        sched_done(run, SCHED_FAILED, "%s",
-                   res ? PQresultErrorMessage(res) : "database unavailable");
-    else
-        sched_done(run, SCHED_SUCCEEDED, "deleted %s emailed tokens",
-                   PQgetvalue(res, 0, 0));
-}
-
 void accounts_cleanup_job(struct sched_run *run, void *arg)
 {
-    if (pg_exec(sched_run_app(run)->pg, &acct_cleanup_stmt, 0, NULL, cleanup_done,
-                run) != 0)
-        sched_done(run, SCHED_FAILED, "cannot queue the query");
+    sched_run_count(run, &acct_cleanup_stmt, 0, NULL, "emailed token", NULL);
 }
 
 /* ------------------------------------------------------------ routes */

@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "studyhub/core/app.h"
-#include "studyhub/domain/apidoc.h"
+#include "studyhub/http/apidoc.h"
 #include "studyhub/domain/fields.h"
 #include "studyhub/http/auth.h"
 #include "studyhub/http/jsonapi.h"

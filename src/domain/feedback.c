@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "studyhub/core/app.h"
-#include "studyhub/domain/apidoc.h"
+#include "studyhub/http/apidoc.h"
 #include "studyhub/http/auth.h"
 #include "studyhub/http/jsonapi.h"
 #include "studyhub/http/router.h"

@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "studyhub/core/app.h"
-#include "studyhub/domain/apidoc.h"
+#include "studyhub/http/apidoc.h"
 #include "studyhub/domain/perms.h"
 #include "studyhub/domain/studymgmt.h"
 #include "studyhub/http/auth.h"

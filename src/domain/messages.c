@@ -8,7 +8,7 @@
 #include <stdlib.h>
 
 #include "studyhub/core/app.h"
-#include "studyhub/domain/apidoc.h"
+#include "studyhub/http/apidoc.h"
 #include "studyhub/domain/perms.h"
 #include "studyhub/http/jsonapi.h"
 #include "studyhub/http/router.h"

@@ -16,7 +16,7 @@
 
 #include "studyhub/core/app.h"
 #include "studyhub/core/log.h"
-#include "studyhub/domain/apidoc.h"
+#include "studyhub/http/apidoc.h"
 #include "studyhub/domain/perms.h"
 #include "studyhub/domain/videos.h"
 #include "studyhub/http/jsonapi.h"

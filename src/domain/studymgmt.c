@@ -12,7 +12,7 @@
 #include <strings.h>
 
 #include "studyhub/core/app.h"
-#include "studyhub/domain/apidoc.h"
+#include "studyhub/http/apidoc.h"
 #include "studyhub/domain/eligibility.h"
 #include "studyhub/domain/perms.h"
 #include "studyhub/http/auth.h"

@@ -17,7 +17,7 @@
 #include "studyhub/core/app.h"
 #include "studyhub/core/config.h"
 #include "studyhub/core/log.h"
-#include "studyhub/domain/apidoc.h"
+#include "studyhub/http/apidoc.h"
 #include "studyhub/domain/perms.h"
 #include "studyhub/http/auth.h"
 #include "studyhub/http/jsonapi.h"

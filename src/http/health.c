@@ -14,6 +14,8 @@
 #include "studyhub/core/config.h"
 #include "studyhub/core/log.h"
 #include "studyhub/core/metrics.h"
+#include "studyhub/queue/sched.h"
+#include "studyhub/queue/task.h"
 #include "studyhub/http/conns.h"
 #include "studyhub/http/jsonapi.h"
 #include "studyhub/http/router.h"
@@ -136,6 +138,26 @@ static long max_fd_count(void)
     return getrlimit(RLIMIT_NOFILE, &rl) == 0 ? (long)rl.rlim_cur : -1;
 }
 
+/* Long work by its three outcomes (and cancelled tasks): what ended on
+ * this server since it started. */
+static void render_outcomes(const struct app *app, struct evbuffer *out)
+{
+    long tasks[TASK_OUTCOMES], runs[3];
+
+    task_runner_outcomes(app->tasks, tasks);
+    sched_outcomes(app->sched, runs);
+    evbuffer_add_printf(out, "# HELP studyhub_tasks_finished_total Tasks this server "
+                        "finished, by outcome.\n# TYPE studyhub_tasks_finished_total counter\n");
+    for (int i = 0; i < TASK_OUTCOMES; i++)
+        evbuffer_add_printf(out, "studyhub_tasks_finished_total{outcome=\"%s\"} %ld\n",
+                            task_outcome_kind_name((enum task_outcome_kind)i), tasks[i]);
+    evbuffer_add_printf(out, "# HELP studyhub_job_runs_total Scheduled job runs this "
+                        "server ended, by outcome.\n# TYPE studyhub_job_runs_total counter\n");
+    for (int i = 0; i < 3; i++)
+        evbuffer_add_printf(out, "studyhub_job_runs_total{outcome=\"%s\"} %ld\n",
+                            sched_outcome_name((enum sched_outcome)i), runs[i]);
+}
+
 static void metrics_route(struct http_req *req, struct app *app)
 {
     struct evbuffer *out = evbuffer_new();
@@ -147,6 +169,7 @@ static void metrics_route(struct http_req *req, struct app *app)
         return;
     }
     metrics_render(app->metrics, out);
+    render_outcomes(app, out);
     pg_pool_stats(app->pg, &ps);
     http_conns_stats(http_server_conns(app->http), &cs);
     evbuffer_add_printf(out,

@@ -101,9 +101,7 @@ json_t *jsonapi_rel_data(const char *type, const char *id, const char *related_u
                      "data", "type", type, "id", id);
 }
 
-/* application/vnd.api+json, optionally with parameters; plain JSON is
- * accepted too, as the upstream parser list does. */
-static bool content_type_ok(const char *ct)
+bool jsonapi_content_type_ok(const char *ct)
 {
     if (!ct)
         return false;
@@ -124,7 +122,7 @@ int jsonapi_parse_request(struct http_req *req, const char *want_type,
     json_t *doc, *d, *type, *id;
 
     *data = NULL;
-    if (!content_type_ok(http_req_header(req, "Content-Type"))) {
+    if (!jsonapi_content_type_ok(http_req_header(req, "Content-Type"))) {
         jsonapi_error_set(e, 415, "unsupported_media_type", "/data",
                           "Unsupported media type in request; use %s.", JSONAPI_MEDIA_TYPE);
         return -1;

@@ -22,6 +22,7 @@
 #include <libpq-fe.h>
 
 #include "studyhub/core/log.h"
+#include "studyhub/core/util.h"
 
 /* Session advisory lock key: "StudyHub" in ASCII as a bigint. */
 #define MIGRATE_LOCK_SQL "SELECT pg_advisory_lock(6013560476838425954)"
@@ -44,19 +45,6 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
 }
 
 /* libpq messages end in a newline and may span lines: make one line. */
-static void one_line(char *dst, size_t dstlen, const char *src)
-{
-    size_t n;
-
-    snprintf(dst, dstlen, "%s", src && *src ? src : "unknown error");
-    for (char *p = dst; *p; p++)
-        if (*p == '\n' || *p == '\r' || *p == '\t')
-            *p = ' ';
-    n = strlen(dst);
-    while (n > 0 && dst[n - 1] == ' ')
-        dst[--n] = '\0';
-}
-
 static double elapsed_s(const struct timespec *since)
 {
     struct timespec now;
@@ -71,7 +59,7 @@ static void on_notice(void *arg, const PGresult *res)
 {
     char msg[512];
 
-    one_line(msg, sizeof msg, PQresultErrorMessage(res));
+    util_one_line(msg, sizeof msg, PQresultErrorMessage(res));
     log_debug("migrate: %s", msg);
 }
 
@@ -94,7 +82,7 @@ static PGconn *connect_wait(const char *conninfo, int wait_s, char *err,
 
         if (pg && PQstatus(pg) == CONNECTION_OK)
             return pg;
-        one_line(msg, sizeof msg, pg ? PQerrorMessage(pg) : "out of memory");
+        util_one_line(msg, sizeof msg, pg ? PQerrorMessage(pg) : "out of memory");
         PQfinish(pg);
         if (elapsed_s(&start) >= wait_s) {
             set_err(err, errlen, "cannot connect to PostgreSQL within %d s: %s",
@@ -122,7 +110,7 @@ static int exec_ok(PGconn *pg, const char *sql, const char *what, char *err,
         const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
         char msg[512];
 
-        one_line(msg, sizeof msg, res ? PQresultErrorMessage(res) : PQerrorMessage(pg));
+        util_one_line(msg, sizeof msg, res ? PQresultErrorMessage(res) : PQerrorMessage(pg));
         if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH)
             snprintf(msg, sizeof msg, "COPY is not supported in migrations");
         set_err(err, errlen, "%s: %s%s%s%s", what, msg, state ? " (SQLSTATE " : "",
@@ -162,13 +150,88 @@ static int apply_one(PGconn *pg, const struct migration *m, char *err,
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
         char msg[512];
 
-        one_line(msg, sizeof msg, PQresultErrorMessage(res));
+        util_one_line(msg, sizeof msg, PQresultErrorMessage(res));
         set_err(err, errlen, "%s: recording it: %s", what, msg);
         goto out;
     }
     if (exec_ok(pg, "COMMIT", what, err, errlen) < 0)
         goto out;
     log_info("migrate: applied %s in %.0f ms", m->name, elapsed_s(&start) * 1000);
+    rc = 0;
+out:
+    PQclear(res);
+    if (rc < 0 && PQtransactionStatus(pg) != PQTRANS_IDLE) {
+        PGresult *rb = PQexec(pg, "ROLLBACK");
+
+        PQclear(rb);
+    }
+    return rc;
+}
+
+/* The live text of the SQL functions (sql/functions/), applied after the
+ * migrations at every start, in one transaction: CREATE OR REPLACE is
+ * idempotent, and a function edited by hand goes back to its text.  A
+ * server whose binary knows fewer migrations than the one that applied
+ * them last leaves them alone, so an old server restarted during a
+ * rolling upgrade does not put old functions back. */
+static int apply_functions(PGconn *pg, int known_max, char *err, size_t errlen)
+{
+    char version[16];
+    const char *params[1] = { version };
+    PGresult *res = NULL;
+    struct timespec start;
+    int n = 0, rc = -1;
+
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    snprintf(version, sizeof version, "%d", known_max);
+    if (exec_ok(pg, "CREATE TABLE IF NOT EXISTS schema_functions ("
+                "id int PRIMARY KEY CHECK (id = 1), migration int NOT NULL, "
+                "applied_at timestamptz NOT NULL DEFAULT now())",
+                "creating schema_functions", err, errlen) < 0)
+        return -1;
+    res = PQexecParams(pg, "SELECT migration FROM schema_functions WHERE migration > $1::int",
+                       1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        char msg[512];
+
+        util_one_line(msg, sizeof msg, PQresultErrorMessage(res));
+        set_err(err, errlen, "reading schema_functions: %s", msg);
+        goto out;
+    }
+    if (PQntuples(res) > 0) {
+        log_warn("migrate: SQL functions left as a newer server set them (it knows "
+                 "migration %s, this binary %d)", PQgetvalue(res, 0, 0), known_max);
+        rc = 0;
+        goto out;
+    }
+    PQclear(res);
+    res = NULL;
+    /* Bodies are checked when called, not here: one file may call a
+     * function of a file applied after it. */
+    if (exec_ok(pg, "BEGIN", "SQL functions", err, errlen) < 0 ||
+        exec_ok(pg, "SET LOCAL check_function_bodies = off", "SQL functions", err, errlen) < 0)
+        goto out;
+    for (const struct migration *f = sql_functions; f->name; f++, n++) {
+        char what[256];
+
+        snprintf(what, sizeof what, "sql/functions/%s.sql", f->name);
+        if (exec_ok(pg, f->sql, what, err, errlen) < 0)
+            goto out;
+    }
+    res = PQexecParams(pg, "INSERT INTO schema_functions (id, migration) VALUES (1, $1::int) "
+                       "ON CONFLICT (id) DO UPDATE SET migration = EXCLUDED.migration, "
+                       "applied_at = now()", 1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        char msg[512];
+
+        util_one_line(msg, sizeof msg, PQresultErrorMessage(res));
+        set_err(err, errlen, "recording the SQL functions: %s", msg);
+        goto out;
+    }
+    if (exec_ok(pg, "COMMIT", "SQL functions", err, errlen) < 0)
+        goto out;
+    log_info("migrate: SQL functions applied (%d files) in %.0f ms", n,
+             elapsed_s(&start) * 1000);
     rc = 0;
 out:
     PQclear(res);
@@ -228,7 +291,7 @@ int migrate_apply(const char *conninfo, int wait_s, char *err, size_t errlen)
     if (PQresultStatus(done) != PGRES_TUPLES_OK) {
         char msg[512];
 
-        one_line(msg, sizeof msg, PQresultErrorMessage(done));
+        util_one_line(msg, sizeof msg, PQresultErrorMessage(done));
         set_err(err, errlen, "reading schema_migrations: %s", msg);
         goto out;
     }
@@ -247,6 +310,8 @@ int migrate_apply(const char *conninfo, int wait_s, char *err, size_t errlen)
                  known_max);
     if (applied == 0)
         log_info("migrate: schema up to date");
+    if (apply_functions(pg, known_max, err, errlen) < 0)
+        goto out;
     rc = applied;
 out:
     PQclear(done);

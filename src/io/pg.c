@@ -23,6 +23,7 @@
 #include <event2/event.h>
 
 #include "studyhub/core/log.h"
+#include "studyhub/core/util.h"
 
 #define PG_BACKOFF_MIN_MS 100
 #define PG_BACKOFF_MAX_MS 5000
@@ -149,20 +150,6 @@ static void timer_arm_us(struct event *ev, int64_t us)
     evtimer_add(ev, &tv);
 }
 
-/* libpq messages end in a newline and may span lines: make one log line. */
-static void copy_message(char *dst, size_t dstlen, const char *src)
-{
-    size_t n;
-
-    snprintf(dst, dstlen, "%s", src && *src ? src : "unknown error");
-    for (char *p = dst; *p; p++)
-        if (*p == '\n' || *p == '\r' || *p == '\t')
-            *p = ' ';
-    n = strlen(dst);
-    while (n > 0 && dst[n - 1] == ' ')
-        dst[--n] = '\0';
-}
-
 /* Server notices (and a FATAL sent to an idle session) would otherwise go
  * to stderr raw and break the JSON log. */
 static void on_notice(void *arg, const PGresult *res)
@@ -171,7 +158,7 @@ static void on_notice(void *arg, const PGresult *res)
     const char *sev = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
     char msg[512];
 
-    copy_message(msg, sizeof msg, PQresultErrorMessage(res));
+    util_one_line(msg, sizeof msg, PQresultErrorMessage(res));
     if (sev && (!strcmp(sev, "WARNING") || !strcmp(sev, "ERROR") ||
                 !strcmp(sev, "FATAL") || !strcmp(sev, "PANIC")))
         log_warn("pg: conn %d: %s", c->id, msg);
@@ -292,7 +279,7 @@ static void conn_lost(struct pg_conn *c, const char *why)
     bool was_up = conn_is_up(c);
 
     /* PQfinish frees the error message: copy it first. */
-    copy_message(msg, sizeof msg, why ? why : c->pg ? PQerrorMessage(c->pg) : NULL);
+    util_one_line(msg, sizeof msg, why ? why : c->pg ? PQerrorMessage(c->pg) : NULL);
     if (was_up)
         log_warn("pg: conn %d lost: %s", c->id, msg);
     else if (c->failures++ == 0)
@@ -474,7 +461,7 @@ static void conn_command_done(struct pg_conn *c)
         (sev && (!strcmp(sev, "FATAL") || !strcmp(sev, "PANIC")))) {
         char msg[512];
 
-        copy_message(msg, sizeof msg,
+        util_one_line(msg, sizeof msg,
                      res ? PQresultErrorMessage(res) : PQerrorMessage(c->pg));
         conn_lost(c, msg);
         return;
@@ -535,7 +522,7 @@ static void listener_on_io(struct pg_conn *c, short what)
         if (res) {
             if (!pg_ok(res)) {
                 char msg[512];
-                copy_message(msg, sizeof msg, PQresultErrorMessage(res));
+                util_one_line(msg, sizeof msg, PQresultErrorMessage(res));
                 PQclear(res);
                 conn_lost(c, msg);
                 return;
@@ -797,7 +784,7 @@ static int pool_check_conninfo(struct pg_pool *pool, const char *conninfo)
         }
         char msg[256];
 
-        copy_message(msg, sizeof msg, errmsg);
+        util_one_line(msg, sizeof msg, errmsg);
         log_error("pg: bad DATABASE_URL: %s", msg);
         PQfreemem(errmsg);
         return -1;
@@ -1064,6 +1051,21 @@ int pg_pool_listen(struct pg_pool *pool, const char *channel, pg_notify_fn fn, v
 fail:
     pool->nlistens--;
     return -1;
+}
+
+void pg_pool_unlisten(struct pg_pool *pool, const char *channel, pg_notify_fn fn, void *arg)
+{
+    int kept = 0;
+
+    for (int i = 0; pool && i < pool->nlistens; i++) {
+        struct pg_listen *l = &pool->listens[i];
+
+        if (strcmp(l->channel, channel) == 0 && l->fn == fn && l->arg == arg)
+            continue;  /* the session stays subscribed: the channel is just not heard */
+        pool->listens[kept++] = *l;
+    }
+    if (pool)
+        pool->nlistens = kept;
 }
 
 bool pg_pool_listening(const struct pg_pool *pool)

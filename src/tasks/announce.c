@@ -13,7 +13,7 @@
 #include "studyhub/core/app.h"
 #include "studyhub/core/config.h"
 #include "studyhub/core/log.h"
-#include "studyhub/core/sched.h"
+#include "studyhub/queue/sched.h"
 #include "studyhub/io/pg.h"
 
 /* $1 base URL of the links.  Columns: families, studies, emails. */

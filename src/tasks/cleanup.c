@@ -22,7 +22,7 @@
 #include "studyhub/core/app.h"
 #include "studyhub/core/config.h"
 #include "studyhub/core/log.h"
-#include "studyhub/core/sched.h"
+#include "studyhub/queue/sched.h"
 #include "studyhub/io/pg.h"
 #include "studyhub/io/proc.h"
 #include "studyhub/tasks/build.h"

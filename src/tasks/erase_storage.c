@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "studyhub/core/app.h"
-#include "studyhub/core/task.h"
+#include "studyhub/queue/task.h"
 #include "studyhub/io/pg.h"
 #include "studyhub/io/storage.h"
 

@@ -17,7 +17,7 @@
 
 #include "studyhub/core/app.h"
 #include "studyhub/core/log.h"
-#include "studyhub/core/sched.h"
+#include "studyhub/queue/sched.h"
 #include "studyhub/domain/videos.h"
 #include "studyhub/io/pg.h"
 #include "studyhub/io/storage.h"

@@ -16,8 +16,8 @@
 #include "studyhub/core/app.h"
 #include "studyhub/core/config.h"
 #include "studyhub/core/log.h"
-#include "studyhub/core/sched.h"
-#include "studyhub/core/task.h"
+#include "studyhub/queue/sched.h"
+#include "studyhub/queue/task.h"
 #include "studyhub/domain/videos.h"
 #include "studyhub/io/pg.h"
 #include "studyhub/io/storage.h"
@@ -123,8 +123,8 @@ static void on_page_saved(struct task *t, PGresult *res)
         task_log(t, "recorded %lld missing videos: %s%s", recorded, PQgetvalue(res, 0, 3),
                  recorded > 20 ? " ..." : "");
     if (unplaced > 0)
-        task_log(t, "cannot place %lld objects (table video_unplaced says why): %s%s", unplaced,
-                 PQgetvalue(res, 0, 4), unplaced > 20 ? " ..." : "");
+        task_problem(t, "cannot place %lld objects (table video_unplaced says why): %s%s",
+                     unplaced, PQgetvalue(res, 0, 4), unplaced > 20 ? " ..." : "");
     if (r->last_page) {
         task_set_state(t, REC_FINISH, TASK_STAGE_OK);
         return;

@@ -20,11 +20,12 @@
 #include "studyhub/core/app.h"
 #include "studyhub/core/config.h"
 #include "studyhub/core/log.h"
-#include "studyhub/core/task.h"
+#include "studyhub/queue/task.h"
 #include "studyhub/domain/videos.h"
 #include "studyhub/io/mail.h"
 #include "studyhub/io/pg.h"
 #include "studyhub/io/storage.h"
+#include "studyhub/io/storage_writer.h"
 
 /* Videos read per batch query. */
 #define VZ_BATCH 50
@@ -446,8 +447,8 @@ static void build_close(struct vzip *z)
             zip_build_fail(z, true, "zip: %s", archive_error_string(z->ar));
             return;
         }
-        task_log(z->t, "%lld videos missing from storage (listed in MISSING_VIDEOS.txt)",
-                 (long long)z->nmissing);
+        task_problem(z->t, "%lld videos missing from storage (listed in MISSING_VIDEOS.txt)",
+                     (long long)z->nmissing);
     }
     z->phase = BP_CLOSING;
     if (archive_write_close(z->ar) != ARCHIVE_OK || z->failed) {

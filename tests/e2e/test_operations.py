@@ -54,6 +54,47 @@ class BackupRestore(StudyhubTestCase):
         self.assertEqual(after.json["data"]["attributes"], before.json["data"]["attributes"])
 
 
+def psql(database, sql):
+    proc = subprocess.run(pg_command("psql", "-v", "ON_ERROR_STOP=1", "-tAc", sql, database),
+                          capture_output=True, text=True, timeout=60)
+    if proc.returncode != 0:
+        raise AssertionError(proc.stderr)
+    return proc.stdout.strip()
+
+
+class SqlFunctions(StudyhubTestCase):
+    """sql/functions/ is the live text of every SQL function: each start
+    applies it again, unless a server that knows more migrations did."""
+
+    DEF = "SELECT md5(pg_get_functiondef('api_time(timestamptz)'::regprocedure))"
+    HAND = ("CREATE OR REPLACE FUNCTION api_time(t timestamptz) RETURNS text "
+            "LANGUAGE sql IMMUTABLE AS $$ SELECT 'edited by hand' $$")
+
+    def test_every_start_puts_the_files_text_back(self):
+        db = self.database()
+        srv = self.server(database=db, env={"TASK_CONCURRENCY": "0"})
+        newest = max(int(f.split("_")[0]) for f in os.listdir(os.path.join(harness.REPO_ROOT, "sql"))
+                     if f.endswith(".sql"))
+        self.assertEqual(psql(db, "SELECT migration FROM schema_functions"), str(newest))
+        self.assertIn("migrate: SQL functions applied", srv.log_text())
+        original = psql(db, self.DEF)
+        srv.stop()
+
+        psql(db, self.HAND)
+        self.assertNotEqual(psql(db, self.DEF), original)
+        srv = self.server(database=db, env={"TASK_CONCURRENCY": "0"})
+        self.assertEqual(psql(db, self.DEF), original, "the hand edit survived a start")
+        srv.stop()
+
+        # A newer server applied them last: this older one leaves them be.
+        psql(db, "UPDATE schema_functions SET migration = 99999")
+        psql(db, self.HAND)
+        srv = self.server(database=db, env={"TASK_CONCURRENCY": "0"})
+        self.assertNotEqual(psql(db, self.DEF), original)
+        self.assertIn("SQL functions left as a newer server set them", srv.log_text())
+        self.assertEqual(psql(db, "SELECT migration FROM schema_functions"), "99999")
+
+
 class Install(StudyhubTestCase):
     def test_make_install_puts_everything_in_place(self):
         build = os.path.dirname(harness.STUDYHUB_BIN)
@@ -74,10 +115,13 @@ class Install(StudyhubTestCase):
                      "share/doc/studyhub/deploy/nginx.conf.example",
                      "share/studyhub/static/index.html", "share/studyhub/static/js/api.js"):
             self.assertTrue(any(f.endswith(want) for f in files), f"{want} not installed")
-        sql = sorted(f for f in files if "/share/studyhub/sql/" in f)
-        shipped = sorted(os.listdir(os.path.join(harness.REPO_ROOT, "sql")))
-        self.assertEqual([os.path.basename(f) for f in sql],
-                         [f for f in shipped if f.endswith(".sql")])
+        for sub in ("sql", "sql/functions"):
+            got = sorted(os.path.basename(f) for f in files
+                         if os.path.dirname(f).endswith("/share/studyhub/" + sub))
+            shipped = sorted(f for f in os.listdir(os.path.join(harness.REPO_ROOT, sub))
+                             if f.endswith(".sql"))
+            self.assertTrue(shipped)
+            self.assertEqual(got, shipped, sub)
         installed = next(f for f in files if f.endswith("bin/studyhub"))
         proc = subprocess.run([os.path.join(dest, installed), "--version"],
                               capture_output=True, text=True, timeout=10)

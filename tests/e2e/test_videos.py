@@ -597,6 +597,12 @@ class VideoCase(StudyhubTestCase):
             self.assertTrue(m, r.stdout)
             state, result, error = self.wait_task(m.group(1), srv)
             self.assertEqual(state, "succeeded", error)
+            # It did its work, and a person should look at what it could
+            # not place: the third outcome, with the problem said.
+            outcome, problems = f.w.row("SELECT outcome, problems FROM tasks WHERE uuid = "
+                                        + lit(m.group(1)))
+            self.assertEqual(outcome, "succeeded_with_problems")
+            self.assertIn("cannot place 3 objects", problems)
             return result
 
         res = run()
@@ -811,9 +817,19 @@ class VideoCase(StudyhubTestCase):
         mark = self.last_mail_id(f)
         r = self.request_zip(f.member, study)
         self.assertStatus(r, 202)
-        state, result, error = self.wait_task(r.json["data"]["id"])
+        task = r.json["data"]["id"]
+        state, result, error = self.wait_task(task)
         self.assertEqual(state, "succeeded", error)
         self.assertEqual(result["missing"], 1)
+        # Succeeded with problems: in the table, `studyhubctl task show`
+        # and /metrics (the zip was made on this server).
+        self.assertEqual(f.w.row(f"SELECT outcome FROM tasks WHERE uuid = {lit(task)}")[0],
+                         "succeeded_with_problems")
+        shown = self.srv.ctl("task", "show", task)
+        self.assertIn("outcome: succeeded_with_problems", shown.stdout)
+        self.assertIn("problem: 1 videos missing from storage", shown.stdout)
+        self.assertRegex(self.srv.get("/metrics").text,
+                         r'(?m)^studyhub_tasks_finished_total\{outcome="succeeded_with_problems"\} [1-9]')
         z = zipfile.ZipFile(io.BytesIO(self.fetch(self.mail_links(f, f.member, mark)[0])))
         self.assertEqual(sorted(z.namelist()), sorted([there, "MISSING_VIDEOS.txt"]))
         self.assertEqual(z.read("MISSING_VIDEOS.txt").decode().split(), [gone])

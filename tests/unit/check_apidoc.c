@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "studyhub/domain/apidoc.h"
+#include "studyhub/http/apidoc.h"
 
 static int scan(const char *s, struct apidoc_jspan *v)
 {

@@ -5,7 +5,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "studyhub/core/sched.h"
+#include "studyhub/queue/sched.h"
 
 /* UTC date-time to time_t without depending on TZ. */
 static time_t utc(int y, int mo, int d, int h, int mi, int s)

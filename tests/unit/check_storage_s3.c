@@ -25,6 +25,7 @@
 
 #include "studyhub/io/fetch.h"
 #include "studyhub/io/storage.h"
+#include "studyhub/io/storage_writer.h"
 
 static struct event_base *base;
 static struct fetch_client *fc;

@@ -42,7 +42,7 @@ struct config {
     bool migrate;               /* MIGRATE: apply sql/ migrations at start */
     bool debug_routes;          /* DEBUG_ROUTES: enable /debug/ (tests only) */
     char *metrics_token;        /* METRICS_TOKEN: bearer of /metrics off loopback, "" = none (owned) */
-    /* Tasks and scheduled jobs (core/task.c, core/sched.c). */
+    /* Tasks and scheduled jobs (queue/task.c, queue/sched.c). */
     long task_concurrency;      /* TASK_CONCURRENCY: tasks run at once here */
     long task_lease_s;          /* TASK_LEASE_S: default lease of a running task */
     long task_poll_s;           /* TASK_POLL_S: queue poll besides LISTEN */

@@ -23,6 +23,11 @@ void util_sha256_hex(const void *data, size_t len, char out[65]);
  * CSPRNG that fails leaves no safe way to go on: it aborts. */
 void util_random_hex(size_t n, char *out);
 
+/* src (NULL or "": "unknown error") as one log line into dst: newlines
+ * and tabs become spaces, trailing blanks go.  libpq's messages end in a
+ * newline and may span lines. */
+void util_one_line(char *dst, size_t dstlen, const char *src);
+
 /* Milliseconds of CLOCK_MONOTONIC. */
 int64_t util_mono_ms(void);
 /* Arms a libevent timer ms milliseconds from now (negative: at once). */

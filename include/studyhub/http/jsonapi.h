@@ -51,6 +51,10 @@ json_t *jsonapi_rel_data(const char *type, const char *id, const char *related_u
  * object, data.type == want_type (409), and when want_id is given,
  * data.id present (400) and equal (409).  On success *data is a new
  * reference to the data member. */
+/* application/vnd.api+json, optionally with parameters; plain JSON is
+ * accepted too, as the upstream parser list does. */
+bool jsonapi_content_type_ok(const char *ct);
+
 int jsonapi_parse_request(struct http_req *req, const char *want_type,
                           const char *want_id, json_t **data,
                           struct jsonapi_error *e);

@@ -66,6 +66,10 @@ bool pg_pool_ready(const struct pg_pool *pool);
 typedef void (*pg_notify_fn)(const char *channel, const char *payload, void *arg);
 int pg_pool_listen(struct pg_pool *pool, const char *channel, pg_notify_fn fn,
                    void *arg);
+/* fn(channel, ..., arg) hears channel no more; safe inside a notify
+ * callback of another channel. */
+void pg_pool_unlisten(struct pg_pool *pool, const char *channel, pg_notify_fn fn,
+                      void *arg);
 /* True while notifications are being received: caches may serve. */
 bool pg_pool_listening(const struct pg_pool *pool);
 /* Reads notifications already on the LISTEN socket now, without waiting

@@ -52,7 +52,7 @@
  * is settled by a trigger; studies marked building without a build are
  * unmarked at start.
  *
- * ROUTES (token or two-factor session; permissions edit_study__build,
+ * ROUTES (domain/builds.c; token or two-factor session; permissions edit_study__build,
  * edit_study__preview, read_study__details):
  *   POST   /api/v1/studies/{id}/build/        202 + the build; 409 + its id
  *   POST   /api/v1/studies/{id}/preview/      when one is queued or running
@@ -72,8 +72,9 @@
 struct app;
 struct router;
 
+#include "studyhub/domain/builds.h"
+
 #define BUILD_KIND "build_experiment"
-#define BUILD_EVENTS_CHANNEL "studyhub:build-events"
 
 /* Sets the builder up (folders under BUILD_ROOT, the subscriber of live
  * events), registers the kind with app->tasks and unmarks studies left
@@ -82,7 +83,6 @@ int build_start(struct app *app);
 /* After task_runner_free (running builds are closed by then): ends the
  * event streams and frees the subscriber and what the builder owns. */
 void build_stop(void);
-int build_routes(struct router *r);
 
 /* The environment every docker client call gets (PATH, HOME and DOCKER_*
  * of the server's, nothing else: no secret reaches docker or its

@@ -1,5 +1,5 @@
 /* cleanup: the experiment builder's nightly sweeps, as scheduled jobs
- * (core/sched.h: a Redis lock so one server runs each, a missed run caught
+ * (queue/sched.h: a Redis lock so one server runs each, a missed run caught
  * up at start, every run's outcome kept; `studyhubctl jobs`, `run JOB`):
  *
  *   02:00 cleanup_builds         BUILD_ROOT/builds/<task>/ folders (logs,

@@ -31,19 +31,24 @@
  * sched_done must be called exactly once per run; run is freed inside it.
  * SCHED_JOBS=cleanup_checkouts=04:15,reconcile_videos=off overrides times
  * ("off": only `studyhubctl run JOB`). */
-#ifndef STUDYHUB_CORE_SCHED_H
-#define STUDYHUB_CORE_SCHED_H
+#ifndef STUDYHUB_QUEUE_SCHED_H
+#define STUDYHUB_QUEUE_SCHED_H
 
+#include <libpq-fe.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <time.h>
 
 struct app;
-struct admin_server;
+
 struct sched;
 struct sched_run;
 
-enum sched_outcome { SCHED_SUCCEEDED, SCHED_FAILED };
+/* How a run ended: it did its work; it did it, but a person should look
+ * (the detail says what); or it failed. */
+enum sched_outcome { SCHED_SUCCEEDED, SCHED_FAILED, SCHED_PROBLEMS };
+/* "succeeded", "failed", "succeeded_with_problems" (job_runs.outcome). */
+const char *sched_outcome_name(enum sched_outcome o);
 
 typedef void (*sched_job_fn)(struct sched_run *run, void *arg);
 
@@ -73,19 +78,56 @@ int sched_start(struct sched *s);
 void sched_drain(struct sched *s);
 /* Runs in progress in this process. */
 unsigned sched_busy(const struct sched *s);
+/* Runs this server ended since start, by enum sched_outcome. */
+void sched_outcomes(const struct sched *s, long out[3]);
 /* A run still in progress is left to finish on its own (its sched_done
  * then only frees it).  A job still waiting on a timer or a child when
  * the drain timeout ends the loop is leaked at exit (its row is marked
  * abandoned by the next start). */
 void sched_free(struct sched *s);
 
-/* Admin commands: jobs, run JOB.  Uses app->sched. */
-void sched_register_admin(struct admin_server *admin);
+/* ---- for the admin commands (admin/sched_commands.c) ------------------- */
+
+/* One job as `studyhubctl jobs` lists it; strings borrowed from s. */
+struct sched_job_view {
+    const char *name;
+    const char *at;          /* HH:MM as set, or "off" */
+    time_t next;             /* next slot; -1 off */
+    bool running_here;
+    bool pending;            /* a due slot not started yet */
+};
+const char *sched_zone(const struct sched *s);
+/* t in local time with its zone ("2026-12-06T10:00:00+0100(CET)"), "-" for
+ * 0 or -1. */
+void sched_format_time(time_t t, char *buf, size_t n);
+int sched_job_count(const struct sched *s);
+void sched_job_view(const struct sched *s, int i, struct sched_job_view *out);
+
+/* The last three runs of every job, one row each: job, id, reason, outcome,
+ * scheduled_for and started (epoch seconds), took_s, detail, instance.  fn
+ * gets s, or NULL when the scheduler stopped meanwhile, and res, or NULL
+ * when the database is away.  The scheduler lives until fn returns. */
+typedef void (*sched_recent_fn)(struct sched *s, PGresult *res, void *arg);
+void sched_recent_runs(struct sched *s, sched_recent_fn fn, void *arg);
+
+/* Called once when a manual run is over: text is its report ("job NAME:
+ * succeeded in 0.12 s (run 7)" and the job's detail lines, each "  | "),
+ * error NULL when it succeeded, else why not. */
+typedef void (*sched_waiter_fn)(const char *text, const char *error, void *arg);
+/* Runs job now ("manual"), also when its slot is not due; asked just after
+ * start, it waits for the boot.  fn is called once, maybe at once. */
+void sched_run_now(struct sched *s, const char *job, sched_waiter_fn fn, void *arg);
 
 /* ---- for jobs ---------------------------------------------------------- */
 struct app *sched_run_app(const struct sched_run *run);
 const char *sched_run_job(const struct sched_run *run);
 time_t sched_run_scheduled_for(const struct sched_run *run);
+/* A job that is one statement answering one row, a count of what it
+ * deleted: runs it and ends the run, "deleted N NOUN(s) REST" or failed
+ * with the database's error.  noun and rest are static strings. */
+struct pg_stmt;
+void sched_run_count(struct sched_run *run, const struct pg_stmt *stmt, int nparams,
+                     const char *const *params, const char *noun, const char *rest);
 /* Appends a line to the run's detail (the last 16 KiB are kept). */
 void sched_run_log(struct sched_run *run, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

@@ -6,7 +6,7 @@
  * password on a reachable site admin would be an open door).
  * `seed-demo --if-empty` (tools/run) does nothing in a database that has
  * any user. */
-#include "studyhub/domain/seed.h"
+#include "studyhub/admin/seed.h"
 
 #include <openssl/crypto.h>
 #include <stdbool.h>

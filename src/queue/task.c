@@ -1,7 +1,7 @@
 /* task: the runner of long work.  Claims rows of the durable queue (table
  * tasks) with FOR UPDATE SKIP LOCKED, keeps a lease on each while it runs,
  * drives each task's kind state machine and saves every state change with
- * its stage row before the next step.  See include/studyhub/core/task.h.
+ * its stage row before the next step.  See include/studyhub/queue/task.h.
  *
  * Two state machines live here:
  *  - the runner's view of one task (enum task_phase: entering a state,
@@ -9,7 +9,8 @@
  *    by task_set_phase;
  *  - the kind's own (t->state, its names table), changed only by
  *    task_set_state, which logs old -> new and saves it.
- * Plus the LISTEN connection (enum listen_state), changed by listen_set.
+ * Notifications come through the pool's LISTEN session (pg_pool_listen):
+ * "tasks" wakes the claim, "task_cancel" names a task to stop.
  *
  * Memory: a task is freed only from the reap event (or synchronously at
  * shutdown), once it is closed and nothing holds it; every query the
@@ -17,7 +18,7 @@
  * The runner itself is freed once its last query came back. */
 #include "config.h"
 
-#include "studyhub/core/task.h"
+#include "studyhub/queue/task.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -34,7 +35,7 @@
 #include "studyhub/core/app.h"
 #include "studyhub/core/config.h"
 #include "studyhub/core/log.h"
-#include "studyhub/core/sched.h"
+#include "studyhub/queue/sched.h"
 #include "studyhub/core/util.h"
 #include "studyhub/io/pg.h"
 #include "studyhub/io/proc.h"
@@ -48,9 +49,6 @@
 #define TASK_CLAIM_MIN_DELAY_MS 200      /* between claims of one runner */
 #define TASK_LOG_FLUSH_MS 1000           /* a running stage's log is saved */
 #define TASK_KEEP_DAYS "90"              /* task_cleanup_job */
-#define LISTEN_BACKOFF_MIN_MS 100
-#define LISTEN_BACKOFF_MAX_MS 5000
-#define LISTEN_CONNECT_TIMEOUT_MS 10000
 
 /* ---- SQL ------------------------------------------------------------------ */
 
@@ -111,11 +109,12 @@ static const struct pg_stmt sql_renew = {
 /* Out of 'running': finished, or queued again (retry: after $10 s; drain
  * hand-over: in stage $8, the claim's attempt given back with $9).
  * $1 id, $2 new state, $3 owner, $4 result, $5 error, $6/$7 outcome and
- * log of the open stage. */
+ * log of the open stage, $11 the problems of a success (task_problem). */
 static const struct pg_stmt sql_leave = {
     "task_leave",
     "WITH u AS (UPDATE tasks SET state = $2, stage = COALESCE($8, stage),"
     "             result = COALESCE($4::jsonb, result), error = $5,"
+    "             problems = CASE WHEN $2 = 'succeeded' THEN $11 END,"
     "             attempts = attempts - $9::int,"
     "             run_after = CASE WHEN $2 = 'queued'"
     "                         THEN now() + $10::int * interval '1 second'"
@@ -265,32 +264,16 @@ struct task_impl {
     const char *final_state;        /* static: LEAVING: tasks.state to set */
     char *result_text;              /* owned: LEAVING: result JSON or NULL */
     char *error;                    /* owned: LEAVING: error or NULL */
+    char *problems;                 /* owned: task_problem's lines, or NULL */
     int retry_delay_s;              /* LEAVE_RETRY: seconds */
 };
 
 TAILQ_HEAD(task_list, task_impl);
 
-enum listen_state {
-    LS_OFF,          /* not started, or stopped */
-    LS_WAIT,         /* no connection; backoff timer armed */
-    LS_CONNECTING,   /* PQconnectPoll in progress; deadline armed */
-    LS_SUBSCRIBING,  /* LISTEN sent, waiting for its results */
-    LS_READY,        /* reading notifications */
-};
-
-static const char *const listen_state_names[] = {
-    [LS_OFF] = "off",
-    [LS_WAIT] = "wait",
-    [LS_CONNECTING] = "connecting",
-    [LS_SUBSCRIBING] = "subscribing",
-    [LS_READY] = "ready",
-};
-
 struct task_runner {
     struct app *app;                /* borrowed */
     struct event_base *base;        /* borrowed */
     struct pg_pool *pool;           /* borrowed: app->pg */
-    char *conninfo;                 /* owned: for the LISTEN connection */
     char owner[192];                /* our lease_owner: host/pidns/pid/token */
     char owner_prefix[160];         /* host/pidns/: this host's processes */
     const struct task_kind *kinds[TASK_MAX_KINDS]; /* borrowed, static */
@@ -312,17 +295,8 @@ struct task_runner {
     bool claim_again;               /* woken while claiming */
     int64_t claim_sent_ms;          /* monotonic, for the lease deadline */
     int queries;                    /* runner queries in flight */
-    /* The LISTEN connection. */
-    enum listen_state ls;           /* changed only by listen_set */
-    PGconn *lconn;                  /* owned; NULL unless CONNECTING.. */
-    struct event *lev;              /* owned: socket watch */
-    bool lev_added;                 /* lev is pending */
-    int lfd;                        /* fd lev watches */
-    short lwhat;                    /* events lev watches */
-    struct event *ltimer;           /* owned: backoff or connect deadline */
-    int lbackoff_ms;                /* next backoff */
-    int lfailures;                  /* failed attempts in a row */
-    bool lwas_up;                   /* has been ready: log "reconnected" */
+    bool listening;                 /* pg_pool_listen registered */
+    long finished[TASK_OUTCOMES];   /* tasks ended here, by outcome */
 };
 
 /* One query sent by the runner (for a task, an admin command, ...). */
@@ -342,6 +316,7 @@ static void task_leave(struct task_impl *ti);
 static void task_close(struct task_impl *ti, const char *why);
 static void runner_maybe_destroy(struct task_runner *r);
 static void task_free(struct task_impl *ti);
+static enum task_outcome_kind task_final_outcome(const struct task_impl *ti);
 
 static struct task_impl *impl(const struct task *t)
 {
@@ -477,6 +452,7 @@ static void task_free(struct task_impl *ti)
     free(ti->close_log);
     free(ti->result_text);
     free(ti->error);
+    free(ti->problems);
     free(ti);
 }
 
@@ -630,11 +606,18 @@ static void on_leave(struct task_runner *r, struct task_impl *ti,
     }
     switch (ti->leave) {
     case LEAVE_FINISH:
-        log_info("task %lld %s: %s in stage %s after %d attempt%s%s%s",
-                 (long long)ti->pub.id, ti->pub.kind->name, ti->final_state,
-                 task_state_name(&ti->pub, ti->pub.state), ti->pub.attempts,
-                 ti->pub.attempts == 1 ? "" : "s", ti->error ? ": " : "",
-                 ti->error ? ti->error : "");
+        ti->r->finished[task_final_outcome(ti)]++;
+        if (task_final_outcome(ti) == TASK_OUTCOME_PROBLEMS)
+            log_warn("task %lld %s: succeeded with problems in stage %s after %d attempt%s: %s",
+                     (long long)ti->pub.id, ti->pub.kind->name,
+                     task_state_name(&ti->pub, ti->pub.state), ti->pub.attempts,
+                     ti->pub.attempts == 1 ? "" : "s", ti->problems);
+        else
+            log_info("task %lld %s: %s in stage %s after %d attempt%s%s%s",
+                     (long long)ti->pub.id, ti->pub.kind->name, ti->final_state,
+                     task_state_name(&ti->pub, ti->pub.state), ti->pub.attempts,
+                     ti->pub.attempts == 1 ? "" : "s", ti->error ? ": " : "",
+                     ti->error ? ti->error : "");
         break;
     case LEAVE_RETRY:
         log_warn("task %lld %s: attempt %d/%d failed in stage %s; retry in %d s: %s",
@@ -654,7 +637,7 @@ static void on_leave(struct task_runner *r, struct task_impl *ti,
 static void task_send_leave(struct task_impl *ti)
 {
     char id[32], delay[16];
-    const char *params[10];
+    const char *params[11];
 
     snprintf(id, sizeof id, "%lld", (long long)ti->pub.id);
     snprintf(delay, sizeof delay, "%d", ti->leave == LEAVE_RETRY ? ti->retry_delay_s : 0);
@@ -669,7 +652,8 @@ static void task_send_leave(struct task_impl *ti)
                     ? ti->pub.kind->states[ti->target_state] : NULL;
     params[8] = ti->leave == LEAVE_RELEASE ? "1" : "0";
     params[9] = delay;
-    if (runner_exec(ti->r, ti, &sql_leave, 10, params, on_leave, NULL) < 0)
+    params[10] = ti->problems;
+    if (runner_exec(ti->r, ti, &sql_leave, 11, params, on_leave, NULL) < 0)
         task_persist_later(ti);
 }
 
@@ -967,6 +951,54 @@ static void stage_log_append(struct task_impl *ti, const char *s, size_t n)
     proc_tail_append(&ti->log, s, n);
     if (ti->phase == TP_RUNNING && !evtimer_pending(ti->log_flush, NULL))
         util_timer_ms(ti->log_flush, TASK_LOG_FLUSH_MS);
+}
+
+/* The outcome a finishing task reports (finished[] and the log). */
+static enum task_outcome_kind task_final_outcome(const struct task_impl *ti)
+{
+    if (strcmp(ti->final_state, "succeeded") == 0)
+        return ti->problems ? TASK_OUTCOME_PROBLEMS : TASK_OUTCOME_SUCCEEDED;
+    return strcmp(ti->final_state, "cancelled") == 0 ? TASK_OUTCOME_CANCELLED
+                                                     : TASK_OUTCOME_FAILED;
+}
+
+void task_problem(struct task *t, const char *fmt, ...)
+{
+    struct task_impl *ti = impl(t);
+    size_t have = ti->problems ? strlen(ti->problems) : 0;
+    va_list ap;
+    char *s, *all;
+
+    va_start(ap, fmt);
+    s = vformat(fmt, ap);
+    va_end(ap);
+    if (!s)
+        return;
+    task_log(t, "problem: %s", s);
+    /* Bounded like the column: the first problems say the most. */
+    if (have + strlen(s) + 2 <= TASK_PROBLEMS_MAX &&
+        (all = util_asprintf("%s%s%s", have ? ti->problems : "", have ? "\n" : "", s))) {
+        free(ti->problems);
+        ti->problems = all;
+    }
+    free(s);
+}
+
+const char *task_outcome_kind_name(enum task_outcome_kind o)
+{
+    static const char *const names[TASK_OUTCOMES] = {
+        [TASK_OUTCOME_SUCCEEDED] = "succeeded",
+        [TASK_OUTCOME_PROBLEMS] = "succeeded_with_problems",
+        [TASK_OUTCOME_FAILED] = "failed",
+        [TASK_OUTCOME_CANCELLED] = "cancelled",
+    };
+    return (unsigned)o < TASK_OUTCOMES ? names[o] : "?";
+}
+
+void task_runner_outcomes(const struct task_runner *r, long out[TASK_OUTCOMES])
+{
+    for (int i = 0; i < TASK_OUTCOMES; i++)
+        out[i] = r ? r->finished[i] : 0;
 }
 
 void task_log(struct task *t, const char *fmt, ...)
@@ -1360,144 +1392,22 @@ static void runner_on_wake_timer(evutil_socket_t fd, short what, void *arg)
     claim_kick(arg);
 }
 
-/* ---- the LISTEN connection ------------------------------------------------ */
+/* ---- notifications ----------------------------------------------------------- */
 
-static void listen_set(struct task_runner *r, enum listen_state st)
+/* "tasks": one was queued or came due; "task_cancel" (payload: its id): a
+ * task to stop if it runs here.  A NULL payload follows a (re)subscription:
+ * notifications may have been missed, so claim now. */
+static void on_notify(const char *channel, const char *payload, void *arg)
 {
-    if (r->ls != st)
-        log_debug("tasks: listen %s -> %s", listen_state_names[r->ls],
-                  listen_state_names[st]);
-    r->ls = st;
-}
+    struct task_runner *r = arg;
+    struct task_impl *ti;
 
-static void listen_unwatch(struct task_runner *r)
-{
-    if (r->lev_added)
-        event_del(r->lev);
-    r->lev_added = false;
-}
-
-static void listen_on_io(evutil_socket_t fd, short what, void *arg);
-
-/* Re-points the watch at libpq's socket (it can change during connect). */
-static int listen_watch(struct task_runner *r, short what)
-{
-    int fd = PQsocket(r->lconn);
-
-    if (fd < 0)
-        return -1;
-    listen_unwatch(r);
-    event_assign(r->lev, r->base, fd, what | EV_PERSIST, listen_on_io, r);
-    if (event_add(r->lev, NULL) < 0)
-        return -1;
-    r->lev_added = true;
-    r->lfd = fd;
-    r->lwhat = what;
-    return 0;
-}
-
-static void one_line(char *dst, size_t n, const char *src)
-{
-    size_t len;
-
-    snprintf(dst, n, "%s", src && *src ? src : "unknown error");
-    for (char *p = dst; *p; p++)
-        if (*p == '\n' || *p == '\r' || *p == '\t')
-            *p = ' ';
-    len = strlen(dst);
-    while (len > 0 && dst[len - 1] == ' ')
-        dst[--len] = '\0';
-}
-
-static void listen_close(struct task_runner *r)
-{
-    listen_unwatch(r);
-    if (r->ltimer)
-        evtimer_del(r->ltimer);
-    if (r->lconn)
-        PQfinish(r->lconn);
-    r->lconn = NULL;
-}
-
-static void listen_lost(struct task_runner *r, const char *why)
-{
-    char msg[512];
-
-    one_line(msg, sizeof msg, why ? why : r->lconn ? PQerrorMessage(r->lconn) : NULL);
-    if (r->ls == LS_READY)
-        log_warn("tasks: LISTEN connection lost: %s; polling every %d s until it is back",
-                 msg, r->poll_s);
-    else if (r->lfailures++ == 0)
-        log_warn("tasks: cannot open the LISTEN connection: %s", msg);
-    else
-        log_debug("tasks: cannot open the LISTEN connection: %s", msg);
-    listen_close(r);
-    listen_set(r, LS_WAIT);
-    util_timer_ms(r->ltimer, r->lbackoff_ms);
-    r->lbackoff_ms *= 2;
-    if (r->lbackoff_ms > LISTEN_BACKOFF_MAX_MS)
-        r->lbackoff_ms = LISTEN_BACKOFF_MAX_MS;
-}
-
-static void on_listen_notice(void *arg, const PGresult *res)
-{
-    char msg[512];
-
-    one_line(msg, sizeof msg, PQresultErrorMessage(res));
-    log_debug("tasks: listen connection: %s", msg);
-}
-
-static void listen_start(struct task_runner *r)
-{
-    static const char *const keys[] = {
-        "gssencmode", "application_name", "keepalives_idle",
-        "keepalives_interval", "keepalives_count", "dbname", NULL,
-    };
-    const char *vals[] = { "disable", "studyhub-tasks", "30", "10", "3",
-                           r->conninfo, NULL };
-
-    r->lconn = PQconnectStartParams(keys, vals, 1);
-    if (!r->lconn || PQstatus(r->lconn) == CONNECTION_BAD) {
-        listen_lost(r, r->lconn ? NULL : "out of memory");
+    if (r->dying)
         return;
-    }
-    PQsetNoticeReceiver(r->lconn, on_listen_notice, r);
-    listen_set(r, LS_CONNECTING);
-    util_timer_ms(r->ltimer, LISTEN_CONNECT_TIMEOUT_MS);
-    if (listen_watch(r, EV_WRITE) < 0)
-        listen_lost(r, NULL);
-}
-
-static void listen_flush(struct task_runner *r)
-{
-    int f = PQflush(r->lconn);
-
-    if (f < 0) {
-        listen_lost(r, NULL);
-        return;
-    }
-    if (listen_watch(r, f == 1 ? EV_READ | EV_WRITE : EV_READ) < 0)
-        listen_lost(r, NULL);
-}
-
-static void listen_subscribe(struct task_runner *r)
-{
-    if (PQsetnonblocking(r->lconn, 1) != 0 ||
-        !PQsendQuery(r->lconn, "LISTEN tasks; LISTEN task_cancel")) {
-        listen_lost(r, NULL);
-        return;
-    }
-    listen_set(r, LS_SUBSCRIBING);
-    listen_flush(r);
-}
-
-static void listen_on_notify(struct task_runner *r, PGnotify *n)
-{
-    if (strcmp(n->relname, "tasks") == 0) {
+    if (!payload || strcmp(channel, "tasks") == 0) {
         claim_kick(r);
-    } else if (strcmp(n->relname, "task_cancel") == 0) {
-        int64_t id = strtoll(n->extra, NULL, 10);
-        struct task_impl *ti;
+    } else if (strcmp(channel, "task_cancel") == 0) {
+        int64_t id = strtoll(payload, NULL, 10);
 
         TAILQ_FOREACH(ti, &r->tasks, link)
             if (ti->pub.id == id)
@@ -1505,92 +1415,24 @@ static void listen_on_notify(struct task_runner *r, PGnotify *n)
     }
 }
 
-static void listen_on_io(evutil_socket_t fd, short what, void *arg)
+static void runner_listen(struct task_runner *r)
 {
-    struct task_runner *r = arg;
-    PGnotify *n;
-
-    switch (r->ls) {
-    case LS_CONNECTING:
-        switch (PQconnectPoll(r->lconn)) {
-        case PGRES_POLLING_READING:
-            if (listen_watch(r, EV_READ) < 0)
-                listen_lost(r, NULL);
-            return;
-        case PGRES_POLLING_WRITING:
-            if (listen_watch(r, EV_WRITE) < 0)
-                listen_lost(r, NULL);
-            return;
-        case PGRES_POLLING_OK:
-            listen_subscribe(r);
-            return;
-        default:
-            listen_lost(r, NULL);
-            return;
-        }
-    case LS_SUBSCRIBING:
-    case LS_READY:
-        if ((what & EV_WRITE) && r->lwhat & EV_WRITE) {
-            listen_flush(r);
-            if (r->ls == LS_WAIT)
-                return;
-        }
-        if ((what & EV_READ) && !PQconsumeInput(r->lconn)) {
-            listen_lost(r, NULL);
-            return;
-        }
-        while (r->ls == LS_SUBSCRIBING && !PQisBusy(r->lconn)) {
-            PGresult *res = PQgetResult(r->lconn);
-
-            if (!res) {
-                evtimer_del(r->ltimer);
-                listen_set(r, LS_READY);
-                if (r->lwas_up || r->lfailures > 0)
-                    log_info("tasks: LISTEN connection back");
-                r->lwas_up = true;
-                r->lfailures = 0;
-                r->lbackoff_ms = LISTEN_BACKOFF_MIN_MS;
-                /* Notifications may have been missed meanwhile. */
-                claim_kick(r);
-                break;
-            }
-            if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-                char msg[512];
-
-                one_line(msg, sizeof msg, PQresultErrorMessage(res));
-                PQclear(res);
-                listen_lost(r, msg);
-                return;
-            }
-            PQclear(res);
-        }
-        while (r->lconn && (n = PQnotifies(r->lconn))) {
-            listen_on_notify(r, n);
-            PQfreemem(n);
-        }
-        if (r->lconn && PQstatus(r->lconn) == CONNECTION_BAD)
-            listen_lost(r, NULL);
-        return;
-    default:
+    if (pg_pool_listen(r->pool, "tasks", on_notify, r) == 0 &&
+        pg_pool_listen(r->pool, "task_cancel", on_notify, r) == 0) {
+        r->listening = true;
         return;
     }
+    pg_pool_unlisten(r->pool, "tasks", on_notify, r);
+    log_warn("tasks: cannot LISTEN; polling every %d s", r->poll_s);
 }
 
-static void listen_on_timer(evutil_socket_t fd, short what, void *arg)
+static void runner_unlisten(struct task_runner *r)
 {
-    struct task_runner *r = arg;
-
-    switch (r->ls) {
-    case LS_WAIT:
-        listen_start(r);
+    if (!r->listening)
         return;
-    case LS_CONNECTING:
-    case LS_SUBSCRIBING:
-        listen_lost(r, "timed out");
-        return;
-    default:
-        return;
-    }
+    pg_pool_unlisten(r->pool, "tasks", on_notify, r);
+    pg_pool_unlisten(r->pool, "task_cancel", on_notify, r);
+    r->listening = false;
 }
 
 /* ---- start: take back what dead local processes left ------------------------ */
@@ -1713,7 +1555,6 @@ static void runner_identity(struct task_runner *r)
 }
 
 /* Defined at the end of this file. */
-static const struct task_kind task_test_sleep_kind;
 
 struct task_runner *task_runner_new(struct app *app)
 {
@@ -1727,19 +1568,12 @@ struct task_runner *task_runner_new(struct app *app)
     r->concurrency = (int)app->cfg->task_concurrency;
     r->lease_s = (int)app->cfg->task_lease_s;
     r->poll_s = (int)app->cfg->task_poll_s;
-    r->lbackoff_ms = LISTEN_BACKOFF_MIN_MS;
-    r->lfd = -1;
     TAILQ_INIT(&r->tasks);
     TAILQ_INIT(&r->closed);
     runner_identity(r);
-    r->conninfo = strdup(app->cfg->database_url);
     r->reap = event_new(r->base, -1, 0, runner_on_reap, r);
     r->wake_timer = evtimer_new(r->base, runner_on_wake_timer, r);
-    r->lev = event_new(r->base, -1, 0, listen_on_io, r);
-    r->ltimer = evtimer_new(r->base, listen_on_timer, r);
-    /* test_sleep can only be queued through the debug routes. */
-    if (!r->conninfo || !r->reap || !r->wake_timer || !r->lev || !r->ltimer ||
-        (app->cfg->debug_routes && task_register(r, &task_test_sleep_kind) < 0)) {
+    if (!r->reap || !r->wake_timer) {
         r->dying = true;
         runner_maybe_destroy(r);
         return NULL;
@@ -1813,7 +1647,7 @@ int task_runner_start(struct task_runner *r)
     }
     log_info("tasks: runner %s: up to %d at once, lease %d s, kinds %s", r->owner,
              r->concurrency, r->lease_s, r->kinds_param);
-    listen_start(r);
+    runner_listen(r);
     params[0] = r->owner_prefix;
     if (runner_exec(r, NULL, &sql_local_owners, 1, params, on_local_owners, NULL) < 0)
         runner_arm_wake(r, 1.0);
@@ -1839,16 +1673,11 @@ unsigned task_runner_busy(const struct task_runner *r)
 
 static void runner_destroy(struct task_runner *r)
 {
-    listen_close(r);
+    runner_unlisten(r);
     if (r->reap)
         event_free(r->reap);
     if (r->wake_timer)
         event_free(r->wake_timer);
-    if (r->lev)
-        event_free(r->lev);
-    if (r->ltimer)
-        event_free(r->ltimer);
-    free(r->conninfo);
     free(r->kinds_param);
     free(r->leases_param);
     free(r);
@@ -1868,8 +1697,7 @@ void task_runner_free(struct task_runner *r)
     if (!r || r->dying)
         return;
     r->dying = true;
-    listen_close(r);
-    listen_set(r, LS_OFF);
+    runner_unlisten(r);
     evtimer_del(r->wake_timer);
     event_del(r->reap);
     while ((ti = TAILQ_FIRST(&r->tasks))) {
@@ -2063,225 +1891,14 @@ int task_cancel(struct task_runner *r, const char *ref, task_cancel_cb cb,
 
 /* ---- the cleanup job -------------------------------------------------------- */
 
-static void on_cleanup(PGresult *res, void *arg)
-{
-    struct sched_run *run = arg;
-
-    if (!res)
-        sched_done(run, SCHED_FAILED, "database unavailable");
-    else if (!pg_ok(res))
-        sched_done(run, SCHED_FAILED, "%s", PQresultErrorMessage(res));
-    else
-        sched_done(run, SCHED_SUCCEEDED, "deleted %s finished task%s older than "
-                   TASK_KEEP_DAYS " days", PQgetvalue(res, 0, 0),
-                   strcmp(PQgetvalue(res, 0, 0), "1") ? "s" : "");
-}
-
 void task_cleanup_job(struct sched_run *run, void *arg)
 {
     const char *params[1] = { TASK_KEEP_DAYS };
 
-    if (pg_exec(sched_run_app(run)->pg, &sql_cleanup, 1, params, on_cleanup, run) < 0)
-        sched_done(run, SCHED_FAILED, "cannot queue the query");
+    sched_run_count(run, &sql_cleanup, 1, params, "finished task",
+                    "older than " TASK_KEEP_DAYS " days");
 }
 
-
-/* ---- test_sleep: the built-in kind the tests drive ---------------------------
- * Payload {"seconds": S, "stages": 1..3, "mode": "timer"|"child",
- * "fail_stage": NAME, "resume": "continue"|"fail"}.  Each stage sleeps S
- * seconds on a timer or as a `sleep` child; fail_stage fails (retried while
- * attempts remain); resume=fail fails a resumed task instead of re-running
- * its interrupted stage.  Enqueued by `task enqueue-test` only. */
-
-enum ts_state { TS_FIRST, TS_SECOND, TS_THIRD };
-
-static const char *const ts_state_names[] = {
-    [TS_FIRST] = "first",
-    [TS_SECOND] = "second",
-    [TS_THIRD] = "third",
-};
-
-struct ts {
-    struct task *t;          /* borrowed: its task */
-    double seconds;          /* per stage */
-    int stages;              /* how many of the states run */
-    bool child;              /* sleep in a child instead of a timer */
-    char fail_stage[16];     /* this stage fails ("": none) */
-    bool resume_fail;        /* a resumed task fails */
-    struct event *timer;     /* owned: the timer sleep */
-    struct proc *proc;       /* the child sleep (abandoned in close) */
-};
-
-static int ts_open(struct task *t, char *err, size_t errlen)
-{
-    struct ts *ts = calloc(1, sizeof *ts);
-    json_t *v;
-
-    if (!ts) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    ts->t = t;
-    ts->seconds = json_number_value(json_object_get(t->payload, "seconds"));
-    ts->stages = (int)json_integer_value(json_object_get(t->payload, "stages"));
-    if (ts->stages < 1 || ts->stages > 3)
-        ts->stages = 3;
-    v = json_object_get(t->payload, "mode");
-    ts->child = json_is_string(v) && strcmp(json_string_value(v), "child") == 0;
-    v = json_object_get(t->payload, "fail_stage");
-    if (json_is_string(v))
-        snprintf(ts->fail_stage, sizeof ts->fail_stage, "%s", json_string_value(v));
-    v = json_object_get(t->payload, "resume");
-    ts->resume_fail = json_is_string(v) && strcmp(json_string_value(v), "fail") == 0;
-    if (ts->seconds < 0 || ts->seconds > 3600) {
-        free(ts);
-        snprintf(err, errlen, "seconds must be from 0 to 3600");
-        return -1;
-    }
-    t->data = ts;
-    return 0;
-}
-
-static void ts_next(struct ts *ts)
-{
-    struct task *t = ts->t;
-
-    if (t->state + 1 < ts->stages) {
-        task_set_state(t, t->state + 1, TASK_STAGE_OK);
-        return;
-    }
-    task_finish(t, TASK_SUCCEEDED,
-                json_pack("{s:i, s:b, s:i}", "stages", ts->stages, "resumed",
-                          t->resumed, "attempts", t->attempts), NULL);
-}
-
-static void ts_on_timer(evutil_socket_t fd, short what, void *arg)
-{
-    struct ts *ts = arg;
-
-    task_log(ts->t, "slept %.3g s", ts->seconds);
-    ts_next(ts);
-}
-
-static void ts_on_child(const struct proc_result *r, void *arg)
-{
-    struct ts *ts = arg;
-    char how[128];
-
-    ts->proc = NULL;
-    proc_result_describe(r, how, sizeof how);
-    task_log(ts->t, "child %d: %s", (int)r->pid, how);
-    if (r->err_len)
-        task_log_text(ts->t, "stderr", r->err, r->err_len);
-    if (r->killed || task_cancel_requested(ts->t)) {
-        task_finish(ts->t, TASK_CANCELLED, NULL, "cancelled while sleeping");
-        return;
-    }
-    if (!proc_result_ok(r)) {
-        task_finish(ts->t, TASK_FAILED, NULL, "the sleep child failed: %s", how);
-        return;
-    }
-    ts_next(ts);
-}
-
-static void ts_step(struct task *t)
-{
-    struct ts *ts = t->data;
-
-    if (task_cancel_requested(t)) {
-        task_finish(t, TASK_CANCELLED, NULL, "cancelled");
-        return;
-    }
-    if (strcmp(ts->fail_stage, ts_state_names[t->state]) == 0) {
-        task_log(t, "failing on purpose in stage %s", ts_state_names[t->state]);
-        if (task_can_retry(t))
-            task_retry(t, "failed on purpose in stage %s", ts_state_names[t->state]);
-        else
-            task_finish(t, TASK_FAILED, NULL, "failed on purpose in stage %s",
-                        ts_state_names[t->state]);
-        return;
-    }
-    if (ts->child && t->app->procs) {
-        char secs[32], err[256];
-        const char *argv[] = { "sleep", secs, NULL };
-        struct proc_opts o = { .argv = argv, .tail_bytes = 4096,
-                               .timeout_ms = (long)(ts->seconds * 1000) + 60000,
-                               .grace_ms = 2000 };
-
-        snprintf(secs, sizeof secs, "%.3f", ts->seconds);
-        ts->proc = proc_spawn(t->app->procs, &o, ts_on_child, ts, err, sizeof err);
-        if (!ts->proc) {
-            task_finish(t, TASK_FAILED, NULL, "cannot start sleep: %s", err);
-            return;
-        }
-        task_log(t, "sleeping %s s in child %d", secs, (int)proc_pid(ts->proc));
-        return;
-    }
-    if (!ts->timer)
-        ts->timer = evtimer_new(t->app->base, ts_on_timer, ts);
-    if (!ts->timer) {
-        task_finish(t, TASK_FAILED, NULL, "out of memory");
-        return;
-    }
-    task_log(t, "sleeping %.3g s", ts->seconds);
-    util_timer_ms(ts->timer, (int64_t)(ts->seconds * 1000));
-}
-
-static int ts_resume(struct task *t, int interrupted)
-{
-    struct ts *ts = t->data;
-
-    if (ts->resume_fail)
-        return -1;
-    if (t->attempts > t->max_attempts)
-        return -1;
-    return interrupted;
-}
-
-static void ts_cancel(struct task *t)
-{
-    struct ts *ts = t->data;
-
-    if (ts->proc) {
-        proc_kill(ts->proc);    /* ts_on_child finishes it */
-        return;
-    }
-    if (ts->timer && evtimer_pending(ts->timer, NULL)) {
-        evtimer_del(ts->timer);
-        task_finish(t, TASK_CANCELLED, NULL, "cancelled while sleeping");
-    }
-    /* Otherwise between stages: ts_step sees the request. */
-}
-
-static void ts_close(struct task *t)
-{
-    struct ts *ts = t->data;
-
-    if (!ts)
-        return;
-    if (ts->timer)
-        event_free(ts->timer);
-    if (ts->proc)
-        proc_abandon(ts->proc);
-    free(ts);
-    t->data = NULL;
-}
-
-static const struct task_kind task_test_sleep_kind = {
-    .name = "test_sleep",
-    .states = ts_state_names,
-    .nstates = 3,
-    .initial_state = TS_FIRST,
-    .lease_s = 0,
-    .max_attempts = 3,
-    .retry_delay_s = 1,
-    .resume_policy = TASK_RESUME_CONTINUE,
-    .open = ts_open,
-    .step = ts_step,
-    .resume = ts_resume,
-    .cancel = ts_cancel,
-    .close = ts_close,
-};
 
 unsigned task_runner_slots(const struct task_runner *r, const char **owner, bool *draining)
 {

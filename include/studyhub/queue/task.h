@@ -26,7 +26,7 @@
  * then the kind's resume hook (or resume policy) picks the state to go on
  * from, or fails it.  Each claim counts as an attempt.
  *
- * DEFINING A KIND (see test_sleep in src/core/task.c for a complete one)
+ * DEFINING A KIND (see src/tasks/test_sleep.c for a complete one)
  *   enum build_state { BUILD_RESOLVE, BUILD_DOWNLOAD, ..., BUILD_FINISH };
  *   static const char *const build_state_names[] = { "resolve_sha", ... };
  *   static int build_open(struct task *t, char *err, size_t n)
@@ -74,8 +74,8 @@
  * task_pg_exec (its callback is skipped once the task is closed), or
  * task_hold/task_release around other callbacks that carry the task, and
  * test task_live() in them.  proc children: proc_abandon in close. */
-#ifndef STUDYHUB_CORE_TASK_H
-#define STUDYHUB_CORE_TASK_H
+#ifndef STUDYHUB_QUEUE_TASK_H
+#define STUDYHUB_QUEUE_TASK_H
 
 #include <jansson.h>
 #include <libpq-fe.h>
@@ -97,6 +97,17 @@ struct task_runner;
 
 /* How a task ended (tasks.state). */
 enum task_outcome { TASK_SUCCEEDED, TASK_FAILED, TASK_CANCELLED };
+
+/* How a finished task is reported (tasks.outcome, /metrics, studyhubctl):
+ * a success after task_problem is "succeeded_with_problems": it did its
+ * work, and a person should look at what tasks.problems says. */
+enum task_outcome_kind {
+    TASK_OUTCOME_SUCCEEDED, TASK_OUTCOME_PROBLEMS, TASK_OUTCOME_FAILED,
+    TASK_OUTCOME_CANCELLED, TASK_OUTCOMES
+};
+const char *task_outcome_kind_name(enum task_outcome_kind o);
+/* Bytes of tasks.problems kept. */
+#define TASK_PROBLEMS_MAX 16384
 
 /* How a stage ended (task_stages.outcome), given when leaving it. */
 enum task_stage_outcome {
@@ -185,6 +196,12 @@ void task_finish(struct task *t, enum task_outcome outcome, json_t *result,
 void task_retry(struct task *t, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 bool task_can_retry(const struct task *t);
+/* Something a person should look at, though the work goes on (a video
+ * missing from a zip, an object reconcile cannot place): a line of the
+ * stage log, and of tasks.problems if the task then succeeds, which makes
+ * its outcome "succeeded_with_problems". */
+void task_problem(struct task *t, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 /* Appends a line to the current stage's log (the last 32 KiB are kept),
  * and logs it at debug level. */
 void task_log(struct task *t, const char *fmt, ...)
@@ -260,6 +277,8 @@ int task_runner_start(struct task_runner *r);
 void task_runner_drain(struct task_runner *r);
 /* Tasks this process holds (drained when 0). */
 unsigned task_runner_busy(const struct task_runner *r);
+/* Tasks this server finished since start, by enum task_outcome_kind. */
+void task_runner_outcomes(const struct task_runner *r, long out[TASK_OUTCOMES]);
 /* Stops every task here without writing (their leases run out and
  * another server resumes them) and frees the runner once its queries
  * have come back. */

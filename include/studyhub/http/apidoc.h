@@ -3,8 +3,8 @@
  * paths (GET study, PATCH response) never parse and re-serialize JSON they
  * only pass through.  Shared by the studies, responses, children and
  * feedback modules, with the few request helpers they all need. */
-#ifndef STUDYHUB_DOMAIN_APIDOC_H
-#define STUDYHUB_DOMAIN_APIDOC_H
+#ifndef STUDYHUB_HTTP_APIDOC_H
+#define STUDYHUB_HTTP_APIDOC_H
 
 #include <jansson.h>
 #include <libpq-fe.h>

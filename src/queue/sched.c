@@ -1,6 +1,6 @@
 /* sched: daily jobs at wall-clock times in one time zone, run by one
  * server at a time, each run recorded in job_runs.  See
- * include/studyhub/core/sched.h.
+ * include/studyhub/queue/sched.h.
  *
  * Three state machines: the start-up (enum sched_boot: lock namespace,
  * abandoned runs, last recorded slots), and each run (enum run_phase:
@@ -9,7 +9,7 @@
  * only store their result and call run_step. */
 #include "config.h"
 
-#include "studyhub/core/sched.h"
+#include "studyhub/queue/sched.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -22,7 +22,6 @@
 
 #include <event2/event.h>
 
-#include "studyhub/admin/admin.h"
 #include "studyhub/core/app.h"
 #include "studyhub/core/config.h"
 #include "studyhub/core/log.h"
@@ -327,7 +326,10 @@ struct sched_run {
     struct proc_tail detail;     /* owned: detail lines, bounded */
     struct event *wake;          /* owned: deferred run_step */
     struct event *heartbeat;     /* owned: lock and lease renewal */
-    struct admin_conn *waiter;   /* borrowed: `run JOB` waiting, or NULL */
+    const char *count_noun;      /* static: sched_run_count's report */
+    const char *count_rest;      /* static */
+    sched_waiter_fn waiter;      /* borrowed: a manual run's asker, or NULL */
+    void *waiter_arg;            /* borrowed: its argument */
     int pending;                 /* redis and pg calls in flight */
     struct timespec started;     /* monotonic */
 };
@@ -363,11 +365,13 @@ struct sched {
     /* `run JOB` asked before the boot could take it (just after start):
      * started when the boot gets there, answered if the server stops. */
     struct {
-        struct admin_conn *c;              /* borrowed until admin_finish */
+        sched_waiter_fn fn;                /* borrowed: told once */
+        void *arg;                         /* borrowed: fn's */
         struct sched_job *job;             /* borrowed: one of jobs */
     } pending[SCHED_MAX_PENDING_RUNS];
     int npending;
     int baselines;               /* baseline inserts in flight at boot */
+    long outcomes[3];            /* runs ended here, by enum sched_outcome */
 };
 
 static void run_step(struct sched_run *run);
@@ -386,7 +390,7 @@ static void timer_arm_ms(struct event *ev, int64_t ms)
     evtimer_add(ev, &tv);
 }
 
-static void format_local(time_t t, char *buf, size_t n)
+void sched_format_time(time_t t, char *buf, size_t n)
 {
     struct tm tm;
 
@@ -608,6 +612,46 @@ static void run_on_heartbeat(evutil_socket_t fd, short what, void *arg)
         run->pending++;
 }
 
+const char *sched_outcome_name(enum sched_outcome o)
+{
+    switch (o) {
+    case SCHED_SUCCEEDED: return "succeeded";
+    case SCHED_PROBLEMS: return "succeeded_with_problems";
+    case SCHED_FAILED: break;
+    }
+    return "failed";
+}
+
+/* Tells a manual run's asker, once. */
+static void waiter_tell(struct sched_run *run, const char *text, const char *error)
+{
+    sched_waiter_fn fn = run->waiter;
+
+    run->waiter = NULL;
+    if (fn)
+        fn(text, error, run->waiter_arg);
+}
+
+/* "job NAME: succeeded in 0.12 s (run 7)" and the job's detail lines. */
+static char *run_report_text(const struct sched_run *run, double took, const char *detail)
+{
+    char *text = util_asprintf("job %s: %s in %.2f s (run %lld)\n", run->job_name,
+                               sched_outcome_name(run->outcome), took,
+                               (long long)run->row_id);
+
+    for (const char *p = detail ? detail : ""; text && *p;) {
+        size_t n = strcspn(p, "\n");
+        char *more = util_asprintf("%s  | %.*s\n", text, (int)n, p);
+
+        free(text);
+        text = more;
+        p += n;
+        if (*p)
+            p++;
+    }
+    return text;
+}
+
 /* What the scheduler does once a run is over. */
 static void run_report(struct sched_run *run)
 {
@@ -621,11 +665,13 @@ static void run_report(struct sched_run *run)
            (double)(now.tv_nsec - run->started.tv_nsec) / 1e9;
     switch (run->result) {
     case RR_RAN:
+        run->s->outcomes[run->outcome]++;
         if (run->outcome == SCHED_SUCCEEDED)
             log_info("sched: %s (%s) succeeded in %.2f s", run->job_name, run->reason, took);
         else
-            log_warn("sched: %s (%s) failed after %.2f s: %s", run->job_name,
-                     run->reason, took, detail ? detail : "");
+            log_warn("sched: %s (%s) %s after %.2f s: %s", run->job_name, run->reason,
+                     run->outcome == SCHED_PROBLEMS ? "succeeded with problems" : "failed",
+                     took, detail ? detail : "");
         break;
     case RR_BUSY:
         log_info("sched: %s: running on another server; not started here", run->job_name);
@@ -640,33 +686,25 @@ static void run_report(struct sched_run *run)
         break;
     }
     if (run->waiter) {
-        struct admin_conn *c = run->waiter;
+        char *text = NULL;
 
-        run->waiter = NULL;
         switch (run->result) {
         case RR_RAN:
-            admin_printf(c, "job %s: %s in %.2f s (run %lld)\n", run->job_name,
-                         run->outcome == SCHED_SUCCEEDED ? "succeeded" : "failed",
-                         took, (long long)run->row_id);
-            for (const char *p = detail ? detail : ""; *p;) {
-                size_t n = strcspn(p, "\n");
-
-                admin_printf(c, "  | %.*s\n", (int)n, p);
-                p += n;
-                if (*p)
-                    p++;
-            }
-            admin_finish(c, run->outcome == SCHED_SUCCEEDED ? NULL : "the job failed");
+            text = run_report_text(run, took, detail);
+            /* With problems it ran: the report says what to look at. */
+            waiter_tell(run, text ? text : "", run->outcome == SCHED_FAILED
+                                                   ? "the job failed" : NULL);
             break;
         case RR_BUSY:
-            admin_finish(c, "it is running on another server now");
+            waiter_tell(run, "", "it is running on another server now");
             break;
         case RR_DONE_ELSEWHERE:
         case RR_UNAVAILABLE:
         case RR_NONE:
-            admin_finish(c, "database unavailable");
+            waiter_tell(run, "", "database unavailable");
             break;
         }
+        free(text);
     }
     free(detail);
     if (!job)
@@ -758,7 +796,7 @@ static void run_step(struct sched_run *run)
         }
         snprintf(id, sizeof id, "%lld", (long long)run->row_id);
         params[0] = id;
-        params[1] = run->outcome == SCHED_SUCCEEDED ? "succeeded" : "failed";
+        params[1] = sched_outcome_name(run->outcome);
         params[2] = detail ? detail : "";
         if (pg_exec(s->app->pg, &sql_save, 3, params, run_on_save, run) == 0) {
             run->pending++;
@@ -785,8 +823,8 @@ static void run_step(struct sched_run *run)
             return;     /* a renewal is out; its reply comes back here */
         if (s)
             run_report(run);
-        else if (run->waiter)
-            admin_finish(run->waiter, "the server is stopping");
+        else
+            waiter_tell(run, "", "the server is stopping");
         run_free(run);
         if (s && s->dying)
             sched_maybe_destroy(s);
@@ -953,13 +991,13 @@ int sched_add(struct sched *s, const char *name, const char *at,
 
 /* ---- start-up --------------------------------------------------------------- */
 
-static void admin_run_now(struct sched *s, struct admin_conn *c, struct sched_job *job);
+static void run_now(struct sched *s, struct sched_job *job, sched_waiter_fn fn, void *arg);
 
 /* Answers the `run JOB` commands that wait for the boot. */
 static void pending_finish(struct sched *s, const char *why)
 {
     for (int i = 0; i < s->npending; i++)
-        admin_finish(s->pending[i].c, why);
+        s->pending[i].fn("", why, s->pending[i].arg);
     s->npending = 0;
 }
 
@@ -975,7 +1013,7 @@ static void boot_set(struct sched *s, enum sched_boot b)
 
         s->npending = 0;
         for (int i = 0; i < n; i++)
-            admin_run_now(s, s->pending[i].c, s->pending[i].job);
+            run_now(s, s->pending[i].job, s->pending[i].fn, s->pending[i].arg);
     }
 }
 
@@ -1091,7 +1129,7 @@ static void on_last_slots(PGresult *res, void *arg)
         if ((double)prev > last + 0.5 && !job->pending_slot) {
             char when[64];
 
-            format_local(prev, when, sizeof when);
+            sched_format_time(prev, when, sizeof when);
             log_info("sched: %s: the slot of %s was missed; running it now",
                      job->name, when);
             job->pending_slot = prev;
@@ -1153,27 +1191,12 @@ static void boot_step(struct sched *s)
 
 /* ---- built-in jobs ------------------------------------------------------------- */
 
-static void on_cleanup_runs(PGresult *res, void *arg)
-{
-    struct sched_run *run = arg;
-
-    if (!res)
-        sched_done(run, SCHED_FAILED, "database unavailable");
-    else if (!pg_ok(res))
-        sched_done(run, SCHED_FAILED, "%s", PQresultErrorMessage(res));
-    else
-        sched_done(run, SCHED_SUCCEEDED, "deleted %s job run%s older than "
-                   SCHED_KEEP_DAYS " days", PQgetvalue(res, 0, 0),
-                   strcmp(PQgetvalue(res, 0, 0), "1") ? "s" : "");
-}
-
 static void job_cleanup_job_runs(struct sched_run *run, void *arg)
 {
     const char *params[1] = { SCHED_KEEP_DAYS };
 
-    if (pg_exec(sched_run_app(run)->pg, &sql_cleanup_runs, 1, params,
-                on_cleanup_runs, run) < 0)
-        sched_done(run, SCHED_FAILED, "cannot queue the query");
+    sched_run_count(run, &sql_cleanup_runs, 1, params, "job run",
+                    "older than " SCHED_KEEP_DAYS " days");
 }
 
 /* test_sleep (DEBUG_ROUTES=1 only): waits, then succeeds; for the tests of
@@ -1302,7 +1325,7 @@ int sched_start(struct sched *s)
         char when[64];
 
         job->next = sched_next(&job->spec, now);
-        format_local(job->next, when, sizeof when);
+        sched_format_time(job->next, when, sizeof when);
         log_debug("sched: %s at %s %s; next %s", job->name, job->at, s->zone, when);
         job_arm(job);
     }
@@ -1320,6 +1343,12 @@ void sched_drain(struct sched *s)
         evtimer_del(s->jobs[i]->timer);
     evtimer_del(s->boot_timer);
     pending_finish(s, "the server is stopping");
+}
+
+void sched_outcomes(const struct sched *s, long out[3])
+{
+    for (int i = 0; i < 3; i++)
+        out[i] = s ? s->outcomes[i] : 0;
 }
 
 unsigned sched_busy(const struct sched *s)
@@ -1368,145 +1397,140 @@ void sched_free(struct sched *s)
         if (run->heartbeat)
             event_free(run->heartbeat);
         run->wake = run->heartbeat = NULL;
-        if (run->waiter) {
-            admin_finish(run->waiter, "the server is stopping");
-            run->waiter = NULL;
-        }
+        waiter_tell(run, "", "the server is stopping");
     }
     sched_maybe_destroy(s);
 }
 
-/* ---- admin -------------------------------------------------------------------- */
+/* ---- a job that is one counting statement ------------------------------------ */
 
-struct jobs_ctx {
-    struct admin_conn *c;   /* borrowed until admin_finish */
-    struct sched *s;        /* borrowed */
+static void on_counted(PGresult *res, void *arg)
+{
+    struct sched_run *run = arg;
+
+    if (!res) {
+        sched_done(run, SCHED_FAILED, "database unavailable");
+    } else if (!pg_ok(res) || PQntuples(res) != 1) {
+        sched_done(run, SCHED_FAILED, "%s", PQresultErrorMessage(res));
+    } else {
+        const char *n = PQgetvalue(res, 0, 0);
+
+        sched_done(run, SCHED_SUCCEEDED, "deleted %s %s%s%s%s", n, run->count_noun,
+                   strcmp(n, "1") ? "s" : "", *run->count_rest ? " " : "", run->count_rest);
+    }
+}
+
+void sched_run_count(struct sched_run *run, const struct pg_stmt *stmt, int nparams,
+                     const char *const *params, const char *noun, const char *rest)
+{
+    run->count_noun = noun;
+    run->count_rest = rest ? rest : "";
+    if (pg_exec(run->s->app->pg, stmt, nparams, params, on_counted, run) < 0)
+        sched_done(run, SCHED_FAILED, "cannot queue the query");
+}
+
+/* ---- what the admin commands see ---------------------------------------------- */
+
+const char *sched_zone(const struct sched *s)
+{
+    return s->zone;
+}
+
+int sched_job_count(const struct sched *s)
+{
+    return s->njobs;
+}
+
+void sched_job_view(const struct sched *s, int i, struct sched_job_view *out)
+{
+    const struct sched_job *job = s->jobs[i];
+
+    out->name = job->name;
+    out->at = job->at;
+    out->next = job->next;
+    out->running_here = job->running != NULL;
+    out->pending = job->pending_slot != 0;
+}
+
+struct recent_ctx {
+    struct sched *s;        /* borrowed, held by s->queries */
+    sched_recent_fn fn;     /* borrowed */
+    void *arg;              /* borrowed */
 };
 
-static void on_admin_recent(PGresult *res, void *arg)
+static void on_recent(PGresult *res, void *arg)
 {
-    struct jobs_ctx *jc = arg;
-    struct admin_conn *c = jc->c;
-    struct sched *s = jc->s;
-    time_t now = time(NULL);
+    struct recent_ctx rc = *(struct recent_ctx *)arg;
 
-    free(jc);
-    s->queries--;
-    if (s->dying) {
-        admin_finish(c, "the server is stopping");
-        sched_maybe_destroy(s);
+    free(arg);
+    rc.s->queries--;
+    if (rc.s->dying) {
+        rc.fn(NULL, NULL, rc.arg);
+        sched_maybe_destroy(rc.s);
         return;
     }
-    for (int i = 0; i < s->njobs; i++) {
-        struct sched_job *job = s->jobs[i];
-        char when[64];
-
-        format_local(job->next, when, sizeof when);
-        admin_printf(c, "job=%s at=%s zone=%s next=%s", job->name, job->at, s->zone, when);
-        if (job->next != (time_t)-1)
-            admin_printf(c, " next_in_s=%lld", (long long)(job->next - now));
-        admin_printf(c, " running_here=%s%s\n", job->running ? "yes" : "no",
-                     job->pending_slot ? " pending=yes" : "");
-        for (int r = 0; res && pg_ok(res) && r < PQntuples(res); r++) {
-            const char *detail = PQgetvalue(res, r, 7);
-            const char *last = strrchr(detail, '\n');
-            char slot[64], started[64];
-
-            if (strcmp(PQgetvalue(res, r, 0), job->name) != 0)
-                continue;
-            format_local((time_t)strtod(PQgetvalue(res, r, 4), NULL), slot, sizeof slot);
-            format_local((time_t)strtod(PQgetvalue(res, r, 5), NULL), started,
-                         sizeof started);
-            last = last && last[1] ? last + 1 : detail;
-            admin_printf(c, "  run id=%s reason=%s outcome=%s scheduled_for=%s "
-                         "started=%s took_s=%.2f instance=%s detail=%.*s\n",
-                         PQgetvalue(res, r, 1), PQgetvalue(res, r, 2),
-                         PQgetvalue(res, r, 3), slot, started,
-                         strtod(PQgetvalue(res, r, 6), NULL), PQgetvalue(res, r, 8),
-                         (int)strcspn(last, "\n"), last);
-        }
-    }
-    admin_finish(c, res && pg_ok(res) ? NULL : "database unavailable (no run history)");
+    rc.fn(rc.s, res && pg_ok(res) ? res : NULL, rc.arg);
 }
 
-static void admin_cmd_jobs(struct admin_conn *c, int argc, char **argv,
-                           struct app *app)
+void sched_recent_runs(struct sched *s, sched_recent_fn fn, void *arg)
 {
-    struct jobs_ctx *jc;
+    struct recent_ctx *rc = calloc(1, sizeof *rc);
 
-    if (!app->sched) {
-        admin_finish(c, "no scheduler");
+    if (!rc) {
+        fn(s, NULL, arg);
         return;
     }
-    jc = calloc(1, sizeof *jc);
-    if (!jc) {
-        admin_finish(c, "out of memory");
-        return;
-    }
-    jc->c = c;
-    jc->s = app->sched;
-    app->sched->queries++;  /* keeps the scheduler until the answer */
-    if (pg_exec(app->pg, &sql_recent, 0, NULL, on_admin_recent, jc) < 0)
-        on_admin_recent(NULL, jc);
+    *rc = (struct recent_ctx){ s, fn, arg };
+    s->queries++;  /* keeps the scheduler until the answer */
+    if (pg_exec(s->app->pg, &sql_recent, 0, NULL, on_recent, rc) < 0)
+        on_recent(NULL, rc);
 }
 
-static void admin_cmd_run(struct admin_conn *c, int argc, char **argv,
-                          struct app *app)
+void sched_run_now(struct sched *s, const char *name, sched_waiter_fn fn, void *arg)
 {
-    struct sched *s = app->sched;
-    struct sched_job *job;
+    struct sched_job *job = sched_find(s, name);
 
-    if (argc != 2) {
-        admin_finish(c, "usage: run JOB");
-        return;
-    }
-    if (!s || !(job = sched_find(s, argv[1]))) {
-        admin_finish(c, "no such job (see `jobs`)");
+    if (!job) {
+        fn("", "no such job (see `jobs`)", arg);
         return;
     }
     if (s->draining || s->dying) {
-        admin_finish(c, "the server is stopping");
+        fn("", "the server is stopping", arg);
         return;
     }
     if (s->boot < BOOT_DONE) {
         /* Just after start: the boot's queries are on their way. */
         if (s->npending == SCHED_MAX_PENDING_RUNS) {
-            admin_finish(c, "the scheduler is not ready (database unavailable?)");
+            fn("", "the scheduler is not ready (database unavailable?)", arg);
             return;
         }
-        s->pending[s->npending].c = c;
+        s->pending[s->npending].fn = fn;
+        s->pending[s->npending].arg = arg;
         s->pending[s->npending].job = job;
         s->npending++;
         return;
     }
-    admin_run_now(s, c, job);
+    run_now(s, job, fn, arg);
 }
 
-static void admin_run_now(struct sched *s, struct admin_conn *c, struct sched_job *job)
+static void run_now(struct sched *s, struct sched_job *job, sched_waiter_fn fn, void *arg)
 {
     struct sched_run *run;
 
     if (s->draining || s->dying) {
-        admin_finish(c, "the server is stopping");
+        fn("", "the server is stopping", arg);
         return;
     }
     if (job->running) {
-        admin_finish(c, "it is already running here");
+        fn("", "it is already running here", arg);
         return;
     }
     run = run_new(job, 0, "manual");
     if (!run) {
-        admin_finish(c, "out of memory");
+        fn("", "out of memory", arg);
         return;
     }
-    run->waiter = c;
+    run->waiter = fn;
+    run->waiter_arg = arg;
     run_step(run);
-}
-
-void sched_register_admin(struct admin_server *admin)
-{
-    admin_register(admin, "jobs", "scheduled jobs: time, next run, last runs",
-                   admin_cmd_jobs);
-    admin_register(admin, "run", "run JOB: run a scheduled job now and report "
-                   "its outcome", admin_cmd_run);
 }

@@ -2,8 +2,8 @@
  * data set (a lab, a researcher, a site admin, a participant with
  * demographics and a child, and an active study with a frame-player
  * protocol) and prints its logins and ids. */
-#ifndef STUDYHUB_DOMAIN_SEED_H
-#define STUDYHUB_DOMAIN_SEED_H
+#ifndef STUDYHUB_ADMIN_SEED_H
+#define STUDYHUB_ADMIN_SEED_H
 
 struct admin_server;
 

@@ -1,6 +1,6 @@
 /* apidoc: JSON:API documents assembled in an evbuffer from PostgreSQL's
  * JSON text, and the small request helpers the API modules share. */
-#include "studyhub/domain/apidoc.h"
+#include "studyhub/http/apidoc.h"
 
 #include <ctype.h>
 #include <event2/buffer.h>
@@ -728,19 +728,6 @@ bool apidoc_json_get(const struct apidoc_jspan *obj, const char *key,
 
 /* ---- request documents with the scanner -------------------------------------- */
 
-/* application/vnd.api+json (parameters allowed) or application/json, as
- * jsonapi.c accepts. */
-static bool content_type_ok(const char *ct)
-{
-    if (!ct)
-        return false;
-    size_t n = strcspn(ct, ";");
-    while (n && isspace((unsigned char)ct[n - 1]))
-        n--;
-    return (n == strlen(JSONAPI_MEDIA_TYPE) && strncasecmp(ct, JSONAPI_MEDIA_TYPE, n) == 0) ||
-           (n == 16 && strncasecmp(ct, "application/json", n) == 0);
-}
-
 size_t apidoc_json_members(const struct apidoc_jspan *obj, struct apidoc_jmember *out,
                            size_t max)
 {
@@ -802,7 +789,7 @@ int apidoc_parse_request(struct http_req *req, const char *want_type, const char
     char err[96];
 
     memset(doc, 0, sizeof *doc);
-    if (!content_type_ok(http_req_header(req, "Content-Type"))) {
+    if (!jsonapi_content_type_ok(http_req_header(req, "Content-Type"))) {
         jsonapi_error_set(e, 415, "unsupported_media_type", "/data",
                           "Unsupported media type in request; use %s.", JSONAPI_MEDIA_TYPE);
         return -1;

@@ -1,0 +1,492 @@
+/* build_upload: the output folder walked a slice per loop turn, put under
+ * runners/<cache key>/ once, then copied to the study's folder, several
+ * operations at once with retries, index.html files last. */
+#include "config.h"
+
+#include "studyhub/tasks/build_internal.h"
+
+/* ---- uploads: walk the output, put it under runners/<key>/, copy it -------------- */
+
+
+
+void up_free(struct upload *up)
+{
+    if (!up)
+        return;
+    for (int i = 0; i < up->nslots; i++) {
+        if (up->slots[i].op)
+            storage_cancel(up->slots[i].op);
+        if (up->slots[i].timer)
+            event_free(up->slots[i].timer);
+    }
+    free(up->slots);
+    while (up->depth > 0) {
+        up->depth--;
+        closedir(up->stack[up->depth].d);
+        free(up->stack[up->depth].rel);
+    }
+    if (up->walk_ev)
+        event_free(up->walk_ev);
+    for (size_t i = 0; i < up->nfiles; i++)
+        free(up->files[i].rel);
+    free(up->files);
+    free(up->order);
+    free(up->src_dir);
+    free(up->cache_prefix);
+    free(up->dest_prefix);
+    free(up);
+}
+
+static void up_fail(struct upload *up, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void up_fail(struct upload *up, const char *fmt, ...)
+{
+    struct build *b = up->b;
+    char msg[800];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    b->up = NULL;
+    up_free(up);
+    bl_stop(b, BO_FAILED, "%s", msg);
+}
+
+static int up_add(struct upload *up, const char *rel, int64_t size, const char *type)
+{
+    if (up->nfiles == up->cap) {
+        size_t cap = up->cap ? up->cap * 2 : 64;
+        struct upfile *f = realloc(up->files, cap * sizeof *f);
+        if (!f)
+            return -1;
+        up->files = f;
+        up->cap = cap;
+    }
+    if (!(up->files[up->nfiles].rel = strdup(rel)))
+        return -1;
+    up->files[up->nfiles].size = size;
+    up->files[up->nfiles].type = type;
+    up->nfiles++;
+    up->bytes += (uint64_t)(size > 0 ? size : 0);
+    return 0;
+}
+
+static void up_phase_done(struct upload *up);
+static void slot_next(struct upslot *s);
+static void slot_start(struct upslot *s);
+
+static void on_op_timer(evutil_socket_t fd, short what, void *arg)
+{
+    slot_start(arg);    /* the same item again */
+}
+
+static void on_op_done(const struct storage_result *res, void *arg)
+{
+    struct upslot *s = arg;
+    struct upload *up = s->up;
+    struct build *b = up->b;
+    const struct upfile *f = &up->files[up->order[s->item]];
+
+    s->op = NULL;
+    if (res->err == 0) {
+        up->done++;
+        s->tries = 0;
+        slot_next(s);
+        return;
+    }
+    if (res->err == -ENOENT && up->phase == UP_COPY && up->cached) {
+        /* The cached runner's files are gone from storage. */
+        char what[400];
+        snprintf(what, sizeof what, "%s%s: %s", up->cache_prefix, f->rel,
+                 res->error ? res->error : "missing");
+        b->up = NULL;
+        up_free(up);
+        bl_cache_gone(b, what);
+        return;
+    }
+    if ((res->err == -EIO || res->err == -ENOMEM) && ++s->tries < OP_TRIES) {
+        up->retries++;
+        task_log(b->t, "%s of %s failed (%s); trying again", up->phase == UP_PUT
+                 ? "upload" : "copy", f->rel, res->error ? res->error : "error");
+        util_timer_ms(s->timer, (int64_t)OP_BACKOFF_MS << (s->tries - 1));
+        return;
+    }
+    up_fail(up, "%s of %s failed after %d attempt%s: %s", up->phase == UP_PUT ? "upload" : "copy",
+            f->rel, s->tries + 1, s->tries ? "s" : "", res->error ? res->error : "error");
+}
+
+/* Starts the operation of the slot's item (first try or again). */
+static void slot_start(struct upslot *s)
+{
+    struct upload *up = s->up;
+    struct storage *st;
+    const char *err = NULL;
+    char *key = NULL, *src = NULL;
+    const struct upfile *f = &up->files[up->order[s->item]];
+
+    st = bl_storage(&err);
+    if (!st) {
+        up_fail(up, "no storage: %s", err ? err : "?");
+        return;
+    }
+    if (up->phase == UP_PUT) {
+        key = util_asprintf("%s%s", up->cache_prefix, f->rel);
+        src = util_asprintf("%s/%s", up->src_dir, f->rel);
+        if (key && src)
+            s->op = storage_put_file(st, key, src, f->type, on_op_done, s);
+    } else {
+        src = util_asprintf("%s%s", up->cache_prefix, f->rel);
+        key = util_asprintf("%s%s", up->dest_prefix, f->rel);
+        if (key && src)
+            s->op = storage_copy(st, src, key, on_op_done, s);
+    }
+    free(key);
+    free(src);
+    if (!s->op)
+        up_fail(up, "out of memory starting the upload of %s", f->rel);
+}
+
+/* Takes the next item for the slot, or notices the end of the phase. */
+static void slot_next(struct upslot *s)
+{
+    struct upload *up = s->up;
+
+    if (up->next >= up->nfiles) {
+        s->item = -1;
+        if (up->done == up->nfiles)
+            up_phase_done(up);
+        return;
+    }
+    s->item = (long)up->next++;
+    s->tries = 0;
+    slot_start(s);
+}
+
+void up_publish_order(const struct upfile *files, size_t n, size_t *order)
+{
+    size_t k = 0;
+
+    for (size_t i = 0; i < n; i++)
+        if (!is_index_html(files[i].rel))
+            order[k++] = i;
+    for (size_t i = 0; i < n; i++)
+        if (is_index_html(files[i].rel))
+            order[k++] = i;
+}
+
+void up_run_phase(struct upload *up, enum up_phase phase)
+{
+    up->phase = phase;
+    up->next = up->done = 0;
+    up->phase_ms = util_mono_ms();
+    if (!up->order && up->nfiles) {
+        if (!(up->order = malloc(up->nfiles * sizeof *up->order))) {
+            up_fail(up, "out of memory");
+            return;
+        }
+        up_publish_order(up->files, up->nfiles, up->order);
+    }
+    if (up->nfiles == 0) {
+        up_phase_done(up);
+        return;
+    }
+    {
+        /* A slot may fail the whole upload (and free it): stop then. */
+        struct build *b = up->b;
+        int n = up->nslots;
+        for (int i = 0; i < n && b->up == up; i++)
+            if (up->slots[i].item < 0 && !up->slots[i].op)
+                slot_next(&up->slots[i]);
+    }
+}
+
+static void on_recorded(struct task *t, PGresult *res);
+
+/* The manifest of the runner: what the copy of a cached runner needs. */
+static json_t *up_manifest(const struct upload *up)
+{
+    json_t *m = json_array();
+
+    for (size_t i = 0; m && i < up->nfiles; i++)
+        json_array_append_new(m, json_pack("{s:s, s:I, s:s}", "path", up->files[i].rel,
+                                           "size", (json_int_t)up->files[i].size, "type",
+                                           up->files[i].type));
+    return m;
+}
+
+static const struct pg_stmt stmt_record = {
+    "build_record_runner",
+    "WITH r AS (INSERT INTO runner_builds (cache_key, repo_url, sha, manifest, files, bytes,"
+    "                                     built_by)"
+    "           VALUES ($1, $2, $3, $4::jsonb, $5::int, $6::bigint, $7::bigint)"
+    "           ON CONFLICT (cache_key) DO UPDATE SET manifest = EXCLUDED.manifest,"
+    "             files = EXCLUDED.files, bytes = EXCLUDED.bytes,"
+    "             built_by = EXCLUDED.built_by, last_used_at = now()"
+    "           RETURNING cache_key)"
+    " UPDATE study_builds SET reused = false WHERE task_id = $7::bigint"
+    "   AND EXISTS (SELECT 1 FROM r)",
+};
+
+static void up_phase_done(struct upload *up)
+{
+    struct build *b = up->b;
+    double secs = (double)(util_mono_ms() - up->phase_ms) / 1000.0;
+
+    if (up->phase == UP_PUT) {
+        char files[24], bytes[24], task[24];
+        json_t *m = up_manifest(up);
+        char *text = m ? json_dumps(m, JSON_COMPACT) : NULL;
+        const char *params[7];
+
+        json_decref(m);
+        task_log(b->t, "uploaded %zu files (%" PRIu64 " bytes) to %s in %.1f s", up->nfiles,
+                 up->bytes, up->cache_prefix, secs);
+        if (!text) {
+            up_fail(up, "out of memory");
+            return;
+        }
+        snprintf(files, sizeof files, "%zu", up->nfiles);
+        snprintf(bytes, sizeof bytes, "%" PRIu64, up->bytes);
+        snprintf(task, sizeof task, "%" PRId64, b->t->id);
+        params[0] = b->cache_key;
+        params[1] = b->repo_url;
+        params[2] = b->sha;
+        params[3] = text;
+        params[4] = files;
+        params[5] = bytes;
+        params[6] = task;
+        b->pg_busy = true;
+        if (task_pg_exec(b->t, &stmt_record, 7, params, on_recorded) < 0) {
+            b->pg_busy = false;
+            free(text);
+            up_fail(up, "cannot record the runner: out of memory");
+            return;
+        }
+        free(text);
+        return;
+    }
+    /* UP_COPY: the study's folder has the runner. */
+    task_log(b->t, "copied %zu files (%" PRIu64 " bytes) to %s in %.1f s%s", up->nfiles,
+             up->bytes, up->dest_prefix, secs, up->cached ? " from the cached runner" : "");
+    if (up->retries)
+        task_log(b->t, "%u operations were tried again", up->retries);
+    b->up = NULL;
+    up_free(up);
+    b->outcome = BO_SUCCEEDED;
+    bl_move(b, BS_FINISH, TASK_STAGE_OK);
+}
+
+static void on_recorded(struct task *t, PGresult *res)
+{
+    struct build *b = t->data;
+    struct upload *up = b->up;
+
+    b->pg_busy = false;
+    if (task_cancel_requested(t)) {
+        bl_stop(b, BO_CANCELLED, "cancelled while uploading");
+        return;
+    }
+    if (!res || !pg_ok(res)) {
+        up_fail(up, "cannot record the runner: %s",
+                res ? PQresultErrorMessage(res) : "database unreachable");
+        return;
+    }
+    up_run_phase(up, UP_COPY);
+}
+
+static void walk_done(struct upload *up)
+{
+    struct build *b = up->b;
+
+    if (up->skipped)
+        task_log(b->t, "%zu entries of the output were not regular files and were skipped",
+                 up->skipped);
+    if (up->nfiles == 0) {
+        up_fail(up, "the build's output %s holds no files", up->src_dir);
+        return;
+    }
+    task_log(b->t, "the output has %zu files, %" PRIu64 " bytes", up->nfiles, up->bytes);
+    up_run_phase(up, UP_PUT);
+}
+
+/* One slice of the walk of the output folder: links and special files are
+ * skipped (a build must not publish what a link points at), nothing is
+ * followed. */
+static void on_walk(evutil_socket_t fd, short what, void *arg)
+{
+    struct upload *up = arg;
+    struct build *b = up->b;
+    uint64_t max_files = (uint64_t)the_builder->app->cfg->max_archive_files;
+    int n = 0;
+
+    while (up->depth > 0 && n < WALK_TURN) {
+        struct walkdir *top = &up->stack[up->depth - 1];
+        struct dirent *de = readdir(top->d);
+        struct stat sb;
+        char *rel;
+
+        if (!de) {
+            closedir(top->d);
+            free(top->rel);
+            up->depth--;
+            continue;
+        }
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        n++;
+        rel = top->rel[0] ? util_asprintf("%s/%s", top->rel, de->d_name) : strdup(de->d_name);
+        if (!rel) {
+            up_fail(up, "out of memory");
+            return;
+        }
+        if (fstatat(dirfd(top->d), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0) {
+            up_fail(up, "cannot read the output entry %s: %s", rel, strerror(errno));
+            free(rel);
+            return;
+        }
+        if (S_ISDIR(sb.st_mode)) {
+            int dfd;
+            DIR *d;
+
+            if (up->depth == WALK_DEPTH) {
+                up_fail(up, "the output is nested deeper than %d folders", WALK_DEPTH);
+                free(rel);
+                return;
+            }
+            dfd = openat(dirfd(top->d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+                                                    O_CLOEXEC);
+            d = dfd >= 0 ? fdopendir(dfd) : NULL;
+            if (!d) {
+                if (dfd >= 0)
+                    close(dfd);
+                up_fail(up, "cannot open the output folder %s: %s", rel, strerror(errno));
+                free(rel);
+                return;
+            }
+            up->stack[up->depth].d = d;
+            up->stack[up->depth].rel = rel;
+            up->depth++;
+            continue;
+        }
+        if (!S_ISREG(sb.st_mode)) {
+            if (up->skipped++ < SKIP_LOG_MAX)
+                task_log(b->t, "skipped %s: not a regular file", rel);
+            free(rel);
+            continue;
+        }
+        {
+            char *key = util_asprintf("%s%s", up->dest_prefix, rel);
+            bool ok = key && storage_key_valid(key);
+            free(key);
+            if (!ok) {
+                up_fail(up, "the output file name \"%.200s\" cannot be stored", rel);
+                free(rel);
+                return;
+            }
+        }
+        if (up->nfiles >= max_files) {
+            up_fail(up, "the output has more than MAX_ARCHIVE_FILES=%" PRIu64 " files", max_files);
+            free(rel);
+            return;
+        }
+        if (up_add(up, rel, (int64_t)sb.st_size, storage_content_type(rel)) < 0) {
+            up_fail(up, "out of memory");
+            free(rel);
+            return;
+        }
+        free(rel);
+        if (up->bytes > (uint64_t)the_builder->app->cfg->max_archive_bytes) {
+            up_fail(up, "the output is larger than MAX_ARCHIVE_BYTES=%ld",
+                    the_builder->app->cfg->max_archive_bytes);
+            return;
+        }
+        if (up->bytes > (uint64_t)the_builder->app->cfg->build_max_output_mb << 20) {
+            up_fail(up, "the output is larger than BUILD_MAX_OUTPUT_MB=%ld",
+                    the_builder->app->cfg->build_max_output_mb);
+            return;
+        }
+    }
+    if (up->depth > 0) {
+        /* A zero timeout goes through the poll: other events run first. */
+        struct timeval zero = { 0, 0 };
+        evtimer_add(up->walk_ev, &zero);
+        return;
+    }
+    walk_done(up);
+}
+
+struct upload *up_new(struct build *b)
+{
+    struct upload *up = calloc(1, sizeof *up);
+    int n = (int)the_builder->app->cfg->build_upload_concurrency;
+
+    if (!up)
+        return NULL;
+    up->b = b;
+    up->nslots = n;
+    up->slots = calloc((size_t)n, sizeof *up->slots);
+    up->cache_prefix = util_asprintf("runners/%s/", b->cache_key);
+    up->dest_prefix = util_asprintf("%s/%s/", b->deploy ? "experiments" : "preview_experiments",
+                                b->study_uuid);
+    if (!up->slots || !up->cache_prefix || !up->dest_prefix) {
+        up_free(up);
+        return NULL;
+    }
+    for (int i = 0; i < n; i++) {
+        up->slots[i].up = up;
+        up->slots[i].item = -1;
+        if (!(up->slots[i].timer = evtimer_new(the_builder->app->base, on_op_timer, &up->slots[i]))) {
+            up_free(up);
+            return NULL;
+        }
+    }
+    return up;
+}
+
+void up_from_manifest(struct upload *up, const json_t *manifest)
+{
+    size_t i;
+    json_t *f;
+
+    up->cached = true;
+    json_array_foreach(manifest, i, f) {
+        const char *path = json_string_value(json_object_get(f, "path"));
+        if (!path || up_add(up, path, (int64_t)json_integer_value(json_object_get(f, "size")),
+                            storage_content_type(path)) < 0) {
+            up_fail(up, "the cached runner's manifest is unreadable");
+            return;
+        }
+    }
+    task_log(up->b->t, "copying the cached runner (%zu files) from %s to %s", up->nfiles,
+             up->cache_prefix, up->dest_prefix);
+    up_run_phase(up, UP_COPY);
+}
+
+void up_from_output(struct upload *up, char *src_dir)
+{
+    struct task *t = up->b->t;
+
+    up->src_dir = src_dir;
+    {
+        int dfd = open(up->src_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+
+        up->walk_ev = evtimer_new(the_builder->app->base, on_walk, up);
+        up->stack[0].rel = strdup("");
+        if (!d || !up->walk_ev || !up->stack[0].rel) {
+            if (d)
+                closedir(d);
+            else if (dfd >= 0)
+                close(dfd);
+            free(up->stack[0].rel);
+            up->stack[0].rel = NULL;
+            up_fail(up, "cannot read the output %s: %s", up->src_dir, strerror(errno));
+            return;
+        }
+        up->stack[0].d = d;
+        up->depth = 1;
+    }
+    task_log(t, "publishing %s to %s (through %s)", up->src_dir, up->dest_prefix,
+             up->cache_prefix);
+    on_walk(-1, 0, up);
+}
