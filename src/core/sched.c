@@ -1510,3 +1510,17 @@ void sched_register_admin(struct admin_server *admin)
     admin_register(admin, "run", "run JOB: run a scheduled job now and report "
                    "its outcome", admin_cmd_run);
 }
+
+/* ---- read-only view for the admin pages (issue 16) ---------------------------- */
+
+int sched_job_info(const struct sched *s, int i, struct sched_job_info *out)
+{
+    if (!s || i < 0 || i >= s->njobs)
+        return -1;
+    out->name = s->jobs[i]->name;
+    out->at = s->jobs[i]->at;
+    out->zone = s->zone;
+    out->next = s->jobs[i]->next;
+    out->running_here = s->jobs[i]->running != NULL;
+    return 0;
+}

@@ -95,4 +95,14 @@ void sched_run_log(struct sched_run *run, const char *fmt, ...)
 void sched_done(struct sched_run *run, enum sched_outcome outcome,
                 const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* Job i of s (0 up), as `jobs` lists it, for the admin pages: 0 with
+ * out filled (its strings are s's, valid while s lives), -1 past the last
+ * job.  (Appended for issue 16's admin view: carry across a split.) */
+struct sched_job_info {
+    const char *name, *at, *zone;
+    time_t next;                 /* -1: off */
+    bool running_here;
+};
+int sched_job_info(const struct sched *s, int i, struct sched_job_info *out);
+
 #endif
