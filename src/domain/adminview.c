@@ -158,7 +158,7 @@ static void h_jobs(struct http_req *req, struct app *app)
             next_run = json_string(next);
         }
         if (json_array_append_new(
-                jr->data, json_pack("{s:s, s:s, s:{s:s, s:s, s:o, s:b, s:[]}}", "type",
+                jr->data, json_pack("{s:s, s:s, s:{s:s?, s:s?, s:o, s:b, s:[]}}", "type",
                                     "admin-jobs", "id", ji.name, "attributes", "at", ji.at,
                                     "zone", ji.zone, "next_run", next_run, "running_here",
                                     ji.running_here, "runs")) < 0)

@@ -112,6 +112,10 @@ class ListsTest(StudyhubTestCase):
         self.assertEqual(self.names(self.studyonly, "&search=alpha"), ["Other alpha"])
         self.assertStatus(self.w.api(who, "GET", "/api/v1/researcher/studies/?search=" + "x" * 300),
                           400)
+        # The trigram index is there whenever pg_trgm is (sql/098).
+        self.assertEqual(
+            self.w.sql("SELECT count(*) FROM pg_indexes WHERE indexname = 'studies_name_trgm_idx'"),
+            self.w.sql("SELECT count(*) FROM pg_extension WHERE extname = 'pg_trgm'"))
 
     def test_review_queue_oldest_first_and_paged_without_loss(self):
         s = self.s
