@@ -33,6 +33,7 @@
 #include "studyhub/domain/export.h"
 #include "studyhub/domain/research.h"
 #include "studyhub/domain/useradmin.h"
+#include "studyhub/domain/adminview.h"
 #include "studyhub/domain/responses.h"
 #include "studyhub/admin/seed.h"
 #include "studyhub/domain/studies.h"
@@ -113,6 +114,7 @@ static int register_routes(struct router *r)
         useradmin_routes(r) < 0 ||    /* site admins manage accounts */
         privacy_routes(r) < 0 ||      /* account erasure, the family's data download */
         messages_routes(r) < 0 ||     /* messages to families */
+        adminview_routes(r) < 0 ||    /* the admin pages' jobs and tasks */
         static_routes(r) < 0 ||       /* the web pages and their assets */
         participate_routes(r) < 0)    /* discovery, eligibility, the runner's pages */
         return -1;

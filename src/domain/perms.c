@@ -163,12 +163,12 @@ void perms_reply_list(struct http_req *req, const PGresult *res)
     apidoc_reply_page(req, (PGresult *)res, http_req_route(req), PERMS_LCOL_ITEM, render_item);
 }
 
-static void reply_cb(PGresult *res, void *arg)
+void perms_reply_cb(PGresult *res, void *arg)
 {
     perms_reply(arg, res);
 }
 
-static void list_cb(PGresult *res, void *arg)
+void perms_list_cb(PGresult *res, void *arg)
 {
     perms_reply_list(arg, res);
 }
@@ -177,14 +177,14 @@ void perms_exec(struct http_req *req, struct app *app, const struct pg_stmt *stm
                 int nparams, const char *const *params)
 {
     /* The request is the callback's only state. */
-    if (pg_exec(app->pg, stmt, nparams, params, reply_cb, req) < 0)
+    if (pg_exec(app->pg, stmt, nparams, params, perms_reply_cb, req) < 0)
         jsonapi_reply_unavailable(req, "Database");
 }
 
 void perms_exec_list(struct http_req *req, struct app *app, const struct pg_stmt *stmt,
                      int nparams, const char *const *params)
 {
-    if (pg_exec(app->pg, stmt, nparams, params, list_cb, req) < 0)
+    if (pg_exec(app->pg, stmt, nparams, params, perms_list_cb, req) < 0)
         jsonapi_reply_unavailable(req, "Database");
 }
 

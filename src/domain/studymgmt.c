@@ -276,35 +276,51 @@ static bool path_study(struct http_req *req, char out[37])
 
 /* ------------------------------------------------------------ statements */
 
+/* The lists' order ($8: the review queue's), on vis and on the page. */
+#define SM_LIST_ORDER                                                             \
+    "CASE WHEN $8::boolean THEN status_change_date END ASC,"                      \
+    " CASE WHEN $8::boolean THEN id END ASC, date_modified DESC, id DESC"
+#define SM_LIST_ORDER_P                                                           \
+    "CASE WHEN $8::boolean THEN p.status_change_date END ASC,"                    \
+    " CASE WHEN $8::boolean THEN p.id END ASC, p.date_modified DESC, p.id DESC"
+
 /* $1 user, $2 limit, $3 offset, $4 base URL, $5 state or NULL, $6 lab
  * uuid or NULL, $7 words the name must contain or NULL (a plain substring,
- * case-insensitive: no LIKE wildcards to escape), $8 true for the oldest
- * state change first (the review queue: the longest waiting study on top,
- * and a tie broken by id, so none is skipped between pages), else the
- * newest change first.  Lists answer perms.h's (count, item, verdict,
- * detail, pointer). */
+ * case-insensitive: like_contains escapes the LIKE wildcards, and a
+ * trigram index serves it, sql/098), $8 true for the oldest state change
+ * first (the review queue: the longest waiting study on top, and a tie
+ * broken by id, so none is skipped between pages), else the newest change
+ * first.  The permission is two small sets, not a call per study: a
+ * site-wide holder reads every study, anyone else those of its labs'
+ * umbrella grants and its own study grants (the same rules as
+ * has_study_perm, sql/098).  Lists answer perms.h's (count,
+ * item, verdict, detail, pointer). */
 static const struct pg_stmt sm_list_stmt = {
     "sm_list",
-    "WITH vis AS ("
+    "WITH me AS MATERIALIZED ("
+    "  SELECT " PERMS_SITE_SQL("$1::bigint", "'read_study__details'") " AS site),"
+    " vis AS ("
     "  SELECT s.id, s.date_modified, s.status_change_date FROM studies s"
     "   WHERE ($5::text IS NULL OR s.state = $5::text)"
     "     AND ($6::uuid IS NULL OR s.lab_id = (SELECT l.id FROM labs l WHERE l.uuid = $6::uuid))"
-    "     AND ($7::text IS NULL OR strpos(lower(s.name), lower($7::text)) > 0)"
-    "     AND " PERMS_STUDY_SQL("$1::bigint", "s.id", "'read_study__details'") ")"
+    "     AND ($7::text IS NULL OR s.name ILIKE like_contains($7::text))"
+    "     AND ((SELECT site FROM me)"
+    "          OR s.lab_id IN (SELECT g.lab_id FROM lab_umbrella_ids($1::bigint,"
+    "                                                 'read_study__details') g)"
+    "          OR s.id IN (SELECT g.study_id FROM study_grant_ids($1::bigint,"
+    "                                               'read_study__details') g)))"
     " SELECT (SELECT count(*) FROM vis), p.item,"
     "        CASE WHEN $5::text IS NOT NULL"
     "              AND NOT EXISTS (SELECT 1 FROM workflow_states WHERE name = $5::text)"
     "             THEN 'invalid' ELSE 'ok' END,"
     "        format('Unknown state \"%s\".', $5::text), NULL"
     "   FROM (SELECT 1) one LEFT JOIN LATERAL ("
-    "     SELECT study_research_resource(s, $4::text) AS item, v.date_modified, v.id, v.rank"
-    "       FROM (SELECT id, date_modified, row_number() OVER ("
-    "                      ORDER BY CASE WHEN $8::boolean THEN status_change_date END ASC,"
-    "                               CASE WHEN $8::boolean THEN id END ASC,"
-    "                               date_modified DESC, id DESC) AS rank"
-    "               FROM vis ORDER BY rank LIMIT $2::bigint OFFSET $3::bigint) v"
+    "     SELECT study_research_resource(s, $4::text) AS item, v.status_change_date,"
+    "            v.date_modified, v.id"
+    "       FROM (SELECT id, date_modified, status_change_date FROM vis"
+    "              ORDER BY " SM_LIST_ORDER " LIMIT $2::bigint OFFSET $3::bigint) v"
     "       JOIN studies s ON s.id = v.id) p ON true"
-    "  ORDER BY p.rank",
+    "  ORDER BY " SM_LIST_ORDER_P,
 };
 
 /* $1 user, $2 study uuid, $3 base URL. */

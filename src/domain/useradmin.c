@@ -67,23 +67,45 @@ fail:
 
 /* ------------------------------------------------------------ statements */
 
-/* $1 admin, $2 search or NULL, $3 limit, $4 offset, $5 base URL. */
+/* The statements of useradmin.h, one per action (see there for their
+ * parameters); sql/100_user_admin_operator.sql holds the logic. */
 static const struct pg_stmt ua_list_stmt = {
     "useradmin_list",
-    "SELECT * FROM user_admin_list($1::bigint, $2::text, $3::bigint, $4::bigint, $5::text)",
+    "SELECT * FROM user_admin_list($1::bigint, $2::text, $3::text, $4::bigint, $5::bigint,"
+    " $6::text)",
 };
 
-/* $1 admin, $2 user uuid, $3 attributes, $4 base URL. */
 static const struct pg_stmt ua_change_stmt = {
     "useradmin_change",
-    "SELECT * FROM user_admin_change($1::bigint, $2::uuid, $3::jsonb, $4::text)",
+    "SELECT * FROM user_admin_change($1::bigint, $2::text, $3::text, $4::jsonb, $5::text)",
 };
 
-/* $1 admin, $2 user uuid, $3 base URL. */
 static const struct pg_stmt ua_reset_stmt = {
     "useradmin_reset",
-    "SELECT * FROM user_admin_reset_2fa($1::bigint, $2::uuid, $3::text)",
+    "SELECT * FROM user_admin_reset_2fa($1::bigint, $2::text, $3::text, $4::text)",
 };
+
+int useradmin_list_exec(struct pg_pool *pg, const char *admin, const char *oper, const char *search,
+                        const char *limit, const char *offset, const char *base, pg_cb cb,
+                        void *arg)
+{
+    const char *params[] = { admin, oper, search, limit, offset, base };
+    return pg_exec(pg, &ua_list_stmt, 6, params, cb, arg);
+}
+
+int useradmin_change_exec(struct pg_pool *pg, const char *admin, const char *oper, const char *user,
+                          const char *attrs, const char *base, pg_cb cb, void *arg)
+{
+    const char *params[] = { admin, oper, user, attrs, base };
+    return pg_exec(pg, &ua_change_stmt, 5, params, cb, arg);
+}
+
+int useradmin_reset_exec(struct pg_pool *pg, const char *admin, const char *oper, const char *user,
+                         const char *base, pg_cb cb, void *arg)
+{
+    const char *params[] = { admin, oper, user, base };
+    return pg_exec(pg, &ua_reset_stmt, 4, params, cb, arg);
+}
 
 /* ------------------------------------------------------------ handlers */
 
@@ -107,9 +129,10 @@ static void h_list(struct http_req *req, struct app *app)
                              USERADMIN_SEARCH_MAX);
         return;
     }
-    const char *params[] = { perms_user_param(req, uid), search && *search ? search : NULL,
-                             limit, offset, http_req_base_url(req) };
-    perms_exec_list(req, app, &ua_list_stmt, 5, params);
+    if (useradmin_list_exec(app->pg, perms_user_param(req, uid), NULL,
+                            search && *search ? search : NULL, limit, offset,
+                            http_req_base_url(req), perms_list_cb, req) < 0)
+        jsonapi_reply_unavailable(req, "Database");
 }
 
 static void h_change(struct http_req *req, struct app *app)
@@ -131,8 +154,9 @@ static void h_change(struct http_req *req, struct app *app)
         goto out;
     }
     log_info("useradmin: user %s changes %s: %s", perms_user_param(req, uid), uu, text);
-    const char *params[] = { perms_user_param(req, uid), uu, text, http_req_base_url(req) };
-    perms_exec(req, app, &ua_change_stmt, 4, params);
+    if (useradmin_change_exec(app->pg, perms_user_param(req, uid), NULL, uu, text,
+                              http_req_base_url(req), perms_reply_cb, req) < 0)
+        jsonapi_reply_unavailable(req, "Database");
 out:
     free(text);
     json_decref(clean);
@@ -146,10 +170,11 @@ static void h_reset(struct http_req *req, struct app *app)
     if (!path_user(req, uu))
         return;
     log_info("useradmin: user %s resets two-factor of %s", perms_user_param(req, uid), uu);
-    const char *params[] = { perms_user_param(req, uid), uu, http_req_base_url(req) };
     /* The email to the owner is queued in the statement; the mail
      * sender's next poll (MAIL_POLL_S) sends it. */
-    perms_exec(req, app, &ua_reset_stmt, 3, params);
+    if (useradmin_reset_exec(app->pg, perms_user_param(req, uid), NULL, uu,
+                             http_req_base_url(req), perms_reply_cb, req) < 0)
+        jsonapi_reply_unavailable(req, "Database");
 }
 
 static const struct route useradmin_route_table[] = {

@@ -184,9 +184,34 @@ struct storage *videos_storage_new(struct app *app, int port, char *err, size_t 
     };
     struct storage *st = storage_new(app->base, app->fetch, &sc, &e);
     OPENSSL_cleanse(secret, sizeof secret);
-    if (!st)
+    if (!st) {
         snprintf(err, errlen, "storage %s: %s", c->storage_url, e ? e : "out of memory");
+        return NULL;
+    }
+    if (app->http && strcmp(storage_backend(st), "file") != 0 &&
+        videos_media_origin(app, st) < 0)
+        log_warn("the pages cannot play videos from %s (no media-src for it)", c->storage_url);
     return st;
+}
+
+int videos_media_origin(struct app *app, struct storage *st)
+{
+    const char *why = NULL;
+    /* The origin of a presigned link, whatever the backend's addressing
+     * (virtual-hosted or path-style, S3 or GCS): its scheme://host[:port]. */
+    char *url = storage_presign_get(st, "media-src-probe", 60, time(NULL), NULL, &why);
+    int rc = -1;
+
+    if (url) {
+        char *sep = strstr(url, "://");
+        if (sep) {
+            char *end = sep + 3 + strcspn(sep + 3, "/?#");
+            *end = '\0';
+            rc = http_server_set_media_origin(app->http, url);
+        }
+    }
+    free(url);
+    return rc;
 }
 
 /* ============================ shared statements ================================ */
@@ -1573,6 +1598,141 @@ fail:
     free(z);
 }
 
+/* ============================ the caller's zips of a study ======================= */
+
+/* $1 user, $2 study uuid, $3 a link's life (s).  The caller's last zips of
+ * the study, newest first: rows of (study found, may read, task uuid,
+ * state, stage, consent only, videos, created, finished, zip key, link
+ * seconds left, missing, error).  A finished zip's link is offered until
+ * its finish + a link's life, as the email's: a reused zip is at most
+ * that old at its finish, so no link outlives the purge (at twice that
+ * age, tasks/purge_videos.h).  Handing out a link is logged, as the
+ * zip's request was. */
+static const struct pg_stmt zip_list_stmt = {
+    "video_zip_list",
+    "WITH s AS MATERIALIZED ("
+    "  SELECT s.id, has_study_perm($1, s.id, 'read_study__responses')"
+    "         OR has_study_perm($1, s.id, 'read_study__responses(is_preview=True)') AS rd"
+    "    FROM studies s WHERE s.uuid = $2::uuid"
+    "     AND has_study_perm($1, s.id, 'read_study__details')),"
+    " z AS (SELECT t.uuid, t.state, coalesce(t.stage, '') AS stage,"
+    "              coalesce((t.payload->>'consent_only')::boolean, false) AS consent_only,"
+    "              coalesce(t.payload->>'videos', '0') AS videos,"
+    "              api_time(t.created_at) AS created, api_time(t.finished_at) AS finished,"
+    "              t.result->>'key' AS zkey,"
+    "              CASE WHEN t.state = 'succeeded' THEN GREATEST(0, floor(EXTRACT(EPOCH FROM"
+    "                t.finished_at + make_interval(secs => $3::int) - now())))::bigint"
+    "              END AS left_s,"
+    "              coalesce(t.result->>'missing', '0') AS missing, t.error, t.id"
+    "         FROM s, tasks t"
+    "        WHERE s.rd AND t.kind = '" VIDEO_ZIP_KIND "' AND t.subject LIKE $2 || ':%'"
+    "          AND t.payload->>'user' = $1::text"
+    "        ORDER BY t.id DESC LIMIT 10),"
+    " lg AS (" VIDEO_LOG_COLS
+    "  SELECT u.id, u.uuid, u.email, s.id, $2::uuid, 'video_zip_link', z.zkey"
+    "    FROM s, z JOIN users u ON u.id = $1 WHERE z.zkey IS NOT NULL AND z.left_s > 0)"
+    " SELECT s.id IS NOT NULL, coalesce(s.rd, false), z.uuid, z.state, z.stage,"
+    "        z.consent_only, z.videos, z.created, z.finished, z.zkey, z.left_s, z.missing,"
+    "        z.error"
+    "   FROM (SELECT 1) one LEFT JOIN s ON true LEFT JOIN z ON true ORDER BY z.id DESC",
+};
+
+enum { ZL_FOUND, ZL_RD, ZL_UUID, ZL_STATE, ZL_STAGE, ZL_CONSENT, ZL_VIDEOS, ZL_CREATED,
+       ZL_FINISHED, ZL_KEY, ZL_LEFT, ZL_MISSING, ZL_ERROR };
+
+static void zip_listed(PGresult *res, void *arg)
+{
+    struct req_app *ra = arg;
+    struct http_req *req = ra->req;
+    json_t *data = NULL, *doc = NULL;
+    time_t now = time(NULL);
+
+    if (apidoc_db_failed(req, res, "video_zip_list"))
+        goto out;
+    if (PQntuples(res) < 1 || !apidoc_bool(res, 0, ZL_FOUND)) {
+        jsonapi_reply_errorf(req, 404, "not_found", NULL, "No Study matches the given query.");
+        goto out;
+    }
+    if (!apidoc_bool(res, 0, ZL_RD)) {
+        jsonapi_reply_errorf(req, 403, "permission_denied", "/data",
+                             "You do not have permission to perform this action.");
+        goto out;
+    }
+    if (!(data = json_array()))
+        goto oom;
+    for (int i = 0; i < PQntuples(res); i++) {
+        if (PQgetisnull(res, i, ZL_UUID))
+            continue;
+        const char *state = PQgetvalue(res, i, ZL_STATE);
+        long long left = PQgetisnull(res, i, ZL_LEFT) ? 0 : atoll(PQgetvalue(res, i, ZL_LEFT));
+        json_t *attrs = json_pack(
+            "{s:s, s:s, s:b, s:I, s:s, s:o, s:I}", "state", state, "stage",
+            PQgetvalue(res, i, ZL_STAGE), "consent_only", apidoc_bool(res, i, ZL_CONSENT),
+            "videos", (json_int_t)atoll(PQgetvalue(res, i, ZL_VIDEOS)), "created_at",
+            PQgetvalue(res, i, ZL_CREATED), "finished_at",
+            PQgetisnull(res, i, ZL_FINISHED) ? json_null()
+                                              : json_string(PQgetvalue(res, i, ZL_FINISHED)),
+            "missing", (json_int_t)atoll(PQgetvalue(res, i, ZL_MISSING)));
+        if (!attrs)
+            goto oom;
+        /* A failure's reason is the task's own text (never a child's
+         * data); the page shows it so the researcher knows to ask again. */
+        if (strcmp(state, "failed") == 0 && !PQgetisnull(res, i, ZL_ERROR))
+            json_object_set_new(attrs, "error", json_string(PQgetvalue(res, i, ZL_ERROR)));
+        if (strcmp(state, "succeeded") == 0 && !PQgetisnull(res, i, ZL_KEY) && left > 0) {
+            const char *key = PQgetvalue(res, i, ZL_KEY), *why = NULL;
+            const char *base = strrchr(key, '/');
+            char *url = storage_presign_get(ra->app->storage, key, (unsigned)left, now,
+                                            base ? base + 1 : key, &why);
+            if (url) {
+                char until[40];
+                struct tm tm;
+                time_t end = now + left;
+                gmtime_r(&end, &tm);
+                strftime(until, sizeof until, "%Y-%m-%dT%H:%M:%SZ", &tm);
+                json_object_set_new(attrs, "download_url", json_string(url));
+                json_object_set_new(attrs, "download_expires_at", json_string(until));
+                free(url);
+            } else {
+                log_warn("video zip list: cannot sign a link to %s: %s", key, why ? why : "?");
+            }
+        }
+        if (json_array_append_new(data, json_pack("{s:s, s:s, s:o}", "type", "video-zips", "id",
+                                                  PQgetvalue(res, i, ZL_UUID), "attributes",
+                                                  attrs)) < 0)
+            goto oom;
+    }
+    if (!(doc = json_pack("{s:o}", "data", data))) {
+        data = NULL;
+        goto oom;
+    }
+    jsonapi_reply(req, 200, doc);
+    goto out;
+oom:
+    json_decref(data);
+    jsonapi_reply_unavailable(req, "Memory");
+out:
+    free(ra);
+}
+
+static void zip_list(struct http_req *req, struct app *app)
+{
+    char uid[24], study[37], ttl[24];
+    struct req_app *ra;
+
+    if (!apidoc_uuid_copy(http_req_param(req, 0), study)) {
+        jsonapi_reply_errorf(req, 404, "not_found", NULL, "No Study matches the given query.");
+        return;
+    }
+    snprintf(ttl, sizeof ttl, "%d", VIDEOS_ZIP_URL_TTL_S);
+    const char *params[] = { apidoc_user_id(req, uid), study, ttl };
+    if (!(ra = req_app_new(req, app)) ||
+        pg_exec(app->pg, &zip_list_stmt, 3, params, zip_listed, ra) < 0) {
+        free(ra);
+        jsonapi_reply_unavailable(req, "Database");
+    }
+}
+
 /* ============================ file:// objects behind signed links ================= */
 
 /* "bytes=A-B", "bytes=A-", "bytes=-N" against size: 1 with the range, 0
@@ -1708,6 +1868,7 @@ static const struct route videos_route_table[] = {
     { HTTP_GET, "/api/v1/videos/", video_list, ROUTE_RESEARCHER },
     { HTTP_GET, "/api/v1/videos/{id}/", video_get, ROUTE_RESEARCHER },
     { HTTP_POST, "/api/v1/studies/{id}/video-zips/", zip_create, ROUTE_RESEARCHER },
+    { HTTP_GET, "/api/v1/studies/{id}/video-zips/", zip_list, ROUTE_RESEARCHER },
     { HTTP_GET, "/storage/*", storage_link, ROUTE_SIGNED },
 };
 

@@ -55,6 +55,7 @@ struct http_server {
     unsigned long accepts_refused;      /* connections refused at the fd limit */
     char id_prefix[9];                  /* random per process, for request ids */
     uint64_t id_counter;
+    char *page_csp;                     /* owned: HTTP_PAGE_CSP with a media-src; NULL: as is */
 };
 
 struct http_req {
@@ -380,6 +381,22 @@ void http_server_set_fallback(struct http_server *srv, http_fallback_fn fn)
     srv->fallback = fn;
 }
 
+int http_server_set_media_origin(struct http_server *srv, const char *origin)
+{
+    char *csp = NULL;
+
+    if (origin && *origin) {
+        /* An origin is scheme://host[:port]: nothing that could end the
+         * directive or start another. */
+        if (strpbrk(origin, " ;,'\"\r\n") ||
+            !(csp = util_asprintf("%s; media-src 'self' %s", HTTP_PAGE_CSP, origin)))
+            return -1;
+    }
+    free(srv->page_csp);
+    srv->page_csp = csp;
+    return 0;
+}
+
 void http_server_free(struct http_server *srv)
 {
     if (!srv)
@@ -394,6 +411,7 @@ void http_server_free(struct http_server *srv)
         accepting_server = NULL;
     http_conns_free(srv->conns);     /* after evhttp_free (see conns.h) */
     ptrmap_cleanup(&srv->writing);
+    free(srv->page_csp);
     free(srv);
 }
 
@@ -583,7 +601,8 @@ void http_add_header(struct http_req *req, const char *name, const char *value)
 
 /* The headers every reply carries (see server.h): one place, so no error
  * path, stream or file reply can leave them out. */
-static void add_security_headers(struct evkeyvalq *out, const char *content_type)
+static void add_security_headers(const struct http_server *srv, struct evkeyvalq *out,
+                                 const char *content_type)
 {
     evhttp_add_header(out, "X-Content-Type-Options", "nosniff");
     evhttp_add_header(out, "Referrer-Policy", "same-origin");
@@ -591,7 +610,8 @@ static void add_security_headers(struct evkeyvalq *out, const char *content_type
     if (!evhttp_find_header(out, "Content-Security-Policy")) {
         bool html = content_type && strncasecmp(content_type, "text/html", 9) == 0;
         evhttp_add_header(out, "Content-Security-Policy",
-                          html ? HTTP_PAGE_CSP : HTTP_BASE_CSP);
+                          html ? (srv->page_csp ? srv->page_csp : HTTP_PAGE_CSP)
+                               : HTTP_BASE_CSP);
     }
 }
 
@@ -610,7 +630,7 @@ void http_reply_buffer(struct http_req *req, int status,
     if (content_type)
         evhttp_add_header(out, "Content-Type", content_type);
     evhttp_add_header(out, "X-Request-Id", req->id);
-    add_security_headers(out, content_type);
+    add_security_headers(srv, out, content_type);
     if (srv->draining)
         evhttp_add_header(out, "Connection", "close");
     /* evhttp calls on_complete once the reply is written; a request whose
@@ -648,7 +668,7 @@ void http_reply_start(struct http_req *req, int status, const char *content_type
         evhttp_add_header(out, "Content-Type", content_type);
     evhttp_add_header(out, "X-Request-Id", req->id);
     evhttp_add_header(out, "Cache-Control", "no-cache");
-    add_security_headers(out, content_type);
+    add_security_headers(req->srv, out, content_type);
     if (req->srv->draining)
         evhttp_add_header(out, "Connection", "close");
     req->stream_status = status;

@@ -622,6 +622,7 @@ static const struct {
     { "/researcher/studies/{id}/data/", "/researcher/data.html" },
     { "/admin/", "/admin/index.html" },
     { "/admin/users/", "/admin/users.html" },
+    { "/admin/operations/", "/admin/operations.html" },
 };
 
 static const char *page_file(const char *pattern)
@@ -689,6 +690,7 @@ static const struct route research_route_table[] = {
     { HTTP_GET, "/researcher/studies/{id}/data/", static_page, ROUTE_PUBLIC },
     { HTTP_GET, "/admin/", static_page, ROUTE_PUBLIC },
     { HTTP_GET, "/admin/users/", static_page, ROUTE_PUBLIC },
+    { HTTP_GET, "/admin/operations/", static_page, ROUTE_PUBLIC },
 };
 
 int static_routes(struct router *r)

@@ -17,10 +17,16 @@ answer times:
   study list, search  /api/v1/researcher/studies/?search=bench&page_size=20
   review queue        /api/v1/researcher/studies/?state=submitted&sort=oldest&page_size=20
 
-The target is 50 ms at p99 for each."""
+The target is 50 ms at p99 for each.
+
+Then (unless BENCH_PAGE_EXPLAIN=0) each list is asked once more of a
+second server whose database connections load auto_explain, and the plans
+PostgreSQL ran (nested statements included: the lists' SQL functions) are
+printed from the cluster's log (TEST_PG_SOCKDIR/postgresql.log)."""
 
 import http.client
 import os
+import re
 import sys
 import time
 
@@ -46,6 +52,53 @@ def timed(conn, token, path):
     if r.status != 200:
         raise SystemExit(f"{path}: {r.status} {body[:300]!r}")
     return dt
+
+
+def explain(db, lists, admin):
+    """The plans of one request of each list, through auto_explain (its
+    level warning: the bench cluster logs from warning up)."""
+    log = os.path.join(os.environ.get("TEST_PG_SOCKDIR", ""), "postgresql.log")
+    if not os.path.exists(log):
+        print(f"(no plans: {log} is not there)")
+        return
+    for k, v in (("session_preload_libraries", "auto_explain"),
+                 ("auto_explain.log_min_duration", "0"), ("auto_explain.log_analyze", "on"),
+                 ("auto_explain.log_nested_statements", "on"),
+                 ("auto_explain.log_level", "warning")):
+        psql(f'ALTER DATABASE "{db}" SET {k} = {v!r}', db=db)
+    srv = Server(database=db, name="bench-pages-explain")
+    try:
+        srv.start()
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=60)
+        timed(conn, admin["token"], lists[0][1])          # the pool's first statements
+        for what, path in lists:
+            with open(log, "rb") as f:
+                f.seek(0, 2)
+                start = f.tell()
+            timed(conn, admin["token"], path)
+            time.sleep(0.5)
+            with open(log, "rb") as f:
+                f.seek(start)
+                text = f.read().decode("utf-8", "replace")
+            print(f"\n=== plans of the {what} ({path})")
+            # One record per statement; the lists' own (not the many small
+            # helper functions each item calls).
+            records = re.split(r"\n(?=\S.*WARNING:  duration: )", text)
+            for rec in records:
+                if not re.search(r"response_consent|WITH me AS|SELECT \* FROM "
+                                 r"(consent_list|research_response_list)\(", rec):
+                    continue
+                for line in rec.splitlines():
+                    if re.search(r"duration: |->|Scan|Join|Sort|Limit|Index Cond|Filter|Rows Removed"
+                                 r"|Query Text|Aggregate|SubPlan|InitPlan|CTE|WindowAgg", line):
+                        print(line[:200])
+        conn.close()
+    finally:
+        srv.stop()
+        for k in ("session_preload_libraries", "auto_explain.log_min_duration",
+                  "auto_explain.log_analyze", "auto_explain.log_nested_statements",
+                  "auto_explain.log_level"):
+            psql(f'ALTER DATABASE "{db}" RESET {k}', db=db, check=False)
 
 
 def main():
@@ -104,6 +157,8 @@ def main():
             print(f"{what:20s} p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  max {times[-1]:6.1f} ms"
                   f"  {'ok' if ok else 'OVER ' + str(TARGET_MS) + ' ms'}")
         conn.close()
+        if os.environ.get("BENCH_PAGE_EXPLAIN", "1") != "0":
+            explain(db, lists, admin)
     finally:
         srv.stop()
         drop_database(db)

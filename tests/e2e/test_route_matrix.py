@@ -147,6 +147,11 @@ _table("user", "DELETE /api/v1/users/{id}/", "GET /api/v1/users/{id}/data/",
        "GET /api/v1/messages/")
 _table("researcher", "POST /api/v1/researcher/studies/{id}/messages/",
        "GET /api/v1/researcher/studies/{id}/messages/")
+# Issue 16, the rest of the pages: a study's video archives (the caller's
+# own), the admin pages' jobs and tasks (read-only) and their page.
+_table("researcher", "GET /api/v1/studies/{id}/video-zips/")
+_table("site_admin", "GET /api/v1/admin/jobs/", "GET /api/v1/admin/tasks/")
+_table("public", "GET /admin/operations/")
 
 # Where a handler itself says more than the gate: API tokens are given to
 # researchers only from a two-factor-verified session (accounts.c).

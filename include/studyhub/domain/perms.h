@@ -61,6 +61,11 @@ void perms_reply(struct http_req *req, const PGresult *res);
  * (?page, ?page_size: parsed again, they were checked before the query). */
 void perms_reply_list(struct http_req *req, const PGresult *res);
 
+/* pg callbacks (arg: the request) replying with perms_reply /
+ * perms_reply_list, for statements sent by another module's function. */
+void perms_reply_cb(PGresult *res, void *arg);
+void perms_list_cb(PGresult *res, void *arg);
+
 /* Runs stmt and replies with perms_reply / perms_reply_list.  params are
  * copied.  A query that cannot be queued is answered 503. */
 void perms_exec(struct http_req *req, struct app *app, const struct pg_stmt *stmt,

@@ -88,6 +88,11 @@ int videos_parse_name(const char *name, bool has_ext, struct videos_name *out,
 struct storage *videos_storage_new(struct app *app, int port, char *err,
                                    size_t errlen);
 
+/* The page CSP's media-src gets st's origin (an s3/gs backend), so the
+ * consent manager plays videos from presigned links; videos_storage_new
+ * calls it.  0, or -1 when no origin could be had. */
+int videos_media_origin(struct app *app, struct storage *st);
+
 /* The Content-Security-Policy of every GET /storage/ reply: no
  * allow-same-origin, so stored HTML never runs as the API's origin. */
 #define VIDEOS_STORAGE_CSP \

@@ -99,6 +99,12 @@ const char *http_reply_header(const struct http_req *req, const char *name);
     "default-src 'self'; script-src 'self'; object-src 'none'; "            \
     "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 
+/* The media-src of HTTP_PAGE_CSP: 'self' and origin (scheme://host[:port],
+ * the object storage's, so pages play videos from presigned links);
+ * NULL or "" for none beyond default-src.  0, or -1 (origin refused or
+ * out of memory: the CSP stays as it was). */
+int http_server_set_media_origin(struct http_server *srv, const char *origin);
+
 /* Replies and frees the request. */
 void http_reply(struct http_req *req, int status, const char *content_type,
                 const char *body, size_t len);

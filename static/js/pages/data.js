@@ -3,6 +3,7 @@
 // with a comment), the responses (shown by the server only once consent
 // is accepted) with their videos, feedback count, payment and session
 // status and star; the export downloads, identifiable only on request;
+// the video archive with its progress and link; messages to families;
 // and the study's access log, where every one of these reads is written.
 import { ApiError, get, notice, patch, request } from "/js/api.js";
 import { el, fillRows, message, pagedList, pathId, setupResearch, when } from "/js/research.js";
@@ -142,6 +143,84 @@ document.getElementById("identifiable").addEventListener("change", drawExports);
 document.getElementById("with-preview").addEventListener("change", drawExports);
 drawExports();
 
+// ---- video archive: asked for here, built by a task; the list shows its
+// state until the link comes (polled while one is on its way).
+const ZIP_STATE = { queued: "waiting to start", running: "being built", succeeded: "ready",
+  failed: "failed", cancelled: "cancelled" };
+const ZIP_STAGE = { prepare: "listing the videos", lookup: "looking for an earlier archive",
+  build: "zipping the videos", notify: "emailing the link", fail_notify: "emailing the failure" };
+let zipTimer = null;
+let zipWaiting = false;
+async function zips() {
+  clearTimeout(zipTimer);
+  const doc = await get(`/api/v1/studies/${id}/video-zips/`);
+  const items = doc.data || [];
+  document.getElementById("zips-empty").hidden = items.length > 0;
+  document.getElementById("zips").replaceChildren(...items.map((z) => {
+    const a = z.attributes;
+    const what = `${a.consent_only ? "Consent videos" : "All videos"} (${a.videos}), asked ${when(a.created_at)}: `;
+    let state = ZIP_STATE[a.state] || a.state;
+    if (a.state === "running" && ZIP_STAGE[a.stage]) state += `, ${ZIP_STAGE[a.stage]}`;
+    if (a.state === "failed" && a.error) state += ` (${a.error})`;
+    const li = el("li", { class: `zip zip-${a.state}` }, what, el("strong", {}, state));
+    if (a.download_url) {
+      li.append(" ", el("a", { href: a.download_url, download: "" }, "Download the archive"),
+        ` (link valid until ${when(a.download_expires_at)}${a.missing ? `; ${a.missing} videos could not be found` : ""})`);
+    } else if (a.state === "succeeded") {
+      li.append(" The link has expired: ask for the archive again for a new one.");
+    }
+    return li;
+  }));
+  if (items.some((z) => z.attributes.state === "queued" || z.attributes.state === "running")) {
+    zipWaiting = true;
+    zipTimer = setTimeout(() => zips().catch((e) => say(message(e), "error")), 2000);
+  } else if (zipWaiting) {
+    zipWaiting = false;
+    await access();   // handing out the link was logged
+  }
+}
+document.getElementById("zip-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  try {
+    await request("POST", `/api/v1/studies/${id}/video-zips/`, {
+      data: { type: "video-zips", attributes: { consent_only: document.getElementById("zip-consent").checked } } });
+    say("The archive is being made; its link will appear below.");
+  } catch (e) {
+    // 409: the same archive is already on its way; it is in the list.
+    if (!(e instanceof ApiError) || e.status !== 409) { say(message(e), "error"); return; }
+    say(message(e));
+  }
+  await zips();
+  await access();
+});
+
+// ---- messages to families
+const KINDS = { study_updates: "News about this study", next_session: "The next session",
+  response_questions: "A question about a session", new_studies: "New studies" };
+const messages = pagedList(document.getElementById("messages-pager"), `/api/v1/researcher/studies/${id}/messages/`,
+  (items) => {
+    document.getElementById("messages-empty").hidden = items.length > 0;
+    fillRows(document.querySelector("#messages tbody"), items, (m) => [
+      when(m.attributes.created_at), KINDS[m.attributes.kind] || m.attributes.kind, m.attributes.subject,
+      String(m.attributes.recipients), String(m.attributes.emailed),
+    ]);
+  }, { pageSize: 10 });
+const messageForm = document.getElementById("message-form");
+messageForm.addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const f = messageForm.elements;
+  try {
+    const doc = await request("POST", `/api/v1/researcher/studies/${id}/messages/`, {
+      data: { type: "messages", attributes: { kind: f.kind.value, subject: f.subject.value, body: f.body.value, all: true } } });
+    const a = doc.data.attributes;
+    say(`Message sent to ${a.recipients} ${a.recipients === 1 ? "family" : "families"} (${a.emailed} by email).`);
+    messageForm.reset();
+    await messages();
+  } catch (e) {
+    say(message(e), "error");
+  }
+});
+
 // ---- access log
 const access = pagedList(document.getElementById("access-pager"), `/api/v1/researcher/studies/${id}/access-log/`,
   (items) => fillRows(document.querySelector("#access tbody"), items, (l) => [
@@ -154,6 +233,8 @@ try {
   document.title = `${s.attributes.name}: responses and data – studyhub`;
   await guarded(() => consent("&state=pending"), "consent-title");
   await guarded(responses, "responses-title");
+  await guarded(zips, "zips-title");
+  await guarded(messages, "messages-title");
   await guarded(access, "access-title");
 } catch (e) {
   say(message(e), "error");

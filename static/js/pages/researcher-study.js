@@ -201,6 +201,21 @@ async function startBuild(kind) {
     say(message(e), "error");
   }
 }
+// ---- opening the preview: served at /exp/studies/<study>/<child>/preview/
+// to the researcher's own children, in a new tab.
+async function previewLink() {
+  const kids = (await get("/api/v1/children/?page_size=100")).data || [];
+  const sel = document.getElementById("preview-child");
+  const link = document.getElementById("preview-link");
+  document.getElementById("preview-open").hidden = kids.length === 0;
+  document.getElementById("preview-nochild").hidden = kids.length > 0;
+  sel.replaceChildren(...kids.map((c) => el("option", { value: c.id }, c.attributes.given_name)));
+  const point = () => { link.href = `/exp/studies/${id}/${sel.value}/preview/`; };
+  sel.addEventListener("change", point);
+  if (kids.length) point();
+}
+previewLink().catch((e) => say(message(e), "error"));
+
 document.getElementById("build").addEventListener("click", () => startBuild("build"));
 document.getElementById("preview").addEventListener("click", () => startBuild("preview"));
 document.getElementById("cancel").addEventListener("click", async () => {
