@@ -49,6 +49,7 @@ static const struct pg_stmt av_tasks_stmt = {
     "     SELECT json_build_object('type', 'admin-tasks', 'id', t.uuid,"
     "              'attributes', json_build_object("
     "                'pk', t.id, 'kind', t.kind, 'state', t.state, 'stage', t.stage,"
+    "                'outcome', t.outcome, 'problems', t.problems,"
     "                'subject', t.subject, 'attempts', t.attempts,"
     "                'cancel_requested', t.cancel_requested, 'lease_owner', t.lease_owner,"
     "                'created_at', api_time(t.created_at), 'run_after', api_time(t.run_after),"
