@@ -105,6 +105,12 @@ void export_csv_row(struct evbuffer *out, const struct export_format *f, bool id
  * exp_data is not JSON. */
 long export_frame_rows(struct evbuffer *out, const char *response, const char *hash,
                        const char *exp_data, size_t len, bool identifiable);
+/* exp_data as responses.json writes it: as stored, or (without
+ * identifiable, when it holds one of the EXPORT_FREE_TEXT_KEYS) with
+ * those keys dropped from every frame of an object exp_data and every
+ * trial of an array one.  Returns 0, or -1 (nothing written) when it has
+ * to be parsed and is not JSON. */
+int export_exp_data(struct evbuffer *out, const char *exp_data, size_t len, bool identifiable);
 /* The data dictionary of f's columns (all of them, marked). */
 void export_dictionary(struct evbuffer *out, const struct export_format *f);
 
