@@ -540,17 +540,22 @@ static void object_without_free_text(struct evbuffer *out, const struct apidoc_j
 
 static bool mentions_free_text(const char *s, size_t len)
 {
-    static const char *const keys[] = { "\"birthDate\"", "\"feedback\"", "\"childName\"" };
-    const char *esc, *end = s + len;
+    const char *q, *end = s + len;
 
     /* A key written with escapes ("birth\\u0044ate") is found by parsing:
-     * any \u sends the text there (memchr is far cheaper than memmem). */
-    for (const char *p = s; p < end && (esc = memchr(p, '\\', (size_t)(end - p))); p = esc + 2)
-        if (esc + 1 < end && esc[1] == 'u')
+     * any \u sends the text there. */
+    for (const char *p = s; p < end && (q = memchr(p, '\\', (size_t)(end - p))); p = q + 2)
+        if (q + 1 < end && q[1] == 'u')
             return true;
-    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
-        if (memmem(s, len, keys[i], strlen(keys[i])))
+    /* One pass from quote to quote (three memmem calls over 20 KB cost
+     * half of what writing it out does). */
+    for (const char *p = s; p < end && (q = memchr(p, '"', (size_t)(end - p))); p = q + 1) {
+        size_t left = (size_t)(end - q);
+        if ((left >= 11 && q[1] == 'b' && memcmp(q, "\"birthDate\"", 11) == 0) ||
+            (left >= 10 && q[1] == 'f' && memcmp(q, "\"feedback\"", 10) == 0) ||
+            (left >= 11 && q[1] == 'c' && memcmp(q, "\"childName\"", 11) == 0))
             return true;
+    }
     return false;
 }
 

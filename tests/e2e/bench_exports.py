@@ -148,10 +148,10 @@ def main():
                                          "-o", os.path.join(perf_dir, f + ".data")])
                 time.sleep(1)
             pids = pg_pids()
-            c0, p0 = cpu_s([srv.proc.pid]), cpu_s(pids)
+            c0, p0, r0 = cpu_s([srv.proc.pid]), cpu_s(pids), cpu_s([os.getpid()])
             n, dt = download(srv.port, admin["token"],
                              f"/api/v1/researcher/studies/{S}/exports/{f}")
-            cpu = (cpu_s([srv.proc.pid]) - c0, cpu_s(pids) - p0)
+            cpu = (cpu_s([srv.proc.pid]) - c0, cpu_s(pids) - p0, cpu_s([os.getpid()]) - r0)
             if perf:
                 perf.send_signal(signal.SIGINT)
                 perf.wait()
@@ -166,7 +166,8 @@ def main():
             print(f"{f}: {n / 1e6:.0f} MB in {dt:.2f} s = {rate:.1f} MB/s;"
                   f" exp_data covered at {total / dt / 1e6:.1f} MB/s ="
                   f" {total / dt / 1e6 / floor_rate:.2f}x the floor;"
-                  f" CPU: server {cpu[0]:.2f} s, PostgreSQL {cpu[1]:.2f} s")
+                  f" CPU: server {cpu[0]:.2f} s, PostgreSQL {cpu[1]:.2f} s,"
+                  f" this client {cpu[2]:.2f} s")
         print(f"server RSS before {rss0 / 1024:.1f} MB, peak (VmHWM)"
               f" {mem_kb(srv.proc.pid, 'VmHWM') / 1024:.1f} MB")
     finally:
