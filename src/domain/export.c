@@ -492,6 +492,11 @@ static const char *value_text(const struct apidoc_jspan *v, char *buf, size_t bu
         *len = v->len;
         return v->p;
     }
+    /* Without a backslash the text is what lies between the quotes. */
+    if (!memchr(v->p, '\\', v->len)) {
+        *len = v->len - 2;
+        return v->p + 1;
+    }
     /* Unescaped text is never longer than its escaped form. */
     if (v->len + 1 > buflen && !(dst = *owned = malloc(v->len + 1))) {
         *len = 0;
