@@ -29,7 +29,7 @@
 /* ------------------------------------------------------------ statements
  *
  * Every batch statement takes $1 study id, $2 the last key sent (0 at
- * first), $3 EXPORT_BATCH, $4 identifiable, $5 include consented
+ * first), $3 EXPORT_BATCH (frames: EXPORT_FRAMES_BATCH), $4 identifiable, $5 include consented
  * responses, $6 include preview responses, and yields (key, fields...)
  * ordered by key; identifiable fields are NULL unless $4 (the C side also
  * leaves their columns out). */
@@ -683,31 +683,67 @@ static long frame_rows(struct sbuf *out, const char *response, const char *hash,
     return rows;
 }
 
-long export_frame_rows(struct evbuffer *out, const char *response, const char *hash,
-                       const char *exp_data, size_t len, bool identifiable)
+/* The rows of a located exp_data (an object of frames or an array of
+ * trials). */
+static long frame_rows_of(struct evbuffer *out, const char *response, const char *hash,
+                          const struct apidoc_jspan *root, bool identifiable)
 {
-    struct apidoc_jspan root, key, val;
-    char err[128], frame[256];
+    struct apidoc_jspan key, val;
+    char frame[256];
     size_t it = 0;
     long rows = 0;
     struct sbuf b;
 
-    if (apidoc_json_scan(exp_data, len, &root, NULL, err, sizeof err) < 0)
-        return -1;
     b.out = out;
     b.len = 0;
-    if (root.type == AJ_OBJECT) {
-        while (apidoc_json_member(&root, &it, &key, &val))
+    if (root->type == AJ_OBJECT) {
+        while (apidoc_json_member(root, &it, &key, &val))
             if (apidoc_json_string(&key, frame, sizeof frame))
                 rows += frame_rows(&b, response, hash, frame, &val, identifiable);
-    } else if (root.type == AJ_ARRAY) {
-        for (long i = 0; apidoc_json_element(&root, &it, &val); i++) {
+    } else if (root->type == AJ_ARRAY) {
+        for (long i = 0; apidoc_json_element(root, &it, &val); i++) {
             snprintf(frame, sizeof frame, "%ld", i);
             rows += frame_rows(&b, response, hash, frame, &val, identifiable);
         }
     }
     sb_flush(&b);
     return rows;
+}
+
+long export_frame_rows(struct evbuffer *out, const char *response, const char *hash,
+                       const char *exp_data, size_t len, bool identifiable)
+{
+    struct apidoc_jspan root;
+    char err[128];
+
+    if (apidoc_json_scan(exp_data, len, &root, NULL, err, sizeof err) < 0)
+        return -1;
+    return frame_rows_of(out, response, hash, &root, identifiable);
+}
+
+/* export_frame_rows for exp_data as the batch statement returns it: a
+ * json column, which PostgreSQL parsed when it was stored (and its CHECK
+ * keeps an object or an array), after the write path had checked it with
+ * apidoc_json_scan.  Valid JSON is all the walk needs, so the 20 KB are
+ * not checked a second time; only the outer brackets are located.
+ * (PostgreSQL's json also takes what the scanner refuses, a \u0000 or a
+ * number numeric cannot hold: such exp_data is exported, not skipped.) */
+static long frame_rows_stored(struct evbuffer *out, const char *response, const char *hash,
+                              const char *exp_data, size_t len, bool identifiable)
+{
+    const char *p = exp_data, *end = exp_data + len;
+    struct apidoc_jspan root;
+
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+        p++;
+    while (end > p && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\n' || end[-1] == '\r'))
+        end--;
+    if (end - p < 2 || !((*p == '{' && end[-1] == '}') || (*p == '[' && end[-1] == ']')))
+        return -1;
+    root.p = p;
+    root.len = (size_t)(end - p);
+    root.type = *p == '{' ? AJ_OBJECT : AJ_ARRAY;
+    return frame_rows_of(out, response, hash, &root, identifiable);
 }
 
 /* ------------------------------------------------------------ the job */
@@ -846,7 +882,7 @@ static void export_write_rows(struct export_job *j, const PGresult *res, struct 
 
     for (int row = 0; row < PQntuples(res); row++) {
         if (f->kind == EXPORT_FRAMES) {
-            long n = export_frame_rows(out, PQgetvalue(res, row, 1),
+            long n = frame_rows_stored(out, PQgetvalue(res, row, 1),
                                        job_hash(j, &j->child, PQgetvalue(res, row, 2)),
                                        PQgetvalue(res, row, 3),
                                        (size_t)PQgetlength(res, row, 3), j->identifiable);
@@ -895,13 +931,18 @@ static size_t batch_size_hint(const struct export_job *j, const PGresult *res)
 
 static void export_batch_done(PGresult *res, void *arg);
 
+static int batch_of(const struct export_job *j)
+{
+    return j->fmt->kind == EXPORT_FRAMES ? EXPORT_FRAMES_BATCH : EXPORT_BATCH;
+}
+
 /* Sends the next batch's statement; -1 when it could not be queued. */
 static int export_query(struct export_job *j)
 {
     char limit[24];
 
     export_set_state(j, EXPORT_FETCHING);
-    snprintf(limit, sizeof limit, "%d", EXPORT_BATCH);
+    snprintf(limit, sizeof limit, "%d", batch_of(j));
     const char *params[] = { j->study_id, j->after, limit, j->identifiable ? "true" : "false",
                              j->consented, j->previews };
     return pg_exec(j->app->pg, j->fmt->stmt, 6, params, export_batch_done, j);
@@ -943,7 +984,7 @@ static void export_batch_done(PGresult *res, void *arg)
         export_finish(j, res ? "a database error" : "the database is unreachable");
         return;
     }
-    more = batch_keys(res, j->after, sizeof j->after) >= EXPORT_BATCH;
+    more = batch_keys(res, j->after, sizeof j->after) >= batch_of(j);
     /* The next batch is asked for before this one is written, so that
      * PostgreSQL reads it while this process formats and sends: the two
      * overlap instead of taking turns.  Memory: one more batch. */
