@@ -24,10 +24,12 @@
  *
  * Streaming: keyset batches through the ordinary pool (a statement per
  * EXPORT_BATCH responses, "id > the last one"), each written as it comes;
- * the next batch is asked for only once the client has taken all but
- * EXPORT_PENDING_MAX bytes.  Memory is one batch plus that, whatever the
- * study's size; nothing holds a connection or a transaction while the
- * client reads.  Every export writes an access-log entry when it starts. */
+ * the next batch is asked for when one arrives (so PostgreSQL reads it
+ * while this one is written), but only while the client has taken all
+ * but EXPORT_PENDING_MAX bytes.  Memory is two batches plus that,
+ * whatever the study's size; nothing holds a connection or a transaction
+ * while the client reads.  Every export writes an access-log entry when
+ * it starts. */
 #ifndef STUDYHUB_DOMAIN_EXPORT_H
 #define STUDYHUB_DOMAIN_EXPORT_H
 
