@@ -229,7 +229,7 @@ static const struct config_var vars[] = {
     { "BUILD_UPLOAD_CONCURRENCY", "8", "uploads and copies one build runs at once",
       INT(build_upload_concurrency, 1, 64), NULL },
     /* Issue 15, messages (tasks/announce.c). */
-    { "NOTIFY_WINDOW_S", "900", "seconds over which the edit notifications of one study to one researcher are gathered into one email (0: one email per edit)",
+    { "NOTIFY_WINDOW_S", "900", "seconds of the window of edit notifications of one study to one researcher: the first goes at once, the rest of the window are gathered into one email at its end (0: one email per edit)",
       INT(notify_window_s, 0, 86400), NULL },
 };
 

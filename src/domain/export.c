@@ -18,6 +18,7 @@
 
 #include "studyhub/core/app.h"
 #include "studyhub/core/log.h"
+#include "studyhub/domain/eligibility.h"
 #include "studyhub/http/apidoc.h"
 #include "studyhub/domain/perms.h"
 #include "studyhub/http/jsonapi.h"
@@ -28,7 +29,7 @@
 /* ------------------------------------------------------------ statements
  *
  * Every batch statement takes $1 study id, $2 the last key sent (0 at
- * first), $3 EXPORT_BATCH, $4 identifiable, $5 include consented
+ * first), $3 EXPORT_BATCH (frames: EXPORT_FRAMES_BATCH), $4 identifiable, $5 include consented
  * responses, $6 include preview responses, and yields (key, fields...)
  * ordered by key; identifiable fields are NULL unless $4 (the C side also
  * leaves their columns out). */
@@ -47,33 +48,55 @@
 #define PARENT_HASH "hashed_id(u.uuid, s.uuid, s.salt, s.hash_digits)"
 #define IDENT(x) "CASE WHEN $4::boolean THEN " x " END"
 
+/* The batch of the two large files (responses.json, frames.csv): the
+ * rule of export_includes written out, with the newest ruling as a
+ * lateral index probe, so the prepared plan holds no per-row function
+ * call (a SQL function that is not inlined costs tens of microseconds a
+ * row, more than moving 20 KB of exp_data).  The hashed ids are computed
+ * in C (eligibility_hash_child_id: the same function the runner uses),
+ * and exp_data goes out as stored (de-identified in C). */
+#define BATCH_CONSENTED                                                           \
+    "WITH b AS (SELECT r.*, cl.action AS c_action, cl.created_at AS c_at,"         \
+    "     cl.comments AS c_comments FROM responses r"                              \
+    "   LEFT JOIN LATERAL (SELECT x.action, x.created_at, x.comments"              \
+    "     FROM consent_rulings x WHERE x.response_id = r.id"                       \
+    "     ORDER BY x.created_at DESC, x.id DESC LIMIT 1) cl ON true"               \
+    "   WHERE r.study_id = $1::bigint AND r.id > $2::bigint"                       \
+    "     AND CASE WHEN r.is_preview THEN $6::boolean"                             \
+    "              ELSE $5::boolean AND cl.action IS NOT DISTINCT FROM 'accepted' END" \
+    "   ORDER BY r.id LIMIT $3::bigint)"
+
+/* (key, response object, consent object, parent uuid, the parent's other
+ * fields, child uuid, the child's other fields, exp_data): C writes the
+ * element (json_row). */
 static const struct pg_stmt responses_json_stmt = {
     "export_responses_json",
-    BATCH_RESPONSES
-    " SELECT b.id, json_build_object("
-    "   'response', json_build_object('uuid', b.uuid, 'date_created', api_time(b.date_created),"
+    BATCH_CONSENTED
+    " SELECT b.id, json_build_object('uuid', b.uuid, 'date_created', api_time(b.date_created),"
     "     'completed', b.completed, 'withdrawn', b.withdrawn, 'is_preview', b.is_preview,"
     "     'sequence', b.sequence, 'conditions', b.conditions,"
     "     'global_event_timings', b.global_event_timings, 'eligibility', to_json(b.eligibility),"
     "     'researcher_payment_status', b.researcher_payment_status,"
     "     'researcher_session_status', b.researcher_session_status,"
     "     'researcher_star', b.researcher_star),"
-    "   'consent', (SELECT json_build_object('ruling', coalesce(cl.action, 'pending'),"
-    "                 'time', api_time(cl.created_at), 'comments', cl.comments)"
-    "                 FROM (SELECT 1) one LEFT JOIN consent_latest(b.id) cl ON true),"
-    "   'participant', jsonb_build_object('hashed_id', " PARENT_HASH ")"
-    "       || CASE WHEN $4::boolean THEN jsonb_build_object('nickname', u.nickname)"
-    "               ELSE '{}'::jsonb END,"
-    "   'child', jsonb_build_object('hashed_id', " CHILD_HASH ","
+    "   json_build_object('ruling', coalesce(b.c_action, 'pending'),"
+    "     'time', api_time(b.c_at), 'comments', b.c_comments),"
+    "   u.uuid, CASE WHEN $4::boolean THEN json_build_object('nickname', u.nickname)"
+    "                ELSE json_build_object() END,"
+    "   c.uuid, CASE WHEN $4::boolean THEN json_build_object("
     "       'age_in_days', age_in_days(c.birthday, b.date_created), 'gender', c.gender,"
     "       'age_at_birth', age_at_birth_label(c.gestational_age_at_birth),"
-    "       'language_list', array_to_string(c.languages_spoken, ' '))"
-    "       || CASE WHEN $4::boolean THEN jsonb_build_object('name', c.given_name,"
-    "            'birthday', c.birthday, 'condition_list', array_to_string(c.existing_conditions, ' '),"
-    "            'additional_information', c.additional_information) ELSE '{}'::jsonb END,"
-    "   'exp_data', CASE WHEN $4::boolean THEN b.exp_data"
-    "                    ELSE exp_data_deidentified(b.exp_data) END)"
-    " FROM b" BATCH_JOINS " ORDER BY b.id",
+    "       'language_list', array_to_string(c.languages_spoken, ' '),"
+    "       'name', c.given_name, 'birthday', c.birthday,"
+    "       'condition_list', array_to_string(c.existing_conditions, ' '),"
+    "       'additional_information', c.additional_information)"
+    "     ELSE json_build_object("
+    "       'age_in_days', age_in_days(c.birthday, b.date_created), 'gender', c.gender,"
+    "       'age_at_birth', age_at_birth_label(c.gestational_age_at_birth),"
+    "       'language_list', array_to_string(c.languages_spoken, ' ')) END,"
+    "   b.exp_data"
+    " FROM b JOIN children c ON c.id = b.child_id JOIN users u ON u.id = c.user_id"
+    " ORDER BY b.id",
 };
 
 static const struct pg_stmt summary_csv_stmt = {
@@ -157,9 +180,9 @@ static const struct export_column children_columns[] = {
  * tree, no per-row SQL. */
 static const struct pg_stmt frames_csv_stmt = {
     "export_frames_csv",
-    BATCH_RESPONSES
-    " SELECT b.id, b.uuid, " CHILD_HASH ", b.exp_data, $4::boolean"
-    " FROM b" BATCH_JOINS " ORDER BY b.id",
+    BATCH_CONSENTED
+    " SELECT b.id, b.uuid, c.uuid, b.exp_data, $4::boolean"
+    " FROM b JOIN children c ON c.id = b.child_id ORDER BY b.id",
 };
 
 static const struct export_column frames_columns[] = {
@@ -170,12 +193,6 @@ static const struct export_column frames_columns[] = {
       false },
     { "key", "The frame's (or event's) key", false },
     { "value", "Its value: strings as they are, anything else as JSON", false },
-};
-
-/* The columns export_frame_rows writes (the route's format is formats'
- * frames.csv, with the same table). */
-static const struct export_format frames_layout = {
-    .columns = frames_columns, .ncolumns = sizeof frames_columns / sizeof frames_columns[0],
 };
 
 #define DEMO_FIELDS                                                               \
@@ -263,13 +280,14 @@ static const struct export_format formats[] = {
 
 /* $1 user, $2 study uuid, $3 identifiable wanted, $4 preview wanted, $5
  * the file name (for the log).  One row: verdict, study id, include
- * consented, include preview.  The access-log entry is written only when
+ * consented, include preview, the study's salt and hash digits (for the
+ * hashed ids computed in C).  The access-log entry is written only when
  * the export goes ahead. */
 static const struct pg_stmt export_begin_stmt = {
     "export_begin",
-    "WITH st AS (SELECT s.id FROM studies s WHERE s.uuid = $2::uuid"
+    "WITH st AS (SELECT s.id, s.salt, s.hash_digits FROM studies s WHERE s.uuid = $2::uuid"
     "              AND " PERMS_STUDY_SQL("$1::bigint", "s.id", "'read_study__details'") "),"
-    " p AS (SELECT st.id,"
+    " p AS (SELECT st.id, st.salt, st.hash_digits,"
     "   " PERMS_STUDY_SQL("$1::bigint", "st.id", "'read_study__responses'") " AS rd,"
     "   " PERMS_STUDY_SQL("$1::bigint", "st.id", "'read_study__responses(is_preview=True)'") " AS pv,"
     "   " PERMS_STUDY_SQL("$1::bigint", "st.id", "'read_study__responses__identifiable'") " AS idf"
@@ -278,14 +296,15 @@ static const struct pg_stmt export_begin_stmt = {
     "                   WHEN $4::boolean AND NOT p.pv THEN 'no_preview'"
     "                   WHEN NOT $4::boolean AND NOT p.rd THEN 'no_read'"
     "                   WHEN $3::boolean AND NOT p.idf THEN 'no_identifiable'"
-    "                   ELSE 'ok' END AS verdict, p.id, p.rd, p.pv AND $4::boolean AS pv"
+    "                   ELSE 'ok' END AS verdict, p.id, p.rd, p.pv AND $4::boolean AS pv,"
+    "          p.salt, p.hash_digits"
     "   FROM (SELECT 1) one LEFT JOIN p ON true),"
     " lg AS (INSERT INTO access_log (user_id, user_uuid, user_email, study_id, study_uuid,"
     "          action, object, detail)"
     "        SELECT u.id, u.uuid, u.email, v.id, $2::uuid, 'export', $5::text,"
     "               jsonb_build_object('identifiable', $3::boolean, 'preview', v.pv)"
     "          FROM v JOIN users u ON u.id = $1::bigint WHERE v.verdict = 'ok')"
-    " SELECT v.verdict, v.id, v.rd, v.pv FROM v",
+    " SELECT v.verdict, v.id, v.rd, v.pv, v.salt, v.hash_digits FROM v",
 };
 
 /* ------------------------------------------------------------ pure parts */
@@ -312,8 +331,14 @@ static bool formula_like(const char *s, size_t len)
     char *end;
     char buf[64];
 
-    if (len == 0 || !strchr("=+-@\t\r", s[0]))
+    if (len == 0)
         return false;
+    switch (s[0]) {         /* strchr("=+-@\t\r", s[0]), its NUL included */
+    case '=': case '+': case '-': case '@': case '\t': case '\r': case '\0':
+        break;
+    default:
+        return false;
+    }
     if (len < sizeof buf && (s[0] == '-' || s[0] == '+')) {
         memcpy(buf, s, len);
         buf[len] = '\0';
@@ -324,35 +349,97 @@ static bool formula_like(const char *s, size_t len)
     return true;
 }
 
-void export_csv_field(struct evbuffer *out, const char *s, size_t len)
+/* Output gathered in a buffer on the stack and handed to the evbuffer in
+ * large pieces: an evbuffer_add per field (a dozen per frame-data row)
+ * cost more than the bytes. */
+struct sbuf {
+    struct evbuffer *out;
+    size_t len;
+    char p[16384];
+};
+
+static void sb_flush(struct sbuf *b)
+{
+    if (b->len)
+        evbuffer_add(b->out, b->p, b->len);
+    b->len = 0;
+}
+
+static void sb_put(struct sbuf *b, const char *s, size_t n)
+{
+    if (n > sizeof b->p - b->len) {
+        sb_flush(b);
+        if (n > sizeof b->p) {
+            evbuffer_add(b->out, s, n);
+            return;
+        }
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+}
+
+/* Bytes that make a CSV field quoted. */
+static bool csv_special(unsigned char c)
+{
+    /* One compare for the letters and digits that most bytes are. */
+    return c <= ',' && (c == ',' || c == '"' || c == '\r' || c == '\n');
+}
+
+static void csv_field(struct sbuf *b, const char *s, size_t len)
 {
     bool quote;
+    const char *q;
 
     if (!s)
         return;
     quote = len > 0 && (isspace((unsigned char)s[0]) || isspace((unsigned char)s[len - 1]));
     for (size_t i = 0; i < len && !quote; i++)
-        quote = s[i] == ',' || s[i] == '"' || s[i] == '\r' || s[i] == '\n';
+        quote = csv_special((unsigned char)s[i]);
     if (formula_like(s, len)) {
         /* The apostrophe goes inside the quotes, so quote always. */
-        evbuffer_add(out, "\"'", 2);
+        sb_put(b, "\"'", 2);
         quote = true;
     } else if (quote) {
-        evbuffer_add(out, "\"", 1);
+        sb_put(b, "\"", 1);
     }
     if (!quote) {
-        evbuffer_add(out, s, len);
+        sb_put(b, s, len);
         return;
     }
-    for (size_t i = 0, run = 0; i <= len; i++) {
-        if (i == len || s[i] == '"') {
-            evbuffer_add(out, s + run, i - run);
-            if (i < len)
-                evbuffer_add(out, "\"\"", 2);
-            run = i + 1;
-        }
+    while ((q = memchr(s, '"', len))) {
+        size_t n = (size_t)(q - s) + 1;
+        sb_put(b, s, n);            /* up to and with the quote, */
+        sb_put(b, "\"", 1);         /* which is doubled */
+        s += n;
+        len -= n;
     }
-    evbuffer_add(out, "\"", 1);
+    sb_put(b, s, len);
+    sb_put(b, "\"", 1);
+}
+
+void export_csv_field(struct evbuffer *out, const char *s, size_t len)
+{
+    struct sbuf b;
+
+    b.out = out;
+    b.len = 0;
+    csv_field(&b, s, len);
+    sb_flush(&b);
+}
+
+static void csv_row(struct sbuf *b, const struct export_format *f, bool identifiable,
+                    const char *const *fields, const size_t *lens)
+{
+    bool first = true;
+    for (size_t i = 0; i < f->ncolumns; i++) {
+        if (f->columns[i].identifiable && !identifiable)
+            continue;
+        if (!first)
+            sb_put(b, ",", 1);
+        first = false;
+        csv_field(b, fields[i], fields[i] ? lens[i] : 0);
+    }
+    sb_put(b, "\r\n", 2);
 }
 
 void export_csv_header(struct evbuffer *out, const struct export_format *f, bool identifiable)
@@ -372,16 +459,12 @@ void export_csv_header(struct evbuffer *out, const struct export_format *f, bool
 void export_csv_row(struct evbuffer *out, const struct export_format *f, bool identifiable,
                     const char *const *fields, const size_t *lens)
 {
-    bool first = true;
-    for (size_t i = 0; i < f->ncolumns; i++) {
-        if (f->columns[i].identifiable && !identifiable)
-            continue;
-        if (!first)
-            evbuffer_add(out, ",", 1);
-        first = false;
-        export_csv_field(out, fields[i], fields[i] ? lens[i] : 0);
-    }
-    evbuffer_add(out, "\r\n", 2);
+    struct sbuf b;
+
+    b.out = out;
+    b.len = 0;
+    csv_row(&b, f, identifiable, fields, lens);
+    sb_flush(&b);
 }
 
 void export_dictionary(struct evbuffer *out, const struct export_format *f)
@@ -396,24 +479,35 @@ void export_dictionary(struct evbuffer *out, const struct export_format *f)
     }
 }
 
-/* A scanned value as row text: strings unescaped (into *owned, which the
- * caller frees), anything else the JSON text as the runner sent it. */
-static const char *value_text(const struct apidoc_jspan *v, char **owned, size_t *len)
+/* A scanned value as row text: strings unescaped (into buf when they
+ * fit, else into *owned, which the caller frees), anything else the JSON
+ * text as the runner sent it. */
+static const char *value_text(const struct apidoc_jspan *v, char *buf, size_t buflen,
+                              char **owned, size_t *len)
 {
+    char *dst = buf;
+
     *owned = NULL;
     if (v->type != AJ_STRING) {
         *len = v->len;
         return v->p;
     }
+    /* Without a backslash the text is what lies between the quotes. */
+    if (!memchr(v->p, '\\', v->len)) {
+        *len = v->len - 2;
+        return v->p + 1;
+    }
     /* Unescaped text is never longer than its escaped form. */
-    if (!(*owned = malloc(v->len + 1)) || !apidoc_json_string(v, *owned, v->len + 1)) {
-        free(*owned);
-        *owned = NULL;
+    if (v->len + 1 > buflen && !(dst = *owned = malloc(v->len + 1))) {
         *len = 0;
         return "";
     }
-    *len = strlen(*owned);
-    return *owned;
+    if (!apidoc_json_string(v, dst, v->len + 1)) {
+        *len = 0;
+        return "";
+    }
+    *len = strlen(dst);
+    return dst;
 }
 
 static bool free_text_key(const char *k)
@@ -425,34 +519,140 @@ static bool free_text_key(const char *k)
     return false;
 }
 
-/* One row: the six columns of frames_columns. */
-static void frame_row(struct evbuffer *out, const char *response, const char *hash,
-                      const char *frame, const char *event, const char *key,
-                      const struct apidoc_jspan *val)
+/* A frame (or trial) without the free-text keys: its other members as
+ * written, joined with commas. */
+static void object_without_free_text(struct evbuffer *out, const struct apidoc_jspan *obj)
 {
-    const struct export_format *f = &frames_layout;
-    char *owned = NULL;
-    size_t vlen = 0;
-    const char *v = val ? value_text(val, &owned, &vlen) : NULL;
-    const char *fields[6] = { response, hash, frame, event, key, v };
-    size_t lens[6] = { strlen(response), strlen(hash), strlen(frame),
-                       event ? strlen(event) : 0, key ? strlen(key) : 0, vlen };
+    struct apidoc_jspan key, val;
+    char name[16];
+    size_t it = 0;
+    bool first = true;
 
-    export_csv_row(out, f, false, fields, lens);
+    evbuffer_add(out, "{", 1);
+    while (apidoc_json_member(obj, &it, &key, &val)) {
+        /* The three keys are short; a longer key is never one of them. */
+        if (apidoc_json_string(&key, name, sizeof name) && free_text_key(name))
+            continue;
+        if (!first)
+            evbuffer_add(out, ",", 1);
+        first = false;
+        evbuffer_add(out, key.p, key.len);
+        evbuffer_add(out, ":", 1);
+        evbuffer_add(out, val.p, val.len);
+    }
+    evbuffer_add(out, "}", 1);
+}
+
+static bool mentions_free_text(const char *s, size_t len)
+{
+    const char *q, *end = s + len;
+
+    /* A key written with escapes ("birth\\u0044ate") is found by parsing:
+     * any \u sends the text there. */
+    for (const char *p = s; p < end && (q = memchr(p, '\\', (size_t)(end - p))); p = q + 2)
+        if (q + 1 < end && q[1] == 'u')
+            return true;
+    /* One pass from quote to quote (three memmem calls over 20 KB cost
+     * half of what writing it out does). */
+    for (const char *p = s; p < end && (q = memchr(p, '"', (size_t)(end - p))); p = q + 1) {
+        size_t left = (size_t)(end - q);
+        if ((left >= 11 && q[1] == 'b' && memcmp(q, "\"birthDate\"", 11) == 0) ||
+            (left >= 10 && q[1] == 'f' && memcmp(q, "\"feedback\"", 10) == 0) ||
+            (left >= 11 && q[1] == 'c' && memcmp(q, "\"childName\"", 11) == 0))
+            return true;
+    }
+    return false;
+}
+
+int export_exp_data(struct evbuffer *out, const char *exp_data, size_t len, bool identifiable)
+{
+    struct apidoc_jspan root, key, val;
+    char err[128];
+    size_t it = 0;
+    bool first = true;
+
+    /* Most exp_data holds none of the keys (or the export keeps them):
+     * it goes out as the runner sent it, without being parsed. */
+    if (identifiable || !mentions_free_text(exp_data, len)) {
+        evbuffer_add(out, exp_data, len);
+        return 0;
+    }
+    if (apidoc_json_scan(exp_data, len, &root, NULL, err, sizeof err) < 0)
+        return -1;
+    if (root.type == AJ_OBJECT) {
+        evbuffer_add(out, "{", 1);
+        while (apidoc_json_member(&root, &it, &key, &val)) {
+            if (!first)
+                evbuffer_add(out, ",", 1);
+            first = false;
+            evbuffer_add(out, key.p, key.len);
+            evbuffer_add(out, ":", 1);
+            if (val.type == AJ_OBJECT)
+                object_without_free_text(out, &val);
+            else
+                evbuffer_add(out, val.p, val.len);
+        }
+        evbuffer_add(out, "}", 1);
+    } else if (root.type == AJ_ARRAY) {
+        evbuffer_add(out, "[", 1);
+        while (apidoc_json_element(&root, &it, &val)) {
+            if (!first)
+                evbuffer_add(out, ",", 1);
+            first = false;
+            if (val.type == AJ_OBJECT)
+                object_without_free_text(out, &val);
+            else
+                evbuffer_add(out, val.p, val.len);
+        }
+        evbuffer_add(out, "]", 1);
+    } else {
+        evbuffer_add(out, root.p, root.len);
+    }
+    return 0;
+}
+
+/* One row: the six columns of frames_columns; pre is the first three
+ * (response, child, frame) as CSV with their commas, the same for every
+ * row of a frame. */
+static void frame_row(struct sbuf *out, const struct sbuf *pre, const char *event,
+                      const char *key, const struct apidoc_jspan *val)
+{
+    char *owned = NULL, buf[512];
+    size_t vlen = 0;
+    const char *v = val ? value_text(val, buf, sizeof buf, &owned, &vlen) : NULL;
+
+    sb_put(out, pre->p, pre->len);
+    if (event)
+        csv_field(out, event, strlen(event));
+    sb_put(out, ",", 1);
+    if (key)
+        csv_field(out, key, strlen(key));
+    sb_put(out, ",", 1);
+    csv_field(out, v, vlen);
+    sb_put(out, "\r\n", 2);
     free(owned);
 }
 
 /* The rows of one frame: its keys in order (eventTimings aside, and the
  * free-text keys unless identifiable), then each key of each event with
  * its number from 1.  A frame with none still gets a row of its own. */
-static long frame_rows(struct evbuffer *out, const char *response, const char *hash,
+static long frame_rows(struct sbuf *out, const char *response, const char *hash,
                        const char *frame, const struct apidoc_jspan *fv, bool identifiable)
 {
     struct apidoc_jspan key, val, events = { NULL, 0, AJ_NONE }, ev;
     char name[256], num[24];
     size_t it = 0;
     long rows = 0;
+    struct sbuf pre;    /* at most ~700 bytes: never flushed, so no evbuffer */
 
+    pre.out = NULL;
+    pre.len = 0;
+    csv_field(&pre, response, strlen(response));
+    sb_put(&pre, ",", 1);
+    csv_field(&pre, hash, strlen(hash));
+    sb_put(&pre, ",", 1);
+    csv_field(&pre, frame, strlen(frame));
+    sb_put(&pre, ",", 1);
     while (fv->type == AJ_OBJECT && apidoc_json_member(fv, &it, &key, &val)) {
         if (!apidoc_json_string(&key, name, sizeof name))
             continue;               /* a key longer than any runner writes */
@@ -462,7 +662,7 @@ static long frame_rows(struct evbuffer *out, const char *response, const char *h
         }
         if (!identifiable && free_text_key(name))
             continue;
-        frame_row(out, response, hash, frame, NULL, name, &val);
+        frame_row(out, &pre, NULL, name, &val);
         rows++;
     }
     it = 0;
@@ -472,41 +672,86 @@ static long frame_rows(struct evbuffer *out, const char *response, const char *h
         while (ev.type == AJ_OBJECT && apidoc_json_member(&ev, &kt, &key, &val)) {
             if (!apidoc_json_string(&key, name, sizeof name))
                 continue;
-            frame_row(out, response, hash, frame, num, name, &val);
+            frame_row(out, &pre, num, name, &val);
             rows++;
         }
     }
     if (rows == 0) {
-        frame_row(out, response, hash, frame, NULL, NULL, NULL);
+        frame_row(out, &pre, NULL, NULL, NULL);
         rows++;
     }
+    return rows;
+}
+
+/* The rows of a located exp_data (an object of frames or an array of
+ * trials). */
+static long frame_rows_of(struct evbuffer *out, const char *response, const char *hash,
+                          const struct apidoc_jspan *root, bool identifiable)
+{
+    struct apidoc_jspan key, val;
+    char frame[256];
+    size_t it = 0;
+    long rows = 0;
+    struct sbuf b;
+
+    b.out = out;
+    b.len = 0;
+    if (root->type == AJ_OBJECT) {
+        while (apidoc_json_member(root, &it, &key, &val))
+            if (apidoc_json_string(&key, frame, sizeof frame))
+                rows += frame_rows(&b, response, hash, frame, &val, identifiable);
+    } else if (root->type == AJ_ARRAY) {
+        for (long i = 0; apidoc_json_element(root, &it, &val); i++) {
+            snprintf(frame, sizeof frame, "%ld", i);
+            rows += frame_rows(&b, response, hash, frame, &val, identifiable);
+        }
+    }
+    sb_flush(&b);
     return rows;
 }
 
 long export_frame_rows(struct evbuffer *out, const char *response, const char *hash,
                        const char *exp_data, size_t len, bool identifiable)
 {
-    struct apidoc_jspan root, key, val;
-    char err[128], frame[256];
-    size_t it = 0;
-    long rows = 0;
+    struct apidoc_jspan root;
+    char err[128];
 
     if (apidoc_json_scan(exp_data, len, &root, NULL, err, sizeof err) < 0)
         return -1;
-    if (root.type == AJ_OBJECT) {
-        while (apidoc_json_member(&root, &it, &key, &val))
-            if (apidoc_json_string(&key, frame, sizeof frame))
-                rows += frame_rows(out, response, hash, frame, &val, identifiable);
-    } else if (root.type == AJ_ARRAY) {
-        for (long i = 0; apidoc_json_element(&root, &it, &val); i++) {
-            snprintf(frame, sizeof frame, "%ld", i);
-            rows += frame_rows(out, response, hash, frame, &val, identifiable);
-        }
-    }
-    return rows;
+    return frame_rows_of(out, response, hash, &root, identifiable);
+}
+
+/* export_frame_rows for exp_data as the batch statement returns it: a
+ * json column, which PostgreSQL parsed when it was stored (and its CHECK
+ * keeps an object or an array), after the write path had checked it with
+ * apidoc_json_scan.  Valid JSON is all the walk needs, so the 20 KB are
+ * not checked a second time; only the outer brackets are located.
+ * (PostgreSQL's json also takes what the scanner refuses, a \u0000 or a
+ * number numeric cannot hold: such exp_data is exported, not skipped.) */
+static long frame_rows_stored(struct evbuffer *out, const char *response, const char *hash,
+                              const char *exp_data, size_t len, bool identifiable)
+{
+    const char *p = exp_data, *end = exp_data + len;
+    struct apidoc_jspan root;
+
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+        p++;
+    while (end > p && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\n' || end[-1] == '\r'))
+        end--;
+    if (end - p < 2 || !((*p == '{' && end[-1] == '}') || (*p == '[' && end[-1] == ']')))
+        return -1;
+    root.p = p;
+    root.len = (size_t)(end - p);
+    root.type = *p == '{' ? AJ_OBJECT : AJ_ARRAY;
+    return frame_rows_of(out, response, hash, &root, identifiable);
 }
 
 /* ------------------------------------------------------------ the job */
+
+struct hash_memo {
+    char uuid[37];
+    char hash[ELIGIBILITY_HASH_MAX + 1];
+};
 
 enum export_state { EXPORT_CHECKING, EXPORT_FETCHING, EXPORT_WAITING, EXPORT_DONE };
 
@@ -524,12 +769,67 @@ struct export_job {
     char study_id[24];                  /* studies.id, from the check */
     char consented[6], previews[6];     /* "true"/"false": what the rows include */
     char after[24];                     /* the last key sent */
+    char salt[37];                      /* the study's, for the hashed ids */
+    int digits;                         /* studies.hash_digits */
+    struct hash_memo child, parent;     /* the last hashed id of each */
     char filename[160];
     long rows;                          /* rows sent */
     bool any;                           /* a JSON element was sent (comma before the next) */
+    bool failed;                        /* out of memory with a batch in flight */
 };
 
 static void export_fetch(struct export_job *j);
+
+/* The hashed id of a uuid for this job's study, remembered for the next
+ * row (a child's sessions, a parent's children, come in runs). */
+static const char *job_hash(struct export_job *j, struct hash_memo *m, const char *uuid)
+{
+    if (strcmp(m->uuid, uuid) != 0) {
+        snprintf(m->uuid, sizeof m->uuid, "%s", uuid);
+        if (eligibility_hash_child_id(uuid, j->study_uuid, j->salt, j->digits, m->hash,
+                                      sizeof m->hash) < 0)
+            m->hash[0] = '\0';
+    }
+    return m->hash;
+}
+
+/* {"hashed_id": "<hash>", <the other fields>}: others is a JSON object
+ * from the batch ("{}" or "{...}"). */
+static void json_person(struct evbuffer *out, const char *hash, const char *others, size_t olen)
+{
+    evbuffer_add_printf(out, "{\"hashed_id\": \"%s\"", hash);
+    /* json_build_object writes "{", its members, "}" (no space inside
+     * the braces when empty). */
+    if (olen > 2) {
+        evbuffer_add(out, ", ", 2);
+        evbuffer_add(out, others + 1, olen - 1);
+    } else {
+        evbuffer_add(out, "}", 1);
+    }
+}
+
+/* One element of responses.json from a row of responses_json_stmt. */
+static void json_row(struct export_job *j, const PGresult *res, int row, struct evbuffer *out)
+{
+#define V(c) PQgetvalue(res, row, c)
+#define L(c) ((size_t)PQgetlength(res, row, c))
+    evbuffer_add(out, "{\"response\": ", 13);
+    evbuffer_add(out, V(1), L(1));
+    evbuffer_add(out, ", \"consent\": ", 13);
+    evbuffer_add(out, V(2), L(2));
+    evbuffer_add(out, ", \"participant\": ", 17);
+    json_person(out, job_hash(j, &j->parent, V(3)), V(4), L(4));
+    evbuffer_add(out, ", \"child\": ", 11);
+    json_person(out, job_hash(j, &j->child, V(5)), V(6), L(6));
+    evbuffer_add(out, ", \"exp_data\": ", 14);
+    if (export_exp_data(out, V(7), L(7), j->identifiable) < 0) {
+        log_warn("export %s: row %s: exp_data does not scan", j->filename, V(0));
+        evbuffer_add(out, "null", 4);
+    }
+    evbuffer_add(out, "}", 1);
+#undef V
+#undef L
+}
 
 static void export_set_state(struct export_job *j, enum export_state s)
 {
@@ -573,28 +873,27 @@ static bool export_abandoned(struct export_job *j)
     return false;
 }
 
-/* Writes one batch's rows; returns the number of distinct keys seen. */
-static long export_write_rows(struct export_job *j, const PGresult *res, struct evbuffer *out)
+/* Writes one batch's rows. */
+static void export_write_rows(struct export_job *j, const PGresult *res, struct evbuffer *out)
 {
     const struct export_format *f = j->fmt;
     const char *fields[32];
     size_t lens[32];
-    long keys = 0;
-    const char *last = NULL;
 
     for (int row = 0; row < PQntuples(res); row++) {
-        const char *k = PQgetvalue(res, row, 0);
-        if (!last || strcmp(last, k) != 0)
-            keys++;
-        last = k;
         if (f->kind == EXPORT_FRAMES) {
-            long n = export_frame_rows(out, PQgetvalue(res, row, 1), PQgetvalue(res, row, 2),
+            long n = frame_rows_stored(out, PQgetvalue(res, row, 1),
+                                       job_hash(j, &j->child, PQgetvalue(res, row, 2)),
                                        PQgetvalue(res, row, 3),
                                        (size_t)PQgetlength(res, row, 3), j->identifiable);
             if (n < 0)
                 log_warn("export %s: response %s: exp_data does not scan", j->filename,
                          PQgetvalue(res, row, 1));
             j->rows += n > 0 ? n - 1 : 0;      /* the row counted below */
+        } else if (f->stmt == &responses_json_stmt) {
+            if (j->any)
+                evbuffer_add(out, ",\n", 2);
+            json_row(j, res, row, out);
         } else if (f->kind == EXPORT_JSON) {
             if (j->any)
                 evbuffer_add(out, ",\n", 2);
@@ -615,8 +914,55 @@ static long export_write_rows(struct export_job *j, const PGresult *res, struct 
         j->any = true;
         j->rows++;
     }
-    if (last)
-        snprintf(j->after, sizeof j->after, "%s", last);
+}
+
+/* About what a batch's rows come to: the result's bytes, half as much
+ * again for frames.csv (its rows repeat the response and child ids). */
+static size_t batch_size_hint(const struct export_job *j, const PGresult *res)
+{
+    size_t n = 0;
+    int cols = PQnfields(res);
+
+    for (int row = 0; row < PQntuples(res); row++)
+        for (int c = 0; c < cols; c++)
+            n += (size_t)PQgetlength(res, row, c) + 16;
+    return j->fmt->kind == EXPORT_FRAMES ? n + n / 2 : n + n / 8;
+}
+
+static void export_batch_done(PGresult *res, void *arg);
+
+static int batch_of(const struct export_job *j)
+{
+    return j->fmt->kind == EXPORT_FRAMES ? EXPORT_FRAMES_BATCH : EXPORT_BATCH;
+}
+
+/* Sends the next batch's statement; -1 when it could not be queued. */
+static int export_query(struct export_job *j)
+{
+    char limit[24];
+
+    export_set_state(j, EXPORT_FETCHING);
+    snprintf(limit, sizeof limit, "%d", batch_of(j));
+    const char *params[] = { j->study_id, j->after, limit, j->identifiable ? "true" : "false",
+                             j->consented, j->previews };
+    return pg_exec(j->app->pg, j->fmt->stmt, 6, params, export_batch_done, j);
+}
+
+/* How many distinct keys a batch holds, and the last one (the next
+ * batch's "after"). */
+static long batch_keys(const PGresult *res, char *last, size_t lastlen)
+{
+    long keys = 0;
+    const char *prev = NULL;
+
+    for (int row = 0; row < PQntuples(res); row++) {
+        const char *k = PQgetvalue(res, row, 0);
+        if (!prev || strcmp(prev, k) != 0)
+            keys++;
+        prev = k;
+    }
+    if (prev)
+        snprintf(last, lastlen, "%s", prev);
     return keys;
 }
 
@@ -624,30 +970,52 @@ static void export_batch_done(PGresult *res, void *arg)
 {
     struct export_job *j = arg;
     struct evbuffer *out;
-    long keys;
+    bool more, asked = false;
 
     if (export_abandoned(j))
         return;
+    if (j->failed) {
+        export_finish(j, "out of memory");
+        return;
+    }
     if (!res || !pg_ok(res)) {
         if (res)
             log_error("export %s: %s", j->filename, PQresultErrorMessage(res));
         export_finish(j, res ? "a database error" : "the database is unreachable");
         return;
     }
+    more = batch_keys(res, j->after, sizeof j->after) >= batch_of(j);
+    /* The next batch is asked for before this one is written, so that
+     * PostgreSQL reads it while this process formats and sends: the two
+     * overlap instead of taking turns.  Memory: one more batch. */
+    if (more && http_reply_pending(j->req) <= EXPORT_PENDING_MAX) {
+        if (export_query(j) < 0) {
+            export_finish(j, "out of memory");
+            return;
+        }
+        asked = true;
+    }
     if (!(out = evbuffer_new())) {
-        export_finish(j, "out of memory");
+        /* The batch asked for above still calls back: it finds the
+         * stream ended (export_finish is not called twice). */
+        if (!asked)
+            export_finish(j, "out of memory");
+        else
+            j->failed = true;
         return;
     }
-    keys = export_write_rows(j, res, out);
-    if (keys < EXPORT_BATCH && j->fmt->kind == EXPORT_JSON)
+    /* Room for the whole batch in one piece: row by row, evbuffer_add
+     * would allocate a 4 KB chain at a time (a malloc per few rows). */
+    evbuffer_expand(out, batch_size_hint(j, res));
+    export_write_rows(j, res, out);
+    if (!more && j->fmt->kind == EXPORT_JSON)
         evbuffer_add(out, "\n]\n", 3);
     http_reply_chunk_buffer(j->req, out);
     evbuffer_free(out);
-    if (keys < EXPORT_BATCH) {
+    if (!more)
         export_finish(j, NULL);
-        return;
-    }
-    export_fetch(j);
+    else if (!asked)
+        export_fetch(j);
 }
 
 static void export_on_timer(evutil_socket_t fd, short what, void *arg)
@@ -659,7 +1027,6 @@ static void export_on_timer(evutil_socket_t fd, short what, void *arg)
 static void export_fetch(struct export_job *j)
 {
     static const struct timeval wait = { 0, EXPORT_WAIT_MS * 1000 };
-    char limit[24];
 
     if (export_abandoned(j))
         return;
@@ -674,11 +1041,7 @@ static void export_fetch(struct export_job *j)
         evtimer_add(j->timer, &wait);
         return;
     }
-    export_set_state(j, EXPORT_FETCHING);
-    snprintf(limit, sizeof limit, "%d", EXPORT_BATCH);
-    const char *params[] = { j->study_id, j->after, limit, j->identifiable ? "true" : "false",
-                             j->consented, j->previews };
-    if (pg_exec(j->app->pg, j->fmt->stmt, 6, params, export_batch_done, j) < 0)
+    if (export_query(j) < 0)
         export_finish(j, "out of memory");
 }
 
@@ -711,6 +1074,8 @@ static void export_checked(PGresult *res, void *arg)
     snprintf(j->study_id, sizeof j->study_id, "%s", PQgetvalue(res, 0, 1));
     snprintf(j->consented, sizeof j->consented, "%s", apidoc_bool(res, 0, 2) ? "true" : "false");
     snprintf(j->previews, sizeof j->previews, "%s", apidoc_bool(res, 0, 3) ? "true" : "false");
+    snprintf(j->salt, sizeof j->salt, "%s", PQgetvalue(res, 0, 4));
+    j->digits = atoi(PQgetvalue(res, 0, 5));
     snprintf(disp, sizeof disp, "attachment; filename=\"%s\"", j->filename);
     http_add_header(req, "Content-Disposition", disp);
     http_reply_start(req, 200, j->fmt->kind == EXPORT_JSON ? "application/json; charset=utf-8"

@@ -8,11 +8,17 @@ A study of BENCH_EXPORT_RESPONSES responses (default 100000) with about
 JSON and the frame data as CSV, reading as fast as the socket gives, and
 compares with the floor: psql's \\copy of the same exp_data to /dev/null.
 Prints MB/s, the ratio to the floor and the server's peak resident memory
-(VmHWM)."""
+(VmHWM).
+
+BENCH_EXPORT_PERF=DIR records each download with `perf record -g` (the
+server and the bench cluster's PostgreSQL processes) into
+DIR/<file>.data."""
 
 import http.client
 import json
 import os
+import signal
+import subprocess
 import sys
 import time
 
@@ -31,6 +37,27 @@ def mem_kb(pid, field):
             if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
+
+
+def cpu_s(pids):
+    """user + system CPU seconds of the processes (0 for one that is gone)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except OSError:
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def pg_pids():
+    """The bench cluster's postmaster and its children (the backends)."""
+    with open(os.path.join(os.environ["TEST_PG_SOCKDIR"], "postmaster.pid")) as f:
+        pm = f.readline().strip()
+    out = subprocess.run(["pgrep", "-P", pm], capture_output=True, text=True).stdout
+    return [pm] + out.split()
 
 
 def exp_data():
@@ -65,6 +92,9 @@ def download(port, token, path):
 
 def main():
     db = create_database()
+    if os.environ.get("BENCH_EXPORT_LOG_SQL"):
+        # every statement's duration in the cluster's log (KEEP_BENCH_DIR=1)
+        psql(f'ALTER DATABASE "{db}" SET log_min_duration_statement = 0', db=db)
     srv = Server(database=db, name="bench-exports")
     try:
         srv.start()
@@ -107,13 +137,37 @@ def main():
             print(f"{what}: {(time.monotonic() - t) / 10000 * 1e6:.0f} us per row")
         rss0 = mem_kb(srv.proc.pid, "VmRSS")
         S = study["uuid"]
+        perf_dir = os.environ.get("BENCH_EXPORT_PERF")
         for f in ("responses.json", "frames.csv"):
+            perf = None
+            if perf_dir:
+                os.makedirs(perf_dir, exist_ok=True)
+                pids = [str(srv.proc.pid)] + pg_pids()
+                perf = subprocess.Popen(["perf", "record", "-q", "-p", ",".join(pids)]
+                                        + os.environ.get("BENCH_EXPORT_PERF_ARGS", "-g").split() + [
+                                         "-o", os.path.join(perf_dir, f + ".data")])
+                time.sleep(1)
+            pids = pg_pids()
+            c0, p0, r0 = cpu_s([srv.proc.pid]), cpu_s(pids), cpu_s([os.getpid()])
             n, dt = download(srv.port, admin["token"],
                              f"/api/v1/researcher/studies/{S}/exports/{f}")
+            cpu = (cpu_s([srv.proc.pid]) - c0, cpu_s(pids) - p0, cpu_s([os.getpid()]) - r0)
+            if perf:
+                perf.send_signal(signal.SIGINT)
+                perf.wait()
+            if os.environ.get("BENCH_EXPORT_CURL"):
+                t = time.monotonic()
+                subprocess.run(["curl", "-s", "-o", "/dev/null", "-H",
+                                f"Authorization: {admin['token']}",
+                                f"http://127.0.0.1:{srv.port}/api/v1/researcher/studies/{S}/exports/{f}"],
+                               check=True)
+                print(f"{f} with curl: {time.monotonic() - t:.2f} s")
             rate = n / dt / 1e6
             print(f"{f}: {n / 1e6:.0f} MB in {dt:.2f} s = {rate:.1f} MB/s;"
                   f" exp_data covered at {total / dt / 1e6:.1f} MB/s ="
-                  f" {total / dt / 1e6 / floor_rate:.2f}x the floor")
+                  f" {total / dt / 1e6 / floor_rate:.2f}x the floor;"
+                  f" CPU: server {cpu[0]:.2f} s, PostgreSQL {cpu[1]:.2f} s,"
+                  f" this client {cpu[2]:.2f} s")
         print(f"server RSS before {rss0 / 1024:.1f} MB, peak (VmHWM)"
               f" {mem_kb(srv.proc.pid, 'VmHWM') / 1024:.1f} MB")
     finally:

@@ -181,6 +181,47 @@ START_TEST(frame_rows_unroll_exp_data)
 }
 END_TEST
 
+START_TEST(exp_data_loses_free_text_unless_identifiable)
+{
+    struct evbuffer *b = evbuffer_new();
+    const char *plain = "{\"0-a\": {\"answer\": \"cats\"}}";
+    const char *ed =
+        "{\"1-q\": {\"answer\": \"cats\", \"n\": [1, 2]},"
+        " \"2-exit\": {\"withdrawal\": true, \"feedback\": \"my name is Sally\","
+        " \"birthDate\": \"2024-01-02\", \"childName\": \"Sally\"}, \"x\": 3}";
+    const char *escaped = "{\"e\":{\"birth\\u0044ate\":\"2024\",\"k\":1}}";
+    const char *js = "[{\"rt\":350,\"feedback\":\"hi\"},2]";
+    char *t;
+
+    /* Nothing to drop: the text as stored, byte for byte. */
+    ck_assert_int_eq(export_exp_data(b, plain, strlen(plain), false), 0);
+    t = text_of(b);
+    ck_assert_str_eq(t, plain);
+    free(t);
+    ck_assert_int_eq(export_exp_data(b, ed, strlen(ed), true), 0);
+    t = text_of(b);
+    ck_assert_str_eq(t, ed);
+    free(t);
+    ck_assert_int_eq(export_exp_data(b, ed, strlen(ed), false), 0);
+    t = text_of(b);
+    ck_assert_str_eq(t, "{\"1-q\":{\"answer\":\"cats\",\"n\":[1, 2]},"
+                        "\"2-exit\":{\"withdrawal\":true},\"x\":3}");
+    free(t);
+    /* A key spelt with escapes is still that key. */
+    ck_assert_int_eq(export_exp_data(b, escaped, strlen(escaped), false), 0);
+    t = text_of(b);
+    ck_assert_str_eq(t, "{\"e\":{\"k\":1}}");
+    free(t);
+    ck_assert_int_eq(export_exp_data(b, js, strlen(js), false), 0);
+    t = text_of(b);
+    ck_assert_str_eq(t, "[{\"rt\":350},2]");
+    free(t);
+    ck_assert_int_eq(export_exp_data(b, "{\"feedback\" oops", 16, false), -1);
+    ck_assert_uint_eq(evbuffer_get_length(b), 0);
+    evbuffer_free(b);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("export");
@@ -191,6 +232,7 @@ int main(void)
     tcase_add_test(tc, dictionary_lists_every_column);
     tcase_add_test(tc, formats_and_names);
     tcase_add_test(tc, frame_rows_unroll_exp_data);
+    tcase_add_test(tc, exp_data_loses_free_text_unless_identifiable);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

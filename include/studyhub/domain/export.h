@@ -24,10 +24,12 @@
  *
  * Streaming: keyset batches through the ordinary pool (a statement per
  * EXPORT_BATCH responses, "id > the last one"), each written as it comes;
- * the next batch is asked for only once the client has taken all but
- * EXPORT_PENDING_MAX bytes.  Memory is one batch plus that, whatever the
- * study's size; nothing holds a connection or a transaction while the
- * client reads.  Every export writes an access-log entry when it starts. */
+ * the next batch is asked for when one arrives (so PostgreSQL reads it
+ * while this one is written), but only while the client has taken all
+ * but EXPORT_PENDING_MAX bytes.  Memory is two batches plus that,
+ * whatever the study's size; nothing holds a connection or a transaction
+ * while the client reads.  Every export writes an access-log entry when
+ * it starts. */
 #ifndef STUDYHUB_DOMAIN_EXPORT_H
 #define STUDYHUB_DOMAIN_EXPORT_H
 
@@ -41,6 +43,10 @@ struct router;
 /* Responses (or children) per batch statement.  20 KB of exp_data each:
  * about 2 MB of result per batch. */
 #define EXPORT_BATCH 100
+/* frames.csv's: its batch of 100 came to 3 MB of rows formatted in one
+ * go, out of the caches and while nothing was sent; 25 (under 1 MB)
+ * took less than half the CPU per response in tools/bench. */
+#define EXPORT_FRAMES_BATCH 25
 /* Unsent bytes above which the stream waits for the client.  Large
  * enough that the next batch's query runs while the socket drains the
  * last one (a batch is about 2-3 MB), small enough that a download's
@@ -105,6 +111,12 @@ void export_csv_row(struct evbuffer *out, const struct export_format *f, bool id
  * exp_data is not JSON. */
 long export_frame_rows(struct evbuffer *out, const char *response, const char *hash,
                        const char *exp_data, size_t len, bool identifiable);
+/* exp_data as responses.json writes it: as stored, or (without
+ * identifiable, when it holds one of the EXPORT_FREE_TEXT_KEYS) with
+ * those keys dropped from every frame of an object exp_data and every
+ * trial of an array one.  Returns 0, or -1 (nothing written) when it has
+ * to be parsed and is not JSON. */
+int export_exp_data(struct evbuffer *out, const char *exp_data, size_t len, bool identifiable);
 /* The data dictionary of f's columns (all of them, marked). */
 void export_dictionary(struct evbuffer *out, const struct export_format *f);
 

@@ -5,9 +5,13 @@
  *   SCHED_JOBS can move it; `studyhubctl run announce_new_studies`): one
  *   email per family that asked for new studies, listing the active public
  *   studies one of its children may take part in and that it was not told
- *   of yet (sql/087_notify_announce.sql, announce_new_studies).
+ *   of yet (sql/096_announce_criteria.sql, announce_new_studies).  A
+ *   study's criteria expression is evaluated here, in C, by
+ *   eligibility_criteria for each candidate child (an expression that
+ *   cannot be read announces the study to nobody).
  * - NOTIFY_WINDOW_S is written to app_settings at start, where the outbox
- *   trigger that gathers a study's edit notifications reads it. */
+ *   trigger that gathers a study's edit notifications reads it (the first
+ *   of a window goes at once, the rest at its end: sql/097). */
 #ifndef STUDYHUB_TASKS_ANNOUNCE_H
 #define STUDYHUB_TASKS_ANNOUNCE_H
 
