@@ -48,6 +48,21 @@ LANGUAGE sql STABLE AS $$
                       ORDER BY created_at DESC, id DESC LIMIT 1), 'pending')
 $$;
 
+-- Site-wide permissions, now of two site groups: 'admin' (is_site_admin)
+-- and 'researcher' (is_researcher).  Same signature and answers as 002 for
+-- every permission granted before; only the researcher rows are new.
+CREATE OR REPLACE FUNCTION has_site_perm(p_user bigint, p_perm text)
+RETURNS boolean LANGUAGE sql STABLE AS $$
+    SELECT EXISTS (
+        SELECT 1 FROM users u
+          JOIN group_permissions gp
+            ON gp.group_kind = 'site' AND gp.permission = p_perm
+           AND ((gp.group_name = 'admin' AND u.is_site_admin)
+             OR (gp.group_name = 'researcher' AND u.is_researcher))
+         WHERE u.id = p_user AND u.is_active
+    )
+$$;
+
 -- THE permission check.  In upstream's order: a site-wide grant, the
 -- object grant on the study, the umbrella grant on the study's lab.
 -- Inactive users hold nothing.  Unknown users/studies/permissions: false.

@@ -99,8 +99,7 @@ LANGUAGE sql STABLE AS $$
      WHERE c.id = r.child_id AND s.id = r.study_id
 $$;
 
--- GET /api/v1/researcher/studies/{id}/consent/?state=: perms.h's list
--- layout (count, item, verdict, detail, pointer).
+-- The two lists, as sql/084 defined them, reading response_consent.
 CREATE OR REPLACE FUNCTION consent_list(p_user bigint, p_study uuid, p_state text,
                              p_limit bigint, p_offset bigint, p_base text)
 RETURNS TABLE (count bigint, item json, verdict text, detail text, pointer text)
@@ -109,6 +108,7 @@ DECLARE
     v_study bigint;
     cr boolean;
     cp boolean;
+    v_count bigint;
 BEGIN
     SELECT s.id INTO v_study FROM studies s WHERE s.uuid = p_study;
     IF v_study IS NULL OR NOT has_study_perm(p_user, v_study, 'read_study__details') THEN
@@ -129,16 +129,21 @@ BEGIN
         RETURN;
     END IF;
     PERFORM access_log_write(p_user, v_study, 'consent_list', coalesce(p_state, 'all'));
+    -- The count, then the page walking the index newest first: no list of
+    -- every matching response is made.
+    SELECT count(*) INTO v_count FROM response_consent rc
+     WHERE rc.study_id = v_study
+       AND CASE WHEN rc.is_preview THEN cp ELSE cr END
+       AND (p_state IS NULL OR rc.state = p_state);
     RETURN QUERY
-    WITH vis AS (
-        SELECT r.id, r.date_created FROM responses r
-         WHERE r.study_id = v_study
-           AND CASE WHEN r.is_preview THEN cp ELSE cr END
-           AND (p_state IS NULL OR consent_status(r.id) = p_state))
-    SELECT (SELECT count(*) FROM vis), p.item, 'ok'::text, NULL::text, NULL::text
+    SELECT v_count, p.item, 'ok'::text, NULL::text, NULL::text
       FROM (SELECT 1) one LEFT JOIN LATERAL (
         SELECT consent_item(r, p_base) AS item, v.date_created, v.id
-          FROM (SELECT id, date_created FROM vis ORDER BY date_created DESC, id DESC
+          FROM (SELECT rc.response_id AS id, rc.date_created FROM response_consent rc
+                 WHERE rc.study_id = v_study
+                   AND CASE WHEN rc.is_preview THEN cp ELSE cr END
+                   AND (p_state IS NULL OR rc.state = p_state)
+                 ORDER BY rc.date_created DESC, rc.response_id DESC
                  LIMIT p_limit OFFSET p_offset) v
           JOIN responses r ON r.id = v.id) p ON true
      ORDER BY p.date_created DESC, p.id DESC;
@@ -204,8 +209,6 @@ LANGUAGE sql STABLE AS $$
      WHERE c.id = r.child_id AND s.id = r.study_id
 $$;
 
--- GET /api/v1/researcher/studies/{id}/responses/: the readable responses
--- (response_research_visible), newest first; p_star filters starred.
 CREATE OR REPLACE FUNCTION research_response_list(p_user bigint, p_study uuid, p_star boolean,
                                        p_limit bigint, p_offset bigint, p_base text)
 RETURNS TABLE (count bigint, item json, verdict text, detail text, pointer text)
@@ -214,6 +217,7 @@ DECLARE
     v_study bigint;
     rd boolean;
     pv boolean;
+    v_count bigint;
 BEGIN
     SELECT s.id INTO v_study FROM studies s WHERE s.uuid = p_study;
     IF v_study IS NULL OR NOT has_study_perm(p_user, v_study, 'read_study__details') THEN
@@ -230,16 +234,21 @@ BEGIN
     END IF;
     PERFORM access_log_write(p_user, v_study, 'response_list',
                              CASE WHEN p_star THEN 'starred' ELSE 'all' END);
+    SELECT count(*) INTO v_count FROM response_consent rc
+     WHERE rc.study_id = v_study
+       AND CASE WHEN rc.is_preview THEN pv ELSE rd AND rc.state = 'accepted' END
+       AND (p_star IS NULL OR (SELECT r.researcher_star FROM responses r
+                                WHERE r.id = rc.response_id) = p_star);
     RETURN QUERY
-    WITH vis AS (
-        SELECT r.id, r.date_created FROM responses r
-         WHERE r.study_id = v_study
-           AND response_research_visible(r.id, r.is_preview, rd, pv)
-           AND (p_star IS NULL OR r.researcher_star = p_star))
-    SELECT (SELECT count(*) FROM vis), p.item, 'ok'::text, NULL::text, NULL::text
+    SELECT v_count, p.item, 'ok'::text, NULL::text, NULL::text
       FROM (SELECT 1) one LEFT JOIN LATERAL (
         SELECT research_response_item(r, p_base) AS item, v.date_created, v.id
-          FROM (SELECT id, date_created FROM vis ORDER BY date_created DESC, id DESC
+          FROM (SELECT rc.response_id AS id, rc.date_created FROM response_consent rc
+                 WHERE rc.study_id = v_study
+                   AND CASE WHEN rc.is_preview THEN pv ELSE rd AND rc.state = 'accepted' END
+                   AND (p_star IS NULL OR (SELECT r.researcher_star FROM responses r
+                                            WHERE r.id = rc.response_id) = p_star)
+                 ORDER BY rc.date_created DESC, rc.response_id DESC
                  LIMIT p_limit OFFSET p_offset) v
           JOIN responses r ON r.id = v.id) p ON true
      ORDER BY p.date_created DESC, p.id DESC;
@@ -289,28 +298,6 @@ $$;
 CREATE OR REPLACE FUNCTION response_id_withdrawn(p_response bigint) RETURNS boolean
 LANGUAGE sql STABLE AS $$
     SELECT coalesce((SELECT withdrawn FROM responses WHERE id = p_response), false)
-$$;
-
-CREATE OR REPLACE FUNCTION video_visible_p(p_response bigint, p_is_preview boolean,
-                                           p_consent_footage boolean, p_rd boolean,
-                                           p_pv boolean, p_cr boolean)
-RETURNS boolean LANGUAGE sql STABLE AS $$
-    SELECT (p_consent_footage OR NOT response_id_withdrawn(p_response))
-       AND CASE WHEN p_is_preview THEN p_pv
-                ELSE p_rd AND (consent_status(p_response) = 'accepted'
-                               OR (p_consent_footage AND p_cr)) END
-$$;
-
-CREATE OR REPLACE FUNCTION video_visible(p_user bigint, p_study bigint, p_response bigint,
-                                         p_is_preview boolean, p_consent_footage boolean)
-RETURNS boolean LANGUAGE sql STABLE AS $$
-    SELECT (p_consent_footage OR NOT response_id_withdrawn(p_response))
-       AND CASE WHEN p_is_preview
-                THEN has_study_perm(p_user, p_study, 'read_study__responses(is_preview=True)')
-                ELSE has_study_perm(p_user, p_study, 'read_study__responses')
-                     AND (consent_status(p_response) = 'accepted'
-                          OR (p_consent_footage AND has_study_perm(p_user, p_study,
-                                  'edit_study__responses__consent_rulings'))) END
 $$;
 
 -- ---------------------------------------------------------------- exports

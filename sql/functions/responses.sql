@@ -1,5 +1,22 @@
 -- The live text of the functions of responses (docs/ARCHITECTURE.md, "A SQL function").
 
+CREATE OR REPLACE FUNCTION response_attrs(r responses) RETURNS json
+LANGUAGE sql STABLE AS $$
+    SELECT json_build_object(
+        'conditions', r.conditions,
+        'global_event_timings', r.global_event_timings,
+        'exp_data', r.exp_data,
+        'sequence', r.sequence,
+        'completed', r.completed,
+        'completed_consent_frame', r.completed_consent_frame,
+        'survey_consent', r.survey_consent,
+        'is_preview', r.is_preview,
+        'pk', r.id,
+        'withdrawn', r.withdrawn,
+        'recording_method', r.recording_method,
+        'eligibility', to_json(r.eligibility))
+$$;
+
 -- Who besides the parent may read a response: consented, non-preview
 -- responses for holders of read_study__responses; preview responses for
 -- holders of read_study__responses(is_preview=True).  The two functions

@@ -1,20 +1,5 @@
 -- The live text of the functions of workflow (docs/ARCHITECTURE.md, "A SQL function").
 
--- Site-wide permissions, now of two site groups: 'admin' (is_site_admin)
--- and 'researcher' (is_researcher).  Same signature and answers as 002 for
--- every permission granted before; only the researcher rows are new.
-CREATE OR REPLACE FUNCTION has_site_perm(p_user bigint, p_perm text)
-RETURNS boolean LANGUAGE sql STABLE AS $$
-    SELECT EXISTS (
-        SELECT 1 FROM users u
-          JOIN group_permissions gp
-            ON gp.group_kind = 'site' AND gp.permission = p_perm
-           AND ((gp.group_name = 'admin' AND u.is_site_admin)
-             OR (gp.group_name = 'researcher' AND u.is_researcher))
-         WHERE u.id = p_user AND u.is_active
-    )
-$$;
-
 -- THE lab permission check, shaped as has_study_perm: a site-wide grant,
 -- then the grant of the caller's group in this lab.  Inactive users hold
 -- nothing; unknown users, labs or permissions: false.
@@ -36,6 +21,16 @@ $$;
 CREATE OR REPLACE FUNCTION lab_visible(p_user bigint, p_lab bigint, p_approved boolean)
 RETURNS boolean LANGUAGE sql STABLE AS $$
     SELECT p_approved OR has_lab_perm(p_user, p_lab, 'read_lab__details')
+$$;
+
+-- 090_participate: studies with no build (issue 14).  External (2) and
+-- jsPsych (3) studies have no experiment runner to build, so the 'built'
+-- guard of the workflow (activation) holds for them as it is.
+CREATE OR REPLACE FUNCTION workflow_guard_ok(p_guard text, s studies)
+RETURNS boolean LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN p_guard IS NULL THEN true
+                WHEN p_guard = 'built' THEN s.built OR s.study_type IN (2, 3)
+                ELSE false END
 $$;
 
 -- Who last submitted the study (the "submitter" of approve and reject
