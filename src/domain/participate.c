@@ -7,12 +7,14 @@
 
 #include <errno.h>
 #include <event2/buffer.h>
+#include <event2/event.h>
 #include <hiredis/hiredis.h>
 #include <libpq-fe.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "studyhub/core/app.h"
@@ -29,9 +31,9 @@
 #include "studyhub/io/redis.h"
 #include "studyhub/io/storage.h"
 
-/* An object larger than this is not served from s3:// / gs:// (it is
- * read into memory whole; a runner's assets are far smaller). */
-#define PARTICIPATE_MAX_OBJECT (16u * 1024 * 1024)
+/* A runner's index.html is read whole (the key goes into it); assets are
+ * streamed, whatever their size. */
+#define PARTICIPATE_MAX_PAGE (4u * 1024 * 1024)
 
 /* ---- pure helpers (unit-tested) ------------------------------------------ */
 
@@ -47,6 +49,31 @@ bool participate_split(const char *rest, char child[37])
     if (!jsonapi_is_uuid(seg))
         return false;
     memcpy(child, seg, 37);
+    return true;
+}
+
+bool participate_fingerprinted(const char *path)
+{
+    const char *name = strrchr(path, '/');
+    const char *dot, *dash;
+    size_t n;
+
+    name = name ? name + 1 : path;
+    if (!(dot = strrchr(name, '.')))
+        return false;
+    /* The last '-' before the extension starts the hash. */
+    dash = NULL;
+    for (const char *p = name; p < dot; p++)
+        if (*p == '-')
+            dash = p;
+    if (!dash || dash == name)
+        return false;
+    n = (size_t)(dot - dash - 1);
+    if (n < 8 || n > 64)
+        return false;
+    for (const char *p = dash + 1; p < dot; p++)
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+            return false;
     return true;
 }
 
@@ -399,12 +426,17 @@ struct serve {
     int hash_digits;
     char *external_url;          /* owned: study_type 2's target */
     char session_value[64];      /* "uid:epoch:0": what the key stands for */
+    struct storage_op *op;       /* s3/gs asset: the HEAD or the stream */
+    struct event *timer;         /* owned: waiting for the client to drain */
+    bool started;                /* the streamed reply's headers are out */
 };
 
 static void serve_free(struct serve *s)
 {
     if (!s)
         return;
+    if (s->timer)
+        event_free(s->timer);
     free(s->object);
     free(s->external_url);
     free(s);
@@ -418,6 +450,21 @@ static void runner_headers(struct http_req *req, bool page)
     http_add_header(req, "Cache-Control", page ? "private, no-store" : "private, max-age=3600");
 }
 
+/* An asset's headers: the sandbox, its ETag, and a year's caching when its
+ * name carries a fingerprint (the build gives a changed file a new name).
+ * True when If-None-Match names the ETag: the caller answers 304. */
+static bool asset_headers(struct http_req *req, const char *object, const char *etag)
+{
+    http_add_header(req, "Content-Security-Policy", PARTICIPATE_RUNNER_CSP);
+    http_add_header(req, "Cache-Control", participate_fingerprinted(object)
+                                              ? "public, max-age=31536000, immutable"
+                                              : "private, max-age=3600");
+    if (!etag || !*etag)
+        return false;
+    http_add_header(req, "ETag", etag);
+    return static_etag_matches(http_req_header(req, "If-None-Match"), etag);
+}
+
 static void fetch_object(struct serve *s);
 static bool asset_fallback(struct serve *s);
 
@@ -426,31 +473,15 @@ static void object_got(const struct storage_result *r, void *arg)
     struct serve *s = arg;
     struct http_req *req = s->req;
 
-    if (r->err == -ENOENT && asset_fallback(s)) {
-        fetch_object(s);
-        return;
-    }
     if (r->err == -ENOENT) {
-        if (s->kind == SERVE_ASSET)
-            jsonapi_reply_errorf(req, 404, "not_found", NULL, "Not found.");
-        else
-            reply_page_error(req, 404, "This study is not ready",
-                             "The study's experiment has not been built yet.");
+        reply_page_error(req, 404, "This study is not ready",
+                         "The study's experiment has not been built yet.");
         serve_free(s);
         return;
     }
     if (r->err) {
         log_warn("participate: storage get %s: %s", s->object, r->error ? r->error : "error");
-        if (s->kind == SERVE_ASSET)
-            jsonapi_reply_unavailable(req, "Storage");
-        else
-            reply_unavailable_page(req);
-        serve_free(s);
-        return;
-    }
-    if (s->kind == SERVE_ASSET) {
-        runner_headers(req, false);
-        http_reply(req, 200, storage_content_type(s->object), r->body, r->body_len);
+        reply_unavailable_page(req);
         serve_free(s);
         return;
     }
@@ -473,9 +504,23 @@ static bool send_file_asset(struct serve *s)
 {
     int64_t size = 0;
     int fd = storage_file_open(s->app->storage, s->object, &size);
+    struct stat st;
+    char etag[64];
 
     if (fd < 0)
         return false;
+    /* nginx's tag: the file's mtime and size, enough for a build's files
+     * (a rebuild writes new files). */
+    if (fstat(fd, &st) == 0)
+        snprintf(etag, sizeof etag, "\"%llx-%llx\"", (unsigned long long)st.st_mtime,
+                 (unsigned long long)size);
+    else
+        etag[0] = '\0';
+    if (asset_headers(s->req, s->object, etag)) {
+        close(fd);
+        http_reply(s->req, 304, NULL, NULL, 0);
+        return true;
+    }
     struct evbuffer *buf = evbuffer_new();
     if (!buf || (size > 0 && evbuffer_add_file(buf, fd, 0, size) < 0)) {
         if (buf)
@@ -486,7 +531,6 @@ static bool send_file_asset(struct serve *s)
     }
     if (size == 0)
         close(fd);
-    runner_headers(s->req, false);
     http_reply_buffer(s->req, 200, storage_content_type(s->object), buf);
     evbuffer_free(buf);
     return true;
@@ -506,6 +550,125 @@ static bool asset_fallback(struct serve *s)
     return true;
 }
 
+/* ---- s3:// and gs:// assets: streamed ------------------------------------
+ * HEAD (for the ETag, and 304 without a body), then the object streamed
+ * into a chunked reply as it arrives; while more than PENDING_MAX bytes
+ * wait for the client, the stream pauses and a timer looks again (evhttp
+ * keeps the connection's write callback to itself, as export.c notes). */
+#define ASSET_PENDING_MAX (256u * 1024)
+#define ASSET_WAIT_MS 5
+
+static void asset_stream_end(struct serve *s, bool failed)
+{
+    if (failed)
+        http_reply_abort(s->req);
+    else
+        http_reply_end(s->req);
+    serve_free(s);
+}
+
+static void asset_on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct serve *s = arg;
+
+    (void)fd;
+    (void)what;
+    if (http_req_client_gone(s->req) || s->app->draining) {
+        storage_cancel(s->op);          /* its callbacks will not run */
+        s->op = NULL;
+        asset_stream_end(s, true);
+        return;
+    }
+    if (http_reply_pending(s->req) > ASSET_PENDING_MAX) {
+        util_timer_ms(s->timer, ASSET_WAIT_MS);
+        return;
+    }
+    storage_resume(s->op);
+}
+
+static int asset_data(const char *data, size_t len, void *arg)
+{
+    struct serve *s = arg;
+
+    if (http_req_client_gone(s->req) || s->app->draining)
+        return -1;                      /* asset_streamed ends the reply */
+    if (!s->started) {
+        http_reply_start(s->req, 200, storage_content_type(s->object));
+        s->started = true;
+    }
+    if (http_reply_pending(s->req) > ASSET_PENDING_MAX) {
+        if (!s->timer && !(s->timer = evtimer_new(s->app->base, asset_on_timer, s)))
+            return -1;
+        util_timer_ms(s->timer, ASSET_WAIT_MS);
+        return STORAGE_PAUSE;           /* the same bytes come again */
+    }
+    struct evbuffer *buf = evbuffer_new();
+    if (!buf || evbuffer_add(buf, data, len) < 0 || http_reply_chunk_buffer(s->req, buf) < 0) {
+        if (buf)
+            evbuffer_free(buf);
+        return -1;
+    }
+    evbuffer_free(buf);
+    return 0;
+}
+
+static void asset_streamed(const struct storage_result *r, void *arg)
+{
+    struct serve *s = arg;
+
+    s->op = NULL;
+    if (s->started) {
+        if (r->err && r->err != -ECANCELED)
+            log_warn("participate: storage stream %s: %s", s->object,
+                     r->error ? r->error : "error");
+        asset_stream_end(s, r->err != 0);
+        return;
+    }
+    if (r->err == -ENOENT) {            /* gone between the HEAD and the GET */
+        http_add_header(s->req, "Cache-Control", "no-store");
+        jsonapi_reply_errorf(s->req, 404, "not_found", NULL, "Not found.");
+    } else if (r->err) {
+        log_warn("participate: storage get %s: %s", s->object, r->error ? r->error : "error");
+        jsonapi_reply_unavailable(s->req, "Storage");
+    } else {                            /* an empty object: no data came */
+        http_reply(s->req, 200, storage_content_type(s->object), NULL, 0);
+    }
+    serve_free(s);
+}
+
+static void asset_headed(const struct storage_result *r, void *arg)
+{
+    struct serve *s = arg;
+    struct http_req *req = s->req;
+
+    s->op = NULL;
+    if (r->err == -ENOENT && asset_fallback(s)) {
+        fetch_object(s);
+        return;
+    }
+    if (r->err == -ENOENT) {
+        jsonapi_reply_errorf(req, 404, "not_found", NULL, "Not found.");
+        serve_free(s);
+        return;
+    }
+    if (r->err) {
+        log_warn("participate: storage head %s: %s", s->object, r->error ? r->error : "error");
+        jsonapi_reply_unavailable(req, "Storage");
+        serve_free(s);
+        return;
+    }
+    if (asset_headers(req, s->object, r->etag)) {
+        http_reply(req, 304, NULL, NULL, 0);
+        serve_free(s);
+        return;
+    }
+    s->op = storage_get_stream(s->app->storage, s->object, asset_data, s, asset_streamed, s);
+    if (!s->op) {
+        jsonapi_reply_unavailable(req, "Memory");
+        serve_free(s);
+    }
+}
+
 static void fetch_object(struct serve *s)
 {
     if (s->kind == SERVE_ASSET && strcmp(storage_backend(s->app->storage), "file") == 0) {
@@ -517,11 +680,17 @@ static void fetch_object(struct serve *s)
         serve_free(s);
         return;
     }
-    if (!storage_get(s->app->storage, s->object, PARTICIPATE_MAX_OBJECT, object_got, s)) {
-        if (s->kind == SERVE_ASSET)
+    if (s->kind == SERVE_ASSET) {
+        s->op = storage_head(s->app->storage, s->object, asset_headed, s);
+        if (!s->op) {
             jsonapi_reply_unavailable(s->req, "Memory");
-        else
-            reply_unavailable_page(s->req);
+            serve_free(s);
+        }
+        return;
+    }
+    /* The page is small (an index.html) and changed before it is sent. */
+    if (!storage_get(s->app->storage, s->object, PARTICIPATE_MAX_PAGE, object_got, s)) {
+        reply_unavailable_page(s->req);
         serve_free(s);
     }
 }

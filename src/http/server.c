@@ -23,6 +23,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/queue.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "studyhub/core/config.h"
@@ -647,7 +648,9 @@ void http_reply_start(struct http_req *req, int status, const char *content_type
     if (content_type)
         evhttp_add_header(out, "Content-Type", content_type);
     evhttp_add_header(out, "X-Request-Id", req->id);
-    evhttp_add_header(out, "Cache-Control", "no-cache");
+    /* A stream of a file may be cacheable: its owner says so first. */
+    if (!evhttp_find_header(out, "Cache-Control"))
+        evhttp_add_header(out, "Cache-Control", "no-cache");
     add_security_headers(out, content_type);
     if (req->srv->draining)
         evhttp_add_header(out, "Connection", "close");
@@ -724,4 +727,16 @@ void http_reply_end(struct http_req *req)
                 req->stream_status, ms, req->log_user);
     srv->inflight--;
     req_free(req);
+}
+
+void http_reply_abort(struct http_req *req)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req->ev);
+    struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+
+    /* The socket is shut before the last chunk: the client sees a broken
+     * body (and caches nothing), never a short one that looks whole. */
+    if (bev && bufferevent_getfd(bev) >= 0)
+        shutdown(bufferevent_getfd(bev), SHUT_RDWR);
+    http_reply_end(req);
 }

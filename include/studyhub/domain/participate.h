@@ -43,6 +43,11 @@ struct router;
  * Returns true for a child and copies its uuid into child (37 bytes). */
 bool participate_split(const char *rest, char child[37]);
 
+/* Whether a build's file name carries a content fingerprint, as
+ * ember-cli writes them ("vendor-<8..64 lower hex>.js"): such a file never
+ * changes, so it is cached for a year. */
+bool participate_fingerprinted(const char *path);
+
 /* A copy of html (len bytes) with the runner's settings as a meta tag
  * right after <head ...> (or at the start when there is none):
  *   <meta name="studyhub-runner" content="KEY STUDY CHILD PREVIEW">

@@ -106,7 +106,8 @@ void http_reply_buffer(struct http_req *req, int status,
                        const char *content_type, struct evbuffer *body);
 
 /* ---- streamed replies (server-sent events; added for tasks/build.c) ----
- * http_reply_start sends the status and headers and keeps the request
+ * http_reply_start sends the status and headers (Cache-Control: no-cache
+ * unless the caller set one) and keeps the request
  * open; http_reply_chunk sends body bytes as they come (chunked encoding);
  * http_reply_end finishes the reply and frees the request.  A request is
  * ended by exactly one of http_reply, http_reply_buffer or http_reply_end.
@@ -122,6 +123,9 @@ void http_reply_start(struct http_req *req, int status, const char *content_type
 #define HTTP_STREAM_MAX_BUFFERED (1024 * 1024)
 int http_reply_chunk(struct http_req *req, const void *data, size_t len);
 void http_reply_end(struct http_req *req);
+/* Ends a stream that failed midway: the connection is cut before the
+ * chunked body's end, so the client sees an error, not a short file. */
+void http_reply_abort(struct http_req *req);
 /* Bytes of the reply written but not yet sent to the client (0 once it
  * has gone).  A stream that must not drop a slow client (exports) waits
  * until this falls before producing more, instead of failing at
