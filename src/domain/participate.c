@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "studyhub/core/app.h"
+#include "studyhub/core/cache.h"
 #include "studyhub/core/log.h"
 #include "studyhub/core/util.h"
 #include "studyhub/domain/apidoc.h"
@@ -429,6 +430,8 @@ struct serve {
     struct storage_op *op;       /* s3/gs asset: the HEAD or the stream */
     struct event *timer;         /* owned: waiting for the client to drain */
     bool started;                /* the streamed reply's headers are out */
+    bool cacheable;              /* asset: the folder lookup may be kept */
+    uint64_t ticket;             /* its cache_ticket, taken before the query */
 };
 
 static void serve_free(struct serve *s)
@@ -522,6 +525,11 @@ static bool send_file_asset(struct serve *s)
         return true;
     }
     struct evbuffer *buf = evbuffer_new();
+    /* Without this flag libevent maps the file and copies it into the
+     * socket (and unmaps it: a TLB flush a request); with it the segment
+     * stays a sendfile chain when evhttp moves it to the connection. */
+    if (buf)
+        evbuffer_set_flags(buf, EVBUFFER_FLAG_DRAINS_TO_FD);
     if (!buf || (size > 0 && evbuffer_add_file(buf, fd, 0, size) < 0)) {
         if (buf)
             evbuffer_free(buf);
@@ -792,6 +800,56 @@ static const char *rest_of(struct http_req *req)
     return strlen(p) > pre ? p + pre : "";
 }
 
+/* ---- where a study's files are, cached ------------------------------------
+ * Every asset of a runner asks which build folder its study serves from;
+ * a page of the runner loads a dozen.  The answer is kept by study uuid and
+ * dropped by the studies_changed notification (sql/004: any UPDATE of the
+ * row, which a build's end, an activation or a pause is); while
+ * notifications do not flow the cache is bypassed, as studies.c's. */
+static struct cache *asset_dirs;            /* owned; NULL when off */
+static struct pg_pool *asset_dirs_pg;       /* borrowed */
+
+#define ASSET_DIRS_MAX 4096
+#define ASSET_DIRS_TTL_S 300
+
+static void asset_dirs_notified(const char *channel, const char *payload, void *arg)
+{
+    (void)channel;
+    (void)arg;
+    if (!asset_dirs)
+        return;
+    if (payload)
+        cache_del(asset_dirs, payload);
+    else
+        cache_clear(asset_dirs);
+}
+
+int participate_cache_start(struct pg_pool *pg)
+{
+    asset_dirs = cache_new(ASSET_DIRS_MAX, ASSET_DIRS_TTL_S);
+    if (!asset_dirs)
+        return -1;
+    asset_dirs_pg = pg;
+    if (pg_pool_listen(pg, "studies_changed", asset_dirs_notified, NULL) < 0) {
+        cache_free(asset_dirs);
+        asset_dirs = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+void participate_cache_stop(void)
+{
+    cache_free(asset_dirs);
+    asset_dirs = NULL;
+    asset_dirs_pg = NULL;
+}
+
+static bool asset_dirs_usable(void)
+{
+    return asset_dirs && pg_pool_listening(asset_dirs_pg);
+}
+
 /* ---- the lookups --------------------------------------------------------- */
 
 enum {
@@ -901,28 +959,41 @@ static void page_found(PGresult *res, void *arg)
     give_key(s);
 }
 
-static void asset_found(PGresult *res, void *arg)
+/* The asset at rest_of(req) in folder dir (NULL: no such study). */
+static void asset_in(struct serve *s, const char *dir)
 {
-    struct serve *s = arg;
     struct http_req *req = s->req;
     const char *rest = rest_of(req);
 
-    if (apidoc_db_failed(req, res, "participate_asset")) {
-        serve_free(s);
-        return;
-    }
-    if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0) || !storage_key_valid(rest)) {
+    if (!dir || !storage_key_valid(rest)) {
         jsonapi_reply_errorf(req, 404, "not_found", NULL, "Not found.");
         serve_free(s);
         return;
     }
-    s->object = util_asprintf("%s/%s/%s", PQgetvalue(res, 0, 0), s->study, rest);
+    s->object = util_asprintf("%s/%s/%s", dir, s->study, rest);
     if (!s->object) {
         jsonapi_reply_unavailable(req, "Memory");
         serve_free(s);
         return;
     }
     fetch_object(s);
+}
+
+static void asset_found(PGresult *res, void *arg)
+{
+    struct serve *s = arg;
+    const char *dir = NULL;
+
+    if (apidoc_db_failed(s->req, res, "participate_asset")) {
+        serve_free(s);
+        return;
+    }
+    if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0)) {
+        dir = PQgetvalue(res, 0, 0);
+        if (s->cacheable && asset_dirs_usable())
+            cache_put(asset_dirs, s->ticket, s->study, dir, strlen(dir) + 1);
+    }
+    asset_in(s, dir);
 }
 
 static struct serve *serve_new(struct http_req *req, struct app *app, enum serve_kind kind)
@@ -1002,6 +1073,17 @@ static void studies_files(struct http_req *req, struct app *app)
         return;
     }
     snprintf(s->study, sizeof s->study, "%s", study);
+    if (asset_dirs_usable()) {
+        size_t len;
+        const char *dir;
+        pg_pool_poll_notifies(asset_dirs_pg);   /* a change committed before now */
+        if ((dir = cache_get(asset_dirs, s->study, &len)) && len > 1 && !dir[len - 1]) {
+            asset_in(s, dir);
+            return;
+        }
+        s->cacheable = true;
+        s->ticket = cache_ticket(asset_dirs);
+    }
     const char *p[] = { study };
     if (pg_exec(app->pg, &asset_stmt, 1, p, asset_found, s) < 0) {
         jsonapi_reply_unavailable(req, "Database");

@@ -57,6 +57,13 @@ char *participate_inject(const char *html, size_t len, const char *key,
                          const char *study, const char *child, bool preview,
                          size_t *out_len);
 
+/* The cache of where each study's runner files are (kept right by the
+ * studies_changed notification); without it every asset asks PostgreSQL.
+ * start: 0, or -1 (the cache stays off). */
+struct pg_pool;
+int participate_cache_start(struct pg_pool *pg);
+void participate_cache_stop(void);
+
 /* Adds the route table; 0, or -1 when the router refused one. */
 int participate_routes(struct router *r);
 
