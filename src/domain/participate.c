@@ -406,6 +406,84 @@ static void eligibility_get(struct http_req *req, struct app *app)
         jsonapi_reply_unavailable(req, "Database");
 }
 
+/* ---- where a study's files are, cached ------------------------------------
+ * Every asset of a runner asks which build folder its study serves from;
+ * a page of the runner loads a dozen.  The answer is kept by study uuid and
+ * dropped by the studies_changed notification (sql/004: any UPDATE of the
+ * row, which a build's end, an activation or a pause is); while
+ * notifications do not flow the cache is bypassed, as studies.c's. */
+static struct cache *asset_dirs;            /* owned; NULL when off */
+static struct pg_pool *asset_dirs_pg;       /* borrowed */
+
+#define ASSET_DIRS_MAX 4096
+#define ASSET_DIRS_TTL_S 300
+
+/* A family reopening the runner's page of a built study (a reload, the
+ * runner's deep links) within PAGE_KEYS_TTL_S gets the key it was given a
+ * moment ago instead of a lookup and a new key: the same capability, for
+ * the same family, study and child, still days from expiring in Redis.
+ * Any change of a study empties it (the keys of its entries name several
+ * rows); a child removed meanwhile keeps its page for at most the TTL, and
+ * a password reset's new epoch makes such a key fail (auth.c checks it),
+ * so the TTL is short.  Previews are never kept: their permission can
+ * change without a notification. */
+static struct cache *page_keys;             /* owned; NULL when off */
+
+#define PAGE_KEYS_MAX 16384
+#define PAGE_KEYS_TTL_S 60
+
+struct page_key {
+    char key[65];
+    char session_value[64];
+};
+
+static void asset_dirs_notified(const char *channel, const char *payload, void *arg)
+{
+    (void)channel;
+    (void)arg;
+    if (page_keys)
+        cache_clear(page_keys);
+    if (!asset_dirs)
+        return;
+    if (payload)
+        cache_del(asset_dirs, payload);
+    else
+        cache_clear(asset_dirs);
+}
+
+int participate_cache_start(struct pg_pool *pg)
+{
+    asset_dirs = cache_new(ASSET_DIRS_MAX, ASSET_DIRS_TTL_S);
+    page_keys = cache_new(PAGE_KEYS_MAX, PAGE_KEYS_TTL_S);
+    asset_dirs_pg = pg;
+    if (!asset_dirs || !page_keys ||
+        pg_pool_listen(pg, "studies_changed", asset_dirs_notified, NULL) < 0) {
+        participate_cache_stop();
+        return -1;
+    }
+    return 0;
+}
+
+void participate_cache_stop(void)
+{
+    cache_free(asset_dirs);
+    cache_free(page_keys);
+    asset_dirs = NULL;
+    page_keys = NULL;
+    asset_dirs_pg = NULL;
+}
+
+static bool asset_dirs_usable(void)
+{
+    return asset_dirs && pg_pool_listening(asset_dirs_pg);
+}
+
+static bool page_keys_usable(void)
+{
+    return page_keys && pg_pool_listening(asset_dirs_pg);
+}
+
+
 /* ---- serving the runner -------------------------------------------------- */
 
 enum serve_kind {
@@ -430,7 +508,8 @@ struct serve {
     struct storage_op *op;       /* s3/gs asset: the HEAD or the stream */
     struct event *timer;         /* owned: waiting for the client to drain */
     bool started;                /* the streamed reply's headers are out */
-    bool cacheable;              /* asset: the folder lookup may be kept */
+    bool cacheable;              /* the asset's folder or the page's key may
+                                    be kept */
     uint64_t ticket;             /* its cache_ticket, taken before the query */
 };
 
@@ -443,6 +522,12 @@ static void serve_free(struct serve *s)
     free(s->object);
     free(s->external_url);
     free(s);
+}
+
+/* "uid study child": the family's page. */
+static void page_cache_key(const struct serve *s, const char *uid, char out[128])
+{
+    snprintf(out, 128, "%s %s %s", uid, s->study, s->child);
 }
 
 /* Headers of every runner file: the sandbox, and never cached by a
@@ -714,6 +799,14 @@ static void key_stored(redisReply *reply, void *arg)
         serve_free(s);
         return;
     }
+    if (s->cacheable && s->kind == SERVE_PAGE && page_keys_usable()) {
+        struct page_key e;
+        char ck[128], uid[24];
+        snprintf(e.key, sizeof e.key, "%s", s->key);
+        snprintf(e.session_value, sizeof e.session_value, "%s", s->session_value);
+        page_cache_key(s, apidoc_user_id(s->req, uid), ck);
+        cache_put(page_keys, s->ticket, ck, &e, sizeof e);
+    }
     fetch_object(s);
 }
 
@@ -798,56 +891,6 @@ static const char *rest_of(struct http_req *req)
     size_t pre = strlen("/studies/") + 36 + 1;
 
     return strlen(p) > pre ? p + pre : "";
-}
-
-/* ---- where a study's files are, cached ------------------------------------
- * Every asset of a runner asks which build folder its study serves from;
- * a page of the runner loads a dozen.  The answer is kept by study uuid and
- * dropped by the studies_changed notification (sql/004: any UPDATE of the
- * row, which a build's end, an activation or a pause is); while
- * notifications do not flow the cache is bypassed, as studies.c's. */
-static struct cache *asset_dirs;            /* owned; NULL when off */
-static struct pg_pool *asset_dirs_pg;       /* borrowed */
-
-#define ASSET_DIRS_MAX 4096
-#define ASSET_DIRS_TTL_S 300
-
-static void asset_dirs_notified(const char *channel, const char *payload, void *arg)
-{
-    (void)channel;
-    (void)arg;
-    if (!asset_dirs)
-        return;
-    if (payload)
-        cache_del(asset_dirs, payload);
-    else
-        cache_clear(asset_dirs);
-}
-
-int participate_cache_start(struct pg_pool *pg)
-{
-    asset_dirs = cache_new(ASSET_DIRS_MAX, ASSET_DIRS_TTL_S);
-    if (!asset_dirs)
-        return -1;
-    asset_dirs_pg = pg;
-    if (pg_pool_listen(pg, "studies_changed", asset_dirs_notified, NULL) < 0) {
-        cache_free(asset_dirs);
-        asset_dirs = NULL;
-        return -1;
-    }
-    return 0;
-}
-
-void participate_cache_stop(void)
-{
-    cache_free(asset_dirs);
-    asset_dirs = NULL;
-    asset_dirs_pg = NULL;
-}
-
-static bool asset_dirs_usable(void)
-{
-    return asset_dirs && pg_pool_listening(asset_dirs_pg);
 }
 
 /* ---- the lookups --------------------------------------------------------- */
@@ -1025,7 +1068,29 @@ static void studies_page(struct http_req *req, struct app *app)
     }
     snprintf(s->study, sizeof s->study, "%s", study);
     snprintf(s->child, sizeof s->child, "%s", child);
-    const char *p[] = { apidoc_user_id(req, uid), study, child, NULL };
+    apidoc_user_id(req, uid);
+    if (page_keys_usable()) {
+        char ck[128];
+        size_t len;
+        const struct page_key *e;
+        pg_pool_poll_notifies(asset_dirs_pg);   /* a change committed before now */
+        page_cache_key(s, uid, ck);
+        if ((e = cache_get(page_keys, ck, &len)) && len == sizeof *e) {
+            memcpy(s->key, e->key, sizeof s->key);
+            memcpy(s->session_value, e->session_value, sizeof s->session_value);
+            s->object = util_asprintf("experiments/%s/index.html", s->study);
+            if (!s->object) {
+                reply_unavailable_page(req);
+                serve_free(s);
+                return;
+            }
+            fetch_object(s);
+            return;
+        }
+        s->cacheable = true;
+        s->ticket = cache_ticket(page_keys);
+    }
+    const char *p[] = { uid, study, child, NULL };
     if (pg_exec(app->pg, &page_stmt, 4, p, page_found, s) < 0) {
         reply_unavailable_page(req);
         serve_free(s);

@@ -328,6 +328,31 @@ class ParticipateBrowserTest(BrowserTestCase):
         self.assertStatus(request(self.srv.port, "GET", "/api/v1/children/",
                                   headers=dict(runner, Authorization="Runner short")), 401)
 
+    def test_cached_key_and_folder_follow_the_study(self):
+        """A reload gets the key it was given (kept a minute), and any
+        change of the study is seen at once: the page and its assets are
+        refused as soon as the study is paused, and a new key comes after."""
+        fam = self.family("cache")
+        study = self.built_study("Cached")
+        c = self.session(fam)
+        page = f"/studies/{study['uuid']}/{fam['child']['uuid']}/"
+        asset = f"/studies/{study['uuid']}/assets/runner-1.js"
+        key = re.compile(rb'name="studyhub-runner" content="([0-9a-f]{64}) ')
+
+        first = key.search(c.get(page).body).group(1)
+        self.assertEqual(key.search(c.get(page + "frames/2").body).group(1), first)
+        self.assertStatus(request(self.srv.port, "GET", asset), 200)
+
+        self.w.sql(f"UPDATE studies SET state = 'paused' WHERE id = {study['id']}")
+        self.assertStatus(c.get(page), 404)
+        self.assertStatus(request(self.srv.port, "GET", asset), 404)
+
+        self.w.sql(f"UPDATE studies SET state = 'active' WHERE id = {study['id']}")
+        again = c.get(page)
+        self.assertStatus(again, 200)
+        self.assertNotEqual(key.search(again.body).group(1), first)
+        self.assertStatus(request(self.srv.port, "GET", asset), 200)
+
     def test_preview_needs_two_factor_and_permission(self):
         researcher = self.w.user("res", researcher=True)     # token: two-factor verified
         self.w.member(self.lab, researcher, "admin")
