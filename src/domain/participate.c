@@ -437,12 +437,32 @@ struct page_key {
     char session_value[64];
 };
 
+/* The runner's index.html by storage key: a build writes its files before
+ * the UPDATE of the study that settles it (sql/050), whose notification
+ * drops the study's pages here, so a rebuilt page is never served stale. */
+static struct cache *page_html;             /* owned; NULL when off */
+
+#define PAGE_HTML_MAX 1024
+#define PAGE_HTML_TTL_S 300
+#define PAGE_HTML_LARGEST (512u * 1024)     /* larger pages are read each time */
+
 static void asset_dirs_notified(const char *channel, const char *payload, void *arg)
 {
     (void)channel;
     (void)arg;
     if (page_keys)
         cache_clear(page_keys);
+    if (page_html) {
+        char k[96];
+        if (!payload) {
+            cache_clear(page_html);
+        } else {
+            snprintf(k, sizeof k, "experiments/%.36s/index.html", payload);
+            cache_del(page_html, k);
+            snprintf(k, sizeof k, "preview_experiments/%.36s/index.html", payload);
+            cache_del(page_html, k);
+        }
+    }
     if (!asset_dirs)
         return;
     if (payload)
@@ -455,8 +475,9 @@ int participate_cache_start(struct pg_pool *pg)
 {
     asset_dirs = cache_new(ASSET_DIRS_MAX, ASSET_DIRS_TTL_S);
     page_keys = cache_new(PAGE_KEYS_MAX, PAGE_KEYS_TTL_S);
+    page_html = cache_new(PAGE_HTML_MAX, PAGE_HTML_TTL_S);
     asset_dirs_pg = pg;
-    if (!asset_dirs || !page_keys ||
+    if (!asset_dirs || !page_keys || !page_html ||
         pg_pool_listen(pg, "studies_changed", asset_dirs_notified, NULL) < 0) {
         participate_cache_stop();
         return -1;
@@ -468,8 +489,10 @@ void participate_cache_stop(void)
 {
     cache_free(asset_dirs);
     cache_free(page_keys);
+    cache_free(page_html);
     asset_dirs = NULL;
     page_keys = NULL;
+    page_html = NULL;
     asset_dirs_pg = NULL;
 }
 
@@ -511,6 +534,8 @@ struct serve {
     bool cacheable;              /* the asset's folder or the page's key may
                                     be kept */
     uint64_t ticket;             /* its cache_ticket, taken before the query */
+    bool html_cacheable;         /* the page's index.html may be kept */
+    uint64_t html_ticket;        /* page_html's ticket before the read */
 };
 
 static void serve_free(struct serve *s)
@@ -556,6 +581,24 @@ static bool asset_headers(struct http_req *req, const char *object, const char *
 static void fetch_object(struct serve *s);
 static bool asset_fallback(struct serve *s);
 
+/* The page: the runner's index.html with the key written in. */
+static void send_page(struct serve *s, const char *body, size_t body_len)
+{
+    struct http_req *req = s->req;
+    size_t len = 0;
+    char *html = participate_inject(body, body_len, s->key, s->study, s->child,
+                                    s->kind == SERVE_PREVIEW, &len);
+    if (!html) {
+        reply_unavailable_page(req);
+        serve_free(s);
+        return;
+    }
+    runner_headers(req, true);
+    http_reply(req, 200, "text/html; charset=utf-8", html, len);
+    free(html);
+    serve_free(s);
+}
+
 static void object_got(const struct storage_result *r, void *arg)
 {
     struct serve *s = arg;
@@ -573,18 +616,9 @@ static void object_got(const struct storage_result *r, void *arg)
         serve_free(s);
         return;
     }
-    size_t len = 0;
-    char *html = participate_inject(r->body, r->body_len, s->key, s->study, s->child,
-                                    s->kind == SERVE_PREVIEW, &len);
-    if (!html) {
-        reply_unavailable_page(req);
-        serve_free(s);
-        return;
-    }
-    runner_headers(req, true);
-    http_reply(req, 200, "text/html; charset=utf-8", html, len);
-    free(html);
-    serve_free(s);
+    if (s->html_cacheable && r->body_len <= PAGE_HTML_LARGEST && page_keys_usable())
+        cache_put(page_html, s->html_ticket, s->object, r->body, r->body_len);
+    send_page(s, r->body, r->body_len);
 }
 
 /* file://: an asset is sent with sendfile as the socket drains. */
@@ -782,6 +816,17 @@ static void fetch_object(struct serve *s)
         return;
     }
     /* The page is small (an index.html) and changed before it is sent. */
+    if (page_keys_usable() && page_html) {
+        size_t len;
+        const char *html;
+        pg_pool_poll_notifies(asset_dirs_pg);
+        if ((html = cache_get(page_html, s->object, &len))) {
+            send_page(s, html, len);
+            return;
+        }
+        s->html_cacheable = true;
+        s->html_ticket = cache_ticket(page_html);
+    }
     if (!storage_get(s->app->storage, s->object, PARTICIPATE_MAX_PAGE, object_got, s)) {
         reply_unavailable_page(s->req);
         serve_free(s);
