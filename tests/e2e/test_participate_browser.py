@@ -347,9 +347,18 @@ class ParticipateBrowserTest(BrowserTestCase):
         self.assertStatus(c.get(page), 404)
         self.assertStatus(request(self.srv.port, "GET", asset), 404)
 
+        # A rebuild writes its files, then settles the study's row: the
+        # page kept in memory goes with that change.
+        index = os.path.join(self.srv.dir, "var", "storage", "experiments", study["uuid"],
+                             "index.html")
+        with open(index, "rb") as f:
+            html = f.read()
+        with open(index, "wb") as f:
+            f.write(html.replace(b"</head>", b"<!-- rebuilt --></head>", 1))
         self.w.sql(f"UPDATE studies SET state = 'active' WHERE id = {study['id']}")
         again = c.get(page)
         self.assertStatus(again, 200)
+        self.assertIn(b"<!-- rebuilt -->", again.body)
         self.assertNotEqual(key.search(again.body).group(1), first)
         self.assertStatus(request(self.srv.port, "GET", asset), 200)
 
