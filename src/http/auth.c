@@ -74,8 +74,7 @@ struct auth_ctx {
     struct auth_user user;       /* the caller */
     int session_epoch;           /* of the session (sessions only) */
     char token_hash[65];         /* hex SHA-256 of the token ("" for sessions) */
-    uint64_t token_ticket;       /* token (or session user) cache generation
-                                    before the lookup */
+    uint64_t token_ticket;       /* token cache generation before the lookup */
     bool token_cacheable;        /* notifications flowed when the lookup began */
     char session_id[AUTH_SESSION_ID_LEN + 1]; /* "" unless session auth */
     bool runner;                 /* a runner key (Authorization: Runner) */
@@ -981,47 +980,25 @@ struct token_entry {
     int64_t expires_at;           /* epoch seconds */
 };
 
-/* Session users by user id: every page and API call of a logged-in
- * browser would otherwise look its user up after Redis.  What the lookup
- * reads (email, roles, active, two-factor on, session epoch) is notified
- * on auth_changed with '' when it changes (sql/004, 060, 102); the session
- * itself (its epoch and two-factor flag) is still read from Redis each
- * time, so logging out, expiry and a password reset end it at once. */
-static struct cache *session_users;         /* owned; NULL when off */
-
-#define SESSION_USERS_MAX 65536
-#define SESSION_USERS_TTL_S 60
-
-struct session_entry {
-    struct auth_user user;        /* via_session, mfa_verified unset */
-    int epoch;                    /* users.session_epoch */
-    bool active;
-};
-
 static void token_users_notified(const char *channel, const char *payload, void *arg)
 {
-    if (!payload || !*payload) {    /* resync, or a user changed */
-        if (session_users)
-            cache_clear(session_users);
-        if (token_users)
-            cache_clear(token_users);
+    if (!token_users)
         return;
-    }
-    if (token_users)
+    if (payload && *payload)
         cache_del(token_users, payload);
+    else
+        cache_clear(token_users);   /* resync, or a user changed */
 }
 
 int auth_cache_start(struct pg_pool *pg)
 {
     token_users = cache_new(TOKEN_USERS_MAX, TOKEN_USERS_TTL_S);
-    session_users = cache_new(SESSION_USERS_MAX, SESSION_USERS_TTL_S);
+    if (!token_users)
+        return -1;
     token_users_pg = pg;
-    if (!token_users || !session_users ||
-        pg_pool_listen(pg, "auth_changed", token_users_notified, NULL) < 0) {
+    if (pg_pool_listen(pg, "auth_changed", token_users_notified, NULL) < 0) {
         cache_free(token_users);
-        cache_free(session_users);
         token_users = NULL;
-        session_users = NULL;
         return -1;
     }
     return 0;
@@ -1036,8 +1013,6 @@ void auth_token_forget(const char *token_hash)
 void auth_cache_stop(void)
 {
     cache_free(token_users);
-    cache_free(session_users);
-    session_users = NULL;
     token_users = NULL;
     token_users_pg = NULL;
 }
@@ -1212,25 +1187,28 @@ static bool session_value_parse(const char *s, size_t len, struct session_value 
     return true;
 }
 
-static bool session_users_usable(void)
+static void session_user_done(PGresult *res, void *arg)
 {
-    return session_users && pg_pool_listening(token_users_pg);
-}
-
-/* The session's user found (from the lookup or the cache): check it
- * against the session, then CSRF, then on. */
-static void session_user_found(struct auth_ctx *ctx, const struct session_entry *e)
-{
+    struct auth_ctx *ctx = arg;
     struct http_req *req = ctx->req;
 
+    if (!res) {
+        jsonapi_reply_unavailable(req, "database");
+        return;
+    }
+    if (!pg_ok(res)) {
+        reply_internal(req, "session user lookup", res);
+        return;
+    }
     /* A session of a deleted or deactivated user, or one from before a
      * password reset (older epoch), is no session at all. */
-    if (!e || !e->active || e->epoch != ctx->session_epoch) {
+    if (PQntuples(res) != 1 || PQgetvalue(res, 0, UC_ACTIVE)[0] != 't' ||
+        atoi(PQgetvalue(res, 0, UC_EXTRA)) != ctx->session_epoch) {
         reply_no_session(req);
         return;
     }
     bool mfa = ctx->user.mfa_verified;      /* the session's flag */
-    ctx->user = e->user;
+    fill_user(&ctx->user, res);
     ctx->user.via_session = true;
     ctx->user.mfa_verified = mfa && ctx->user.totp_enabled;
     /* As DRF: authenticate first, then enforce CSRF on unsafe methods.  A
@@ -1245,34 +1223,6 @@ static void session_user_found(struct auth_ctx *ctx, const struct session_entry 
         return;
     }
     auth_proceed(ctx);
-}
-
-static void session_user_done(PGresult *res, void *arg)
-{
-    struct auth_ctx *ctx = arg;
-    struct session_entry e;
-
-    if (!res) {
-        jsonapi_reply_unavailable(ctx->req, "database");
-        return;
-    }
-    if (!pg_ok(res)) {
-        reply_internal(ctx->req, "session user lookup", res);
-        return;
-    }
-    if (PQntuples(res) != 1) {
-        session_user_found(ctx, NULL);
-        return;
-    }
-    fill_user(&e.user, res);
-    e.epoch = atoi(PQgetvalue(res, 0, UC_EXTRA));
-    e.active = PQgetvalue(res, 0, UC_ACTIVE)[0] == 't';
-    if (ctx->token_cacheable && session_users_usable()) {
-        char id[24];
-        snprintf(id, sizeof id, "%lld", (long long)e.user.id);
-        cache_put(session_users, ctx->token_ticket, id, &e, sizeof e);
-    }
-    session_user_found(ctx, &e);
 }
 
 static void session_get_done(redisReply *reply, void *arg)
@@ -1300,18 +1250,6 @@ static void session_get_done(redisReply *reply, void *arg)
     snprintf(id, sizeof id, "%lld", v.uid);
     ctx->session_epoch = v.epoch;
     ctx->user.mfa_verified = v.mfa;
-    if (session_users_usable()) {
-        size_t len;
-        const struct session_entry *e;
-        pg_pool_poll_notifies(token_users_pg);  /* a change committed before now */
-        if ((e = cache_get(session_users, id, &len)) && len == sizeof *e) {
-            struct session_entry copy = *e;
-            session_user_found(ctx, &copy);
-            return;
-        }
-        ctx->token_cacheable = true;
-        ctx->token_ticket = cache_ticket(session_users);
-    }
     const char *p[1] = { id };
     if (pg_exec(ctx->app->pg, &auth_session_user_stmt, 1, p, session_user_done,
                 ctx) != 0)
