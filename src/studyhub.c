@@ -445,6 +445,8 @@ int main(int argc, char **argv)
         log_warn("study document cache is off");
     if (auth_cache_start(app.pg) < 0)
         log_warn("API token cache is off");
+    if (participate_cache_start(app.pg) < 0)
+        log_warn("runner file folder cache is off");
     auth_seal_plain_secrets(&app);
     /* Outbound HTTP and object storage (io/fetch.c, io/storage.c); after
      * listen, since file:// links carry the bound port. */
@@ -509,6 +511,7 @@ out:
     redis_client_free(app.redis);
     studies_cache_stop();
     auth_cache_stop();
+    participate_cache_stop();
     pg_pool_free(app.pg);
     proc_table_free(app.procs);
     router_free(router);

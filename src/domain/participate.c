@@ -7,15 +7,18 @@
 
 #include <errno.h>
 #include <event2/buffer.h>
+#include <event2/event.h>
 #include <hiredis/hiredis.h>
 #include <libpq-fe.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "studyhub/core/app.h"
+#include "studyhub/core/cache.h"
 #include "studyhub/core/log.h"
 #include "studyhub/core/util.h"
 #include "studyhub/http/apidoc.h"
@@ -29,9 +32,9 @@
 #include "studyhub/io/redis.h"
 #include "studyhub/io/storage.h"
 
-/* An object larger than this is not served from s3:// / gs:// (it is
- * read into memory whole; a runner's assets are far smaller). */
-#define PARTICIPATE_MAX_OBJECT (16u * 1024 * 1024)
+/* A runner's index.html is read whole (the key goes into it); assets are
+ * streamed, whatever their size. */
+#define PARTICIPATE_MAX_PAGE (4u * 1024 * 1024)
 
 /* ---- pure helpers (unit-tested) ------------------------------------------ */
 
@@ -47,6 +50,31 @@ bool participate_split(const char *rest, char child[37])
     if (!jsonapi_is_uuid(seg))
         return false;
     memcpy(child, seg, 37);
+    return true;
+}
+
+bool participate_fingerprinted(const char *path)
+{
+    const char *name = strrchr(path, '/');
+    const char *dot, *dash;
+    size_t n;
+
+    name = name ? name + 1 : path;
+    if (!(dot = strrchr(name, '.')))
+        return false;
+    /* The last '-' before the extension starts the hash. */
+    dash = NULL;
+    for (const char *p = name; p < dot; p++)
+        if (*p == '-')
+            dash = p;
+    if (!dash || dash == name)
+        return false;
+    n = (size_t)(dot - dash - 1);
+    if (n < 8 || n > 64)
+        return false;
+    for (const char *p = dash + 1; p < dot; p++)
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+            return false;
     return true;
 }
 
@@ -378,6 +406,107 @@ static void eligibility_get(struct http_req *req, struct app *app)
         jsonapi_reply_unavailable(req, "Database");
 }
 
+/* ---- where a study's files are, cached ------------------------------------
+ * Every asset of a runner asks which build folder its study serves from;
+ * a page of the runner loads a dozen.  The answer is kept by study uuid and
+ * dropped by the studies_changed notification (sql/004: any UPDATE of the
+ * row, which a build's end, an activation or a pause is); while
+ * notifications do not flow the cache is bypassed, as studies.c's. */
+static struct cache *asset_dirs;            /* owned; NULL when off */
+static struct pg_pool *asset_dirs_pg;       /* borrowed */
+
+#define ASSET_DIRS_MAX 4096
+#define ASSET_DIRS_TTL_S 300
+
+/* A family reopening the runner's page of a built study (a reload, the
+ * runner's deep links) within PAGE_KEYS_TTL_S gets the key it was given a
+ * moment ago instead of a lookup and a new key: the same capability, for
+ * the same family, study and child, still days from expiring in Redis.
+ * Any change of a study empties it (the keys of its entries name several
+ * rows); a child removed meanwhile keeps its page for at most the TTL, and
+ * a password reset's new epoch makes such a key fail (auth.c checks it),
+ * so the TTL is short.  Previews are never kept: their permission can
+ * change without a notification. */
+static struct cache *page_keys;             /* owned; NULL when off */
+
+#define PAGE_KEYS_MAX 16384
+#define PAGE_KEYS_TTL_S 60
+
+struct page_key {
+    char key[65];
+    char session_value[64];
+};
+
+/* The runner's index.html by storage key: a build writes its files before
+ * the UPDATE of the study that settles it (sql/050), whose notification
+ * drops the study's pages here, so a rebuilt page is never served stale. */
+static struct cache *page_html;             /* owned; NULL when off */
+
+#define PAGE_HTML_MAX 1024
+#define PAGE_HTML_TTL_S 300
+#define PAGE_HTML_LARGEST (512u * 1024)     /* larger pages are read each time */
+
+static void asset_dirs_notified(const char *channel, const char *payload, void *arg)
+{
+    (void)channel;
+    (void)arg;
+    if (page_keys)
+        cache_clear(page_keys);
+    if (page_html) {
+        char k[96];
+        if (!payload) {
+            cache_clear(page_html);
+        } else {
+            snprintf(k, sizeof k, "experiments/%.36s/index.html", payload);
+            cache_del(page_html, k);
+            snprintf(k, sizeof k, "preview_experiments/%.36s/index.html", payload);
+            cache_del(page_html, k);
+        }
+    }
+    if (!asset_dirs)
+        return;
+    if (payload)
+        cache_del(asset_dirs, payload);
+    else
+        cache_clear(asset_dirs);
+}
+
+int participate_cache_start(struct pg_pool *pg)
+{
+    asset_dirs = cache_new(ASSET_DIRS_MAX, ASSET_DIRS_TTL_S);
+    page_keys = cache_new(PAGE_KEYS_MAX, PAGE_KEYS_TTL_S);
+    page_html = cache_new(PAGE_HTML_MAX, PAGE_HTML_TTL_S);
+    asset_dirs_pg = pg;
+    if (!asset_dirs || !page_keys || !page_html ||
+        pg_pool_listen(pg, "studies_changed", asset_dirs_notified, NULL) < 0) {
+        participate_cache_stop();
+        return -1;
+    }
+    return 0;
+}
+
+void participate_cache_stop(void)
+{
+    cache_free(asset_dirs);
+    cache_free(page_keys);
+    cache_free(page_html);
+    asset_dirs = NULL;
+    page_keys = NULL;
+    page_html = NULL;
+    asset_dirs_pg = NULL;
+}
+
+static bool asset_dirs_usable(void)
+{
+    return asset_dirs && pg_pool_listening(asset_dirs_pg);
+}
+
+static bool page_keys_usable(void)
+{
+    return page_keys && pg_pool_listening(asset_dirs_pg);
+}
+
+
 /* ---- serving the runner -------------------------------------------------- */
 
 enum serve_kind {
@@ -399,15 +528,31 @@ struct serve {
     int hash_digits;
     char *external_url;          /* owned: study_type 2's target */
     char session_value[64];      /* "uid:epoch:0": what the key stands for */
+    struct storage_op *op;       /* s3/gs asset: the HEAD or the stream */
+    struct event *timer;         /* owned: waiting for the client to drain */
+    bool started;                /* the streamed reply's headers are out */
+    bool cacheable;              /* the asset's folder or the page's key may
+                                    be kept */
+    uint64_t ticket;             /* its cache_ticket, taken before the query */
+    bool html_cacheable;         /* the page's index.html may be kept */
+    uint64_t html_ticket;        /* page_html's ticket before the read */
 };
 
 static void serve_free(struct serve *s)
 {
     if (!s)
         return;
+    if (s->timer)
+        event_free(s->timer);
     free(s->object);
     free(s->external_url);
     free(s);
+}
+
+/* "uid study child": the family's page. */
+static void page_cache_key(const struct serve *s, const char *uid, char out[128])
+{
+    snprintf(out, 128, "%s %s %s", uid, s->study, s->child);
 }
 
 /* Headers of every runner file: the sandbox, and never cached by a
@@ -418,44 +563,30 @@ static void runner_headers(struct http_req *req, bool page)
     http_add_header(req, "Cache-Control", page ? "private, no-store" : "private, max-age=3600");
 }
 
+/* An asset's headers: the sandbox, its ETag, and a year's caching when its
+ * name carries a fingerprint (the build gives a changed file a new name).
+ * True when If-None-Match names the ETag: the caller answers 304. */
+static bool asset_headers(struct http_req *req, const char *object, const char *etag)
+{
+    http_add_header(req, "Content-Security-Policy", PARTICIPATE_RUNNER_CSP);
+    http_add_header(req, "Cache-Control", participate_fingerprinted(object)
+                                              ? "public, max-age=31536000, immutable"
+                                              : "private, max-age=3600");
+    if (!etag || !*etag)
+        return false;
+    http_add_header(req, "ETag", etag);
+    return static_etag_matches(http_req_header(req, "If-None-Match"), etag);
+}
+
 static void fetch_object(struct serve *s);
 static bool asset_fallback(struct serve *s);
 
-static void object_got(const struct storage_result *r, void *arg)
+/* The page: the runner's index.html with the key written in. */
+static void send_page(struct serve *s, const char *body, size_t body_len)
 {
-    struct serve *s = arg;
     struct http_req *req = s->req;
-
-    if (r->err == -ENOENT && asset_fallback(s)) {
-        fetch_object(s);
-        return;
-    }
-    if (r->err == -ENOENT) {
-        if (s->kind == SERVE_ASSET)
-            jsonapi_reply_errorf(req, 404, "not_found", NULL, "Not found.");
-        else
-            reply_page_error(req, 404, "This study is not ready",
-                             "The study's experiment has not been built yet.");
-        serve_free(s);
-        return;
-    }
-    if (r->err) {
-        log_warn("participate: storage get %s: %s", s->object, r->error ? r->error : "error");
-        if (s->kind == SERVE_ASSET)
-            jsonapi_reply_unavailable(req, "Storage");
-        else
-            reply_unavailable_page(req);
-        serve_free(s);
-        return;
-    }
-    if (s->kind == SERVE_ASSET) {
-        runner_headers(req, false);
-        http_reply(req, 200, storage_content_type(s->object), r->body, r->body_len);
-        serve_free(s);
-        return;
-    }
     size_t len = 0;
-    char *html = participate_inject(r->body, r->body_len, s->key, s->study, s->child,
+    char *html = participate_inject(body, body_len, s->key, s->study, s->child,
                                     s->kind == SERVE_PREVIEW, &len);
     if (!html) {
         reply_unavailable_page(req);
@@ -468,25 +599,55 @@ static void object_got(const struct storage_result *r, void *arg)
     serve_free(s);
 }
 
+static void object_got(const struct storage_result *r, void *arg)
+{
+    struct serve *s = arg;
+    struct http_req *req = s->req;
+
+    if (r->err == -ENOENT) {
+        reply_page_error(req, 404, "This study is not ready",
+                         "The study's experiment has not been built yet.");
+        serve_free(s);
+        return;
+    }
+    if (r->err) {
+        log_warn("participate: storage get %s: %s", s->object, r->error ? r->error : "error");
+        reply_unavailable_page(req);
+        serve_free(s);
+        return;
+    }
+    if (s->html_cacheable && r->body_len <= PAGE_HTML_LARGEST && page_keys_usable())
+        cache_put(page_html, s->html_ticket, s->object, r->body, r->body_len);
+    send_page(s, r->body, r->body_len);
+}
+
 /* file://: an asset is sent with sendfile as the socket drains. */
 static bool send_file_asset(struct serve *s)
 {
     int64_t size = 0;
     int fd = storage_file_open(s->app->storage, s->object, &size);
+    struct stat st;
+    char etag[64];
 
     if (fd < 0)
         return false;
-    struct evbuffer *buf = evbuffer_new();
-    if (!buf || (size > 0 && evbuffer_add_file(buf, fd, 0, size) < 0)) {
-        if (buf)
-            evbuffer_free(buf);
+    /* nginx's tag: the file's mtime and size, enough for a build's files
+     * (a rebuild writes new files). */
+    if (fstat(fd, &st) == 0)
+        snprintf(etag, sizeof etag, "\"%llx-%llx\"", (unsigned long long)st.st_mtime,
+                 (unsigned long long)size);
+    else
+        etag[0] = '\0';
+    if (asset_headers(s->req, s->object, etag)) {
         close(fd);
+        http_reply(s->req, 304, NULL, NULL, 0);
+        return true;
+    }
+    struct evbuffer *buf = http_file_buffer(fd, 0, size);
+    if (!buf) {
         jsonapi_reply_unavailable(s->req, "Memory");
         return true;
     }
-    if (size == 0)
-        close(fd);
-    runner_headers(s->req, false);
     http_reply_buffer(s->req, 200, storage_content_type(s->object), buf);
     evbuffer_free(buf);
     return true;
@@ -506,6 +667,125 @@ static bool asset_fallback(struct serve *s)
     return true;
 }
 
+/* ---- s3:// and gs:// assets: streamed ------------------------------------
+ * HEAD (for the ETag, and 304 without a body), then the object streamed
+ * into a chunked reply as it arrives; while more than PENDING_MAX bytes
+ * wait for the client, the stream pauses and a timer looks again (evhttp
+ * keeps the connection's write callback to itself, as export.c notes). */
+#define ASSET_PENDING_MAX (256u * 1024)
+#define ASSET_WAIT_MS 5
+
+static void asset_stream_end(struct serve *s, bool failed)
+{
+    if (failed)
+        http_reply_abort(s->req);
+    else
+        http_reply_end(s->req);
+    serve_free(s);
+}
+
+static void asset_on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct serve *s = arg;
+
+    (void)fd;
+    (void)what;
+    if (http_req_client_gone(s->req) || s->app->draining) {
+        storage_cancel(s->op);          /* its callbacks will not run */
+        s->op = NULL;
+        asset_stream_end(s, true);
+        return;
+    }
+    if (http_reply_pending(s->req) > ASSET_PENDING_MAX) {
+        util_timer_ms(s->timer, ASSET_WAIT_MS);
+        return;
+    }
+    storage_resume(s->op);
+}
+
+static int asset_data(const char *data, size_t len, void *arg)
+{
+    struct serve *s = arg;
+
+    if (http_req_client_gone(s->req) || s->app->draining)
+        return -1;                      /* asset_streamed ends the reply */
+    if (!s->started) {
+        http_reply_start(s->req, 200, storage_content_type(s->object));
+        s->started = true;
+    }
+    if (http_reply_pending(s->req) > ASSET_PENDING_MAX) {
+        if (!s->timer && !(s->timer = evtimer_new(s->app->base, asset_on_timer, s)))
+            return -1;
+        util_timer_ms(s->timer, ASSET_WAIT_MS);
+        return STORAGE_PAUSE;           /* the same bytes come again */
+    }
+    struct evbuffer *buf = evbuffer_new();
+    if (!buf || evbuffer_add(buf, data, len) < 0 || http_reply_chunk_buffer(s->req, buf) < 0) {
+        if (buf)
+            evbuffer_free(buf);
+        return -1;
+    }
+    evbuffer_free(buf);
+    return 0;
+}
+
+static void asset_streamed(const struct storage_result *r, void *arg)
+{
+    struct serve *s = arg;
+
+    s->op = NULL;
+    if (s->started) {
+        if (r->err && r->err != -ECANCELED)
+            log_warn("participate: storage stream %s: %s", s->object,
+                     r->error ? r->error : "error");
+        asset_stream_end(s, r->err != 0);
+        return;
+    }
+    if (r->err == -ENOENT) {            /* gone between the HEAD and the GET */
+        http_add_header(s->req, "Cache-Control", "no-store");
+        jsonapi_reply_errorf(s->req, 404, "not_found", NULL, "Not found.");
+    } else if (r->err) {
+        log_warn("participate: storage get %s: %s", s->object, r->error ? r->error : "error");
+        jsonapi_reply_unavailable(s->req, "Storage");
+    } else {                            /* an empty object: no data came */
+        http_reply(s->req, 200, storage_content_type(s->object), NULL, 0);
+    }
+    serve_free(s);
+}
+
+static void asset_headed(const struct storage_result *r, void *arg)
+{
+    struct serve *s = arg;
+    struct http_req *req = s->req;
+
+    s->op = NULL;
+    if (r->err == -ENOENT && asset_fallback(s)) {
+        fetch_object(s);
+        return;
+    }
+    if (r->err == -ENOENT) {
+        jsonapi_reply_errorf(req, 404, "not_found", NULL, "Not found.");
+        serve_free(s);
+        return;
+    }
+    if (r->err) {
+        log_warn("participate: storage head %s: %s", s->object, r->error ? r->error : "error");
+        jsonapi_reply_unavailable(req, "Storage");
+        serve_free(s);
+        return;
+    }
+    if (asset_headers(req, s->object, r->etag)) {
+        http_reply(req, 304, NULL, NULL, 0);
+        serve_free(s);
+        return;
+    }
+    s->op = storage_get_stream(s->app->storage, s->object, asset_data, s, asset_streamed, s);
+    if (!s->op) {
+        jsonapi_reply_unavailable(req, "Memory");
+        serve_free(s);
+    }
+}
+
 static void fetch_object(struct serve *s)
 {
     if (s->kind == SERVE_ASSET && strcmp(storage_backend(s->app->storage), "file") == 0) {
@@ -517,11 +797,28 @@ static void fetch_object(struct serve *s)
         serve_free(s);
         return;
     }
-    if (!storage_get(s->app->storage, s->object, PARTICIPATE_MAX_OBJECT, object_got, s)) {
-        if (s->kind == SERVE_ASSET)
+    if (s->kind == SERVE_ASSET) {
+        s->op = storage_head(s->app->storage, s->object, asset_headed, s);
+        if (!s->op) {
             jsonapi_reply_unavailable(s->req, "Memory");
-        else
-            reply_unavailable_page(s->req);
+            serve_free(s);
+        }
+        return;
+    }
+    /* The page is small (an index.html) and changed before it is sent. */
+    if (page_keys_usable() && page_html) {
+        size_t len;
+        const char *html;
+        pg_pool_poll_notifies(asset_dirs_pg);
+        if ((html = cache_get(page_html, s->object, &len))) {
+            send_page(s, html, len);
+            return;
+        }
+        s->html_cacheable = true;
+        s->html_ticket = cache_ticket(page_html);
+    }
+    if (!storage_get(s->app->storage, s->object, PARTICIPATE_MAX_PAGE, object_got, s)) {
+        reply_unavailable_page(s->req);
         serve_free(s);
     }
 }
@@ -536,6 +833,14 @@ static void key_stored(redisReply *reply, void *arg)
         reply_unavailable_page(s->req);
         serve_free(s);
         return;
+    }
+    if (s->cacheable && s->kind == SERVE_PAGE && page_keys_usable()) {
+        struct page_key e;
+        char ck[128], uid[24];
+        snprintf(e.key, sizeof e.key, "%s", s->key);
+        snprintf(e.session_value, sizeof e.session_value, "%s", s->session_value);
+        page_cache_key(s, apidoc_user_id(s->req, uid), ck);
+        cache_put(page_keys, s->ticket, ck, &e, sizeof e);
     }
     fetch_object(s);
 }
@@ -732,28 +1037,41 @@ static void page_found(PGresult *res, void *arg)
     give_key(s);
 }
 
-static void asset_found(PGresult *res, void *arg)
+/* The asset at rest_of(req) in folder dir (NULL: no such study). */
+static void asset_in(struct serve *s, const char *dir)
 {
-    struct serve *s = arg;
     struct http_req *req = s->req;
     const char *rest = rest_of(req);
 
-    if (apidoc_db_failed(req, res, "participate_asset")) {
-        serve_free(s);
-        return;
-    }
-    if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0) || !storage_key_valid(rest)) {
+    if (!dir || !storage_key_valid(rest)) {
         jsonapi_reply_errorf(req, 404, "not_found", NULL, "Not found.");
         serve_free(s);
         return;
     }
-    s->object = util_asprintf("%s/%s/%s", PQgetvalue(res, 0, 0), s->study, rest);
+    s->object = util_asprintf("%s/%s/%s", dir, s->study, rest);
     if (!s->object) {
         jsonapi_reply_unavailable(req, "Memory");
         serve_free(s);
         return;
     }
     fetch_object(s);
+}
+
+static void asset_found(PGresult *res, void *arg)
+{
+    struct serve *s = arg;
+    const char *dir = NULL;
+
+    if (apidoc_db_failed(s->req, res, "participate_asset")) {
+        serve_free(s);
+        return;
+    }
+    if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0)) {
+        dir = PQgetvalue(res, 0, 0);
+        if (s->cacheable && asset_dirs_usable())
+            cache_put(asset_dirs, s->ticket, s->study, dir, strlen(dir) + 1);
+    }
+    asset_in(s, dir);
 }
 
 static struct serve *serve_new(struct http_req *req, struct app *app, enum serve_kind kind)
@@ -785,7 +1103,29 @@ static void studies_page(struct http_req *req, struct app *app)
     }
     snprintf(s->study, sizeof s->study, "%s", study);
     snprintf(s->child, sizeof s->child, "%s", child);
-    const char *p[] = { apidoc_user_id(req, uid), study, child, NULL };
+    apidoc_user_id(req, uid);
+    if (page_keys_usable()) {
+        char ck[128];
+        size_t len;
+        const struct page_key *e;
+        pg_pool_poll_notifies(asset_dirs_pg);   /* a change committed before now */
+        page_cache_key(s, uid, ck);
+        if ((e = cache_get(page_keys, ck, &len)) && len == sizeof *e) {
+            memcpy(s->key, e->key, sizeof s->key);
+            memcpy(s->session_value, e->session_value, sizeof s->session_value);
+            s->object = util_asprintf("experiments/%s/index.html", s->study);
+            if (!s->object) {
+                reply_unavailable_page(req);
+                serve_free(s);
+                return;
+            }
+            fetch_object(s);
+            return;
+        }
+        s->cacheable = true;
+        s->ticket = cache_ticket(page_keys);
+    }
+    const char *p[] = { uid, study, child, NULL };
     if (pg_exec(app->pg, &page_stmt, 4, p, page_found, s) < 0) {
         reply_unavailable_page(req);
         serve_free(s);
@@ -833,6 +1173,17 @@ static void studies_files(struct http_req *req, struct app *app)
         return;
     }
     snprintf(s->study, sizeof s->study, "%s", study);
+    if (asset_dirs_usable()) {
+        size_t len;
+        const char *dir;
+        pg_pool_poll_notifies(asset_dirs_pg);   /* a change committed before now */
+        if ((dir = cache_get(asset_dirs, s->study, &len)) && len > 1 && !dir[len - 1]) {
+            asset_in(s, dir);
+            return;
+        }
+        s->cacheable = true;
+        s->ticket = cache_ticket(asset_dirs);
+    }
     const char *p[] = { study };
     if (pg_exec(app->pg, &asset_stmt, 1, p, asset_found, s) < 0) {
         jsonapi_reply_unavailable(req, "Database");

@@ -604,18 +604,13 @@ static void storage_link(struct http_req *req, struct app *app)
     default:
         break;
     }
-    struct evbuffer *buf = evbuffer_new();
     /* A file segment: sent with sendfile as the socket drains, never read
-     * whole into memory; the evbuffer closes fd once it is done. */
-    if (!buf || (len > 0 && evbuffer_add_file(buf, fd, off, len) < 0)) {
-        if (buf)
-            evbuffer_free(buf);
-        close(fd);
+     * whole into memory. */
+    struct evbuffer *buf = http_file_buffer(fd, off, len);
+    if (!buf) {
         jsonapi_reply_unavailable(req, "Memory");
         return;
     }
-    if (len == 0)
-        close(fd);
     http_add_header(req, "Accept-Ranges", "bytes");
     http_add_header(req, "Cache-Control", "private, no-store");
     /* A stored object may be HTML with script (a built runner): it runs in

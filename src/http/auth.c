@@ -1072,8 +1072,89 @@ static void token_user_done(PGresult *res, void *arg)
     auth_proceed(ctx);
 }
 
+bool auth_page_navigation(struct http_req *req)
+{
+    enum http_method m = http_req_method(req);
+    const char *accept = http_req_header(req, "Accept");
+
+    return (m == HTTP_GET || m == HTTP_HEAD) && strncmp(http_req_path(req), "/api/", 5) != 0 &&
+           !http_req_header(req, "Authorization") && accept && strstr(accept, "text/html");
+}
+
+/* A readable refusal for a browser's page (the gate's JSON is for API
+ * clients).  title and text are constant HTML. */
+static void reply_page(struct http_req *req, int status, const char *title,
+                       const char *text, const char *href, const char *link)
+{
+    char *body = util_asprintf(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+        "<title>%s – studyhub</title><link rel=\"stylesheet\" href=\"/css/site.css\">"
+        "</head><body><main id=\"main\"><h1>%s</h1><p>%s</p>"
+        "<p><a href=\"%s\">%s</a></p></main></body></html>\n",
+        title, title, text, href, link);
+
+    http_add_header(req, "Cache-Control", "no-store");
+    if (!body) {
+        http_reply(req, status, "text/plain; charset=utf-8", title, strlen(title));
+        return;
+    }
+    http_reply(req, status, "text/html; charset=utf-8", body, strlen(body));
+    free(body);
+}
+
+/* "/login/?next=" and the page's path and query, percent-encoded but for
+ * the slashes (the login page takes back only a plain path). */
+static char *login_location(struct http_req *req)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    const char *path = http_req_path(req);
+    const char *query = http_req_query_string(req);
+    size_t n = strlen(path) + (query && *query ? strlen(query) + 1 : 0);
+    char *out = malloc(sizeof "/login/?next=" + 3 * n);
+    char *o;
+
+    if (!out)
+        return NULL;
+    o = out + sprintf(out, "/login/?next=");
+    for (int part = 0; part < 2; part++) {
+        const char *p = part ? query : path;
+        if (part && (!query || !*query))
+            break;
+        if (part) {
+            memcpy(o, "%3F", 3);
+            o += 3;
+        }
+        for (; *p; p++) {
+            unsigned char c = (unsigned char)*p;
+            if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                c == '/' || c == '-' || c == '_' || c == '.' || c == '~') {
+                *o++ = (char)c;
+            } else {
+                *o++ = '%';
+                *o++ = hex[c >> 4];
+                *o++ = hex[c & 15];
+            }
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+/* No session, or one that expired: a browser opening a page (the runner's,
+ * say) goes to log in and comes back; an API client gets the 401. */
 static void reply_no_session(struct http_req *req)
 {
+    if (auth_page_navigation(req)) {
+        char *loc = login_location(req);
+        if (loc) {
+            http_add_header(req, "Location", loc);
+            free(loc);
+            reply_page(req, 302, "Please log in", "Your session has ended: log in to go on.",
+                       "/login/", "Log in");
+            return;
+        }
+    }
     jsonapi_reply_errorf(req, 401, "not_authenticated", "/data",
                          "Authentication credentials were not provided.");
 }
@@ -1364,6 +1445,17 @@ bool auth_request_researcher_ok(const struct http_req *req)
 
 static void reply_two_factor_required(struct http_req *req, const struct auth_user *u)
 {
+    if (auth_page_navigation(req)) {
+        reply_page(req, 403, "This needs your two-factor code",
+                   u->totp_enabled
+                       ? "This page is for researchers who logged in with their two-factor"
+                         " code: log out and in again."
+                       : "This page is for researchers with two-factor authentication:"
+                         " turn it on, then log in again.",
+                   u->totp_enabled ? "/logout/" : "/researcher/two-factor/",
+                   u->totp_enabled ? "Log out" : "Turn on two-factor authentication");
+        return;
+    }
     jsonapi_reply_errorf(req, 403, "two_factor_required", NULL, "%s",
                          u->totp_enabled
                              ? "This needs a login with your two-factor code:"

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/queue.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "studyhub/core/config.h"
@@ -620,6 +621,23 @@ const char *http_reply_header(const struct http_req *req, const char *name)
     return evhttp_find_header(evhttp_request_get_output_headers(req->ev), name);
 }
 
+struct evbuffer *http_file_buffer(int fd, int64_t off, int64_t len)
+{
+    struct evbuffer *buf = evbuffer_new();
+
+    if (buf)
+        evbuffer_set_flags(buf, EVBUFFER_FLAG_DRAINS_TO_FD);
+    if (!buf || (len > 0 && evbuffer_add_file(buf, fd, (ev_off_t)off, (ev_off_t)len) < 0)) {
+        if (buf)
+            evbuffer_free(buf);
+        close(fd);
+        return NULL;
+    }
+    if (len == 0)
+        close(fd);
+    return buf;
+}
+
 void http_reply_buffer(struct http_req *req, int status,
                        const char *content_type, struct evbuffer *body)
 {
@@ -667,7 +685,9 @@ void http_reply_start(struct http_req *req, int status, const char *content_type
     if (content_type)
         evhttp_add_header(out, "Content-Type", content_type);
     evhttp_add_header(out, "X-Request-Id", req->id);
-    evhttp_add_header(out, "Cache-Control", "no-cache");
+    /* A stream of a file may be cacheable: its owner says so first. */
+    if (!evhttp_find_header(out, "Cache-Control"))
+        evhttp_add_header(out, "Cache-Control", "no-cache");
     add_security_headers(req->srv, out, content_type);
     if (req->srv->draining)
         evhttp_add_header(out, "Connection", "close");
@@ -744,4 +764,16 @@ void http_reply_end(struct http_req *req)
                 req->stream_status, ms, req->log_user);
     srv->inflight--;
     req_free(req);
+}
+
+void http_reply_abort(struct http_req *req)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req->ev);
+    struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+
+    /* The socket is shut before the last chunk: the client sees a broken
+     * body (and caches nothing), never a short one that looks whole. */
+    if (bev && bufferevent_getfd(bev) >= 0)
+        shutdown(bufferevent_getfd(bev), SHUT_RDWR);
+    http_reply_end(req);
 }

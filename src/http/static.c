@@ -492,8 +492,7 @@ struct static_site *static_site_load(const char *dir, char *err, size_t errlen)
 
 /* ---- serving ---------------------------------------------------------- */
 
-/* Whether If-None-Match names the file's ETag (a list, maybe weak, or *). */
-static bool etag_matches(const char *inm, const char *etag)
+bool static_etag_matches(const char *inm, const char *etag)
 {
     size_t n = strlen(etag);
 
@@ -528,7 +527,8 @@ static void reply_file(struct http_req *req, const struct static_file *f, int st
         const char *inm = http_req_header(req, "If-None-Match");
         http_add_header(req, "ETag", gz ? f->gz_etag : f->etag);
         /* Either encoding's tag names the same bytes once decoded. */
-        if (etag_matches(inm, f->etag) || (f->gz && etag_matches(inm, f->gz_etag))) {
+        if (static_etag_matches(inm, f->etag) ||
+            (f->gz && static_etag_matches(inm, f->gz_etag))) {
             http_reply(req, 304, NULL, NULL, 0);
             return;
         }

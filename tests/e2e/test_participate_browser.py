@@ -9,17 +9,21 @@ malformed ids; no answer tells them apart), the sandbox CSP, the runner
 key (only its routes, never a cookie, CORS preflight from the sandbox's
 opaque origin), the preview behind two-factor, and external studies."""
 
+import hashlib
 import json
 import os
 import re
 import secrets
+import socket
 import subprocess
+import unittest
 import uuid
 from urllib.parse import parse_qs, urlsplit
 
 from apifixtures import World, hash_child_id
 from browser import BrowserTestCase
-from harness import JSONAPI, new_dir, request
+from harness import JSONAPI, StudyhubTestCase, new_dir, request
+from test_videos import S3_ENDPOINT, S3Store
 
 from test_accounts import PASSWORD
 
@@ -184,6 +188,46 @@ class ParticipateBrowserTest(BrowserTestCase):
         self.wait_path("/login/")
         self.assertIn("next=", self.browser.current_url)
 
+    def test_expired_session_on_runner_pages_goes_to_log_in(self):
+        """A session that ended (as Redis forgets it) on the runner's page
+        or the preview: the browser is sent to log in and comes back, or
+        reads why it cannot; never the gate's JSON."""
+        fam = self.family("expired")
+        study = self.built_study("Expired")
+        page = f"/studies/{study['uuid']}/{fam['child']['uuid']}/"
+        self.log_in(fam)
+        sid = self.cookie("sessionid")
+        self.assertTrue(sid)
+        # What the server sees once a session expired: an id it no longer knows.
+        self.browser.delete_cookie("sessionid")
+        self.browser.add_cookie({"name": "sessionid", "value": secrets.token_hex(len(sid) // 2),
+                                 "path": "/"})
+        self.browser.get(self.srv.base + page + "frames/1")
+        self.wait_path("/login/")
+        self.assertEqual(parse_qs(urlsplit(self.browser.current_url).query)["next"],
+                         [page + "frames/1"])
+        self.assertNotIn('"errors"', self.browser.page_source)
+        self.fill("Email address", fam["email"])
+        self.fill("Password", PASSWORD)
+        self.press("Log in")
+        self.wait_path(page + "frames/1")
+        self.wait_until(lambda: self.heading() == "Welcome", "the runner, after logging in")
+
+        # The preview: anonymous goes to log in; a family without two-factor
+        # reads why it cannot, as a page.
+        prev = f"/exp/studies/{study['uuid']}/{fam['child']['uuid']}/preview/"
+        self.browser.get(self.srv.base + prev)
+        self.wait_until(lambda: "two-factor" in self.browser.page_source, "the refusal page")
+        self.assertNotIn('"errors"', self.browser.page_source)
+        self.assertEqual(self.heading(), "This needs your two-factor code")
+        self.assertAccessible("two-factor refusal")
+        self.browser.delete_all_cookies()
+        self.browser.get(self.srv.base + prev)
+        self.wait_path("/login/")
+        self.assertIn("next=/exp/studies/", self.browser.current_url)
+        # An API client still gets the JSON 401.
+        self.assertStatus(request(self.srv.port, "GET", prev, headers={"Accept": JSONAPI}), 401)
+
     # -- refusals over HTTP
 
     def test_refusals_tell_nothing(self):
@@ -283,6 +327,40 @@ class ParticipateBrowserTest(BrowserTestCase):
         self.assertStatus(request(self.srv.port, "GET", "/api/v1/children/", headers=bad), 401)
         self.assertStatus(request(self.srv.port, "GET", "/api/v1/children/",
                                   headers=dict(runner, Authorization="Runner short")), 401)
+
+    def test_cached_key_and_folder_follow_the_study(self):
+        """A reload gets the key it was given (kept a minute), and any
+        change of the study is seen at once: the page and its assets are
+        refused as soon as the study is paused, and a new key comes after."""
+        fam = self.family("cache")
+        study = self.built_study("Cached")
+        c = self.session(fam)
+        page = f"/studies/{study['uuid']}/{fam['child']['uuid']}/"
+        asset = f"/studies/{study['uuid']}/assets/runner-1.js"
+        key = re.compile(rb'name="studyhub-runner" content="([0-9a-f]{64}) ')
+
+        first = key.search(c.get(page).body).group(1)
+        self.assertEqual(key.search(c.get(page + "frames/2").body).group(1), first)
+        self.assertStatus(request(self.srv.port, "GET", asset), 200)
+
+        self.w.sql(f"UPDATE studies SET state = 'paused' WHERE id = {study['id']}")
+        self.assertStatus(c.get(page), 404)
+        self.assertStatus(request(self.srv.port, "GET", asset), 404)
+
+        # A rebuild writes its files, then settles the study's row: the
+        # page kept in memory goes with that change.
+        index = os.path.join(self.srv.dir, "var", "storage", "experiments", study["uuid"],
+                             "index.html")
+        with open(index, "rb") as f:
+            html = f.read()
+        with open(index, "wb") as f:
+            f.write(html.replace(b"</head>", b"<!-- rebuilt --></head>", 1))
+        self.w.sql(f"UPDATE studies SET state = 'active' WHERE id = {study['id']}")
+        again = c.get(page)
+        self.assertStatus(again, 200)
+        self.assertIn(b"<!-- rebuilt -->", again.body)
+        self.assertNotEqual(key.search(again.body).group(1), first)
+        self.assertStatus(request(self.srv.port, "GET", asset), 200)
 
     def test_preview_needs_two_factor_and_permission(self):
         researcher = self.w.user("res", researcher=True)     # token: two-factor verified
@@ -386,3 +464,102 @@ class ParticipateBrowserTest(BrowserTestCase):
         index = os.path.join(self.srv.dir, "var", "storage", "experiments", study, "index.html")
         with open(index, encoding="utf-8") as f:
             self.assertIn(f"/studies/{study}/assets/runner-1.js", f.read())
+
+
+@unittest.skipUnless(S3_ENDPOINT, "S3_TEST_ENDPOINT is not set (tools/test starts s3rver)")
+class ParticipateS3Test(StudyhubTestCase):
+    """A build kept on s3:// (s3rver): its assets are streamed from the
+    bucket, whatever their size (more than the 16 MiB a whole read once
+    allowed), with their type, ETag and 304, a year's caching for
+    fingerprinted names, and a client that reads slowly holds up nothing."""
+
+    BIG = 17 * 1024 * 1024 + 123
+
+    @classmethod
+    def setUpClass(cls):
+        cls.store = S3Store()
+        cls.srv = cls.class_server(env=cls.store.env())
+        cls.w = World(cls.srv)
+        cls.lab = cls.w.lab("Bucket lab")
+
+    def study_in_bucket(self):
+        s = self.w.study(self.lab, name=f"Bucket {secrets.token_hex(3)}", built=True,
+                         structure=STRUCTURE, exit_url="")
+        pre = f"experiments/{s['uuid']}/"
+        self.store.put(pre + "index.html",
+                       b"<!doctype html><html><head><title>r</title></head><body></body></html>")
+        return s, pre
+
+    def test_large_fingerprinted_asset_is_streamed(self):
+        study, pre = self.study_in_bucket()
+        big = (hashlib.sha256(b"seed").digest() * (self.BIG // 32 + 1))[:self.BIG]
+        name = "assets/vendor-0123456789abcdef0123456789abcdef.js"
+        self.store.put(pre + name, big)
+        path = f"/studies/{study['uuid']}/{name}"
+
+        r = request(self.srv.port, "GET", path, timeout=120)
+        self.assertStatus(r, 200)
+        self.assertEqual(len(r.body), self.BIG)
+        self.assertEqual(hashlib.sha256(r.body).digest(), hashlib.sha256(big).digest())
+        self.assertEqual(r.headers.get("transfer-encoding"), "chunked")
+        self.assertTrue(r.headers.get("content-type").startswith("text/javascript")
+                        or r.headers.get("content-type").startswith("application/javascript"),
+                        r.headers.get("content-type"))
+        self.assertEqual(r.headers.get("cache-control"), "public, max-age=31536000, immutable")
+        self.assertIn("sandbox", r.headers.get("content-security-policy"))
+        etag = r.headers.get("etag")
+        self.assertTrue(etag and etag.startswith('"'), etag)
+
+        again = request(self.srv.port, "GET", path, headers={"If-None-Match": etag})
+        self.assertStatus(again, 304)
+        self.assertEqual(again.body, b"")
+        self.assertEqual(again.headers.get("etag"), etag)
+
+    def test_small_asset_and_page_and_missing(self):
+        study, pre = self.study_in_bucket()
+        self.store.put(pre + "assets/runner-1.css", b"body{color:red}")
+        r = request(self.srv.port, "GET", f"/studies/{study['uuid']}/assets/runner-1.css")
+        self.assertStatus(r, 200)
+        self.assertEqual(r.body, b"body{color:red}")
+        self.assertTrue(r.headers.get("content-type").startswith("text/css"))
+        self.assertEqual(r.headers.get("cache-control"), "private, max-age=3600")
+        self.assertStatus(request(self.srv.port, "GET",
+                                  f"/studies/{study['uuid']}/assets/nope.js"), 404)
+        # The page itself (read whole: the key goes into it) still works.
+        fam = self.w.user("bucketfam")
+        kid = self.w.child(fam, name="Bo")
+        page = request(self.srv.port, "GET", f"/studies/{study['uuid']}/{kid['uuid']}/",
+                       token=fam["token"])
+        self.assertStatus(page, 200)
+        self.assertIn(b'name="studyhub-runner"', page.body)
+
+    def test_slow_reader_holds_up_nothing(self):
+        study, pre = self.study_in_bucket()
+        big = secrets.token_bytes(8 * 1024 * 1024)
+        self.store.put(pre + "assets/big.bin", big)
+        sock = socket.create_connection(("127.0.0.1", self.srv.port), timeout=120)
+        self.addCleanup(sock.close)
+        sock.sendall(f"GET /studies/{study['uuid']}/assets/big.bin HTTP/1.1\r\n"
+                     "Host: x\r\nConnection: close\r\n\r\n".encode())
+        first = sock.recv(65536)
+        self.assertTrue(first.startswith(b"HTTP/1.1 200"), first[:100])
+        # While this client reads nothing more, others are served.
+        for _ in range(3):
+            self.assertStatus(request(self.srv.port, "GET", "/healthz"), 200)
+        data = bytearray(first)
+        while True:
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                break
+            data += chunk
+        head, _, body = bytes(data).partition(b"\r\n\r\n")
+        self.assertIn(b"chunked", head.lower())
+        out = bytearray()
+        while True:                         # de-chunk
+            line, _, body = body.partition(b"\r\n")
+            n = int(line.split(b";")[0], 16)
+            if n == 0:
+                break
+            out += body[:n]
+            body = body[n + 2:]
+        self.assertEqual(hashlib.sha256(out).digest(), hashlib.sha256(big).digest())

@@ -32,6 +32,21 @@ static char *inject(const char *html, bool preview, size_t *len)
     return participate_inject(html, strlen(html), KEY, STUDY, CHILD, preview, len);
 }
 
+START_TEST(fingerprints)
+{
+    ck_assert(participate_fingerprinted("assets/vendor-0123456789abcdef0123456789abcdef.js"));
+    ck_assert(participate_fingerprinted("frame-player-deadbeef.css"));
+    ck_assert(participate_fingerprinted("a/b/ember-lookit-1a2b3c4d5e.map"));
+    ck_assert(!participate_fingerprinted("assets/runner-1.js"));        /* too short */
+    ck_assert(!participate_fingerprinted("assets/vendor.js"));
+    ck_assert(!participate_fingerprinted("assets/vendor-DEADBEEF.js"));  /* not ember's hex */
+    ck_assert(!participate_fingerprinted("assets/-deadbeef.js"));       /* no name */
+    ck_assert(!participate_fingerprinted("assets-deadbeef0/vendor.js")); /* folder, not file */
+    ck_assert(!participate_fingerprinted("index.html"));
+    ck_assert(!participate_fingerprinted("deadbeef-cafebabe"));         /* no extension */
+}
+END_TEST
+
 START_TEST(inject_places)
 {
     size_t len;
@@ -63,6 +78,7 @@ int main(void)
     TCase *tc = tcase_create("participate");
     tcase_add_test(tc, split);
     tcase_add_test(tc, inject_places);
+    tcase_add_test(tc, fingerprints);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

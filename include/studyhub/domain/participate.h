@@ -43,6 +43,11 @@ struct router;
  * Returns true for a child and copies its uuid into child (37 bytes). */
 bool participate_split(const char *rest, char child[37]);
 
+/* Whether a build's file name carries a content fingerprint, as
+ * ember-cli writes them ("vendor-<8..64 lower hex>.js"): such a file never
+ * changes, so it is cached for a year. */
+bool participate_fingerprinted(const char *path);
+
 /* A copy of html (len bytes) with the runner's settings as a meta tag
  * right after <head ...> (or at the start when there is none):
  *   <meta name="studyhub-runner" content="KEY STUDY CHILD PREVIEW">
@@ -51,6 +56,13 @@ bool participate_split(const char *rest, char child[37]);
 char *participate_inject(const char *html, size_t len, const char *key,
                          const char *study, const char *child, bool preview,
                          size_t *out_len);
+
+/* The cache of where each study's runner files are (kept right by the
+ * studies_changed notification); without it every asset asks PostgreSQL.
+ * start: 0, or -1 (the cache stays off). */
+struct pg_pool;
+int participate_cache_start(struct pg_pool *pg);
+void participate_cache_stop(void);
 
 /* Adds the route table; 0, or -1 when the router refused one. */
 int participate_routes(struct router *r);

@@ -123,6 +123,13 @@ bool auth_user_is_2fa_verified(const struct auth_user *u);
  * family routes (ROUTE_FAMILY) show anyone else only their own family. */
 bool auth_request_researcher_ok(const struct http_req *req);
 
+/* Whether the request is a browser opening a page: GET or HEAD outside
+ * /api/, asking for text/html, with no Authorization header.  The gate
+ * sends such a request with no (or an expired) session to
+ * /login/?next=<its path>, and answers its refusals with a readable page
+ * instead of JSON. */
+bool auth_page_navigation(struct http_req *req);
+
 /* The session id of an authenticated session request, else "". */
 const char *auth_session_id(const struct http_req *req);
 

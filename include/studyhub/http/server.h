@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct event_base;
 struct evbuffer;
@@ -108,11 +109,17 @@ int http_server_set_media_origin(struct http_server *srv, const char *origin);
 /* Replies and frees the request. */
 void http_reply(struct http_req *req, int status, const char *content_type,
                 const char *body, size_t len);
+/* A buffer holding bytes [off, off + len) of fd as a sendfile segment
+ * (without it libevent maps the file and copies it, and unmaps it: a TLB
+ * flush a request).  It owns fd from here: closed when the segment is sent
+ * or the buffer freed, or at once when len is 0 or on failure (NULL). */
+struct evbuffer *http_file_buffer(int fd, int64_t off, int64_t len);
 void http_reply_buffer(struct http_req *req, int status,
                        const char *content_type, struct evbuffer *body);
 
 /* ---- streamed replies (server-sent events; added for tasks/build.c) ----
- * http_reply_start sends the status and headers and keeps the request
+ * http_reply_start sends the status and headers (Cache-Control: no-cache
+ * unless the caller set one) and keeps the request
  * open; http_reply_chunk sends body bytes as they come (chunked encoding);
  * http_reply_end finishes the reply and frees the request.  A request is
  * ended by exactly one of http_reply, http_reply_buffer or http_reply_end.
@@ -128,6 +135,9 @@ void http_reply_start(struct http_req *req, int status, const char *content_type
 #define HTTP_STREAM_MAX_BUFFERED (1024 * 1024)
 int http_reply_chunk(struct http_req *req, const void *data, size_t len);
 void http_reply_end(struct http_req *req);
+/* Ends a stream that failed midway: the connection is cut before the
+ * chunked body's end, so the client sees an error, not a short file. */
+void http_reply_abort(struct http_req *req);
 /* Bytes of the reply written but not yet sent to the client (0 once it
  * has gone).  A stream that must not drop a slow client (exports) waits
  * until this falls before producing more, instead of failing at

@@ -65,6 +65,9 @@ size_t static_site_count(const struct static_site *site);
 const char *static_content_type(const char *name);
 /* Whether an Accept-Encoding value accepts gzip (a q=0 refuses it). */
 bool static_accepts_gzip(const char *accept_encoding);
+/* Whether an If-None-Match value (a list, maybe weak tags, or *) names
+ * etag (with its quotes); false when inm is NULL. */
+bool static_etag_matches(const char *inm, const char *etag);
 
 /* Adds the page and asset routes (all ROUTE_PUBLIC); 0, or -1 when the
  * router refused one. */
