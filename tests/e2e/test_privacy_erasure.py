@@ -300,5 +300,5 @@ class ErasureTest(StudyhubTestCase):
         for key in left:
             self.assertFalse(self.exists(key), key)
         self.assertIn("interrupted", w.sql(
-            "SELECT string_agg(outcome, ',') FROM task_stages s JOIN tasks t ON t.id = s.task_id"
+            "SELECT string_agg(s.outcome, ',') FROM task_stages s JOIN tasks t ON t.id = s.task_id"
             f" WHERE t.subject = {lit(eu)}"))
