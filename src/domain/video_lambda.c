@@ -37,10 +37,6 @@
 #include "studyhub/io/sigv4.h"
 #include "studyhub/io/storage.h"
 
-#define PIPE_FIELD_MAX 1024     /* videoName, payload: far more than Pipe sends */
-#define VIDEO_NAME_MAX 255      /* upstream's CharField(max_length=255) */
-#define TEXT_PLAIN "text/plain; charset=utf-8"
-
 /* ============================ the upload Lambda ================================== */
 
 /* Python's json.dumps(v, separators=(",", ":")) with its defaults

@@ -142,7 +142,7 @@ static long max_fd_count(void)
  * this server since it started. */
 static void render_outcomes(const struct app *app, struct evbuffer *out)
 {
-    long tasks[TASK_OUTCOMES], runs[3];
+    long tasks[TASK_OUTCOMES], runs[SCHED_OUTCOMES];
 
     task_runner_outcomes(app->tasks, tasks);
     sched_outcomes(app->sched, runs);
@@ -153,7 +153,7 @@ static void render_outcomes(const struct app *app, struct evbuffer *out)
                             task_outcome_kind_name((enum task_outcome_kind)i), tasks[i]);
     evbuffer_add_printf(out, "# HELP studyhub_job_runs_total Scheduled job runs this "
                         "server ended, by outcome.\n# TYPE studyhub_job_runs_total counter\n");
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < SCHED_OUTCOMES; i++)
         evbuffer_add_printf(out, "studyhub_job_runs_total{outcome=\"%s\"} %ld\n",
                             sched_outcome_name((enum sched_outcome)i), runs[i]);
 }

@@ -54,6 +54,15 @@ static double elapsed_s(const struct timespec *since)
            (double)(now.tv_nsec - since->tv_nsec) / 1e9;
 }
 
+/* err = "<what>: <the result's error on one line>". */
+static void set_res_err(char *err, size_t errlen, const char *what, const PGresult *res)
+{
+    char msg[512];
+
+    util_one_line(msg, sizeof msg, PQresultErrorMessage(res));
+    set_err(err, errlen, "%s: %s", what, msg);
+}
+
 /* NOTICEs ("relation already exists, skipping") would go to stderr raw. */
 static void on_notice(void *arg, const PGresult *res)
 {
@@ -148,10 +157,10 @@ static int apply_one(PGconn *pg, const struct migration *m, char *err,
     res = PQexecParams(pg, "INSERT INTO schema_migrations (version, name) "
                        "VALUES ($1::int, $2)", 2, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        char msg[512];
+        char rec[300];
 
-        util_one_line(msg, sizeof msg, PQresultErrorMessage(res));
-        set_err(err, errlen, "%s: recording it: %s", what, msg);
+        snprintf(rec, sizeof rec, "%s: recording it", what);
+        set_res_err(err, errlen, rec, res);
         goto out;
     }
     if (exec_ok(pg, "COMMIT", what, err, errlen) < 0)
@@ -192,10 +201,7 @@ static int apply_functions(PGconn *pg, int known_max, char *err, size_t errlen)
     res = PQexecParams(pg, "SELECT migration FROM schema_functions WHERE migration > $1::int",
                        1, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        char msg[512];
-
-        util_one_line(msg, sizeof msg, PQresultErrorMessage(res));
-        set_err(err, errlen, "reading schema_functions: %s", msg);
+        set_res_err(err, errlen, "reading schema_functions", res);
         goto out;
     }
     if (PQntuples(res) > 0) {
@@ -222,10 +228,7 @@ static int apply_functions(PGconn *pg, int known_max, char *err, size_t errlen)
                        "ON CONFLICT (id) DO UPDATE SET migration = EXCLUDED.migration, "
                        "applied_at = now()", 1, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        char msg[512];
-
-        util_one_line(msg, sizeof msg, PQresultErrorMessage(res));
-        set_err(err, errlen, "recording the SQL functions: %s", msg);
+        set_res_err(err, errlen, "recording the SQL functions", res);
         goto out;
     }
     if (exec_ok(pg, "COMMIT", "SQL functions", err, errlen) < 0)
@@ -289,10 +292,7 @@ int migrate_apply(const char *conninfo, int wait_s, char *err, size_t errlen)
         goto out;
     done = PQexec(pg, "SELECT version FROM schema_migrations ORDER BY version");
     if (PQresultStatus(done) != PGRES_TUPLES_OK) {
-        char msg[512];
-
-        util_one_line(msg, sizeof msg, PQresultErrorMessage(done));
-        set_err(err, errlen, "reading schema_migrations: %s", msg);
+        set_res_err(err, errlen, "reading schema_migrations", done);
         goto out;
     }
     for (const struct migration *m = migrations; m->name; m++) {

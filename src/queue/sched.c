@@ -371,7 +371,7 @@ struct sched {
     } pending[SCHED_MAX_PENDING_RUNS];
     int npending;
     int baselines;               /* baseline inserts in flight at boot */
-    long outcomes[3];            /* runs ended here, by enum sched_outcome */
+    long outcomes[SCHED_OUTCOMES]; /* runs ended here, by enum sched_outcome */
 };
 
 static void run_step(struct sched_run *run);
@@ -1345,9 +1345,9 @@ void sched_drain(struct sched *s)
     pending_finish(s, "the server is stopping");
 }
 
-void sched_outcomes(const struct sched *s, long out[3])
+void sched_outcomes(const struct sched *s, long out[SCHED_OUTCOMES])
 {
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < SCHED_OUTCOMES; i++)
         out[i] = s ? s->outcomes[i] : 0;
 }
 

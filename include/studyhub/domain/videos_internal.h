@@ -11,6 +11,8 @@
 
 #include "studyhub/io/pg.h"
 
+#define VIDEO_NAME_MAX 255      /* upstream's CharField(max_length=255) */
+
 struct app;
 struct http_req;
 struct router;

@@ -66,8 +66,8 @@ bool pg_pool_ready(const struct pg_pool *pool);
 typedef void (*pg_notify_fn)(const char *channel, const char *payload, void *arg);
 int pg_pool_listen(struct pg_pool *pool, const char *channel, pg_notify_fn fn,
                    void *arg);
-/* fn(channel, ..., arg) hears channel no more; safe inside a notify
- * callback of another channel. */
+/* fn(channel, ..., arg) hears channel no more.  Not from inside a notify
+ * callback (the delivery loop would skip the next listener). */
 void pg_pool_unlisten(struct pg_pool *pool, const char *channel, pg_notify_fn fn,
                       void *arg);
 /* True while notifications are being received: caches may serve. */

@@ -47,6 +47,7 @@ struct sched_run;
 /* How a run ended: it did its work; it did it, but a person should look
  * (the detail says what); or it failed. */
 enum sched_outcome { SCHED_SUCCEEDED, SCHED_FAILED, SCHED_PROBLEMS };
+#define SCHED_OUTCOMES 3
 /* "succeeded", "failed", "succeeded_with_problems" (job_runs.outcome). */
 const char *sched_outcome_name(enum sched_outcome o);
 
@@ -79,7 +80,7 @@ void sched_drain(struct sched *s);
 /* Runs in progress in this process. */
 unsigned sched_busy(const struct sched *s);
 /* Runs this server ended since start, by enum sched_outcome. */
-void sched_outcomes(const struct sched *s, long out[3]);
+void sched_outcomes(const struct sched *s, long out[SCHED_OUTCOMES]);
 /* A run still in progress is left to finish on its own (its sched_done
  * then only frees it).  A job still waiting on a timer or a child when
  * the drain timeout ends the loop is leaked at exit (its row is marked
