@@ -35,6 +35,8 @@
 #define STUDYHUB_QUEUE_SCHED_H
 
 #include <libpq-fe.h>
+
+#include "studyhub/queue/schedule.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include <time.h>
@@ -52,18 +54,6 @@ enum sched_outcome { SCHED_SUCCEEDED, SCHED_FAILED, SCHED_PROBLEMS };
 const char *sched_outcome_name(enum sched_outcome o);
 
 typedef void (*sched_job_fn)(struct sched_run *run, void *arg);
-
-/* A daily wall-clock time; hour -1 means "off" (manual runs only). */
-struct sched_spec {
-    int hour, min, sec;
-};
-
-/* "HH:MM" or "HH:MM:SS" (24 h), or "off".  0 or -1. */
-int sched_parse_at(const char *text, struct sched_spec *out);
-/* In the process's local time zone (TZ): the first run strictly after
- * `after`, and the last run at or before `at`.  (time_t)-1 for "off". */
-time_t sched_next(const struct sched_spec *spec, time_t after);
-time_t sched_prev(const struct sched_spec *spec, time_t at);
 
 /* Sets TZ to SCHED_TIME_ZONE (an error if the zone is unknown), reads
  * SCHED_JOBS and registers the built-in job cleanup_job_runs (and
@@ -98,9 +88,6 @@ struct sched_job_view {
     bool pending;            /* a due slot not started yet */
 };
 const char *sched_zone(const struct sched *s);
-/* t in local time with its zone ("2026-12-06T10:00:00+0100(CET)"), "-" for
- * 0 or -1. */
-void sched_format_time(time_t t, char *buf, size_t n);
 int sched_job_count(const struct sched *s);
 void sched_job_view(const struct sched *s, int i, struct sched_job_view *out);
 

@@ -1,11 +1,11 @@
-/* Unit tests of sched's pure part: parsing job times and the next/previous
- * run across the DST changes of America/New_York. */
+/* Unit tests of schedule: parsing job times, the next/previous run across
+ * the DST changes of America/New_York, and local times for people. */
 #include <check.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "studyhub/queue/sched.h"
+#include "studyhub/queue/schedule.h"
 
 /* UTC date-time to time_t without depending on TZ. */
 static time_t utc(int y, int mo, int d, int h, int mi, int s)
@@ -153,12 +153,28 @@ START_TEST(off_and_other_zones)
 }
 END_TEST
 
+START_TEST(format_for_people)
+{
+    char buf[64];
+
+    setenv("TZ", "America/New_York", 1);
+    tzset();
+    sched_format_time(0, buf, sizeof buf);
+    ck_assert_str_eq(buf, "-");
+    sched_format_time((time_t)-1, buf, sizeof buf);
+    ck_assert_str_eq(buf, "-");
+    sched_format_time(1783339200, buf, sizeof buf);   /* 2026-07-06T12:00:00Z */
+    ck_assert_str_eq(buf, "2026-07-06T08:00:00-0400(EDT)");
+}
+END_TEST
+
 static Suite *suite(void)
 {
-    Suite *s = suite_create("sched");
+    Suite *s = suite_create("schedule");
     TCase *tc = tcase_create("core");
 
     tcase_add_test(tc, parse);
+    tcase_add_test(tc, format_for_people);
     tcase_add_test(tc, summer_and_winter);
     tcase_add_test(tc, spring_forward);
     tcase_add_test(tc, fall_back);
