@@ -44,6 +44,8 @@
 #include "studyhub/domain/messages.h"
 #include "studyhub/domain/privacy.h"
 #include "studyhub/http/auth.h"
+#include "studyhub/http/auth_login.h"
+#include "studyhub/http/auth_second_factor.h"
 #include "studyhub/http/health.h"
 #include "studyhub/http/router.h"
 #include "studyhub/http/server.h"

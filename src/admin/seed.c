@@ -18,6 +18,7 @@
 #include "studyhub/core/app.h"
 #include "studyhub/core/config.h"
 #include "studyhub/http/auth.h"
+#include "studyhub/http/auth_password.h"
 #include "studyhub/core/log.h"
 #include "studyhub/core/util.h"
 #include "studyhub/http/server.h"

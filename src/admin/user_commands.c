@@ -19,6 +19,7 @@
 #include "studyhub/core/config.h"
 #include "studyhub/domain/useradmin.h"
 #include "studyhub/http/auth.h"
+#include "studyhub/http/auth_password.h"
 #include "studyhub/http/jsonapi.h"
 #include "studyhub/http/server.h"
 #include "studyhub/io/pg.h"

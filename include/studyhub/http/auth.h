@@ -133,32 +133,7 @@ bool auth_page_navigation(struct http_req *req);
 /* The session id of an authenticated session request, else "". */
 const char *auth_session_id(const struct http_req *req);
 
-/* Tokens: returns a new random key (hex, 40 chars) in out; its SHA-256 is
- * what the database keeps. */
-void auth_token_generate(char out[41]);
-void auth_token_hash(const char *key, char out_hex[65]);
 
-/* Passwords: argon2id with OWASP's moderate parameters (t=2, m=19456 KiB,
- * p=1).  Hashing or verifying takes ~40 ms of CPU on the loop
- * thread; take auth_hash_throttle first.  Writes the PHC
- * string ($argon2id$v=19$...) into out; returns 0, or -1 if out is too
- * small (AUTH_PASSWORD_HASH_MAX is always enough) or hashing failed. */
-#define AUTH_PASSWORD_HASH_MAX 128
-int auth_password_hash(const char *password, char *out, size_t outlen);
-/* True when password matches the encoded hash ("" never matches). */
-bool auth_password_verify(const char *encoded, const char *password);
-/* NULL when password is acceptable for email, else why not (a sentence
- * for the error's detail): at least 10 characters, at most 1024 bytes,
- * not the email address. */
-const char *auth_password_policy(const char *password, const char *email);
-/* One argon2 computation may run now (a process-wide token bucket: at most
- * ~40% of the loop's time).  False: answer auth_reply_throttled(req, 1). */
-bool auth_hash_throttle(void);
-/* 429 "throttled" with Retry-After. */
-void auth_reply_throttled(struct http_req *req, long retry_after_s);
-
-#define AUTH_EMAIL_MAX 254
-#define AUTH_PASSWORD_MAX 1024
 
 /* The JSON body of an account endpoint: Content-Type application/json or
  * JSON:API (a cross-site form cannot send either without a CORS preflight,
@@ -171,76 +146,9 @@ json_t *auth_read_json(struct http_req *req, json_t **fields);
 const char *auth_field(struct http_req *req, json_t *fields, const char *name,
                        size_t max);
 
-/* The client's address (see DECISIONS) as text into out
- * (INET6_ADDRSTRLEN + 1 is enough). */
-void auth_client_addr(const struct http_req *req, const struct app *app,
-                      char *out, size_t outlen);
 
-/* Fixed-window counters of requests that send account emails (sign-up,
- * verification resend, password reset): each key is INCRed (and given
- * LOGIN_RATE_WINDOW_S on its first hit); fn gets the verdict: LIMITED when
- * any counter passed its max, with the seconds until that window ends.
- * (Logins use the slow-down of DECISIONS instead.) */
-enum auth_rate_verdict { AUTH_RATE_OK, AUTH_RATE_LIMITED, AUTH_RATE_UNAVAILABLE };
-typedef void (*auth_rate_fn)(enum auth_rate_verdict v, long retry_after_s,
-                             void *arg);
-struct auth_rate_key {
-    char key[320];         /* "rl:<scope>:acct:<email>" or ":addr:<ip>" */
-    long max;
-};
-/* Fills keys[0] (the account, lower-cased email) and keys[1] (the client
- * address) for scope ("signup", "mail"), with the MAIL_RATE_*_MAX limits. */
-void auth_rate_keys(struct auth_rate_key keys[2], struct http_req *req,
-                    const struct app *app, const char *scope,
-                    const char *email);
-/* Returns 0, or -1 when the command cannot be queued (fn is not called). */
-int auth_rate_hit(struct app *app, const struct auth_rate_key *keys,
-                  int nkeys, auth_rate_fn fn, void *arg);
-/* 429 "too_many_attempts" with Retry-After. */
-void auth_reply_rate_limited(struct http_req *req, long retry_after_s);
 
-/* The one check of a two-factor code (see DECISIONS): the user's lockout
- * first, then the code.  AUTH_SF_TOTP: a code of the confirmed secret
- * (accepted once: its time step is recorded and no code of that or an
- * earlier step works again).  AUTH_SF_RECOVERY: a recovery code (single
- * use).  AUTH_SF_ENROL: a code of the pending, unconfirmed secret; the
- * step is NOT claimed: the caller's confirming write does that, guarded
- * by the step and stored_secret of the outcome. */
-enum auth_sf_kind { AUTH_SF_TOTP, AUTH_SF_RECOVERY, AUTH_SF_ENROL };
-enum auth_sf_result {
-    AUTH_SF_OK,            /* accepted (and, but for ENROL, used up) */
-    AUTH_SF_BAD,           /* wrong, reused or malformed */
-    AUTH_SF_LOCKED,        /* too many wrong codes: 429, retry_after_s */
-    AUTH_SF_NOT_ENABLED,   /* no confirmed TOTP (ENROL: nothing pending) */
-    AUTH_SF_ALREADY_ON,    /* ENROL: TOTP is already confirmed */
-    AUTH_SF_UNAVAILABLE,   /* PostgreSQL down: answer 503 */
-    AUTH_SF_REDIS_UNAVAILABLE, /* Redis down: answer 503 */
-    AUTH_SF_ERROR,         /* a query failed, or the secret does not open: 500 */
-};
-struct auth_sf_request {
-    int64_t user_id;
-    enum auth_sf_kind kind;
-    const char *code;      /* as given (copied) */
-    bool quiet_lock;       /* report a lockout as AUTH_SF_BAD */
-};
-struct auth_sf_outcome {
-    enum auth_sf_result result;
-    long retry_after_s;    /* AUTH_SF_LOCKED */
-    int64_t step;          /* ENROL and OK: the matched time step */
-    const char *stored_secret; /* ENROL and OK: the secret column as read
-                                  (valid during the callback) */
-};
-typedef void (*auth_sf_fn)(const struct auth_sf_outcome *o, void *arg);
-/* Returns 0, or -1 when nothing could be started (fn is not called). */
-int auth_second_factor_check(struct app *app, const struct auth_sf_request *rq,
-                             auth_sf_fn fn, void *arg);
 
-/* Recovery codes: "xxxx-xxxx-xxxx-xxxx" of base32 (80 random bits).
- * hash: SHA-256 hex of the normalised code (lower case, no '-' or
- * spaces); false when it is not 16 base32 characters. */
-#define AUTH_RECOVERY_CODES 10
-void auth_recovery_code_generate(char out[20]);
-bool auth_recovery_code_hash(const char *code, char out_hex[65]);
 
 /* Marks the session of this request two-factor verified under the user's
  * session epoch `epoch` (TOTP was just confirmed in it, which moved the
@@ -248,18 +156,12 @@ bool auth_recovery_code_hash(const char *code, char out_hex[65]);
 int auth_session_mark_verified(struct http_req *req, struct app *app, int epoch,
                                void (*cb)(bool ok, void *arg), void *arg);
 
-/* POST /api/v1/auth/login/, login/2fa/ and logout/: 0, or -1 when the
- * router refused one. */
-int auth_routes(struct router *r);
 
 /* The in-process cache of API tokens' users, kept by the auth_changed
  * notification.  Start after pg_pool_new; stop before pg_pool_free. */
 struct pg_pool;
 int auth_cache_start(struct pg_pool *pg);
 void auth_cache_stop(void);
-/* Seals, from the loop, the two-factor secrets still stored as plaintext
- * (written before TOTP_SECRET_KEY existed).  Call once at start. */
-void auth_seal_plain_secrets(struct app *app);
 
 /* Evicts a revoked token here at once (other servers hear the NOTIFY). */
 void auth_token_forget(const char *token_hash);
