@@ -23,6 +23,7 @@
 #include "studyhub/core/metrics.h"
 #include "studyhub/queue/sched.h"
 #include "studyhub/queue/task.h"
+#include "studyhub/queue/task_queue.h"
 #include "studyhub/domain/accounts.h"
 #include "studyhub/domain/children.h"
 #include "studyhub/domain/family.h"

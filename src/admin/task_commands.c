@@ -17,6 +17,7 @@
 #include "studyhub/core/app.h"
 #include "studyhub/core/config.h"
 #include "studyhub/queue/task.h"
+#include "studyhub/queue/task_queue.h"
 #include "studyhub/io/pg.h"
 
 static const struct pg_stmt sql_list = {

@@ -26,6 +26,7 @@
 #include "studyhub/core/config.h"
 #include "studyhub/core/log.h"
 #include "studyhub/queue/task.h"
+#include "studyhub/queue/task_queue.h"
 #include "studyhub/core/util.h"
 #include "studyhub/http/apidoc.h"
 #include "studyhub/http/auth.h"

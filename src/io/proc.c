@@ -753,3 +753,31 @@ void proc_table_free(struct proc_table *pt)
         event_free(pt->deliver);
     free(pt);
 }
+
+int proc_stat_read(pid_t pid, char *state, int *pgrp)
+{
+    char path[64], buf[512];
+    const char *close_paren;
+    char st;
+    int group;
+    FILE *f;
+    size_t len;
+
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    if (!(f = fopen(path, "re")))
+        return -1;
+    len = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[len] = '\0';
+    /* "pid (comm) state ppid pgrp ...": comm may hold spaces and ')'. */
+    if (!(close_paren = strrchr(buf, ')')) ||
+        sscanf(close_paren + 1, " %c %*d %d", &st, &group) != 2) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (state)
+        *state = st;
+    if (pgrp)
+        *pgrp = group;
+    return 0;
+}

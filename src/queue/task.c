@@ -18,7 +18,8 @@
  * The runner itself is freed once its last query came back. */
 #include "config.h"
 
-#include "studyhub/queue/task.h"
+#include "studyhub/queue/task_internal.h"
+#include "studyhub/queue/task_queue.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -40,49 +41,14 @@
 #include "studyhub/io/pg.h"
 #include "studyhub/io/proc.h"
 
-#define TASK_LOG_MAX (32 * 1024)         /* bytes kept of a stage's log */
 #define TASK_RETRY_DELAY_DEFAULT_S 30
 #define TASK_RETRY_DELAY_MAX_S 3600
 #define TASK_PERSIST_RETRY_MS 1000       /* database down: try again */
 #define TASK_LEASE_MARGIN_MS 1000        /* stop this long before expiry */
-#define TASK_MAX_KINDS 64
-#define TASK_CLAIM_MIN_DELAY_MS 200      /* between claims of one runner */
 #define TASK_LOG_FLUSH_MS 1000           /* a running stage's log is saved */
-#define TASK_KEEP_DAYS "90"              /* task_cleanup_job */
 
 /* ---- SQL ------------------------------------------------------------------ */
 
-/* $1 kinds, $2 their leases (s), $3 how many, $4 our owner string, $5 the
- * ids this process still holds.  Due queued rows and running rows whose
- * holder's lease ran out, ours included once we let go of them (stopped
- * here while the database was away). */
-static const struct pg_stmt sql_claim = {
-    "task_claim",
-    "WITH k AS (SELECT * FROM unnest($1::text[], $2::int[]) AS k(kind, lease_s)),"
-    " c AS (SELECT t.id, t.state AS old_state, t.lease_owner AS old_owner, k.lease_s"
-    "       FROM tasks t JOIN k ON k.kind = t.kind"
-    "       WHERE (t.state = 'queued' AND t.run_after <= now())"
-    "          OR (t.state = 'running' AND t.lease_until < now()"
-    "              AND NOT t.id = ANY($5::bigint[]))"
-    "       ORDER BY t.run_after, t.id LIMIT $3::int"
-    "       FOR UPDATE OF t SKIP LOCKED)"
-    " UPDATE tasks t SET state = 'running', lease_owner = $4,"
-    "   lease_until = now() + c.lease_s * interval '1 second',"
-    "   attempts = t.attempts + 1, started_at = COALESCE(t.started_at, now())"
-    " FROM c WHERE t.id = c.id"
-    " RETURNING t.id, t.uuid, t.kind, t.subject, t.stage, t.payload::text,"
-    "   t.attempts, t.max_attempts, t.cancel_requested, c.old_state, c.old_owner",
-};
-
-/* Seconds until the next row could be claimed (NULL: none); $2 the ids
- * this process holds. */
-static const struct pg_stmt sql_next_due = {
-    "task_next_due",
-    "SELECT EXTRACT(EPOCH FROM LEAST("
-    "  (SELECT min(run_after) FROM tasks WHERE state = 'queued' AND kind = ANY($1::text[])),"
-    "  (SELECT min(lease_until) FROM tasks WHERE state = 'running'"
-    "     AND kind = ANY($1::text[]) AND NOT id = ANY($2::bigint[]))) - now())::float8",
-};
 
 /* $1 id, $2 the new stage, $3 owner, $4/$5 outcome and log of the stage
  * being left (if one is open). */
@@ -137,38 +103,7 @@ static const struct pg_stmt sql_stage_log = {
     "   AND t.id = s.task_id AND t.lease_owner = $4 AND t.state = 'running'",
 };
 
-/* Lease holders of this host and pid namespace ($1 the prefix). */
-static const struct pg_stmt sql_local_owners = {
-    "task_local_owners",
-    "SELECT DISTINCT lease_owner FROM tasks"
-    " WHERE state = 'running' AND left(lease_owner, length($1)) = $1",
-};
 
-/* Ends the leases of dead local holders so the claim takes their rows. */
-static const struct pg_stmt sql_expire = {
-    "task_expire",
-    "UPDATE tasks SET lease_until = now() - interval '1 second'"
-    " WHERE state = 'running' AND lease_owner = ANY($1::text[])",
-};
-
-static const struct pg_stmt sql_enqueue = {
-    "task_enqueue",
-    "WITH ins AS (" TASK_INSERT_SQL "VALUES ($1, $2, COALESCE($3::jsonb, '{}'))"
-    "   ON CONFLICT (kind, subject)"
-    "     WHERE subject IS NOT NULL AND state IN ('queued', 'running')"
-    "   DO NOTHING RETURNING id, uuid)"
-    " SELECT id, uuid, true FROM ins"
-    " UNION ALL"
-    " SELECT id, uuid, false FROM tasks"
-    "  WHERE kind = $1 AND subject = $2 AND state IN ('queued', 'running')"
-    "    AND NOT EXISTS (SELECT 1 FROM ins)",
-};
-
-static const struct pg_stmt sql_find_active = {
-    "task_find_active",
-    "SELECT id, uuid, false FROM tasks"
-    " WHERE kind = $1 AND subject = $2 AND state IN ('queued', 'running')",
-};
 
 /* $1 id or NULL, $2 uuid or NULL.  No row: not found; state NULL: it had
  * finished; 'cancelled': it was queued; 'running': requested. */
@@ -185,27 +120,9 @@ static const struct pg_stmt sql_cancel = {
     " SELECT t.id, u.state, u.lease_owner FROM t LEFT JOIN u ON u.id = t.id",
 };
 
-static const struct pg_stmt sql_enqueue_test = {
-    "task_enqueue_test",
-    TASK_INSERT_SQL "SELECT 'test_sleep', $2, $1::jsonb FROM generate_series(1, $3::int)"
-    " RETURNING id, uuid",
-};
-
-static const struct pg_stmt sql_cleanup = {
-    "task_cleanup",
-    "WITH d AS (DELETE FROM tasks WHERE finished_at < now() - $1::int * interval '1 day'"
-    "           RETURNING 1) SELECT count(*) FROM d",
-};
 
 /* ---- types ---------------------------------------------------------------- */
 
-enum task_phase {
-    TP_STARTING,  /* claimed; open/resume being decided */
-    TP_ENTERING,  /* the save of a state change is in flight */
-    TP_RUNNING,   /* the kind works on t->state */
-    TP_LEAVING,   /* the save of its end (or hand-back) is in flight */
-    TP_CLOSED,    /* done here; freed once nothing holds it */
-};
 
 static const char *const task_phase_names[] = {
     [TP_STARTING] = "starting",
@@ -227,81 +144,13 @@ static const char *const outcome_names[] = {
     [TASK_CANCELLED] = "cancelled",
 };
 
-enum leave_how {
-    LEAVE_FINISH,   /* succeeded, failed or cancelled */
-    LEAVE_RETRY,    /* queued again after a delay, same stage */
-    LEAVE_RELEASE,  /* handed back while draining, next stage, no attempt */
-};
 
-struct task_runner;
 
-struct task_impl {
-    struct task pub;                /* what the kind sees; first member */
-    TAILQ_ENTRY(task_impl) link;    /* in r->tasks, or r->closed once closed */
-    struct task_runner *r;          /* borrowed: the owner */
-    enum task_phase phase;          /* changed only by task_set_phase */
-    char *subject;                  /* owned; pub.subject points here */
-    int lease_s;                    /* this kind's lease */
-    int64_t lease_deadline_ms;      /* monotonic: stop here if not renewed */
-    struct event *heartbeat;        /* owned: lease renewal */
-    struct event *wake;             /* owned: deferred calls into the kind */
-    struct event *retry;            /* owned: re-sends a save (db down) */
-    struct event *log_flush;        /* owned: saves the running stage's log */
-    bool renewing;                  /* a renewal is in flight */
-    bool flushing;                  /* a log save is in flight */
-    bool opened;                    /* open succeeded: close is due */
-    bool want_step;                 /* task_wake asked for a step */
-    bool want_cancel;               /* cancel hook due */
-    bool cancel_requested;          /* known here */
-    bool cancel_delivered;          /* cancel hook called */
-    int holds;                      /* queries and kind callbacks holding it */
-    struct proc_tail log;           /* owned: the current stage's log */
-    /* The save in flight (ENTERING / LEAVING), kept to re-send it. */
-    int target_state;               /* ENTERING: the new state; RELEASE: next */
-    const char *close_outcome;      /* static: outcome of the stage left */
-    char *close_log;                /* owned: log of the stage left */
-    enum leave_how leave;           /* LEAVING: how */
-    const char *final_state;        /* static: LEAVING: tasks.state to set */
-    char *result_text;              /* owned: LEAVING: result JSON or NULL */
-    char *error;                    /* owned: LEAVING: error or NULL */
-    char *problems;                 /* owned: task_problem's lines, or NULL */
-    int retry_delay_s;              /* LEAVE_RETRY: seconds */
-};
 
-TAILQ_HEAD(task_list, task_impl);
 
-struct task_runner {
-    struct app *app;                /* borrowed */
-    struct event_base *base;        /* borrowed */
-    struct pg_pool *pool;           /* borrowed: app->pg */
-    char owner[192];                /* our lease_owner: host/pidns/pid/token */
-    char owner_prefix[160];         /* host/pidns/: this host's processes */
-    const struct task_kind *kinds[TASK_MAX_KINDS]; /* borrowed, static */
-    int nkinds;                     /* entries of kinds */
-    char *kinds_param;              /* owned: "{a,b}" for the claim */
-    char *leases_param;             /* owned: "{60,600}" */
-    int concurrency;                /* TASK_CONCURRENCY */
-    int lease_s;                    /* TASK_LEASE_S */
-    int poll_s;                     /* TASK_POLL_S */
-    struct task_list tasks;         /* owned: not closed */
-    unsigned ntasks;                /* entries of tasks */
-    struct task_list closed;        /* owned: closed, waiting to be freed */
-    struct event *reap;             /* owned: frees closed tasks */
-    struct event *wake_timer;       /* owned: next claim */
-    bool started;                   /* task_runner_start ran */
-    bool draining;                  /* claim nothing, hand tasks back */
-    bool dying;                     /* task_runner_free ran */
-    bool claiming;                  /* a claim is in flight */
-    bool claim_again;               /* woken while claiming */
-    int64_t claim_sent_ms;          /* monotonic, for the lease deadline */
-    int queries;                    /* runner queries in flight */
-    bool listening;                 /* pg_pool_listen registered */
-    long finished[TASK_OUTCOMES];   /* tasks ended here, by outcome */
-};
-
-/* One query sent by the runner (for a task, an admin command, ...). */
 typedef void (*rq_fn)(struct task_runner *r, struct task_impl *ti,
                       PGresult *res, void *arg);
+/* One query sent by the runner (for a task, an admin command, ...). */
 struct rq {
     struct task_runner *r;          /* borrowed: counts us in r->queries */
     struct task_impl *ti;           /* held while in flight, or NULL */
@@ -310,7 +159,6 @@ struct rq {
     task_pg_cb kcb;                 /* task_pg_exec: the kind's callback */
 };
 
-static void claim_kick(struct task_runner *r);
 static void task_enter(struct task_impl *ti, int state);
 static void task_leave(struct task_impl *ti);
 static void task_close(struct task_impl *ti, const char *why);
@@ -347,9 +195,9 @@ static void rq_done(PGresult *res, void *arg)
 }
 
 /* pg_exec that keeps r (and ti, if given) alive until fn has run. */
-static int runner_exec(struct task_runner *r, struct task_impl *ti,
-                       const struct pg_stmt *stmt, int n,
-                       const char *const *params, rq_fn fn, void *arg)
+int task_runner_exec(struct task_runner *r, struct task_impl *ti,
+                     const struct pg_stmt *stmt, int n,
+                     const char *const *params, rq_fn fn, void *arg)
 {
     struct rq *q = calloc(1, sizeof *q);
 
@@ -433,7 +281,7 @@ static void task_close(struct task_impl *ti, const char *why)
     if (ti->holds == 0)
         event_active(r->reap, EV_TIMEOUT, 1);
     /* A slot is free. */
-    claim_kick(r);
+    task_claim_kick(r);
 }
 
 static void task_free(struct task_impl *ti)
@@ -572,7 +420,7 @@ static void task_send_enter(struct task_impl *ti)
     params[2] = ti->r->owner;
     params[3] = ti->close_outcome ? ti->close_outcome : "succeeded";
     params[4] = ti->close_log ? ti->close_log : "";
-    if (runner_exec(ti->r, ti, &sql_enter, 5, params, on_enter, NULL) < 0)
+    if (task_runner_exec(ti->r, ti, &sql_enter, 5, params, on_enter, NULL) < 0)
         task_persist_later(ti);
 }
 
@@ -653,7 +501,7 @@ static void task_send_leave(struct task_impl *ti)
     params[8] = ti->leave == LEAVE_RELEASE ? "1" : "0";
     params[9] = delay;
     params[10] = ti->problems;
-    if (runner_exec(ti->r, ti, &sql_leave, 11, params, on_leave, NULL) < 0)
+    if (task_runner_exec(ti->r, ti, &sql_leave, 11, params, on_leave, NULL) < 0)
         task_persist_later(ti);
 }
 
@@ -697,7 +545,7 @@ static void task_on_retry_timer(evutil_socket_t fd, short what, void *arg)
 
 /* ---- the lease ------------------------------------------------------------ */
 
-static void task_note_cancel(struct task_impl *ti)
+void task_note_cancel(struct task_impl *ti)
 {
     if (ti->cancel_requested || ti->phase == TP_CLOSED)
         return;
@@ -773,7 +621,7 @@ static void task_on_heartbeat(evutil_socket_t fd, short what, void *arg)
     params[0] = id;
     params[1] = ti->r->owner;
     params[2] = lease;
-    if (runner_exec(ti->r, ti, &sql_renew, 3, params, on_renew, rc) < 0) {
+    if (task_runner_exec(ti->r, ti, &sql_renew, 3, params, on_renew, rc) < 0) {
         free(rc);
         return;
     }
@@ -941,7 +789,7 @@ static void task_on_log_flush(evutil_socket_t fd, short what, void *arg)
     params[1] = ti->pub.kind->states[ti->pub.state];
     params[2] = text;
     params[3] = ti->r->owner;
-    if (runner_exec(ti->r, ti, &sql_stage_log, 4, params, on_log_flush, NULL) == 0)
+    if (task_runner_exec(ti->r, ti, &sql_stage_log, 4, params, on_log_flush, NULL) == 0)
         ti->flushing = true;
     free(text);
 }
@@ -1101,17 +949,17 @@ int task_pg_exec(struct task *t, const struct pg_stmt *stmt, int nparams,
     if (!holder)
         return -1;
     holder->kcb = cb;
-    if (runner_exec(ti->r, ti, stmt, nparams, params, on_kind_query, holder) < 0) {
+    if (task_runner_exec(ti->r, ti, stmt, nparams, params, on_kind_query, holder) < 0) {
         free(holder);
         return -1;
     }
     return 0;
 }
 
-/* ---- claiming ------------------------------------------------------------- */
+/* ---- a claimed row becomes a task ------------------------------------------- */
 
-static const struct task_kind *runner_kind(const struct task_runner *r,
-                                           const char *name)
+const struct task_kind *task_runner_kind(const struct task_runner *r,
+                                         const char *name)
 {
     for (int i = 0; i < r->nkinds; i++)
         if (strcmp(r->kinds[i]->name, name) == 0)
@@ -1127,47 +975,9 @@ static int kind_state(const struct task_kind *k, const char *name)
     return -1;
 }
 
-/* "{1,2}": the tasks this process holds (running, or closed with a query
- * still out), which the claim must not take back. */
-static char *runner_held_ids(const struct task_runner *r)
-{
-    const struct task_list *lists[2] = { &r->tasks, &r->closed };
-    const struct task_impl *ti;
-    char *text = NULL;
-    size_t len;
-    FILE *f = open_memstream(&text, &len);
-    bool first = true;
-
-    if (!f)
-        return NULL;
-    fputc('{', f);
-    for (int i = 0; i < 2; i++)
-        TAILQ_FOREACH(ti, lists[i], link) {
-            fprintf(f, "%s%lld", first ? "" : ",", (long long)ti->pub.id);
-            first = false;
-        }
-    fputc('}', f);
-    fclose(f);
-    return text;
-}
-
-static void runner_arm_wake(struct task_runner *r, double seconds)
-{
-    int64_t ms = (int64_t)(seconds * 1000.0);
-
-    if (r->dying || r->draining || !r->started)
-        return;
-    if (ms < TASK_CLAIM_MIN_DELAY_MS)
-        ms = TASK_CLAIM_MIN_DELAY_MS;
-    if (ms > (int64_t)r->poll_s * 1000)
-        ms = (int64_t)r->poll_s * 1000;
-    evtimer_del(r->wake_timer);
-    util_timer_ms(r->wake_timer, ms);
-}
-
 /* A claimed row becomes a task of this process: open it, decide where it
  * goes on (resume), then enter that state. */
-static void task_begin(struct task_impl *ti, const char *stage,
+void task_begin(struct task_impl *ti, const char *stage,
                        const char *old_state, const char *old_owner,
                        bool cancel)
 {
@@ -1253,7 +1063,7 @@ static void task_begin(struct task_impl *ti, const char *stage,
     task_enter(ti, next);
 }
 
-static struct task_impl *task_new(struct task_runner *r, const struct task_kind *k,
+struct task_impl *task_new(struct task_runner *r, const struct task_kind *k,
                                   PGresult *res, int row)
 {
     struct task_impl *ti = calloc(1, sizeof *ti);
@@ -1292,237 +1102,6 @@ static struct task_impl *task_new(struct task_runner *r, const struct task_kind 
     return ti;
 }
 
-static void on_next_due(struct task_runner *r, struct task_impl *ti,
-                        PGresult *res, void *arg)
-{
-    double s = r->poll_s;
-
-    if (res && pg_ok(res) && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
-        s = strtod(PQgetvalue(res, 0, 0), NULL) + 0.05;
-    runner_arm_wake(r, s);
-}
-
-static void on_claim(struct task_runner *r, struct task_impl *unused,
-                     PGresult *res, void *arg)
-{
-    int limit = (int)(intptr_t)arg;
-    int n;
-    const char *params[2];
-    char *held;
-
-    r->claiming = false;
-    if (r->dying)
-        return;
-    if (!res) {
-        runner_arm_wake(r, 1.0);
-        return;
-    }
-    if (!pg_ok(res)) {
-        log_error("tasks: claim failed: %s", PQresultErrorMessage(res));
-        runner_arm_wake(r, r->poll_s);
-        return;
-    }
-    n = PQntuples(res);
-    for (int i = 0; i < n; i++) {
-        const struct task_kind *k = runner_kind(r, PQgetvalue(res, i, 2));
-        struct task_impl *ti = k ? task_new(r, k, res, i) : NULL;
-
-        if (!ti) {
-            /* Its lease runs out and someone takes it again. */
-            log_error("tasks: cannot take task %s (kind %s): out of memory",
-                      PQgetvalue(res, i, 0), PQgetvalue(res, i, 2));
-            continue;
-        }
-        TAILQ_INSERT_TAIL(&r->tasks, ti, link);
-        r->ntasks++;
-        util_timer_ms(ti->heartbeat, (int64_t)ti->lease_s * 1000 / 3);
-        task_begin(ti, PQgetisnull(res, i, 4) ? NULL : PQgetvalue(res, i, 4),
-                   PQgetvalue(res, i, 9),
-                   PQgetisnull(res, i, 10) ? "-" : PQgetvalue(res, i, 10),
-                   PQgetvalue(res, i, 8)[0] == 't');
-    }
-    if (n == limit || r->claim_again) {
-        claim_kick(r);
-        return;
-    }
-    held = runner_held_ids(r);
-    params[0] = r->kinds_param;
-    params[1] = held;
-    if (!held || runner_exec(r, NULL, &sql_next_due, 2, params, on_next_due, NULL) < 0)
-        runner_arm_wake(r, r->poll_s);
-    free(held);
-}
-
-static void claim_kick(struct task_runner *r)
-{
-    const char *params[5];
-    char limit[16];
-    char *held;
-    int free_slots;
-
-    if (!r->started || r->draining || r->dying || r->nkinds == 0)
-        return;
-    if (r->claiming) {
-        r->claim_again = true;
-        return;
-    }
-    free_slots = r->concurrency - (int)r->ntasks;
-    if (free_slots <= 0)
-        return;     /* a closing task kicks again */
-    snprintf(limit, sizeof limit, "%d", free_slots);
-    params[0] = r->kinds_param;
-    params[1] = r->leases_param;
-    params[2] = limit;
-    params[3] = r->owner;
-    params[4] = held = runner_held_ids(r);
-    r->claim_again = false;
-    r->claim_sent_ms = util_mono_ms();
-    if (!held || runner_exec(r, NULL, &sql_claim, 5, params, on_claim,
-                             (void *)(intptr_t)free_slots) < 0) {
-        free(held);
-        runner_arm_wake(r, 1.0);
-        return;
-    }
-    free(held);
-    r->claiming = true;
-}
-
-static void runner_on_wake_timer(evutil_socket_t fd, short what, void *arg)
-{
-    claim_kick(arg);
-}
-
-/* ---- notifications ----------------------------------------------------------- */
-
-/* "tasks": one was queued or came due; "task_cancel" (payload: its id): a
- * task to stop if it runs here.  A NULL payload follows a (re)subscription:
- * notifications may have been missed, so claim now. */
-static void on_notify(const char *channel, const char *payload, void *arg)
-{
-    struct task_runner *r = arg;
-    struct task_impl *ti;
-
-    if (r->dying)
-        return;
-    if (!payload || strcmp(channel, "tasks") == 0) {
-        claim_kick(r);
-    } else if (strcmp(channel, "task_cancel") == 0) {
-        int64_t id = strtoll(payload, NULL, 10);
-
-        TAILQ_FOREACH(ti, &r->tasks, link)
-            if (ti->pub.id == id)
-                task_note_cancel(ti);
-    }
-}
-
-static void runner_listen(struct task_runner *r)
-{
-    if (pg_pool_listen(r->pool, "tasks", on_notify, r) == 0 &&
-        pg_pool_listen(r->pool, "task_cancel", on_notify, r) == 0) {
-        r->listening = true;
-        return;
-    }
-    pg_pool_unlisten(r->pool, "tasks", on_notify, r);
-    log_warn("tasks: cannot LISTEN; polling every %d s", r->poll_s);
-}
-
-static void runner_unlisten(struct task_runner *r)
-{
-    if (!r->listening)
-        return;
-    pg_pool_unlisten(r->pool, "tasks", on_notify, r);
-    pg_pool_unlisten(r->pool, "task_cancel", on_notify, r);
-    r->listening = false;
-}
-
-/* ---- start: take back what dead local processes left ------------------------ */
-
-static bool pid_is_zombie(pid_t pid)
-{
-    char path[64], buf[512];
-    const char *p;
-    FILE *f;
-    bool zombie = false;
-
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    f = fopen(path, "r");
-    if (!f)
-        return errno == ENOENT;
-    if (fgets(buf, sizeof buf, f) && (p = strrchr(buf, ')')) && p[1] == ' ')
-        zombie = p[2] == 'Z' || p[2] == 'X';
-    fclose(f);
-    return zombie;
-}
-
-/* "host/pidns/pid/token": is that process gone?  Only for our host and pid
- * namespace, where the pid means the same process. */
-static bool owner_is_dead(const struct task_runner *r, const char *owner)
-{
-    const char *p = owner + strlen(r->owner_prefix);
-    long pid;
-    char *end;
-
-    if (strncmp(owner, r->owner_prefix, strlen(r->owner_prefix)) != 0 ||
-        strcmp(owner, r->owner) == 0)
-        return false;
-    pid = strtol(p, &end, 10);
-    if (end == p || *end != '/' || pid <= 0)
-        return false;
-    if (pid == (long)getpid())
-        return true;    /* an earlier process that had our pid */
-    if (kill((pid_t)pid, 0) < 0)
-        return errno == ESRCH;
-    /* Killed but not yet reaped by its parent (or init): a zombie. */
-    return pid_is_zombie((pid_t)pid);
-}
-
-static void on_expire(struct task_runner *r, struct task_impl *ti,
-                      PGresult *res, void *arg)
-{
-    if (res && pg_ok(res) && strcmp(PQcmdTuples(res), "0") != 0)
-        log_info("tasks: took back %s task%s of a stopped server on this host",
-                 PQcmdTuples(res), strcmp(PQcmdTuples(res), "1") ? "s" : "");
-    claim_kick(r);
-}
-
-static void on_local_owners(struct task_runner *r, struct task_impl *ti,
-                            PGresult *res, void *arg)
-{
-    char *list = NULL;
-    size_t len = 0;
-    FILE *f;
-    int dead = 0;
-
-    if (r->dying)
-        return;
-    if (!res || !pg_ok(res) || PQntuples(res) == 0) {
-        claim_kick(r);
-        return;
-    }
-    f = open_memstream(&list, &len);
-    if (!f) {
-        claim_kick(r);
-        return;
-    }
-    fputc('{', f);
-    for (int i = 0; i < PQntuples(res); i++) {
-        const char *o = PQgetvalue(res, i, 0);
-
-        if (!owner_is_dead(r, o)) {
-            log_debug("tasks: lease holder %s on this host is alive", o);
-            continue;
-        }
-        /* Owners hold no quotes or backslashes (see runner_identity). */
-        fprintf(f, "%s\"%s\"", dead++ ? "," : "", o);
-    }
-    fputc('}', f);
-    fclose(f);
-    if (dead == 0 || runner_exec(r, NULL, &sql_expire, 1,
-                                 (const char *const *)&list, on_expire, NULL) < 0)
-        claim_kick(r);
-    free(list);
-}
-
 /* ---- the runner ------------------------------------------------------------- */
 
 /* host/pidns/pid/token: the pid namespace makes "same host" mean "pids are
@@ -1554,8 +1133,6 @@ static void runner_identity(struct task_runner *r)
     snprintf(r->owner, sizeof r->owner, "%s%d/%s", r->owner_prefix, (int)getpid(), rnd);
 }
 
-/* Defined at the end of this file. */
-
 struct task_runner *task_runner_new(struct app *app)
 {
     struct task_runner *r = calloc(1, sizeof *r);
@@ -1572,7 +1149,7 @@ struct task_runner *task_runner_new(struct app *app)
     TAILQ_INIT(&r->closed);
     runner_identity(r);
     r->reap = event_new(r->base, -1, 0, runner_on_reap, r);
-    r->wake_timer = evtimer_new(r->base, runner_on_wake_timer, r);
+    r->wake_timer = evtimer_new(r->base, task_claim_on_wake_timer, r);
     if (!r->reap || !r->wake_timer) {
         r->dying = true;
         runner_maybe_destroy(r);
@@ -1594,7 +1171,7 @@ int task_register(struct task_runner *r, const struct task_kind *k)
             log_error("tasks: kind name '%s' is not [a-z0-9_]+", k->name);
             return -1;
         }
-    if (runner_kind(r, k->name) || r->nkinds == TASK_MAX_KINDS) {
+    if (task_runner_kind(r, k->name) || r->nkinds == TASK_MAX_KINDS) {
         log_error("tasks: kind %s registered twice (or too many kinds)", k->name);
         return -1;
     }
@@ -1634,8 +1211,6 @@ static int runner_build_params(struct task_runner *r)
 
 int task_runner_start(struct task_runner *r)
 {
-    const char *params[1];
-
     if (!r || r->started)
         return -1;
     if (runner_build_params(r) < 0)
@@ -1647,11 +1222,7 @@ int task_runner_start(struct task_runner *r)
     }
     log_info("tasks: runner %s: up to %d at once, lease %d s, kinds %s", r->owner,
              r->concurrency, r->lease_s, r->kinds_param);
-    runner_listen(r);
-    params[0] = r->owner_prefix;
-    if (runner_exec(r, NULL, &sql_local_owners, 1, params, on_local_owners, NULL) < 0)
-        runner_arm_wake(r, 1.0);
-    runner_arm_wake(r, r->poll_s);
+    task_claim_start(r);
     return 0;
 }
 
@@ -1673,7 +1244,7 @@ unsigned task_runner_busy(const struct task_runner *r)
 
 static void runner_destroy(struct task_runner *r)
 {
-    runner_unlisten(r);
+    task_claim_stop(r);
     if (r->reap)
         event_free(r->reap);
     if (r->wake_timer)
@@ -1697,7 +1268,7 @@ void task_runner_free(struct task_runner *r)
     if (!r || r->dying)
         return;
     r->dying = true;
-    runner_unlisten(r);
+    task_claim_stop(r);
     evtimer_del(r->wake_timer);
     event_del(r->reap);
     while ((ti = TAILQ_FIRST(&r->tasks))) {
@@ -1713,120 +1284,6 @@ void task_runner_free(struct task_runner *r)
 
 /* ---- enqueue, find, cancel -------------------------------------------------- */
 
-struct enqueue_ctx {
-    task_enqueue_cb cb;   /* borrowed, may be NULL */
-    void *arg;            /* borrowed */
-};
-
-static void on_enqueue(PGresult *res, void *arg)
-{
-    struct enqueue_ctx *c = arg;
-    enum task_enqueue_status st = TASK_ENQUEUE_UNAVAILABLE;
-    int64_t id = 0;
-    const char *uuid = "";
-
-    if (res && pg_ok(res)) {
-        if (PQntuples(res) > 0) {
-            id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-            uuid = PQgetvalue(res, 0, 1);
-            st = PQgetvalue(res, 0, 2)[0] == 't' ? TASK_ENQUEUE_CREATED
-                                                 : TASK_ENQUEUE_EXISTS;
-        } else {
-            st = TASK_ENQUEUE_EXISTS;   /* it finished between two looks */
-        }
-    } else if (res) {
-        log_error("tasks: enqueue failed: %s", PQresultErrorMessage(res));
-    }
-    if (c->cb)
-        c->cb(st, id, uuid, c->arg);
-    free(c);
-}
-
-int task_enqueue(struct pg_pool *pool, const char *kind, const char *subject,
-                 json_t *payload, task_enqueue_cb cb, void *arg)
-{
-    struct enqueue_ctx *c;
-    char *text = payload ? json_dumps(payload, JSON_COMPACT) : NULL;
-    const char *params[3] = { kind, subject, text };
-    int rc = -1;
-
-    if (!pool || !kind || (payload && !text))
-        goto out;
-    c = calloc(1, sizeof *c);
-    if (!c)
-        goto out;
-    c->cb = cb;
-    c->arg = arg;
-    if (pg_exec(pool, &sql_enqueue, 3, params, on_enqueue, c) < 0) {
-        free(c);
-        goto out;
-    }
-    rc = 0;
-out:
-    free(text);
-    return rc;
-}
-
-static void on_find_active(PGresult *res, void *arg)
-{
-    struct enqueue_ctx *c = arg;
-
-    if (res && pg_ok(res) && PQntuples(res) > 0)
-        c->cb(TASK_ENQUEUE_EXISTS, strtoll(PQgetvalue(res, 0, 0), NULL, 10),
-              PQgetvalue(res, 0, 1), c->arg);
-    else if (res && pg_ok(res))
-        c->cb(TASK_ENQUEUE_CREATED, 0, "", c->arg);
-    else
-        c->cb(TASK_ENQUEUE_UNAVAILABLE, 0, "", c->arg);
-    free(c);
-}
-
-int task_find_active(struct pg_pool *pool, const char *kind,
-                     const char *subject, task_enqueue_cb cb, void *arg)
-{
-    const char *params[2] = { kind, subject };
-    struct enqueue_ctx *c;
-
-    if (!pool || !kind || !subject || !cb)
-        return -1;
-    c = calloc(1, sizeof *c);
-    if (!c)
-        return -1;
-    c->cb = cb;
-    c->arg = arg;
-    if (pg_exec(pool, &sql_find_active, 2, params, on_find_active, c) < 0) {
-        free(c);
-        return -1;
-    }
-    return 0;
-}
-
-int task_parse_ref(const char *ref, char *id, size_t idlen, char *uuid,
-                     size_t uuidlen)
-{
-    size_t n = strlen(ref);
-    bool digits = n > 0 && n < 19;
-
-    id[0] = uuid[0] = '\0';
-    for (size_t i = 0; digits && i < n; i++)
-        digits = ref[i] >= '0' && ref[i] <= '9';
-    if (digits) {
-        snprintf(id, idlen, "%s", ref);
-        return 0;
-    }
-    if (n != 36)
-        return -1;
-    for (size_t i = 0; i < n; i++) {
-        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-        char c = ref[i];
-
-        if (dash ? c != '-' : !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
-                                (c >= 'A' && c <= 'F')))
-            return -1;
-    }
-    snprintf(uuid, uuidlen, "%s", ref);
-    return 0;
-}
 
 struct cancel_ctx {
     task_cancel_cb cb;    /* borrowed */
@@ -1882,22 +1339,13 @@ int task_cancel(struct task_runner *r, const char *ref, task_cancel_cb cb,
         return -1;
     c->cb = cb;
     c->arg = arg;
-    if (runner_exec(r, NULL, &sql_cancel, 2, params, on_cancel, c) < 0) {
+    if (task_runner_exec(r, NULL, &sql_cancel, 2, params, on_cancel, c) < 0) {
         free(c);
         return -1;
     }
     return 0;
 }
 
-/* ---- the cleanup job -------------------------------------------------------- */
-
-void task_cleanup_job(struct sched_run *run, void *arg)
-{
-    const char *params[1] = { TASK_KEEP_DAYS };
-
-    sched_run_count(run, &sql_cleanup, 1, params, "finished task",
-                    "older than " TASK_KEEP_DAYS " days");
-}
 
 
 unsigned task_runner_slots(const struct task_runner *r, const char **owner, bool *draining)
@@ -1907,11 +1355,3 @@ unsigned task_runner_slots(const struct task_runner *r, const char **owner, bool
     return (unsigned)r->concurrency;
 }
 
-int task_enqueue_test(struct pg_pool *pg, const char *payload, const char *subject,
-                      const char *count, void (*cb)(PGresult *res, void *arg),
-                      void *arg)
-{
-    const char *params[3] = { payload, subject, count };
-
-    return pg_exec(pg, &sql_enqueue_test, 3, params, cb, arg);
-}

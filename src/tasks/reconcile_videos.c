@@ -18,6 +18,7 @@
 #include "studyhub/core/log.h"
 #include "studyhub/queue/sched.h"
 #include "studyhub/queue/task.h"
+#include "studyhub/queue/task_queue.h"
 #include "studyhub/domain/videos.h"
 #include "studyhub/io/pg.h"
 #include "studyhub/io/storage.h"

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "studyhub/io/proc.h"
@@ -434,6 +435,40 @@ START_TEST(many_children)
 }
 END_TEST
 
+/* ---- /proc/<pid>/stat -------------------------------------------------- */
+
+START_TEST(stat_of_self_zombie_and_nobody)
+{
+    char state = 0;
+    int pgrp = 0;
+    pid_t kid;
+
+    ck_assert_int_eq(proc_stat_read(getpid(), &state, &pgrp), 0);
+    ck_assert_int_eq(state, 'R');                 /* reading it, so running */
+    ck_assert_int_eq(pgrp, getpgrp());
+    ck_assert_int_eq(proc_stat_read(getpid(), NULL, NULL), 0);
+
+    /* A child that exited and was not waited for is a zombie. */
+    kid = fork();
+    ck_assert_int_ge(kid, 0);
+    if (kid == 0)
+        _exit(0);
+    for (int i = 0; i < 500; i++) {             /* up to 5 s on a loaded machine */
+        ck_assert_int_eq(proc_stat_read(kid, &state, NULL), 0);
+        if (state == 'Z')
+            break;
+        usleep(10000);
+    }
+    ck_assert_int_eq(state, 'Z');
+    ck_assert_int_eq(waitpid(kid, NULL, 0), kid);
+
+    /* Above any pid_max: no such process. */
+    errno = 0;
+    ck_assert_int_eq(proc_stat_read(2147483646, &state, &pgrp), -1);
+    ck_assert_int_eq(errno, ENOENT);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("proc");
@@ -443,6 +478,7 @@ static Suite *suite(void)
     tcase_add_test(tail, tail_keeps_last_bytes);
     tcase_add_test(tail, tail_matches_reference);
     tcase_add_test(tail, clean_text);
+    tcase_add_test(tail, stat_of_self_zombie_and_nobody);
     tcase_add_test(kids, exit_code_and_output);
     tcase_add_test(kids, output_is_bounded);
     tcase_add_test(kids, limits_and_user);

@@ -105,6 +105,11 @@ void proc_abandon(struct proc *p);
 pid_t proc_pid(const struct proc *p);
 unsigned proc_table_count(const struct proc_table *pt);
 
+/* Of any process of this pid namespace, from /proc/<pid>/stat: its state
+ * letter (R, S, D, Z, X...) and process group.  Returns 0, or -1 with
+ * errno (ENOENT: no such process).  Either out may be NULL. */
+int proc_stat_read(pid_t pid, char *state, int *pgrp);
+
 /* ---- the bounded tail, exposed for tests and for other bounded logs --- */
 
 /* Keeps the last cap bytes written to it (and counts all of them). */
