@@ -4,6 +4,7 @@
 #include "studyhub/core/util.h"
 
 #include <errno.h>
+#include <math.h>
 #include <event2/event.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -130,4 +131,22 @@ void util_one_line(char *dst, size_t dstlen, const char *src)
     n = strlen(dst);
     while (n > 0 && dst[n - 1] == ' ')
         dst[--n] = '\0';
+}
+
+void util_api_time(double epoch_s, char out[UTIL_API_TIME_LEN])
+{
+    /* A double holds today's epoch to ~0.25 us: rounding recovers the
+     * microsecond PostgreSQL sent. */
+    long long us = llround(epoch_s * 1e6);
+    long long secs = us >= 0 ? us / 1000000 : -((-us + 999999) / 1000000);
+    time_t t = (time_t)secs;
+    unsigned frac = (unsigned)(us - secs * 1000000) % 1000000u;
+    struct tm tm;
+    char day[20];
+
+    if (!gmtime_r(&t, &tm) || strftime(day, sizeof day, "%Y-%m-%dT%H:%M:%S", &tm) == 0) {
+        snprintf(out, UTIL_API_TIME_LEN, "1970-01-01T00:00:00.000000Z");
+        return;
+    }
+    snprintf(out, UTIL_API_TIME_LEN, "%s.%06uZ", day, frac);
 }

@@ -1,10 +1,12 @@
 /* adminview: the admin pages' read-only view of scheduled jobs and tasks
  * (see adminview.h).  Jobs come from this server's scheduler (their
- * times) and job_runs (their outcomes, written by every server); tasks
- * from the tasks table, as task_commands.c reads them. */
+ * times) and its sched_recent_runs (their outcomes, written by every
+ * server), as `studyhubctl jobs` shows them; tasks from the tasks table,
+ * as task_commands.c reads them. */
 #include "studyhub/domain/adminview.h"
 
 #include <jansson.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +14,7 @@
 #include <time.h>
 
 #include "studyhub/core/app.h"
+#include "studyhub/core/util.h"
 #include "studyhub/queue/sched.h"
 #include "studyhub/http/apidoc.h"
 #include "studyhub/domain/perms.h"
@@ -84,100 +87,70 @@ static void h_tasks(struct http_req *req, struct app *app)
 
 /* ------------------------------------------------------------ jobs */
 
-/* The last three runs of every job, as `jobs` lists them. */
-static const struct pg_stmt av_runs_stmt = {
-    "adminview_runs",
-    "SELECT job, id, reason, outcome, api_time(scheduled_for), api_time(started_at),"
-    "  round(EXTRACT(EPOCH FROM coalesce(finished_at, now()) - started_at)::numeric, 2),"
-    "  detail, instance"
-    " FROM (SELECT *, row_number() OVER (PARTITION BY job ORDER BY started_at DESC, id DESC) rn"
-    "       FROM job_runs) x"
-    " WHERE rn <= 3 ORDER BY job, started_at DESC, id DESC",
-};
-
-/* A jobs request between the scheduler's snapshot and the runs. */
-struct jobs_req {
-    struct http_req *req;   /* borrowed */
-    json_t *data;           /* owned: the jobs, runs still empty */
-};
-
-static void runs_read(PGresult *res, void *arg)
+/* Every job of this server's scheduler with its next slot and its last
+ * three runs (sched_recent_runs: job_runs, written by every server),
+ * taken while the scheduler is held for the answer. */
+static void runs_read(struct sched *s, PGresult *res, void *arg)
 {
-    struct jobs_req *jr = arg;
-    size_t i;
-    json_t *job;
+    struct http_req *req = arg;
+    struct sched_job_view ji;
+    json_t *data = json_array();
+    int r = 0;
 
-    if (apidoc_db_failed(jr->req, res, "adminview_runs"))
-        goto out;
-    json_array_foreach(jr->data, i, job) {
-        const char *name = json_string_value(json_object_get(job, "id"));
-        json_t *runs = json_object_get(json_object_get(job, "attributes"), "runs");
-        for (int r = 0; r < PQntuples(res); r++) {
-            if (strcmp(PQgetvalue(res, r, 0), name) != 0)
+    if (!s || !res || !data) {
+        json_decref(data);
+        jsonapi_reply_unavailable(req, !s ? "Scheduler" : !res ? "Database" : "Memory");
+        return;
+    }
+    for (int i = 0; i < sched_job_count(s); i++) {
+        json_t *runs = json_array(), *next_run = json_null();
+        char next[UTIL_API_TIME_LEN], slot[UTIL_API_TIME_LEN], started[UTIL_API_TIME_LEN];
+
+        sched_job_view(s, i, &ji);
+        if (ji.next != (time_t)-1 && ji.next != 0) {
+            util_api_time((double)ji.next, next);
+            next_run = json_string(next);
+        }
+        /* The rows come by job, then newest first. */
+        for (r = 0; r < PQntuples(res); r++) {
+            if (strcmp(PQgetvalue(res, r, 0), ji.name) != 0)
                 continue;
             /* The detail's last line: what the run ended with. */
             const char *detail = PQgetvalue(res, r, 7);
             const char *last = strrchr(detail, '\n');
             last = last && last[1] ? last + 1 : detail;
+            util_api_time(strtod(PQgetvalue(res, r, 4), NULL), slot);
+            util_api_time(strtod(PQgetvalue(res, r, 5), NULL), started);
             json_array_append_new(
                 runs, json_pack("{s:I, s:s, s:s, s:s, s:s, s:f, s:s%, s:s}", "id",
                                 (json_int_t)atoll(PQgetvalue(res, r, 1)), "reason",
                                 PQgetvalue(res, r, 2), "outcome", PQgetvalue(res, r, 3),
-                                "scheduled_for", PQgetvalue(res, r, 4), "started_at",
-                                PQgetvalue(res, r, 5), "took_s",
-                                strtod(PQgetvalue(res, r, 6), NULL), "detail", last,
-                                strcspn(last, "\n"), "instance", PQgetvalue(res, r, 8)));
+                                "scheduled_for", slot, "started_at", started, "took_s",
+                                round(strtod(PQgetvalue(res, r, 6), NULL) * 100) / 100,
+                                "detail", last, strcspn(last, "\n"), "instance",
+                                PQgetvalue(res, r, 8)));
         }
+        json_array_append_new(
+            data, json_pack("{s:s, s:s, s:{s:s?, s:s?, s:o, s:b, s:o}}", "type", "admin-jobs",
+                            "id", ji.name, "attributes", "at", ji.at, "zone", sched_zone(s),
+                            "next_run", next_run, "running_here", ji.running_here, "runs",
+                            runs));
     }
-    json_t *doc = json_pack("{s:O, s:{s:I}}", "data", jr->data, "meta", "count",
-                            (json_int_t)json_array_size(jr->data));
+    json_t *doc = json_pack("{s:o, s:{s:I}}", "data", data, "meta", "count",
+                            (json_int_t)json_array_size(data));
     if (doc)
-        jsonapi_reply(jr->req, 200, doc);
+        jsonapi_reply(req, 200, doc);
     else
-        jsonapi_reply_unavailable(jr->req, "Memory");
-out:
-    json_decref(jr->data);
-    free(jr);
+        jsonapi_reply_unavailable(req, "Memory");
 }
 
 static void h_jobs(struct http_req *req, struct app *app)
 {
-    struct jobs_req *jr = calloc(1, sizeof *jr);
-    struct sched_job_view ji;
-    char next[32];
-
-    if (!jr || !(jr->data = json_array()))
-        goto oom;
-    jr->req = req;
-    /* The scheduler's part now: the reply comes after the query, and the
-     * scheduler may be gone by then (a stopping server). */
-    for (int i = 0; app->sched && i < sched_job_count(app->sched); i++) {
-        struct tm tm;
-        json_t *next_run = json_null();
-
-        sched_job_view(app->sched, i, &ji);
-        if (ji.next != (time_t)-1 && ji.next != 0 && gmtime_r(&ji.next, &tm)) {
-            strftime(next, sizeof next, "%Y-%m-%dT%H:%M:%SZ", &tm);
-            next_run = json_string(next);
-        }
-        if (json_array_append_new(
-                jr->data, json_pack("{s:s, s:s, s:{s:s?, s:s?, s:o, s:b, s:[]}}", "type",
-                                    "admin-jobs", "id", ji.name, "attributes", "at", ji.at,
-                                    "zone", sched_zone(app->sched), "next_run", next_run,
-                                    "running_here", ji.running_here, "runs")) < 0)
-            goto oom;
+    if (!app->sched) {
+        jsonapi_reply_unavailable(req, "Scheduler");
+        return;
     }
-    if (pg_exec(app->pg, &av_runs_stmt, 0, NULL, runs_read, jr) < 0) {
-        json_decref(jr->data);
-        free(jr);
-        jsonapi_reply_unavailable(req, "Database");
-    }
-    return;
-oom:
-    if (jr)
-        json_decref(jr->data);
-    free(jr);
-    jsonapi_reply_unavailable(req, "Memory");
+    sched_recent_runs(app->sched, runs_read, req);
 }
 
 static const struct route adminview_route_table[] = {

@@ -292,6 +292,11 @@ class AdminViewTest(StudyhubTestCase):
         self.assertTrue(ct["next_run"].endswith("Z"))
         manual = [x for x in ct["runs"] if x["reason"] == "manual"]
         self.assertEqual(manual[0]["outcome"], "succeeded", ct["runs"])
+        # Times as every API time: api_time's text, to the microsecond.
+        self.assertRegex(manual[0]["started_at"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
+        want = self.w.row(f"SELECT api_time(started_at), api_time(scheduled_for) FROM job_runs"
+                          f" WHERE id = {int(manual[0]['id'])}")
+        self.assertEqual([manual[0]["started_at"], manual[0]["scheduled_for"]], list(want))
         self.assertLessEqual(len(ct["runs"]), 3)
         plain = self.w.user("opsplain", researcher=True)
         self.assertStatus(self.w.api(plain, "GET", "/api/v1/admin/jobs/"), 403)

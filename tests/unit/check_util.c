@@ -89,6 +89,24 @@ START_TEST(mono_ms_does_not_go_back)
 }
 END_TEST
 
+START_TEST(api_time_to_the_microsecond)
+{
+    char out[UTIL_API_TIME_LEN];
+
+    util_api_time(0, out);
+    ck_assert_str_eq(out, "1970-01-01T00:00:00.000000Z");
+    /* As PostgreSQL's float8 text of EXTRACT(EPOCH ...) gives them. */
+    util_api_time(1796603952.345678, out);
+    ck_assert_str_eq(out, "2026-12-07T00:39:12.345678Z");
+    util_api_time(1796603952.000001, out);
+    ck_assert_str_eq(out, "2026-12-07T00:39:12.000001Z");
+    util_api_time(1796603952.9999996, out);     /* rounds into the next second */
+    ck_assert_str_eq(out, "2026-12-07T00:39:13.000000Z");
+    util_api_time(-1.5, out);
+    ck_assert_str_eq(out, "1969-12-31T23:59:58.500000Z");
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("util");
@@ -98,6 +116,7 @@ int main(void)
     tcase_add_test(tc, asprintf_formats);
     tcase_add_test(tc, mkdir_p_nested_and_existing);
     tcase_add_test(tc, mono_ms_does_not_go_back);
+    tcase_add_test(tc, api_time_to_the_microsecond);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

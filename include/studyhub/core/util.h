@@ -15,6 +15,11 @@ struct event;
 char *util_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 char *util_vasprintf(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
 
+/* Epoch seconds (with their fraction) as the API writes times (SQL's
+ * api_time): "2026-12-07T00:39:12.345678Z", to the microsecond. */
+#define UTIL_API_TIME_LEN 28
+void util_api_time(double epoch_s, char out[UTIL_API_TIME_LEN]);
+
 /* n bytes as 2n lowercase hex digits and a NUL. */
 void util_hex(const void *in, size_t n, char *out);
 /* The SHA-256 of data as 64 hex digits and a NUL. */
