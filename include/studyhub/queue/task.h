@@ -219,8 +219,8 @@ int task_cancel(struct task_runner *r, const char *ref, task_cancel_cb cb,
 
 /* ---- the runner ------------------------------------------------------- */
 
-/* Reads TASK_CONCURRENCY, TASK_LEASE_S, TASK_POLL_S and DATABASE_URL from
- * app->cfg; registers the built-in test kind test_sleep. */
+/* Reads TASK_CONCURRENCY, TASK_LEASE_S and TASK_POLL_S from app->cfg and
+ * runs its queries on app->pg. */
 struct task_runner *task_runner_new(struct app *app);
 /* Before task_runner_start.  Returns 0 or -1 (bad or duplicate kind). */
 int task_register(struct task_runner *r, const struct task_kind *kind);
