@@ -1,7 +1,8 @@
 /* metrics: request counters by (route, status) and a latency histogram per
- * route, kept in plain arrays found through a pointer-keyed open-addressed
- * table, and rendered in the Prometheus text format. */
+ * route, kept in plain arrays found through a ptrmap of the route string's
+ * address, and rendered in the Prometheus text format. */
 #include "studyhub/core/metrics.h"
+#include "studyhub/core/ptrmap.h"
 
 #include <event2/buffer.h>
 #include <inttypes.h>
@@ -30,7 +31,7 @@ static const char *const mt_le[] = {"0.0005", "0.001", "0.0025", "0.005",
 #define MT_OVERFLOW_ROUTE "_overflow"
 /* Pointer aliases cached per table; past this, lookups of new pointers
  * fall back to comparing strings. */
-#define MT_MAX_SLOTS 4096
+#define MT_MAX_POINTERS 2048
 
 struct mt_status {
     int status;     /* HTTP status code */
@@ -47,33 +48,17 @@ struct mt_route {
     uint64_t count;                /* observations */
 };
 
-/* Maps a route pointer to its index; key NULL marks a free slot. */
-struct mt_slot {
-    const char *key; /* borrowed: the caller's (static) string */
-    size_t idx;      /* into metrics.routes */
-};
-
 struct metrics {
     struct mt_route *routes; /* owned array */
     size_t nroutes;          /* used entries of routes */
     size_t caproutes;        /* allocated entries of routes */
-    struct mt_slot *slots;   /* owned; open addressing, power-of-two size */
-    size_t nslots;           /* allocated slots */
-    size_t nused;            /* occupied slots (kept at most half) */
+    struct ptrmap by_pointer; /* route string pointer -> its index + 1 */
 };
 
 struct metrics *metrics_new(void)
 {
     struct metrics *m = calloc(1, sizeof(*m));
 
-    if (m == NULL)
-        return NULL;
-    m->nslots = 256;
-    m->slots = calloc(m->nslots, sizeof(*m->slots));
-    if (m->slots == NULL) {
-        free(m);
-        return NULL;
-    }
     return m;
 }
 
@@ -86,63 +71,16 @@ void metrics_free(struct metrics *m)
         free(m->routes[i].statuses);
     }
     free(m->routes);
-    free(m->slots);
+    ptrmap_cleanup(&m->by_pointer);
     free(m);
 }
 
-static size_t mt_hash(const char *p)
+/* Remembers route pointer -> idx if there is room; failing only costs
+ * speed. */
+static void mt_pointer_add(struct metrics *m, const char *key, size_t idx)
 {
-    uint64_t x = (uint64_t)(uintptr_t)p;
-
-    /* Fibonacci hashing: string literals are close together, so mix. */
-    x ^= x >> 29;
-    x *= UINT64_C(0x9e3779b97f4a7c15);
-    return (size_t)(x >> 32);
-}
-
-static struct mt_slot *mt_slot_find(const struct metrics *m, const char *key)
-{
-    size_t mask = m->nslots - 1;
-
-    for (size_t i = mt_hash(key) & mask;; i = (i + 1) & mask) {
-        struct mt_slot *s = &m->slots[i];
-
-        if (s->key == key || s->key == NULL)
-            return s;
-    }
-}
-
-static bool mt_slots_grow(struct metrics *m)
-{
-    struct mt_slot *old = m->slots;
-    size_t oldn = m->nslots;
-
-    m->slots = calloc(oldn * 2, sizeof(*m->slots));
-    if (m->slots == NULL) {
-        m->slots = old;
-        return false;
-    }
-    m->nslots = oldn * 2;
-    for (size_t i = 0; i < oldn; i++)
-        if (old[i].key)
-            *mt_slot_find(m, old[i].key) = old[i];
-    free(old);
-    return true;
-}
-
-/* Remembers key -> idx if there is room; failing only costs speed. */
-static void mt_slot_add(struct metrics *m, const char *key, size_t idx)
-{
-    struct mt_slot *s;
-
-    if (m->nused >= MT_MAX_SLOTS)
-        return;
-    if ((m->nused + 1) * 2 > m->nslots && !mt_slots_grow(m))
-        return;
-    s = mt_slot_find(m, key);
-    s->key = key;
-    s->idx = idx;
-    m->nused++;
+    if (ptrmap_count(&m->by_pointer) < MT_MAX_POINTERS)
+        ptrmap_put(&m->by_pointer, key, (void *)(uintptr_t)(idx + 1));
 }
 
 static struct mt_route *mt_route_by_name(struct metrics *m, const char *name)
@@ -192,16 +130,16 @@ static struct mt_route *mt_route_lookup_slow(struct metrics *m,
     if (r == NULL)
         r = mt_route_add(m, route);
     if (r)
-        mt_slot_add(m, route, (size_t)(r - m->routes));
+        mt_pointer_add(m, route, (size_t)(r - m->routes));
     return r;
 }
 
 static struct mt_route *mt_route_get(struct metrics *m, const char *route)
 {
-    struct mt_slot *s = mt_slot_find(m, route);
+    uintptr_t idx = (uintptr_t)ptrmap_get(&m->by_pointer, route);
 
-    if (s->key == route)
-        return &m->routes[s->idx];
+    if (idx)
+        return &m->routes[idx - 1];
     return mt_route_lookup_slow(m, route);
 }
 
