@@ -58,6 +58,9 @@ struct fetch_req {
     CURL *easy;                   /* owned; PRIVATE points back here */
     bool in_multi;                /* easy is added to fc->multi */
     struct curl_slist *hdrs;      /* owned */
+    struct curl_slist *rcpt;      /* owned: SMTP recipients */
+    char *mail_from;              /* owned: SMTP envelope sender */
+    bool smtp;                    /* method "SMTP" */
     char *method;                 /* owned */
     char *url;                    /* owned; for logs */
     struct event *timer_ev;       /* owned: backoff delay, deferred failure */
@@ -353,6 +356,8 @@ static void req_destroy(struct fetch_req *r)
     if (r->easy)
         curl_easy_cleanup(r->easy);
     curl_slist_free_all(r->hdrs);
+    curl_slist_free_all(r->rcpt);
+    free(r->mail_from);
     if (r->timer_ev)
         event_free(r->timer_ev);
     fbuf_free(&r->body);
@@ -576,6 +581,36 @@ static bool idempotent(const char *m)
            !strcmp(m, "DELETE") || !strcmp(m, "OPTIONS");
 }
 
+/* SMTP: the envelope, STARTTLS as asked, the message through on_read (as
+ * every upload), and no HTTP options. */
+static bool smtp_setup(struct fetch_req *r)
+{
+    CURL *e = r->easy;
+    const struct fetch_opts *o = &r->o;
+    CURLcode c = CURLE_OK;
+
+#define SET(opt, val) do { if (c == CURLE_OK) c = curl_easy_setopt(e, opt, val); } while (0)
+    SET(CURLOPT_PRIVATE, (char *)r);
+    SET(CURLOPT_URL, r->url);
+    SET(CURLOPT_NOSIGNAL, 1L);
+    SET(CURLOPT_ERRORBUFFER, r->errbuf);
+    SET(CURLOPT_PROTOCOLS_STR, "smtp,smtps");
+    SET(CURLOPT_MAIL_FROM, r->mail_from);
+    SET(CURLOPT_MAIL_RCPT, r->rcpt);
+    SET(CURLOPT_USE_SSL, o->smtp_use_ssl);
+    SET(CURLOPT_CONNECTTIMEOUT_MS, o->connect_timeout_ms);
+    SET(CURLOPT_TIMEOUT_MS, o->timeout_ms < 0 ? 0L : o->timeout_ms);
+    SET(CURLOPT_LOW_SPEED_LIMIT, o->low_speed_bytes);
+    SET(CURLOPT_LOW_SPEED_TIME, o->low_speed_secs);
+    SET(CURLOPT_UPLOAD, 1L);
+    SET(CURLOPT_READFUNCTION, on_read);
+    SET(CURLOPT_READDATA, r);
+    SET(CURLOPT_INFILESIZE_LARGE,
+        (curl_off_t)(o->read_fn ? o->upload_len : (int64_t)o->body_len));
+#undef SET
+    return c == CURLE_OK;
+}
+
 /* Sets up the easy handle for r with the caller's headers (copied into
  * r->hdrs).  Returns false when curl refuses. */
 static bool req_setup(struct fetch_req *r, const char *const *headers)
@@ -586,6 +621,9 @@ static bool req_setup(struct fetch_req *r, const char *const *headers)
     bool upload = o->read_fn || o->body || !strcmp(r->method, "PUT") ||
                   !strcmp(r->method, "POST");
     CURLcode c = CURLE_OK;
+
+    if (r->smtp)
+        return smtp_setup(r);
 
 #define SET(opt, val) do { if (c == CURLE_OK) c = curl_easy_setopt(e, opt, val); } while (0)
     SET(CURLOPT_PRIVATE, (char *)r);
@@ -661,6 +699,8 @@ struct fetch_req *fetch_submit(struct fetch_client *fc,
     r->o.headers = NULL;
     r->o.method = NULL;
     r->o.url = NULL;
+    r->o.mail_from = NULL;
+    r->o.mail_rcpt = NULL;
     TAILQ_INSERT_TAIL(&fc->reqs, r, link);
     r->state = FR_WAITING;
     r->method = strdup(opts->method);
@@ -670,6 +710,24 @@ struct fetch_req *fetch_submit(struct fetch_client *fc,
     if (!r->method || !r->url || !r->easy || !r->timer_ev) {
         req_destroy(r);
         return NULL;
+    }
+    r->smtp = strcmp(opts->method, "SMTP") == 0;
+    if (r->smtp) {
+        if (!opts->mail_from || !opts->mail_rcpt || !opts->mail_rcpt[0]) {
+            req_destroy(r);
+            return NULL;
+        }
+        r->mail_from = strdup(opts->mail_from);
+        for (const char *const *to = opts->mail_rcpt; *to; to++) {
+            struct curl_slist *n = curl_slist_append(r->rcpt, *to);
+            if (!n)
+                break;
+            r->rcpt = n;
+        }
+        if (!r->mail_from || !r->rcpt) {
+            req_destroy(r);
+            return NULL;
+        }
     }
 
     if (!r->o.max_body)

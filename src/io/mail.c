@@ -1,5 +1,6 @@
 /* mail: claims due rows of mail_outbox under a lease and delivers them by
- * SMTP (libcurl multi on the loop) or as MAIL_DIR/<id>.eml, recording each
+ * SMTP (through io/fetch, the one curl multi on the loop; at most
+ * MAIL_BATCH at once) or as MAIL_DIR/<id>.eml, recording each
  * outcome; see include/studyhub/io/mail.h for the guarantee. */
 #include "studyhub/io/mail.h"
 
@@ -19,12 +20,11 @@
 #include "studyhub/core/config.h"
 #include "studyhub/core/log.h"
 #include "studyhub/core/util.h"
+#include "studyhub/io/fetch.h"
 #include "studyhub/io/pg.h"
 
 /* Longest backoff between attempts of one email. */
 #define MAIL_RETRY_MAX_S (6 * 3600)
-/* SMTP connections open at once per server. */
-#define MAIL_MAX_CONNECTIONS 4L
 /* A lease must outlast a whole SMTP attempt by this much, so a live
  * sender never sees its row claimed by another. */
 #define MAIL_LEASE_MARGIN_S 10
@@ -99,20 +99,10 @@ struct mail_msg {
     int attempts;                 /* including this one */
     char *data;                   /* owned: the rendered message */
     size_t len;                   /* bytes of data */
-    size_t off;                   /* bytes given to curl so far */
     char to[256];                 /* envelope recipient */
     char message_id[192];
     char error[MAIL_ERROR_MAX];   /* why it was not sent */
-    CURL *easy;                   /* owned while MSG_SENDING */
-    struct curl_slist *rcpt;      /* owned while MSG_SENDING */
-    char errbuf[CURL_ERROR_SIZE]; /* curl's error text */
-};
-
-/* One socket curl asked us to watch. */
-struct mail_sock {
-    struct mail_sock *next;       /* in ms->socks */
-    curl_socket_t fd;
-    struct event *ev;             /* owned */
+    struct fetch_req *req;        /* the SMTP transfer in flight, or NULL */
 };
 
 struct mail_sender {
@@ -120,9 +110,7 @@ struct mail_sender {
     const struct config *cfg;     /* borrowed */
     struct event *tick;           /* owned: the MAIL_POLL_S poll */
     struct event *kick;           /* owned: "claim now", made active */
-    CURLM *multi;                 /* owned; NULL when writing .eml files */
-    struct event *curl_timer;     /* owned: curl's timeout, run from the loop */
-    struct mail_sock *socks;      /* owned list */
+    bool smtp;                    /* SMTP_URL is set (else .eml files) */
     struct mail_msg *msgs;        /* owned list: claimed, not yet settled */
     unsigned nmsgs;               /* entries in msgs */
     int queries;                  /* pg queries out that carry ms or a msg */
@@ -133,8 +121,7 @@ struct mail_sender {
     bool dying;                   /* freed with queries out: the last
                                      callback finishes the free */
     bool listening;               /* pg_pool_listen registered */
-    bool curl_inited;             /* curl_global_init succeeded */
-    long use_ssl;                 /* CURLOPT_USE_SSL for smtp:// */
+    long use_ssl;                 /* CURLUSESSL_* for smtp:// */
     char owner[160];              /* lease_owner: host/pid/random */
     char domain[128];             /* of Message-IDs */
     char envelope_from[256];      /* MAIL FROM address */
@@ -583,16 +570,6 @@ fail:
 
 /* ------------------------------------------------------------ SMTP */
 
-static size_t smtp_read(char *buf, size_t size, size_t nitems, void *arg)
-{
-    struct mail_msg *m = arg;
-    size_t room = size * nitems, left = m->len - m->off;
-    size_t n = left < room ? left : room;
-    memcpy(buf, m->data + m->off, n);
-    m->off += n;
-    return n;
-}
-
 /* Refusals that are about this message or address, not the relay's
  * state: no point in trying again. */
 static bool smtp_permanent(long code)
@@ -600,163 +577,40 @@ static bool smtp_permanent(long code)
     return code == 501 || (code >= 550 && code <= 554);
 }
 
-static void smtp_finish(struct mail_msg *m, CURLcode rc)
+static void smtp_done(struct fetch_req *req, const struct fetch_result *res, void *arg)
 {
-    long code = 0;
+    struct mail_msg *m = arg;
     char err[MAIL_ERROR_MAX];
 
-    curl_easy_getinfo(m->easy, CURLINFO_RESPONSE_CODE, &code);
-    curl_multi_remove_handle(m->ms->multi, m->easy);
-    curl_easy_cleanup(m->easy);
-    m->easy = NULL;
-    curl_slist_free_all(m->rcpt);
-    m->rcpt = NULL;
-    if (rc == CURLE_OK) {
+    m->req = NULL;
+    if (!res->error) {
         msg_settle(m, OUT_SENT, NULL);
         return;
     }
-    snprintf(err, sizeof err, "SMTP %ld: %s", code,
-             m->errbuf[0] ? m->errbuf : curl_easy_strerror(rc));
-    msg_settle(m, smtp_permanent(code) ? OUT_FAILED : OUT_RETRY, err);
+    snprintf(err, sizeof err, "SMTP %d: %s", res->status, res->error);
+    msg_settle(m, smtp_permanent(res->status) ? OUT_FAILED : OUT_RETRY, err);
 }
 
-static void smtp_check_done(struct mail_sender *ms)
-{
-    CURLMsg *cm;
-    int left;
-    while ((cm = curl_multi_info_read(ms->multi, &left))) {
-        if (cm->msg != CURLMSG_DONE)
-            continue;
-        CURLcode rc = cm->data.result;     /* copy before removing */
-        char *priv = NULL;
-        curl_easy_getinfo(cm->easy_handle, CURLINFO_PRIVATE, &priv);
-        if (priv)
-            smtp_finish((struct mail_msg *)(void *)priv, rc);
-    }
-}
-
-static void smtp_on_socket(evutil_socket_t fd, short what, void *arg)
-{
-    struct mail_sender *ms = arg;
-    int flags = 0, running;
-    if (what & EV_READ)
-        flags |= CURL_CSELECT_IN;
-    if (what & EV_WRITE)
-        flags |= CURL_CSELECT_OUT;
-    curl_multi_socket_action(ms->multi, fd, flags, &running);
-    smtp_check_done(ms);
-}
-
-static void smtp_on_timer(evutil_socket_t fd, short what, void *arg)
-{
-    struct mail_sender *ms = arg;
-    int running;
-    curl_multi_socket_action(ms->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    smtp_check_done(ms);
-}
-
-/* curl's timer callback: only arms a loop timer (never acts inline). */
-static int smtp_timer_cb(CURLM *multi, long timeout_ms, void *arg)
-{
-    struct mail_sender *ms = arg;
-    if (timeout_ms < 0) {
-        evtimer_del(ms->curl_timer);
-    } else {
-        struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
-        evtimer_add(ms->curl_timer, &tv);
-    }
-    return 0;
-}
-
-static void sock_free(struct mail_sender *ms, struct mail_sock *s)
-{
-    for (struct mail_sock **pp = &ms->socks; *pp; pp = &(*pp)->next) {
-        if (*pp == s) {
-            *pp = s->next;
-            break;
-        }
-    }
-    event_free(s->ev);
-    free(s);
-}
-
-static int smtp_socket_cb(CURL *e, curl_socket_t fd, int what, void *arg,
-                          void *sockp)
-{
-    struct mail_sender *ms = arg;
-    struct mail_sock *s = sockp;
-
-    if (what == CURL_POLL_REMOVE) {    /* curl forgets fd (and s) itself */
-        if (s)
-            sock_free(ms, s);
-        return 0;
-    }
-    if (!s) {
-        s = calloc(1, sizeof *s);
-        if (!s)
-            return -1;
-        s->fd = fd;
-        s->next = ms->socks;
-        ms->socks = s;
-        curl_multi_assign(ms->multi, fd, s);
-    } else if (s->ev) {
-        event_free(s->ev);
-        s->ev = NULL;
-    }
-    short ev = EV_PERSIST;
-    if (what & CURL_POLL_IN)
-        ev |= EV_READ;
-    if (what & CURL_POLL_OUT)
-        ev |= EV_WRITE;
-    s->ev = event_new(ms->app->base, fd, ev, smtp_on_socket, ms);
-    if (!s->ev || event_add(s->ev, NULL) != 0)
-        return -1;
-    return 0;
-}
-
+/* Through the shared outbound client (io/fetch), one transfer per message:
+ * the outbox's own lease and attempts decide about retries. */
 static void deliver_smtp(struct mail_msg *m)
 {
     struct mail_sender *ms = m->ms;
     const struct config *cfg = ms->cfg;
-    char rcpt[300];
+    char rcpt[300], from[300];
+    const char *rcpts[2] = { rcpt, NULL };
 
-    m->easy = curl_easy_init();
     snprintf(rcpt, sizeof rcpt, "<%s>", m->to);
-    m->rcpt = curl_slist_append(NULL, rcpt);
-    if (!m->easy || !m->rcpt) {
-        if (m->easy)
-            curl_easy_cleanup(m->easy);
-        m->easy = NULL;
-        msg_settle(m, OUT_RETRY, "out of memory");
-        return;
-    }
-    char from[300];
     snprintf(from, sizeof from, "<%s>", ms->envelope_from);
-    CURL *e = m->easy;
-    curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)m);
-    curl_easy_setopt(e, CURLOPT_URL, cfg->smtp_url);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, m->errbuf);
-    curl_easy_setopt(e, CURLOPT_MAIL_FROM, from);
-    curl_easy_setopt(e, CURLOPT_MAIL_RCPT, m->rcpt);
-    curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
-    curl_easy_setopt(e, CURLOPT_READFUNCTION, smtp_read);
-    curl_easy_setopt(e, CURLOPT_READDATA, m);
-    curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)m->len);
-    curl_easy_setopt(e, CURLOPT_USE_SSL, ms->use_ssl);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, cfg->mail_smtp_timeout_s < 10
-                                                    ? cfg->mail_smtp_timeout_s : 10L);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT, cfg->mail_smtp_timeout_s);
-    m->off = 0;
-    m->errbuf[0] = '\0';
-    if (curl_multi_add_handle(ms->multi, e) != CURLM_OK) {
-        curl_easy_cleanup(e);
-        m->easy = NULL;
-        curl_slist_free_all(m->rcpt);
-        m->rcpt = NULL;
+    struct fetch_opts o = {
+        .method = "SMTP", .url = cfg->smtp_url, .body = m->data, .body_len = m->len,
+        .mail_from = from, .mail_rcpt = rcpts, .smtp_use_ssl = ms->use_ssl,
+        .connect_timeout_ms = (cfg->mail_smtp_timeout_s < 10 ? cfg->mail_smtp_timeout_s : 10L) * 1000,
+        .timeout_ms = cfg->mail_smtp_timeout_s * 1000, .max_attempts = 1,
+        .done = smtp_done, .arg = m,
+    };
+    if (!ms->app->fetch || !(m->req = fetch_submit(ms->app->fetch, &o)))
         msg_settle(m, OUT_RETRY, "cannot start the SMTP transfer");
-    }
 }
 
 /* ------------------------------------------------------------ claiming */
@@ -803,7 +657,7 @@ static void msg_start(struct mail_sender *ms, const PGresult *res, int row)
         msg_settle(m, strcmp(err, "out of memory") ? OUT_FAILED : OUT_RETRY, err);
         return;
     }
-    if (ms->multi)
+    if (ms->smtp)
         deliver_smtp(m);
     else
         deliver_file(m);
@@ -921,23 +775,7 @@ struct mail_sender *mail_sender_new(struct app *app, char *err, size_t errlen)
         goto fail;
     }
     if (cfg->smtp_url[0]) {
-        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-            snprintf(err, errlen, "cannot initialise libcurl");
-            goto fail;
-        }
-        ms->curl_inited = true;
-        ms->multi = curl_multi_init();
-        ms->curl_timer = evtimer_new(app->base, smtp_on_timer, ms);
-        if (!ms->multi || !ms->curl_timer) {
-            snprintf(err, errlen, "cannot set up libcurl");
-            goto fail;
-        }
-        curl_multi_setopt(ms->multi, CURLMOPT_SOCKETFUNCTION, smtp_socket_cb);
-        curl_multi_setopt(ms->multi, CURLMOPT_SOCKETDATA, ms);
-        curl_multi_setopt(ms->multi, CURLMOPT_TIMERFUNCTION, smtp_timer_cb);
-        curl_multi_setopt(ms->multi, CURLMOPT_TIMERDATA, ms);
-        curl_multi_setopt(ms->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, MAIL_MAX_CONNECTIONS);
-
+        ms->smtp = true;
         /* STARTTLS: required, except on loopback where test sinks and local
          * relays have no certificate (auto), or as SMTP_STARTTLS says. */
         const char *mode = cfg->smtp_starttls;
@@ -970,7 +808,7 @@ int mail_sender_start(struct mail_sender *ms)
 {
     struct timeval tv = { ms->cfg->mail_poll_s, 0 };
 
-    if (!ms->multi && mkdir(ms->dir, 0750) != 0 && errno != EEXIST) {
+    if (!ms->smtp && mkdir(ms->dir, 0750) != 0 && errno != EEXIST) {
         /* mkdir -p for a nested default like var/mail. */
         char path[sizeof ms->dir];
         snprintf(path, sizeof path, "%s", ms->dir);
@@ -995,7 +833,7 @@ int mail_sender_start(struct mail_sender *ms)
     if (evtimer_add(ms->tick, &tv) != 0)
         return -1;
     log_info("mail: sending %s every %ld s and on notification",
-             ms->multi ? "through SMTP" : "to .eml files", ms->cfg->mail_poll_s);
+             ms->smtp ? "through SMTP" : "to .eml files", ms->cfg->mail_poll_s);
     mail_sender_kick(ms);
     return 0;
 }
@@ -1025,32 +863,17 @@ void mail_sender_free(struct mail_sender *ms)
      * sent again once it ends. */
     for (struct mail_msg *m = ms->msgs, *next; m; m = next) {
         next = m->next;
-        if (m->state != MSG_SENDING || !m->easy)
+        if (m->state != MSG_SENDING || !m->req)
             continue;
-        curl_multi_remove_handle(ms->multi, m->easy);
-        curl_easy_cleanup(m->easy);
-        curl_slist_free_all(m->rcpt);
-        m->easy = NULL;
-        m->rcpt = NULL;
+        fetch_cancel(m->req);         /* no callback of it runs after this */
+        m->req = NULL;
         msg_remove(m);
     }
-    /* The cleanup closes cached connections and may still call the socket
-     * and timer callbacks: their events are freed after it. */
-    if (ms->multi)
-        curl_multi_cleanup(ms->multi);
-    ms->multi = NULL;
-    while (ms->socks)
-        sock_free(ms, ms->socks);
-    if (ms->curl_inited)
-        curl_global_cleanup();
-    ms->curl_inited = false;
-    if (ms->curl_timer)
-        event_free(ms->curl_timer);
     if (ms->tick)
         event_free(ms->tick);
     if (ms->kick)
         event_free(ms->kick);
-    ms->curl_timer = ms->tick = ms->kick = NULL;
+    ms->tick = ms->kick = NULL;
     if (ms->queries > 0) {
         ms->dying = true;             /* the last callback frees it */
         return;

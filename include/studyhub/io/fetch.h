@@ -1,5 +1,5 @@
-/* fetch: outbound HTTP through one libcurl multi handle driven by the
- * libevent loop (curl's socket API).  Many transfers at once, each with
+/* fetch: outbound HTTP (and SMTP, for the mail outbox) through one
+ * libcurl multi handle driven by the libevent loop (curl's socket API).  Many transfers at once, each with
  * connect, total and low-speed timeouts, retries with exponential backoff
  * and jitter for idempotent requests, streamed or bounded in-memory bodies,
  * and cancellation.  A completion callback is never called inside
@@ -59,7 +59,10 @@ typedef void (*fetch_done_fn)(struct fetch_req *req,
  * sane default for every field but method/url/done) and copied by
  * fetch_submit, except where said. */
 struct fetch_opts {
-    const char *method;            /* "GET", "HEAD", "PUT", "POST", "DELETE" */
+    const char *method;            /* "GET", "HEAD", "PUT", "POST", "DELETE",
+                                      or "SMTP" (an smtp:// or smtps:// url:
+                                      the body is the message, status the
+                                      server's last reply code) */
     const char *url;
     const char *const *headers;    /* NULL-terminated "Name: value" list */
     /* Request body: from memory (borrowed: must stay valid until the
@@ -94,6 +97,10 @@ struct fetch_opts {
     long backoff_ms;               /* first delay, default 200 ms; doubled
                                       per attempt with jitter */
     long backoff_max_ms;           /* cap, default 10 s */
+    /* SMTP only: the envelope, "<addr>" each (copied). */
+    const char *mail_from;
+    const char *const *mail_rcpt;  /* NULL-terminated */
+    long smtp_use_ssl;             /* CURLUSESSL_NONE, _TRY or _ALL */
     fetch_done_fn done;            /* required */
     void *arg;                     /* given to done */
 };
