@@ -345,9 +345,9 @@ static void support_rated(enum auth_rate_verdict v, long retry, void *arg)
         jsonapi_reply_unavailable(req, "Memory");
         goto out;
     }
-    /* The sender's address is in the log line: the one way to trace abuse
-     * of the form; the message itself is not. */
-    log_info("sitepages: support message from %s queued", op->msg.email);
+    /* Neither the sender nor the message goes to the log: the access log
+     * has the client's address, which is what traces abuse of the form. */
+    log_info("sitepages: support message queued");
     const char *params[] = { op->app->cfg->support_email, subject, text };
     if (pg_exec(op->app->pg, &support_stmt, 3, params, support_queued, req) < 0)
         jsonapi_reply_unavailable(req, "Database");

@@ -33,7 +33,7 @@ async function loadPages() {
 
 select.addEventListener("change", show);
 document.getElementById("preview-button").addEventListener("click", () => {
-  document.getElementById("preview").innerHTML = renderMarkdown(body.value);
+  renderMarkdown(document.getElementById("preview"), body.value);
   document.getElementById("preview-section").hidden = false;
 });
 

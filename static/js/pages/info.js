@@ -16,7 +16,7 @@ try {
   title.textContent = a.title;
   document.title = `${a.title} – studyhub`;
   if (a.body) {
-    content.innerHTML = renderMarkdown(a.body);
+    renderMarkdown(content, a.body);
   } else {
     notice(status, "This page has no text yet. Please come back soon.");
   }
