@@ -34,6 +34,8 @@
 #include "studyhub/domain/export.h"
 #include "studyhub/domain/research.h"
 #include "studyhub/domain/useradmin.h"
+#include "studyhub/domain/listings.h"
+#include "studyhub/domain/sitepages.h"
 #include "studyhub/domain/adminview.h"
 #include "studyhub/domain/responses.h"
 #include "studyhub/admin/seed.h"
@@ -118,6 +120,8 @@ static int register_routes(struct router *r)
         privacy_routes(r) < 0 ||      /* account erasure, the family's data download */
         messages_routes(r) < 0 ||     /* messages to families */
         adminview_routes(r) < 0 ||    /* the admin pages' jobs and tasks */
+        listings_routes(r) < 0 ||     /* study lists by age group and by lab */
+        sitepages_routes(r) < 0 ||    /* the public pages' text, support */
         static_routes(r) < 0 ||       /* the web pages and their assets */
         participate_routes(r) < 0)    /* discovery, eligibility, the runner's pages */
         return -1;

@@ -40,6 +40,7 @@ static int check_totp_key(struct config *cfg, const char *v, char *err, size_t n
 static int check_trusted_proxies(struct config *cfg, const char *v, char *err, size_t n);
 static int check_build_sandbox(struct config *cfg, const char *v, char *err, size_t n);
 static int check_ro_paths(struct config *cfg, const char *v, char *err, size_t n);
+static int check_support_email(struct config *cfg, const char *v, char *err, size_t n);
 
 #define STR(field) CFG_STR, offsetof(struct config, field), 0, 0
 #define INT(field, lo, hi) CFG_INT, offsetof(struct config, field), lo, hi
@@ -231,6 +232,11 @@ static const struct config_var vars[] = {
     /* Issue 15, messages (tasks/announce.c). */
     { "NOTIFY_WINDOW_S", "900", "seconds of the window of edit notifications of one study to one researcher: the first goes at once, the rest of the window are gathered into one email at its end (0: one email per edit)",
       INT(notify_window_s, 0, 86400), NULL },
+    /* Issue 18, the support page (domain/sitepages.c). */
+    { "SUPPORT_EMAIL", "support@studyhub.invalid", "address the support page's messages are sent to (through the mail outbox)",
+      STR(support_email), check_support_email },
+    { "SUPPORT_RATE_MAX", "5", "support messages per client address, and per sender's email, per LOGIN_RATE_WINDOW_S before 429",
+      INT(support_rate_max, 1, 1000000), NULL },
 };
 
 #define NVARS (sizeof vars / sizeof vars[0])
@@ -646,4 +652,17 @@ void config_print_markdown(FILE *out)
     for (size_t i = 0; i < NVARS; i++)
         fprintf(out, vars[i].def[0] ? "| `%s` | `%s` | %s |\n" : "| `%s` | (empty)%s | %s |\n",
                 vars[i].name, vars[i].def, vars[i].help);
+}
+
+/* One plain address (no display name): it goes into a To header. */
+static int check_support_email(struct config *cfg, const char *v, char *err, size_t n)
+{
+    const char *at = strchr(v, '@');
+
+    (void)cfg;
+    if (at && at != v && at[1] && !strchr(at + 1, '@') && strlen(v) <= 254 &&
+        !strpbrk(v, " \t\r\n<>,;\"()"))
+        return 0;
+    set_err(err, n, "SUPPORT_EMAIL: must be one email address such as support@example.org");
+    return -1;
 }

@@ -606,6 +606,17 @@ void static_not_found(struct http_req *req, void *arg)
     jsonapi_reply_errorf(req, 404, "not_found", NULL, "Not found.");
 }
 
+void static_serve_page(struct http_req *req, const struct static_site *site,
+                       const char *file)
+{
+    const struct static_file *f = static_site_find(site, file);
+
+    if (f)
+        reply_file(req, f, 200);
+    else
+        reply_html_404(req, site);
+}
+
 /* The researcher and admin pages (issue 16): their own table, so the
  * family pages above and these grow without touching each other.  Public
  * like the others: a page holds no data, and each one asks the API, whose
@@ -625,8 +636,29 @@ static const struct {
     { "/admin/operations/", "/admin/operations.html" },
 };
 
+/* The public pages of issue 18: one page for the seven texts a site
+ * admin edits (its script reads the address to know which), the support
+ * form, and the admin page that edits the texts. */
+static const struct {
+    const char *pattern;
+    const char *file;
+} public_pages[] = {
+    { "/faq/", "/info/page.html" },
+    { "/privacy/", "/info/page.html" },
+    { "/terms/", "/info/page.html" },
+    { "/scientists/", "/info/page.html" },
+    { "/resources/", "/info/page.html" },
+    { "/publications/", "/info/page.html" },
+    { "/contact/", "/info/page.html" },
+    { "/support/", "/info/support.html" },
+    { "/admin/pages/", "/admin/pages.html" },
+};
+
 static const char *page_file(const char *pattern)
 {
+    for (size_t i = 0; i < sizeof public_pages / sizeof public_pages[0]; i++)
+        if (strcmp(public_pages[i].pattern, pattern) == 0)
+            return public_pages[i].file;
     for (size_t i = 0; i < sizeof static_pages / sizeof static_pages[0]; i++)
         if (strcmp(static_pages[i].pattern, pattern) == 0)
             return static_pages[i].file;
@@ -693,8 +725,32 @@ static const struct route research_route_table[] = {
     { HTTP_GET, "/admin/operations/", static_page, ROUTE_PUBLIC },
 };
 
+static const struct route public_route_table[] = {
+    { HTTP_GET, "/faq/", static_page, ROUTE_PUBLIC },
+    { HTTP_GET, "/privacy/", static_page, ROUTE_PUBLIC },
+    { HTTP_GET, "/terms/", static_page, ROUTE_PUBLIC },
+    { HTTP_GET, "/scientists/", static_page, ROUTE_PUBLIC },
+    { HTTP_GET, "/resources/", static_page, ROUTE_PUBLIC },
+    { HTTP_GET, "/publications/", static_page, ROUTE_PUBLIC },
+    { HTTP_GET, "/contact/", static_page, ROUTE_PUBLIC },
+    { HTTP_GET, "/support/", static_page, ROUTE_PUBLIC },
+    { HTTP_GET, "/admin/pages/", static_page, ROUTE_PUBLIC },
+};
+
 int static_routes(struct router *r)
 {
+    _Static_assert(sizeof public_pages / sizeof public_pages[0] ==
+                   sizeof public_route_table / sizeof public_route_table[0],
+                   "one route per public page");
+    for (size_t i = 0; i < sizeof public_pages / sizeof public_pages[0]; i++) {
+        if (strcmp(public_route_table[i].pattern, public_pages[i].pattern) != 0) {
+            log_error("static: route %s has no page", public_route_table[i].pattern);
+            return -1;
+        }
+    }
+    if (ROUTER_ADD_TABLE(r, public_route_table) < 0)
+        return -1;
+
     _Static_assert(sizeof research_pages / sizeof research_pages[0] ==
                    sizeof research_route_table / sizeof research_route_table[0],
                    "one route per researcher page");

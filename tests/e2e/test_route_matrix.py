@@ -152,6 +152,17 @@ _table("researcher", "POST /api/v1/researcher/studies/{id}/messages/",
 _table("researcher", "GET /api/v1/studies/{id}/video-zips/")
 _table("site_admin", "GET /api/v1/admin/jobs/", "GET /api/v1/admin/tasks/")
 _table("public", "GET /admin/operations/")
+# Issue 18, points 4-6 (listings.c, sitepages.c, static.c): the study lists
+# by age group and by lab, the public pages and their text, the support
+# form are for anyone; editing the text and its log are for site admins.
+_table("public",
+       "GET /api/v1/age-groups/", "GET /api/v1/age-groups/{group}/studies/",
+       "GET /api/v1/lab-pages/{slug}/", "GET /api/v1/lab-pages/{slug}/studies/",
+       "GET /ages/{group}/", "GET /labs/{slug}/",
+       "GET /api/v1/site-pages/", "GET /api/v1/site-pages/{slug}/", "POST /api/v1/support/",
+       "GET /faq/", "GET /privacy/", "GET /terms/", "GET /scientists/", "GET /resources/",
+       "GET /publications/", "GET /contact/", "GET /support/", "GET /admin/pages/")
+_table("site_admin", "PATCH /api/v1/site-pages/{slug}/", "GET /api/v1/admin/site-page-edits/")
 
 # Where a handler itself says more than the gate: API tokens are given to
 # researchers only from a two-factor-verified session (accounts.c).

@@ -122,6 +122,9 @@ struct config {
     long build_upload_concurrency; /* BUILD_UPLOAD_CONCURRENCY: uploads/copies at once per build */
     /* Messages and notifications (tasks/announce.c). */
     long notify_window_s;       /* NOTIFY_WINDOW_S: edit notifications of a study gathered per window */
+    /* The support page (domain/sitepages.c). */
+    char *support_email;        /* SUPPORT_EMAIL: where support messages go (owned) */
+    long support_rate_max;      /* SUPPORT_RATE_MAX: support messages per address/email per window */
 };
 
 /* Reads every variable through getenv_fn (getenv in production, a table in

@@ -76,5 +76,10 @@ int static_routes(struct router *r);
 /* The server's fallback for paths no route matches (arg: struct app *):
  * the HTML 404 page for a browser, a JSON:API 404 for the API. */
 void static_not_found(struct http_req *req, void *arg);
+/* Replies with the page file (a path of the site, "/labs/index.html"),
+ * for a domain route that checked its address first (listings.c); the
+ * HTML 404 page when the file is missing. */
+void static_serve_page(struct http_req *req, const struct static_site *site,
+                       const char *file);
 
 #endif
