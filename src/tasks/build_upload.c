@@ -1,11 +1,13 @@
-/* build_upload: the output folder walked a slice per loop turn, put under
- * runners/<cache key>/ once, then copied to the study's folder, several
- * operations at once with retries, index.html files last. */
+/* build_upload: the output folder walked a slice per loop turn and put
+ * under runners/<cache key>/, several operations at once with retries,
+ * index.html files last.  Every study using the runner serves it from
+ * there (issue 19): nothing is copied to a study's folder.  A cached
+ * runner is only checked (its index.html files are still in storage). */
 #include "config.h"
 
 #include "studyhub/tasks/build_internal.h"
 
-/* ---- uploads: walk the output, put it under runners/<key>/, copy it -------------- */
+/* ---- uploads: walk the output, put it under runners/<key>/; or check it ----------- */
 
 
 
@@ -33,7 +35,6 @@ void up_free(struct upload *up)
     free(up->order);
     free(up->src_dir);
     free(up->cache_prefix);
-    free(up->dest_prefix);
     free(up);
 }
 
@@ -94,7 +95,7 @@ static void on_op_done(const struct storage_result *res, void *arg)
         slot_next(s);
         return;
     }
-    if (res->err == -ENOENT && up->phase == UP_COPY && up->cached) {
+    if (res->err == -ENOENT && up->phase == UP_CHECK && up->cached) {
         /* The cached runner's files are gone from storage. */
         char what[400];
         snprintf(what, sizeof what, "%s%s: %s", up->cache_prefix, f->rel,
@@ -107,11 +108,11 @@ static void on_op_done(const struct storage_result *res, void *arg)
     if ((res->err == -EIO || res->err == -ENOMEM) && ++s->tries < OP_TRIES) {
         up->retries++;
         task_log(b->t, "%s of %s failed (%s); trying again", up->phase == UP_PUT
-                 ? "upload" : "copy", f->rel, res->error ? res->error : "error");
+                 ? "upload" : "check", f->rel, res->error ? res->error : "error");
         util_timer_ms(s->timer, (int64_t)OP_BACKOFF_MS << (s->tries - 1));
         return;
     }
-    up_fail(up, "%s of %s failed after %d attempt%s: %s", up->phase == UP_PUT ? "upload" : "copy",
+    up_fail(up, "%s of %s failed after %d attempt%s: %s", up->phase == UP_PUT ? "upload" : "check",
             f->rel, s->tries + 1, s->tries ? "s" : "", res->error ? res->error : "error");
 }
 
@@ -129,16 +130,13 @@ static void slot_start(struct upslot *s)
         up_fail(up, "no storage: %s", err ? err : "?");
         return;
     }
+    key = util_asprintf("%s%s", up->cache_prefix, f->rel);
     if (up->phase == UP_PUT) {
-        key = util_asprintf("%s%s", up->cache_prefix, f->rel);
         src = util_asprintf("%s/%s", up->src_dir, f->rel);
         if (key && src)
             s->op = storage_put_file(st, key, src, f->type, on_op_done, s);
-    } else {
-        src = util_asprintf("%s%s", up->cache_prefix, f->rel);
-        key = util_asprintf("%s%s", up->dest_prefix, f->rel);
-        if (key && src)
-            s->op = storage_copy(st, src, key, on_op_done, s);
+    } else if (key) {
+        s->op = storage_head(st, key, on_op_done, s);
     }
     free(key);
     free(src);
@@ -265,9 +263,9 @@ static void up_phase_done(struct upload *up)
         free(text);
         return;
     }
-    /* UP_COPY: the study's folder has the runner. */
-    task_log(b->t, "copied %zu files (%" PRIu64 " bytes) to %s in %.1f s%s", up->nfiles,
-             up->bytes, up->dest_prefix, secs, up->cached ? " from the cached runner" : "");
+    /* UP_CHECK: the cached runner is still in storage. */
+    task_log(b->t, "the cached runner is in place: %s (%zu file%s checked in %.2f s)",
+             up->cache_prefix, up->nfiles, up->nfiles == 1 ? "" : "s", secs);
     if (up->retries)
         task_log(b->t, "%u operations were tried again", up->retries);
     b->up = NULL;
@@ -291,7 +289,15 @@ static void on_recorded(struct task *t, PGresult *res)
                 res ? PQresultErrorMessage(res) : "database unreachable");
         return;
     }
-    up_run_phase(up, UP_COPY);
+    /* Recorded: every study may serve it now. */
+    task_log(b->t, "the runner is recorded under %s for every study that uses it",
+             up->cache_prefix);
+    if (up->retries)
+        task_log(b->t, "%u operations were tried again", up->retries);
+    b->up = NULL;
+    up_free(up);
+    b->outcome = BO_SUCCEEDED;
+    bl_move(b, BS_FINISH, TASK_STAGE_OK);
 }
 
 static void walk_done(struct upload *up)
@@ -375,7 +381,7 @@ static void on_walk(evutil_socket_t fd, short what, void *arg)
             continue;
         }
         {
-            char *key = util_asprintf("%s%s", up->dest_prefix, rel);
+            char *key = util_asprintf("%s%s", up->cache_prefix, rel);
             bool ok = key && storage_key_valid(key);
             free(key);
             if (!ok) {
@@ -426,9 +432,7 @@ struct upload *up_new(struct build *b)
     up->nslots = n;
     up->slots = calloc((size_t)n, sizeof *up->slots);
     up->cache_prefix = util_asprintf("runners/%s/", b->cache_key);
-    up->dest_prefix = util_asprintf("%s/%s/", b->deploy ? "experiments" : "preview_experiments",
-                                b->study_uuid);
-    if (!up->slots || !up->cache_prefix || !up->dest_prefix) {
+    if (!up->slots || !up->cache_prefix) {
         up_free(up);
         return NULL;
     }
@@ -449,17 +453,29 @@ void up_from_manifest(struct upload *up, const json_t *manifest)
     json_t *f;
 
     up->cached = true;
+    /* Its index.html files: what a study's page serves, and what the
+     * upload put last, so their presence means the rest was put too.  A
+     * lost runner (storage emptied by hand) is built again. */
     json_array_foreach(manifest, i, f) {
         const char *path = json_string_value(json_object_get(f, "path"));
-        if (!path || up_add(up, path, (int64_t)json_integer_value(json_object_get(f, "size")),
-                            storage_content_type(path)) < 0) {
+        if (!path) {
             up_fail(up, "the cached runner's manifest is unreadable");
             return;
         }
+        if (is_index_html(path) && up_add(up, path, (int64_t)json_integer_value(
+                                              json_object_get(f, "size")),
+                                          storage_content_type(path)) < 0) {
+            up_fail(up, "out of memory");
+            return;
+        }
     }
-    task_log(up->b->t, "copying the cached runner (%zu files) from %s to %s", up->nfiles,
-             up->cache_prefix, up->dest_prefix);
-    up_run_phase(up, UP_COPY);
+    if (up->nfiles == 0) {
+        up_fail(up, "the cached runner has no index.html");
+        return;
+    }
+    task_log(up->b->t, "the runner (%zu files) was built before: it is served from %s; "
+             "nothing to copy", json_array_size(manifest), up->cache_prefix);
+    up_run_phase(up, UP_CHECK);
 }
 
 void up_from_output(struct upload *up, char *src_dir)
@@ -486,7 +502,6 @@ void up_from_output(struct upload *up, char *src_dir)
         up->stack[0].d = d;
         up->depth = 1;
     }
-    task_log(t, "publishing %s to %s (through %s)", up->src_dir, up->dest_prefix,
-             up->cache_prefix);
+    task_log(t, "publishing %s to %s", up->src_dir, up->cache_prefix);
     on_walk(-1, 0, up);
 }
