@@ -577,17 +577,16 @@ static void runner_headers(struct http_req *req, bool page)
 }
 
 /* An asset's headers: the sandbox, its ETag, and a year's caching when its
- * name carries a fingerprint (the build gives a changed file a new name).
- * A shared runner's other files are public for a day: its folder's name
- * is the hash of the repository, commit and environment that made them.
- * True when If-None-Match names the ETag: the caller answers 304. */
+ * name carries a fingerprint (the build gives a changed file a new name)
+ * or it is a shared runner's: that folder's name is the hash of the
+ * repository, commit and environment that made its files, so they never
+ * change.  True when If-None-Match names the ETag: the caller answers 304. */
 static bool asset_headers(struct http_req *req, const char *object, const char *etag)
 {
     http_add_header(req, "Content-Security-Policy", PARTICIPATE_RUNNER_CSP);
-    http_add_header(req, "Cache-Control", participate_fingerprinted(object)
+    http_add_header(req, "Cache-Control", participate_fingerprinted(object) ||
+                                                  strncmp(object, "runners/", 8) == 0
                                               ? "public, max-age=31536000, immutable"
-                                          : strncmp(object, "runners/", 8) == 0
-                                              ? "public, max-age=86400"
                                               : "private, max-age=3600");
     if (!etag || !*etag)
         return false;
