@@ -7,6 +7,8 @@
 
 #include "studyhub/tasks/build_internal.h"
 
+#include "studyhub/queue/sched.h"
+
 /* ---- uploads: walk the output, put it under runners/<key>/; or check it ----------- */
 
 
@@ -504,4 +506,163 @@ void up_from_output(struct upload *up, char *src_dir)
     }
     task_log(t, "publishing %s to %s", up->src_dir, up->cache_prefix);
     on_walk(-1, 0, up);
+}
+
+/* ---- cleanup_runners: shared runners no study serves any more -------------------
+ * A runner stays while any study serves it: while it is the runner of a
+ * study's latest successful build of a mode (deploy or preview), or a
+ * build in progress names it.  Runners that none does and that no build
+ * used for RUNNER_SWEEP_DAYS lose their row first (the statement checks
+ * all of that again, so a build resolving to the runner meanwhile keeps
+ * it: it bumps last_used_at), then their files, one delete at a time.
+ * A build resolving to it after the row went builds it again. */
+#define RUNNER_SWEEP_DAYS "7"
+#define RUNNER_SWEEP_BATCH "100"        /* runners per run */
+
+struct runner_sweep {
+    struct sched_run *run;      /* borrowed until sched_done */
+    struct app *app;            /* borrowed */
+    char (*keys)[65];           /* owned: the cache keys of the runners removed */
+    json_t **manifests;         /* owned: their files */
+    int n;                      /* runners removed */
+    int row;                    /* the runner whose files go now */
+    size_t file;                /* the next file of it */
+    long files, failed;         /* deleted, not deleted */
+};
+
+static const struct pg_stmt stmt_sweep_runners = {
+    "build_sweep_runners",
+    "DELETE FROM runner_builds r WHERE r.cache_key IN ("
+    "  SELECT x.cache_key FROM runner_builds x"
+    "   WHERE x.last_used_at < now() - interval '" RUNNER_SWEEP_DAYS " days'"
+    "     AND NOT EXISTS (SELECT 1 FROM study_builds b WHERE b.cache_key = x.cache_key"
+    "                      AND b.settled_at IS NULL)"
+    "     AND NOT EXISTS (SELECT 1 FROM study_builds b"
+    "          WHERE b.cache_key = x.cache_key AND b.shared AND b.outcome = 'succeeded'"
+    "            AND NOT EXISTS (SELECT 1 FROM study_builds n"
+    "                 WHERE n.study_id = b.study_id AND n.mode = b.mode"
+    "                   AND n.outcome = 'succeeded' AND n.task_id > b.task_id))"
+    "   ORDER BY x.last_used_at LIMIT " RUNNER_SWEEP_BATCH " FOR UPDATE SKIP LOCKED)"
+    " RETURNING r.cache_key, r.manifest::text",
+};
+
+static void sweep_next(struct runner_sweep *sw);
+
+static void sweep_free(struct runner_sweep *sw)
+{
+    for (int i = 0; i < sw->n; i++)
+        json_decref(sw->manifests[i]);
+    free(sw->manifests);
+    free(sw->keys);
+    free(sw);
+}
+
+static void sweep_end(struct runner_sweep *sw)
+{
+    if (sw->failed)
+        sched_done(sw->run, SCHED_PROBLEMS, "removed %d runner%s no study serves (%ld files); "
+                   "%ld files could not be deleted", sw->n, sw->n == 1 ? "" : "s", sw->files,
+                   sw->failed);
+    else
+        sched_done(sw->run, SCHED_SUCCEEDED, "removed %d runner%s no study serves (%ld files)",
+                   sw->n, sw->n == 1 ? "" : "s", sw->files);
+    sweep_free(sw);
+}
+
+static void sweep_next(struct runner_sweep *sw);
+
+static void on_sweep_deleted(const struct storage_result *res, void *arg)
+{
+    struct runner_sweep *sw = arg;
+
+    if (res->err) {
+        sw->failed++;
+        sched_run_log(sw->run, "cannot delete a file of runners/%s/: %s", sw->keys[sw->row],
+                      res->error ? res->error : "error");
+    } else {
+        sw->files++;
+    }
+    sweep_next(sw);
+}
+
+/* The next file of the current runner, or the next runner's first. */
+static void sweep_next(struct runner_sweep *sw)
+{
+    while (sw->row < sw->n) {
+        json_t *f = json_array_get(sw->manifests[sw->row], sw->file++);
+
+        if (!f) {
+            sw->row++;
+            sw->file = 0;
+            continue;
+        }
+        const char *path = json_string_value(json_object_get(f, "path"));
+        char *obj = path ? util_asprintf("runners/%s/%s", sw->keys[sw->row], path) : NULL;
+        struct storage_op *op = obj ? storage_delete(sw->app->storage, obj, on_sweep_deleted,
+                                                     sw) : NULL;
+        free(obj);
+        if (op)
+            return;
+        sw->failed++;
+    }
+    sweep_end(sw);
+}
+
+static void on_runners_swept(PGresult *res, void *arg)
+{
+    struct runner_sweep *sw = arg;
+    int n;
+
+    if (!res || !pg_ok(res)) {
+        sched_done(sw->run, SCHED_FAILED, "cannot choose the runners to remove: %s",
+                   res ? PQresultErrorMessage(res) : "database unreachable");
+        sweep_free(sw);
+        return;
+    }
+    /* The rows are gone already: their files go now, whatever happens. */
+    n = PQntuples(res);
+    sw->keys = n ? calloc((size_t)n, sizeof *sw->keys) : NULL;
+    sw->manifests = n ? calloc((size_t)n, sizeof *sw->manifests) : NULL;
+    if (n && (!sw->keys || !sw->manifests)) {
+        sched_done(sw->run, SCHED_FAILED, "out of memory: %d runners forgotten, their files "
+                   "left in storage", n);
+        sweep_free(sw);
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        snprintf(sw->keys[i], sizeof sw->keys[i], "%s", PQgetvalue(res, i, 0));
+        sw->manifests[i] = json_loads(PQgetvalue(res, i, 1), 0, NULL);
+        sched_run_log(sw->run, "runners/%s/: %zu files, served by no study", sw->keys[i],
+                      json_array_size(sw->manifests[i]));
+    }
+    sw->n = n;
+    sweep_next(sw);
+}
+
+static void cleanup_runners(struct sched_run *run, void *arg)
+{
+    struct app *app = sched_run_app(run);
+    struct runner_sweep *sw;
+
+    (void)arg;
+    if (!app->storage) {
+        sched_done(run, SCHED_SUCCEEDED, "nothing to do: the server has no object storage");
+        return;
+    }
+    if (!(sw = calloc(1, sizeof *sw))) {
+        sched_done(run, SCHED_FAILED, "out of memory");
+        return;
+    }
+    sw->run = run;
+    sw->app = app;
+    if (pg_exec(app->pg, &stmt_sweep_runners, 0, NULL, on_runners_swept, sw) < 0) {
+        sched_done(run, SCHED_FAILED, "cannot queue the query");
+        sweep_free(sw);
+    }
+}
+
+int up_sweep_register(struct app *app)
+{
+    return app->sched ? sched_add(app->sched, "cleanup_runners", "02:30", cleanup_runners, NULL)
+                      : 0;
 }

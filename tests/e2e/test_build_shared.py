@@ -42,7 +42,7 @@ STRUCTURE = {
 def runner_repos():
     """The stand-in's repositories: the demo runner (its build.sh made to
     build in its working folder, as the sandbox gives it a writable copy
-    there and the checkout read-only) and three commits of the test runner."""
+    there and the checkout read-only) and five commits of the test runner."""
     root = new_dir("shared-runners")
     demo = os.path.join(root, "demo")
     shutil.copytree(DEMO_RUNNER, demo)
@@ -51,7 +51,7 @@ def runner_repos():
         text = f.read()
     with open(path, "w") as f:
         f.write(text.replace('cd "$CHECKOUT_DIR"\n', ''))
-    for name in ("one", "two", "three"):
+    for name in ("one", "two", "three", "four", "five"):
         dst = os.path.join(root, name)
         shutil.copytree(GOOD_RUNNER, dst)
         with open(os.path.join(dst, "VARIANT"), "w") as f:
@@ -289,6 +289,51 @@ class TestSharedRunnerOverHttp(SharedRunnerMixin, StudyhubTestCase):
                     token=res["token"])
         self.assertStatus(r, 200)
         self.assertIn(f"/runners/{key_one}/assets/", r.text)
+
+    def test_the_cleanup_keeps_a_runner_while_any_study_serves_it(self):
+        x = self.new_study("X", repo="runners/four")
+        y = self.new_study("Y", repo="runners/four")
+        for st in (x, y):
+            self.w.sql(f"INSERT INTO study_runner_approvals (study_id, repo_url) VALUES"
+                       f" ({st['id']}, {lit(self.stub.repo_url('runners/five'))})")
+        four, five = self.stub.sha("runners/four"), self.stub.sha("runners/five")
+
+        def pin(st, repo, sha):
+            self.w.sql(f"UPDATE studies SET metadata = metadata || jsonb_build_object("
+                       f"'player_repo_url', {lit(self.stub.repo_url(repo))},"
+                       f" 'last_known_player_sha', {lit(sha)}) WHERE id = {st['id']}")
+
+        def sweep():
+            psql("UPDATE runner_builds SET last_used_at = now() - interval '8 days'",
+                 db=self.db)
+            r = self.srv.ctl("run", "cleanup_runners", timeout=30)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            self.assertIn("cleanup_runners: succeeded", r.stdout)
+            return r.stdout
+
+        key4 = self.cache_key(self.build(x)[0]["task"])
+        pin(x, "runners/five", five)
+        key5 = self.cache_key(self.build(x)[0]["task"])
+        self.build(y, "preview")            # Y's preview serves four
+        sweep()
+        for key in (key4, key5):
+            self.assertTrue(os.path.isfile(self.storage("runners", key, "index.html")), key)
+        # Y's preview moves to five: nobody serves four any more.
+        pin(y, "runners/five", five)
+        self.assertNoBuild(self.build(y, "preview")[0])
+        out = sweep()
+        self.assertIn(f"runners/{key4}/: 5 files, served by no study", out)
+        self.assertFalse(os.path.exists(self.storage("runners", key4, "index.html")))
+        self.assertEqual([f for _, _, fs in os.walk(self.storage("runners", key4)) for f in fs],
+                         [])
+        self.assertTrue(os.path.isfile(self.storage("runners", key5, "index.html")))
+        self.assertEqual(psql(f"SELECT count(*) FROM runner_builds WHERE cache_key"
+                              f" IN ({lit(key4)}, {lit(key5)})", db=self.db).strip(), "1")
+        # Going back to four builds it again.
+        pin(x, "runners/four", four)
+        attrs, _ = self.build(x)
+        self.assertEqual(self.stages(attrs)["build"], "succeeded")
+        self.assertTrue(os.path.isfile(self.storage("runners", key4, "index.html")))
 
     def test_shared_assets_headers_and_refusals(self):
         st = self.new_study("Assets", repo="runners/one")

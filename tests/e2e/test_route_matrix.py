@@ -152,6 +152,9 @@ _table("researcher", "POST /api/v1/researcher/studies/{id}/messages/",
 _table("researcher", "GET /api/v1/studies/{id}/video-zips/")
 _table("site_admin", "GET /api/v1/admin/jobs/", "GET /api/v1/admin/tasks/")
 _table("public", "GET /admin/operations/")
+# Issue 19, shared runners (participate.c): a built runner's files, public
+# as a study's build folder is (a build holds no data).
+_table("public", "GET /runners/{key}/*")
 
 # Where a handler itself says more than the gate: API tokens are given to
 # researchers only from a two-factor-verified session (accounts.c).

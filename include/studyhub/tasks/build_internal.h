@@ -333,6 +333,10 @@ void up_from_manifest(struct upload *up, const json_t *manifest);
 /* The build's output folder src_dir (taken) walked, put, then recorded. */
 void up_from_output(struct upload *up, char *src_dir);
 
+/* The job cleanup_runners (02:30): shared runners that no study serves and
+ * no build used for a week, their rows and files.  0 or -1. */
+int up_sweep_register(struct app *app);
+
 /* build_exec.c */
 /* "the build", "copying the checkout"...: CH_* for logs. */
 const char *bl_child_name(int which);
