@@ -1164,6 +1164,17 @@ class TestDockerBuilds(BuildCase):
             self.assertEqual(ctype, "text/javascript; charset=utf-8")
             _, ctype = self.fetch(f"runners/{key}/img/logo.png")
             self.assertEqual(ctype, "image/png")
+        # Served to every study from there (issue 19), streamed from this
+        # backend (s3rver when there is one), cached for a year.
+        r = self.srv.request("GET", f"/runners/{key}/assets/frameplayer-3f2a9c.js")
+        self.assertStatus(r, 200)
+        self.assertEqual(r.headers["cache-control"], "public, max-age=31536000, immutable")
+        self.assertEqual(r.body, self.fetch(f"runners/{key}/assets/frameplayer-3f2a9c.js")[0])
+        if r.headers.get("etag"):
+            r = self.srv.request("GET", f"/runners/{key}/assets/frameplayer-3f2a9c.js",
+                                 headers={"If-None-Match": r.headers["etag"]})
+            self.assertStatus(r, 304)
+        self.assertStatus(self.srv.request("GET", f"/runners/{key}/assets/missing.js"), 404)
         # The checkout mounted read-only stayed pristine.
         self.assertFalse(os.path.exists(os.path.join(checkout, "dist")))
 
