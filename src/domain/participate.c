@@ -2,7 +2,15 @@
  * participate.h).  The runner's own files come from storage under the
  * sandbox CSP; its index.html carries a runner key, a capability kept in
  * Redis that lets the runner's script call the runner's API routes as
- * the family for a few days, and nothing else (auth.c). */
+ * the family for a few days, and nothing else (auth.c).
+ *
+ * Where the runner is (issue 19): a build since sql/105 is shared by every
+ * study on its repository, commit and environment, under
+ * runners/<cache key>/ with that prefix compiled into its asset URLs; the
+ * study's page serves that index.html and GET /runners/<key>/... its
+ * assets, cached for long by browsers and shared caches (the key names the
+ * content).  A study last built before (or seeded) is served from its own
+ * folder, experiments/<uuid>/ or preview_experiments/<uuid>/, as then. */
 #include "studyhub/domain/participate.h"
 
 #include <errno.h>
@@ -435,6 +443,8 @@ static struct cache *page_keys;             /* owned; NULL when off */
 struct page_key {
     char key[65];
     char session_value[64];
+    char object[96];             /* the index.html's storage key */
+    char html_key[128];          /* its key in page_html */
 };
 
 /* The runner's index.html by storage key: a build writes its files before
@@ -512,7 +522,8 @@ static bool page_keys_usable(void)
 enum serve_kind {
     SERVE_PAGE,      /* /studies/<s>/<c>/...: index.html with a runner key */
     SERVE_PREVIEW,   /* /exp/studies/<s>/<c>/preview/...: the preview build's */
-    SERVE_ASSET,     /* /studies/<s>/<path>: a file of the build */
+    SERVE_ASSET,     /* /studies/<s>/<path>: a file of a study's own folder */
+    SERVE_RUNNER,    /* /runners/<key>/<path>: a file of a shared runner */
 };
 
 /* One request in flight: the lookup, the key, then the object. */
@@ -524,6 +535,8 @@ struct serve {
     char child[37];
     char key[65];                /* the runner key given to the page */
     char *object;                /* owned: the storage key to send */
+    char html_key[128];          /* the page's key in page_html: the object,
+                                    and the runner's generation when shared */
     char salt[37];               /* external studies: the hash's secret */
     int hash_digits;
     char *external_url;          /* owned: study_type 2's target */
@@ -564,12 +577,15 @@ static void runner_headers(struct http_req *req, bool page)
 }
 
 /* An asset's headers: the sandbox, its ETag, and a year's caching when its
- * name carries a fingerprint (the build gives a changed file a new name).
- * True when If-None-Match names the ETag: the caller answers 304. */
+ * name carries a fingerprint (the build gives a changed file a new name)
+ * or it is a shared runner's: that folder's name is the hash of the
+ * repository, commit and environment that made its files, so they never
+ * change.  True when If-None-Match names the ETag: the caller answers 304. */
 static bool asset_headers(struct http_req *req, const char *object, const char *etag)
 {
     http_add_header(req, "Content-Security-Policy", PARTICIPATE_RUNNER_CSP);
-    http_add_header(req, "Cache-Control", participate_fingerprinted(object)
+    http_add_header(req, "Cache-Control", participate_fingerprinted(object) ||
+                                                  strncmp(object, "runners/", 8) == 0
                                               ? "public, max-age=31536000, immutable"
                                               : "private, max-age=3600");
     if (!etag || !*etag)
@@ -617,7 +633,7 @@ static void object_got(const struct storage_result *r, void *arg)
         return;
     }
     if (s->html_cacheable && r->body_len <= PAGE_HTML_LARGEST && page_keys_usable())
-        cache_put(page_html, s->html_ticket, s->object, r->body, r->body_len);
+        cache_put(page_html, s->html_ticket, s->html_key, r->body, r->body_len);
     send_page(s, r->body, r->body_len);
 }
 
@@ -788,7 +804,9 @@ static void asset_headed(const struct storage_result *r, void *arg)
 
 static void fetch_object(struct serve *s)
 {
-    if (s->kind == SERVE_ASSET && strcmp(storage_backend(s->app->storage), "file") == 0) {
+    bool asset = s->kind == SERVE_ASSET || s->kind == SERVE_RUNNER;
+
+    if (asset && strcmp(storage_backend(s->app->storage), "file") == 0) {
         bool sent = send_file_asset(s);
         if (!sent && asset_fallback(s))
             sent = send_file_asset(s);
@@ -797,7 +815,7 @@ static void fetch_object(struct serve *s)
         serve_free(s);
         return;
     }
-    if (s->kind == SERVE_ASSET) {
+    if (asset) {
         s->op = storage_head(s->app->storage, s->object, asset_headed, s);
         if (!s->op) {
             jsonapi_reply_unavailable(s->req, "Memory");
@@ -810,7 +828,9 @@ static void fetch_object(struct serve *s)
         size_t len;
         const char *html;
         pg_pool_poll_notifies(asset_dirs_pg);
-        if ((html = cache_get(page_html, s->object, &len))) {
+        if (!s->html_key[0])
+            snprintf(s->html_key, sizeof s->html_key, "%s", s->object);
+        if ((html = cache_get(page_html, s->html_key, &len))) {
             send_page(s, html, len);
             return;
         }
@@ -839,6 +859,8 @@ static void key_stored(redisReply *reply, void *arg)
         char ck[128], uid[24];
         snprintf(e.key, sizeof e.key, "%s", s->key);
         snprintf(e.session_value, sizeof e.session_value, "%s", s->session_value);
+        snprintf(e.object, sizeof e.object, "%s", s->object);
+        snprintf(e.html_key, sizeof e.html_key, "%s", s->html_key);
         page_cache_key(s, apidoc_user_id(s->req, uid), ck);
         cache_put(page_keys, s->ticket, ck, &e, sizeof e);
     }
@@ -932,18 +954,30 @@ static const char *rest_of(struct http_req *req)
 
 enum {
     SC_TYPE, SC_BUILT, SC_URL, SC_EPOCH, SC_SALT, SC_DIGITS, SC_STUDY_ID, SC_CHILD_ID,
-    SC_UID
+    SC_UID, SC_RUNNER, SC_GEN
 };
 /* $1 user, $2 study uuid, $3 child uuid, $4 research id (preview: the
  * study may be in any state for who may read its details or share its
- * preview).  A row only for the caller's own child. */
+ * preview).  A row only for the caller's own child.  SC_RUNNER: the
+ * shared runner of the study's latest successful build of the mode
+ * (deploy for the page, preview for the preview), NULL when that build
+ * (or none) predates shared runners; SC_GEN: which upload of that runner
+ * it is (a lost runner built again is a new one, for page_html). */
 static const struct pg_stmt page_stmt = {
     "participate_page",
     "SELECT s.study_type, s.built, s.metadata->>'url', u.session_epoch, s.salt,"
-    "       s.hash_digits, s.id, c.id, u.id"
+    "       s.hash_digits, s.id, c.id, u.id, lb.runner, lb.gen"
     "  FROM studies s JOIN children c ON c.uuid = $3::uuid AND c.user_id = $1"
     "       AND NOT c.deleted"
     "  JOIN users u ON u.id = $1"
+    "  LEFT JOIN LATERAL ("
+    "    SELECT CASE WHEN b.shared THEN b.cache_key END AS runner,"
+    "           coalesce((SELECT r.built_by FROM runner_builds r"
+    "                      WHERE r.cache_key = b.cache_key), 0) AS gen"
+    "      FROM study_builds b"
+    "     WHERE b.study_id = s.id AND b.outcome = 'succeeded'"
+    "       AND b.mode = CASE WHEN $4::bigint IS NULL THEN 'deploy' ELSE 'preview' END"
+    "     ORDER BY b.task_id DESC LIMIT 1) lb ON true"
     " WHERE s.uuid = $2::uuid"
     "   AND CASE WHEN $4::bigint IS NULL THEN s.state = 'active'"
     "            ELSE study_visible($4::bigint, s.id, s.state, s.public,"
@@ -1025,10 +1059,18 @@ static void page_found(PGresult *res, void *arg)
         serve_free(s);
         return;
     }
+    if (!PQgetisnull(res, 0, SC_RUNNER)) {
+        /* The shared runner: its index.html for this study's path. */
+        s->object = util_asprintf("runners/%s/index.html", G(SC_RUNNER));
+        snprintf(s->html_key, sizeof s->html_key, "runners/%.64s/index.html#%s",
+                 G(SC_RUNNER), G(SC_GEN));
+    } else {
+        /* Built before shared runners (or seeded): the study's own folder. */
+        s->object = util_asprintf("%s/%s/index.html",
+                                  s->kind == SERVE_PREVIEW ? "preview_experiments"
+                                                           : "experiments", s->study);
+    }
 #undef G
-    s->object = util_asprintf("%s/%s/index.html",
-                              s->kind == SERVE_PREVIEW ? "preview_experiments" : "experiments",
-                              s->study);
     if (!s->object) {
         reply_unavailable_page(req);
         serve_free(s);
@@ -1113,7 +1155,8 @@ static void studies_page(struct http_req *req, struct app *app)
         if ((e = cache_get(page_keys, ck, &len)) && len == sizeof *e) {
             memcpy(s->key, e->key, sizeof s->key);
             memcpy(s->session_value, e->session_value, sizeof s->session_value);
-            s->object = util_asprintf("experiments/%s/index.html", s->study);
+            memcpy(s->html_key, e->html_key, sizeof s->html_key);
+            s->object = strdup(e->object);
             if (!s->object) {
                 reply_unavailable_page(req);
                 serve_free(s);
@@ -1191,6 +1234,31 @@ static void studies_files(struct http_req *req, struct app *app)
     }
 }
 
+/* GET /runners/{key}/...: a file of a shared runner, for every study that
+ * serves it.  Public, as a study's own folder is: a build holds no data
+ * and no secret.  Its index.html is served only through a study's page,
+ * with the family's key written in. */
+static void runners_files(struct http_req *req, struct app *app)
+{
+    const char *key = http_req_param(req, 0);
+    const char *p = http_req_path(req);
+    size_t pre = strlen("/runners/") + 64 + 1;
+    const char *rest = strlen(p) > pre ? p + pre : "";
+
+    if (strlen(key) != 64 || strspn(key, "0123456789abcdef") != 64 || !*rest ||
+        !storage_key_valid(rest) || strcmp(rest, "index.html") == 0) {
+        jsonapi_reply_errorf(req, 404, "not_found", NULL, "Not found.");
+        return;
+    }
+    struct serve *s = serve_new(req, app, SERVE_RUNNER);
+    if (!s || !(s->object = util_asprintf("runners/%s/%s", key, rest))) {
+        serve_free(s);
+        jsonapi_reply_unavailable(req, "Memory");
+        return;
+    }
+    fetch_object(s);
+}
+
 /* GET /exp/studies/{id}/{child}/preview/...: the preview build. */
 static void preview_page(struct http_req *req, struct app *app)
 {
@@ -1230,6 +1298,7 @@ static const struct route participate_route_table[] = {
     { HTTP_GET, "/api/v1/studies/{id}/eligibility/", eligibility_get, ROUTE_FAMILY },
     { HTTP_GET, "/api/v1/history/", history_list, ROUTE_FAMILY },
     { HTTP_GET, "/studies/{id}/*", studies_files, ROUTE_PUBLIC },
+    { HTTP_GET, "/runners/{key}/*", runners_files, ROUTE_PUBLIC },
     { HTTP_GET, "/exp/studies/{id}/{child}/preview/", preview_page, ROUTE_RESEARCHER },
     { HTTP_GET, "/exp/studies/{id}/{child}/preview/*", preview_page, ROUTE_RESEARCHER },
 };

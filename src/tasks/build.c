@@ -380,7 +380,7 @@ static int parse_repo(struct build *b, const char *url)
 
 static const struct pg_stmt stmt_resolved = {
     "build_resolved",
-    "WITH u AS (UPDATE study_builds SET repo_url = $2, sha = $3, cache_key = $4,"
+    "WITH u AS (UPDATE study_builds SET repo_url = $2, sha = $3, cache_key = $4, shared = true,"
     "             reused = EXISTS (SELECT 1 FROM runner_builds WHERE cache_key = $4)"
     "           WHERE task_id = $1::bigint RETURNING task_id),"
     " r AS (UPDATE runner_builds SET last_used_at = now() WHERE cache_key = $4"
@@ -406,8 +406,9 @@ static void on_resolved_saved(struct task *t, PGresult *res)
     b->manifest = NULL;
     if (!PQgetisnull(res, 0, 0)) {
         b->manifest = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
-        task_log(t, "this runner (repository, commit and environment) was built before: its "
-                 "%zu files are reused", json_array_size(b->manifest));
+        task_log(t, "this runner (repository, commit and environment) was built before, for "
+                 "this study or another: its %zu files are served as they are, with no build",
+                 json_array_size(b->manifest));
     }
     bl_move(b, BS_DOWNLOAD, TASK_STAGE_OK);
 }
@@ -422,9 +423,11 @@ static void resolve_done(struct build *b)
 
     for (char *p = b->sha; *p; p++)
         *p = (char)tolower((unsigned char)*p);
-    /* What the output depends on: the prefix is compiled into the assets. */
-    material = util_asprintf("%s\n%s\n/studies/%s/\n%s\n", b->repo_url, b->sha, b->study_uuid,
-                         the_builder->env_hash);
+    /* What the output depends on, and nothing of the study: its assets'
+     * prefix is /runners/<this key>/ (build_env), so every study on this
+     * repository, commit and environment serves the same files. */
+    material = util_asprintf("%s\n%s\n/runners/\n%s\n", b->repo_url, b->sha,
+                             the_builder->env_hash);
     if (!material || bl_paths(b) < 0) {
         free(material);
         bl_stop(b, BO_FAILED, "out of memory");
@@ -892,6 +895,52 @@ static void kill_leftovers(struct build *b)
                  n == 1 ? "" : "es");
 }
 
+/* Another build on this server producing the same runner (its build ran
+ * and it has not ended): twenty studies asking at once for a commit built
+ * nowhere yet build it once.  Only builds that started producing are
+ * waited for, so two builds never wait for each other.  Across servers a
+ * runner may be built twice at once; its files are the same and each put
+ * is atomic, so the second record only replaces the first. */
+static struct build *same_runner_producer(struct build *b)
+{
+    struct build *x;
+
+    TAILQ_FOREACH(x, &the_builder->running, rlink)
+        if (x != b && x->producing && strcmp(x->cache_key, b->cache_key) == 0 &&
+            (x->t->state == BS_BUILD || x->t->state == BS_UPLOAD))
+            return x;
+    return NULL;
+}
+
+static void st_build(struct build *b);
+
+/* After waiting: did the other build record the runner? */
+static void on_rechecked(struct task *t, PGresult *res)
+{
+    struct build *b = t->data;
+
+    b->pg_busy = false;
+    if (task_cancel_requested(t)) {
+        bl_stop(b, BO_CANCELLED, "cancelled while waiting for another build of this runner");
+        return;
+    }
+    if (!res || !pg_ok(res) || PQntuples(res) != 1) {
+        bl_stop(b, BO_FAILED, "cannot look for the runner: %s",
+                res ? PQresultErrorMessage(res) : "database unreachable");
+        return;
+    }
+    if (!PQgetisnull(res, 0, 0)) {
+        json_decref(b->manifest);
+        b->manifest = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
+        task_log(t, "the other build recorded the runner (%zu files): it is served as it is",
+                 json_array_size(b->manifest));
+        bl_move(b, BS_UPLOAD, TASK_STAGE_SKIPPED);
+        return;
+    }
+    task_log(t, "the other build did not record the runner: building it here");
+    st_build(b);
+}
+
 static void st_build(struct build *b)
 {
     struct task *t = b->t;
@@ -899,10 +948,32 @@ static void st_build(struct build *b)
     bool docker = strcmp(c->build_runner, "docker") == 0;
     char *build_sh;
     struct stat sb;
+    struct build *other;
 
     if (b->manifest) {
         task_log(t, "the runner is cached: nothing to build");
         bl_move(b, BS_UPLOAD, TASK_STAGE_SKIPPED);
+        return;
+    }
+    if ((other = same_runner_producer(b))) {
+        if (!b->waited)
+            task_log(t, "build %s is producing this runner on this server: waiting for it",
+                     other->t->uuid);
+        b->waited = true;
+        util_timer_ms(b->timer, SAME_RUNNER_WAIT_MS);
+        return;
+    }
+    if (b->waited) {
+        char task[24];
+        const char *params[4] = { task, b->repo_url, b->sha, b->cache_key };
+
+        b->waited = false;
+        snprintf(task, sizeof task, "%" PRId64, t->id);
+        b->pg_busy = true;
+        if (task_pg_exec(t, &stmt_resolved, 4, params, on_rechecked) < 0) {
+            b->pg_busy = false;
+            bl_stop(b, BO_FAILED, "cannot look for the runner: out of memory");
+        }
         return;
     }
     if (runner_is_sandboxed() && the_builder->sandbox != SB_OK) {
@@ -968,6 +1039,7 @@ static void st_build(struct build *b)
         }
     }
     snprintf(b->container, sizeof b->container, "studyhub-build-%s", t->uuid);
+    b->producing = true;
     b->deadline_ms = util_mono_ms() + c->build_timeout_s * 1000;
     task_log(t, "runner: %s%s; timeout %ld s; network %s; at most %ld processes, %ld MiB of "
              "memory each, %ld MiB per file and of output", c->build_runner,
@@ -1222,6 +1294,7 @@ static int build_open(struct task *t, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    TAILQ_INSERT_TAIL(&the_builder->running, b, rlink);
     t->data = b;
     return 0;
 }
@@ -1267,6 +1340,8 @@ static void build_close(struct task *t)
 
     if (!b)
         return;
+    if (the_builder)
+        TAILQ_REMOVE(&the_builder->running, b, rlink);
     bl_halt(b);
     if (b->final_ev && the_builder && !the_builder->stopping)
         builds_publish(the_builder->app, b->final_ev); /* takes it */
@@ -1447,6 +1522,7 @@ int build_start(struct app *app)
         return -1;
     the_builder->app = app;
     TAILQ_INIT(&the_builder->flights);
+    TAILQ_INIT(&the_builder->running);
     /* Absolute: children run elsewhere (a build in its scratch folder,
      * docker mounting host paths). */
     if (util_mkdir_p(c->build_root) == 0 && (root = realpath(c->build_root, NULL))) {
@@ -1468,7 +1544,7 @@ int build_start(struct app *app)
     if (util_mkdir_p(the_builder->checkouts) < 0 || util_mkdir_p(the_builder->builds) < 0)
         log_warn("build: cannot create the folders under BUILD_ROOT=%s: %s", c->build_root,
                  strerror(errno));
-    if (task_register(app->tasks, &build_kind) < 0)
+    if (task_register(app->tasks, &build_kind) < 0 || up_sweep_register(app) < 0)
         goto fail;
     limits_init(c);
     sandbox_host_probe(&the_builder->host);

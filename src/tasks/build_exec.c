@@ -18,18 +18,19 @@ const char *bl_child_name(int which)
 
 /* The environment of reference section 4 (paths as the build sees them:
  * checkout and output are where the sandbox or container puts them) plus
- * BUILD_ENV, as "K=V" strings.  Nothing of the server's environment. */
+ * BUILD_ENV, as "K=V" strings.  Nothing of the server's environment, and
+ * nothing of a study's: the output is shared by every study on this
+ * repository, commit and environment (issue 19), so its asset prefix is
+ * the runner's own, /runners/<cache key>/. */
 int build_env(struct build *b, struct strv *env, const char *checkout, const char *out)
 {
     int rc = 0;
 
     rc |= strv_add(env, util_asprintf("CHECKOUT_DIR=%s", checkout));
-    rc |= strv_add(env, util_asprintf("PREPEND_FINGERPRINT=/studies/%s/", b->study_uuid));
+    rc |= strv_add(env, util_asprintf("PREPEND_FINGERPRINT=/runners/%s/", b->cache_key));
     rc |= strv_add(env, util_asprintf("STUDY_OUTPUT_DIR=%s", out));
-    rc |= strv_add(env, util_asprintf("STUDY_UUID=%s", b->study_uuid));
     rc |= strv_add(env, util_asprintf("RUNNER_SHA=%s", b->sha));
     rc |= strv_add(env, util_asprintf("RUNNER_REPO_URL=%s", b->repo_url));
-    rc |= strv_add(env, util_asprintf("BUILD_MODE=%s", b->deploy ? "deploy" : "preview"));
     for (char **e = the_builder->extra_env; e && *e; e++)
         rc |= strv_add(env, strdup(*e));
     return rc ? -1 : 0;

@@ -1,11 +1,15 @@
-/* build_upload: the output folder walked a slice per loop turn, put under
- * runners/<cache key>/ once, then copied to the study's folder, several
- * operations at once with retries, index.html files last. */
+/* build_upload: the output folder walked a slice per loop turn and put
+ * under runners/<cache key>/, several operations at once with retries,
+ * index.html files last.  Every study using the runner serves it from
+ * there (issue 19): nothing is copied to a study's folder.  A cached
+ * runner is only checked (its index.html files are still in storage). */
 #include "config.h"
 
 #include "studyhub/tasks/build_internal.h"
 
-/* ---- uploads: walk the output, put it under runners/<key>/, copy it -------------- */
+#include "studyhub/queue/sched.h"
+
+/* ---- uploads: walk the output, put it under runners/<key>/; or check it ----------- */
 
 
 
@@ -33,7 +37,6 @@ void up_free(struct upload *up)
     free(up->order);
     free(up->src_dir);
     free(up->cache_prefix);
-    free(up->dest_prefix);
     free(up);
 }
 
@@ -94,7 +97,7 @@ static void on_op_done(const struct storage_result *res, void *arg)
         slot_next(s);
         return;
     }
-    if (res->err == -ENOENT && up->phase == UP_COPY && up->cached) {
+    if (res->err == -ENOENT && up->phase == UP_CHECK && up->cached) {
         /* The cached runner's files are gone from storage. */
         char what[400];
         snprintf(what, sizeof what, "%s%s: %s", up->cache_prefix, f->rel,
@@ -107,11 +110,11 @@ static void on_op_done(const struct storage_result *res, void *arg)
     if ((res->err == -EIO || res->err == -ENOMEM) && ++s->tries < OP_TRIES) {
         up->retries++;
         task_log(b->t, "%s of %s failed (%s); trying again", up->phase == UP_PUT
-                 ? "upload" : "copy", f->rel, res->error ? res->error : "error");
+                 ? "upload" : "check", f->rel, res->error ? res->error : "error");
         util_timer_ms(s->timer, (int64_t)OP_BACKOFF_MS << (s->tries - 1));
         return;
     }
-    up_fail(up, "%s of %s failed after %d attempt%s: %s", up->phase == UP_PUT ? "upload" : "copy",
+    up_fail(up, "%s of %s failed after %d attempt%s: %s", up->phase == UP_PUT ? "upload" : "check",
             f->rel, s->tries + 1, s->tries ? "s" : "", res->error ? res->error : "error");
 }
 
@@ -129,16 +132,13 @@ static void slot_start(struct upslot *s)
         up_fail(up, "no storage: %s", err ? err : "?");
         return;
     }
+    key = util_asprintf("%s%s", up->cache_prefix, f->rel);
     if (up->phase == UP_PUT) {
-        key = util_asprintf("%s%s", up->cache_prefix, f->rel);
         src = util_asprintf("%s/%s", up->src_dir, f->rel);
         if (key && src)
             s->op = storage_put_file(st, key, src, f->type, on_op_done, s);
-    } else {
-        src = util_asprintf("%s%s", up->cache_prefix, f->rel);
-        key = util_asprintf("%s%s", up->dest_prefix, f->rel);
-        if (key && src)
-            s->op = storage_copy(st, src, key, on_op_done, s);
+    } else if (key) {
+        s->op = storage_head(st, key, on_op_done, s);
     }
     free(key);
     free(src);
@@ -265,9 +265,9 @@ static void up_phase_done(struct upload *up)
         free(text);
         return;
     }
-    /* UP_COPY: the study's folder has the runner. */
-    task_log(b->t, "copied %zu files (%" PRIu64 " bytes) to %s in %.1f s%s", up->nfiles,
-             up->bytes, up->dest_prefix, secs, up->cached ? " from the cached runner" : "");
+    /* UP_CHECK: the cached runner is still in storage. */
+    task_log(b->t, "the cached runner is in place: %s (%zu file%s checked in %.2f s)",
+             up->cache_prefix, up->nfiles, up->nfiles == 1 ? "" : "s", secs);
     if (up->retries)
         task_log(b->t, "%u operations were tried again", up->retries);
     b->up = NULL;
@@ -291,7 +291,15 @@ static void on_recorded(struct task *t, PGresult *res)
                 res ? PQresultErrorMessage(res) : "database unreachable");
         return;
     }
-    up_run_phase(up, UP_COPY);
+    /* Recorded: every study may serve it now. */
+    task_log(b->t, "the runner is recorded under %s for every study that uses it",
+             up->cache_prefix);
+    if (up->retries)
+        task_log(b->t, "%u operations were tried again", up->retries);
+    b->up = NULL;
+    up_free(up);
+    b->outcome = BO_SUCCEEDED;
+    bl_move(b, BS_FINISH, TASK_STAGE_OK);
 }
 
 static void walk_done(struct upload *up)
@@ -375,7 +383,7 @@ static void on_walk(evutil_socket_t fd, short what, void *arg)
             continue;
         }
         {
-            char *key = util_asprintf("%s%s", up->dest_prefix, rel);
+            char *key = util_asprintf("%s%s", up->cache_prefix, rel);
             bool ok = key && storage_key_valid(key);
             free(key);
             if (!ok) {
@@ -426,9 +434,7 @@ struct upload *up_new(struct build *b)
     up->nslots = n;
     up->slots = calloc((size_t)n, sizeof *up->slots);
     up->cache_prefix = util_asprintf("runners/%s/", b->cache_key);
-    up->dest_prefix = util_asprintf("%s/%s/", b->deploy ? "experiments" : "preview_experiments",
-                                b->study_uuid);
-    if (!up->slots || !up->cache_prefix || !up->dest_prefix) {
+    if (!up->slots || !up->cache_prefix) {
         up_free(up);
         return NULL;
     }
@@ -449,17 +455,29 @@ void up_from_manifest(struct upload *up, const json_t *manifest)
     json_t *f;
 
     up->cached = true;
+    /* Its index.html files: what a study's page serves, and what the
+     * upload put last, so their presence means the rest was put too.  A
+     * lost runner (storage emptied by hand) is built again. */
     json_array_foreach(manifest, i, f) {
         const char *path = json_string_value(json_object_get(f, "path"));
-        if (!path || up_add(up, path, (int64_t)json_integer_value(json_object_get(f, "size")),
-                            storage_content_type(path)) < 0) {
+        if (!path) {
             up_fail(up, "the cached runner's manifest is unreadable");
             return;
         }
+        if (is_index_html(path) && up_add(up, path, (int64_t)json_integer_value(
+                                              json_object_get(f, "size")),
+                                          storage_content_type(path)) < 0) {
+            up_fail(up, "out of memory");
+            return;
+        }
     }
-    task_log(up->b->t, "copying the cached runner (%zu files) from %s to %s", up->nfiles,
-             up->cache_prefix, up->dest_prefix);
-    up_run_phase(up, UP_COPY);
+    if (up->nfiles == 0) {
+        up_fail(up, "the cached runner has no index.html");
+        return;
+    }
+    task_log(up->b->t, "the runner (%zu files) was built before: it is served from %s; "
+             "nothing to copy", json_array_size(manifest), up->cache_prefix);
+    up_run_phase(up, UP_CHECK);
 }
 
 void up_from_output(struct upload *up, char *src_dir)
@@ -486,7 +504,165 @@ void up_from_output(struct upload *up, char *src_dir)
         up->stack[0].d = d;
         up->depth = 1;
     }
-    task_log(t, "publishing %s to %s (through %s)", up->src_dir, up->dest_prefix,
-             up->cache_prefix);
+    task_log(t, "publishing %s to %s", up->src_dir, up->cache_prefix);
     on_walk(-1, 0, up);
+}
+
+/* ---- cleanup_runners: shared runners no study serves any more -------------------
+ * A runner stays while any study serves it: while it is the runner of a
+ * study's latest successful build of a mode (deploy or preview), or a
+ * build in progress names it.  Runners that none does and that no build
+ * used for RUNNER_SWEEP_DAYS lose their row first (the statement checks
+ * all of that again, so a build resolving to the runner meanwhile keeps
+ * it: it bumps last_used_at), then their files, one delete at a time.
+ * A build resolving to it after the row went builds it again. */
+#define RUNNER_SWEEP_DAYS "7"
+#define RUNNER_SWEEP_BATCH "100"        /* runners per run */
+
+struct runner_sweep {
+    struct sched_run *run;      /* borrowed until sched_done */
+    struct app *app;            /* borrowed */
+    char (*keys)[65];           /* owned: the cache keys of the runners removed */
+    json_t **manifests;         /* owned: their files */
+    int n;                      /* runners removed */
+    int row;                    /* the runner whose files go now */
+    size_t file;                /* the next file of it */
+    long files, failed;         /* deleted, not deleted */
+};
+
+static const struct pg_stmt stmt_sweep_runners = {
+    "build_sweep_runners",
+    "DELETE FROM runner_builds r WHERE r.cache_key IN ("
+    "  SELECT x.cache_key FROM runner_builds x"
+    "   WHERE x.last_used_at < now() - interval '" RUNNER_SWEEP_DAYS " days'"
+    "     AND NOT EXISTS (SELECT 1 FROM study_builds b WHERE b.cache_key = x.cache_key"
+    "                      AND b.settled_at IS NULL)"
+    "     AND NOT EXISTS (SELECT 1 FROM study_builds b"
+    "          WHERE b.cache_key = x.cache_key AND b.shared AND b.outcome = 'succeeded'"
+    "            AND NOT EXISTS (SELECT 1 FROM study_builds n"
+    "                 WHERE n.study_id = b.study_id AND n.mode = b.mode"
+    "                   AND n.outcome = 'succeeded' AND n.task_id > b.task_id))"
+    "   ORDER BY x.last_used_at LIMIT " RUNNER_SWEEP_BATCH " FOR UPDATE SKIP LOCKED)"
+    " RETURNING r.cache_key, r.manifest::text",
+};
+
+static void sweep_next(struct runner_sweep *sw);
+
+static void sweep_free(struct runner_sweep *sw)
+{
+    for (int i = 0; i < sw->n; i++)
+        json_decref(sw->manifests[i]);
+    free(sw->manifests);
+    free(sw->keys);
+    free(sw);
+}
+
+static void sweep_end(struct runner_sweep *sw)
+{
+    if (sw->failed)
+        sched_done(sw->run, SCHED_PROBLEMS, "removed %d runner%s no study serves (%ld files); "
+                   "%ld files could not be deleted", sw->n, sw->n == 1 ? "" : "s", sw->files,
+                   sw->failed);
+    else
+        sched_done(sw->run, SCHED_SUCCEEDED, "removed %d runner%s no study serves (%ld files)",
+                   sw->n, sw->n == 1 ? "" : "s", sw->files);
+    sweep_free(sw);
+}
+
+static void sweep_next(struct runner_sweep *sw);
+
+static void on_sweep_deleted(const struct storage_result *res, void *arg)
+{
+    struct runner_sweep *sw = arg;
+
+    if (res->err) {
+        sw->failed++;
+        sched_run_log(sw->run, "cannot delete a file of runners/%s/: %s", sw->keys[sw->row],
+                      res->error ? res->error : "error");
+    } else {
+        sw->files++;
+    }
+    sweep_next(sw);
+}
+
+/* The next file of the current runner, or the next runner's first. */
+static void sweep_next(struct runner_sweep *sw)
+{
+    while (sw->row < sw->n) {
+        json_t *f = json_array_get(sw->manifests[sw->row], sw->file++);
+
+        if (!f) {
+            sw->row++;
+            sw->file = 0;
+            continue;
+        }
+        const char *path = json_string_value(json_object_get(f, "path"));
+        char *obj = path ? util_asprintf("runners/%s/%s", sw->keys[sw->row], path) : NULL;
+        struct storage_op *op = obj ? storage_delete(sw->app->storage, obj, on_sweep_deleted,
+                                                     sw) : NULL;
+        free(obj);
+        if (op)
+            return;
+        sw->failed++;
+    }
+    sweep_end(sw);
+}
+
+static void on_runners_swept(PGresult *res, void *arg)
+{
+    struct runner_sweep *sw = arg;
+    int n;
+
+    if (!res || !pg_ok(res)) {
+        sched_done(sw->run, SCHED_FAILED, "cannot choose the runners to remove: %s",
+                   res ? PQresultErrorMessage(res) : "database unreachable");
+        sweep_free(sw);
+        return;
+    }
+    /* The rows are gone already: their files go now, whatever happens. */
+    n = PQntuples(res);
+    sw->keys = n ? calloc((size_t)n, sizeof *sw->keys) : NULL;
+    sw->manifests = n ? calloc((size_t)n, sizeof *sw->manifests) : NULL;
+    if (n && (!sw->keys || !sw->manifests)) {
+        sched_done(sw->run, SCHED_FAILED, "out of memory: %d runners forgotten, their files "
+                   "left in storage", n);
+        sweep_free(sw);
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        snprintf(sw->keys[i], sizeof sw->keys[i], "%s", PQgetvalue(res, i, 0));
+        sw->manifests[i] = json_loads(PQgetvalue(res, i, 1), 0, NULL);
+        sched_run_log(sw->run, "runners/%s/: %zu files, served by no study", sw->keys[i],
+                      json_array_size(sw->manifests[i]));
+    }
+    sw->n = n;
+    sweep_next(sw);
+}
+
+static void cleanup_runners(struct sched_run *run, void *arg)
+{
+    struct app *app = sched_run_app(run);
+    struct runner_sweep *sw;
+
+    (void)arg;
+    if (!app->storage) {
+        sched_done(run, SCHED_SUCCEEDED, "nothing to do: the server has no object storage");
+        return;
+    }
+    if (!(sw = calloc(1, sizeof *sw))) {
+        sched_done(run, SCHED_FAILED, "out of memory");
+        return;
+    }
+    sw->run = run;
+    sw->app = app;
+    if (pg_exec(app->pg, &stmt_sweep_runners, 0, NULL, on_runners_swept, sw) < 0) {
+        sched_done(run, SCHED_FAILED, "cannot queue the query");
+        sweep_free(sw);
+    }
+}
+
+int up_sweep_register(struct app *app)
+{
+    return app->sched ? sched_add(app->sched, "cleanup_runners", "02:30", cleanup_runners, NULL)
+                      : 0;
 }

@@ -48,7 +48,7 @@ def kv(line):
 
 def processes_with(marker):
     """Pids of the processes whose command line or environment holds marker
-    (a sandboxed build's processes carry the study's uuid in
+    (a sandboxed build's processes carry the runner's cache key in
     PREPEND_FINGERPRINT; their cwd is inside the sandbox, so it cannot be
     used to find them from here)."""
     found = []
@@ -236,6 +236,17 @@ class BuildCase(StudyhubTestCase):
         return wait_until(lambda: (lambda t: t and t[0] == "running" and t[1] == stage)(
             self.task(db, task)), timeout * SLOW, message=f"build {task} in stage {stage}")
 
+    def cache_key(self, db, task):
+        """The runner a build resolved to (its folder runners/<key>/ and its
+        PREPEND_FINGERPRINT); waits for the resolve stage."""
+        q = (f"SELECT coalesce(b.cache_key, '') FROM study_builds b JOIN tasks t"
+             f" ON t.id = b.task_id WHERE t.uuid = {lit(task)}")
+        return wait_until(lambda: psql(q, db=db).strip() or None, 20 * SLOW,
+                          message=f"build {task} to resolve its runner")
+
+    def build_processes(self, db, task):
+        return processes_with("/runners/" + self.cache_key(db, task) + "/")
+
     def study_row(self, db, study):
         out = psql(f"SELECT built, is_building, state, metadata::text FROM studies"
                    f" WHERE id = {study['id']}", db=db).strip().split("|")
@@ -364,17 +375,21 @@ class TestLocalBuilds(BuildCase):
         state = self.wait_done(self.db, task)
         self.assertEqual(state[0], "succeeded", state)
         sha = self.stub.sha(repo)
-        # Published under experiments/<uuid>/ with the prefix compiled in.
-        index = self.storage("experiments", st["uuid"], "index.html")
+        # Published once under runners/<key>/, with that prefix compiled
+        # in (issue 19): nothing of the study, nothing in a study folder.
+        key = self.cache_key(self.db, task)
+        index = self.storage("runners", key, "index.html")
         with open(index) as f:
             html = f.read()
-        self.assertIn(f'src="/studies/{st["uuid"]}/assets/frameplayer-3f2a9c.js"', html)
+        self.assertIn(f'src="/runners/{key}/assets/frameplayer-3f2a9c.js"', html)
+        self.assertNotIn(st["uuid"], html)
         for rel in ("assets/frameplayer-3f2a9c.js", "assets/frameplayer-77e1b0.css",
                     "img/logo.png", "build-info.json"):
-            self.assertTrue(os.path.isfile(self.storage("experiments", st["uuid"], rel)), rel)
-        with open(self.storage("experiments", st["uuid"], "build-info.json")) as f:
+            self.assertTrue(os.path.isfile(self.storage("runners", key, rel)), rel)
+        with open(self.storage("runners", key, "build-info.json")) as f:
             info = json.load(f)
-        self.assertEqual(info, {"sha": sha, "prefix": f"/studies/{st['uuid']}/", "mode": "deploy"})
+        self.assertEqual(info, {"sha": sha, "prefix": f"/runners/{key}/"})
+        self.assertFalse(os.path.exists(self.storage("experiments", st["uuid"])))
         # The study: built, not building, its commit pinned.
         row = self.study_row(self.db, st)
         self.assertTrue(row["built"])
@@ -413,8 +428,9 @@ class TestLocalBuilds(BuildCase):
         st = self.new_study(state="created")
         task = self.start_build(self.srv, self.admin, st, "preview")
         self.assertEqual(self.wait_done(self.db, task)[0], "succeeded")
-        self.assertTrue(os.path.isfile(self.storage("preview_experiments", st["uuid"],
-                                                    "index.html")))
+        key = self.cache_key(self.db, task)
+        self.assertTrue(os.path.isfile(self.storage("runners", key, "index.html")))
+        self.assertFalse(os.path.exists(self.storage("preview_experiments", st["uuid"])))
         self.assertFalse(os.path.exists(self.storage("experiments", st["uuid"])))
         row = self.study_row(self.db, st)
         self.assertFalse(row["built"])
@@ -433,6 +449,7 @@ class TestLocalBuilds(BuildCase):
         self.assertFalse(row["is_building"])
         # What it wrote before failing is not published.
         self.assertFalse(os.path.exists(self.storage("experiments", st["uuid"])))
+        self.assertFalse(os.path.exists(self.storage("runners", self.cache_key(self.db, task))))
         logs = self.logs(self.db, st)
         self.assertEqual([l["action"] for l in logs], ["failed to build"])
         extra = logs[0]["extra"]
@@ -457,7 +474,7 @@ class TestLocalBuilds(BuildCase):
         self.assertEqual(extra["failed_stage"], "build")
         self.assertIn("waiting for the package registry", extra["stages"][3]["log"])
         # The whole sandbox went: no sleep of that build survives.
-        self.assertEqual(processes_with(st["uuid"]), [])
+        self.assertEqual(self.build_processes(self.db, task), [])
         self.assertFalse(self.study_row(self.db, st)["is_building"])
 
     def test_archives_that_escape_are_refused(self):
@@ -545,7 +562,7 @@ class TestLocalBuilds(BuildCase):
         self.assertEqual(state[0], "cancelled", state)
         self.assertFalse(self.study_row(self.db, st)["is_building"])
         # Its processes went with it, the daemonised sleep too.
-        wait_until(lambda: processes_with(st["uuid"]) == [], 5 * SLOW,
+        wait_until(lambda: self.build_processes(self.db, task) == [], 5 * SLOW,
                    message="the cancelled build's processes to be gone")
         logs = self.logs(self.db, st)
         self.assertEqual([l["action"] for l in logs], ["build cancelled"])
@@ -574,9 +591,12 @@ class TestLocalBuilds(BuildCase):
         self.assertEqual(self.stages(attrs)[1:4], [("download", "skipped"),
                                                    ("extract", "skipped"),
                                                    ("build", "skipped")])
-        self.assertTrue(os.path.isfile(self.storage("experiments", st["uuid"], "index.html")))
-        with open(self.storage("experiments", st["uuid"], "build-info.json")) as f:
-            self.assertEqual(json.load(f)["mode"], "preview")  # the same runner, copied
+        # The same runner, served where the preview put it: nothing copied.
+        self.assertEqual(self.cache_key(self.db, second), self.cache_key(self.db, first))
+        self.assertTrue(os.path.isfile(self.storage("runners", self.cache_key(self.db, first),
+                                                    "index.html")))
+        self.assertFalse(os.path.exists(self.storage("experiments", st["uuid"])))
+        self.assertIn("nothing to copy", attrs["stages"][4]["log"])
         self.assertTrue(self.study_row(self.db, st)["built"])
         self.assertTrue(self.logs(self.db, st)[-1]["extra"]["reused"])
 
@@ -890,7 +910,7 @@ class TestRestart(BuildCase):
         srv.proc.send_signal(signal.SIGKILL)
         srv.proc.wait(10)
         srv.proc = None  # killed on purpose
-        wait_until(lambda: processes_with(st["uuid"]) == [], 5 * SLOW,
+        wait_until(lambda: self.build_processes(srv.database, task) == [], 5 * SLOW,
                    message="the build's processes to die with the server")
         self.assertEqual(self.task(srv.database, task)[0], "running")
         self.assertTrue(self.study_row(srv.database, st)["is_building"])
@@ -988,7 +1008,7 @@ class TestHostileRunner(BuildCase):
         if os.geteuid() == 0:
             self.assertEqual(os.stat(os.path.join(out, "report.txt")).st_uid, 65534)
         # The daemonised sleep and the fork bomb's children are gone.
-        wait_until(lambda: processes_with(st["uuid"]) == [], 5 * SLOW,
+        wait_until(lambda: self.build_processes(srv.database, task) == [], 5 * SLOW,
                    message="every process of the hostile build to be gone")
         self.assertEqual(processes_with("hostile-leftover"), [])
         self.assertTrue(srv.running())
@@ -1102,6 +1122,7 @@ class TestDockerBuilds(BuildCase):
         sha = self.stub.sha("runners/good")
         checkout = os.path.join(self.root, "builds", "checkouts", sha)
         out = os.path.join(self.root, "builds", "builds", task, "out")
+        key = self.cache_key(self.db, task)
         cmds = self.commands()
         self.assertIn(["build", "-t", "studyhub-builder:test", checkout], cmds)
         run = [c for c in cmds if c[:1] == ["run"]][-1]
@@ -1117,12 +1138,10 @@ class TestDockerBuilds(BuildCase):
             "-v", checkout + ":/checkouts:ro", "-v", out + ":/deployments",
             "-e", "HOME=/tmp",
             "-e", "CHECKOUT_DIR=/checkouts",
-            "-e", f"PREPEND_FINGERPRINT=/studies/{st['uuid']}/",
+            "-e", f"PREPEND_FINGERPRINT=/runners/{key}/",
             "-e", "STUDY_OUTPUT_DIR=/deployments",
-            "-e", "STUDY_UUID=" + st["uuid"],
             "-e", "RUNNER_SHA=" + sha,
             "-e", "RUNNER_REPO_URL=" + self.stub.repo_url("runners/good"),
-            "-e", "BUILD_MODE=deploy",
             "-e", "SENTRY_DSN=https://key@sentry.example/1",
             "studyhub-builder:test", "bash", "-c",
             "cp -R /checkouts/. /checkout-dir && cd /checkout-dir && exec bash ./build.sh"])
@@ -1137,14 +1156,25 @@ class TestDockerBuilds(BuildCase):
         self.assertNotIn("DATABASE_URL", env)
         self.assertNotIn("STORAGE_LINK_SECRET", env)
         self.assertIn("PATH", env)
-        body, ctype = self.fetch(f"experiments/{st['uuid']}/index.html")
-        self.assertIn(f"/studies/{st['uuid']}/assets/".encode(), body)
+        body, ctype = self.fetch(f"runners/{key}/index.html")
+        self.assertIn(f"/runners/{key}/assets/".encode(), body)
         if self.s3:
             self.assertEqual(ctype, "text/html; charset=utf-8")
-            _, ctype = self.fetch(f"experiments/{st['uuid']}/assets/frameplayer-3f2a9c.js")
+            _, ctype = self.fetch(f"runners/{key}/assets/frameplayer-3f2a9c.js")
             self.assertEqual(ctype, "text/javascript; charset=utf-8")
-            _, ctype = self.fetch(f"experiments/{st['uuid']}/img/logo.png")
+            _, ctype = self.fetch(f"runners/{key}/img/logo.png")
             self.assertEqual(ctype, "image/png")
+        # Served to every study from there (issue 19), streamed from this
+        # backend (s3rver when there is one), cached for a year.
+        r = self.srv.request("GET", f"/runners/{key}/assets/frameplayer-3f2a9c.js")
+        self.assertStatus(r, 200)
+        self.assertEqual(r.headers["cache-control"], "public, max-age=31536000, immutable")
+        self.assertEqual(r.body, self.fetch(f"runners/{key}/assets/frameplayer-3f2a9c.js")[0])
+        if r.headers.get("etag"):
+            r = self.srv.request("GET", f"/runners/{key}/assets/frameplayer-3f2a9c.js",
+                                 headers={"If-None-Match": r.headers["etag"]})
+            self.assertStatus(r, 304)
+        self.assertStatus(self.srv.request("GET", f"/runners/{key}/assets/missing.js"), 404)
         # The checkout mounted read-only stayed pristine.
         self.assertFalse(os.path.exists(os.path.join(checkout, "dist")))
 
@@ -1192,11 +1222,11 @@ class TestLeaseLoss(BuildCase):
         st = self.study(world, lab, admin, repo="runners/hangs")
         task = self.start_build(srv, admin, st)
         self.wait_stage(db, task, "build")
-        wait_until(lambda: processes_with(st["uuid"]), 10 * SLOW,
+        wait_until(lambda: self.build_processes(db, task), 10 * SLOW,
                    message="the build's processes")
         proxy.frozen.set()
         frozen_at = time.monotonic()
-        wait_until(lambda: processes_with(st["uuid"]) == [], (lease + 3) * SLOW,
+        wait_until(lambda: self.build_processes(db, task) == [], (lease + 3) * SLOW,
                    message="the build's processes to die with its lease")
         # Renewed at most a third of a lease before the freeze; stopped a
         # second before the lease's end, at the latest.

@@ -163,6 +163,9 @@ _table("public",
        "GET /faq/", "GET /privacy/", "GET /terms/", "GET /scientists/", "GET /resources/",
        "GET /publications/", "GET /contact/", "GET /support/", "GET /admin/pages/")
 _table("site_admin", "PATCH /api/v1/site-pages/{slug}/", "GET /api/v1/admin/site-page-edits/")
+# Issue 19, shared runners (participate.c): a built runner's files, public
+# as a study's build folder is (a build holds no data).
+_table("public", "GET /runners/{key}/*")
 
 # Where a handler itself says more than the gate: API tokens are given to
 # researchers only from a two-factor-verified session (accounts.c).

@@ -37,6 +37,7 @@ static struct build build_for_test(void)
 
     strcpy(b.study_uuid, "d3b5c0de-5eed-4a11-9e10-5757d1e5ba5e");
     strcpy(b.sha, "0123456789abcdef0123456789abcdef01234567");
+    strcpy(b.cache_key, "5f0c0123456789abcdef0123456789abcdef0123456789abcdef012345678901");
     b.repo_url = "https://github.com/lookit/ember-lookit-frameplayer";
     b.checkout = "/var/builds/checkouts/0123";
     b.out = "/var/builds/builds/t1/out";
@@ -76,8 +77,10 @@ START_TEST(docker_run_is_hardened)
     ck_assert_str_eq(argv.v[i + 1], "none");        /* BUILD_NETWORK=0 */
     ck_assert_int_ge(find(&argv, "/var/builds/checkouts/0123:/checkouts:ro"), 0);
     ck_assert_int_ge(find(&argv, "/var/builds/builds/t1/out:/deployments"), 0);
-    ck_assert_int_ge(find(&argv, "STUDY_UUID=d3b5c0de-5eed-4a11-9e10-5757d1e5ba5e"), 0);
-    ck_assert_int_ge(find(&argv, "BUILD_MODE=deploy"), 0);
+    /* Nothing of the study: the runner is shared by every study (issue 19). */
+    ck_assert_int_ge(find(&argv, "PREPEND_FINGERPRINT=/runners/5f0c0123456789abcdef0123456789abcdef0123456789abcdef012345678901/"), 0);
+    for (size_t k = 0; k < argv.n; k++)
+        ck_assert_ptr_null(strstr(argv.v[k], "d3b5c0de"));
     ck_assert_int_ge(find(&argv, "NODE_OPTIONS=--max-old-space-size=2048"), 0);
     ck_assert_str_eq(argv.v[argv.n - 4], "studyhub/builder:1");
     strv_free(&argv);
@@ -100,12 +103,10 @@ START_TEST(environment_is_only_section_4)
     ck_assert_int_eq(build_env(&b, &env, "/checkouts", "/deployments"), 0);
     const char *want[] = {
         "CHECKOUT_DIR=/checkouts",
-        "PREPEND_FINGERPRINT=/studies/d3b5c0de-5eed-4a11-9e10-5757d1e5ba5e/",
+        "PREPEND_FINGERPRINT=/runners/5f0c0123456789abcdef0123456789abcdef0123456789abcdef012345678901/",
         "STUDY_OUTPUT_DIR=/deployments",
-        "STUDY_UUID=d3b5c0de-5eed-4a11-9e10-5757d1e5ba5e",
         "RUNNER_SHA=0123456789abcdef0123456789abcdef01234567",
         "RUNNER_REPO_URL=https://github.com/lookit/ember-lookit-frameplayer",
-        "BUILD_MODE=preview",
         "NODE_OPTIONS=--max-old-space-size=2048",
     };
     ck_assert_uint_eq(env.n, sizeof want / sizeof *want);

@@ -46,14 +46,14 @@ START_TEST(prefixes)
     b.deploy = true;
     up = up_new(&b);
     ck_assert_ptr_nonnull(up);
+    /* Deploy or preview, this study or another: one folder per runner. */
     ck_assert_str_eq(up->cache_prefix, "runners/ab12/");
-    ck_assert_str_eq(up->dest_prefix, "experiments/d3b5c0de-5eed-4a11-9e10-5757d1e5ba5e/");
     ck_assert_int_eq(up->nslots, 4);
     up_free(up);
     b.deploy = false;
+    strcpy(b.study_uuid, "0d3b5c0d-5eed-4a11-9e10-5757d1e5ba5e");
     up = up_new(&b);
-    ck_assert_str_eq(up->dest_prefix,
-                     "preview_experiments/d3b5c0de-5eed-4a11-9e10-5757d1e5ba5e/");
+    ck_assert_str_eq(up->cache_prefix, "runners/ab12/");
     up_free(up);
     /* Nothing is left on the loop: every timer went with its upload. */
     ck_assert_int_eq(event_base_get_num_events(app.base, EVENT_BASE_COUNT_ADDED), 0);

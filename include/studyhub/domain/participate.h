@@ -9,8 +9,13 @@
  *                                         researchers' feedback (newest first)
  *   GET /studies/{id}/{child}/...         the built runner's index.html for
  *                                         every deep path (login, active
- *                                         study, the caller's own child)
- *   GET /studies/{id}/{path}              the runner's assets
+ *                                         study, the caller's own child):
+ *                                         its latest deploy's shared runner
+ *   GET /runners/{key}/{path}             a shared runner's files, for every
+ *                                         study serving it (issue 19), cached
+ *                                         a year (the key names the content)
+ *   GET /studies/{id}/{path}              the files of a study built before
+ *                                         shared runners (its own folder)
  *   GET /exp/studies/{id}/{child}/preview/... the preview build (researcher
  *                                         with the preview permission)
  *   GET /studies/{id}/{child}/external/   external studies: redirect to the

@@ -28,18 +28,22 @@
  *                BUILD_TIMEOUT_S kills the process group; a
  *                non-zero exit fails whatever was written; the tails of
  *                stdout and stderr go to the stage log.
- *   upload       the output to runners/{cache key}/ (once per runner), then
- *                copied to experiments/{uuid}/ (deploy) or
- *                preview_experiments/{uuid}/ (preview), several at once,
- *                retried, with content types; index.html files last, so a
- *                failed upload leaves the previous deploy working.
+ *   upload       the output to runners/{cache key}/, once per runner,
+ *                several at once, retried, with content types, index.html
+ *                files last; every study on that runner serves it from
+ *                there (domain/participate.c: the latest successful build
+ *                of the mode), so nothing is copied to a study's folder.
+ *                A cached runner is only checked: its index.html HEADed.
  *   finish       study_build_settle (sql/050_builds.sql): is_building off,
  *                built on (deploy), ONE study log whose extra holds every
  *                stage, ONE email to the study admins; then the outcome:
  *                succeeded, failed (the failing stage and its log tail in
  *                the log and email) or cancelled.
  * A runner already built for the same repository, commit and environment
- * (runner_builds) is reused: download, extract and build are skipped.
+ * (runner_builds), by any study, is reused: download, extract and build
+ * are skipped.  The cache key is those three and nothing of the study
+ * (issue 19): the build's PREPEND_FINGERPRINT is /runners/{cache key}/.
+ * Builds of one runner on a server wait for the one producing it.
  *
  * ONE BUILD PER STUDY: the task's subject is the study's uuid and both
  * modes share the kind, so tasks_one_active refuses a second build or

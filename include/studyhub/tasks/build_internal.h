@@ -59,11 +59,14 @@
 #define PROBE_WAIT_MS 200           /* a build waiting for that check */
 #define DISK_CHECK_MS 5000          /* between measures of a running build's folders */
 #define DISK_DU_TIMEOUT_MS 60000
+#define SAME_RUNNER_WAIT_MS 250     /* between looks at another build of the runner */
 
 /* ---- the module -------------------------------------------------------------- */
 
 struct flight;
 TAILQ_HEAD(flight_list, flight);
+struct build;
+TAILQ_HEAD(build_list, build);
 
 /* Whether BUILD_SANDBOX=bwrap works here: checked once at start by running
  * the sandbox itself; until it answers, builds wait; when it failed, every
@@ -77,6 +80,8 @@ struct builder {
     char env_hash[17];               /* of BUILD_ENV: part of the cache key */
     char **extra_env;                /* owned: BUILD_ENV as "K=V", NULL-terminated */
     struct flight_list flights;      /* owned: downloads and extractions */
+    struct build_list running;       /* borrowed: the open builds, to find one
+                                        producing the runner another needs */
     bool stopping;
     /* the sandbox of BUILD_RUNNER=local */
     enum sandbox_state sandbox;
@@ -198,7 +203,7 @@ struct upload;
 struct flight;
 
 enum flight_kind { FL_DOWNLOAD, FL_EXTRACT };
-enum up_phase { UP_WALK, UP_PUT, UP_COPY };
+enum up_phase { UP_WALK, UP_PUT, UP_CHECK };
 
 /* The children of the build stage, in order. */
 enum { CH_DOCKER_RM, CH_COPY, CH_IMAGE, CH_RUN };
@@ -248,6 +253,9 @@ struct build {
     json_t *final_ev;               /* owned: the "finished" event, sent by close */
     int rebuilds;                   /* downloads again after a lost product */
     char container[64];             /* docker: our container's name */
+    TAILQ_ENTRY(build) rlink;       /* in the_builder->running */
+    bool producing;                 /* its build child ran: it will record the runner */
+    bool waited;                    /* it waited for another build of its runner */
 };
 
 /* ---- shared between the files ---------------------------------------------------- */
@@ -298,8 +306,7 @@ struct upload {
     enum up_phase phase;
     bool cached;                /* files came from the cache's manifest */
     char *src_dir;              /* owned: the output folder (walk, put) */
-    char *cache_prefix;         /* owned: runners/<key>/ */
-    char *dest_prefix;          /* owned: experiments/<uuid>/ or preview_... */
+    char *cache_prefix;         /* owned: runners/<key>/, served to every study */
     struct walkdir stack[WALK_DEPTH];
     int depth;
     struct event *walk_ev;      /* owned: one walk slice per loop turn */
@@ -321,10 +328,14 @@ void up_publish_order(const struct upfile *files, size_t n, size_t *order);
 struct upload *up_new(struct build *b);
 void up_free(struct upload *up);
 void up_run_phase(struct upload *up, enum up_phase phase);
-/* The cached runner's files (its manifest), copied to the study's folder. */
+/* The cached runner (its manifest): its index.html checked in storage. */
 void up_from_manifest(struct upload *up, const json_t *manifest);
-/* The build's output folder src_dir (taken) walked, put, then copied. */
+/* The build's output folder src_dir (taken) walked, put, then recorded. */
 void up_from_output(struct upload *up, char *src_dir);
+
+/* The job cleanup_runners (02:30): shared runners that no study serves and
+ * no build used for a week, their rows and files.  0 or -1. */
+int up_sweep_register(struct app *app);
 
 /* build_exec.c */
 /* "the build", "copying the checkout"...: CH_* for logs. */

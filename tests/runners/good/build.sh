@@ -1,7 +1,7 @@
 #!/bin/bash
 # A stand-in for ember-lookit-frameplayer's build: a small site with the
-# study's prefix compiled into its asset URLs, as `ember build
-# --environment=production` with PREPEND_FINGERPRINT does.
+# runner's prefix (/runners/<cache key>/) compiled into its asset URLs, as
+# `ember build --environment=production` with PREPEND_FINGERPRINT does.
 set -euo pipefail
 : "${CHECKOUT_DIR:?}" "${PREPEND_FINGERPRINT:?}" "${STUDY_OUTPUT_DIR:?}"
 echo "building $(basename "$CHECKOUT_DIR") in $(pwd) for ${PREPEND_FINGERPRINT}"
@@ -15,7 +15,7 @@ sed "s#@PREFIX@#${PREPEND_FINGERPRINT}#g" app/index.html.in > dist/index.html
 cp app/app.js dist/assets/frameplayer-3f2a9c.js
 cp app/app.css dist/assets/frameplayer-77e1b0.css
 cp app/logo.png dist/img/logo.png
-printf '{"sha": "%s", "prefix": "%s", "mode": "%s"}\n' \
-    "${RUNNER_SHA:-}" "${PREPEND_FINGERPRINT}" "${BUILD_MODE:-}" > dist/build-info.json
+printf '{"sha": "%s", "prefix": "%s"}\n' \
+    "${RUNNER_SHA:-}" "${PREPEND_FINGERPRINT}" > dist/build-info.json
 cp -R dist/. "${STUDY_OUTPUT_DIR}/"
 echo "built $(find dist -type f | wc -l) files" >&2
