@@ -861,24 +861,10 @@ static void kill_leftovers(struct build *b)
     if (pgid <= 1 || !(d = opendir("/proc")))
         return;
     while ((de = readdir(d))) {
-        char path[64], stat[512], *p;
         int pid = atoi(de->d_name), pgrp = 0;
-        FILE *sf;
         ssize_t len;
 
-        if (pid <= 1)
-            continue;
-        snprintf(path, sizeof path, "/proc/%d/stat", pid);
-        if (!(sf = fopen(path, "re")))
-            continue;
-        len = (ssize_t)fread(stat, 1, sizeof stat - 1, sf);
-        fclose(sf);
-        if (len <= 0)
-            continue;
-        stat[len] = '\0';
-        /* pid (comm) state ppid pgrp ...: comm may hold spaces. */
-        if (!(p = strrchr(stat, ')')) || sscanf(p + 1, " %*c %*d %d", &pgrp) != 1 ||
-            pgrp != pgid)
+        if (pid <= 1 || proc_stat_read(pid, NULL, &pgrp) < 0 || pgrp != pgid)
             continue;
         snprintf(link, sizeof link, "/proc/%d/cwd", pid);
         len = readlink(link, cwd, sizeof cwd - 1);
