@@ -105,69 +105,6 @@ void bl_move(struct build *b, int state, enum task_stage_outcome o)
 
 /* ---- the stages ----------------------------------------------------------------------- */
 
-/* ---- the disk watch ------------------------------------------------------------------ */
-
-/* RLIMIT_FSIZE bounds each file a build writes, not how many: while the
- * build runs, its scratch and output folders are measured (`du`, a child:
- * a node_modules tree is too big to walk on the loop) every DISK_CHECK_MS,
- * and a build past BUILD_MAX_OUTPUT_MB is killed. */
-static void disk_watch_stop(struct build *b)
-{
-    if (b->du) {
-        proc_abandon(b->du);
-        b->du = NULL;
-    }
-    if (b->disk_timer)
-        evtimer_del(b->disk_timer);
-}
-
-static void on_du(const struct proc_result *r, void *arg)
-{
-    struct build *b = arg;
-    int64_t total = 0;
-    const char *p = r->out;
-    int64_t limit = (int64_t)the_builder->app->cfg->build_max_output_mb << 20;
-
-    b->du = NULL;
-    /* "BYTES\tPATH" per folder; a file that vanished mid-walk makes du exit
-     * 1 with the sums still printed. */
-    while (*p) {
-        total += strtoll(p, NULL, 10);
-        p += strcspn(p, "\n");
-        p += *p == '\n';
-    }
-    if (total > limit && b->proc && b->child == CH_RUN) {
-        b->disk_exceeded = true;
-        task_log(b->t, "the build's folders hold %" PRId64 " bytes, more than "
-                 "BUILD_MAX_OUTPUT_MB=%ld: killing it", total, the_builder->app->cfg->build_max_output_mb);
-        proc_kill(b->proc);
-        return;
-    }
-    if (b->proc)
-        util_timer_ms(b->disk_timer, DISK_CHECK_MS);
-}
-
-static void on_disk_timer(evutil_socket_t fd, short what, void *arg)
-{
-    struct build *b = arg;
-    const char *argv[] = { "du", "-s", "-x", "-b", "--", b->scratch, b->out, NULL };
-    struct proc_opts o = { .argv = argv, .timeout_ms = DISK_DU_TIMEOUT_MS, .tail_bytes = 4096 };
-    char err[256];
-
-    if (!b->proc || b->du)
-        return;
-    if (!(b->du = proc_spawn(the_builder->app->procs, &o, on_du, b, err, sizeof err)))
-        log_warn("build: cannot measure %s: %s", b->work, err);
-}
-
-static void disk_watch_start(struct build *b)
-{
-    if (!b->disk_timer && !(b->disk_timer = evtimer_new(the_builder->app->base, on_disk_timer, b)))
-        return;     /* out of memory: the per-file limit and the check at publish remain */
-    b->disk_exceeded = false;
-    util_timer_ms(b->disk_timer, DISK_CHECK_MS);
-}
-
 static void bl_halt(struct build *b)
 {
     if (b->req) {
@@ -179,7 +116,7 @@ static void bl_halt(struct build *b)
         proc_abandon(b->proc);
         b->proc = NULL;
     }
-    disk_watch_stop(b);
+    bl_disk_watch_stop(b);
     if (b->up) {
         up_free(b->up);
         b->up = NULL;
@@ -743,7 +680,7 @@ static void child_start(struct build *b, int which)
         return;
     }
     if (which == CH_RUN)
-        disk_watch_start(b);
+        bl_disk_watch_start(b);
     if (which == CH_RUN && !runner_is_docker()) {
         /* So a restarted server can find what this one left running. */
         char *pf = util_asprintf("%s/pgid", b->work);
@@ -781,7 +718,7 @@ static void on_child(const struct proc_result *r, void *arg)
     char how[160], label[96];
 
     b->proc = NULL;
-    disk_watch_stop(b);
+    bl_disk_watch_stop(b);
     proc_result_describe(r, how, sizeof how);
     task_log(b->t, "%s: %s after %.1f s", bl_child_name(b->child), how, r->duration_s);
     /* The last CHILD_TAIL bytes of each stream (the end is what explains
@@ -836,49 +773,6 @@ static void on_child(const struct proc_result *r, void *arg)
         build_done(b);
         return;
     }
-}
-
-/* What a dead server's build left running (the process group of its
- * build.sh, whose leader died with the server but whose children did
- * not): killed, when they still work in this build's folder. */
-static void kill_leftovers(struct build *b)
-{
-    char *pf = util_asprintf("%s/pgid", b->work), cwd[PATH_MAX], link[64];
-    FILE *fp = pf ? fopen(pf, "re") : NULL;
-    DIR *d;
-    struct dirent *de;
-    int pgid = 0, n = 0;
-    size_t wl = strlen(b->work);
-
-    if (fp) {
-        if (fscanf(fp, "%d", &pgid) != 1)
-            pgid = 0;
-        fclose(fp);
-    }
-    if (pf)
-        unlink(pf);
-    free(pf);
-    if (pgid <= 1 || !(d = opendir("/proc")))
-        return;
-    while ((de = readdir(d))) {
-        int pid = atoi(de->d_name), pgrp = 0;
-        ssize_t len;
-
-        if (pid <= 1 || proc_stat_read(pid, NULL, &pgrp) < 0 || pgrp != pgid)
-            continue;
-        snprintf(link, sizeof link, "/proc/%d/cwd", pid);
-        len = readlink(link, cwd, sizeof cwd - 1);
-        if (len <= 0)
-            continue;
-        cwd[len] = '\0';
-        if (strncmp(cwd, b->work, wl) == 0 && (cwd[wl] == '/' || cwd[wl] == '\0') &&
-            kill(pid, SIGKILL) == 0)
-            n++;
-    }
-    closedir(d);
-    if (n)
-        task_log(b->t, "killed %d process%s left running by the previous attempt", n,
-                 n == 1 ? "" : "es");
 }
 
 /* Another build on this server producing the same runner (its build ran
@@ -995,7 +889,7 @@ static void st_build(struct build *b)
         return;
     }
     if (t->attempts > 1 && !docker)
-        kill_leftovers(b);
+        bl_kill_leftovers(b);
     /* A previous attempt's folders are moved aside (one rename each) and
      * removed by a child. */
     for (int i = 0; i < 2; i++) {

@@ -1,5 +1,7 @@
 /* build_exec: the environment and the command lines of a build: docker's
- * `run`, the bubblewrap sandbox, and the line logged for a person. */
+ * `run`, the bubblewrap sandbox, and the line logged for a person; and the
+ * watch over its processes: the disk they fill, and what a dead server's
+ * build left running. */
 #include "config.h"
 
 #include "studyhub/tasks/build_internal.h"
@@ -233,4 +235,112 @@ void log_command(struct build *b, int which, const char *cwd, const struct strv 
     }
     task_log(b->t, "%s: $ %s%s%s%s", bl_child_name(which), cwd ? "cd " : "", cwd ? cwd : "",
              cwd ? " && " : "", line);
+}
+
+/* ---- the disk watch ------------------------------------------------------------------ */
+
+/* RLIMIT_FSIZE bounds each file a build writes, not how many: while the
+ * build runs, its scratch and output folders are measured (`du`, a child:
+ * a node_modules tree is too big to walk on the loop) every DISK_CHECK_MS,
+ * and a build past BUILD_MAX_OUTPUT_MB is killed. */
+void bl_disk_watch_stop(struct build *b)
+{
+    if (b->du) {
+        proc_abandon(b->du);
+        b->du = NULL;
+    }
+    if (b->disk_timer)
+        evtimer_del(b->disk_timer);
+}
+
+static void on_du(const struct proc_result *r, void *arg)
+{
+    struct build *b = arg;
+    int64_t total = 0;
+    const char *p = r->out;
+    int64_t limit = (int64_t)the_builder->app->cfg->build_max_output_mb << 20;
+
+    b->du = NULL;
+    /* "BYTES\tPATH" per folder; a file that vanished mid-walk makes du exit
+     * 1 with the sums still printed. */
+    while (*p) {
+        total += strtoll(p, NULL, 10);
+        p += strcspn(p, "\n");
+        p += *p == '\n';
+    }
+    if (total > limit && b->proc && b->child == CH_RUN) {
+        b->disk_exceeded = true;
+        task_log(b->t, "the build's folders hold %" PRId64 " bytes, more than "
+                 "BUILD_MAX_OUTPUT_MB=%ld: killing it", total, the_builder->app->cfg->build_max_output_mb);
+        proc_kill(b->proc);
+        return;
+    }
+    if (b->proc)
+        util_timer_ms(b->disk_timer, DISK_CHECK_MS);
+}
+
+static void on_disk_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct build *b = arg;
+    const char *argv[] = { "du", "-s", "-x", "-b", "--", b->scratch, b->out, NULL };
+    struct proc_opts o = { .argv = argv, .timeout_ms = DISK_DU_TIMEOUT_MS, .tail_bytes = 4096 };
+    char err[256];
+
+    if (!b->proc || b->du)
+        return;
+    if (!(b->du = proc_spawn(the_builder->app->procs, &o, on_du, b, err, sizeof err)))
+        log_warn("build: cannot measure %s: %s", b->work, err);
+}
+
+void bl_disk_watch_start(struct build *b)
+{
+    if (!b->disk_timer && !(b->disk_timer = evtimer_new(the_builder->app->base, on_disk_timer, b)))
+        return;     /* out of memory: the per-file limit and the check at publish remain */
+    b->disk_exceeded = false;
+    util_timer_ms(b->disk_timer, DISK_CHECK_MS);
+}
+
+/* ---- leftovers ------------------------------------------------------------------------ */
+
+/* What a dead server's build left running (the process group of its
+ * build.sh, whose leader died with the server but whose children did
+ * not): killed, when they still work in this build's folder. */
+void bl_kill_leftovers(struct build *b)
+{
+    char *pf = util_asprintf("%s/pgid", b->work), cwd[PATH_MAX], link[64];
+    FILE *fp = pf ? fopen(pf, "re") : NULL;
+    DIR *d;
+    struct dirent *de;
+    int pgid = 0, n = 0;
+    size_t wl = strlen(b->work);
+
+    if (fp) {
+        if (fscanf(fp, "%d", &pgid) != 1)
+            pgid = 0;
+        fclose(fp);
+    }
+    if (pf)
+        unlink(pf);
+    free(pf);
+    if (pgid <= 1 || !(d = opendir("/proc")))
+        return;
+    while ((de = readdir(d))) {
+        int pid = atoi(de->d_name), pgrp = 0;
+        ssize_t len;
+
+        if (pid <= 1 || proc_stat_read(pid, NULL, &pgrp) < 0 || pgrp != pgid)
+            continue;
+        snprintf(link, sizeof link, "/proc/%d/cwd", pid);
+        len = readlink(link, cwd, sizeof cwd - 1);
+        if (len <= 0)
+            continue;
+        cwd[len] = '\0';
+        if (strncmp(cwd, b->work, wl) == 0 && (cwd[wl] == '/' || cwd[wl] == '\0') &&
+            kill(pid, SIGKILL) == 0)
+            n++;
+    }
+    closedir(d);
+    if (n)
+        task_log(b->t, "killed %d process%s left running by the previous attempt", n,
+                 n == 1 ? "" : "es");
 }

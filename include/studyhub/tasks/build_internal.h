@@ -340,6 +340,13 @@ int up_sweep_register(struct app *app);
 /* build_exec.c */
 /* "the build", "copying the checkout"...: CH_* for logs. */
 const char *bl_child_name(int which);
+/* While the build's child runs: its folders measured every DISK_CHECK_MS,
+ * and the child killed past BUILD_MAX_OUTPUT_MB. */
+void bl_disk_watch_start(struct build *b);
+void bl_disk_watch_stop(struct build *b);
+/* Kills what a dead server's attempt of this build left running in its
+ * folder (its process group, from the work folder's pgid file). */
+void bl_kill_leftovers(struct build *b);
 int build_env(struct build *b, struct strv *env, const char *checkout, const char *out);
 bool runner_is_docker(void);
 bool runner_is_sandboxed(void);
