@@ -113,13 +113,12 @@ struct mail_sender {
     bool smtp;                    /* SMTP_URL is set (else .eml files) */
     struct mail_msg *msgs;        /* owned list: claimed, not yet settled */
     unsigned nmsgs;               /* entries in msgs */
-    int queries;                  /* pg queries out that carry ms or a msg */
+    struct pg_holder held;        /* the queries out that carry ms or a msg:
+                                     once freed, the last one destroys ms */
     bool claiming;                /* the claim query is out */
     long claim_limit;             /* rows that claim asked for */
     bool again;                   /* woken while claiming: claim once more */
     bool draining;                /* no more claims */
-    bool dying;                   /* freed with queries out: the last
-                                     callback finishes the free */
     bool listening;               /* pg_pool_listen registered */
     long use_ssl;                 /* CURLUSESSL_* for smtp:// */
     char owner[160];              /* lease_owner: host/pid/random */
@@ -169,16 +168,9 @@ static void sender_destroy(struct mail_sender *ms)
     free(ms);
 }
 
-/* Called at the end of every pg callback: true when the sender died
- * meanwhile (and has been freed if this was its last query). */
-static bool query_done(struct mail_sender *ms)
+static void sender_destroy_held(void *ms)
 {
-    ms->queries--;
-    if (!ms->dying)
-        return false;
-    if (ms->queries == 0)
-        sender_destroy(ms);
-    return true;
+    sender_destroy(ms);
 }
 
 bool mail_addr_ok(const char *addr)
@@ -427,8 +419,6 @@ static void ack_done(PGresult *res, void *arg)
     struct mail_msg *m = arg;
     struct mail_sender *ms = m->ms;
 
-    if (query_done(ms))
-        return;                       /* m went with the sender */
     if (!res || !pg_ok(res)) {
         log_warn("mail: %lld: cannot record the outcome (%s); retrying",
                  (long long)m->id, res ? PQresultErrorMessage(res) : "database unavailable");
@@ -462,19 +452,16 @@ static void ack_send(struct mail_msg *m)
     snprintf(id, sizeof id, "%lld", (long long)m->id);
     if (m->outcome == OUT_SENT) {
         const char *p[2] = { id, m->message_id };
-        rc = pg_exec(ms->app->pg, &mail_sent_stmt, 2, p, ack_done, m);
+        rc = pg_exec_held(ms->app->pg, &ms->held, &mail_sent_stmt, 2, p, ack_done, m);
     } else {
         snprintf(delay, sizeof delay, "%ld", backoff_s(ms, m->attempts));
         const char *p[5] = { id, m->error, delay,
                              m->outcome == OUT_FAILED ? "true" : "false",
                              ms->owner };
-        rc = pg_exec(ms->app->pg, &mail_unsent_stmt, 5, p, ack_done, m);
+        rc = pg_exec_held(ms->app->pg, &ms->held, &mail_unsent_stmt, 5, p, ack_done, m);
     }
-    if (rc != 0) {
+    if (rc != 0)
         ack_later(m);
-        return;
-    }
-    ms->queries++;
 }
 
 /* The outcome of one attempt, then its UPDATE. */
@@ -667,8 +654,6 @@ static void claim_done(PGresult *res, void *arg)
 {
     struct mail_sender *ms = arg;
 
-    if (query_done(ms))
-        return;
     ms->claiming = false;
     if (!res || !pg_ok(res)) {
         if (res)
@@ -691,7 +676,7 @@ static void claim(struct mail_sender *ms)
     char lease[24], limit[24];
     long room = ms->cfg->mail_batch - (long)ms->nmsgs;
 
-    if (ms->draining || ms->dying)
+    if (ms->draining || ms->held.dying)
         return;
     if (ms->claiming) {
         ms->again = true;
@@ -704,11 +689,10 @@ static void claim(struct mail_sender *ms)
     snprintf(lease, sizeof lease, "%ld", ms->cfg->mail_lease_s);
     snprintf(limit, sizeof limit, "%ld", room);
     const char *p[3] = { ms->owner, lease, limit };
-    if (pg_exec(ms->app->pg, &mail_claim_stmt, 3, p, claim_done, ms) != 0)
+    if (pg_exec_held(ms->app->pg, &ms->held, &mail_claim_stmt, 3, p, claim_done, ms) != 0)
         return;
     ms->claiming = true;
     ms->claim_limit = room;
-    ms->queries++;
 }
 
 /* The poll and every wake-up: re-send outcomes that could not be saved,
@@ -743,6 +727,8 @@ struct mail_sender *mail_sender_new(struct app *app, char *err, size_t errlen)
         return NULL;
     }
     ms->app = app;
+    ms->held.destroy = sender_destroy_held;
+    ms->held.owner = ms;
     ms->cfg = cfg;
     if (strchr(cfg->mail_from, '\r') || strchr(cfg->mail_from, '\n') ||
         !is_ascii(cfg->mail_from) ||
@@ -840,7 +826,7 @@ int mail_sender_start(struct mail_sender *ms)
 
 void mail_sender_kick(struct mail_sender *ms)
 {
-    if (ms && !ms->draining && !ms->dying)
+    if (ms && !ms->draining && !ms->held.dying)
         event_active(ms->kick, 0, 0);
 }
 
@@ -874,9 +860,6 @@ void mail_sender_free(struct mail_sender *ms)
     if (ms->kick)
         event_free(ms->kick);
     ms->tick = ms->kick = NULL;
-    if (ms->queries > 0) {
-        ms->dying = true;             /* the last callback frees it */
-        return;
-    }
-    sender_destroy(ms);
+    if (pg_holder_release(&ms->held))
+        sender_destroy(ms);           /* else the last query out does */
 }

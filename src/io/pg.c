@@ -958,6 +958,49 @@ int pg_exec(struct pg_pool *pool, const struct pg_stmt *stmt, int nparams,
     return 0;
 }
 
+/* One query of a holder's owner in flight. */
+struct held_query {
+    struct pg_holder *h;          /* borrowed: counts us */
+    pg_cb cb;                     /* borrowed: the owner's */
+    void *arg;                    /* borrowed */
+};
+
+static void held_done(PGresult *res, void *arg)
+{
+    struct held_query hq = *(struct held_query *)arg;
+
+    free(arg);
+    hq.h->queries--;
+    if (!hq.h->dying) {
+        hq.cb(res, hq.arg);
+        return;
+    }
+    if (hq.h->queries == 0 && hq.h->destroy)
+        hq.h->destroy(hq.h->owner);
+}
+
+int pg_exec_held(struct pg_pool *pool, struct pg_holder *h, const struct pg_stmt *stmt,
+                 int nparams, const char *const *params, pg_cb cb, void *arg)
+{
+    struct held_query *hq;
+
+    if (!h || h->dying || !cb || !(hq = malloc(sizeof *hq)))
+        return -1;
+    *hq = (struct held_query){ h, cb, arg };
+    if (pg_exec(pool, stmt, nparams, params, held_done, hq) != 0) {
+        free(hq);
+        return -1;
+    }
+    h->queries++;
+    return 0;
+}
+
+bool pg_holder_release(struct pg_holder *h)
+{
+    h->dying = true;
+    return h->queries == 0;
+}
+
 void pg_pool_stats(const struct pg_pool *pool, struct pg_pool_stats *out)
 {
     memset(out, 0, sizeof *out);

@@ -224,7 +224,7 @@ struct sched {
     struct event *boot_timer;              /* owned: boot retry */
     bool started, draining, dying;         /* lifecycle */
     unsigned running;                      /* runs in progress here */
-    int queries;                           /* boot queries in flight */
+    struct pg_holder held;                 /* queries in flight that carry s */
     /* `run JOB` asked before the boot could take it (just after start):
      * started when the boot gets there, answered if the server stops. */
     struct {
@@ -241,6 +241,11 @@ static void run_step(struct sched_run *run);
 static void job_arm(struct sched_job *job);
 static void job_try(struct sched_job *job);
 static void sched_maybe_destroy(struct sched *s);
+
+static void sched_maybe_destroy_held(void *s)
+{
+    sched_maybe_destroy(s);
+}
 
 static void timer_arm_ms(struct event *ev, int64_t ms)
 {
@@ -884,11 +889,6 @@ static void on_namespace(PGresult *res, void *arg)
 {
     struct sched *s = arg;
 
-    s->queries--;
-    if (s->dying) {
-        sched_maybe_destroy(s);
-        return;
-    }
     if (!res || !pg_ok(res) || PQntuples(res) != 1) {
         boot_retry(s);
         return;
@@ -902,11 +902,6 @@ static void on_abandon(PGresult *res, void *arg)
 {
     struct sched *s = arg;
 
-    s->queries--;
-    if (s->dying) {
-        sched_maybe_destroy(s);
-        return;
-    }
     if (!res || !pg_ok(res)) {
         boot_retry(s);
         return;
@@ -930,11 +925,6 @@ static void on_baseline(PGresult *res, void *arg)
 {
     struct sched *s = arg;
 
-    s->queries--;
-    if (s->dying) {
-        sched_maybe_destroy(s);
-        return;
-    }
     if (--s->baselines == 0)
         boot_done(s);
 }
@@ -944,11 +934,6 @@ static void on_last_slots(PGresult *res, void *arg)
     struct sched *s = arg;
     time_t now = time(NULL);
 
-    s->queries--;
-    if (s->dying) {
-        sched_maybe_destroy(s);
-        return;
-    }
     if (!res || !pg_ok(res)) {
         boot_retry(s);
         return;
@@ -971,10 +956,9 @@ static void on_last_slots(PGresult *res, void *arg)
             const char *params[3] = { job->name, slot, s->instance };
 
             snprintf(slot, sizeof slot, "%lld", (long long)prev);
-            if (pg_exec(s->app->pg, &sql_baseline, 3, params, on_baseline, s) == 0) {
-                s->queries++;
+            if (pg_exec_held(s->app->pg, &s->held, &sql_baseline, 3, params, on_baseline,
+                             s) == 0)
                 s->baselines++;
-            }
             continue;
         }
         if ((double)prev > last + 0.5 && !job->pending_slot) {
@@ -1004,18 +988,12 @@ static void boot_step(struct sched *s)
         return;
     switch (s->boot) {
     case BOOT_NAMESPACE:
-        if (pg_exec(s->app->pg, &sql_namespace, 0, NULL, on_namespace, s) < 0) {
+        if (pg_exec_held(s->app->pg, &s->held, &sql_namespace, 0, NULL, on_namespace, s) < 0)
             boot_retry(s);
-            return;
-        }
-        s->queries++;
         return;
     case BOOT_ABANDONED:
-        if (pg_exec(s->app->pg, &sql_abandon, 0, NULL, on_abandon, s) < 0) {
+        if (pg_exec_held(s->app->pg, &s->held, &sql_abandon, 0, NULL, on_abandon, s) < 0)
             boot_retry(s);
-            return;
-        }
-        s->queries++;
         return;
     case BOOT_LAST_SLOTS:
         f = open_memstream(&names, &len);
@@ -1029,10 +1007,8 @@ static void boot_step(struct sched *s)
         fputc('}', f);
         fclose(f);
         params[0] = names;
-        if (pg_exec(s->app->pg, &sql_last_slots, 1, params, on_last_slots, s) < 0)
+        if (pg_exec_held(s->app->pg, &s->held, &sql_last_slots, 1, params, on_last_slots, s) < 0)
             boot_retry(s);
-        else
-            s->queries++;
         free(names);
         return;
     case BOOT_DONE:
@@ -1120,6 +1096,8 @@ struct sched *sched_new(struct app *app, char *err, size_t errlen)
     }
     s->app = app;
     s->base = app->base;
+    s->held.destroy = sched_maybe_destroy_held;
+    s->held.owner = s;
     s->zone = strdup(app->cfg->sched_time_zone);
     s->overrides = strdup(app->cfg->sched_jobs ? app->cfg->sched_jobs : "");
     s->boot_timer = evtimer_new(s->base, on_boot_timer, s);
@@ -1209,7 +1187,7 @@ unsigned sched_busy(const struct sched *s)
 
 static void sched_maybe_destroy(struct sched *s)
 {
-    if (!s->dying || s->queries > 0 || s->running > 0)
+    if (!s->dying || s->held.queries > 0 || s->running > 0)
         return;
     for (int i = 0; i < s->njobs; i++) {
         if (s->jobs[i]->timer)
@@ -1304,7 +1282,7 @@ void sched_job_view(const struct sched *s, int i, struct sched_job_view *out)
 }
 
 struct recent_ctx {
-    struct sched *s;        /* borrowed, held by s->queries */
+    struct sched *s;        /* borrowed, held by s->held.queries */
     sched_recent_fn fn;     /* borrowed */
     void *arg;              /* borrowed */
 };
@@ -1314,7 +1292,9 @@ static void on_recent(PGresult *res, void *arg)
     struct recent_ctx rc = *(struct recent_ctx *)arg;
 
     free(arg);
-    rc.s->queries--;
+    /* Counted by hand, not through pg_exec_held: fn must hear of a
+     * scheduler that stopped meanwhile. */
+    rc.s->held.queries--;
     if (rc.s->dying) {
         rc.fn(NULL, NULL, rc.arg);
         sched_maybe_destroy(rc.s);
@@ -1332,7 +1312,7 @@ void sched_recent_runs(struct sched *s, sched_recent_fn fn, void *arg)
         return;
     }
     *rc = (struct recent_ctx){ s, fn, arg };
-    s->queries++;  /* keeps the scheduler until the answer */
+    s->held.queries++;  /* keeps the scheduler until the answer */
     if (pg_exec(s->app->pg, &sql_recent, 0, NULL, on_recent, rc) < 0)
         on_recent(NULL, rc);
 }

@@ -243,6 +243,66 @@ START_TEST(known_down_fails_fast)
 }
 END_TEST
 
+/* pg_exec_held: while the owner lives its callbacks run; once released
+ * with queries out they are skipped, and the last one back destroys the
+ * owner, once. */
+struct owner {
+    struct pg_holder held;
+    struct event_base *base;
+    int answers, destroyed;
+};
+
+static void owner_answer(PGresult *res, void *arg)
+{
+    struct owner *o = arg;
+
+    o->answers++;
+    event_base_loopbreak(o->base);
+}
+
+static void owner_destroy(void *arg)
+{
+    struct owner *o = arg;
+
+    o->destroyed++;
+    event_base_loopbreak(o->base);
+}
+
+START_TEST(held_queries_keep_their_owner)
+{
+    struct event_base *base = event_base_new();
+    struct owner o = { .held = { .destroy = owner_destroy, .owner = &o }, .base = base };
+    struct pg_pool *pool = pg_pool_new(base, conninfo_for(dead_port()), 2, 300, 0);
+    int64_t end = now_ms() + 5000;
+
+    ck_assert_int_eq(pg_exec_held(pool, &o.held, &one_stmt, 0, NULL, owner_answer, &o), 0);
+    ck_assert_int_eq(o.held.queries, 1);
+    while (o.answers == 0 && now_ms() < end)
+        event_base_loop(base, EVLOOP_ONCE);
+    ck_assert_int_eq(o.answers, 1);             /* alive: answered (NULL: down) */
+    ck_assert_int_eq(o.held.queries, 0);
+
+    /* Two out, then the owner's free: nobody is called back, and the
+     * second one back destroys it. */
+    ck_assert_int_eq(pg_exec_held(pool, &o.held, &one_stmt, 0, NULL, owner_answer, &o), 0);
+    ck_assert_int_eq(pg_exec_held(pool, &o.held, &one_stmt, 0, NULL, owner_answer, &o), 0);
+    ck_assert(!pg_holder_release(&o.held));
+    ck_assert_int_eq(pg_exec_held(pool, &o.held, &one_stmt, 0, NULL, owner_answer, &o), -1);
+    end = now_ms() + 5000;
+    while (o.held.queries > 0 && now_ms() < end)
+        event_base_loop(base, EVLOOP_ONCE);
+    ck_assert_int_eq(o.answers, 1);
+    ck_assert_int_eq(o.destroyed, 1);
+
+    /* Nothing out: it may go at once. */
+    struct owner idle = { .held = { .destroy = owner_destroy, .owner = &idle } };
+    ck_assert(pg_holder_release(&idle.held));
+    ck_assert_int_eq(idle.destroyed, 0);
+    pg_pool_free(pool);
+    event_base_free(base);
+}
+END_TEST
+
 /* A pool that has never connected is not "known down" before a whole
  * acquire timeout has passed: a query at start waits for the first
  * connection instead of failing. */
@@ -268,6 +328,7 @@ static Suite *suite(void)
     tcase_add_test(faults, stalled_query_is_cut_at_its_deadline);
     tcase_add_test(faults, known_down_fails_fast);
     tcase_add_test(faults, new_pool_is_not_known_down);
+    tcase_add_test(faults, held_queries_keep_their_owner);
     tcase_set_timeout(faults, 30);
     suite_add_tcase(s, faults);
     return s;

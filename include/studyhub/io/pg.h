@@ -43,6 +43,25 @@ void pg_pool_free(struct pg_pool *pool);
 int pg_exec(struct pg_pool *pool, const struct pg_stmt *stmt, int nparams,
             const char *const *params, pg_cb cb, void *arg);
 
+/* An owner whose queries carry it (the mail sender, the scheduler): it
+ * must not be freed while one is out, nor be called back once it is
+ * going.  Each query sent through pg_exec_held counts in queries; the
+ * owner's free calls pg_holder_release, which says whether it may go at
+ * once; if not, the callbacks of its queries are skipped from then on and
+ * the last one back calls destroy(owner).  destroy may find more to wait
+ * for (the scheduler's running jobs) and return without freeing. */
+struct pg_holder {
+    int queries;                  /* sent through pg_exec_held, not back */
+    bool dying;                   /* pg_holder_release ran */
+    void (*destroy)(void *owner); /* frees the owner once nothing holds it */
+    void *owner;                  /* borrowed: what destroy frees */
+};
+/* pg_exec counted in h; cb(res, arg) runs only while h's owner lives. */
+int pg_exec_held(struct pg_pool *pool, struct pg_holder *h, const struct pg_stmt *stmt,
+                 int nparams, const char *const *params, pg_cb cb, void *arg);
+/* The owner's free: true when it may be destroyed now. */
+bool pg_holder_release(struct pg_holder *h);
+
 struct pg_pool_stats {
     int size;       /* configured connections */
     int connected;  /* connections ready for queries */
