@@ -9,6 +9,8 @@
 
 #include "studyhub/queue/sched.h"
 
+#include <strings.h>
+
 /* ---- uploads: walk the output, put it under runners/<key>/; or check it ----------- */
 
 
@@ -302,6 +304,98 @@ static void on_recorded(struct task *t, PGresult *res)
     bl_move(b, BS_FINISH, TASK_STAGE_OK);
 }
 
+size_t up_index_refs(const char *html, size_t len, const char *prefix,
+                     void (*fn)(const char *rel, size_t n, void *arg), void *arg)
+{
+    size_t plen = strlen(prefix), found = 0;
+
+    for (size_t i = 0; i < len; i++) {
+        size_t a = 0;
+
+        if (i + 4 <= len && strncasecmp(html + i, "src=", 4) == 0)
+            a = i + 4;
+        else if (i + 5 <= len && strncasecmp(html + i, "href=", 5) == 0)
+            a = i + 5;
+        if (!a || a >= len || (html[a] != '"' && html[a] != '\''))
+            continue;
+        if (i > 0 && (isalnum((unsigned char)html[i - 1]) || html[i - 1] == '-'))
+            continue;                    /* data-src=, xhref=: not ours */
+        char quote = html[a++];
+        const char *end = memchr(html + a, quote, len - a);
+        if (!end)
+            break;
+        size_t vlen = (size_t)(end - (html + a));
+        if (vlen > plen && memcmp(html + a, prefix, plen) == 0) {
+            const char *rel = html + a + plen;
+            size_t n = strcspn(rel, "?#");
+            if (n > vlen - plen)
+                n = vlen - plen;
+            if (n > 0) {
+                fn(rel, n, arg);
+                found++;
+            }
+        }
+        i = (size_t)(end - html);
+    }
+    return found;
+}
+
+/* The smoke check of an output: its index.html is at the top, and every
+ * asset it asks for under the runner's prefix is in the output.  What
+ * fails is a problem (the build succeeds with problems): a person should
+ * look before families meet a blank page. */
+struct smoke {
+    struct upload *up;
+    int missing;
+};
+
+static void smoke_ref(const char *rel, size_t n, void *arg)
+{
+    struct smoke *sm = arg;
+    struct upload *up = sm->up;
+
+    for (size_t i = 0; i < up->nfiles; i++)
+        if (strlen(up->files[i].rel) == n && memcmp(up->files[i].rel, rel, n) == 0)
+            return;
+    if (sm->missing++ < SKIP_LOG_MAX)
+        task_problem(up->b->t, "index.html asks for %.*s, which the build did not produce",
+                     (int)(n > 300 ? 300 : n), rel);
+}
+
+static void smoke_check(struct upload *up)
+{
+    struct build *b = up->b;
+    char *path = util_asprintf("%s/index.html", up->src_dir);
+    char prefix[80], *html = NULL;
+    struct smoke sm = { up, 0 };
+    FILE *f = path ? fopen(path, "re") : NULL;
+    size_t len = 0;
+    bool at_top = false;
+
+    for (size_t i = 0; i < up->nfiles && !at_top; i++)
+        at_top = strcmp(up->files[i].rel, "index.html") == 0;
+    if (!at_top || !f) {
+        task_problem(b->t, "the output has no index.html at its top: a study's page has"
+                     " nothing to serve");
+        goto out;
+    }
+    /* Bounded: a page that asks for its assets is small. */
+    if (!(html = malloc(SMOKE_INDEX_MAX)) || (len = fread(html, 1, SMOKE_INDEX_MAX, f)) == 0)
+        goto out;
+    snprintf(prefix, sizeof prefix, "/runners/%s/", b->cache_key);
+    size_t refs = up_index_refs(html, len, prefix, smoke_ref, &sm);
+    if (sm.missing > SKIP_LOG_MAX)
+        task_problem(b->t, "and %d more assets index.html asks for are missing",
+                     sm.missing - SKIP_LOG_MAX);
+    task_log(b->t, "smoke check: index.html asks for %zu asset%s under %s, %d missing",
+             refs, refs == 1 ? "" : "s", prefix, sm.missing);
+out:
+    if (f)
+        fclose(f);
+    free(html);
+    free(path);
+}
+
 static void walk_done(struct upload *up)
 {
     struct build *b = up->b;
@@ -314,6 +408,7 @@ static void walk_done(struct upload *up)
         return;
     }
     task_log(b->t, "the output has %zu files, %" PRIu64 " bytes", up->nfiles, up->bytes);
+    smoke_check(up);
     up_run_phase(up, UP_PUT);
 }
 

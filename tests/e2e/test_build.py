@@ -368,6 +368,27 @@ class TestLocalBuilds(BuildCase):
     def storage(self, *parts):
         return os.path.join(self.root, "storage", *parts)
 
+    def test_missing_asset_is_a_problem(self):
+        """The smoke check (issue 12): an output whose index.html asks for
+        an asset the build did not produce still goes live, but the build
+        succeeds with problems, naming what is missing."""
+        repo = self.variant("good", "noasset")
+        script = os.path.join(self.runners, "noasset", "build.sh")
+        with open(script) as f:
+            text = f.read()
+        with open(script, "w") as f:
+            f.write(text.replace("cp app/logo.png dist/img/logo.png\n", ""))
+        st = self.new_study(repo=repo)
+        task = self.start_build(self.srv, self.admin, st)
+        state = self.wait_done(self.db, task)
+        self.assertEqual(state[0], "succeeded", state)
+        outcome, problems = psql(f"SELECT outcome, problems FROM tasks WHERE uuid = {lit(task)}",
+                                 db=self.db).strip().split("|", 1)
+        self.assertEqual(outcome, "succeeded_with_problems")
+        self.assertIn("index.html asks for img/logo.png, which the build did not produce",
+                      problems)
+        self.assertNotIn("frameplayer", problems)   # the assets it did produce
+
     def test_deploy_publishes_the_runner_and_reports_once(self):
         repo = self.variant("good", "deployed")   # a commit built nowhere yet
         st = self.new_study(repo=repo)

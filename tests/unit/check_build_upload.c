@@ -61,6 +61,43 @@ START_TEST(prefixes)
 }
 END_TEST
 
+/* The smoke check's reading of index.html. */
+struct refs {
+    char got[8][64];
+    int n;
+};
+
+static void take_ref(const char *rel, size_t n, void *arg)
+{
+    struct refs *r = arg;
+
+    if (r->n < 8)
+        snprintf(r->got[r->n++], sizeof r->got[0], "%.*s", (int)n, rel);
+}
+
+START_TEST(index_refs)
+{
+    static const char html[] =
+        "<!DOCTYPE html><link rel=\"stylesheet\" href=\"/runners/k1/assets/a.css\">"
+        "<IMG SRC='/runners/k1/img/logo.png?v=2' alt=''>"
+        "<script src=\"/runners/k1/assets/a.js#x\"></script>"
+        "<a href=\"/studies/history/\">elsewhere</a>"      /* not under the prefix */
+        "<img data-src=\"/runners/k1/lazy.png\">"            /* not an src= */
+        "<img src=\"/runners/k1/\">"                         /* the prefix alone */
+        "<img src=\"/runners/k2/other.png\">"                /* another runner */
+        "<script src=\"/runners/k1/unterminated.js";
+    struct refs r = { .n = 0 };
+
+    ck_assert_uint_eq(up_index_refs(html, sizeof html - 1, "/runners/k1/", take_ref, &r), 3);
+    ck_assert_str_eq(r.got[0], "assets/a.css");
+    ck_assert_str_eq(r.got[1], "img/logo.png");
+    ck_assert_str_eq(r.got[2], "assets/a.js");
+    r.n = 0;
+    ck_assert_uint_eq(up_index_refs("", 0, "/runners/k1/", take_ref, &r), 0);
+    ck_assert_uint_eq(up_index_refs("src=", 4, "/runners/k1/", take_ref, &r), 0);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("build_upload");
@@ -68,6 +105,7 @@ static Suite *suite(void)
 
     tcase_add_test(tc, index_html_last);
     tcase_add_test(tc, prefixes);
+    tcase_add_test(tc, index_refs);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -333,6 +333,14 @@ void up_from_manifest(struct upload *up, const json_t *manifest);
 /* The build's output folder src_dir (taken) walked, put, then recorded. */
 void up_from_output(struct upload *up, char *src_dir);
 
+/* The assets an index.html asks for under prefix ("/runners/<key>/"):
+ * fn(rel, n) for each src= or href= value starting with it, less the
+ * prefix, its query and fragment (rel is not NUL-terminated).  Returns
+ * how many.  The smoke check of an output (a missing one is a problem). */
+size_t up_index_refs(const char *html, size_t len, const char *prefix,
+                     void (*fn)(const char *rel, size_t n, void *arg), void *arg);
+#define SMOKE_INDEX_MAX (1 << 20)   /* bytes of index.html read */
+
 /* The job cleanup_runners (02:30): shared runners that no study serves and
  * no build used for a week, their rows and files.  0 or -1. */
 int up_sweep_register(struct app *app);
