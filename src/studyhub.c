@@ -32,6 +32,8 @@
 #include "studyhub/domain/perms.h"
 #include "studyhub/domain/export.h"
 #include "studyhub/domain/research.h"
+#include "studyhub/domain/analytics.h"
+#include "studyhub/domain/housekeeping.h"
 #include "studyhub/domain/useradmin.h"
 #include "studyhub/domain/adminview.h"
 #include "studyhub/domain/responses.h"
@@ -115,6 +117,8 @@ static int register_routes(struct router *r)
         privacy_routes(r) < 0 ||      /* account erasure, the family's data download */
         messages_routes(r) < 0 ||     /* messages to families */
         adminview_routes(r) < 0 ||    /* the admin pages' jobs and tasks */
+        analytics_routes(r) < 0 ||    /* participant browser, charts' numbers */
+        housekeeping_routes(r) < 0 || /* preview deletion, hash check, one response */
         static_routes(r) < 0 ||       /* the web pages and their assets */
         participate_routes(r) < 0)    /* discovery, eligibility, the runner's pages */
         return -1;
