@@ -2,6 +2,49 @@
 -- the housekeeping of responses (issue 18; docs/ARCHITECTURE.md, "A SQL
 -- function").  src/domain/analytics.h says what each route shows.
 
+-- ---------------------------------------------------------------- facts
+-- response_consent's copy of what the charts count by (sql/107): a
+-- response's own columns and its child's, after responses_consent_sync
+-- has made the row.
+CREATE OR REPLACE FUNCTION response_facts_sync() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE response_consent rc
+       SET child_id = NEW.child_id, user_id = c.user_id,
+           age_days = age_in_days(c.birthday, NEW.date_created), gender = c.gender,
+           completed = NEW.completed, snapshot_id = NEW.demographic_snapshot_id
+      FROM children c
+     WHERE c.id = NEW.child_id AND rc.response_id = NEW.id;
+    RETURN NULL;
+END;
+$$;
+
+-- A child's family, gender or birthday changed (an edit, an erasure).
+CREATE OR REPLACE FUNCTION child_facts_sync() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.user_id IS DISTINCT FROM OLD.user_id OR NEW.gender IS DISTINCT FROM OLD.gender
+       OR NEW.birthday IS DISTINCT FROM OLD.birthday THEN
+        UPDATE response_consent rc
+           SET user_id = NEW.user_id, gender = NEW.gender,
+               age_days = age_in_days(NEW.birthday, rc.date_created)
+         WHERE rc.child_id = NEW.id;
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+-- A counted row changed: its study's cached charts go (sql/107).
+CREATE OR REPLACE FUNCTION analytics_cache_drop() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP <> 'INSERT' THEN
+        DELETE FROM analytics_cache WHERE studies @> ARRAY[OLD.study_id];
+    END IF;
+    IF TG_OP <> 'DELETE' AND (TG_OP = 'INSERT' OR NEW.study_id <> OLD.study_id) THEN
+        DELETE FROM analytics_cache WHERE studies @> ARRAY[NEW.study_id];
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
 -- ---------------------------------------------------------------- scope
 -- The studies a caller may count or browse in a scope: one study (kind
 -- 'study') or every study of a lab (kind 'lab'), each with
@@ -87,7 +130,7 @@ $$;
 CREATE OR REPLACE FUNCTION analytics_chart(p_user bigint, p_kind text, p_id uuid, p_chart text,
                                            p_field text, p_min integer)
 RETURNS TABLE (verdict text, detail text, pointer text, doc json)
-LANGUAGE plpgsql STABLE AS $$
+LANGUAGE plpgsql AS $$
 DECLARE
     v_studies bigint[];
     v_verdict text;
@@ -96,6 +139,8 @@ DECLARE
     v_rows json;
     v_supp bigint := 0;
     v_counted text;
+    v_key text;
+    v_doc json;
 BEGIN
     SELECT array_agg(a.study) FILTER (WHERE a.study IS NOT NULL), min(a.verdict), min(a.detail)
       INTO v_studies, v_verdict, v_detail FROM analytics_scope(p_user, p_kind, p_id) a;
@@ -103,18 +148,29 @@ BEGIN
         RETURN QUERY SELECT * FROM mgmt_verdict(v_verdict, v_detail);
         RETURN;
     END IF;
-    v_studies := coalesce(v_studies, '{}');
+    v_studies := coalesce((SELECT array_agg(x ORDER BY x) FROM unnest(v_studies) x), '{}');
+    -- A cached document of the same numbers, younger than 60 seconds
+    -- (ANALYTICS_CACHE_S) and not dropped by a change since.
+    v_key := md5(concat_ws(':', p_kind, p_id, p_chart, p_field, p_min,
+                           array_to_string(v_studies, ',')));
+    SELECT c.doc INTO v_doc FROM analytics_cache c
+     WHERE c.key = v_key AND c.created_at > now() - interval '60 seconds';
+    IF FOUND THEN
+        RETURN QUERY SELECT 'ok', NULL::text, NULL::text, v_doc;
+        RETURN;
+    END IF;
 
     IF p_chart = 'over-time' THEN
         v_cols := '["day", "responses"]';
         v_counted := 'consented responses';
         SELECT coalesce(json_agg(json_build_array(d.day, d.n) ORDER BY d.day), '[]')
           INTO v_rows
-          FROM (SELECT to_char((rc.date_created AT TIME ZONE 'UTC')::date, 'YYYY-MM-DD') AS day,
-                       count(*) AS n
-                  FROM response_consent rc
-                 WHERE rc.study_id = ANY (v_studies) AND rc.state = 'accepted' AND NOT rc.is_preview
-                 GROUP BY 1) d;
+          FROM (SELECT to_char(x.d, 'YYYY-MM-DD') AS day, x.n
+                  FROM (SELECT (rc.date_created AT TIME ZONE 'UTC')::date AS d, count(*) AS n
+                          FROM response_consent rc
+                         WHERE rc.study_id = ANY (v_studies) AND rc.state = 'accepted'
+                           AND NOT rc.is_preview
+                         GROUP BY 1) x) d;
     ELSIF p_chart = 'ages' THEN
         v_cols := '["age_group", "from_days", "to_days", "responses"]';
         v_counted := 'consented responses, by the child''s age on the day';
@@ -124,11 +180,8 @@ BEGIN
                count(*) FILTER (WHERE g.n < p_min)
           INTO v_rows, v_supp
           FROM (SELECT ag.label, ag.from_days, ag.to_days, sum(x.n)::bigint AS n
-                  FROM (SELECT ((rc.date_created AT TIME ZONE 'UTC')::date - c.birthday) AS days,
-                               count(*) AS n
+                  FROM (SELECT rc.age_days AS days, count(*) AS n
                           FROM response_consent rc
-                          JOIN responses r ON r.id = rc.response_id
-                          JOIN children c ON c.id = r.child_id
                          WHERE rc.study_id = ANY (v_studies) AND rc.state = 'accepted'
                            AND NOT rc.is_preview
                          GROUP BY 1) x,
@@ -141,12 +194,11 @@ BEGIN
                                  ORDER BY g.gender), '[]'),
                count(*) FILTER (WHERE g.n < p_min)
           INTO v_rows, v_supp
-          FROM (SELECT c.gender, count(*) AS n FROM children c
-                 WHERE c.id IN (SELECT r.child_id FROM response_consent rc
-                                  JOIN responses r ON r.id = rc.response_id
-                                 WHERE rc.study_id = ANY (v_studies) AND rc.state = 'accepted'
-                                   AND NOT rc.is_preview)
-                 GROUP BY c.gender) g;
+          FROM (SELECT k.gender, count(*) AS n
+                  FROM (SELECT DISTINCT rc.child_id, rc.gender FROM response_consent rc
+                         WHERE rc.study_id = ANY (v_studies) AND rc.state = 'accepted'
+                           AND NOT rc.is_preview) k
+                 GROUP BY k.gender) g;
     ELSIF p_chart = 'demographics' THEN
         v_cols := json_build_array(p_field, 'families');
         v_counted := 'families with a consented response, by their demographics at the newest one';
@@ -155,13 +207,11 @@ BEGIN
                count(*) FILTER (WHERE g.n < p_min)
           INTO v_rows, v_supp
           FROM (SELECT a.answer, count(*) AS n
-                  FROM (SELECT DISTINCT ON (c.user_id) c.user_id, r.demographic_snapshot_id AS snap
+                  FROM (SELECT DISTINCT ON (rc.user_id) rc.user_id, rc.snapshot_id AS snap
                           FROM response_consent rc
-                          JOIN responses r ON r.id = rc.response_id
-                          JOIN children c ON c.id = r.child_id
                          WHERE rc.study_id = ANY (v_studies) AND rc.state = 'accepted'
                            AND NOT rc.is_preview
-                         ORDER BY c.user_id, rc.date_created DESC, rc.response_id DESC) f
+                         ORDER BY rc.user_id, rc.date_created DESC, rc.response_id DESC) f
                   LEFT JOIN demographic_data d ON d.id = f.snap,
                   LATERAL (SELECT CASE WHEN d.id IS NULL THEN '(no demographics)'
                                        WHEN v = '' THEN '(no answer)' ELSE v END AS answer
@@ -188,8 +238,8 @@ BEGIN
                           count(*) AS total
                      FROM response_consent rc
                     WHERE rc.study_id = ANY (v_studies) AND NOT rc.is_preview),
-             c AS (SELECT count(*) FILTER (WHERE r.completed) AS done, count(*) AS total
-                     FROM response_consent rc JOIN responses r ON r.id = rc.response_id
+             c AS (SELECT count(*) FILTER (WHERE rc.completed) AS done, count(*) AS total
+                     FROM response_consent rc
                     WHERE rc.study_id = ANY (v_studies) AND rc.state = 'accepted'
                       AND NOT rc.is_preview)
         SELECT json_build_array(
@@ -203,12 +253,16 @@ BEGIN
           INTO v_rows FROM s, c;
     END IF;
 
-    RETURN QUERY SELECT 'ok', NULL::text, NULL::text, json_build_object('data', json_build_object(
+    v_doc := json_build_object('data', json_build_object(
         'type', 'analytics', 'id', p_chart,
         'attributes', json_build_object(
             'chart', p_chart, 'scope', p_kind, 'scope_id', p_id, 'field', p_field,
             'studies', cardinality(v_studies), 'columns', v_cols, 'rows', v_rows,
             'min_cell', p_min, 'suppressed', v_supp, 'counted', v_counted)));
+    INSERT INTO analytics_cache (key, studies, doc) VALUES (v_key, v_studies, v_doc)
+    ON CONFLICT (key) DO UPDATE SET studies = EXCLUDED.studies, doc = EXCLUDED.doc,
+                                    created_at = now();
+    RETURN QUERY SELECT 'ok', NULL::text, NULL::text, v_doc;
 END;
 $$;
 
@@ -317,21 +371,19 @@ BEGIN
     PERFORM access_log_write(p_user, s, 'participant_list', 'lab ' || p_lab::text,
                              jsonb_build_object('limit', p_limit, 'offset', p_offset))
        FROM unnest(v_studies) s;
-    SELECT count(DISTINCT c.user_id) INTO v_count
-      FROM response_consent rc JOIN responses r ON r.id = rc.response_id
-      JOIN children c ON c.id = r.child_id
+    SELECT count(DISTINCT rc.user_id) INTO v_count
+      FROM response_consent rc
      WHERE rc.study_id = ANY (v_studies) AND rc.state = 'accepted' AND NOT rc.is_preview;
     RETURN QUERY
     SELECT v_count, p.item, 'ok'::text, NULL::text, NULL::text
       FROM (SELECT 1) one LEFT JOIN LATERAL (
         SELECT participant_item(f.user_id, p_lab, v_studies, v_ident, p_base) AS item, f.last,
                f.user_id
-          FROM (SELECT c.user_id, max(rc.date_created) AS last
-                  FROM response_consent rc JOIN responses r ON r.id = rc.response_id
-                  JOIN children c ON c.id = r.child_id
+          FROM (SELECT rc.user_id, max(rc.date_created) AS last
+                  FROM response_consent rc
                  WHERE rc.study_id = ANY (v_studies) AND rc.state = 'accepted'
                    AND NOT rc.is_preview
-                 GROUP BY c.user_id
+                 GROUP BY rc.user_id
                  ORDER BY 2 DESC, 1 DESC LIMIT p_limit OFFSET p_offset) f) p ON true
      ORDER BY p.last DESC, p.user_id DESC;
 END;

@@ -83,19 +83,23 @@ def main():
              f" JOIN users u ON u.email = 'p' || (1 + g % {fams}) || '@bench.test'", db=db)
         # children's ids are consecutive (one statement): the g-th response
         # is of child (first + g % kids)
-        psql("INSERT INTO responses (study_id, child_id, exp_data, sequence, completed,"
-             " completed_consent_frame, is_preview, date_created, demographic_snapshot_id)"
-             f" SELECT {study['id']}, c.id, '{{}}', '[]', g % 3 <> 0, true, g % 10 = 9,"
-             " now() - ((g % 365) || ' days')::interval, d.id"
-             f" FROM generate_series(1, {N}) g"
-             " JOIN children c ON c.id = (SELECT min(id) FROM children c2"
-             "   JOIN users u ON u.id = c2.user_id WHERE u.email LIKE '%@bench.test')"
-             f"   + g % {kids}"
-             " JOIN demographic_data d ON d.user_id = c.user_id", db=db)
-        psql("INSERT INTO consent_rulings (response_id, action)"
-             " SELECT id, CASE WHEN id % 10 < 7 THEN 'accepted' ELSE 'rejected' END"
-             f" FROM responses WHERE study_id = {study['id']} AND NOT is_preview"
-             " AND id % 10 < 8", db=db)
+        first = psql("SELECT min(c.id) FROM children c JOIN users u ON u.id = c.user_id"
+                     " WHERE u.email LIKE '%@bench.test'", db=db).strip()
+        for lo in range(0, N, 10000):      # batches: each row runs two triggers
+            psql("INSERT INTO responses (study_id, child_id, exp_data, sequence, completed,"
+                 " completed_consent_frame, is_preview, date_created, demographic_snapshot_id)"
+                 f" SELECT {study['id']}, c.id, '{{}}', '[]', g % 3 <> 0, true, g % 10 = 9,"
+                 " now() - ((g % 365) || ' days')::interval, d.id"
+                 f" FROM generate_series({lo + 1}, {min(N, lo + 10000)}) g"
+                 f" JOIN children c ON c.id = {first} + g % {kids}"
+                 " JOIN demographic_data d ON d.user_id = c.user_id", db=db)
+        ids = psql(f"SELECT min(id), max(id) FROM responses WHERE study_id = {study['id']}",
+                   db=db).strip().split("|")
+        for lo in range(int(ids[0]), int(ids[1]) + 1, 10000):
+            psql("INSERT INTO consent_rulings (response_id, action)"
+                 " SELECT id, CASE WHEN id % 10 < 7 THEN 'accepted' ELSE 'rejected' END"
+                 f" FROM responses WHERE study_id = {study['id']} AND NOT is_preview"
+                 f" AND id % 10 < 8 AND id >= {lo} AND id < {lo + 10000}", db=db)
         psql("VACUUM ANALYZE", db=db)
         print(f"{N} responses of {kids} children, {fams} families made in"
               f" {time.monotonic() - t:.0f} s")

@@ -384,3 +384,42 @@ class AnalyticsTest(StudyhubTestCase):
         # again: nothing left to delete
         r = rw.api(designer, "DELETE", path)
         self.assertEqual(r.json["data"]["attributes"]["responses_deleted"], 0)
+
+    def test_a_change_shows_at_once(self):
+        """The charts' cached documents go when a counted row changes: a
+        new consented response, a ruling, a child's edit, a deletion."""
+        w = self.w
+        st = w.study(self.rw.other_lab, "Fresh")           # the other lab: counts above stay
+        parent = w.user("fresh-parent")
+
+        def genders():
+            r = self.chart("other", "genders", sid=st["uuid"])
+            self.assertEqual(r.status, 200, r)
+            return dict(r.json["data"]["attributes"]["rows"])
+
+        def over_time():
+            r = self.chart("other", "over-time", sid=st["uuid"])
+            return sum(n for _, n in r.json["data"]["attributes"]["rows"])
+
+        kids = []
+        for i in range(6):
+            ch = w.child(parent, name=f"F{i}", gender="f")
+            ru = w.row("INSERT INTO responses (study_id, child_id) VALUES"
+                       f" ({st['id']}, {ch['id']}) RETURNING uuid")[0]
+            w.consent(ru, "accepted")
+            kids.append((ch, ru))
+        self.assertEqual(genders(), {"f": 6})
+        self.assertEqual(over_time(), 6)
+        w.consent(kids[0][1], "rejected")                  # a ruling
+        self.assertEqual(genders(), {"f": 5})
+        self.assertEqual(over_time(), 5)
+        w.sql(f"UPDATE children SET gender = 'm' WHERE id = {kids[1][0]['id']}")   # an edit
+        self.assertEqual(genders(), {"f": None, "m": None})
+        w.sql(f"DELETE FROM responses WHERE uuid = {lit(kids[2][1])}")            # a deletion
+        self.assertEqual(over_time(), 4)
+        ch = w.child(parent, name="F9", gender="f")                                # a new one
+        ru = w.row("INSERT INTO responses (study_id, child_id) VALUES"
+                   f" ({st['id']}, {ch['id']}) RETURNING uuid")[0]
+        self.assertEqual(over_time(), 4)                   # pending: not counted
+        w.consent(ru, "accepted")
+        self.assertEqual(over_time(), 5)
