@@ -290,12 +290,13 @@ RETURNS json LANGUAGE sql STABLE AS $$
                   JOIN studies s ON s.id = r.study_id
                  WHERE c.user_id = p_user_id AND r.study_id = ANY (p_studies)
                    AND rc.state = 'accepted' AND NOT r.is_preview),
-         u AS (SELECT * FROM users WHERE id = p_user_id),
+         u AS (SELECT users.*, hashed_id(users.uuid, p_lab, p_lab, 10) AS lab_hash
+                 FROM users WHERE id = p_user_id),
          fam_ident AS (SELECT coalesce(bool_or(ident), false) AS yes FROM rs)
     SELECT json_build_object('type', 'participants',
-        'id', hashed_id(u.uuid, p_lab, p_lab, 10),
+        'id', u.lab_hash,
         'attributes', json_build_object(
-            'hashed_id', hashed_id(u.uuid, p_lab, p_lab, 10),
+            'hashed_id', u.lab_hash,
             'identifiable', fi.yes,
             'nickname', CASE WHEN fi.yes THEN u.nickname END,
             'response_count', (SELECT count(*) FROM rs),
@@ -340,7 +341,6 @@ DECLARE
     v_ident bigint[];
     v_verdict text;
     v_detail text;
-    v_count bigint;
     v_lab bigint;
 BEGIN
     SELECT array_agg(a.study) FILTER (WHERE a.study IS NOT NULL),
@@ -371,20 +371,21 @@ BEGIN
     PERFORM access_log_write(p_user, s, 'participant_list', 'lab ' || p_lab::text,
                              jsonb_build_object('limit', p_limit, 'offset', p_offset))
        FROM unnest(v_studies) s;
-    SELECT count(DISTINCT rc.user_id) INTO v_count
-      FROM response_consent rc
-     WHERE rc.study_id = ANY (v_studies) AND rc.state = 'accepted' AND NOT rc.is_preview;
+    -- The families once (one pass over the consented rows): counted, and
+    -- their page taken, from the same aggregate.
     RETURN QUERY
-    SELECT v_count, p.item, 'ok'::text, NULL::text, NULL::text
-      FROM (SELECT 1) one LEFT JOIN LATERAL (
-        SELECT participant_item(f.user_id, p_lab, v_studies, v_ident, p_base) AS item, f.last,
-               f.user_id
-          FROM (SELECT rc.user_id, max(rc.date_created) AS last
-                  FROM response_consent rc
-                 WHERE rc.study_id = ANY (v_studies) AND rc.state = 'accepted'
-                   AND NOT rc.is_preview
-                 GROUP BY rc.user_id
-                 ORDER BY 2 DESC, 1 DESC LIMIT p_limit OFFSET p_offset) f) p ON true
+    WITH f AS MATERIALIZED (
+        SELECT rc.user_id, max(rc.date_created) AS last
+          FROM response_consent rc
+         WHERE rc.study_id = ANY (v_studies) AND rc.state = 'accepted' AND NOT rc.is_preview
+         GROUP BY rc.user_id),
+    n AS (SELECT count(*) AS c FROM f)
+    SELECT n.c, p.item, 'ok'::text, NULL::text, NULL::text
+      FROM n LEFT JOIN LATERAL (
+        SELECT participant_item(g.user_id, p_lab, v_studies, v_ident, p_base) AS item, g.last,
+               g.user_id
+          FROM (SELECT * FROM f ORDER BY f.last DESC, f.user_id DESC
+                 LIMIT p_limit OFFSET p_offset) g) p ON true
      ORDER BY p.last DESC, p.user_id DESC;
 END;
 $$;
