@@ -74,6 +74,8 @@ CREATE TABLE analytics_cache (
     key         text PRIMARY KEY,
     studies     bigint[] NOT NULL,
     doc         json NOT NULL,
+    -- the participant browser's families (users.id), newest session first
+    ids         bigint[],
     created_at  timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX analytics_cache_studies_idx ON analytics_cache USING gin (studies);

@@ -342,6 +342,8 @@ DECLARE
     v_verdict text;
     v_detail text;
     v_lab bigint;
+    v_key text;
+    v_ids bigint[];
 BEGIN
     SELECT array_agg(a.study) FILTER (WHERE a.study IS NOT NULL),
            array_agg(a.study) FILTER (WHERE a.ident), min(a.verdict), min(a.detail)
@@ -371,22 +373,32 @@ BEGIN
     PERFORM access_log_write(p_user, s, 'participant_list', 'lab ' || p_lab::text,
                              jsonb_build_object('limit', p_limit, 'offset', p_offset))
        FROM unnest(v_studies) s;
-    -- The families once (one pass over the consented rows): counted, and
-    -- their page taken, from the same aggregate.
+    -- The families, newest session first: from the charts' cache (the
+    -- same drops, sql/107), or one pass over the consented rows.
+    v_studies := coalesce((SELECT array_agg(x ORDER BY x) FROM unnest(v_studies) x), '{}');
+    v_key := md5('participants:' || coalesce(array_to_string(v_studies, ','), ''));
+    SELECT c.ids INTO v_ids FROM analytics_cache c
+     WHERE c.key = v_key AND c.ids IS NOT NULL AND c.created_at > now() - interval '60 seconds';
+    IF NOT FOUND THEN
+        SELECT coalesce(array_agg(f.user_id ORDER BY f.last DESC, f.user_id DESC), '{}')
+          INTO v_ids
+          FROM (SELECT rc.user_id, max(rc.date_created) AS last
+                  FROM response_consent rc
+                 WHERE rc.study_id = ANY (v_studies) AND rc.state = 'accepted'
+                   AND NOT rc.is_preview
+                 GROUP BY rc.user_id) f;
+        INSERT INTO analytics_cache (key, studies, doc, ids)
+        VALUES (v_key, coalesce(v_studies, '{}'), '{}', v_ids)
+        ON CONFLICT (key) DO UPDATE SET studies = EXCLUDED.studies, ids = EXCLUDED.ids,
+                                        created_at = now();
+    END IF;
     RETURN QUERY
-    WITH f AS MATERIALIZED (
-        SELECT rc.user_id, max(rc.date_created) AS last
-          FROM response_consent rc
-         WHERE rc.study_id = ANY (v_studies) AND rc.state = 'accepted' AND NOT rc.is_preview
-         GROUP BY rc.user_id),
-    n AS (SELECT count(*) AS c FROM f)
-    SELECT n.c, p.item, 'ok'::text, NULL::text, NULL::text
-      FROM n LEFT JOIN LATERAL (
-        SELECT participant_item(g.user_id, p_lab, v_studies, v_ident, p_base) AS item, g.last,
-               g.user_id
-          FROM (SELECT * FROM f ORDER BY f.last DESC, f.user_id DESC
-                 LIMIT p_limit OFFSET p_offset) g) p ON true
-     ORDER BY p.last DESC, p.user_id DESC;
+    SELECT cardinality(v_ids)::bigint, p.item, 'ok'::text, NULL::text, NULL::text
+      FROM (SELECT 1) one LEFT JOIN LATERAL (
+        SELECT participant_item(x.u, p_lab, v_studies, v_ident, p_base) AS item, x.o
+          FROM unnest(v_ids[(p_offset + 1)::integer : (p_offset + p_limit)::integer])
+               WITH ORDINALITY AS x(u, o)) p ON true
+     ORDER BY p.o;
 END;
 $$;
 
