@@ -33,6 +33,8 @@
 #include "studyhub/domain/perms.h"
 #include "studyhub/domain/export.h"
 #include "studyhub/domain/research.h"
+#include "studyhub/domain/analytics.h"
+#include "studyhub/domain/housekeeping.h"
 #include "studyhub/domain/useradmin.h"
 #include "studyhub/domain/listings.h"
 #include "studyhub/domain/sitepages.h"
@@ -122,6 +124,8 @@ static int register_routes(struct router *r)
         adminview_routes(r) < 0 ||    /* the admin pages' jobs and tasks */
         listings_routes(r) < 0 ||     /* study lists by age group and by lab */
         sitepages_routes(r) < 0 ||    /* the public pages' text, support */
+        analytics_routes(r) < 0 ||    /* participant browser, charts' numbers */
+        housekeeping_routes(r) < 0 || /* preview deletion, hash check, one response */
         static_routes(r) < 0 ||       /* the web pages and their assets */
         participate_routes(r) < 0)    /* discovery, eligibility, the runner's pages */
         return -1;

@@ -634,6 +634,9 @@ static const struct {
     { "/admin/", "/admin/index.html" },
     { "/admin/users/", "/admin/users.html" },
     { "/admin/operations/", "/admin/operations.html" },
+    { "/researcher/studies/{id}/analytics/", "/researcher/analytics.html" },
+    { "/researcher/labs/{id}/analytics/", "/researcher/analytics.html" },
+    { "/researcher/labs/{id}/participants/", "/researcher/participants.html" },
 };
 
 /* The public pages of issue 18: one page for the seven texts a site
@@ -723,6 +726,9 @@ static const struct route research_route_table[] = {
     { HTTP_GET, "/admin/", static_page, ROUTE_PUBLIC },
     { HTTP_GET, "/admin/users/", static_page, ROUTE_PUBLIC },
     { HTTP_GET, "/admin/operations/", static_page, ROUTE_PUBLIC },
+    { HTTP_GET, "/researcher/studies/{id}/analytics/", static_page, ROUTE_PUBLIC },
+    { HTTP_GET, "/researcher/labs/{id}/analytics/", static_page, ROUTE_PUBLIC },
+    { HTTP_GET, "/researcher/labs/{id}/participants/", static_page, ROUTE_PUBLIC },
 };
 
 static const struct route public_route_table[] = {

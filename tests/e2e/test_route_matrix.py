@@ -166,6 +166,16 @@ _table("site_admin", "PATCH /api/v1/site-pages/{slug}/", "GET /api/v1/admin/site
 # Issue 19, shared runners (participate.c): a built runner's files, public
 # as a study's build folder is (a build holds no data).
 _table("public", "GET /runners/{key}/*")
+# Issue 18, points 1-3: the participant browser, analytics, housekeeping
+# (analytics.c, housekeeping.c) and their pages.
+_table("researcher", "GET /api/v1/researcher/labs/{id}/participants/",
+       "GET /api/v1/researcher/studies/{id}/analytics/{chart}",
+       "GET /api/v1/researcher/labs/{id}/analytics/{chart}",
+       "DELETE /api/v1/researcher/studies/{id}/preview-responses/",
+       "GET /api/v1/researcher/studies/{id}/hash-check/",
+       "GET /api/v1/researcher/responses/{id}/json/")
+_table("public", "GET /researcher/studies/{id}/analytics/", "GET /researcher/labs/{id}/analytics/",
+       "GET /researcher/labs/{id}/participants/")
 
 # Where a handler itself says more than the gate: API tokens are given to
 # researchers only from a two-factor-verified session (accounts.c).

@@ -124,7 +124,9 @@ const responses = pagedList(document.getElementById("responses-pager"), `/api/v1
         el("button", { type: "button", class: "secondary", "aria-pressed": a.researcher_star ? "true" : "false",
           onclick: () => edit(r, { researcher_star: !a.researcher_star }, a.researcher_star ? "Star removed." : "Starred.") },
         a.researcher_star ? "★ Starred" : "☆ Star"),
-        el("button", { type: "button", class: "secondary", onclick: () => showVideos(r) }, "Open videos"),
+        el("span", {}, el("button", { type: "button", class: "secondary", onclick: () => showVideos(r) }, "Open videos"),
+          " ", el("a", { href: `/api/v1/researcher/responses/${r.id}/json/`, download: "" },
+            `JSON of the session of ${when(a.session_date)}`)),
       ];
     });
   });

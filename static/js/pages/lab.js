@@ -36,6 +36,8 @@ async function showLab() {
   document.getElementById("approve").hidden = !account.attributes.is_staff || a.approved_to_test;
   document.getElementById("join").hidden = !!a.my_group || !!a.join_requested;
   document.getElementById("studies-link").href = `/researcher/?lab=${id}`;
+  document.getElementById("participants-link").href = `/researcher/labs/${id}/participants/`;
+  document.getElementById("lab-analytics-link").href = `/researcher/labs/${id}/analytics/`;
 }
 
 function roleSelect(m) {

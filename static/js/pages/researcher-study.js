@@ -7,6 +7,7 @@
 import { ApiError, get, notice, onSubmit, patch, request, showErrors } from "/js/api.js";
 import { checkProtocol } from "/js/protocol.js";
 import { el, fillRows, message, pagedList, pathId, setupResearch, when } from "/js/research.js";
+import { housekeeping } from "/js/housekeeping.js";
 
 const account = await setupResearch();
 const id = pathId("studies");
@@ -306,3 +307,6 @@ try {
 } catch (e) {
   say(message(e), "error");
 }
+
+// Housekeeping (issue 18): the hashed-id check, deleting preview responses.
+housekeeping(id, say);
