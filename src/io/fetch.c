@@ -598,6 +598,8 @@ static bool smtp_setup(struct fetch_req *r)
     SET(CURLOPT_MAIL_FROM, r->mail_from);
     SET(CURLOPT_MAIL_RCPT, r->rcpt);
     SET(CURLOPT_USE_SSL, o->smtp_use_ssl);
+    SET(CURLOPT_WRITEFUNCTION, on_write);   /* never curl's default: stdout */
+    SET(CURLOPT_WRITEDATA, r);
     SET(CURLOPT_CONNECTTIMEOUT_MS, o->connect_timeout_ms);
     SET(CURLOPT_TIMEOUT_MS, o->timeout_ms < 0 ? 0L : o->timeout_ms);
     SET(CURLOPT_LOW_SPEED_LIMIT, o->low_speed_bytes);

@@ -1207,6 +1207,8 @@ void sched_free(struct sched *s)
     if (!s || s->dying)
         return;
     s->dying = true;
+    /* Queries still out skip their callbacks; the last destroys s. */
+    pg_holder_release(&s->held);
     sched_drain(s);
     /* Runs still going lose their scheduler: they finish on their own and
      * only free themselves (their row's lease marks it abandoned if the

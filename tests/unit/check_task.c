@@ -235,15 +235,22 @@ static char *stages_of(const char *id)
     return q(sql);
 }
 
+/* Queues a task of mode, starts the runner and waits for the task's state
+ * to be want; its id into id. */
+static void run_until(const char *mode, const char *want, char id[32])
+{
+    snprintf(id, 32, "%s", q(enqueue_sql(mode)));
+    ck_assert_int_eq(task_runner_start(app.tasks), 0);
+    wait_for(task_sql(id, "state"), want);
+}
+
 /* ---- the cases ------------------------------------------------------------ */
 
 START_TEST(three_states_to_the_end)
 {
     char id[32];
 
-    snprintf(id, sizeof id, "%s", q(enqueue_sql("ok")));
-    ck_assert_int_eq(task_runner_start(app.tasks), 0);
-    wait_for(task_sql(id, "state"), "succeeded");
+    run_until("ok", "succeeded", id);
     ck_assert_str_eq(q(task_sql(id, "outcome")), "succeeded");
     ck_assert_str_eq(q(task_sql(id, "result->>'attempts'")), "1");
     ck_assert_str_eq(q(task_sql(id, "result->>'resumed'")), "false");
@@ -260,9 +267,7 @@ START_TEST(retry_then_success)
 {
     char id[32];
 
-    snprintf(id, sizeof id, "%s", q(enqueue_sql("retry_once")));
-    ck_assert_int_eq(task_runner_start(app.tasks), 0);
-    wait_for(task_sql(id, "state"), "succeeded");
+    run_until("retry_once", "succeeded", id);
     ck_assert_str_eq(q(task_sql(id, "attempts")), "2");
     ck_assert_str_eq(q(task_sql(id, "error IS NULL")), "t");
     /* The failed attempt's stage stays, with its log. */
@@ -279,9 +284,7 @@ START_TEST(retries_run_out)
 {
     char id[32];
 
-    snprintf(id, sizeof id, "%s", q(enqueue_sql("retry_always")));
-    ck_assert_int_eq(task_runner_start(app.tasks), 0);
-    wait_for(task_sql(id, "state"), "failed");
+    run_until("retry_always", "failed", id);
     ck_assert_str_eq(q(task_sql(id, "attempts")), "2");
     ck_assert_str_eq(q(task_sql(id, "error")),
                      "attempt 2 failed on purpose (attempt 2 of 2; none left)");
@@ -294,9 +297,7 @@ START_TEST(problems_make_the_third_outcome)
 {
     char id[32];
 
-    snprintf(id, sizeof id, "%s", q(enqueue_sql("problem")));
-    ck_assert_int_eq(task_runner_start(app.tasks), 0);
-    wait_for(task_sql(id, "state"), "succeeded");
+    run_until("problem", "succeeded", id);
     ck_assert_str_eq(q(task_sql(id, "outcome")), "succeeded_with_problems");
     ck_assert_str_eq(q(task_sql(id, "problems LIKE '%one video is missing%'")), "t");
 }

@@ -1,7 +1,7 @@
 // studies.js: study discovery.  Active public studies a page at a time,
 // filtered by a child's age; anyone may look, signed in or not.
 import { get, notice, setupPage } from "/js/api.js";
-import { rangeText } from "/js/age.js";
+import { studyCard } from "/js/studylist.js";
 
 await setupPage();
 const form = document.getElementById("filter");
@@ -13,38 +13,13 @@ const more = document.getElementById("more");
 const params = new URLSearchParams(location.search);
 select.value = params.get("age") || "";
 
-function card(study) {
-  const a = study.attributes;
-  const li = document.createElement("li");
-  const h = document.createElement("h2");
-  const link = document.createElement("a");
-  link.href = `/studies/${study.id}/`;
-  link.textContent = a.name;
-  h.append(link);
-  li.append(h);
-  if (a.image) {
-    const img = document.createElement("img");
-    img.src = a.image;
-    img.alt = "";
-    img.className = "study-image";
-    li.append(img);
-  }
-  for (const text of [a.short_description, rangeText(a.min_age_days, a.max_age_days),
-    a.duration ? `It takes about ${a.duration}.` : ""]) {
-    if (!text) continue;
-    const p = document.createElement("p");
-    p.textContent = text;
-    li.append(p);
-  }
-  return li;
-}
 
 let next = null;
 async function load(path, append) {
   try {
     const doc = await get(path);
     if (!append) list.replaceChildren();
-    for (const s of doc.data) list.append(card(s));
+    for (const s of doc.data) list.append(studyCard(s, { showLab: false }));
     const total = doc.links && doc.links.meta ? doc.links.meta.count : doc.data.length;
     notice(status, list.children.length
       ? `${total} ${total === 1 ? "study" : "studies"} found.`
