@@ -581,38 +581,6 @@ static bool idempotent(const char *m)
            !strcmp(m, "DELETE") || !strcmp(m, "OPTIONS");
 }
 
-/* SMTP: the envelope, STARTTLS as asked, the message through on_read (as
- * every upload), and no HTTP options. */
-static bool smtp_setup(struct fetch_req *r)
-{
-    CURL *e = r->easy;
-    const struct fetch_opts *o = &r->o;
-    CURLcode c = CURLE_OK;
-
-#define SET(opt, val) do { if (c == CURLE_OK) c = curl_easy_setopt(e, opt, val); } while (0)
-    SET(CURLOPT_PRIVATE, (char *)r);
-    SET(CURLOPT_URL, r->url);
-    SET(CURLOPT_NOSIGNAL, 1L);
-    SET(CURLOPT_ERRORBUFFER, r->errbuf);
-    SET(CURLOPT_PROTOCOLS_STR, "smtp,smtps");
-    SET(CURLOPT_MAIL_FROM, r->mail_from);
-    SET(CURLOPT_MAIL_RCPT, r->rcpt);
-    SET(CURLOPT_USE_SSL, o->smtp_use_ssl);
-    SET(CURLOPT_WRITEFUNCTION, on_write);   /* never curl's default: stdout */
-    SET(CURLOPT_WRITEDATA, r);
-    SET(CURLOPT_CONNECTTIMEOUT_MS, o->connect_timeout_ms);
-    SET(CURLOPT_TIMEOUT_MS, o->timeout_ms < 0 ? 0L : o->timeout_ms);
-    SET(CURLOPT_LOW_SPEED_LIMIT, o->low_speed_bytes);
-    SET(CURLOPT_LOW_SPEED_TIME, o->low_speed_secs);
-    SET(CURLOPT_UPLOAD, 1L);
-    SET(CURLOPT_READFUNCTION, on_read);
-    SET(CURLOPT_READDATA, r);
-    SET(CURLOPT_INFILESIZE_LARGE,
-        (curl_off_t)(o->read_fn ? o->upload_len : (int64_t)o->body_len));
-#undef SET
-    return c == CURLE_OK;
-}
-
 /* Sets up the easy handle for r with the caller's headers (copied into
  * r->hdrs).  Returns false when curl refuses. */
 static bool req_setup(struct fetch_req *r, const char *const *headers)
@@ -624,25 +592,36 @@ static bool req_setup(struct fetch_req *r, const char *const *headers)
                   !strcmp(r->method, "POST");
     CURLcode c = CURLE_OK;
 
-    if (r->smtp)
-        return smtp_setup(r);
-
 #define SET(opt, val) do { if (c == CURLE_OK) c = curl_easy_setopt(e, opt, val); } while (0)
     SET(CURLOPT_PRIVATE, (char *)r);
     SET(CURLOPT_URL, r->url);
     SET(CURLOPT_NOSIGNAL, 1L);
     SET(CURLOPT_ERRORBUFFER, r->errbuf);
-    SET(CURLOPT_USERAGENT, fc->user_agent);
-    SET(CURLOPT_PROTOCOLS_STR, "http,https");
-    SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
     SET(CURLOPT_WRITEFUNCTION, on_write);
     SET(CURLOPT_WRITEDATA, r);
-    SET(CURLOPT_HEADERFUNCTION, on_header);
-    SET(CURLOPT_HEADERDATA, r);
     SET(CURLOPT_CONNECTTIMEOUT_MS, o->connect_timeout_ms);
     SET(CURLOPT_TIMEOUT_MS, o->timeout_ms < 0 ? 0L : o->timeout_ms);
     SET(CURLOPT_LOW_SPEED_LIMIT, o->low_speed_bytes);
     SET(CURLOPT_LOW_SPEED_TIME, o->low_speed_secs);
+    if (r->smtp) {
+        /* The envelope and STARTTLS as asked; the message goes through
+         * on_read as every upload does; no HTTP option applies. */
+        SET(CURLOPT_PROTOCOLS_STR, "smtp,smtps");
+        SET(CURLOPT_MAIL_FROM, r->mail_from);
+        SET(CURLOPT_MAIL_RCPT, r->rcpt);
+        SET(CURLOPT_USE_SSL, o->smtp_use_ssl);
+        SET(CURLOPT_UPLOAD, 1L);
+        SET(CURLOPT_READFUNCTION, on_read);
+        SET(CURLOPT_READDATA, r);
+        SET(CURLOPT_INFILESIZE_LARGE,
+            (curl_off_t)(o->read_fn ? o->upload_len : (int64_t)o->body_len));
+        return c == CURLE_OK;
+    }
+    SET(CURLOPT_USERAGENT, fc->user_agent);
+    SET(CURLOPT_PROTOCOLS_STR, "http,https");
+    SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    SET(CURLOPT_HEADERFUNCTION, on_header);
+    SET(CURLOPT_HEADERDATA, r);
     if (o->follow_redirects) {
         SET(CURLOPT_FOLLOWLOCATION, 1L);
         SET(CURLOPT_MAXREDIRS, 5L);
