@@ -91,18 +91,28 @@ void auth_client_addr(const struct http_req *req, const struct app *app,
                         http_req_header(req, "X-Forwarded-For"), out, outlen);
 }
 
+void auth_account_key(char *out, size_t outlen, const char *prefix, const char *email)
+{
+    size_t n;
+
+    if (outlen == 0)
+        return;
+    n = (size_t)snprintf(out, outlen, "%s", prefix);
+    if (n >= outlen)
+        return;                 /* the prefix alone filled it (truncated, NUL-ended) */
+    for (const char *p = email ? email : ""; *p && n + 1 < outlen; p++)
+        out[n++] = (*p >= 'A' && *p <= 'Z') ? (char)(*p - 'A' + 'a') : *p;
+    out[n] = '\0';
+}
+
 void auth_rate_keys(struct auth_rate_key keys[2], struct http_req *req,
                     const struct app *app, const char *scope,
                     const char *email)
 {
-    char addr[INET6_ADDRSTRLEN + 1];
+    char addr[INET6_ADDRSTRLEN + 1], prefix[64];
 
-    size_t n = (size_t)snprintf(keys[0].key, sizeof keys[0].key,
-                                "rl:%s:acct:", scope);
-    /* ASCII lower case, as the lower(email) the lookups use. */
-    for (const char *p = email ? email : ""; *p && n + 1 < sizeof keys[0].key; p++)
-        keys[0].key[n++] = (*p >= 'A' && *p <= 'Z') ? (char)(*p - 'A' + 'a') : *p;
-    keys[0].key[n] = '\0';
+    snprintf(prefix, sizeof prefix, "rl:%s:acct:", scope);
+    auth_account_key(keys[0].key, sizeof keys[0].key, prefix, email);
     keys[0].max = app->cfg->mail_rate_account_max;
     auth_client_addr(req, app, addr, sizeof addr);
     snprintf(keys[1].key, sizeof keys[1].key, "rl:%s:addr:%s", scope, addr);

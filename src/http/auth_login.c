@@ -149,10 +149,7 @@ static void delay_keys(char acct[320], char addr_key[96], struct http_req *req,
                        const struct app *app, const char *email)
 {
     char addr[INET6_ADDRSTRLEN + 1];
-    size_t n = (size_t)snprintf(acct, 320, "ld:acct:");
-    for (const char *p = email; *p && n + 1 < 320; p++)
-        acct[n++] = (*p >= 'A' && *p <= 'Z') ? (char)(*p - 'A' + 'a') : *p;
-    acct[n] = '\0';
+    auth_account_key(acct, 320, "ld:acct:", email);
     auth_client_addr(req, app, addr, sizeof addr);
     snprintf(addr_key, 96, "ld:addr:%s", addr);
 }

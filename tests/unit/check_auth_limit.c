@@ -78,6 +78,25 @@ START_TEST(malformed_keeps_the_last_good_one)
 }
 END_TEST
 
+START_TEST(account_key_is_the_lower_cased_email)
+{
+    char key[32];
+
+    auth_account_key(key, sizeof key, "ld:acct:", "Ann.Lee@Example.ORG");
+    ck_assert_str_eq(key, "ld:acct:ann.lee@example.org");
+    /* Only ASCII letters change: the lookups' lower() on UTF-8 is not ours to copy. */
+    auth_account_key(key, sizeof key, "p:", "\xc3\x89mile@X.org");
+    ck_assert_str_eq(key, "p:\xc3\x89mile@x.org");
+    auth_account_key(key, sizeof key, "p:", NULL);
+    ck_assert_str_eq(key, "p:");
+    /* Truncated to fit, always NUL-ended. */
+    auth_account_key(key, 12, "rl:x:acct:", "ABCDEF@example.org");
+    ck_assert_str_eq(key, "rl:x:acct:a");
+    auth_account_key(key, 4, "rl:x:acct:", "A");
+    ck_assert_str_eq(key, "rl:");
+}
+END_TEST
+
 static Suite *auth_limit_suite(void)
 {
     Suite *s = suite_create("auth_limit");
@@ -85,6 +104,9 @@ static Suite *auth_limit_suite(void)
     tcase_add_test(tc, no_trusted_proxies_means_the_peer);
     tcase_add_test(tc, right_most_untrusted_address);
     tcase_add_test(tc, malformed_keeps_the_last_good_one);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("account key");
+    tcase_add_test(tc, account_key_is_the_lower_cased_email);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -34,6 +34,11 @@ struct auth_rate_key {
 };
 /* Fills keys[0] (the account, lower-cased email) and keys[1] (the client
  * address) for scope ("signup", "mail"), with the MAIL_RATE_*_MAX limits. */
+/* prefix followed by the email in ASCII lower case (as the lower(email)
+ * the lookups use), truncated to fit out; the account key of the rate
+ * limits and the login slow-down. */
+void auth_account_key(char *out, size_t outlen, const char *prefix, const char *email);
+
 void auth_rate_keys(struct auth_rate_key keys[2], struct http_req *req,
                     const struct app *app, const char *scope,
                     const char *email);
