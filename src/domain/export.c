@@ -34,21 +34,9 @@
  * ordered by key; identifiable fields are NULL unless $4 (the C side also
  * leaves their columns out). */
 
-#define BATCH_RESPONSES                                                           \
-    "WITH b AS (SELECT r.* FROM responses r"                                      \
-    "   WHERE r.study_id = $1::bigint AND r.id > $2::bigint"                      \
-    "     AND export_includes(r, $5::boolean, $6::boolean)"                       \
-    "   ORDER BY r.id LIMIT $3::bigint)"
-
-#define BATCH_JOINS                                                               \
-    " JOIN children c ON c.id = b.child_id JOIN users u ON u.id = c.user_id"      \
-    " JOIN studies s ON s.id = b.study_id"
-
-#define CHILD_HASH "hashed_id(c.uuid, s.uuid, s.salt, s.hash_digits)"
-#define PARENT_HASH "hashed_id(u.uuid, s.uuid, s.salt, s.hash_digits)"
 #define IDENT(x) "CASE WHEN $4::boolean THEN " x " END"
 
-/* The batch of the two large files (responses.json, frames.csv): the
+/* The batch of every response-keyed file: the
  * rule of export_includes written out, with the newest ruling as a
  * lateral index probe, so the prepared plan holds no per-row function
  * call (a SQL function that is not inlined costs tens of microseconds a
@@ -65,6 +53,14 @@
     "     AND CASE WHEN r.is_preview THEN $6::boolean"                             \
     "              ELSE $5::boolean AND cl.action IS NOT DISTINCT FROM 'accepted' END" \
     "   ORDER BY r.id LIMIT $3::bigint)"
+
+/* export_includes(r, $5, $6) written out for a response r, with the
+ * newest ruling as an index probe, for the statements that test
+ * responses inside EXISTS or a GROUP BY. */
+#define INCLUDED                                                                  \
+    "CASE WHEN r.is_preview THEN $6::boolean ELSE $5::boolean AND"                \
+    " (SELECT x.action FROM consent_rulings x WHERE x.response_id = r.id"         \
+    "   ORDER BY x.created_at DESC, x.id DESC LIMIT 1) IS NOT DISTINCT FROM 'accepted' END"
 
 /* (key, response object, consent object, parent uuid, the parent's other
  * fields, child uuid, the child's other fields, exp_data): C writes the
@@ -101,17 +97,18 @@ static const struct pg_stmt responses_json_stmt = {
 
 static const struct pg_stmt summary_csv_stmt = {
     "export_summary_csv",
-    BATCH_RESPONSES
+    BATCH_CONSENTED
     " SELECT b.id, b.uuid, api_time(b.date_created), b.completed, b.withdrawn, b.is_preview,"
     "   array_to_string(b.eligibility, ' '), b.researcher_payment_status,"
     "   b.researcher_session_status, b.researcher_star,"
-    "   coalesce(cl.action, 'pending'), api_time(cl.created_at),"
-    "   " PARENT_HASH ", " CHILD_HASH ", age_in_days(c.birthday, b.date_created), c.gender,"
+    "   coalesce(b.c_action, 'pending'), api_time(b.c_at),"
+    "   u.uuid, c.uuid, age_in_days(c.birthday, b.date_created), c.gender,"
     "   age_at_birth_label(c.gestational_age_at_birth), array_to_string(c.languages_spoken, ' '),"
     "   " IDENT("u.nickname") ", " IDENT("c.given_name") ", " IDENT("c.birthday::text") ","
     "   " IDENT("array_to_string(c.existing_conditions, ' ')") ", "
     IDENT("c.additional_information")
-    " FROM b" BATCH_JOINS " LEFT JOIN consent_latest(b.id) cl ON true ORDER BY b.id",
+    " FROM b JOIN children c ON c.id = b.child_id JOIN users u ON u.id = c.user_id"
+    " ORDER BY b.id",
 };
 
 static const struct export_column summary_columns[] = {
@@ -144,20 +141,19 @@ static const struct pg_stmt children_csv_stmt = {
     "export_children_csv",
     "WITH b AS (SELECT c.* FROM children c"
     "   WHERE c.id > $2::bigint AND EXISTS (SELECT 1 FROM responses r"
-    "     WHERE r.child_id = c.id AND r.study_id = $1::bigint"
-    "       AND export_includes(r, $5::boolean, $6::boolean))"
+    "     WHERE r.child_id = c.id AND r.study_id = $1::bigint AND " INCLUDED ")"
     "   ORDER BY c.id LIMIT $3::bigint),"
     " rs AS (SELECT r.child_id, min(r.date_created) AS first, count(*) AS n FROM responses r"
     "   WHERE r.child_id IN (SELECT id FROM b) AND r.study_id = $1::bigint"
-    "     AND export_includes(r, $5::boolean, $6::boolean) GROUP BY r.child_id)"
-    " SELECT c.id, " CHILD_HASH ", " PARENT_HASH ", c.gender,"
+    "     AND " INCLUDED " GROUP BY r.child_id)"
+    " SELECT c.id, c.uuid, u.uuid, c.gender,"
     "   age_at_birth_label(c.gestational_age_at_birth), array_to_string(c.languages_spoken, ' '),"
     "   age_in_days(c.birthday, rs.first), rs.n,"
     "   " IDENT("c.given_name") ", " IDENT("c.birthday::text") ","
     "   " IDENT("array_to_string(c.existing_conditions, ' ')") ", "
     IDENT("c.additional_information")
-    " FROM b c JOIN rs ON rs.child_id = c.id JOIN users u ON u.id = c.user_id,"
-    "      studies s WHERE s.id = $1::bigint ORDER BY c.id",
+    " FROM b c JOIN rs ON rs.child_id = c.id JOIN users u ON u.id = c.user_id"
+    " ORDER BY c.id",
 };
 
 static const struct export_column children_columns[] = {
@@ -196,18 +192,19 @@ static const struct export_column frames_columns[] = {
 };
 
 #define DEMO_FIELDS                                                               \
-    " b.uuid, " PARENT_HASH ", api_time(d.created_at), d.number_of_children,"     \
+    " b.uuid, u.uuid, api_time(d.created_at), d.number_of_children,"              \
     " d.number_of_guardians, array_to_string(d.us_race_ethnicity_identification, ' '),"  \
     " d.age, d.gender, d.education_level, d.annual_income, d.lookit_referrer,"    \
     " d.country, d.state, d.density"
 
 static const struct pg_stmt demographics_csv_stmt = {
     "export_demographics_csv",
-    BATCH_RESPONSES
+    BATCH_CONSENTED
     " SELECT b.id," DEMO_FIELDS ", " IDENT("array_to_string(d.child_birthdays, ' ')") ","
     "   " IDENT("d.guardians_explanation") ", "
     IDENT("d.us_race_ethnicity_identification_describe") ", " IDENT("d.additional_comments")
-    " FROM b" BATCH_JOINS " LEFT JOIN demographic_data d ON d.id = b.demographic_snapshot_id"
+    " FROM b JOIN children c ON c.id = b.child_id JOIN users u ON u.id = c.user_id"
+    " LEFT JOIN demographic_data d ON d.id = b.demographic_snapshot_id"
     " ORDER BY b.id",
 };
 
@@ -234,9 +231,8 @@ static const struct export_column demographics_columns[] = {
 
 static const struct pg_stmt demographics_json_stmt = {
     "export_demographics_json",
-    BATCH_RESPONSES
-    " SELECT b.id, jsonb_build_object('response_uuid', b.uuid,"
-    "   'participant_hashed_id', " PARENT_HASH ","
+    BATCH_CONSENTED
+    " SELECT b.id, u.uuid, jsonb_build_object('response_uuid', b.uuid,"
     "   'demographic_date', api_time(d.created_at),"
     "   'number_of_children', d.number_of_children,"
     "   'number_of_guardians', d.number_of_guardians,"
@@ -250,7 +246,8 @@ static const struct pg_stmt demographics_json_stmt = {
     "        'us_race_ethnicity_identification_describe',"
     "            d.us_race_ethnicity_identification_describe,"
     "        'additional_comments', d.additional_comments) ELSE '{}'::jsonb END"
-    " FROM b" BATCH_JOINS " LEFT JOIN demographic_data d ON d.id = b.demographic_snapshot_id"
+    " FROM b JOIN children c ON c.id = b.child_id JOIN users u ON u.id = c.user_id"
+    " LEFT JOIN demographic_data d ON d.id = b.demographic_snapshot_id"
     " ORDER BY b.id",
 };
 
@@ -349,31 +346,66 @@ static bool formula_like(const char *s, size_t len)
     return true;
 }
 
-/* Output gathered in a buffer on the stack and handed to the evbuffer in
- * large pieces: an evbuffer_add per field (a dozen per frame-data row)
- * cost more than the bytes. */
+/* Output gathered into 16 KB blocks handed to the evbuffer by reference
+ * (freed when sent): an evbuffer_add per field (a dozen per frame-data
+ * row) cost more than the bytes, and a buffer on the stack cost a second
+ * copy of them.  With out NULL (a row's fixed prefix) it writes into
+ * fixed[] only and drops what does not fit, which the callers' bounds
+ * rule out. */
+#define SB_CHUNK 16384
+
 struct sbuf {
     struct evbuffer *out;
-    size_t len;
-    char p[16384];
+    char *p;                    /* owned block (or fixed) */
+    size_t len, cap;
+    char fixed[1024];
 };
+
+static void sb_init(struct sbuf *b, struct evbuffer *out)
+{
+    b->out = out;
+    b->len = 0;
+    b->p = out ? NULL : b->fixed;
+    b->cap = out ? 0 : sizeof b->fixed;
+}
+
+static void sb_block_free(const void *data, size_t len, void *arg)
+{
+    (void)len;
+    (void)arg;
+    free((void *)data);
+}
 
 static void sb_flush(struct sbuf *b)
 {
-    if (b->len)
-        evbuffer_add(b->out, b->p, b->len);
-    b->len = 0;
+    if (!b->out || !b->p)
+        return;
+    if (b->len == 0 || evbuffer_add_reference(b->out, b->p, b->len, sb_block_free, NULL) < 0)
+        free(b->p);
+    b->p = NULL;
+    b->len = b->cap = 0;
 }
 
-static void sb_put(struct sbuf *b, const char *s, size_t n)
+/* Room for n more bytes; false when out of memory (the bytes are lost). */
+static bool sb_room(struct sbuf *b, size_t n)
 {
-    if (n > sizeof b->p - b->len) {
-        sb_flush(b);
-        if (n > sizeof b->p) {
-            evbuffer_add(b->out, s, n);
-            return;
-        }
-    }
+    size_t want = n > SB_CHUNK ? n : SB_CHUNK;
+
+    if (n <= b->cap - b->len)
+        return true;
+    if (!b->out)
+        return false;
+    sb_flush(b);
+    if (!(b->p = malloc(want)))
+        return false;
+    b->cap = want;
+    return true;
+}
+
+static inline void sb_put(struct sbuf *b, const char *s, size_t n)
+{
+    if (n > b->cap - b->len && !sb_room(b, n))
+        return;
     memcpy(b->p + b->len, s, n);
     b->len += n;
 }
@@ -385,6 +417,12 @@ static bool csv_special(unsigned char c)
     return c <= ',' && (c == ',' || c == '"' || c == '\r' || c == '\n');
 }
 
+/* isspace in the C locale, without its table lookup through a call. */
+static inline bool csv_space(unsigned char c)
+{
+    return c == ' ' || (c >= '\t' && c <= '\r');
+}
+
 static void csv_field(struct sbuf *b, const char *s, size_t len)
 {
     bool quote;
@@ -392,7 +430,7 @@ static void csv_field(struct sbuf *b, const char *s, size_t len)
 
     if (!s)
         return;
-    quote = len > 0 && (isspace((unsigned char)s[0]) || isspace((unsigned char)s[len - 1]));
+    quote = len > 0 && (csv_space((unsigned char)s[0]) || csv_space((unsigned char)s[len - 1]));
     for (size_t i = 0; i < len && !quote; i++)
         quote = csv_special((unsigned char)s[i]);
     if (formula_like(s, len)) {
@@ -421,8 +459,7 @@ void export_csv_field(struct evbuffer *out, const char *s, size_t len)
 {
     struct sbuf b;
 
-    b.out = out;
-    b.len = 0;
+    sb_init(&b, out);
     csv_field(&b, s, len);
     sb_flush(&b);
 }
@@ -461,8 +498,7 @@ void export_csv_row(struct evbuffer *out, const struct export_format *f, bool id
 {
     struct sbuf b;
 
-    b.out = out;
-    b.len = 0;
+    sb_init(&b, out);
     csv_row(&b, f, identifiable, fields, lens);
     sb_flush(&b);
 }
@@ -510,11 +546,11 @@ static const char *value_text(const struct apidoc_jspan *v, char *buf, size_t bu
     return dst;
 }
 
-static bool free_text_key(const char *k)
+static bool free_text_key(const char *k, size_t len)
 {
     static const char *const keys[] = { "birthDate", "feedback", "childName" };
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
-        if (strcmp(k, keys[i]) == 0)
+        if (len == strlen(keys[i]) && memcmp(k, keys[i], len) == 0)
             return true;
     return false;
 }
@@ -531,7 +567,7 @@ static void object_without_free_text(struct evbuffer *out, const struct apidoc_j
     evbuffer_add(out, "{", 1);
     while (apidoc_json_member(obj, &it, &key, &val)) {
         /* The three keys are short; a longer key is never one of them. */
-        if (apidoc_json_string(&key, name, sizeof name) && free_text_key(name))
+        if (apidoc_json_string(&key, name, sizeof name) && free_text_key(name, strlen(name)))
             continue;
         if (!first)
             evbuffer_add(out, ",", 1);
@@ -611,22 +647,57 @@ int export_exp_data(struct evbuffer *out, const char *exp_data, size_t len, bool
     return 0;
 }
 
+/* n >= 0 in decimal into out (not NUL-ended); its length.  snprintf's
+ * cost showed in the profile: it runs once per event. */
+static size_t decimal(long n, char out[24])
+{
+    char tmp[24];
+    size_t len = 0, i = 0;
+
+    do {
+        tmp[len++] = (char)('0' + n % 10);
+        n /= 10;
+    } while (n > 0 && len < sizeof tmp);
+    while (len)
+        out[i++] = tmp[--len];
+    return i;
+}
+
+/* A key's text: what lies between the quotes when it has no escape
+ * (nearly always), else unescaped into buf; NULL when longer than buf
+ * (no runner writes such a key). */
+static const char *key_text(const struct apidoc_jspan *key, char *buf, size_t buflen,
+                            size_t *len)
+{
+    if (!memchr(key->p + 1, '\\', key->len - 2)) {
+        *len = key->len - 2;
+        return key->p + 1;
+    }
+    if (!apidoc_json_string(key, buf, buflen))
+        return NULL;
+    *len = strlen(buf);
+    return buf;
+}
+
+static bool key_is(const char *k, size_t len, const char *name)
+{
+    return len == strlen(name) && memcmp(k, name, len) == 0;
+}
+
 /* One row: the six columns of frames_columns; pre is the first three
  * (response, child, frame) as CSV with their commas, the same for every
- * row of a frame. */
-static void frame_row(struct sbuf *out, const struct sbuf *pre, const char *event,
-                      const char *key, const struct apidoc_jspan *val)
+ * row of a frame, and for an event's rows its number too (without its
+ * comma).  key NULL: the row of a frame without keys. */
+static void frame_row(struct sbuf *out, const struct sbuf *pre, const char *key, size_t klen,
+                      const struct apidoc_jspan *val)
 {
     char *owned = NULL, buf[512];
     size_t vlen = 0;
     const char *v = val ? value_text(val, buf, sizeof buf, &owned, &vlen) : NULL;
 
     sb_put(out, pre->p, pre->len);
-    if (event)
-        csv_field(out, event, strlen(event));
     sb_put(out, ",", 1);
-    if (key)
-        csv_field(out, key, strlen(key));
+    csv_field(out, key, klen);
     sb_put(out, ",", 1);
     csv_field(out, v, vlen);
     sb_put(out, "\r\n", 2);
@@ -641,43 +712,46 @@ static long frame_rows(struct sbuf *out, const char *response, const char *hash,
 {
     struct apidoc_jspan key, val, events = { NULL, 0, AJ_NONE }, ev;
     char name[256], num[24];
-    size_t it = 0;
+    const char *k;
+    size_t it = 0, klen, frame_len;
     long rows = 0;
-    struct sbuf pre;    /* at most ~700 bytes: never flushed, so no evbuffer */
+    struct sbuf pre;    /* at most ~600 bytes: response, hash, frame (256, escaped) */
 
-    pre.out = NULL;
-    pre.len = 0;
+    sb_init(&pre, NULL);
     csv_field(&pre, response, strlen(response));
     sb_put(&pre, ",", 1);
     csv_field(&pre, hash, strlen(hash));
     sb_put(&pre, ",", 1);
     csv_field(&pre, frame, strlen(frame));
     sb_put(&pre, ",", 1);
+    frame_len = pre.len;
     while (fv->type == AJ_OBJECT && apidoc_json_member(fv, &it, &key, &val)) {
-        if (!apidoc_json_string(&key, name, sizeof name))
+        if (!(k = key_text(&key, name, sizeof name, &klen)))
             continue;               /* a key longer than any runner writes */
-        if (strcmp(name, "eventTimings") == 0) {
+        if (key_is(k, klen, "eventTimings")) {
             events = val;
             continue;
         }
-        if (!identifiable && free_text_key(name))
+        if (!identifiable && free_text_key(k, klen))
             continue;
-        frame_row(out, &pre, NULL, name, &val);
+        frame_row(out, &pre, k, klen, &val);
         rows++;
     }
     it = 0;
     for (long n = 1; events.type == AJ_ARRAY && apidoc_json_element(&events, &it, &ev); n++) {
         size_t kt = 0;
-        snprintf(num, sizeof num, "%ld", n);
+        pre.len = frame_len;
+        sb_put(&pre, num, decimal(n, num));
         while (ev.type == AJ_OBJECT && apidoc_json_member(&ev, &kt, &key, &val)) {
-            if (!apidoc_json_string(&key, name, sizeof name))
+            if (!(k = key_text(&key, name, sizeof name, &klen)))
                 continue;
-            frame_row(out, &pre, num, name, &val);
+            frame_row(out, &pre, k, klen, &val);
             rows++;
         }
     }
     if (rows == 0) {
-        frame_row(out, &pre, NULL, NULL, NULL);
+        pre.len = frame_len;
+        frame_row(out, &pre, NULL, 0, NULL);
         rows++;
     }
     return rows;
@@ -694,15 +768,14 @@ static long frame_rows_of(struct evbuffer *out, const char *response, const char
     long rows = 0;
     struct sbuf b;
 
-    b.out = out;
-    b.len = 0;
+    sb_init(&b, out);
     if (root->type == AJ_OBJECT) {
         while (apidoc_json_member(root, &it, &key, &val))
             if (apidoc_json_string(&key, frame, sizeof frame))
                 rows += frame_rows(&b, response, hash, frame, &val, identifiable);
     } else if (root->type == AJ_ARRAY) {
         for (long i = 0; apidoc_json_element(root, &it, &val); i++) {
-            snprintf(frame, sizeof frame, "%ld", i);
+            frame[decimal(i, frame)] = '\0';
             rows += frame_rows(&b, response, hash, frame, &val, identifiable);
         }
     }
@@ -793,11 +866,25 @@ static const char *job_hash(struct export_job *j, struct hash_memo *m, const cha
     return m->hash;
 }
 
-/* {"hashed_id": "<hash>", <the other fields>}: others is a JSON object
- * from the batch ("{}" or "{...}"). */
-static void json_person(struct evbuffer *out, const char *hash, const char *others, size_t olen)
+/* A CSV column named child_hashed_id or participant_hashed_id gets a
+ * uuid from its statement and C hashes it (job_hash, with the memo of
+ * its kind), so no row calls hashed_id in SQL: tens of microseconds a
+ * row, more than the rest of the row.  NULL for any other column. */
+static struct hash_memo *hash_column(struct export_job *j, const struct export_column *c)
 {
-    evbuffer_add_printf(out, "{\"hashed_id\": \"%s\"", hash);
+    if (strcmp(c->name, "child_hashed_id") == 0)
+        return &j->child;
+    if (strcmp(c->name, "participant_hashed_id") == 0)
+        return &j->parent;
+    return NULL;
+}
+
+/* {"<key>": "<hash>", <the other fields>}: others is a JSON object
+ * from the batch ("{}" or "{...}"). */
+static void json_with_hash(struct evbuffer *out, const char *key, const char *hash,
+                           const char *others, size_t olen)
+{
+    evbuffer_add_printf(out, "{\"%s\": \"%s\"", key, hash);
     /* json_build_object writes "{", its members, "}" (no space inside
      * the braces when empty). */
     if (olen > 2) {
@@ -818,9 +905,9 @@ static void json_row(struct export_job *j, const PGresult *res, int row, struct 
     evbuffer_add(out, ", \"consent\": ", 13);
     evbuffer_add(out, V(2), L(2));
     evbuffer_add(out, ", \"participant\": ", 17);
-    json_person(out, job_hash(j, &j->parent, V(3)), V(4), L(4));
+    json_with_hash(out, "hashed_id", job_hash(j, &j->parent, V(3)), V(4), L(4));
     evbuffer_add(out, ", \"child\": ", 11);
-    json_person(out, job_hash(j, &j->child, V(5)), V(6), L(6));
+    json_with_hash(out, "hashed_id", job_hash(j, &j->child, V(5)), V(6), L(6));
     evbuffer_add(out, ", \"exp_data\": ", 14);
     if (export_exp_data(out, V(7), L(7), j->identifiable) < 0) {
         log_warn("export %s: row %s: exp_data does not scan", j->filename, V(0));
@@ -894,6 +981,13 @@ static void export_write_rows(struct export_job *j, const PGresult *res, struct 
             if (j->any)
                 evbuffer_add(out, ",\n", 2);
             json_row(j, res, row, out);
+        } else if (f->stmt == &demographics_json_stmt) {
+            /* (key, parent uuid, the snapshot's other fields) */
+            if (j->any)
+                evbuffer_add(out, ",\n", 2);
+            json_with_hash(out, "participant_hashed_id",
+                           job_hash(j, &j->parent, PQgetvalue(res, row, 1)),
+                           PQgetvalue(res, row, 2), (size_t)PQgetlength(res, row, 2));
         } else if (f->kind == EXPORT_JSON) {
             if (j->any)
                 evbuffer_add(out, ",\n", 2);
@@ -901,8 +995,14 @@ static void export_write_rows(struct export_job *j, const PGresult *res, struct 
         } else {
             for (size_t c = 0; c < f->ncolumns && c < 32; c++) {
                 int col = (int)c + 1;
+                struct hash_memo *h = hash_column(j, &f->columns[c]);
                 fields[c] = PQgetisnull(res, row, col) ? NULL : PQgetvalue(res, row, col);
                 lens[c] = (size_t)PQgetlength(res, row, col);
+                if (fields[c] && h) {
+                    fields[c] = job_hash(j, h, fields[c]);
+                    lens[c] = strlen(fields[c]);
+                    continue;
+                }
                 /* Booleans as true/false, not t/f. */
                 if (fields[c] && PQftype(res, col) == 16 /* BOOLOID */) {
                     fields[c] = fields[c][0] == 't' ? "true" : "false";

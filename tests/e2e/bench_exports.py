@@ -10,6 +10,13 @@ compares with the floor: psql's \\copy of the same exp_data to /dev/null.
 Prints MB/s, the ratio to the floor and the server's peak resident memory
 (VmHWM).
 
+The summary, children and demographics CSVs are timed too (rows per
+second): BENCH_EXPORT_CHILDREN children (default 200) take turns, so the
+hashed ids are computed for nearly every row.  With
+BENCH_EXPORT_BASELINE_BIN=PATH (a studyhub built from an older commit), a
+second server runs that binary on the same database and each file is
+timed on both, best of BENCH_EXPORT_ROUNDS, as a ratio of the two.
+
 BENCH_EXPORT_PERF=DIR records each download with `perf record -g` (the
 server and the bench cluster's PostgreSQL processes) into
 DIR/<file>.data."""
@@ -27,6 +34,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from apifixtures import World  # noqa: E402
+import harness  # noqa: E402
 from harness import Server, create_database, drop_database, psql  # noqa: E402
 
 N = int(os.environ.get("BENCH_EXPORT_RESPONSES", "100000"))
@@ -91,6 +99,54 @@ def download(port, token, path):
     return n, time.monotonic() - t
 
 
+def timed_rows(port, token, path, rounds):
+    """Best of rounds: (seconds, data rows) of one download."""
+    best, rows = None, 0
+    for _ in range(rounds):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+        t = time.monotonic()
+        conn.request("GET", path, headers={"Authorization": token})
+        r = conn.getresponse()
+        data = r.read()
+        dt = time.monotonic() - t
+        conn.close()
+        if r.status != 200:
+            raise SystemExit(f"{path}: {r.status} {data[:200]!r}")
+        rows = data.count(b"\r\n") - 1
+        best = dt if best is None else min(best, dt)
+    return best, rows
+
+
+def small_csvs(srv, admin, S, rounds):
+    """The summary, children and demographics files: rows per second, and
+    against BENCH_EXPORT_BASELINE_BIN on the same database when given."""
+    files = ("summary.csv", "children.csv", "demographics.csv")
+    base_bin = os.environ.get("BENCH_EXPORT_BASELINE_BIN")
+    base = None
+    if base_bin:
+        saved = harness.STUDYHUB_BIN
+        harness.STUDYHUB_BIN = base_bin
+        try:
+            base = Server(database=srv.database, name="bench-exports-baseline")
+            base.start()
+        finally:
+            harness.STUDYHUB_BIN = saved
+    try:
+        for f in files:
+            path = f"/api/v1/researcher/studies/{S}/exports/{f}"
+            # Taking turns, so that both see the same machine.
+            dt, rows = timed_rows(srv.port, admin["token"], path, rounds)
+            line = f"{f}: {rows} rows in {dt:.2f} s = {rows / dt:.0f} rows/s"
+            if base:
+                bdt, brows = timed_rows(base.port, admin["token"], path, rounds)
+                line += (f"; baseline binary {brows} rows in {bdt:.2f} s ="
+                         f" {brows / bdt:.0f} rows/s; this/baseline = {bdt / dt:.2f}x")
+            print(line)
+    finally:
+        if base:
+            base.stop()
+
+
 def main():
     db = create_database()
     if os.environ.get("BENCH_EXPORT_LOG_SQL"):
@@ -106,13 +162,20 @@ def main():
         study = w.study(lab, "Bench")
         parent = w.user("parent")
         child = w.child(parent)
+        # More children (and families) by SQL, copies of the first.
+        nchildren = int(os.environ.get("BENCH_EXPORT_CHILDREN", "200"))
+        psql("INSERT INTO children (user_id, given_name, birthday, gender)"
+             f" SELECT user_id, given_name || g, birthday, gender FROM children, "
+             f" generate_series(2, {nchildren}) g WHERE id = {child['id']}", db=db)
+        ids = psql(f"SELECT string_agg(id::text, ',') FROM children"
+                   f" WHERE user_id = {parent['id']}", db=db).strip()
         body = exp_data().replace("'", "''")
         t = time.monotonic()
         for start in range(0, N, 5000):
             n = min(5000, N - start)
             psql(f"INSERT INTO responses (study_id, child_id, exp_data, sequence)"
-                 f" SELECT {study['id']}, {child['id']}, '{body}', '[]'"
-                 f" FROM generate_series(1, {n})", db=db)
+                 f" SELECT {study['id']}, (ARRAY[{ids}])[1 + g % {nchildren}], '{body}', '[]'"
+                 f" FROM generate_series({start + 1}, {start + n}) g", db=db)
         psql("INSERT INTO consent_rulings (response_id, action) SELECT id, 'accepted'"
              f" FROM responses WHERE study_id = {study['id']}", db=db)
         psql("VACUUM ANALYZE responses", db=db)
@@ -184,6 +247,8 @@ def main():
                   f" this client {cpu[2]:.2f} s")
         print(f"server RSS before {rss0 / 1024:.1f} MB, peak (VmHWM)"
               f" {mem_kb(srv.proc.pid, 'VmHWM') / 1024:.1f} MB")
+        small_csvs(srv, admin, S, rounds)
+
     finally:
         srv.stop()
         drop_database(db)

@@ -5,6 +5,7 @@
 
 #include <check.h>
 #include <event2/buffer.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -174,6 +175,33 @@ START_TEST(frame_rows_unroll_exp_data)
     t = text_of(b);
     ck_assert_str_eq(t, "R,H,0,,rt,350\r\nR,H,1,,rt,410\r\nR,H,1,,response,j\r\n");
     free(t);
+    /* Escaped keys are unescaped (and a free-text key written with an
+     * escape is still free text); the frame's name is CSV-quoted. */
+    const char *esc = "{\"a\\\"b\":{\"k\\u0065y\":1,\"feed\\u0062ack\":\"x\"}}";
+    ck_assert_int_eq(export_frame_rows(b, "R", "H", esc, strlen(esc), false), 1);
+    t = text_of(b);
+    ck_assert_str_eq(t, "R,H,\"a\"\"b\",,key,1\r\n");
+    free(t);
+    /* Event numbers past 9, and a value larger than a block of output. */
+    {
+        char big[60000], *p = big;
+        size_t vlen = 40000;
+        p += sprintf(p, "{\"f\":{\"text\":\"");
+        memset(p, 'x', vlen);
+        p += vlen;
+        p += sprintf(p, "\",\"eventTimings\":[");
+        for (int i = 0; i < 12; i++)
+            p += sprintf(p, "%s{\"e\":%d}", i ? "," : "", i + 1);
+        sprintf(p, "]}}");
+        ck_assert_int_eq(export_frame_rows(b, "R", "H", big, strlen(big), false), 13);
+        t = text_of(b);
+        ck_assert_uint_eq(strlen(t), strlen("R,H,f,,text,\r\n") + vlen
+                                     + 9 * strlen("R,H,f,1,e,1\r\n")
+                                     + 3 * strlen("R,H,f,10,e,10\r\n"));
+        ck_assert_ptr_nonnull(strstr(t, "xxx\r\nR,H,f,1,e,1\r\n"));
+        ck_assert_ptr_nonnull(strstr(t, "R,H,f,12,e,12\r\n"));
+        free(t);
+    }
     /* not JSON: nothing */
     ck_assert_int_eq(export_frame_rows(b, "R", "H", "{oops", 5, false), -1);
     ck_assert_uint_eq(evbuffer_get_length(b), 0);
