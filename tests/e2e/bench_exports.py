@@ -99,29 +99,38 @@ def download(port, token, path):
     return n, time.monotonic() - t
 
 
-def timed_rows(port, token, path, rounds):
-    """Best of rounds: (seconds, data rows) of one download."""
-    best, rows = None, 0
+def timed_rows(srv, token, path, rounds):
+    """Best of rounds: (seconds, data rows, the server's CPU seconds per
+    download) of one download."""
+    best, rows, port = None, 0, srv.port
+    c0 = cpu_s([srv.proc.pid])
     for _ in range(rounds):
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
         t = time.monotonic()
         conn.request("GET", path, headers={"Authorization": token})
         r = conn.getresponse()
-        data = r.read()
+        if r.status != 200:
+            raise SystemExit(f"{path}: {r.status} {r.read(200)!r}")
+        rows, last = -1, b""    # -1: the header line
+        while True:
+            chunk = r.read(1 << 20)
+            if not chunk:
+                break
+            # The previous chunk's last byte: a CRLF may straddle the edge.
+            rows += (last + chunk).count(b"\r\n")
+            last = chunk[-1:]
         dt = time.monotonic() - t
         conn.close()
-        if r.status != 200:
-            raise SystemExit(f"{path}: {r.status} {data[:200]!r}")
-        rows = data.count(b"\r\n") - 1
         best = dt if best is None else min(best, dt)
-    return best, rows
+    return best, rows, (cpu_s([srv.proc.pid]) - c0) / rounds
 
 
 def small_csvs(srv, admin, S, rounds):
     """The summary, children and demographics files: rows per second, and
     against BENCH_EXPORT_BASELINE_BIN on the same database when given."""
-    files = ("summary.csv", "children.csv", "demographics.csv")
     base_bin = os.environ.get("BENCH_EXPORT_BASELINE_BIN")
+    files = ("summary.csv", "children.csv", "demographics.csv") + (
+        ("frames.csv",) if base_bin else ())
     base = None
     if base_bin:
         saved = harness.STUDYHUB_BIN
@@ -135,12 +144,16 @@ def small_csvs(srv, admin, S, rounds):
         for f in files:
             path = f"/api/v1/researcher/studies/{S}/exports/{f}"
             # Taking turns, so that both see the same machine.
-            dt, rows = timed_rows(srv.port, admin["token"], path, rounds)
-            line = f"{f}: {rows} rows in {dt:.2f} s = {rows / dt:.0f} rows/s"
+            dt, rows, cpu = timed_rows(srv, admin["token"], path, rounds)
+            line = (f"{f}: {rows} rows in {dt:.2f} s = {rows / dt:.0f} rows/s"
+                    f" (server CPU {cpu:.2f} s)")
             if base:
-                bdt, brows = timed_rows(base.port, admin["token"], path, rounds)
+                bdt, brows, bcpu = timed_rows(base, admin["token"], path, rounds)
                 line += (f"; baseline binary {brows} rows in {bdt:.2f} s ="
-                         f" {brows / bdt:.0f} rows/s; this/baseline = {bdt / dt:.2f}x")
+                         f" {brows / bdt:.0f} rows/s (server CPU {bcpu:.2f} s);"
+                         f" speed this/baseline = {bdt / dt:.2f}x,"
+                         f" server CPU this/baseline = "
+                         + (f"{cpu / bcpu:.2f}x" if bcpu > 0 else "-"))
             print(line)
     finally:
         if base:
