@@ -55,6 +55,7 @@
 #include "studyhub/http/router.h"
 #include "studyhub/http/server.h"
 #include "studyhub/http/static.h"
+#include "studyhub/http/runner_host.h"
 #include "studyhub/io/archive.h"
 #include "studyhub/io/fetch.h"
 #include "studyhub/io/mail.h"
@@ -409,7 +410,7 @@ int main(int argc, char **argv)
     }
     app.http = http_server_new(app.base, &cfg, starting_router, app.metrics, auth_gate, &app);
     if (app.http)
-        http_server_set_fallback(app.http, static_not_found);
+        http_server_set_fallback(app.http, runner_host_not_found);
     if (!app.http || http_server_listen(app.http, cfg.listen_addr, (int)cfg.listen_port) < 0) {
         log_error("cannot listen on %s:%ld: %s", cfg.listen_addr, cfg.listen_port,
                   strerror(errno));

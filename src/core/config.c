@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "studyhub/core/log.h"
 
@@ -32,6 +33,7 @@ static int check_ip(struct config *cfg, const char *v, char *err, size_t n);
 static int check_redis_url(struct config *cfg, const char *v, char *err, size_t n);
 static int check_log_level(struct config *cfg, const char *v, char *err, size_t n);
 static int check_base_url(struct config *cfg, const char *v, char *err, size_t n);
+static int check_runner_base_url(struct config *cfg, const char *v, char *err, size_t n);
 static int check_cookie_secure(struct config *cfg, const char *v, char *err, size_t n);
 static int check_smtp_url(struct config *cfg, const char *v, char *err, size_t n);
 static int check_smtp_starttls(struct config *cfg, const char *v, char *err, size_t n);
@@ -53,6 +55,8 @@ static const struct config_var vars[] = {
       INT(listen_port, 0, 65535), NULL },
     { "BASE_URL", "", "absolute URL prefix of links in API documents and emails (empty: http://LISTEN_ADDR:port; required when LISTEN_ADDR is not loopback)",
       STR(base_url), check_base_url },
+    { "RUNNER_BASE_URL", "", "origin of the runner's own host name (e.g. https://lookit-runner.example), where the unchanged upstream runner runs with runner-scoped cookies; empty: the runner runs sandboxed on this origin",
+      STR(runner_base_url), check_runner_base_url },
     { "DATABASE_URL", "host=127.0.0.1 port=5432 dbname=studyhub user=studyhub",
       "PostgreSQL conninfo or URI; use a numeric host (libpq resolves names synchronously)",
       STR(database_url), NULL },
@@ -461,6 +465,21 @@ static int check_base_url(struct config *cfg, const char *v, char *err, size_t n
     return -1;
 }
 
+/* scheme://host[:port] and nothing more: it names an origin. */
+static int check_runner_base_url(struct config *cfg, const char *v, char *err, size_t n)
+{
+    const char *host = strncmp(v, "https://", 8) == 0 ? v + 8
+                       : strncmp(v, "http://", 7) == 0 ? v + 7 : NULL;
+
+    (void)cfg;
+    if (!*v)
+        return 0;
+    if (host && *host && !strpbrk(host, "/?#@ \t"))
+        return 0;
+    set_err(err, n, "RUNNER_BASE_URL: '%s' must be http(s)://host[:port], with no path", v);
+    return -1;
+}
+
 static int check_cookie_secure(struct config *cfg, const char *v, char *err, size_t n)
 {
     if (strcmp(v, "auto") == 0 || strcmp(v, "1") == 0 || strcmp(v, "0") == 0)
@@ -593,6 +612,20 @@ static int check_all(const struct config *cfg, char *err, size_t n)
     /* Without BASE_URL, links name the listening address; on a public
      * address that is wrong behind any proxy, and taking the Host header
      * instead would let a client choose where emailed links point. */
+    /* Cookies are kept per host name, whatever the port: the runner's
+     * origin must be another host, or its page could read the site's. */
+    if (cfg->runner_base_url[0]) {
+        const char *site = cfg->base_url[0] ? strstr(cfg->base_url, "://") + 3
+                                            : cfg->listen_addr;
+        const char *runner = strstr(cfg->runner_base_url, "://") + 3;
+        size_t sl = strcspn(site, ":/"), rl = strcspn(runner, ":/");
+        if (sl == rl && strncasecmp(site, runner, sl) == 0) {
+            set_err(err, n, "RUNNER_BASE_URL: its host name must differ from the site's"
+                    " (%.*s): browsers share cookies between ports of one host",
+                    (int)sl, site);
+            return -1;
+        }
+    }
     if (!cfg->base_url[0] && !addr_is_loopback(cfg->listen_addr)) {
         set_err(err, n, "BASE_URL: must be set when LISTEN_ADDR (%s) is not a loopback"
                 " address (it is the origin of every link the server writes)",

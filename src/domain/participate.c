@@ -27,6 +27,7 @@
 
 #include "studyhub/core/app.h"
 #include "studyhub/core/cache.h"
+#include "studyhub/core/config.h"
 #include "studyhub/core/log.h"
 #include "studyhub/core/util.h"
 #include "studyhub/http/apidoc.h"
@@ -34,6 +35,7 @@
 #include "studyhub/http/auth.h"
 #include "studyhub/http/jsonapi.h"
 #include "studyhub/http/router.h"
+#include "studyhub/http/runner_host.h"
 #include "studyhub/http/server.h"
 #include "studyhub/http/static.h"
 #include "studyhub/io/pg.h"
@@ -548,6 +550,9 @@ struct serve {
                                     be kept */
     uint64_t ticket;             /* its cache_ticket, taken before the query */
     bool html_cacheable;         /* the page's index.html may be kept */
+    bool on_runner_host;         /* the page on RUNNER_BASE_URL: its key is the
+                                    cookie the hand-off set */
+    char handoff[65];            /* the one-time code taking the key there */
     uint64_t html_ticket;        /* page_html's ticket before the read */
 };
 
@@ -570,9 +575,10 @@ static void page_cache_key(const struct serve *s, const char *uid, char out[128]
 
 /* Headers of every runner file: the sandbox, and never cached by a
  * shared cache (the page holds a key). */
-static void runner_headers(struct http_req *req, bool page)
+static void runner_headers(struct http_req *req, bool page, bool on_runner_host)
 {
-    http_add_header(req, "Content-Security-Policy", PARTICIPATE_RUNNER_CSP);
+    http_add_header(req, "Content-Security-Policy",
+                    on_runner_host ? PARTICIPATE_RUNNER_HOST_CSP : PARTICIPATE_RUNNER_CSP);
     http_add_header(req, "Cache-Control", page ? "private, no-store" : "private, max-age=3600");
 }
 
@@ -596,6 +602,7 @@ static bool asset_headers(struct http_req *req, const char *object, const char *
 
 static void fetch_object(struct serve *s);
 static bool asset_fallback(struct serve *s);
+static void handoff_give(struct serve *s);
 
 /* The page: the runner's index.html with the key written in. */
 static void send_page(struct serve *s, const char *body, size_t body_len)
@@ -609,7 +616,7 @@ static void send_page(struct serve *s, const char *body, size_t body_len)
         serve_free(s);
         return;
     }
-    runner_headers(req, true);
+    runner_headers(req, true, s->on_runner_host);
     http_reply(req, 200, "text/html; charset=utf-8", html, len);
     free(html);
     serve_free(s);
@@ -806,6 +813,11 @@ static void fetch_object(struct serve *s)
 {
     bool asset = s->kind == SERVE_ASSET || s->kind == SERVE_RUNNER;
 
+    if (s->kind == SERVE_PAGE && !s->on_runner_host && s->app->cfg->runner_base_url[0]) {
+        handoff_give(s);        /* the runner runs on its own host */
+        return;
+    }
+
     if (asset && strcmp(storage_backend(s->app->storage), "file") == 0) {
         bool sent = send_file_asset(s);
         if (!sent && asset_fallback(s))
@@ -879,6 +891,132 @@ static void give_key(struct serve *s)
         log_warn("participate: redis unavailable for the runner key");
         reply_unavailable_page(s->req);
         serve_free(s);
+    }
+}
+
+/* ---- the runner's own host (RUNNER_BASE_URL) ------------------------------
+ *
+ * With the setting, the site's page does not serve the runner: it gives
+ * the key to the runner's host through a one-time code in a redirect, and
+ * that host turns the code into its own cookies (the key as sessionid,
+ * HttpOnly; a csrftoken the runner reads) and serves the page unsandboxed.
+ * The key never sits in a URL that lives: the code is good once, for a
+ * minute, and the host's answer to it is a redirect without it. */
+
+static void handoff_stored(redisReply *reply, void *arg)
+{
+    struct serve *s = arg;
+    struct http_req *req = s->req;
+    const char *qs = http_req_query_string(req);
+    char loc[2048];
+
+    if (!reply || reply->type == REDIS_REPLY_ERROR) {
+        log_warn("participate: redis SETEX hand-off: %s", reply ? reply->str : "no reply");
+        reply_unavailable_page(req);
+        serve_free(s);
+        return;
+    }
+    snprintf(loc, sizeof loc, "%s", s->app->cfg->runner_base_url);
+    if (!runner_host_encode_path(loc, sizeof loc, http_req_path(req)) ||
+        strlen(loc) + strlen(qs) + sizeof "?handoff=&" + 64 > sizeof loc) {
+        reply_no_study(req);
+        serve_free(s);
+        return;
+    }
+    /* The page's own query (already encoded as the client sent it) goes
+     * along; the code comes last. */
+    if (*qs && !strchr(qs, '#')) {
+        strcat(loc, "?");
+        strcat(loc, qs);
+        strcat(loc, "&handoff=");
+    } else {
+        strcat(loc, "?handoff=");
+    }
+    strcat(loc, s->handoff);
+    http_add_header(req, "Location", loc);
+    http_add_header(req, "Cache-Control", "no-store");
+    http_add_header(req, "Referrer-Policy", "no-referrer");
+    http_reply(req, 303, "text/plain; charset=utf-8", "", 0);
+    serve_free(s);
+}
+
+static void handoff_give(struct serve *s)
+{
+    char hash[65];
+
+    util_random_hex(32, s->handoff);
+    util_sha256_hex(s->handoff, strlen(s->handoff), hash);
+    if (redis_cmd(s->app->redis, handoff_stored, s, "SETEX runner-handoff:%s %d %s", hash,
+                  PARTICIPATE_HANDOFF_TTL_S, s->key) != 0) {
+        reply_unavailable_page(s->req);
+        serve_free(s);
+    }
+}
+
+/* One hand-off being taken. */
+struct handoff {
+    struct http_req *req;       /* borrowed: answered exactly once */
+    bool secure;                /* the runner's host is https: Secure cookies */
+};
+
+/* GETDEL answered: the key the code stood for, or nothing. */
+static void handoff_taken(redisReply *reply, void *arg)
+{
+    struct handoff *h = arg;
+    struct http_req *req = h->req;
+    char cookie[256], csrf[33], loc[1024] = "";
+    const char *secure = h->secure ? "; Secure" : "";
+
+    free(h);
+    if (!reply || reply->type == REDIS_REPLY_ERROR) {
+        reply_unavailable_page(req);
+        return;
+    }
+    if (reply->type != REDIS_REPLY_STRING || reply->len != 64 ||
+        strspn(reply->str, "0123456789abcdef") != 64) {
+        reply_page_error(req, 403, "This link has expired",
+                         "Open the study again from its page to take part.");
+        return;
+    }
+    snprintf(cookie, sizeof cookie, "sessionid=%.*s; Max-Age=%d; Path=/; HttpOnly;"
+             " SameSite=Lax%s", 64, reply->str, PARTICIPATE_KEY_TTL_S, secure);
+    http_add_header(req, "Set-Cookie", cookie);
+    util_random_hex(16, csrf);
+    /* Not HttpOnly: the runner reads it from document.cookie. */
+    snprintf(cookie, sizeof cookie, "csrftoken=%s; Max-Age=%d; Path=/; SameSite=Lax%s",
+             csrf, PARTICIPATE_KEY_TTL_S, secure);
+    http_add_header(req, "Set-Cookie", cookie);
+    if (!runner_host_encode_path(loc, sizeof loc, http_req_path(req))) {
+        reply_no_study(req);
+        return;
+    }
+    http_add_header(req, "Location", loc);
+    http_add_header(req, "Cache-Control", "no-store");
+    http_add_header(req, "Referrer-Policy", "no-referrer");
+    http_reply(req, 303, "text/plain; charset=utf-8", "", 0);
+}
+
+/* GET /studies/<s>/<c>/...?handoff=CODE on the runner's host. */
+static void handoff_take(struct http_req *req, struct app *app, const char *code)
+{
+    char hash[65];
+
+    if (strlen(code) != 64 || strspn(code, "0123456789abcdef") != 64) {
+        reply_page_error(req, 403, "This link has expired",
+                         "Open the study again from its page to take part.");
+        return;
+    }
+    struct handoff *h = malloc(sizeof *h);
+    if (!h) {
+        reply_unavailable_page(req);
+        return;
+    }
+    h->req = req;
+    h->secure = strncmp(app->cfg->runner_base_url, "https://", 8) == 0;
+    util_sha256_hex(code, 64, hash);
+    if (redis_cmd(app->redis, handoff_taken, h, "GETDEL runner-handoff:%s", hash) != 0) {
+        free(h);
+        reply_unavailable_page(req);
     }
 }
 
@@ -1076,7 +1214,10 @@ static void page_found(PGresult *res, void *arg)
         serve_free(s);
         return;
     }
-    give_key(s);
+    if (s->on_runner_host)
+        fetch_object(s);        /* its key is the cookie the gate checked */
+    else
+        give_key(s);
 }
 
 /* The asset at rest_of(req) in folder dir (NULL: no such study). */
@@ -1146,7 +1287,13 @@ static void studies_page(struct http_req *req, struct app *app)
     snprintf(s->study, sizeof s->study, "%s", study);
     snprintf(s->child, sizeof s->child, "%s", child);
     apidoc_user_id(req, uid);
-    if (page_keys_usable()) {
+    s->on_runner_host = runner_host_is(req, app->cfg);
+    if (s->on_runner_host && !auth_cookie(req, "sessionid", s->key, sizeof s->key)) {
+        reply_no_study(req);    /* the gate found it: not reached */
+        serve_free(s);
+        return;
+    }
+    if (page_keys_usable() && !s->on_runner_host) {
         char ck[128];
         size_t len;
         const struct page_key *e;
@@ -1191,6 +1338,14 @@ static void studies_files(struct http_req *req, struct app *app)
 
     if (!jsonapi_is_uuid(study) || !*rest) {
         reply_no_study(req);
+        return;
+    }
+    if (participate_split(rest, child) && runner_host_is(req, app->cfg)) {
+        const char *code = http_req_query(req, "handoff");
+        if (code)
+            handoff_take(req, app, code);
+        else
+            auth_gate(req, &page_route, app);   /* the key as its cookie */
         return;
     }
     if (participate_split(rest, child)) {

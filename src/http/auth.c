@@ -25,6 +25,7 @@
 #include "studyhub/http/auth_internal.h"
 #include "studyhub/http/auth_password.h"
 #include "studyhub/http/jsonapi.h"
+#include "studyhub/http/runner_host.h"
 #include "studyhub/http/router.h"
 #include "studyhub/http/server.h"
 #include "studyhub/io/pg.h"
@@ -49,6 +50,7 @@ struct auth_ctx {
     bool token_cacheable;        /* notifications flowed when the lookup began */
     char session_id[AUTH_SESSION_ID_LEN + 1]; /* "" unless session auth */
     bool runner;                 /* a runner key (Authorization: Runner) */
+    bool runner_cookie;          /* ... sent as the runner host's sessionid cookie */
 };
 
  /* + (touch due, made by a two-factor verified session, expiry as epoch
@@ -119,6 +121,11 @@ static bool cookie_get(const struct http_req *req, const char *name,
         h += len;
     }
     return false;
+}
+
+bool auth_cookie(const struct http_req *req, const char *name, char *out, size_t outlen)
+{
+    return cookie_get(req, name, out, outlen);
 }
 
 static bool method_is_safe(enum http_method m)
@@ -502,7 +509,11 @@ static void session_user_done(PGresult *res, void *arg)
     if (ctx->runner) {
         ctx->user.via_session = false;
         ctx->user.mfa_verified = false;   /* the family's view, never research */
-    } else if (!method_is_safe(http_req_method(req)) && !csrf_ok(req)) {
+    }
+    /* The runner host's cookie goes out with every request the browser
+     * makes there, so it needs the CSRF check a session has. */
+    if ((!ctx->runner || ctx->runner_cookie) && !method_is_safe(http_req_method(req)) &&
+        !csrf_ok(req)) {
         jsonapi_reply_errorf(req, 403, "permission_denied", "/data",
                              "CSRF Failed: CSRF token missing or incorrect.");
         return;
@@ -541,22 +552,6 @@ static void session_get_done(redisReply *reply, void *arg)
         jsonapi_reply_unavailable(req, "database");
 }
 
-/* The routes a runner key opens: those the runner calls (runner-api.md
- * section 1) and the family's own children and past sessions. */
-static bool runner_route_ok(struct http_req *req)
-{
-    static const char *const prefixes[] = {
-        "/api/v1/studies/", "/api/v1/children/", "/api/v1/responses/",
-        "/api/v1/past-sessions/", NULL,
-    };
-    const char *path = http_req_path(req);
-
-    for (int i = 0; prefixes[i]; i++)
-        if (strncmp(path, prefixes[i], strlen(prefixes[i])) == 0)
-            return true;
-    return false;
-}
-
 /* GET runner:<hash> answered: "uid:epoch:0 study child", the session value
  * of the family it was given to, checked as a session is. */
 static void runner_get_done(redisReply *reply, void *arg)
@@ -572,6 +567,10 @@ static void runner_get_done(redisReply *reply, void *arg)
         return;
     }
     if (reply && reply->type == REDIS_REPLY_NIL) {
+        if (ctx->runner_cookie && auth_page_navigation(ctx->req)) {
+            runner_host_elsewhere(ctx->req);     /* the site gives a fresh key */
+            return;
+        }
         jsonapi_reply_errorf(ctx->req, 401, "authentication_failed", "/data",
                              "This runner key has expired: open the study again.");
         return;
@@ -637,6 +636,32 @@ static void auth_require(struct http_req *req, struct app *app, auth_next_fn nex
     const char *w[3];
     size_t wl[3];
     int n = authz ? split_words(authz, w, wl) : 0;
+    /* On the runner's own host only runner keys count: in the header, or
+     * as the sessionid cookie the hand-off set there (domain/participate.c). */
+    bool runner_host = runner_host_is(req, app->cfg);
+    if (runner_host && n == 0) {
+        char key[AUTH_SESSION_ID_LEN + 1], hash[65];
+        if (!cookie_get(req, "sessionid", key, sizeof key) ||
+            !auth_is_hex(key, AUTH_SESSION_ID_LEN)) {
+            /* A page opened here without the hand-off: the site gives one. */
+            if (auth_page_navigation(req))
+                runner_host_elsewhere(req);
+            else
+                reply_no_session(req);
+            return;
+        }
+        util_sha256_hex(key, AUTH_SESSION_ID_LEN, hash);
+        ctx->runner = ctx->runner_cookie = true;
+        if (redis_cmd(app->redis, runner_get_done, ctx, "GET runner:%s", hash) != 0)
+            jsonapi_reply_unavailable(req, "redis");
+        return;
+    }
+    if (runner_host && !(n >= 1 && wl[0] == 6 && strncasecmp(w[0], "Runner", 6) == 0)) {
+        jsonapi_reply_errorf(req, 401, "authentication_failed", "/data",
+                             "Invalid runner key.");
+        return;
+    }
+
     if (n >= 1 && wl[0] == 5 && strncasecmp(w[0], "Token", 5) == 0) {
         if (n == 1) {
             jsonapi_reply_errorf(req, 401, "authentication_failed", "/data",
@@ -685,7 +710,7 @@ static void auth_require(struct http_req *req, struct app *app, auth_next_fn nex
      * the family's session for the runner's API routes only. */
     if (n >= 1 && wl[0] == 6 && strncasecmp(w[0], "Runner", 6) == 0) {
         char key[65], hash[65];
-        if (n != 2 || wl[1] != 64 || !runner_route_ok(req)) {
+        if (n != 2 || wl[1] != 64 || !runner_host_api_path(http_req_path(req))) {
             jsonapi_reply_errorf(req, 401, "authentication_failed", "/data",
                                  "Invalid runner key.");
             return;
@@ -806,6 +831,11 @@ void auth_gate(struct http_req *req, const struct route *route, void *arg)
     struct app *app = arg;
     struct auth_ctx *ctx;
 
+    /* The runner's own host answers the runner and nothing else. */
+    if (runner_host_is(req, app->cfg) && !runner_host_serves(http_req_path(req))) {
+        runner_host_elsewhere(req);
+        return;
+    }
     switch (route->policy) {
     case ROUTE_PUBLIC:
     case ROUTE_SIGNED:        /* the handler checks the signature first */

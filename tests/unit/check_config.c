@@ -68,6 +68,11 @@ static const char *const bad[][2] = {
     { "LOG_LEVEL", "loud" },
     { "BASE_URL", "ftp://x" },
     { "BASE_URL", "http://x/" },
+    { "RUNNER_BASE_URL", "lookit-runner.example" },
+    { "RUNNER_BASE_URL", "https://lookit-runner.example/path" },
+    { "RUNNER_BASE_URL", "https://" },
+    { "RUNNER_BASE_URL", "https://user@lookit-runner.example" },
+    { "RUNNER_BASE_URL", "http://127.0.0.1:9000" },      /* the site's host (LISTEN_ADDR) */
     { "MAX_BODY_BYTES", "-1" },
     { "REDIS_URL", "redis://user:pw@127.0.0.1:6379/0" },
     { "REDIS_URL", "redis://:@127.0.0.1:6379/0" },
@@ -116,6 +121,28 @@ START_TEST(public_listener_needs_base_url)
     config_cleanup(&cfg);
     ck_assert_int_eq(config_load(&cfg, fake_getenv, loop8, err, sizeof err), 0);
     ck_assert_str_eq(cfg.metrics_token, "");
+    config_cleanup(&cfg);
+}
+END_TEST
+
+/* The runner's host must not be the site's, whatever the port: browsers
+ * share cookies between the ports of one host. */
+START_TEST(runner_host_differs_from_the_site)
+{
+    const char *same[] = { "BASE_URL", "https://lookit.example.org",
+                           "RUNNER_BASE_URL", "https://LOOKIT.example.org:8443", NULL };
+    const char *other[] = { "BASE_URL", "https://lookit.example.org",
+                            "RUNNER_BASE_URL", "https://lookit-runner.example", NULL };
+    const char *local[] = { "RUNNER_BASE_URL", "http://localhost:9000", NULL };
+    struct config cfg;
+    char err[256] = "";
+
+    ck_assert_int_eq(config_load(&cfg, fake_getenv, same, err, sizeof err), -1);
+    ck_assert_msg(strncmp(err, "RUNNER_BASE_URL:", 16) == 0, "message: %s", err);
+    ck_assert_int_eq(config_load(&cfg, fake_getenv, other, err, sizeof err), 0);
+    ck_assert_str_eq(cfg.runner_base_url, "https://lookit-runner.example");
+    config_cleanup(&cfg);
+    ck_assert_int_eq(config_load(&cfg, fake_getenv, local, err, sizeof err), 0);
     config_cleanup(&cfg);
 }
 END_TEST
@@ -207,6 +234,7 @@ int main(void)
     tcase_add_loop_test(tc, bad_values, 0, (int)(sizeof bad / sizeof bad[0]));
     tcase_add_test(tc, help_lists_every_variable);
     tcase_add_test(tc, public_listener_needs_base_url);
+    tcase_add_test(tc, runner_host_differs_from_the_site);
     tcase_add_test(tc, redis_password_and_secrets);
     tcase_add_test(tc, trusted_proxies);
     suite_add_tcase(s, tc);

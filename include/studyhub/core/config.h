@@ -18,6 +18,7 @@ struct config_cidr {
 struct config {
     char *listen_addr;          /* LISTEN_ADDR: numeric IP to bind (owned) */
     long listen_port;           /* LISTEN_PORT */
+    char *runner_base_url;      /* RUNNER_BASE_URL: the runner's own origin, "" = none (owned) */
     char *base_url;             /* BASE_URL: absolute prefix for links, "" = listen address (owned) */
     char *database_url;         /* DATABASE_URL: libpq conninfo or URI (owned) */
     long pg_pool_size;          /* PG_POOL_SIZE */

@@ -38,6 +38,16 @@ struct router;
     "allow-top-navigation-by-user-activation allow-top-navigation; "        \
     "frame-ancestors 'none'"
 
+/* The CSP of the runner's page on its own host (RUNNER_BASE_URL): no
+ * sandbox, since there the runner must read its cookies; the host holds
+ * nothing of the site's. */
+#define PARTICIPATE_RUNNER_HOST_CSP                                          \
+    "object-src 'none'; base-uri 'self'; frame-ancestors 'none'"
+
+/* How long a hand-off code from the site to the runner's host lasts: one
+ * redirect's worth. */
+#define PARTICIPATE_HANDOFF_TTL_S 60
+
 /* How long a runner key (and the participation it opens) lasts: upstream
  * sets a participant's session expiry to 4 days on this page. */
 #define PARTICIPATE_KEY_TTL_S (4 * 24 * 3600)

@@ -116,6 +116,9 @@ struct route;
 void auth_gate(struct http_req *req, const struct route *route, void *arg);
 
 /* The authenticated user of this request, or NULL. */
+/* Cookie name of the request's Cookie header into out; false when absent,
+ * empty of name, or longer than outlen - 1. */
+bool auth_cookie(const struct http_req *req, const char *name, char *out, size_t outlen);
 const struct auth_user *auth_user(const struct http_req *req);
 bool auth_user_is_2fa_verified(const struct auth_user *u);
 /* May this request see research data (rows of other families that the
