@@ -17,6 +17,7 @@ import subprocess
 from urllib.parse import parse_qs, urlsplit
 
 from apifixtures import World
+from browser import BrowserTestCase
 from harness import (JSONAPI, REDIS_PASSWORD, REDIS_PORT, StudyhubTestCase, free_port,
                      redis_command, request)
 
@@ -24,13 +25,14 @@ from test_accounts import PASSWORD
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEMO_RUNNER = os.path.join(HERE, "..", "..", "static", "runners", "demo")
+COOKIE_RUNNER = os.path.join(HERE, "..", "runners", "cookie")
 
 
-class RunnerOriginTest(StudyhubTestCase):
+class OriginFixtures:
+    """The server with a runner host, and the fixtures both classes use."""
 
     @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
+    def origin_server(cls):
         port = free_port()
         cls.runner_host = f"localhost:{port}"
         cls.srv = cls.class_server(env={"LISTEN_PORT": str(port),
@@ -51,13 +53,13 @@ class RunnerOriginTest(StudyhubTestCase):
         u["child"] = self.w.child(u, name="Sally", age_days=400)
         return u
 
-    def built_study(self):
+    def built_study(self, runner=DEMO_RUNNER):
         s = self.w.study(self.lab, name=f"Origin {secrets.token_hex(3)}", exit_url="",
                          built=True, structure={"frames": {}, "sequence": []})
         out = os.path.join(self.srv.dir, "var", "storage", "experiments", s["uuid"])
         os.makedirs(out, exist_ok=True)
         scratch = os.path.join(self.srv.dir, "scratch-" + s["uuid"])
-        subprocess.run(["cp", "-R", DEMO_RUNNER, scratch], check=True)
+        subprocess.run(["cp", "-R", runner, scratch], check=True)
         env = {"PATH": "/usr/bin:/bin", "CHECKOUT_DIR": scratch,
                "PREPEND_FINGERPRINT": f"/studies/{s['uuid']}/", "STUDY_OUTPUT_DIR": out}
         subprocess.run([os.path.join(scratch, "build.sh")], env=env, check=True,
@@ -117,7 +119,13 @@ class RunnerOriginTest(StudyhubTestCase):
         self.assertIn(b"This link has expired", again.body)
         return {"sessionid": key, "csrftoken": csrf}, path
 
-    # -- the cases
+
+class RunnerOriginTest(OriginFixtures, StudyhubTestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.origin_server()
 
     def test_hand_off_then_the_runner_works_with_its_cookies(self):
         fam = self.family("origin")
@@ -235,3 +243,38 @@ class RunnerOriginTest(StudyhubTestCase):
         r = self.on_runner("GET", f"/api/v1/children/{other['child']['uuid']}/",
                            cookies=cookies, headers={"Accept": JSONAPI})
         self.assertStatus(r, 404)
+
+
+class RunnerOriginBrowserTest(OriginFixtures, BrowserTestCase):
+    """In chromium: the runner that reads cookies, as the upstream one does,
+    runs on the runner's host and its exit lands on the site."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.origin_server()
+        cls.start_browser()
+
+    def test_a_cookie_runner_takes_part_and_exits_to_the_site(self):
+        fam = self.family("browser")
+        study = self.built_study(runner=COOKIE_RUNNER)
+        self.open("/login/")
+        self.fill("Email address", fam["email"])
+        self.fill("Password", PASSWORD)
+        self.press("Log in")
+        self.wait_until(lambda: "/login/" not in self.browser.current_url, "the login")
+        site_session = self.browser.get_cookie("sessionid")["value"]
+
+        self.browser.get(f"{self.srv.base}/studies/{study['uuid']}/{fam['child']['uuid']}/")
+        # The runner ran on its host, saved, and its exit went back to the site.
+        self.wait_until(lambda: self.browser.current_url.startswith(
+            f"{self.srv.base}/studies/history/"), "the exit to the site's past sessions")
+        row = self.w.sql("SELECT completed, exp_data->'0-cookie'->>'csrftoken_read'"
+                         " FROM responses r JOIN children c ON c.id = r.child_id"
+                         f" WHERE c.uuid = '{fam['child']['uuid']}'")
+        self.assertEqual(row, "t|true")
+        # The site's cookies are the site's: its session, never the runner key.
+        self.assertEqual(self.browser.get_cookie("sessionid")["value"], site_session)
+        keys = self.w.sql("SELECT count(*) FROM responses r JOIN children c"
+                          f" ON c.id = r.child_id WHERE c.uuid = '{fam['child']['uuid']}'")
+        self.assertEqual(keys, "1")
