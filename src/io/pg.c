@@ -9,7 +9,8 @@
  * Callbacks run only from pool_on_deliver (an event made active when a
  * query finishes) and from pg_pool_free, never from pg_exec or from the
  * middle of a connection's I/O handling, so a callback may call pg_exec or
- * even pg_pool_free safely. */
+ * even pg_pool_free safely: the pool is held (core/reap) while callbacks
+ * run, and one freed under them goes on a later loop turn. */
 #include "studyhub/io/pg.h"
 
 #include <arpa/inet.h>
@@ -961,7 +962,7 @@ int pg_exec(struct pg_pool *pool, const struct pg_stmt *stmt, int nparams,
 
 /* One query of a holder's owner in flight. */
 struct held_query {
-    struct pg_holder *h;          /* borrowed: counts us */
+    struct pg_holder *h;          /* borrowed: held by us */
     pg_cb cb;                     /* borrowed: the owner's */
     void *arg;                    /* borrowed */
 };
@@ -971,13 +972,21 @@ static void held_done(PGresult *res, void *arg)
     struct held_query hq = *(struct held_query *)arg;
 
     free(arg);
-    hq.h->queries--;
-    if (!hq.h->dying) {
+    if (!pg_holder_going(hq.h))
         hq.cb(res, hq.arg);
-        return;
-    }
-    if (hq.h->queries == 0 && hq.h->destroy)
-        hq.h->destroy(hq.h->owner);
+    /* The owner went meanwhile: destroyed on a later turn, not here. */
+    reap_drop(&hq.h->reap);
+}
+
+int pg_holder_init(struct pg_holder *h, struct event_base *base,
+                   void (*destroy)(void *owner), void *owner)
+{
+    return reap_init(&h->reap, base, destroy, owner);
+}
+
+void pg_holder_cleanup(struct pg_holder *h)
+{
+    reap_cleanup(&h->reap);
 }
 
 int pg_exec_held(struct pg_pool *pool, struct pg_holder *h, const struct pg_stmt *stmt,
@@ -985,21 +994,20 @@ int pg_exec_held(struct pg_pool *pool, struct pg_holder *h, const struct pg_stmt
 {
     struct held_query *hq;
 
-    if (!h || h->dying || !cb || !(hq = malloc(sizeof *hq)))
+    if (!h || pg_holder_going(h) || !cb || !(hq = malloc(sizeof *hq)))
         return -1;
     *hq = (struct held_query){ h, cb, arg };
     if (pg_exec(pool, stmt, nparams, params, held_done, hq) != 0) {
         free(hq);
         return -1;
     }
-    h->queries++;
+    reap_hold(&h->reap);
     return 0;
 }
 
-bool pg_holder_release(struct pg_holder *h)
+void pg_holder_release(struct pg_holder *h)
 {
-    h->dying = true;
-    return h->queries == 0;
+    reap_release(&h->reap);
 }
 
 void pg_pool_stats(const struct pg_pool *pool, struct pg_pool_stats *out)
