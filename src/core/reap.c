@@ -60,6 +60,16 @@ void reap_release(struct reap *r)
         r->destroy(r->obj);
 }
 
+bool reap_now(struct reap *r)
+{
+    if (!r->released || r->holds > 0)
+        return false;
+    if (r->ev)
+        event_del(r->ev);
+    r->destroy(r->obj);
+    return true;
+}
+
 static int find_due(const struct event_base *base, const struct event *ev,
                     void *arg)
 {
@@ -78,11 +88,10 @@ int reap_flush(struct event_base *base)
     /* One at a time: the walk may not free events, and a destroy may
      * destroy others. */
     while ((r = NULL, event_base_foreach_event(base, find_due, &r), r)) {
-        event_del(r->ev);
-        if (r->released && r->holds == 0) {
-            r->destroy(r->obj);
+        if (reap_now(r))
             done++;
-        }
+        else
+            event_del(r->ev);
     }
     return done;
 }

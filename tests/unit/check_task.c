@@ -165,6 +165,7 @@ static void teardown(void)
 {
     task_runner_free(app.tasks);
     pg_pool_free(app.pg);       /* answers what is still out: the runner goes */
+    reap_flush(base);           /* ... once the loop would have turned */
     event_base_free(base);
     PQfinish(db);
     config_cleanup(&cfg);

@@ -46,6 +46,11 @@ void reap_release(struct reap *r);
 static inline bool reap_released(const struct reap *r) { return r->released; }
 static inline bool reap_held(const struct reap *r) { return r->holds > 0; }
 
+/* An owner freeing what it still has once no loop turn may come (at
+ * shutdown): destroys r's object now if it is released and unheld.  True
+ * if it did. */
+bool reap_now(struct reap *r);
+
 /* Destroys now every released, unheld object of base whose destroy waits
  * for a loop turn; returns how many.  Not from inside a callback. */
 int reap_flush(struct event_base *base);
