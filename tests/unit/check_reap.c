@@ -8,6 +8,7 @@
 #include <event2/event.h>
 
 #include "studyhub/core/reap.h"
+#include "unit_loop.h"
 
 static int alive;          /* objects not yet destroyed */
 
@@ -69,23 +70,6 @@ static struct obj *obj_new(struct event_base *base)
     return o;
 }
 
-/* Counts the events left on base (a loop that ended clean has none). */
-static int count_event(const struct event_base *b, const struct event *ev, void *arg)
-{
-    (void)b;
-    (void)ev;
-    ++*(int *)arg;
-    return 0;
-}
-
-static int events_left(struct event_base *base)
-{
-    int n = 0;
-
-    event_base_foreach_event(base, count_event, &n);
-    return n;
-}
-
 START_TEST(released_outside_goes_at_once)
 {
     struct event_base *base = event_base_new();
@@ -96,8 +80,7 @@ START_TEST(released_outside_goes_at_once)
     reap_release(&o->reap);
     ck_assert_int_eq(alive, 0);
     ck_assert_int_eq(freed_at, -1);
-    ck_assert_int_eq(events_left(base), 0);
-    event_base_free(base);
+    unit_loop_free(base);
 }
 END_TEST
 
@@ -113,9 +96,7 @@ START_TEST(released_in_own_callback_goes_next_turn)
     /* Freed after its callback returned, from the loop, not under it. */
     ck_assert_int_eq(alive, 0);
     ck_assert_int_eq(freed_under_cb, 0);
-    /* The loop ended with nothing alive. */
-    ck_assert_int_eq(events_left(base), 0);
-    event_base_free(base);
+    unit_loop_free(base);       /* the loop ended with nothing alive */
 }
 END_TEST
 
@@ -136,8 +117,7 @@ START_TEST(holds_keep_it)
     ck_assert_int_eq(alive, 1);
     ck_assert_int_ge(event_base_dispatch(base), 0);
     ck_assert_int_eq(alive, 0);
-    ck_assert_int_eq(events_left(base), 0);
-    event_base_free(base);
+    unit_loop_free(base);
 }
 END_TEST
 
@@ -165,8 +145,7 @@ START_TEST(last_drop_in_a_callback_defers)
     ck_assert_int_ge(event_base_dispatch(base), 0);
     ck_assert_int_eq(alive, 0);
     event_free(back);
-    ck_assert_int_eq(events_left(base), 0);
-    event_base_free(base);
+    unit_loop_free(base);
 }
 END_TEST
 
@@ -203,8 +182,27 @@ START_TEST(flush_after_the_loop)
     ck_assert_int_eq(reap_flush(base), 1);
     ck_assert_int_eq(alive, 0);
     event_free(ev);
-    ck_assert_int_eq(events_left(base), 0);
-    event_base_free(base);
+    unit_loop_free(base);
+}
+END_TEST
+
+/* reap_now: at shutdown an owner frees what may go, and only that. */
+START_TEST(now_at_shutdown)
+{
+    struct event_base *base = event_base_new();
+    struct obj *a = obj_new(base), *b = obj_new(base);
+
+    ck_assert(!reap_now(&a->reap));         /* not released */
+    reap_hold(&a->reap);
+    reap_release(&a->reap);
+    ck_assert(!reap_now(&a->reap));         /* held */
+    reap_drop(&a->reap);                    /* due on a turn that never comes */
+    ck_assert(reap_now(&a->reap));
+    ck_assert_int_eq(alive, 1);
+    reap_release(&b->reap);
+    ck_assert_int_eq(alive, 0);
+    ck_assert_int_eq(reap_flush(base), 0);
+    unit_loop_free(base);
 }
 END_TEST
 
@@ -225,8 +223,7 @@ START_TEST(many)
     ck_assert_int_eq(alive, N / 2);
     ck_assert_int_ge(event_base_dispatch(base), 0);
     ck_assert_int_eq(alive, 0);
-    ck_assert_int_eq(events_left(base), 0);
-    event_base_free(base);
+    unit_loop_free(base);
 }
 END_TEST
 
@@ -242,6 +239,7 @@ int main(void)
     tcase_add_test(tc, holds_keep_it);
     tcase_add_test(tc, last_drop_in_a_callback_defers);
     tcase_add_test(tc, flush_after_the_loop);
+    tcase_add_test(tc, now_at_shutdown);
     tcase_add_test(tc, many);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
