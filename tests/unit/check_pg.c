@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "studyhub/io/pg.h"
+#include "unit_loop.h"
 
 static const struct pg_stmt one_stmt = { "check_pg_one", "SELECT 1" };
 
@@ -204,7 +205,7 @@ START_TEST(stalled_query_is_cut_at_its_deadline)
     ck_assert_int_eq(st.in_use, 0);
     pg_pool_free(pool);
     frozen_stop(&f);
-    event_base_free(base);
+    unit_loop_free(base);
 }
 END_TEST
 
@@ -239,7 +240,7 @@ START_TEST(known_down_fails_fast)
     pg_pool_stats(pool, &st);
     ck_assert_int_eq(st.failed_fast, 1);
     pg_pool_free(pool);
-    event_base_free(base);
+    unit_loop_free(base);
 }
 END_TEST
 
@@ -304,7 +305,7 @@ START_TEST(held_queries_keep_their_owner)
     pg_holder_release(&idle.held);
     ck_assert_int_eq(idle.destroyed, 1);
     pg_pool_free(pool);
-    event_base_free(base);
+    unit_loop_free(base);
 }
 END_TEST
 
@@ -321,7 +322,7 @@ START_TEST(new_pool_is_not_known_down)
     pg_pool_stats(pool, &st);
     ck_assert(!st.known_down);
     pg_pool_free(pool);
-    event_base_free(base);
+    unit_loop_free(base);
 }
 END_TEST
 

@@ -173,6 +173,7 @@ START_TEST(flush_after_the_loop)
     event_active(ev, EV_TIMEOUT, 1);
     ck_assert_int_ge(event_base_dispatch(base), 0);
     ck_assert_int_eq(alive, 3);
+    ck_assert_int_eq(unit_loop_events_left(base), 1);  /* a's, due */
     ck_assert_int_eq(reap_flush(base), 1);
     ck_assert_int_eq(alive, 2);
     ck_assert_int_eq(reap_flush(base), 0);

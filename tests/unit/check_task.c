@@ -22,6 +22,7 @@
 #include "studyhub/io/pg.h"
 #include "studyhub/queue/task.h"
 #include "studyhub/queue/task_queue.h"
+#include "unit_loop.h"
 
 #define WAIT_MS 30000           /* for any one condition, on a loaded machine */
 
@@ -166,7 +167,7 @@ static void teardown(void)
     task_runner_free(app.tasks);
     pg_pool_free(app.pg);       /* answers what is still out: the runner goes */
     reap_flush(base);           /* ... once the loop would have turned */
-    event_base_free(base);
+    unit_loop_free(base);
     PQfinish(db);
     config_cleanup(&cfg);
     memset(&app, 0, sizeof app);
