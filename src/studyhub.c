@@ -525,6 +525,8 @@ out:
     auth_cache_stop();
     participate_cache_stop();
     pg_pool_free(app.pg);
+    if (app.base)
+        reap_flush(app.base);     /* what the pool's last answers let go */
     proc_table_free(app.procs);
     router_free(router);
     router_free(starting_router);

@@ -114,7 +114,7 @@ struct mail_sender {
     struct mail_msg *msgs;        /* owned list: claimed, not yet settled */
     unsigned nmsgs;               /* entries in msgs */
     struct pg_holder held;        /* the queries out that carry ms or a msg:
-                                     once freed, the last one destroys ms */
+                                     once freed, ms goes after the last */
     bool claiming;                /* the claim query is out */
     long claim_limit;             /* rows that claim asked for */
     bool again;                   /* woken while claiming: claim once more */
@@ -165,6 +165,7 @@ static void sender_destroy(struct mail_sender *ms)
         ms->msgs = m->next;
         msg_free(m);
     }
+    pg_holder_cleanup(&ms->held);
     free(ms);
 }
 
@@ -676,7 +677,7 @@ static void claim(struct mail_sender *ms)
     char lease[24], limit[24];
     long room = ms->cfg->mail_batch - (long)ms->nmsgs;
 
-    if (ms->draining || ms->held.dying)
+    if (ms->draining || pg_holder_going(&ms->held))
         return;
     if (ms->claiming) {
         ms->again = true;
@@ -727,9 +728,11 @@ struct mail_sender *mail_sender_new(struct app *app, char *err, size_t errlen)
         return NULL;
     }
     ms->app = app;
-    ms->held.destroy = sender_destroy_held;
-    ms->held.owner = ms;
     ms->cfg = cfg;
+    if (pg_holder_init(&ms->held, app->base, sender_destroy_held, ms) < 0) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     if (strchr(cfg->mail_from, '\r') || strchr(cfg->mail_from, '\n') ||
         !is_ascii(cfg->mail_from) ||
         !envelope_of(cfg->mail_from, ms->envelope_from, sizeof ms->envelope_from)) {
@@ -826,7 +829,7 @@ int mail_sender_start(struct mail_sender *ms)
 
 void mail_sender_kick(struct mail_sender *ms)
 {
-    if (ms && !ms->draining && !ms->held.dying)
+    if (ms && !ms->draining && !pg_holder_going(&ms->held))
         event_active(ms->kick, 0, 0);
 }
 
@@ -860,6 +863,6 @@ void mail_sender_free(struct mail_sender *ms)
     if (ms->kick)
         event_free(ms->kick);
     ms->tick = ms->kick = NULL;
-    if (pg_holder_release(&ms->held))
-        sender_destroy(ms);           /* else the last query out does */
+    /* Now, or on a later turn once the last query out is back. */
+    pg_holder_release(&ms->held);
 }

@@ -9,7 +9,8 @@
  * Callbacks run only from pool_on_deliver (an event made active when a
  * query finishes) and from pg_pool_free, never from pg_exec or from the
  * middle of a connection's I/O handling, so a callback may call pg_exec or
- * even pg_pool_free safely. */
+ * even pg_pool_free safely: the pool is held (core/reap) while callbacks
+ * run, and one freed under them goes on a later loop turn. */
 #include "studyhub/io/pg.h"
 
 #include <arpa/inet.h>
@@ -23,6 +24,7 @@
 #include <event2/event.h>
 
 #include "studyhub/core/log.h"
+#include "studyhub/core/reap.h"
 #include "studyhub/core/util.h"
 
 #define PG_BACKOFF_MIN_MS 100
@@ -116,7 +118,7 @@ struct pg_pool {
     struct pg_query_list done;        /* owned: queries whose callback is due */
     struct event *ev_acquire;         /* owned: acquire-timeout timer */
     struct event *ev_deliver;         /* owned: runs callbacks from the loop */
-    int delivering;                   /* callbacks on the stack: defer the free */
+    struct reap reap;                 /* held while callbacks run */
     bool dying;                       /* pg_pool_free ran: refuse new queries */
     struct pg_conn *listener;         /* owned: LISTEN session, made at first listen */
     struct pg_listen *listens;        /* owned array */
@@ -728,8 +730,10 @@ static void pool_on_acquire_timer(evutil_socket_t fd, short what, void *arg)
         timer_arm_us(pool->ev_acquire, q->deadline_us - now);
 }
 
-static void pool_destroy(struct pg_pool *pool)
+static void pool_destroy(void *arg)
 {
+    struct pg_pool *pool = arg;
+
     if (pool->ev_acquire)
         event_free(pool->ev_acquire);
     if (pool->ev_deliver)
@@ -738,6 +742,7 @@ static void pool_destroy(struct pg_pool *pool)
     free(pool->listener);
     free(pool->listens);
     free(pool->conninfo);
+    reap_cleanup(&pool->reap);
     free(pool);
 }
 
@@ -748,7 +753,7 @@ static void pool_on_deliver(evutil_socket_t fd, short what, void *arg)
     /* Only those done now: a steady stream must not starve the loop. */
     struct pg_query *last = TAILQ_LAST(&pool->done, pg_query_list);
 
-    pool->delivering++;
+    reap_hold(&pool->reap);
     while (last && (q = TAILQ_FIRST(&pool->done))) {
         TAILQ_REMOVE(&pool->done, q, link);
         bool was_last = q == last;
@@ -756,14 +761,10 @@ static void pool_on_deliver(evutil_socket_t fd, short what, void *arg)
         if (was_last)
             break;
     }
-    pool->delivering--;
-    if (pool->dying) {
-        if (!pool->delivering)
-            pool_destroy(pool);
-        return;
-    }
-    if (!TAILQ_EMPTY(&pool->done))
+    if (!pool->dying && !TAILQ_EMPTY(&pool->done))
         event_active(pool->ev_deliver, EV_TIMEOUT, 1);
+    /* Freed by pg_pool_free under us: destroyed on a later turn. */
+    reap_drop(&pool->reap);
 }
 
 /* Reads connect_timeout (seconds; libpq uses at least 2) and warns about
@@ -851,7 +852,8 @@ struct pg_pool *pg_pool_new(struct event_base *base, const char *conninfo,
     pool->down_since_us = now_us();     /* until the first connection */
     TAILQ_INIT(&pool->waiting);
     TAILQ_INIT(&pool->done);
-    if (pool_check_conninfo(pool, conninfo) < 0)
+    if (reap_init(&pool->reap, base, pool_destroy, pool) < 0 ||
+        pool_check_conninfo(pool, conninfo) < 0)
         goto fail;
     pool->conninfo = strdup(conninfo);
     pool->conns = calloc((size_t)size, sizeof *pool->conns);
@@ -916,7 +918,7 @@ void pg_pool_free(struct pg_pool *pool)
 
     /* Callbacks may look at the pool (pg_exec now returns -1), so it stays
      * allocated until they are done.  Finished ones get their results. */
-    pool->delivering++;
+    reap_hold(&pool->reap);
     while ((q = TAILQ_FIRST(&pool->done))) {
         TAILQ_REMOVE(&pool->done, q, link);
         query_finish(q);
@@ -925,10 +927,10 @@ void pg_pool_free(struct pg_pool *pool)
         TAILQ_REMOVE(&fail, q, link);
         query_finish(q);
     }
-    pool->delivering--;
-    /* Called from a callback: pool_on_deliver frees it once unwound. */
-    if (!pool->delivering)
-        pool_destroy(pool);
+    reap_drop(&pool->reap);
+    /* Now when no callback of it is on the stack; called from one, on a
+     * later turn once pool_on_deliver has unwound. */
+    reap_release(&pool->reap);
 }
 
 int pg_exec(struct pg_pool *pool, const struct pg_stmt *stmt, int nparams,
@@ -960,7 +962,7 @@ int pg_exec(struct pg_pool *pool, const struct pg_stmt *stmt, int nparams,
 
 /* One query of a holder's owner in flight. */
 struct held_query {
-    struct pg_holder *h;          /* borrowed: counts us */
+    struct pg_holder *h;          /* borrowed: held by us */
     pg_cb cb;                     /* borrowed: the owner's */
     void *arg;                    /* borrowed */
 };
@@ -970,13 +972,21 @@ static void held_done(PGresult *res, void *arg)
     struct held_query hq = *(struct held_query *)arg;
 
     free(arg);
-    hq.h->queries--;
-    if (!hq.h->dying) {
+    if (!pg_holder_going(hq.h))
         hq.cb(res, hq.arg);
-        return;
-    }
-    if (hq.h->queries == 0 && hq.h->destroy)
-        hq.h->destroy(hq.h->owner);
+    /* The owner went meanwhile: destroyed on a later turn, not here. */
+    reap_drop(&hq.h->reap);
+}
+
+int pg_holder_init(struct pg_holder *h, struct event_base *base,
+                   void (*destroy)(void *owner), void *owner)
+{
+    return reap_init(&h->reap, base, destroy, owner);
+}
+
+void pg_holder_cleanup(struct pg_holder *h)
+{
+    reap_cleanup(&h->reap);
 }
 
 int pg_exec_held(struct pg_pool *pool, struct pg_holder *h, const struct pg_stmt *stmt,
@@ -984,21 +994,20 @@ int pg_exec_held(struct pg_pool *pool, struct pg_holder *h, const struct pg_stmt
 {
     struct held_query *hq;
 
-    if (!h || h->dying || !cb || !(hq = malloc(sizeof *hq)))
+    if (!h || pg_holder_going(h) || !cb || !(hq = malloc(sizeof *hq)))
         return -1;
     *hq = (struct held_query){ h, cb, arg };
     if (pg_exec(pool, stmt, nparams, params, held_done, hq) != 0) {
         free(hq);
         return -1;
     }
-    h->queries++;
+    reap_hold(&h->reap);
     return 0;
 }
 
-bool pg_holder_release(struct pg_holder *h)
+void pg_holder_release(struct pg_holder *h)
 {
-    h->dying = true;
-    return h->queries == 0;
+    reap_release(&h->reap);
 }
 
 void pg_pool_stats(const struct pg_pool *pool, struct pg_pool_stats *out)

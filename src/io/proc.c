@@ -5,7 +5,8 @@
  * Each child is a small state machine (enum proc_state); every change goes
  * through proc_set_state.  Callbacks run only from table_on_deliver, never
  * from proc_spawn, proc_kill or an I/O handler, so a callback may spawn,
- * kill or abandon any child (its own handle is freed after it returns). */
+ * kill or abandon any child: its own handle is held (core/reap) while it
+ * runs and freed on a later loop turn. */
 #include "config.h"
 
 #include "studyhub/io/proc.h"
@@ -27,6 +28,7 @@
 #include <event2/event.h>
 
 #include "studyhub/core/log.h"
+#include "studyhub/core/reap.h"
 
 /* Bytes read from one pipe per wakeup: a child that writes without pause
  * must not keep the loop from everything else. */
@@ -38,7 +40,8 @@ enum proc_state {
     PS_RUNNING,    /* alive, not asked to stop */
     PS_STOPPING,   /* SIGTERM sent (timeout or proc_kill); grace armed */
     PS_EXITED,     /* reaped; on the done list waiting for delivery */
-    PS_DELIVERING, /* its callback is on the stack */
+    PS_DELIVERING, /* its callback ran or runs; on the gone list, freed by
+                    * the loop once it returned */
     PS_ABANDONED,  /* owner gone: SIGKILLed, freed silently when reaped */
 };
 
@@ -58,7 +61,8 @@ struct proc_stream {
 };
 
 struct proc {
-    TAILQ_ENTRY(proc) link;     /* in pt->live or pt->done */
+    TAILQ_ENTRY(proc) link;     /* in pt->live, pt->done or pt->gone */
+    struct reap reap;           /* held while its callback runs */
     struct proc_table *pt;      /* borrowed: the owner */
     pid_t pid;                  /* also the process group id */
     enum proc_state state;      /* changed only by proc_set_state */
@@ -84,6 +88,7 @@ struct proc_table {
     struct event *deliver;      /* owned: runs exit callbacks from the loop */
     struct proc_list live;      /* owned: children not yet reaped, by pid */
     struct proc_list done;      /* owned: reaped, callback due */
+    struct proc_list gone;      /* owned: delivered, freed on a later turn */
     unsigned count;             /* entries of live + done */
 };
 
@@ -277,6 +282,7 @@ static void stream_on_read(evutil_socket_t fd, short what, void *arg)
 
 static void proc_free(struct proc *p)
 {
+    reap_cleanup(&p->reap);
     stream_close(&p->out);
     stream_close(&p->err);
     proc_tail_cleanup(&p->out.tail);
@@ -284,6 +290,15 @@ static void proc_free(struct proc *p)
     if (p->timer)
         event_free(p->timer);
     free(p);
+}
+
+/* A delivered child's handle, from the loop after its callback returned. */
+static void proc_destroy(void *arg)
+{
+    struct proc *p = arg;
+
+    TAILQ_REMOVE(&p->pt->gone, p, link);
+    proc_free(p);
 }
 
 static void proc_on_timer(evutil_socket_t fd, short what, void *arg)
@@ -399,14 +414,17 @@ static void table_on_deliver(evutil_socket_t fd, short what, void *arg)
         char *out = NULL, *err = NULL;
 
         TAILQ_REMOVE(&pt->done, p, link);
+        TAILQ_INSERT_TAIL(&pt->gone, p, link);
         pt->count--;
         proc_set_state(p, PS_DELIVERING);
         proc_fill_result(p, &r, &out, &err);
+        reap_hold(&p->reap);
+        reap_release(&p->reap);     /* delivered: it goes once unheld */
         if (p->cb)
             p->cb(&r, p->arg);  /* may spawn, kill or abandon others */
         free(out);
         free(err);
-        proc_free(p);
+        reap_drop(&p->reap);        /* freed on a later turn, not here */
     }
 }
 
@@ -564,7 +582,7 @@ struct proc *proc_spawn(struct proc_table *pt, const struct proc_opts *opts,
     p->grace_ms = opts->grace_ms > 0 ? opts->grace_ms : PROC_GRACE_DEFAULT_MS;
     p->timer = evtimer_new(pt->base, proc_on_timer, p);
     devnull = fd_above2(open("/dev/null", O_RDONLY | O_CLOEXEC));
-    if (!p->timer || devnull < 0 || pipe_above2(out) < 0 ||
+    if (reap_init(&p->reap, pt->base, proc_destroy, p) < 0 || !p->timer || devnull < 0 || pipe_above2(out) < 0 ||
         pipe_above2(errp) < 0 || pipe_above2(ex) < 0) {
         snprintf(err, errlen, "cannot set up the child's pipes: %s",
                  strerror(errno));
@@ -686,7 +704,7 @@ void proc_abandon(struct proc *p)
         proc_free(p);
         return;
     case PS_DELIVERING:
-        p->cb = NULL;   /* freed when its callback returns */
+        p->cb = NULL;   /* freed by the loop once its callback returned */
         return;
     case PS_ABANDONED:
         return;
@@ -712,6 +730,7 @@ struct proc_table *proc_table_new(struct event_base *base)
     pt->base = base;
     TAILQ_INIT(&pt->live);
     TAILQ_INIT(&pt->done);
+    TAILQ_INIT(&pt->gone);
     pt->sigchld = evsignal_new(base, SIGCHLD, table_on_sigchld, pt);
     pt->deliver = event_new(base, -1, 0, table_on_deliver, pt);
     if (!pt->sigchld || !pt->deliver || evsignal_add(pt->sigchld, NULL) < 0) {
@@ -747,6 +766,9 @@ void proc_table_free(struct proc_table *pt)
         TAILQ_REMOVE(&pt->done, p, link);
         proc_free(p);
     }
+    /* Delivered, waiting for a loop turn that will not come. */
+    while ((p = TAILQ_FIRST(&pt->gone)) && reap_now(&p->reap))
+        ;
     if (pt->sigchld)
         event_free(pt->sigchld);
     if (pt->deliver)

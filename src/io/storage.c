@@ -75,6 +75,11 @@ bool storage_key_valid(const char *key)
 
 /* --- operations ---------------------------------------------------------------- */
 
+static void op_destroy(void *op)
+{
+    storage_op_free(op);
+}
+
 static struct storage_op *op_new(struct storage *st, enum op_kind kind,
                                  storage_cb cb, void *arg)
 {
@@ -89,7 +94,9 @@ static struct storage_op *op_new(struct storage *st, enum op_kind kind,
     op->in_fd = -1;
     op->out_fd = -1;
     op->ev = evtimer_new(st->base, on_op_ev, op);
-    if (!op->ev) {
+    if (!op->ev || reap_init(&op->reap, st->base, op_destroy, op) < 0) {
+        if (op->ev)
+            event_free(op->ev);
         free(op);
         return NULL;
     }
@@ -99,6 +106,7 @@ static struct storage_op *op_new(struct storage *st, enum op_kind kind,
 
 void storage_op_free(struct storage_op *op)
 {
+    reap_cleanup(&op->reap);
     if (op->req)
         fetch_cancel(op->req);
     event_free(op->ev);
@@ -161,12 +169,12 @@ void storage_op_done(struct storage_op *op)
     if (r->err)
         log_debug("storage: %s %s %s failed: %s", op->st->name,
                   storage_op_names[op->kind], op->key ? op->key : "", r->error);
-    if (op->cb) {
-        op->finishing = true;
-        op->busy++;
+    /* Answered: a cancel from here on is a no-op. */
+    reap_hold(&op->reap);
+    reap_release(&op->reap);
+    if (op->cb)
         op->cb(r, op->arg);
-    }
-    storage_op_free(op);
+    reap_drop(&op->reap);   /* freed on a later turn, not under cb */
 }
 
 void storage_op_fail(struct storage_op *op, int err, const char *fmt, ...)
@@ -206,24 +214,20 @@ static struct storage_op *op_submit(struct storage_op *op, int err,
 
 void storage_cancel(struct storage_op *op)
 {
-    if (!op || op->finishing || op->cancelled)
+    if (!op || reap_released(&op->reap))
         return;
     if (op->req) {
         fetch_cancel(op->req);
         op->req = NULL;
     }
-    if (op->busy) {
-        /* A user function of this op is on the stack: free it after. */
-        op->cancelled = true;
-        evtimer_del(op->ev);
-        return;
-    }
-    storage_op_free(op);
+    evtimer_del(op->ev);
+    /* Now, or on a later turn when a user function of it is on the stack. */
+    reap_release(&op->reap);
 }
 
 void storage_resume(struct storage_op *op)
 {
-    if (!op || op->cancelled || op->finishing)
+    if (!op || reap_released(&op->reap))
         return;
     if (op->req) {
         fetch_resume(op->req);
@@ -233,32 +237,30 @@ void storage_resume(struct storage_op *op)
     }
 }
 
-/* Calls a user stream function with the busy guard.  Returns false when
- * the op was cancelled inside it (and has now been freed). */
+/* Calls a user stream function holding op.  Returns false when the op was
+ * cancelled inside it (freed on a later turn). */
 bool storage_op_user_write(struct storage_op *op, const char *p, size_t n,
                           int *rc)
 {
-    op->busy++;
+    bool live;
+
+    reap_hold(&op->reap);
     *rc = op->write_fn(p, n, op->rw_arg);
-    op->busy--;
-    if (op->cancelled) {
-        storage_op_free(op);
-        return false;
-    }
-    return true;
+    live = !reap_released(&op->reap);
+    reap_drop(&op->reap);
+    return live;
 }
 
 bool storage_op_user_read(struct storage_op *op, char *p, size_t n,
                          ssize_t *got)
 {
-    op->busy++;
+    bool live;
+
+    reap_hold(&op->reap);
     *got = op->read_fn(p, n, op->rw_arg);
-    op->busy--;
-    if (op->cancelled) {
-        storage_op_free(op);
-        return false;
-    }
-    return true;
+    live = !reap_released(&op->reap);
+    reap_drop(&op->reap);
+    return live;
 }
 
 /* ============================ dispatch ====================================== */

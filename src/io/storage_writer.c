@@ -2,13 +2,16 @@
  *
  * One task with a state enum and one step function.  Buffers: one filling,
  * up to two uploading; a short write sets want_ready and the ready callback
- * runs from the loop once a buffer is free again. */
+ * runs from the loop once a buffer is free again.  The writer is held
+ * (core/reap) while ready or done runs: cancelled or done there, it stops
+ * at once and is freed on a later loop turn. */
 #include "config.h"
 
 #include "studyhub/io/storage_writer.h"
 #include "studyhub/io/storage_backend.h"
 
 #include "studyhub/core/log.h"
+#include "studyhub/core/reap.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -53,8 +56,8 @@ struct storage_writer {
     int64_t total;                  /* bytes sealed into parts */
     bool finish;                    /* no more writes: complete when drained */
     bool want_ready;                /* a write was short */
-    bool cancelled;                 /* cancelled inside our callback */
-    int busy;                       /* > 0 while ready/done runs */
+    struct reap reap;               /* held while ready/done runs; released
+                                     * once cancelled or done */
     struct event *ready_ev;         /* owned: runs `ready` from the loop */
     storage_writer_done_fn done;    /* borrowed */
     storage_writer_ready_fn ready;  /* borrowed; may be NULL */
@@ -80,16 +83,31 @@ static void sw_fail(struct storage_writer *w, int err, const char *msg)
     w->error = xstrdup(msg ? msg : strerror(-w->err));
 }
 
-/* Frees everything; abort_remote also throws away the backend's upload. */
-static void sw_free(struct storage_writer *w, bool abort_remote)
+/* Stops what is in flight, so nothing calls back any more; abort_remote
+ * also throws away the backend's upload. */
+static void sw_stop(struct storage_writer *w, bool abort_remote)
 {
     for (int i = 0; i < SW_BUFS; i++) {
         storage_cancel(w->bufs[i].op);
-        free(w->bufs[i].data);
+        w->bufs[i].op = NULL;
     }
     storage_cancel(w->op);
-    if (abort_remote && w->upload_id)
+    w->op = NULL;
+    if (abort_remote && w->upload_id) {
         storage_mpu_abort(w->st, w->key, w->upload_id, NULL, NULL);
+        free(w->upload_id);
+        w->upload_id = NULL;
+    }
+    if (w->ready_ev)
+        event_del(w->ready_ev);
+}
+
+/* Frees everything (stopped first). */
+static void sw_free(struct storage_writer *w)
+{
+    sw_stop(w, false);
+    for (int i = 0; i < SW_BUFS; i++)
+        free(w->bufs[i].data);
     for (size_t i = 0; i < w->nparts; i++)
         free((char *)w->parts[i].etag);
     free(w->parts);
@@ -99,7 +117,13 @@ static void sw_free(struct storage_writer *w, bool abort_remote)
     free(w->upload_id);
     free(w->error);
     free(w->etag);
+    reap_cleanup(&w->reap);
     free(w);
+}
+
+static void sw_destroy(void *w)
+{
+    sw_free(w);
 }
 
 static void sw_on_ready_ev(evutil_socket_t fd, short what, void *arg)
@@ -109,11 +133,9 @@ static void sw_on_ready_ev(evutil_socket_t fd, short what, void *arg)
     if (w->state != SW_CREATING && w->state != SW_OPEN)
         return;
     if (w->ready) {
-        w->busy++;
+        reap_hold(&w->reap);
         w->ready(w->arg);
-        w->busy--;
-        if (w->cancelled)
-            sw_free(w, true);
+        reap_drop(&w->reap);    /* cancelled there: freed on a later turn */
     }
 }
 
@@ -290,12 +312,14 @@ static void sw_step(struct storage_writer *w)
             struct storage_result res = {
                 .err = w->err, .error = w->error, .size = w->total, .etag = w->etag,
             };
-            if (w->done) {
-                w->busy++;
+            /* Done: a cancel from here on is a no-op. */
+            reap_hold(&w->reap);
+            reap_release(&w->reap);
+            if (w->done)
                 w->done(&res, w->arg);
-            }
             /* An upload left by a failed complete is aborted here. */
-            sw_free(w, w->upload_id != NULL);
+            sw_stop(w, w->upload_id != NULL);
+            reap_drop(&w->reap);        /* freed on a later turn, not here */
             return;
         }
         }
@@ -330,13 +354,14 @@ struct storage_writer *storage_writer_new(struct storage *st,
     w->key = strdup(key);
     w->content_type = xstrdup(content_type);
     w->ready_ev = evtimer_new(st->base, sw_on_ready_ev, w);
-    if (!w->key || (content_type && !w->content_type) || !w->ready_ev) {
-        sw_free(w, false);
+    if (reap_init(&w->reap, st->base, sw_destroy, w) < 0 || !w->key ||
+        (content_type && !w->content_type) || !w->ready_ev) {
+        sw_free(w);
         return NULL;
     }
     w->op = storage_mpu_create(st, key, content_type, sw_on_create, w);
     if (!w->op) {
-        sw_free(w, false);
+        sw_free(w);
         return NULL;
     }
     return w;
@@ -349,7 +374,7 @@ ssize_t storage_writer_write(struct storage_writer *w, const void *data,
     size_t taken = 0;
     bool sealed = false;
 
-    if (w->err || w->finish || w->cancelled ||
+    if (w->err || w->finish || reap_released(&w->reap) ||
         (w->state != SW_CREATING && w->state != SW_OPEN))
         return -1;
     while (taken < len) {
@@ -393,7 +418,7 @@ ssize_t storage_writer_write(struct storage_writer *w, const void *data,
 
 void storage_writer_finish(struct storage_writer *w)
 {
-    if (w->finish || w->cancelled || w->state == SW_DONE)
+    if (w->finish || reap_released(&w->reap) || w->state == SW_DONE)
         return;
     w->finish = true;
     /* The last part may be short; an empty object is one empty part. */
@@ -410,12 +435,9 @@ void storage_writer_finish(struct storage_writer *w)
 
 void storage_writer_cancel(struct storage_writer *w)
 {
-    if (!w || w->cancelled)
-        return;
-    if (w->busy) {
-        /* Inside ready (freed when it returns) or done (freed anyway). */
-        w->cancelled = true;
-        return;
-    }
-    sw_free(w, true);
+    if (!w || reap_released(&w->reap))
+        return;     /* cancelled already, or done */
+    sw_stop(w, true);
+    /* Now, or inside ready: on a later turn once it returned. */
+    reap_release(&w->reap);
 }

@@ -240,12 +240,7 @@ struct sched {
 static void run_step(struct sched_run *run);
 static void job_arm(struct sched_job *job);
 static void job_try(struct sched_job *job);
-static void sched_maybe_destroy(struct sched *s);
-
-static void sched_maybe_destroy_held(void *s)
-{
-    sched_maybe_destroy(s);
-}
+static void sched_destroy(void *arg);
 
 static void timer_arm_ms(struct event *ev, int64_t ms)
 {
@@ -682,8 +677,6 @@ static void run_step(struct sched_run *run)
         else
             waiter_tell(run, "", "the server is stopping");
         run_free(run);
-        if (s && s->dying)
-            sched_maybe_destroy(s);
         return;
     }
 }
@@ -1096,15 +1089,13 @@ struct sched *sched_new(struct app *app, char *err, size_t errlen)
     }
     s->app = app;
     s->base = app->base;
-    s->held.destroy = sched_maybe_destroy_held;
-    s->held.owner = s;
     s->zone = strdup(app->cfg->sched_time_zone);
     s->overrides = strdup(app->cfg->sched_jobs ? app->cfg->sched_jobs : "");
     s->boot_timer = evtimer_new(s->base, on_boot_timer, s);
-    if (!s->zone || !s->overrides || !s->boot_timer) {
+    if (pg_holder_init(&s->held, s->base, sched_destroy, s) < 0 || !s->zone ||
+        !s->overrides || !s->boot_timer) {
         snprintf(err, errlen, "out of memory");
-        s->dying = true;
-        sched_maybe_destroy(s);
+        sched_destroy(s);
         return NULL;
     }
     /* One schedule zone for the process; logs are in UTC and unaffected. */
@@ -1118,8 +1109,7 @@ struct sched *sched_new(struct app *app, char *err, size_t errlen)
         (app->cfg->debug_routes &&
          sched_add(s, "test_sleep", "off", job_test_sleep, NULL) < 0)) {
         snprintf(err, errlen, "SCHED_JOBS: bad time for a built-in job");
-        s->dying = true;
-        sched_maybe_destroy(s);
+        sched_destroy(s);
         return NULL;
     }
     return s;
@@ -1185,10 +1175,10 @@ unsigned sched_busy(const struct sched *s)
     return s ? s->running : 0;
 }
 
-static void sched_maybe_destroy(struct sched *s)
+static void sched_destroy(void *arg)
 {
-    if (!s->dying || s->held.queries > 0 || s->running > 0)
-        return;
+    struct sched *s = arg;
+
     for (int i = 0; i < s->njobs; i++) {
         if (s->jobs[i]->timer)
             event_free(s->jobs[i]->timer);
@@ -1199,6 +1189,7 @@ static void sched_maybe_destroy(struct sched *s)
         event_free(s->boot_timer);
     free(s->zone);
     free(s->overrides);
+    pg_holder_cleanup(&s->held);
     free(s);
 }
 
@@ -1207,8 +1198,6 @@ void sched_free(struct sched *s)
     if (!s || s->dying)
         return;
     s->dying = true;
-    /* Queries still out skip their callbacks; the last destroys s. */
-    pg_holder_release(&s->held);
     sched_drain(s);
     /* Runs still going lose their scheduler: they finish on their own and
      * only free themselves (their row's lease marks it abandoned if the
@@ -1230,7 +1219,8 @@ void sched_free(struct sched *s)
         run->wake = run->heartbeat = NULL;
         waiter_tell(run, "", "the server is stopping");
     }
-    sched_maybe_destroy(s);
+    /* Queries still out skip their callbacks; s goes after the last. */
+    pg_holder_release(&s->held);
 }
 
 /* ---- a job that is one counting statement ------------------------------------ */
@@ -1284,7 +1274,7 @@ void sched_job_view(const struct sched *s, int i, struct sched_job_view *out)
 }
 
 struct recent_ctx {
-    struct sched *s;        /* borrowed, held by s->held.queries */
+    struct sched *s;        /* borrowed, held by s->held */
     sched_recent_fn fn;     /* borrowed */
     void *arg;              /* borrowed */
 };
@@ -1294,15 +1284,13 @@ static void on_recent(PGresult *res, void *arg)
     struct recent_ctx rc = *(struct recent_ctx *)arg;
 
     free(arg);
-    /* Counted by hand, not through pg_exec_held: fn must hear of a
+    /* Held by hand, not through pg_exec_held: fn must hear of a
      * scheduler that stopped meanwhile. */
-    rc.s->held.queries--;
-    if (rc.s->dying) {
+    if (rc.s->dying)
         rc.fn(NULL, NULL, rc.arg);
-        sched_maybe_destroy(rc.s);
-        return;
-    }
-    rc.fn(rc.s, res && pg_ok(res) ? res : NULL, rc.arg);
+    else
+        rc.fn(rc.s, res && pg_ok(res) ? res : NULL, rc.arg);
+    reap_drop(&rc.s->held.reap);
 }
 
 void sched_recent_runs(struct sched *s, sched_recent_fn fn, void *arg)
@@ -1314,7 +1302,7 @@ void sched_recent_runs(struct sched *s, sched_recent_fn fn, void *arg)
         return;
     }
     *rc = (struct recent_ctx){ s, fn, arg };
-    s->held.queries++;  /* keeps the scheduler until the answer */
+    reap_hold(&s->held.reap);  /* keeps the scheduler until the answer */
     if (pg_exec(s->app->pg, &sql_recent, 0, NULL, on_recent, rc) < 0)
         on_recent(NULL, rc);
 }

@@ -12,10 +12,10 @@
  * Notifications come through the pool's LISTEN session (pg_pool_listen):
  * "tasks" wakes the claim, "task_cancel" names a task to stop.
  *
- * Memory: a task is freed only from the reap event (or synchronously at
- * shutdown), once it is closed and nothing holds it; every query the
- * runner sends for a task holds it, so no callback ever sees a freed task.
- * The runner itself is freed once its last query came back. */
+ * Memory (core/reap): a task is freed on a loop turn after it closed and
+ * nothing holds it (or synchronously at shutdown); every query the runner
+ * sends for a task holds it, so no callback ever sees a freed task.  The
+ * runner is held by its queries and its tasks, and goes after the last. */
 #include "config.h"
 
 #include "studyhub/queue/task_internal.h"
@@ -152,7 +152,7 @@ typedef void (*rq_fn)(struct task_runner *r, struct task_impl *ti,
                       PGresult *res, void *arg);
 /* One query sent by the runner (for a task, an admin command, ...). */
 struct rq {
-    struct task_runner *r;          /* borrowed: counts us in r->queries */
+    struct task_runner *r;          /* borrowed: held by us */
     struct task_impl *ti;           /* held while in flight, or NULL */
     rq_fn fn;                       /* borrowed */
     void *arg;                      /* borrowed: fn's */
@@ -162,7 +162,7 @@ struct rq {
 static void task_enter(struct task_impl *ti, int state);
 static void task_leave(struct task_impl *ti);
 static void task_close(struct task_impl *ti, const char *why);
-static void runner_maybe_destroy(struct task_runner *r);
+static void runner_destroy(void *arg);
 static void task_free(struct task_impl *ti);
 static enum task_outcome_kind task_final_outcome(const struct task_impl *ti);
 
@@ -184,14 +184,12 @@ static void rq_done(PGresult *res, void *arg)
     struct task_runner *r = q->r;
     struct task_impl *ti = q->ti;
 
-    r->queries--;
     if (q->fn)
         q->fn(r, ti, res, q->arg);
     if (ti)
         task_release(&ti->pub);
     free(q);
-    if (r->dying)
-        runner_maybe_destroy(r);
+    reap_drop(&r->reap);    /* freed by task_runner_free: goes after the last */
 }
 
 /* pg_exec that keeps r (and ti, if given) alive until fn has run. */
@@ -211,9 +209,9 @@ int task_runner_exec(struct task_runner *r, struct task_impl *ti,
         free(q);
         return -1;
     }
-    r->queries++;
+    reap_hold(&r->reap);
     if (ti)
-        ti->holds++;
+        reap_hold(&ti->reap);
     return 0;
 }
 
@@ -278,8 +276,9 @@ static void task_close(struct task_impl *ti, const char *why)
         ti->opened = false;
         ti->pub.kind->close(&ti->pub);
     }
-    if (ti->holds == 0)
-        event_active(r->reap, EV_TIMEOUT, 1);
+    /* The runner's hold ends: freed on a later turn once nothing holds it. */
+    reap_release(&ti->reap);
+    reap_drop(&ti->reap);
     /* A slot is free. */
     task_claim_kick(r);
 }
@@ -301,30 +300,19 @@ static void task_free(struct task_impl *ti)
     free(ti->result_text);
     free(ti->error);
     free(ti->problems);
+    reap_cleanup(&ti->reap);
     free(ti);
 }
 
-/* Frees closed tasks nothing holds. */
-static void runner_reap(struct task_runner *r)
+/* A closed task nothing holds (core/reap): from the loop, or at shutdown. */
+static void task_destroy(void *arg)
 {
-    struct task_impl *ti, *next;
+    struct task_impl *ti = arg;
+    struct task_runner *r = ti->r;
 
-    for (ti = TAILQ_FIRST(&r->closed); ti; ti = next) {
-        next = TAILQ_NEXT(ti, link);
-        if (ti->holds > 0)
-            continue;
-        TAILQ_REMOVE(&r->closed, ti, link);
-        task_free(ti);
-    }
-}
-
-static void runner_on_reap(evutil_socket_t fd, short what, void *arg)
-{
-    struct task_runner *r = arg;
-
-    runner_reap(r);
-    if (r->dying)
-        runner_maybe_destroy(r);
+    TAILQ_REMOVE(&r->closed, ti, link);
+    task_free(ti);
+    reap_drop(&r->reap);    /* the task's hold on the runner */
 }
 
 /* Abandoned here (lease lost, database gone too long): another server
@@ -906,7 +894,7 @@ bool task_live(const struct task *t)
 
 void task_hold(struct task *t)
 {
-    impl(t)->holds++;
+    reap_hold(&impl(t)->reap);
 }
 
 void task_release(struct task *t)
@@ -914,15 +902,9 @@ void task_release(struct task *t)
     struct task_impl *ti = impl(t);
     struct task_runner *r = ti->r;
 
-    if (--ti->holds > 0 || ti->phase != TP_CLOSED)
-        return;
-    if (r->dying) {
-        /* No events run any more: free it now. */
-        TAILQ_REMOVE(&r->closed, ti, link);
-        task_free(ti);
-        return;
-    }
-    event_active(r->reap, EV_TIMEOUT, 1);
+    reap_drop(&ti->reap);
+    if (r->dying)
+        reap_now(&ti->reap);    /* no loop turn may come: now, if it may go */
 }
 
 static void on_kind_query(struct task_runner *r, struct task_impl *ti,
@@ -1093,11 +1075,14 @@ struct task_impl *task_new(struct task_runner *r, const struct task_kind *k,
     ti->wake = event_new(r->base, -1, 0, task_on_wake, ti);
     ti->retry = evtimer_new(r->base, task_on_retry_timer, ti);
     ti->log_flush = evtimer_new(r->base, task_on_log_flush, ti);
-    if (!ti->heartbeat || !ti->wake || !ti->retry || !ti->log_flush ||
+    if (reap_init(&ti->reap, r->base, task_destroy, ti) < 0 || !ti->heartbeat ||
+        !ti->wake || !ti->retry || !ti->log_flush ||
         proc_tail_init(&ti->log, TASK_LOG_MAX) < 0) {
         task_free(ti);
         return NULL;
     }
+    reap_hold(&ti->reap);       /* the runner's, until it closes */
+    reap_hold(&r->reap);        /* the task's, until it is freed */
     task_set_phase(ti, TP_STARTING);
     return ti;
 }
@@ -1148,11 +1133,9 @@ struct task_runner *task_runner_new(struct app *app)
     TAILQ_INIT(&r->tasks);
     TAILQ_INIT(&r->closed);
     runner_identity(r);
-    r->reap = event_new(r->base, -1, 0, runner_on_reap, r);
     r->wake_timer = evtimer_new(r->base, task_claim_on_wake_timer, r);
-    if (!r->reap || !r->wake_timer) {
-        r->dying = true;
-        runner_maybe_destroy(r);
+    if (reap_init(&r->reap, r->base, runner_destroy, r) < 0 || !r->wake_timer) {
+        runner_destroy(r);
         return NULL;
     }
     return r;
@@ -1242,11 +1225,12 @@ unsigned task_runner_busy(const struct task_runner *r)
     return r ? r->ntasks : 0;
 }
 
-static void runner_destroy(struct task_runner *r)
+static void runner_destroy(void *arg)
 {
+    struct task_runner *r = arg;
+
     task_claim_stop(r);
-    if (r->reap)
-        event_free(r->reap);
+    reap_cleanup(&r->reap);
     if (r->wake_timer)
         event_free(r->wake_timer);
     free(r->kinds_param);
@@ -1254,32 +1238,29 @@ static void runner_destroy(struct task_runner *r)
     free(r);
 }
 
-static void runner_maybe_destroy(struct task_runner *r)
-{
-    if (r->dying && r->queries == 0 && TAILQ_EMPTY(&r->tasks) &&
-        TAILQ_EMPTY(&r->closed))
-        runner_destroy(r);
-}
-
 void task_runner_free(struct task_runner *r)
 {
-    struct task_impl *ti;
+    struct task_impl *ti, *next;
 
     if (!r || r->dying)
         return;
     r->dying = true;
     task_claim_stop(r);
     evtimer_del(r->wake_timer);
-    event_del(r->reap);
     while ((ti = TAILQ_FIRST(&r->tasks))) {
         log_warn("task %lld %s: still running at exit (stage %s); its lease will "
                  "run out and a server will resume it", (long long)ti->pub.id,
                  ti->pub.kind->name, task_state_name(&ti->pub, ti->pub.state));
         task_close(ti, NULL);
     }
-    runner_reap(r);
-    /* Queries still out come back (NULL at pg_pool_free at the latest). */
-    runner_maybe_destroy(r);
+    /* The closed ones nothing holds go now: no loop turn may come. */
+    for (ti = TAILQ_FIRST(&r->closed); ti; ti = next) {
+        next = TAILQ_NEXT(ti, link);
+        reap_now(&ti->reap);
+    }
+    /* Queries still out come back (NULL at pg_pool_free at the latest);
+     * the runner goes after the last. */
+    reap_release(&r->reap);
 }
 
 /* ---- enqueue, find, cancel -------------------------------------------------- */

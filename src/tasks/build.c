@@ -103,6 +103,45 @@ void bl_move(struct build *b, int state, enum task_stage_outcome o)
     task_set_state(b->t, state, o);
 }
 
+/* ---- what it waits on ---------------------------------------------------------------- */
+
+const char *const bl_wait_names[] = {
+    [BW_NONE] = "nothing", [BW_QUERY] = "query", [BW_GITHUB] = "github",
+    [BW_FLIGHT] = "flight", [BW_CHILD] = "child", [BW_UPLOAD] = "upload",
+    [BW_TIMER] = "timer",
+};
+
+void bl_wait(struct build *b, enum bl_wait w)
+{
+    if (b->wait != w)
+        log_debug("build %" PRId64 ": waits on %s -> %s", b->t->id,
+                  bl_wait_names[b->wait], bl_wait_names[w]);
+    b->wait = w;
+}
+
+void bl_wait_end(struct build *b, enum bl_wait w)
+{
+    if (b->wait == w)
+        bl_wait(b, BW_NONE);
+}
+
+int bl_query(struct build *b, const struct pg_stmt *stmt, int n,
+             const char *const *params, task_pg_cb cb)
+{
+    bl_wait(b, BW_QUERY);
+    if (task_pg_exec(b->t, stmt, n, params, cb) < 0) {
+        bl_wait(b, BW_NONE);
+        return -1;
+    }
+    return 0;
+}
+
+static void bl_wait_timer(struct build *b, int64_t ms)
+{
+    bl_wait(b, BW_TIMER);
+    util_timer_ms(b->timer, ms);
+}
+
 /* ---- the stages ----------------------------------------------------------------------- */
 
 static void bl_halt(struct build *b)
@@ -123,6 +162,8 @@ static void bl_halt(struct build *b)
     }
     if (b->timer)
         evtimer_del(b->timer);
+    if (b->wait != BW_QUERY)
+        bl_wait(b, BW_NONE);    /* a query out still comes back */
 }
 
 static void docker_rm_done(const struct proc_result *r, void *arg)
@@ -207,11 +248,11 @@ static void on_loaded(struct task *t, PGresult *res)
 {
     struct build *b = t->data;
 
-    b->pg_busy = false;
+    bl_wait_end(b, BW_QUERY);
     if (!res) {
         /* The database is away: the runner could not save either; try
          * again a little later through the timer. */
-        util_timer_ms(b->timer, SETTLE_RETRY_MS);
+        bl_wait_timer(b, SETTLE_RETRY_MS);
         return;
     }
     if (!pg_ok(res)) {
@@ -253,10 +294,8 @@ static void bl_load(struct build *b)
     const char *params[2] = { task, the_builder->app->cfg->runner_repo_url };
 
     snprintf(task, sizeof task, "%" PRId64, b->t->id);
-    b->pg_busy = true;
-    if (task_pg_exec(b->t, &stmt_load, 2, params, on_loaded) < 0) {
-        b->pg_busy = false;
-        util_timer_ms(b->timer, SETTLE_RETRY_MS);
+    if (bl_query(b, &stmt_load, 2, params, on_loaded) < 0) {
+        bl_wait_timer(b, SETTLE_RETRY_MS);
     }
 }
 
@@ -264,6 +303,7 @@ static void on_bl_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct build *b = arg;
 
+    bl_wait_end(b, BW_TIMER);
     task_wake(b->t);
 }
 
@@ -329,7 +369,7 @@ static void on_resolved_saved(struct task *t, PGresult *res)
 {
     struct build *b = t->data;
 
-    b->pg_busy = false;
+    bl_wait_end(b, BW_QUERY);
     if (task_cancel_requested(t)) {
         bl_stop(b, BO_CANCELLED, "cancelled while resolving the commit");
         return;
@@ -378,9 +418,7 @@ static void resolve_done(struct build *b)
     params[1] = b->repo_url;
     params[2] = b->sha;
     params[3] = b->cache_key;
-    b->pg_busy = true;
-    if (task_pg_exec(t, &stmt_resolved, 4, params, on_resolved_saved) < 0) {
-        b->pg_busy = false;
+    if (bl_query(b, &stmt_resolved, 4, params, on_resolved_saved) < 0) {
         bl_stop(b, BO_FAILED, "cannot save the resolved commit: out of memory");
     }
 }
@@ -394,6 +432,7 @@ static void on_api(struct fetch_req *req, const struct fetch_result *res, void *
     const char *v;
 
     b->req = NULL;
+    bl_wait_end(b, BW_GITHUB);
     if (res->error || res->status != 200) {
         if (res->status)
             bl_stop(b, BO_FAILED, "GitHub API: HTTP %d for %s/%s%s%s after %d attempt%s: %.300s",
@@ -474,6 +513,7 @@ static void api_get(struct build *b)
         bl_stop(b, BO_FAILED, "cannot call the GitHub API: out of memory");
         return;
     }
+    bl_wait(b, BW_GITHUB);
     task_log(b->t, "GET %s", url);
     free(url);
 }
@@ -667,6 +707,7 @@ static void child_start(struct build *b, int which)
         bl_stop(b, BO_FAILED, "cannot start %s: %s", bl_child_name(which), err);
         return;
     }
+    bl_wait(b, BW_CHILD);
     o.argv = (const char *const *)argv.v;
     o.envp = envp.v ? (const char *const *)envp.v : NULL;
     if (which != CH_COPY && (which != CH_RUN || runner_is_docker()))
@@ -718,6 +759,7 @@ static void on_child(const struct proc_result *r, void *arg)
     char how[160], label[96];
 
     b->proc = NULL;
+    bl_wait_end(b, BW_CHILD);
     bl_disk_watch_stop(b);
     proc_result_describe(r, how, sizeof how);
     task_log(b->t, "%s: %s after %.1f s", bl_child_name(b->child), how, r->duration_s);
@@ -799,7 +841,7 @@ static void on_rechecked(struct task *t, PGresult *res)
 {
     struct build *b = t->data;
 
-    b->pg_busy = false;
+    bl_wait_end(b, BW_QUERY);
     if (task_cancel_requested(t)) {
         bl_stop(b, BO_CANCELLED, "cancelled while waiting for another build of this runner");
         return;
@@ -840,7 +882,7 @@ static void st_build(struct build *b)
             task_log(t, "build %s is producing this runner on this server: waiting for it",
                      other->t->uuid);
         b->waited = true;
-        util_timer_ms(b->timer, SAME_RUNNER_WAIT_MS);
+        bl_wait_timer(b, SAME_RUNNER_WAIT_MS);
         return;
     }
     if (b->waited) {
@@ -849,16 +891,14 @@ static void st_build(struct build *b)
 
         b->waited = false;
         snprintf(task, sizeof task, "%" PRId64, t->id);
-        b->pg_busy = true;
-        if (task_pg_exec(t, &stmt_resolved, 4, params, on_rechecked) < 0) {
-            b->pg_busy = false;
+        if (bl_query(b, &stmt_resolved, 4, params, on_rechecked) < 0) {
             bl_stop(b, BO_FAILED, "cannot look for the runner: out of memory");
         }
         return;
     }
     if (runner_is_sandboxed() && the_builder->sandbox != SB_OK) {
         if (the_builder->sandbox == SB_CHECKING) {
-            util_timer_ms(b->timer, PROBE_WAIT_MS);     /* the check at start */
+            bl_wait_timer(b, PROBE_WAIT_MS);     /* the check at start */
             return;
         }
         bl_stop(b, BO_FAILED, "builds are refused: the build sandbox does not work on this "
@@ -949,7 +989,7 @@ static void on_forgotten(struct task *t, PGresult *res)
 {
     struct build *b = t->data;
 
-    b->pg_busy = false;
+    bl_wait_end(b, BW_QUERY);
     json_decref(b->manifest);
     b->manifest = NULL;
     if (!res || !pg_ok(res)) {
@@ -975,6 +1015,7 @@ static void st_upload(struct build *b)
         return;
     }
     b->up = up;
+    bl_wait(b, BW_UPLOAD);
     if (b->manifest) {
         up_from_manifest(up, b->manifest);
         return;
@@ -993,6 +1034,7 @@ static void st_upload(struct build *b)
     if (!src) {
         /* Resumed, and the build's output is gone: build again. */
         b->up = NULL;
+        bl_wait_end(b, BW_UPLOAD);
         up_free(up);
         if (++b->rebuilds > MAX_REBUILDS) {
             bl_stop(b, BO_FAILED, "the build's output vanished %d times", MAX_REBUILDS);
@@ -1023,9 +1065,9 @@ static void on_settled(struct task *t, PGresult *res)
     enum task_outcome to;
     json_t *ev, *result;
 
-    b->pg_busy = false;
+    bl_wait_end(b, BW_QUERY);
     if (!res) {
-        util_timer_ms(b->timer, SETTLE_RETRY_MS);
+        bl_wait_timer(b, SETTLE_RETRY_MS);
         return;
     }
     if (!pg_ok(res)) {
@@ -1071,10 +1113,8 @@ static void st_finish(struct build *b)
     params[0] = task;
     params[1] = outcome_names[b->outcome];
     params[2] = b->error[0] ? b->error : NULL;
-    b->pg_busy = true;
-    if (task_pg_exec(b->t, &stmt_settle, 3, params, on_settled) < 0) {
-        b->pg_busy = false;
-        util_timer_ms(b->timer, SETTLE_RETRY_MS);
+    if (bl_query(b, &stmt_settle, 3, params, on_settled) < 0) {
+        bl_wait_timer(b, SETTLE_RETRY_MS);
     }
 }
 
@@ -1085,7 +1125,7 @@ static void build_step(struct task *t)
     struct build *b = t->data;
 
     b->moving = false;
-    if (b->pg_busy)
+    if (b->wait == BW_QUERY)
         return;
     if (t->state != BS_FINISH && task_cancel_requested(t)) {
         bl_stop(b, BO_CANCELLED, "cancelled before stage %s", bl_state_name(t->state));
@@ -1139,9 +1179,7 @@ void bl_cache_gone(struct build *b, const char *what)
     params[0] = b->cache_key;
     params[1] = task;
     task_log(b->t, "the cached runner's file %s is gone from storage: building it again", what);
-    b->pg_busy = true;
-    if (task_pg_exec(b->t, &stmt_forget_runner, 2, params, on_forgotten) < 0) {
-        b->pg_busy = false;
+    if (bl_query(b, &stmt_forget_runner, 2, params, on_forgotten) < 0) {
         bl_stop(b, BO_FAILED, "cannot forget the lost cached runner: out of memory");
     }
 }
@@ -1209,7 +1247,7 @@ static void build_cancel(struct task *t)
         proc_kill(b->proc);
         return;
     }
-    if (b->pg_busy)
+    if (b->wait == BW_QUERY)
         return;     /* its callback checks */
     bl_stop(b, BO_CANCELLED, "cancelled in stage %s", bl_state_name(t->state));
 }

@@ -60,6 +60,7 @@ void flight_free(struct flight *f)
 static void flight_join(struct flight *f, struct build *b)
 {
     b->flight = f;
+    bl_wait(b, BW_FLIGHT);
     TAILQ_INSERT_TAIL(&f->waiters, b, wlink);
 }
 
@@ -69,6 +70,7 @@ void flight_leave(struct build *b)
         return;
     TAILQ_REMOVE(&b->flight->waiters, b, wlink);
     b->flight = NULL;
+    bl_wait_end(b, BW_FLIGHT);
     /* A flight nobody waits for runs on: its product (a checkout) is
      * what the next build of the commit needs anyway. */
 }
@@ -82,6 +84,7 @@ static void flight_finish(struct flight *f, bool ok, const char *msg)
     while ((b = TAILQ_FIRST(&f->waiters))) {
         TAILQ_REMOVE(&f->waiters, b, wlink);
         b->flight = NULL;
+        bl_wait_end(b, BW_FLIGHT);
         bl_on_flight_done(b, f->kind, ok, msg);
     }
     flight_free(f);

@@ -53,6 +53,7 @@ static void up_fail(struct upload *up, const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     b->up = NULL;
+    bl_wait_end(b, BW_UPLOAD);
     up_free(up);
     bl_stop(b, BO_FAILED, "%s", msg);
 }
@@ -105,6 +106,7 @@ static void on_op_done(const struct storage_result *res, void *arg)
         snprintf(what, sizeof what, "%s%s: %s", up->cache_prefix, f->rel,
                  res->error ? res->error : "missing");
         b->up = NULL;
+        bl_wait_end(b, BW_UPLOAD);
         up_free(up);
         bl_cache_gone(b, what);
         return;
@@ -257,9 +259,7 @@ static void up_phase_done(struct upload *up)
         params[4] = files;
         params[5] = bytes;
         params[6] = task;
-        b->pg_busy = true;
-        if (task_pg_exec(b->t, &stmt_record, 7, params, on_recorded) < 0) {
-            b->pg_busy = false;
+        if (bl_query(b, &stmt_record, 7, params, on_recorded) < 0) {
             free(text);
             up_fail(up, "cannot record the runner: out of memory");
             return;
@@ -273,6 +273,7 @@ static void up_phase_done(struct upload *up)
     if (up->retries)
         task_log(b->t, "%u operations were tried again", up->retries);
     b->up = NULL;
+    bl_wait_end(b, BW_UPLOAD);
     up_free(up);
     b->outcome = BO_SUCCEEDED;
     bl_move(b, BS_FINISH, TASK_STAGE_OK);
@@ -283,7 +284,7 @@ static void on_recorded(struct task *t, PGresult *res)
     struct build *b = t->data;
     struct upload *up = b->up;
 
-    b->pg_busy = false;
+    bl_wait_end(b, BW_QUERY);
     if (task_cancel_requested(t)) {
         bl_stop(b, BO_CANCELLED, "cancelled while uploading");
         return;
@@ -299,6 +300,7 @@ static void on_recorded(struct task *t, PGresult *res)
     if (up->retries)
         task_log(b->t, "%u operations were tried again", up->retries);
     b->up = NULL;
+    bl_wait_end(b, BW_UPLOAD);
     up_free(up);
     b->outcome = BO_SUCCEEDED;
     bl_move(b, BS_FINISH, TASK_STAGE_OK);

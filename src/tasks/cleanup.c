@@ -1,10 +1,12 @@
 /* cleanup: the builder's nightly sweeps (cleanup_builds, cleanup_docker_images,
  * cleanup_checkouts).  See include/studyhub/tasks/cleanup.h.
  *
- * A sweep is a small state machine of its own: list the candidates (one
- * readdir of a folder we own: its entries are builds and commits, a few
- * thousand at most), ask PostgreSQL which are in use, then remove the rest
- * with `rm -rf` children in batches, one batch at a time, and report. */
+ * A sweep is a small state machine of its own (enum sweep_state, its names
+ * table, sweep_step): list the candidates (one readdir of a folder we own:
+ * its entries are builds and commits, a few thousand at most), ask
+ * PostgreSQL which are in use, then remove the rest with `rm -rf` children
+ * in batches, one batch at a time, and report.  Each callback stores its
+ * result and steps again. */
 #include "config.h"
 
 #include "studyhub/tasks/cleanup.h"
@@ -12,6 +14,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,8 +43,23 @@ static const char *const sweep_what[] = {
     [SWEEP_CHECKOUTS] = "checkout entries",
 };
 
+enum sweep_state {
+    SWS_LIST,      /* read the folder: the entries older than a day */
+    SWS_IN_USE,    /* the query: which of them queued or running builds use */
+    SWS_REMOVE,    /* rm -rf the rest, one batch (child) at a time */
+    SWS_END,       /* report (outcome, text) and free */
+};
+
+static const char *const sweep_state_names[] = {
+    [SWS_LIST] = "list", [SWS_IN_USE] = "in_use", [SWS_REMOVE] = "remove",
+    [SWS_END] = "end",
+};
+
 struct sweep {
     struct sched_run *run;     /* borrowed until sched_done */
+    enum sweep_state state;    /* changed only by sweep_set_state */
+    enum sched_outcome outcome; /* SWS_END's */
+    char *text;                /* owned: SWS_END's report; NULL: out of memory */
     struct app *app;           /* borrowed */
     enum sweep_kind kind;
     char *dir;                 /* owned: the folder swept */
@@ -58,21 +76,35 @@ static void sweep_free(struct sweep *sw)
         free(sw->names[i]);
     free(sw->names);
     free(sw->dir);
+    free(sw->text);
     free(sw);
 }
 
-static void sweep_end(struct sweep *sw)
+static void sweep_step(struct sweep *sw);
+
+static void sweep_set_state(struct sweep *sw, enum sweep_state st)
 {
-    if (sw->failed)
-        sched_done(sw->run, SCHED_FAILED, "removed %zu %s older than a day (%zu in use kept); "
-                   "some could not be removed", sw->removed, sweep_what[sw->kind], sw->kept);
-    else
-        sched_done(sw->run, SCHED_SUCCEEDED, "removed %zu %s older than a day (%zu in use kept)",
-                   sw->removed, sweep_what[sw->kind], sw->kept);
-    sweep_free(sw);
+    if (sw->state != st)
+        log_debug("sweep of %s: %s -> %s", sweep_what[sw->kind],
+                  sweep_state_names[sw->state], sweep_state_names[st]);
+    sw->state = st;
 }
 
-static void rm_batch(struct sweep *sw);
+/* To SWS_END with the run's outcome and report. */
+static void sweep_finish(struct sweep *sw, enum sched_outcome o, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void sweep_finish(struct sweep *sw, enum sched_outcome o, const char *fmt, ...)
+{
+    va_list ap;
+
+    free(sw->text);
+    va_start(ap, fmt);
+    if (vasprintf(&sw->text, fmt, ap) < 0)
+        sw->text = NULL;
+    va_end(ap);
+    sw->outcome = o;
+    sweep_set_state(sw, SWS_END);
+}
 
 static void on_rm(const struct proc_result *r, void *arg)
 {
@@ -84,11 +116,12 @@ static void on_rm(const struct proc_result *r, void *arg)
         sched_run_log(sw->run, "rm -rf %s: %.500s", how, r->err);
         sw->failed = true;
     }
-    rm_batch(sw);
+    sweep_step(sw);
 }
 
-/* The next batch of names (NULL entries were kept), or the end. */
-static void rm_batch(struct sweep *sw)
+/* Starts the next batch of names (NULL entries were kept): true when an
+ * rm child is out, false when none is left (or it could not start). */
+static bool rm_batch(struct sweep *sw)
 {
     const char *argv[RM_BATCH + 4];
     char *paths[RM_BATCH];
@@ -110,21 +143,18 @@ static void rm_batch(struct sweep *sw)
         sw->removed++;
     }
     argv[na] = NULL;
-    if (np == 0) {
-        sweep_end(sw);
-        return;
-    }
-    if (!proc_spawn(sw->app->procs, &o, on_rm, sw, err, sizeof err)) {
+    if (np == 0)
+        return false;
+    bool started = proc_spawn(sw->app->procs, &o, on_rm, sw, err, sizeof err) != NULL;
+
+    if (!started) {
         sched_run_log(sw->run, "cannot start rm: %s", err);
         sw->failed = true;
         sw->next = sw->n;
-        for (int i = 0; i < np; i++)
-            free(paths[i]);
-        sweep_end(sw);
-        return;
     }
     for (int i = 0; i < np; i++)
         free(paths[i]);
+    return started;
 }
 
 /* Entries of sw->dir whose modification time is older than a day. */
@@ -189,9 +219,9 @@ static void on_in_use(PGresult *res, void *arg)
     struct sweep *sw = arg;
 
     if (!res || !pg_ok(res)) {
-        sched_done(sw->run, SCHED_FAILED, "cannot ask which builds run: %s",
-                   res ? PQresultErrorMessage(res) : "database unreachable");
-        sweep_free(sw);
+        sweep_finish(sw, SCHED_FAILED, "cannot ask which builds run: %s",
+                     res ? PQresultErrorMessage(res) : "database unreachable");
+        sweep_step(sw);
         return;
     }
     for (size_t i = 0; i < sw->n; i++) {
@@ -209,7 +239,46 @@ static void on_in_use(PGresult *res, void *arg)
             }
         }
     }
-    rm_batch(sw);
+    sweep_set_state(sw, SWS_REMOVE);
+    sweep_step(sw);
+}
+
+static void sweep_step(struct sweep *sw)
+{
+    for (;;) {
+        switch (sw->state) {
+        case SWS_LIST:
+            if (list_old(sw) < 0)
+                sweep_finish(sw, SCHED_FAILED, "cannot list %s: %s", sw->dir,
+                             strerror(errno));
+            else if (sw->n == 0)
+                sweep_finish(sw, SCHED_SUCCEEDED, "no %s older than a day in %s",
+                             sweep_what[sw->kind], sw->dir);
+            else
+                sweep_set_state(sw, SWS_IN_USE);
+            continue;
+        case SWS_IN_USE:
+            if (pg_exec(sw->app->pg, &stmt_in_use, 0, NULL, on_in_use, sw) == 0)
+                return;     /* on_in_use steps again */
+            sweep_finish(sw, SCHED_FAILED, "cannot queue the query");
+            continue;
+        case SWS_REMOVE:
+            if (rm_batch(sw))
+                return;     /* on_rm steps again */
+            if (sw->failed)
+                sweep_finish(sw, SCHED_FAILED, "removed %zu %s older than a day (%zu in "
+                             "use kept); some could not be removed", sw->removed,
+                             sweep_what[sw->kind], sw->kept);
+            else
+                sweep_finish(sw, SCHED_SUCCEEDED, "removed %zu %s older than a day (%zu "
+                             "in use kept)", sw->removed, sweep_what[sw->kind], sw->kept);
+            continue;
+        case SWS_END:
+            sched_done(sw->run, sw->outcome, "%s", sw->text ? sw->text : "out of memory");
+            sweep_free(sw);
+            return;
+        }
+    }
 }
 
 static void sweep_start(struct sched_run *run, enum sweep_kind kind)
@@ -230,20 +299,8 @@ static void sweep_start(struct sched_run *run, enum sweep_kind kind)
     sw->run = run;
     sw->app = app;
     sw->kind = kind;
-    if (list_old(sw) < 0) {
-        sched_done(run, SCHED_FAILED, "cannot list %s: %s", dir, strerror(errno));
-        sweep_free(sw);
-        return;
-    }
-    if (sw->n == 0) {
-        sched_done(run, SCHED_SUCCEEDED, "no %s older than a day in %s", sweep_what[kind], dir);
-        sweep_free(sw);
-        return;
-    }
-    if (pg_exec(app->pg, &stmt_in_use, 0, NULL, on_in_use, sw) < 0) {
-        sched_done(run, SCHED_FAILED, "cannot queue the query");
-        sweep_free(sw);
-    }
+    sweep_set_state(sw, SWS_LIST);
+    sweep_step(sw);
 }
 
 static void cleanup_builds(struct sched_run *run, void *arg)

@@ -17,6 +17,7 @@
 
 #include "studyhub/io/archive.h"
 #include "studyhub/io/proc.h"
+#include "unit_loop.h"
 
 /* ---- a tiny zip writer (stored entries, unix modes) ------------------- */
 
@@ -404,7 +405,7 @@ static void run_job_top(const char *zip, const char *final, const char *top,
         event_base_dispatch(base);
     }
     proc_table_free(pt);
-    event_base_free(base);
+    unit_loop_free(base);
 }
 
 static void run_job(const char *zip, const char *final, struct job_result *r)

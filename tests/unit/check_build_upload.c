@@ -9,6 +9,7 @@
 #include "studyhub/core/app.h"
 #include "studyhub/core/config.h"
 #include "studyhub/tasks/build_internal.h"
+#include "unit_loop.h"
 
 START_TEST(index_html_last)
 {
@@ -57,7 +58,7 @@ START_TEST(prefixes)
     up_free(up);
     /* Nothing is left on the loop: every timer went with its upload. */
     ck_assert_int_eq(event_base_get_num_events(app.base, EVENT_BASE_COUNT_ADDED), 0);
-    event_base_free(app.base);
+    unit_loop_free(app.base);
 }
 END_TEST
 

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "studyhub/http/conns.h"
+#include "unit_loop.h"
 
 struct fixture {
     struct event_base *base;
@@ -81,7 +82,7 @@ static void teardown(struct fixture *f)
 {
     evhttp_free(f->http);
     http_conns_free(f->conns);
-    event_base_free(f->base);
+    unit_loop_free(f->base);
 }
 
 /* Runs the loop for about ms milliseconds. */

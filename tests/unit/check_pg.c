@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "studyhub/io/pg.h"
+#include "unit_loop.h"
 
 static const struct pg_stmt one_stmt = { "check_pg_one", "SELECT 1" };
 
@@ -204,7 +205,7 @@ START_TEST(stalled_query_is_cut_at_its_deadline)
     ck_assert_int_eq(st.in_use, 0);
     pg_pool_free(pool);
     frozen_stop(&f);
-    event_base_free(base);
+    unit_loop_free(base);
 }
 END_TEST
 
@@ -239,13 +240,13 @@ START_TEST(known_down_fails_fast)
     pg_pool_stats(pool, &st);
     ck_assert_int_eq(st.failed_fast, 1);
     pg_pool_free(pool);
-    event_base_free(base);
+    unit_loop_free(base);
 }
 END_TEST
 
 /* pg_exec_held: while the owner lives its callbacks run; once released
- * with queries out they are skipped, and the last one back destroys the
- * owner, once. */
+ * with queries out they are skipped, and the owner is destroyed once,
+ * after the last one is back, from the loop (not under its callback). */
 struct owner {
     struct pg_holder held;
     struct event_base *base;
@@ -265,41 +266,46 @@ static void owner_destroy(void *arg)
     struct owner *o = arg;
 
     o->destroyed++;
+    pg_holder_cleanup(&o->held);
     event_base_loopbreak(o->base);
 }
 
 START_TEST(held_queries_keep_their_owner)
 {
     struct event_base *base = event_base_new();
-    struct owner o = { .held = { .destroy = owner_destroy, .owner = &o }, .base = base };
+    struct owner o = { .base = base };
     struct pg_pool *pool = pg_pool_new(base, conninfo_for(dead_port()), 2, 300, 0);
     int64_t end = now_ms() + 5000;
 
+    ck_assert_int_eq(pg_holder_init(&o.held, base, owner_destroy, &o), 0);
     ck_assert_int_eq(pg_exec_held(pool, &o.held, &one_stmt, 0, NULL, owner_answer, &o), 0);
-    ck_assert_int_eq(o.held.queries, 1);
+    ck_assert_int_eq(o.held.reap.holds, 1);
     while (o.answers == 0 && now_ms() < end)
         event_base_loop(base, EVLOOP_ONCE);
     ck_assert_int_eq(o.answers, 1);             /* alive: answered (NULL: down) */
-    ck_assert_int_eq(o.held.queries, 0);
+    ck_assert_int_eq(o.held.reap.holds, 0);
 
     /* Two out, then the owner's free: nobody is called back, and the
      * second one back destroys it. */
     ck_assert_int_eq(pg_exec_held(pool, &o.held, &one_stmt, 0, NULL, owner_answer, &o), 0);
     ck_assert_int_eq(pg_exec_held(pool, &o.held, &one_stmt, 0, NULL, owner_answer, &o), 0);
-    ck_assert(!pg_holder_release(&o.held));
+    pg_holder_release(&o.held);
+    ck_assert_int_eq(o.destroyed, 0);
     ck_assert_int_eq(pg_exec_held(pool, &o.held, &one_stmt, 0, NULL, owner_answer, &o), -1);
     end = now_ms() + 5000;
-    while (o.held.queries > 0 && now_ms() < end)
+    while (o.destroyed == 0 && now_ms() < end)
         event_base_loop(base, EVLOOP_ONCE);
+    ck_assert_int_eq(o.held.reap.holds, 0);
     ck_assert_int_eq(o.answers, 1);
     ck_assert_int_eq(o.destroyed, 1);
 
-    /* Nothing out: it may go at once. */
-    struct owner idle = { .held = { .destroy = owner_destroy, .owner = &idle } };
-    ck_assert(pg_holder_release(&idle.held));
-    ck_assert_int_eq(idle.destroyed, 0);
+    /* Nothing out: it goes at once. */
+    struct owner idle = { 0 };
+    ck_assert_int_eq(pg_holder_init(&idle.held, base, owner_destroy, &idle), 0);
+    pg_holder_release(&idle.held);
+    ck_assert_int_eq(idle.destroyed, 1);
     pg_pool_free(pool);
-    event_base_free(base);
+    unit_loop_free(base);
 }
 END_TEST
 
@@ -316,7 +322,7 @@ START_TEST(new_pool_is_not_known_down)
     pg_pool_stats(pool, &st);
     ck_assert(!st.known_down);
     pg_pool_free(pool);
-    event_base_free(base);
+    unit_loop_free(base);
 }
 END_TEST
 

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "studyhub/io/proc.h"
+#include "unit_loop.h"
 
 /* ---- the tail -------------------------------------------------------- */
 
@@ -176,7 +177,7 @@ static struct outcome *run_child(const char *const *argv, long timeout_ms,
     ck_assert_int_eq(o.calls, 1);
     ck_assert_uint_eq(proc_table_count(pt), 0);
     proc_table_free(pt);
-    event_base_free(base);
+    unit_loop_free(base);
     return &o;
 }
 
@@ -221,7 +222,7 @@ START_TEST(limits_and_user)
         snprintf(want, sizeof want, "16\n16\n%u\n", (unsigned)getuid());
     ck_assert_msg(strncmp(o.out, want, strlen(want)) == 0, "%s", o.out);
     proc_table_free(pt);
-    event_base_free(base);
+    unit_loop_free(base);
 }
 END_TEST
 
@@ -312,7 +313,7 @@ START_TEST(kill_on_request)
     ck_assert_int_eq(o.term_signal, SIGTERM);
     event_free(t);
     proc_table_free(pt);
-    event_base_free(base);
+    unit_loop_free(base);
 }
 END_TEST
 
@@ -339,7 +340,7 @@ START_TEST(abandon_never_calls_back)
     ck_assert_int_eq(o.calls, 0);
     ck_assert(pid_gone(pid));
     proc_table_free(pt);
-    event_base_free(base);
+    unit_loop_free(base);
 }
 END_TEST
 
@@ -362,7 +363,7 @@ START_TEST(spawn_errors)
     ck_assert_uint_eq(proc_table_count(pt), 0);
     ck_assert_int_eq(o.calls, 0);
     proc_table_free(pt);
-    event_base_free(base);
+    unit_loop_free(base);
 }
 END_TEST
 
@@ -391,7 +392,7 @@ START_TEST(env_cwd_stdin_and_fds)
     ck_assert_msg(strncmp(o.out + 13, "0 1 2 ", 6) == 0, "%s", o.out);
     close(leak);
     proc_table_free(pt);
-    event_base_free(base);
+    unit_loop_free(base);
 }
 END_TEST
 
@@ -431,7 +432,7 @@ START_TEST(many_children)
     for (int i = 0; i < 40; i++)
         ck_assert_int_eq(m[i].calls, 1);
     proc_table_free(pt);
-    event_base_free(base);
+    unit_loop_free(base);
 }
 END_TEST
 

@@ -24,6 +24,7 @@
 #include "studyhub/io/fetch.h"
 #include "studyhub/io/storage.h"
 #include "studyhub/io/storage_writer.h"
+#include "unit_loop.h"
 
 static struct event_base *base;
 static struct fetch_client *fc;
@@ -219,7 +220,7 @@ static void teardown(void)
     ck_assert_uint_eq(fetch_pending(fc), 0);
     fetch_client_free(fc);
     evhttp_free(stub);
-    event_base_free(base);
+    unit_loop_free(base);
     rm_rf(tmpdir);
 }
 

@@ -26,6 +26,7 @@
 #include "studyhub/io/fetch.h"
 #include "studyhub/io/storage.h"
 #include "studyhub/io/storage_writer.h"
+#include "unit_loop.h"
 
 static struct event_base *base;
 static struct fetch_client *fc;
@@ -154,7 +155,7 @@ static void teardown(void)
     storage_free(st);
     ck_assert_uint_eq(fetch_pending(fc), 0);
     fetch_client_free(fc);
-    event_base_free(base);
+    unit_loop_free(base);
 }
 
 /* --- a plain blocking HTTP client for presigned URLs ------------------------------ */

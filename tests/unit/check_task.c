@@ -22,6 +22,7 @@
 #include "studyhub/io/pg.h"
 #include "studyhub/queue/task.h"
 #include "studyhub/queue/task_queue.h"
+#include "unit_loop.h"
 
 #define WAIT_MS 30000           /* for any one condition, on a loaded machine */
 
@@ -165,7 +166,8 @@ static void teardown(void)
 {
     task_runner_free(app.tasks);
     pg_pool_free(app.pg);       /* answers what is still out: the runner goes */
-    event_base_free(base);
+    reap_flush(base);           /* ... once the loop would have turned */
+    unit_loop_free(base);
     PQfinish(db);
     config_cleanup(&cfg);
     memset(&app, 0, sizeof app);
@@ -175,7 +177,7 @@ static void teardown(void)
  * until ck_closed reaches closed), or fails after WAIT_MS.  Polled every
  * 50 ms from a timer. */
 struct waiter {
-    const char *sql, *want;
+    const char *sql, *want;         /* sql NULL: wait for closed close calls */
     int64_t deadline;
     bool met;
     struct event *tick;

@@ -11,6 +11,8 @@
 #include <libpq-fe.h>
 #include <stdbool.h>
 
+#include "studyhub/core/reap.h"
+
 struct event_base;
 struct pg_pool;
 
@@ -45,22 +47,29 @@ int pg_exec(struct pg_pool *pool, const struct pg_stmt *stmt, int nparams,
 
 /* An owner whose queries carry it (the mail sender, the scheduler): it
  * must not be freed while one is out, nor be called back once it is
- * going.  Each query sent through pg_exec_held counts in queries; the
- * owner's free calls pg_holder_release, which says whether it may go at
- * once; if not, the callbacks of its queries are skipped from then on and
- * the last one back calls destroy(owner).  destroy may find more to wait
- * for (the scheduler's running jobs) and return without freeing. */
+ * going.  Each query sent through pg_exec_held holds it (core/reap); the
+ * owner's free is pg_holder_release: destroyed at once when no query is
+ * out, else the callbacks of its queries are skipped from then on and it
+ * is destroyed on a later loop turn after the last one is back, never
+ * under that query's callback.  destroy frees the owner and calls
+ * pg_holder_cleanup. */
 struct pg_holder {
-    int queries;                  /* sent through pg_exec_held, not back */
-    bool dying;                   /* pg_holder_release ran */
-    void (*destroy)(void *owner); /* frees the owner once nothing holds it */
-    void *owner;                  /* borrowed: what destroy frees */
+    struct reap reap;             /* held by each query out */
 };
-/* pg_exec counted in h; cb(res, arg) runs only while h's owner lives. */
+/* 0, or -1 when out of memory (pg_holder_cleanup is harmless then). */
+int pg_holder_init(struct pg_holder *h, struct event_base *base,
+                   void (*destroy)(void *owner), void *owner);
+void pg_holder_cleanup(struct pg_holder *h);
+/* pg_exec held by h; cb(res, arg) runs only while h's owner lives. */
 int pg_exec_held(struct pg_pool *pool, struct pg_holder *h, const struct pg_stmt *stmt,
                  int nparams, const char *const *params, pg_cb cb, void *arg);
-/* The owner's free: true when it may be destroyed now. */
-bool pg_holder_release(struct pg_holder *h);
+/* The owner's free (see above). */
+void pg_holder_release(struct pg_holder *h);
+/* pg_holder_release ran. */
+static inline bool pg_holder_going(const struct pg_holder *h)
+{
+    return reap_released(&h->reap);
+}
 
 struct pg_pool_stats {
     int size;       /* configured connections */

@@ -4,6 +4,7 @@
 #ifndef STUDYHUB_IO_STORAGE_BACKEND_H
 #define STUDYHUB_IO_STORAGE_BACKEND_H
 
+#include "studyhub/core/reap.h"
 #include "studyhub/io/storage.h"
 
 #include <event2/event.h>
@@ -71,9 +72,8 @@ struct storage_op {
     enum op_kind kind;
     storage_cb cb;                /* borrowed; may be NULL */
     void *arg;                    /* borrowed */
-    int busy;                     /* > 0 while a user function runs */
-    bool cancelled;               /* cancelled while busy: freed after */
-    bool finishing;               /* cb running: cancel is a no-op */
+    struct reap reap;             /* held while a user function runs;
+                                   * released once cancelled or answered */
     bool paused;                  /* stream waits for storage_resume */
     bool stopped;                 /* the user's stream function said stop */
     struct event *ev;             /* owned: start, file work slices */
@@ -182,8 +182,8 @@ void storage_op_fail(struct storage_op *op, int err, const char *fmt, ...)
 /* Runs the op's next step on a later loop turn (after pending I/O). */
 void storage_op_again(struct storage_op *op);
 void storage_op_free(struct storage_op *op);
-/* Call a user stream function with the busy guard.  False when the op was
- * cancelled inside it (and has now been freed). */
+/* Call a user stream function, holding op.  False when the op was
+ * cancelled inside it (it is freed on a later loop turn: leave it). */
 bool storage_op_user_write(struct storage_op *op, const char *p, size_t n, int *rc);
 bool storage_op_user_read(struct storage_op *op, char *p, size_t n, ssize_t *got);
 

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
+#include "studyhub/core/reap.h"
 #include "studyhub/io/proc.h"
 #include "studyhub/queue/task.h"
 
@@ -51,7 +52,8 @@ struct task_impl {
     bool want_cancel;               /* cancel hook due */
     bool cancel_requested;          /* known here */
     bool cancel_delivered;          /* cancel hook called */
-    int holds;                      /* queries and kind callbacks holding it */
+    struct reap reap;               /* held by its queries, kind callbacks
+                                     * and, until closed, the runner */
     struct proc_tail log;           /* owned: the current stage's log */
     /* The save in flight (ENTERING / LEAVING), kept to re-send it. */
     int target_state;               /* ENTERING: the new state; RELEASE: next */
@@ -83,7 +85,6 @@ struct task_runner {
     struct task_list tasks;         /* owned: not closed */
     unsigned ntasks;                /* entries of tasks */
     struct task_list closed;        /* owned: closed, waiting to be freed */
-    struct event *reap;             /* owned: frees closed tasks */
     struct event *wake_timer;       /* owned: next claim */
     bool started;                   /* task_runner_start ran */
     bool draining;                  /* claim nothing, hand tasks back */
@@ -91,7 +92,7 @@ struct task_runner {
     bool claiming;                  /* a claim is in flight */
     bool claim_again;               /* woken while claiming */
     int64_t claim_sent_ms;          /* monotonic, for the lease deadline */
-    int queries;                    /* runner queries in flight */
+    struct reap reap;               /* held by each query out and each task */
     bool listening;                 /* pg_pool_listen registered */
     long finished[TASK_OUTCOMES];   /* tasks ended here, by outcome */
 };

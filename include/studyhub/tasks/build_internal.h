@@ -205,6 +205,21 @@ struct flight;
 enum flight_kind { FL_DOWNLOAD, FL_EXTRACT };
 enum up_phase { UP_WALK, UP_PUT, UP_CHECK };
 
+/* What a build waits on between its steps: at most one thing at a time,
+ * changed only by bl_wait (names: bl_wait_names).  A step does nothing
+ * while a query is out; the others end in a callback that steps again.
+ * Nothing of it is saved: a resumed build starts its stage over. */
+enum bl_wait {
+    BW_NONE,      /* nothing: stepping, or moving to the next stage */
+    BW_QUERY,     /* a task_pg_exec (bl_query) */
+    BW_GITHUB,    /* b->req: a GitHub API call */
+    BW_FLIGHT,    /* b->flight: the download or extraction of the commit */
+    BW_CHILD,     /* b->proc: a child of the build stage */
+    BW_UPLOAD,    /* b->up: the output going to storage */
+    BW_TIMER,     /* b->timer: a retry, or another build of the runner */
+};
+extern const char *const bl_wait_names[];
+
 /* The children of the build stage, in order. */
 enum { CH_DOCKER_RM, CH_COPY, CH_IMAGE, CH_RUN };
 
@@ -234,8 +249,8 @@ struct build {
     char error[1024];
     int announced;                  /* last stage published; -1 none */
     bool moving;                    /* a stage change is on its way */
-    /* the work in progress; at most one of these is set */
-    bool pg_busy;                   /* a task_pg_exec is out */
+    /* the work in progress: wait names it; at most one of these is set */
+    enum bl_wait wait;              /* changed only by bl_wait */
     struct fetch_req *req;          /* a GitHub API call */
     int api_step;                   /* 0: repository, 1: branch head */
     char branch[256];
@@ -265,6 +280,13 @@ void bl_stop(struct build *b, enum build_outcome o, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void bl_move(struct build *b, int state, enum task_stage_outcome o);
 const char *bl_state_name(int s);
+void bl_wait(struct build *b, enum bl_wait w);
+/* Back to BW_NONE if w is what b waits on (a query out stays). */
+void bl_wait_end(struct build *b, enum bl_wait w);
+/* task_pg_exec waited on as BW_QUERY; -1 (waiting on nothing) when it
+ * could not be sent. */
+int bl_query(struct build *b, const struct pg_stmt *stmt, int n,
+             const char *const *params, task_pg_cb cb);
 void bl_cache_gone(struct build *b, const char *what);
 void bl_on_flight_done(struct build *b, enum flight_kind kind, bool ok, const char *msg);
 
