@@ -463,7 +463,7 @@ static struct cache *page_html;             /* owned; NULL when off */
  * request costs no open, fstat, sendfile or close. */
 static struct cache *asset_bytes;           /* owned; NULL when off */
 
-#define ASSET_BYTES_MAX 2048
+#define ASSET_BYTES_MAX 256           /* 16 MB at most: 256 files of 64 KB */
 #define ASSET_BYTES_TTL_S 300
 #define ASSET_BYTES_LARGEST (64u * 1024)
 
