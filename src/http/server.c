@@ -757,6 +757,37 @@ struct evbuffer *http_file_buffer(int fd, int64_t off, int64_t len)
     return buf;
 }
 
+/* The reply just queued on evcon, written at once instead of on the next
+ * loop pass: evhttp would turn EV_WRITE on, wait for epoll to say the
+ * socket is writable (it is: the reply is small), write, and turn EV_WRITE
+ * off, two epoll_ctl per request.  Written here, evhttp is told the
+ * output drained as its own write callback would (bufferevent_trigger),
+ * and the change list cancels the on and the off.  A reply the socket
+ * does not take whole (large, or a slow client) goes on as before. */
+static void write_now(struct evhttp_connection *evcon)
+{
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+    struct evbuffer *out;
+    int fd;
+
+    if (!bev || (fd = bufferevent_getfd(bev)) < 0)
+        return;
+    out = bufferevent_get_output(bev);
+    /* evhttp may free the connection from the trigger: bev stays ours
+     * until the decref. */
+    bufferevent_incref(bev);
+    /* A bufferevent keeps its output's front frozen but while it writes
+     * itself: a write that cannot drain what it sent would send it twice. */
+    evbuffer_unfreeze(out, 1);
+    for (int i = 0; i < 2 && evbuffer_get_length(out) > 0; i++)
+        if (evbuffer_write(out, fd) <= 0)
+            break;
+    evbuffer_freeze(out, 1);
+    if (evbuffer_get_length(out) == 0)
+        bufferevent_trigger(bev, EV_WRITE, 0);
+    bufferevent_decref(bev);
+}
+
 void http_reply_buffer(struct http_req *req, int status,
                        const char *content_type, struct evbuffer *body)
 {
@@ -771,9 +802,12 @@ void http_reply_buffer(struct http_req *req, int status,
         evhttp_add_header(out, "Connection", "close");
     /* evhttp calls on_complete once the reply is written; a request whose
      * client has gone is freed at once instead, without it. */
-    if (evhttp_request_get_connection(req->ev))
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req->ev);
+    if (evcon)
         writing_add(srv, req->ev);
     evhttp_send_reply(req->ev, status, NULL, body);
+    if (evcon)
+        write_now(evcon);
     ms = elapsed_ms(&req->start);
     metrics_observe_request(srv->metrics, req->route, status, ms / 1e3);
     log_request(req->id, method_names[req->method], req->route, req->path ? req->path : "",
