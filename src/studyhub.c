@@ -385,7 +385,7 @@ int main(int argc, char **argv)
 
     app.cfg = &cfg;
     app.started = time(NULL);
-    app.base = event_base_new();
+    app.base = http_event_base_new();
     app.metrics = metrics_new();
     router = router_new();
     starting_router = router_new();

@@ -458,10 +458,23 @@ static struct cache *page_html;             /* owned; NULL when off */
 #define PAGE_HTML_TTL_S 300
 #define PAGE_HTML_LARGEST (512u * 1024)     /* larger pages are read each time */
 
+/* file:// assets up to ASSET_BYTES_LARGEST, as ready bytes by storage
+ * key: the value is "<ETag>\0<bytes>".  A build writes its files before
+ * the UPDATE of its study whose notification empties this (any study's:
+ * they are rare), and a shared runner's files never change, so a
+ * request costs no open, fstat, sendfile or close. */
+static struct cache *asset_bytes;           /* owned; NULL when off */
+
+#define ASSET_BYTES_MAX 256           /* 16 MB at most: 256 files of 64 KB */
+#define ASSET_BYTES_TTL_S 300
+#define ASSET_BYTES_LARGEST (64u * 1024)
+
 static void asset_dirs_notified(const char *channel, const char *payload, void *arg)
 {
     (void)channel;
     (void)arg;
+    if (asset_bytes)
+        cache_clear(asset_bytes);
     if (page_keys)
         cache_clear(page_keys);
     if (page_html) {
@@ -488,8 +501,9 @@ int participate_cache_start(struct pg_pool *pg)
     asset_dirs = cache_new(ASSET_DIRS_MAX, ASSET_DIRS_TTL_S);
     page_keys = cache_new(PAGE_KEYS_MAX, PAGE_KEYS_TTL_S);
     page_html = cache_new(PAGE_HTML_MAX, PAGE_HTML_TTL_S);
+    asset_bytes = cache_new(ASSET_BYTES_MAX, ASSET_BYTES_TTL_S);
     asset_dirs_pg = pg;
-    if (!asset_dirs || !page_keys || !page_html ||
+    if (!asset_dirs || !page_keys || !page_html || !asset_bytes ||
         pg_pool_listen(pg, "studies_changed", asset_dirs_notified, NULL) < 0) {
         participate_cache_stop();
         return -1;
@@ -502,6 +516,8 @@ void participate_cache_stop(void)
     cache_free(asset_dirs);
     cache_free(page_keys);
     cache_free(page_html);
+    cache_free(asset_bytes);
+    asset_bytes = NULL;
     asset_dirs = NULL;
     page_keys = NULL;
     page_html = NULL;
@@ -644,14 +660,63 @@ static void object_got(const struct storage_result *r, void *arg)
     send_page(s, r->body, r->body_len);
 }
 
-/* file://: an asset is sent with sendfile as the socket drains. */
+/* An asset from its ready bytes: "<ETag>\0<bytes>" (see asset_bytes). */
+static void send_asset_bytes(struct serve *s, const char *v, size_t len)
+{
+    size_t elen = strlen(v);
+
+    if (asset_headers(s->req, s->object, v))
+        http_reply(s->req, 304, NULL, NULL, 0);
+    else
+        http_reply(s->req, 200, storage_content_type(s->object), v + elen + 1, len - elen - 1);
+}
+
+/* A small file read whole into "<ETag>\0<bytes>" (malloc'd, *len set);
+ * NULL when it cannot be. */
+static char *read_asset(int fd, const char *etag, int64_t size, size_t *len)
+{
+    size_t elen = strlen(etag), got = 0;
+    char *v = malloc(elen + 1 + (size_t)size);
+
+    if (!v)
+        return NULL;
+    memcpy(v, etag, elen + 1);
+    while (got < (size_t)size) {
+        ssize_t n = pread(fd, v + elen + 1 + got, (size_t)size - got, (off_t)got);
+        if (n <= 0) {
+            free(v);
+            return NULL;
+        }
+        got += (size_t)n;
+    }
+    *len = elen + 1 + got;
+    return v;
+}
+
+/* file://: an asset is sent from memory when small, else with sendfile as
+ * the socket drains. */
 static bool send_file_asset(struct serve *s)
 {
     int64_t size = 0;
-    int fd = storage_file_open(s->app->storage, s->object, &size);
+    int fd;
     struct stat st;
     char etag[64];
+    bool keep = false;
+    uint64_t ticket = 0;
 
+    if (asset_bytes && pg_pool_listening(asset_dirs_pg)) {
+        size_t len;
+        const char *v;
+        if (s->kind != SERVE_ASSET)     /* studies_files polled already */
+            pg_pool_poll_notifies(asset_dirs_pg);
+        if ((v = cache_get(asset_bytes, s->object, &len))) {
+            send_asset_bytes(s, v, len);
+            return true;
+        }
+        keep = true;
+        ticket = cache_ticket(asset_bytes);
+    }
+    fd = storage_file_open(s->app->storage, s->object, &size);
     if (fd < 0)
         return false;
     /* nginx's tag: the file's mtime and size, enough for a build's files
@@ -661,6 +726,17 @@ static bool send_file_asset(struct serve *s)
                  (unsigned long long)size);
     else
         etag[0] = '\0';
+    if (keep && etag[0] && size <= (int64_t)ASSET_BYTES_LARGEST) {
+        size_t len = 0;
+        char *v = read_asset(fd, etag, size, &len);
+        if (v) {
+            close(fd);
+            cache_put(asset_bytes, ticket, s->object, v, len);
+            send_asset_bytes(s, v, len);
+            free(v);
+            return true;
+        }
+    }
     if (asset_headers(s->req, s->object, etag)) {
         close(fd);
         http_reply(s->req, 304, NULL, NULL, 0);

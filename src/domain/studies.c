@@ -19,11 +19,13 @@
 #include "studyhub/core/app.h"
 #include "studyhub/core/cache.h"
 #include "studyhub/core/log.h"
+#include "studyhub/core/util.h"
 #include "studyhub/http/apidoc.h"
 #include "studyhub/http/auth.h"
 #include "studyhub/http/jsonapi.h"
 #include "studyhub/http/router.h"
 #include "studyhub/http/server.h"
+#include "studyhub/http/static.h"
 #include "studyhub/io/pg.h"
 
 /* $1 is the research id (apidoc_research_id): the caller's id when
@@ -75,13 +77,15 @@ static void reply_not_found(struct http_req *req)
     jsonapi_reply_errorf(req, 404, "not_found", NULL, "No Study matches the given query.");
 }
 
-/* Active study documents by uuid; the value is "<base URL>\0<document>"
- * because links in the document depend on the base URL. */
+/* Active study documents by uuid, as ready bytes with their ETag; the
+ * value is "<base URL>\0<ETag>\0<document>" because links in the document
+ * depend on the base URL. */
 static struct cache *study_docs;            /* owned; NULL when off */
 static struct pg_pool *study_docs_pg;       /* borrowed: is it listening? */
 
 #define STUDY_DOCS_MAX 4096
 #define STUDY_DOCS_TTL_S 300
+#define STUDY_ETAG_LEN 18                   /* '"' 16 hex '"' */
 
 static void study_docs_notified(const char *channel, const char *payload, void *arg)
 {
@@ -119,6 +123,26 @@ static bool study_docs_usable(void)
     return study_docs && pg_pool_listening(study_docs_pg);
 }
 
+/* A strong ETag of the document's bytes: any edit of the study changes
+ * its attributes, so its tag. */
+static void study_etag(const char *doc, size_t len, char out[STUDY_ETAG_LEN + 1])
+{
+    char hex[65];
+
+    util_sha256_hex(doc, len, hex);
+    snprintf(out, STUDY_ETAG_LEN + 1, "\"%.16s\"", hex);
+}
+
+/* The document with its ETag: 304 when If-None-Match names it. */
+static void study_reply(struct http_req *req, const char *etag, const char *doc, size_t len)
+{
+    http_add_header(req, "ETag", etag);
+    if (static_etag_matches(http_req_header(req, "If-None-Match"), etag))
+        http_reply(req, 304, NULL, NULL, 0);
+    else
+        http_reply(req, 200, JSONAPI_MEDIA_TYPE, doc, len);
+}
+
 /* Serves the cached document; false on a miss. */
 static bool study_docs_serve(struct http_req *req, const char *uuid)
 {
@@ -129,27 +153,30 @@ static bool study_docs_serve(struct http_req *req, const char *uuid)
         pg_pool_poll_notifies(study_docs_pg);
         v = cache_get(study_docs, uuid, &len);
     }
-    const char *base = http_req_base_url(req);
-    size_t blen = strlen(base);
-
-    if (!v || len <= blen || memcmp(v, base, blen + 1) != 0)
+    if (!v)
         return false;
-    http_reply(req, 200, JSONAPI_MEDIA_TYPE, v + blen + 1, len - blen - 1);
+    const char *base = http_req_base_url(req);
+    size_t blen = strlen(base), head = blen + 1 + STUDY_ETAG_LEN + 1;
+
+    if (len < head || memcmp(v, base, blen + 1) != 0)
+        return false;
+    study_reply(req, v + blen + 1, v + head, len - head);
     return true;
 }
 
 static void study_docs_store(struct http_req *req, uint64_t ticket, const char *uuid,
-                             struct evbuffer *doc)
+                             const char *etag, const char *doc, size_t dlen)
 {
     const char *base = http_req_base_url(req);
-    size_t blen = strlen(base), dlen = evbuffer_get_length(doc);
-    char *v = malloc(blen + 1 + dlen);
+    size_t blen = strlen(base), head = blen + 1 + STUDY_ETAG_LEN + 1;
+    char *v = malloc(head + dlen);
 
     if (!v)
         return;
     memcpy(v, base, blen + 1);
-    evbuffer_copyout(doc, v + blen + 1, dlen);
-    cache_put(study_docs, ticket, uuid, v, blen + 1 + dlen);
+    memcpy(v + blen + 1, etag, STUDY_ETAG_LEN + 1);
+    memcpy(v + head, doc, dlen);
+    cache_put(study_docs, ticket, uuid, v, head + dlen);
     free(v);
 }
 
@@ -183,11 +210,20 @@ static void study_got(PGresult *res, void *arg)
     apidoc_add(&d, "{\"data\":");
     render_study(&d, res, 0, 0);
     apidoc_add(&d, "}");
+    size_t dlen = evbuffer_get_length(d.buf);
+    const char *doc = d.failed ? NULL : (const char *)evbuffer_pullup(d.buf, -1);
+    if (!doc) {
+        apidoc_cleanup(&d);
+        jsonapi_reply_unavailable(req, "Memory");
+        return;
+    }
+    char etag[STUDY_ETAG_LEN + 1];
+    study_etag(doc, dlen, etag);
     /* Only an active study looks the same to everyone who may see it. */
-    if (cacheable && !d.failed && study_docs_usable() &&
-        strcmp(PQgetvalue(res, 0, 2), "active") == 0)
-        study_docs_store(req, ticket, PQgetvalue(res, 0, 0), d.buf);
-    apidoc_reply(&d, req, 200);
+    if (cacheable && study_docs_usable() && strcmp(PQgetvalue(res, 0, 2), "active") == 0)
+        study_docs_store(req, ticket, PQgetvalue(res, 0, 0), etag, doc, dlen);
+    study_reply(req, etag, doc, dlen);
+    apidoc_cleanup(&d);
 }
 
 static void study_get(struct http_req *req, struct app *app)

@@ -24,6 +24,7 @@
 #include <strings.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 
 #include "studyhub/core/config.h"
@@ -57,6 +58,10 @@ struct http_server {
     char id_prefix[9];                  /* random per process, for request ids */
     uint64_t id_counter;
     char *page_csp;                     /* owned: HTTP_PAGE_CSP with a media-src; NULL: as is */
+    char base_url[320];                 /* http_req_base_url, made on first use */
+    struct http_date_cache date;        /* the replies' Date, once a second */
+    struct evbuffer *scratch;           /* owned: http_reply's body, emptied by
+                                         * each send (evhttp moves its chains) */
 };
 
 struct http_req {
@@ -70,7 +75,6 @@ struct http_req {
     struct router_match match;      /* route and parameters */
     const char *route;              /* pattern, or "unmatched" (static) */
     char id[65];                    /* request id */
-    char *base_url;                 /* lazily built (owned) */
     char *body;                     /* NUL-terminated copy, lazily (owned) */
     size_t body_len;
     void *data;                     /* handler data (owned via data_free) */
@@ -153,7 +157,6 @@ static void req_free(struct http_req *req)
     if (req->query_parsed)
         evhttp_clear_headers(&req->query);
     free(req->path);
-    free(req->base_url);
     free(req->body);
     free(req);
 }
@@ -327,6 +330,21 @@ const struct http_conns *http_server_conns(const struct http_server *srv)
     return srv->conns;
 }
 
+struct event_base *http_event_base_new(void)
+{
+    struct event_config *ec = event_config_new();
+    struct event_base *base;
+
+    if (!ec)
+        return NULL;
+    /* The change list's one caveat is a descriptor dup()ed while watched
+     * (libevent's event_config_set_flag): none is here. */
+    event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    base = event_base_new_with_config(ec);
+    event_config_free(ec);
+    return base;
+}
+
 struct http_server *http_server_new(struct event_base *base,
                                     const struct config *cfg,
                                     const struct router *router,
@@ -350,12 +368,14 @@ struct http_server *http_server_new(struct event_base *base,
     srv->http = evhttp_new(base);
     srv->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     srv->accept_pause = evtimer_new(base, on_accept_pause_end, srv);
+    srv->scratch = evbuffer_new();
+    srv->date.second = -1;
     srv->conns = http_conns_new(base, &(struct http_conns_limits){
                                     .header_timeout_s = (int)cfg->request_header_timeout_s,
                                     .min_rate = cfg->request_min_rate,
                                     .max_per_addr = (int)cfg->max_conns_per_addr,
                                 }, on_conn_close, srv);
-    if (!srv->http || !srv->accept_pause || !srv->conns) {
+    if (!srv->http || !srv->accept_pause || !srv->conns || !srv->scratch) {
         http_server_free(srv);
         return NULL;
     }
@@ -412,6 +432,8 @@ void http_server_free(struct http_server *srv)
         accepting_server = NULL;
     http_conns_free(srv->conns);     /* after evhttp_free (see conns.h) */
     ptrmap_cleanup(&srv->writing);
+    if (srv->scratch)
+        evbuffer_free(srv->scratch);
     free(srv->page_csp);
     free(srv);
 }
@@ -424,6 +446,7 @@ int http_server_listen(struct http_server *srv, const char *addr, int port)
     evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(srv->bound),
                                 on_accept_error);
     accepting_server = srv;
+    srv->base_url[0] = '\0';   /* the port may be new */
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
     evutil_socket_t fd = evhttp_bound_socket_get_fd(srv->bound);
@@ -554,21 +577,24 @@ const char *http_req_param(const struct http_req *req, int index)
 
 const char *http_req_base_url(struct http_req *req)
 {
-    if (req->base_url)
-        return req->base_url;
-    const struct config *cfg = req->srv->cfg;
-    char buf[320];
+    struct http_server *srv = req->srv;
+
+    if (srv->base_url[0])
+        return srv->base_url;
+    const struct config *cfg = srv->cfg;
     /* Not the Host header: a client could make links (and emailed ones)
      * point anywhere.  Without BASE_URL the server listens on loopback
-     * (config refuses anything else), so its own address is right. */
+     * (config refuses anything else), so its own address is right.  The
+     * same for every request: made once. */
     if (cfg->base_url && *cfg->base_url)
-        snprintf(buf, sizeof buf, "%s", cfg->base_url);
+        snprintf(srv->base_url, sizeof srv->base_url, "%s", cfg->base_url);
     else if (strchr(cfg->listen_addr, ':'))
-        snprintf(buf, sizeof buf, "http://[%s]:%d", cfg->listen_addr, req->srv->port);
+        snprintf(srv->base_url, sizeof srv->base_url, "http://[%s]:%d", cfg->listen_addr,
+                 srv->port);
     else
-        snprintf(buf, sizeof buf, "http://%s:%d", cfg->listen_addr, req->srv->port);
-    req->base_url = strdup(buf);
-    return req->base_url ? req->base_url : "";
+        snprintf(srv->base_url, sizeof srv->base_url, "http://%s:%d", cfg->listen_addr,
+                 srv->port);
+    return srv->base_url;
 }
 
 const char *http_req_route(const struct http_req *req)
@@ -600,20 +626,113 @@ void http_add_header(struct http_req *req, const char *name, const char *value)
     evhttp_add_header(evhttp_request_get_output_headers(req->ev), name, value);
 }
 
-/* The headers every reply carries (see server.h): one place, so no error
- * path, stream or file reply can leave them out. */
-static void add_security_headers(const struct http_server *srv, struct evkeyvalq *out,
-                                 const char *content_type)
+/* ---- the fixed headers, as one block ---------------------------------- */
+
+void http_date_format(time_t t, char out[30])
 {
+    static const char days[7][4] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
+    static const char months[12][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                         "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+    struct tm tm;
+    char tmp[96];   /* what the compiler cannot bound; the year is 4 digits */
+
+    if (!gmtime_r(&t, &tm) || tm.tm_year + 1900 > 9999 || tm.tm_year + 1900 < 0) {
+        t = 0;
+        gmtime_r(&t, &tm);
+    }
+    snprintf(tmp, sizeof tmp, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday % 7],
+             tm.tm_mday, months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour,
+             tm.tm_min, tm.tm_sec);
+    memcpy(out, tmp, 29);
+    out[29] = '\0';
+}
+
+const char *http_date_cached(struct http_date_cache *c, time_t t)
+{
+    if (c->second != t || !c->text[0]) {
+        http_date_format(t, c->text);
+        c->second = t;
+    }
+    return c->text;
+}
+
+static char *block_put(char *p, char *end, const char *s)
+{
+    size_t n = strlen(s);
+
+    if (!p || (size_t)(end - p) < n)
+        return NULL;
+    memcpy(p, s, n);
+    return p + n;
+}
+
+size_t http_header_block(char *out, size_t cap, const char *date,
+                         const char *request_id, const char *csp)
+{
+    char *p = out, *end = out + cap;
+
+    p = block_put(p, end, date);
+    p = block_put(p, end, "\r\nX-Request-Id: ");
+    p = block_put(p, end, request_id);
+    p = block_put(p, end, "\r\nX-Content-Type-Options: nosniff"
+                          "\r\nReferrer-Policy: same-origin"
+                          "\r\nX-Frame-Options: DENY");
+    if (csp) {
+        p = block_put(p, end, "\r\nContent-Security-Policy: ");
+        p = block_put(p, end, csp);
+    }
+    if (!p || p == end)
+        return 0;
+    *p = '\0';
+    return (size_t)(p - out);
+}
+
+/* The headers every reply carries (see server.h), with its Date and
+ * X-Request-Id: one place, so no error path, stream or file reply can
+ * leave them out.  They go in as one header entry named Date whose value
+ * holds the other lines (evhttp writes each entry as "key: value\r\n"):
+ * three allocations and one formatted write instead of three per header
+ * and one each, and evhttp, finding a Date, formats none of its own.  The
+ * values are ours (the request id is checked by request_id_ok, the CSP by
+ * http_server_set_media_origin), so skipping evhttp_add_header's check
+ * for line breaks lets nothing in. */
+static void add_fixed_headers(struct http_req *req, struct evkeyvalq *out,
+                              const char *content_type)
+{
+    struct http_server *srv = req->srv;
+    const char *csp = NULL;
+    char block[2048];
+    struct timeval now;
+    size_t n;
+
+    if (!evhttp_find_header(out, "Content-Security-Policy")) {
+        bool html = content_type && strncasecmp(content_type, "text/html", 9) == 0;
+        csp = html ? (srv->page_csp ? srv->page_csp : HTTP_PAGE_CSP) : HTTP_BASE_CSP;
+    }
+    if (event_base_gettimeofday_cached(srv->base, &now) < 0)
+        gettimeofday(&now, NULL);
+    n = http_header_block(block, sizeof block, http_date_cached(&srv->date, now.tv_sec),
+                          req->id, csp);
+    struct evkeyval *kv = n ? malloc(sizeof *kv) : NULL;
+    if (kv) {
+        kv->key = strdup("Date");
+        kv->value = malloc(n + 1);
+        if (kv->key && kv->value) {
+            memcpy(kv->value, block, n + 1);
+            TAILQ_INSERT_TAIL(out, kv, next);
+            return;
+        }
+        free(kv->key);
+        free(kv->value);
+        free(kv);
+    }
+    /* Out of memory (or a CSP too long for the block): one by one. */
+    evhttp_add_header(out, "X-Request-Id", req->id);
     evhttp_add_header(out, "X-Content-Type-Options", "nosniff");
     evhttp_add_header(out, "Referrer-Policy", "same-origin");
     evhttp_add_header(out, "X-Frame-Options", "DENY");
-    if (!evhttp_find_header(out, "Content-Security-Policy")) {
-        bool html = content_type && strncasecmp(content_type, "text/html", 9) == 0;
-        evhttp_add_header(out, "Content-Security-Policy",
-                          html ? (srv->page_csp ? srv->page_csp : HTTP_PAGE_CSP)
-                               : HTTP_BASE_CSP);
-    }
+    if (csp)
+        evhttp_add_header(out, "Content-Security-Policy", csp);
 }
 
 const char *http_reply_header(const struct http_req *req, const char *name)
@@ -638,6 +757,37 @@ struct evbuffer *http_file_buffer(int fd, int64_t off, int64_t len)
     return buf;
 }
 
+/* The reply just queued on evcon, written at once instead of on the next
+ * loop pass: evhttp would turn EV_WRITE on, wait for epoll to say the
+ * socket is writable (it is: the reply is small), write, and turn EV_WRITE
+ * off, two epoll_ctl per request.  Written here, evhttp is told the
+ * output drained as its own write callback would (bufferevent_trigger),
+ * and the change list cancels the on and the off.  A reply the socket
+ * does not take whole (large, or a slow client) goes on as before. */
+static void write_now(struct evhttp_connection *evcon)
+{
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+    struct evbuffer *out;
+    int fd;
+
+    if (!bev || (fd = bufferevent_getfd(bev)) < 0)
+        return;
+    out = bufferevent_get_output(bev);
+    /* evhttp may free the connection from the trigger: bev stays ours
+     * until the decref. */
+    bufferevent_incref(bev);
+    /* A bufferevent keeps its output's front frozen but while it writes
+     * itself: a write that cannot drain what it sent would send it twice. */
+    evbuffer_unfreeze(out, 1);
+    for (int i = 0; i < 2 && evbuffer_get_length(out) > 0; i++)
+        if (evbuffer_write(out, fd) <= 0)
+            break;
+    evbuffer_freeze(out, 1);
+    if (evbuffer_get_length(out) == 0)
+        bufferevent_trigger(bev, EV_WRITE, 0);
+    bufferevent_decref(bev);
+}
+
 void http_reply_buffer(struct http_req *req, int status,
                        const char *content_type, struct evbuffer *body)
 {
@@ -647,15 +797,17 @@ void http_reply_buffer(struct http_req *req, int status,
 
     if (content_type)
         evhttp_add_header(out, "Content-Type", content_type);
-    evhttp_add_header(out, "X-Request-Id", req->id);
-    add_security_headers(srv, out, content_type);
+    add_fixed_headers(req, out, content_type);
     if (srv->draining)
         evhttp_add_header(out, "Connection", "close");
     /* evhttp calls on_complete once the reply is written; a request whose
      * client has gone is freed at once instead, without it. */
-    if (evhttp_request_get_connection(req->ev))
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req->ev);
+    if (evcon)
         writing_add(srv, req->ev);
     evhttp_send_reply(req->ev, status, NULL, body);
+    if (evcon)
+        write_now(evcon);
     ms = elapsed_ms(&req->start);
     metrics_observe_request(srv->metrics, req->route, status, ms / 1e3);
     log_request(req->id, method_names[req->method], req->route, req->path ? req->path : "",
@@ -667,12 +819,15 @@ void http_reply_buffer(struct http_req *req, int status,
 void http_reply(struct http_req *req, int status, const char *content_type,
                 const char *body, size_t len)
 {
-    struct evbuffer *buf = evbuffer_new();
-    if (buf && len)
+    struct evbuffer *buf = req->srv->scratch;
+
+    /* The scratch buffer is empty between replies: evhttp_send_reply
+     * moves its chains to the connection (or, the client gone, the
+     * request's own buffer is freed and this one is drained below). */
+    if (len)
         evbuffer_add(buf, body, len);
     http_reply_buffer(req, status, content_type, buf);
-    if (buf)
-        evbuffer_free(buf);
+    evbuffer_drain(buf, evbuffer_get_length(buf));
 }
 
 /* ---- streamed replies (server-sent events; added for tasks/build.c) ---------- */
@@ -684,11 +839,10 @@ void http_reply_start(struct http_req *req, int status, const char *content_type
 
     if (content_type)
         evhttp_add_header(out, "Content-Type", content_type);
-    evhttp_add_header(out, "X-Request-Id", req->id);
     /* A stream of a file may be cacheable: its owner says so first. */
     if (!evhttp_find_header(out, "Cache-Control"))
         evhttp_add_header(out, "Cache-Control", "no-cache");
-    add_security_headers(req->srv, out, content_type);
+    add_fixed_headers(req, out, content_type);
     if (req->srv->draining)
         evhttp_add_header(out, "Connection", "close");
     req->stream_status = status;

@@ -123,6 +123,7 @@ struct pg_pool {
     struct pg_conn *listener;         /* owned: LISTEN session, made at first listen */
     struct pg_listen *listens;        /* owned array */
     int nlistens;                     /* entries in listens */
+    struct timeval polled_pass;       /* the loop pass of the last poll_notifies */
 };
 
 static void conn_on_io(evutil_socket_t fd, short what, void *arg);
@@ -1129,7 +1130,17 @@ bool pg_pool_listening(const struct pg_pool *pool)
 void pg_pool_poll_notifies(struct pg_pool *pool)
 {
     struct pg_conn *c = pool ? pool->listener : NULL;
+    struct timeval pass;
 
+    /* Once per loop pass (its cached time names it): every request of a
+     * pass was read before its first poll, so a second one (a token and
+     * a document cache in one request, or the next request of the batch)
+     * would find nothing that arrived before them. */
+    if (c && event_base_gettimeofday_cached(pool->base, &pass) == 0) {
+        if (timercmp(&pass, &pool->polled_pass, ==))
+            return;
+        pool->polled_pass = pass;
+    }
     /* A read that finds nothing costs one recv; one that finds a
      * notification applies it before the caller trusts its cache. */
     if (c && !pool->dying && c->state == PGC_IDLE)

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 struct event_base;
 struct evbuffer;
@@ -29,6 +30,34 @@ enum http_method {
  * (see router.h) and then runs route->handler, or answers itself. */
 typedef void (*http_gate_fn)(struct http_req *req, const struct route *route,
                              void *arg);
+
+/* ---- the fixed part of every reply's headers (pure; check_server) ---- */
+
+/* t as an HTTP date (RFC 7231 IMF-fixdate, "Sun, 06 Nov 1994 08:49:37
+ * GMT", 29 characters); out holds 30. */
+void http_date_format(time_t t, char out[30]);
+
+/* The Date of second t, formatted once per second (the last second's text
+ * is kept): every reply of one second shares it. */
+struct http_date_cache {
+    time_t second;      /* of text; -1 before the first use */
+    char text[30];
+};
+const char *http_date_cached(struct http_date_cache *c, time_t t);
+
+/* The headers every reply carries, as one block of "Name: value" lines
+ * joined by CRLF, without the last CRLF (the writer adds it): Date,
+ * X-Request-Id, X-Content-Type-Options, Referrer-Policy, X-Frame-Options,
+ * then Content-Security-Policy: csp unless csp is NULL (the handler set
+ * its own).  Returns the length,
+ * or 0 when it does not fit in cap (out is then unusable). */
+size_t http_header_block(char *out, size_t cap, const char *date,
+                         const char *request_id, const char *csp);
+
+/* The event loop the server runs on: epoll with its change list, so a
+ * request's read-off, write-on, write-off, read-on (evhttp toggles both
+ * for every reply) cost one epoll_ctl per loop pass instead of four. */
+struct event_base *http_event_base_new(void);
 
 /* router and metrics are borrowed; every matched request goes to gate
  * (auth_gate in production) with arg. */
