@@ -400,7 +400,8 @@ def main():
     if args.json:
         with open(args.json, "w") as f:
             f.write(text + "\n")
-    print(text, flush=True)
+    else:
+        print(text, flush=True)
     sys.exit(0 if ok else 1)
 
 
