@@ -134,13 +134,20 @@ class Stats:
     def __init__(self):
         self.lat, self.errors, self.sessions, self.failed_sessions = [], 0, 0, 0
         self.by_kind, self.samples = {}, []
+        self.kind_lat = {}           # kind -> latencies, to see which request is slow
 
     def summary(self):
         lat = sorted(self.lat)
 
         def pct(p):
             return round(lat[min(len(lat) - 1, int(len(lat) * p))], 2) if lat else None
+        kinds = {}
+        for k, v in sorted(self.kind_lat.items()):
+            v = sorted(v)
+            kinds[k] = {"n": len(v), "p50_ms": round(v[len(v) // 2], 2),
+                        "p99_ms": round(v[min(len(v) - 1, int(len(v) * 0.99))], 2)}
         return {"requests": len(lat), "errors": self.errors, "p50_ms": pct(0.50),
+                "by_kind": kinds,
                 "p99_ms": pct(0.99), "max_ms": round(lat[-1], 2) if lat else None,
                 "sessions_completed": self.sessions, "sessions_failed": self.failed_sessions,
                 "errors_by_kind": self.by_kind, "error_samples": self.samples[:5]}
@@ -174,7 +181,9 @@ class Load:
         except (OSError, asyncio.TimeoutError, HttpError, asyncio.IncompleteReadError, ValueError) as e:
             self.fail(stats, kind, f"{kind}: {type(e).__name__} {e}")
             return None
-        stats.lat.append((time.monotonic() - t) * 1000)
+        ms = (time.monotonic() - t) * 1000
+        stats.lat.append(ms)
+        stats.kind_lat.setdefault(kind, []).append(ms)
         if status not in want:
             self.fail(stats, kind, f"{kind}: {status} {data[:200]!r}")
             return None
@@ -352,6 +361,8 @@ async def run(args, families):
                   f" p99 {s['p99_ms']} ms, errors {s['errors']}, sessions done"
                   f" {s['sessions_completed']}, server RSS {s['server_rss_mib']} MiB"
                   f"{'' if held else '  <- over the limit'}", flush=True)
+            print("  by request: " + ", ".join(f"{k} {v['n']} p50 {v['p50_ms']} p99 {v['p99_ms']}"
+                                               for k, v in s["by_kind"].items()), flush=True)
             if s["errors"]:
                 print("  errors: " + "; ".join(s["error_samples"]), flush=True)
             if not held:
