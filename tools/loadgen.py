@@ -314,6 +314,22 @@ async def sample_rss(pids, peak, until):
             pass
 
 
+tries_left = [0]
+
+
+def steps_with_tries(args):
+    """(sessions, try): a step that fails is measured again, up to
+    args.tries times, before it counts as failed: on a shared machine one
+    burst of someone else's work can push one window's p99 over."""
+    for n in [int(x) for x in args.steps.split(",")]:
+        tries_left[0] = args.tries
+        attempt = 0
+        while tries_left[0] > 0:
+            attempt += 1
+            tries_left[0] -= 1
+            yield n, attempt
+
+
 async def run(args, families):
     load = Load(args, families)
     pids = [int(p) for p in args.pids.split(",") if p]
@@ -339,10 +355,11 @@ async def run(args, families):
         ok = s["errors"] == 0 and s["sessions_failed"] == 0 and s["sessions_completed"] > 0
     else:
         best = None
-        for n in [int(x) for x in args.steps.split(",")]:
-            grow(n)
-            load.stats = Stats()                         # the ramp: not counted
-            await asyncio.sleep(args.ramp)
+        for n, attempt in steps_with_tries(args):
+            if attempt == 1:
+                grow(n)
+                load.stats = Stats()                     # the ramp: not counted
+                await asyncio.sleep(args.ramp)
             load.stats = Stats()
             peak, until = {}, asyncio.Event()
             sampler = asyncio.ensure_future(sample_rss(pids, peak, until))
@@ -352,12 +369,13 @@ async def run(args, families):
             until.set()
             await sampler
             s = load.stats.summary()
-            s.update({"concurrent_sessions": n, "requests_per_s": round(s["requests"] / took, 1),
+            s.update({"concurrent_sessions": n, "try": attempt,
+                      "requests_per_s": round(s["requests"] / took, 1),
                       "server_rss_mib": [peak.get(p) for p in pids]})
             held = s["errors"] == 0 and s["p99_ms"] is not None and s["p99_ms"] <= args.p99_limit
             s["held"] = held
             results.append(s)
-            print(f"{n:6d} sessions: {s['requests_per_s']:8.1f} req/s, p50 {s['p50_ms']} ms,"
+            print(f"{n:6d} sessions{'' if attempt == 1 else f' (try {attempt})'}: {s['requests_per_s']:8.1f} req/s, p50 {s['p50_ms']} ms,"
                   f" p99 {s['p99_ms']} ms, errors {s['errors']}, sessions done"
                   f" {s['sessions_completed']}, server RSS {s['server_rss_mib']} MiB"
                   f"{'' if held else '  <- over the limit'}", flush=True)
@@ -365,9 +383,11 @@ async def run(args, families):
                                                for k, v in s["by_kind"].items()), flush=True)
             if s["errors"]:
                 print("  errors: " + "; ".join(s["error_samples"]), flush=True)
-            if not held:
+            if held:
+                best = s
+                tries_left[0] = 0
+            elif attempt >= args.tries:
                 break
-            best = s
         load.stop = True
         for t in tasks:
             t.cancel()
@@ -393,6 +413,7 @@ def main():
     ap.add_argument("--ramp", type=float, default=10.0)
     ap.add_argument("--window", type=float, default=20.0)
     ap.add_argument("--p99-limit", type=float, default=100.0)
+    ap.add_argument("--tries", type=int, default=2, help="windows a step gets before it counts as failed")
     ap.add_argument("--frames", type=int, default=12)
     ap.add_argument("--video-every", type=int, default=4, help="every Nth frame records video")
     ap.add_argument("--exp-data-bytes", type=int, default=20000)
