@@ -404,6 +404,8 @@ static bool sb_room(struct sbuf *b, size_t n)
 
 static inline void sb_put(struct sbuf *b, const char *s, size_t n)
 {
+    if (n == 0)
+        return;                 /* nothing, and no block taken for it */
     if (n > b->cap - b->len && !sb_room(b, n))
         return;
     memcpy(b->p + b->len, s, n);
