@@ -28,6 +28,7 @@
 #include "studyhub/domain/children.h"
 #include "studyhub/domain/family.h"
 #include "studyhub/domain/participate.h"
+#include "studyhub/domain/participate_runner.h"
 #include "studyhub/domain/feedback.h"
 #include "studyhub/domain/labs.h"
 #include "studyhub/domain/perms.h"
@@ -128,7 +129,8 @@ static int register_routes(struct router *r)
         analytics_routes(r) < 0 ||    /* participant browser, charts' numbers */
         housekeeping_routes(r) < 0 || /* preview deletion, hash check, one response */
         static_routes(r) < 0 ||       /* the web pages and their assets */
-        participate_routes(r) < 0)    /* discovery, eligibility, the runner's pages */
+        participate_routes(r) < 0 ||  /* discovery, eligibility, past sessions */
+        participate_runner_routes(r) < 0) /* the runner's pages and files */
         return -1;
     return 0;
 }
@@ -457,7 +459,7 @@ int main(int argc, char **argv)
         log_warn("study document cache is off");
     if (auth_cache_start(app.pg) < 0)
         log_warn("API token cache is off");
-    if (participate_cache_start(app.pg) < 0)
+    if (participate_runner_cache_start(app.pg) < 0)
         log_warn("runner file folder cache is off");
     auth_seal_plain_secrets(&app);
     /* Outbound HTTP and object storage (io/fetch.c, io/storage.c); after
@@ -523,7 +525,7 @@ out:
     redis_client_free(app.redis);
     studies_cache_stop();
     auth_cache_stop();
-    participate_cache_stop();
+    participate_runner_cache_stop();
     pg_pool_free(app.pg);
     if (app.base)
         reap_flush(app.base);     /* what the pool's last answers let go */

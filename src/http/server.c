@@ -224,7 +224,7 @@ static void on_request(struct evhttp_request *ev, void *arg)
 
     /* A runner page is served sandboxed (an opaque origin: Origin: null),
      * so its calls to the API are cross-origin; they carry a runner key in
-     * Authorization and no cookies (domain/participate.h). */
+     * Authorization and no cookies (domain/participate_runner.h). */
     hdr = evhttp_find_header(evhttp_request_get_input_headers(ev), "Origin");
     if (hdr && strcmp(hdr, "null") == 0 && strncmp(req->path, "/api/v1/", 8) == 0) {
         http_add_header(req, "Access-Control-Allow-Origin", "*");

@@ -1,6 +1,6 @@
 /* Unit tests of participate's pure parts: which paths under
  * /studies/<study>/ are a child's page and which are the build's assets,
- * and where the runner key goes in the built index.html. */
+ * and where an external study sends its participant. */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,8 +9,6 @@
 #include "studyhub/domain/participate.h"
 
 #define CHILD "26edcab0-b578-49e4-9ef3-6f9e5ee32642"
-#define STUDY "c39fc4e9-0084-4efb-9db1-ea596c946108"
-#define KEY "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
 START_TEST(split)
 {
@@ -27,48 +25,26 @@ START_TEST(split)
 }
 END_TEST
 
-static char *inject(const char *html, bool preview, size_t *len)
+START_TEST(external_location)
 {
-    return participate_inject(html, strlen(html), KEY, STUDY, CHILD, preview, len);
-}
+    char *loc = participate_external_location("https://example.org/study", "abc123",
+                                              "r-1");
+    ck_assert_str_eq(loc, "https://example.org/study?child=abc123&response=r-1");
+    free(loc);
 
-START_TEST(fingerprints)
-{
-    ck_assert(participate_fingerprinted("assets/vendor-0123456789abcdef0123456789abcdef.js"));
-    ck_assert(participate_fingerprinted("frame-player-deadbeef.css"));
-    ck_assert(participate_fingerprinted("a/b/ember-lookit-1a2b3c4d5e.map"));
-    ck_assert(!participate_fingerprinted("assets/runner-1.js"));        /* too short */
-    ck_assert(!participate_fingerprinted("assets/vendor.js"));
-    ck_assert(!participate_fingerprinted("assets/vendor-DEADBEEF.js"));  /* not ember's hex */
-    ck_assert(!participate_fingerprinted("assets/-deadbeef.js"));       /* no name */
-    ck_assert(!participate_fingerprinted("assets-deadbeef0/vendor.js")); /* folder, not file */
-    ck_assert(!participate_fingerprinted("index.html"));
-    ck_assert(!participate_fingerprinted("deadbeef-cafebabe"));         /* no extension */
-}
-END_TEST
+    /* The study's own query is kept; the new parameters follow it. */
+    loc = participate_external_location("https://example.org/s?lang=en", "h", "r");
+    ck_assert_str_eq(loc, "https://example.org/s?lang=en&child=h&response=r");
+    free(loc);
 
-START_TEST(inject_places)
-{
-    size_t len;
-    const char *meta0 = "<meta name=\"studyhub-runner\" content=\"" KEY " " STUDY " " CHILD " 0\">";
-    const char *meta1 = "<meta name=\"studyhub-runner\" content=\"" KEY " " STUDY " " CHILD " 1\">";
-    char want[512];
+    /* A fragment stays last, and a '?' inside it is not the query. */
+    loc = participate_external_location("http://example.org/s#part?x", "h", "r");
+    ck_assert_str_eq(loc, "http://example.org/s?child=h&response=r#part?x");
+    free(loc);
 
-    char *out = inject("<html><head><title>x</title></head></html>", false, &len);
-    snprintf(want, sizeof want, "<html><head>%s<title>x</title></head></html>", meta0);
-    ck_assert_str_eq(out, want);
-    free(out);
-
-    /* No <head>: at the start.  <header> is not <head>. */
-    out = inject("<header>hi</header>", true, &len);
-    snprintf(want, sizeof want, "%s<header>hi</header>", meta1);
-    ck_assert_str_eq(out, want);
-    ck_assert_uint_eq(len, strlen(want));
-    free(out);
-
-    out = inject("", false, &len);
-    ck_assert_str_eq(out, meta0);
-    free(out);
+    loc = participate_external_location("https://example.org/s?a=1#top", "h", "r");
+    ck_assert_str_eq(loc, "https://example.org/s?a=1&child=h&response=r#top");
+    free(loc);
 }
 END_TEST
 
@@ -77,8 +53,7 @@ int main(void)
     Suite *s = suite_create("participate");
     TCase *tc = tcase_create("participate");
     tcase_add_test(tc, split);
-    tcase_add_test(tc, inject_places);
-    tcase_add_test(tc, fingerprints);
+    tcase_add_test(tc, external_location);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -7,50 +7,20 @@
  *                                         active study: eligible, and why not
  *   GET /api/v1/history/                  the family's past sessions with the
  *                                         researchers' feedback (newest first)
- *   GET /studies/{id}/{child}/...         the built runner's index.html for
- *                                         every deep path (login, active
- *                                         study, the caller's own child):
- *                                         its latest deploy's shared runner
- *   GET /runners/{key}/{path}             a shared runner's files, for every
- *                                         study serving it (issue 19), cached
- *                                         a year (the key names the content)
- *   GET /studies/{id}/{path}              the files of a study built before
- *                                         shared runners (its own folder)
- *   GET /exp/studies/{id}/{child}/preview/... the preview build (researcher
- *                                         with the preview permission)
- *   GET /studies/{id}/{child}/external/   external studies: redirect to the
- *                                         study's URL with child and response
- * Runner content is served under HTTP_RUNNER_CSP (a sandbox: an opaque
- * origin, no cookies of the API's origin); the runner calls the API with
- * the key written into its index.html (Authorization: Runner KEY), which
- * auth.c accepts on the runner's API routes only. */
+ * and the steps of taking part that need no built runner, which the
+ * study's page (participate_runner.h) hands over to:
+ *   an external study (study_type 2): redirect to the study's URL with
+ *                                         child and response
+ *   a jsPsych study (study_type 3): the platform's own page. */
 #ifndef STUDYHUB_DOMAIN_PARTICIPATE_H
 #define STUDYHUB_DOMAIN_PARTICIPATE_H
 
 #include <stdbool.h>
 #include <stddef.h>
 
+struct app;
+struct http_req;
 struct router;
-
-/* The CSP of served runner content: scripts run, in an opaque origin. */
-#define PARTICIPATE_RUNNER_CSP                                               \
-    "sandbox allow-scripts allow-forms allow-popups allow-modals "          \
-    "allow-top-navigation-by-user-activation allow-top-navigation; "        \
-    "frame-ancestors 'none'"
-
-/* The CSP of the runner's page on its own host (RUNNER_BASE_URL): no
- * sandbox, since there the runner must read its cookies; the host holds
- * nothing of the site's. */
-#define PARTICIPATE_RUNNER_HOST_CSP                                          \
-    "object-src 'none'; base-uri 'self'; frame-ancestors 'none'"
-
-/* How long a hand-off code from the site to the runner's host lasts: one
- * redirect's worth. */
-#define PARTICIPATE_HANDOFF_TTL_S 60
-
-/* How long a runner key (and the participation it opens) lasts: upstream
- * sets a participant's session expiry to 4 days on this page. */
-#define PARTICIPATE_KEY_TTL_S (4 * 24 * 3600)
 
 /* What a path under /studies/<study>/ asks for: rest is the part after
  * that prefix.  A first segment that is a uuid is a child (the page: its
@@ -58,28 +28,48 @@ struct router;
  * Returns true for a child and copies its uuid into child (37 bytes). */
 bool participate_split(const char *rest, char child[37]);
 
-/* Whether a build's file name carries a content fingerprint, as
- * ember-cli writes them ("vendor-<8..64 lower hex>.js"): such a file never
- * changes, so it is cached for a year. */
-bool participate_fingerprinted(const char *path);
+/* The address an external study's participant is sent to: url (the
+ * study's, http(s)://...) with its query kept and child=CHILD_HASH and
+ * response=RESPONSE added, a fragment staying last, as the runner's
+ * addSearchParams.  NULL when out of memory; caller frees. */
+char *participate_external_location(const char *url, const char *child_hash,
+                                    const char *response);
 
-/* A copy of html (len bytes) with the runner's settings as a meta tag
- * right after <head ...> (or at the start when there is none):
- *   <meta name="studyhub-runner" content="KEY STUDY CHILD PREVIEW">
- * key, study and child are hex/uuid text (never escaped).  NULL when out
- * of memory; *out_len is the new length.  Caller frees. */
-char *participate_inject(const char *html, size_t len, const char *key,
-                         const char *study, const char *child, bool preview,
-                         size_t *out_len);
+/* The pages a browser gets instead of the runner (never JSON): status with
+ * a title and a sentence (no-store); 503 with Retry-After; and the one 404
+ * for "no such study", "not active" and "not your child", so nobody learns
+ * which it was. */
+void participate_page_error(struct http_req *req, int status, const char *title,
+                            const char *text);
+void participate_unavailable_page(struct http_req *req);
+void participate_no_study(struct http_req *req);
 
-/* The cache of where each study's runner files are (kept right by the
- * studies_changed notification); without it every asset asks PostgreSQL.
- * start: 0, or -1 (the cache stays off). */
-struct pg_pool;
-int participate_cache_start(struct pg_pool *pg);
-void participate_cache_stop(void);
+/* An external study (study_type 2) the page lookup found for a family's
+ * child; the strings are borrowed for the call only. */
+struct participate_external_study {
+    const char *url;             /* the study's address ("" when none) */
+    const char *study;           /* uuids */
+    const char *child;
+    const char *salt;            /* the child hash's secret */
+    int hash_digits;
+    const char *study_id;        /* the rows' ids, as text */
+    const char *child_id;
+    bool preview;
+};
 
-/* Adds the route table; 0, or -1 when the router refused one. */
+/* Takes part in an external study: records a response and answers with a
+ * 302 to its address (participate_external_location); a 404 page when the
+ * study has no http(s) address.  Answers req exactly once. */
+void participate_external(struct http_req *req, struct app *app,
+                          const struct participate_external_study *e);
+
+/* Takes part in a jsPsych study (study_type 3): the platform's own page,
+ * which runs the study's protocol as data.  Answers req exactly once. */
+void participate_jspsych(struct http_req *req, struct app *app);
+
+/* Adds the route table (the API's; the runner's pages are
+ * participate_runner_routes's, added right after): 0, or -1 when the
+ * router refused one. */
 int participate_routes(struct router *r);
 
 #endif
