@@ -679,23 +679,15 @@ static void handoff_stored(redisReply *reply, void *arg)
         serve_free(s);
         return;
     }
-    snprintf(loc, sizeof loc, "%s", s->app->cfg->runner_base_url);
-    if (!runner_host_encode_path(loc, sizeof loc, http_req_path(req)) ||
-        strlen(loc) + strlen(qs) + sizeof "?handoff=&" + 64 > sizeof loc) {
+    /* The page's own query (already encoded as the client sent it) goes
+     * along; the code comes last. */
+    if (!runner_host_location(loc, sizeof loc, s->app->cfg->runner_base_url,
+                              http_req_path(req), strchr(qs, '#') ? NULL : qs,
+                              s->handoff)) {
         participate_no_study(req);
         serve_free(s);
         return;
     }
-    /* The page's own query (already encoded as the client sent it) goes
-     * along; the code comes last. */
-    if (*qs && !strchr(qs, '#')) {
-        strcat(loc, "?");
-        strcat(loc, qs);
-        strcat(loc, "&handoff=");
-    } else {
-        strcat(loc, "?handoff=");
-    }
-    strcat(loc, s->handoff);
     http_add_header(req, "Location", loc);
     http_add_header(req, "Cache-Control", "no-store");
     http_add_header(req, "Referrer-Policy", "no-referrer");
@@ -727,8 +719,8 @@ static void handoff_taken(redisReply *reply, void *arg)
 {
     struct handoff *h = arg;
     struct http_req *req = h->req;
-    char cookie[256], csrf[33], loc[1024] = "";
-    const char *secure = h->secure ? "; Secure" : "";
+    char csrf[33], loc[1024];
+    unsigned secure = h->secure ? AUTH_COOKIE_SECURE : 0;
 
     free(h);
     if (!reply || reply->type == REDIS_REPLY_ERROR) {
@@ -741,15 +733,12 @@ static void handoff_taken(redisReply *reply, void *arg)
                                "Open the study again from its page to take part.");
         return;
     }
-    snprintf(cookie, sizeof cookie, "sessionid=%.*s; Max-Age=%d; Path=/; HttpOnly;"
-             " SameSite=Lax%s", 64, reply->str, PARTICIPATE_KEY_TTL_S, secure);
-    http_add_header(req, "Set-Cookie", cookie);
+    auth_set_cookie(req, "sessionid", reply->str, PARTICIPATE_KEY_TTL_S,
+                    AUTH_COOKIE_HTTP_ONLY | secure);
     util_random_hex(16, csrf);
     /* Not HttpOnly: the runner reads it from document.cookie. */
-    snprintf(cookie, sizeof cookie, "csrftoken=%s; Max-Age=%d; Path=/; SameSite=Lax%s",
-             csrf, PARTICIPATE_KEY_TTL_S, secure);
-    http_add_header(req, "Set-Cookie", cookie);
-    if (!runner_host_encode_path(loc, sizeof loc, http_req_path(req))) {
+    auth_set_cookie(req, "csrftoken", csrf, PARTICIPATE_KEY_TTL_S, secure);
+    if (!runner_host_location(loc, sizeof loc, "", http_req_path(req), NULL, NULL)) {
         participate_no_study(req);
         return;
     }

@@ -128,6 +128,27 @@ bool auth_cookie(const struct http_req *req, const char *name, char *out, size_t
     return cookie_get(req, name, out, outlen);
 }
 
+bool auth_cookie_line(char *out, size_t outlen, const char *name, const char *value,
+                      long max_age, unsigned flags)
+{
+    int n = snprintf(out, outlen, "%s=%s; Max-Age=%ld; Path=/; %sSameSite=Lax%s", name,
+                     value, max_age, flags & AUTH_COOKIE_HTTP_ONLY ? "HttpOnly; " : "",
+                     flags & AUTH_COOKIE_SECURE ? "; Secure" : "");
+    return n >= 0 && (size_t)n < outlen;
+}
+
+void auth_set_cookie(struct http_req *req, const char *name, const char *value,
+                     long max_age, unsigned flags)
+{
+    char buf[256];
+
+    /* Our names and values are short hex: a cut one is a bug, not input. */
+    if (auth_cookie_line(buf, sizeof buf, name, value, max_age, flags))
+        http_add_header(req, "Set-Cookie", buf);
+    else
+        log_error("auth: cookie %s too long to set", name);
+}
+
 static bool method_is_safe(enum http_method m)
 {
     return m == HTTP_GET || m == HTTP_HEAD || m == HTTP_OPTIONS;

@@ -131,16 +131,12 @@ static void set_auth_cookies(struct http_req *req, const struct app *app,
                              const char *session_id, const char *csrf,
                              long session_age)
 {
-    char buf[256];
-    const char *secure = cookies_secure(req, app) ? "; Secure" : "";
-    snprintf(buf, sizeof buf,
-             "sessionid=%s; Max-Age=%ld; Path=/; HttpOnly; SameSite=Lax%s",
-             session_id, session_age, secure);
-    http_add_header(req, "Set-Cookie", buf);
+    unsigned secure = cookies_secure(req, app) ? AUTH_COOKIE_SECURE : 0;
+
+    auth_set_cookie(req, "sessionid", session_id, session_age,
+                    AUTH_COOKIE_HTTP_ONLY | secure);
     /* Not HttpOnly: the runner reads it from document.cookie. */
-    snprintf(buf, sizeof buf, "csrftoken=%s; Max-Age=%ld; Path=/; SameSite=Lax%s",
-             csrf, session_age ? AUTH_CSRF_COOKIE_AGE_S : 0L, secure);
-    http_add_header(req, "Set-Cookie", buf);
+    auth_set_cookie(req, "csrftoken", csrf, session_age ? AUTH_CSRF_COOKIE_AGE_S : 0L, secure);
 }
 
 /* The login slow-down's keys: the account (lower-cased email) and the

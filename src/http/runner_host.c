@@ -72,6 +72,27 @@ bool runner_host_encode_path(char *out, size_t outlen, const char *s)
     return true;
 }
 
+bool runner_host_location(char *out, size_t outlen, const char *base, const char *path,
+                          const char *query, const char *handoff)
+{
+    size_t n;
+
+    if (snprintf(out, outlen, "%s", base) >= (int)outlen ||
+        !runner_host_encode_path(out, outlen, path))
+        return false;
+    n = strlen(out);
+    if (query && *query) {
+        int m = snprintf(out + n, outlen - n, "?%s%s%s", query, handoff ? "&handoff=" : "",
+                         handoff ? handoff : "");
+        return m >= 0 && (size_t)m < outlen - n;
+    }
+    if (handoff) {
+        int m = snprintf(out + n, outlen - n, "?handoff=%s", handoff);
+        return m >= 0 && (size_t)m < outlen - n;
+    }
+    return true;
+}
+
 void runner_host_elsewhere(struct http_req *req)
 {
     enum http_method m = http_req_method(req);
@@ -82,17 +103,14 @@ void runner_host_elsewhere(struct http_req *req)
         jsonapi_reply_errorf(req, 404, "not_found", NULL, "Not found.");
         return;
     }
-    snprintf(loc, sizeof loc, "%s", http_req_base_url(req));
-    if (!runner_host_encode_path(loc, sizeof loc, http_req_path(req)) ||
-        strlen(loc) + strlen(qs) + 2 > sizeof loc) {
+    /* The raw query as the client sent it, when it is already encoded. */
+    if (strspn(qs, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                   "0123456789-._~%!$&'()*+,;=:@/?") != strlen(qs))
+        qs = NULL;
+    if (!runner_host_location(loc, sizeof loc, http_req_base_url(req), http_req_path(req),
+                              qs, NULL)) {
         jsonapi_reply_errorf(req, 404, "not_found", NULL, "Not found.");
         return;
-    }
-    /* The raw query as the client sent it: already encoded. */
-    if (*qs && strspn(qs, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                          "0123456789-._~%!$&'()*+,;=:@/?") == strlen(qs)) {
-        strcat(loc, "?");
-        strcat(loc, qs);
     }
     http_add_header(req, "Location", loc);
     http_add_header(req, "Cache-Control", "no-store");

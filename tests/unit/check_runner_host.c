@@ -1,6 +1,7 @@
 /* Unit tests of runner_host's pure parts: which paths the runner's own
  * host serves, which API routes a runner key opens, and the encoding of
- * a decoded path for a Location header.  Which host a request came to,
+ * a decoded path for a Location header and the Locations themselves.
+ * Which host a request came to,
  * the redirects and the cookies are tested end to end
  * (tests/e2e/test_runner_origin.py). */
 #include <check.h>
@@ -66,6 +67,50 @@ START_TEST(encodes_a_path_for_location)
 }
 END_TEST
 
+/* The Locations of the two redirects between the site and the runner's
+ * host: the hand-off there (with its code) and the way back (without). */
+START_TEST(builds_a_location)
+{
+    char out[128];
+
+    ck_assert(runner_host_location(out, sizeof out, "https://runner.example", "/studies/a b/",
+                                   NULL, "c0de"));
+    ck_assert_str_eq(out, "https://runner.example/studies/a%20b/?handoff=c0de");
+    /* The page's own query goes along; the code comes last. */
+    ck_assert(runner_host_location(out, sizeof out, "https://runner.example", "/s/",
+                                   "lang=en&x=%20", "c0de"));
+    ck_assert_str_eq(out, "https://runner.example/s/?lang=en&x=%20&handoff=c0de");
+    /* An empty query is none. */
+    ck_assert(runner_host_location(out, sizeof out, "http://site", "/login/", "", NULL));
+    ck_assert_str_eq(out, "http://site/login/");
+    ck_assert(runner_host_location(out, sizeof out, "http://site", "/a/", "next=/b/", NULL));
+    ck_assert_str_eq(out, "http://site/a/?next=/b/");
+    /* A path alone (the runner host's redirect to itself). */
+    ck_assert(runner_host_location(out, sizeof out, "", "/studies/x/ü", NULL, NULL));
+    ck_assert_str_eq(out, "/studies/x/%C3%BC");
+}
+END_TEST
+
+START_TEST(a_location_that_does_not_fit)
+{
+    char out[32];
+
+    /* Exactly full (31 characters and the NUL) fits; one more does not,
+     * in the base, the path, the query or the code. */
+    ck_assert(runner_host_location(out, sizeof out, "http://s", "/p", "q=1", "01234567"));
+    ck_assert_uint_eq(strlen(out), 31);
+    ck_assert(!runner_host_location(out, sizeof out, "http://s", "/p", "q=1", "012345678"));
+    ck_assert(!runner_host_location(out, sizeof out, "http://s", "/p", "q=12", "01234567"));
+    ck_assert(!runner_host_location(out, sizeof out, "http://s", "/pp", "q=1", "01234567"));
+    ck_assert(!runner_host_location(out, sizeof out, "http://0123456789012345678901234", "/",
+                                    NULL, NULL));
+    ck_assert(!runner_host_location(out, sizeof out, "http://s", "/p", NULL,
+                                    "0123456789abcdef0123456789"));
+    ck_assert(!runner_host_location(out, sizeof out, "http://s", "/p",
+                                    "0123456789abcdef0123456789", NULL));
+}
+END_TEST
+
 static Suite *runner_host_suite(void)
 {
     Suite *s = suite_create("runner_host");
@@ -74,6 +119,8 @@ static Suite *runner_host_suite(void)
     tcase_add_test(tc, serves_the_runner_only);
     tcase_add_test(tc, api_paths_are_prefixes);
     tcase_add_test(tc, encodes_a_path_for_location);
+    tcase_add_test(tc, builds_a_location);
+    tcase_add_test(tc, a_location_that_does_not_fit);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -119,6 +119,19 @@ void auth_gate(struct http_req *req, const struct route *route, void *arg);
 /* Cookie name of the request's Cookie header into out; false when absent,
  * empty of name, or longer than outlen - 1. */
 bool auth_cookie(const struct http_req *req, const char *name, char *out, size_t outlen);
+
+/* The one shape of every cookie we set (the login's session, the runner
+ * host's hand-off):
+ *   NAME=VALUE; Max-Age=N; Path=/; [HttpOnly; ]SameSite=Lax[; Secure]
+ * auth_cookie_line writes it into out (false when it does not fit);
+ * auth_set_cookie adds it to req's reply as a Set-Cookie header (a line
+ * that does not fit is logged and not set). */
+#define AUTH_COOKIE_HTTP_ONLY 1u     /* not readable from scripts */
+#define AUTH_COOKIE_SECURE 2u        /* https only */
+bool auth_cookie_line(char *out, size_t outlen, const char *name, const char *value,
+                      long max_age, unsigned flags);
+void auth_set_cookie(struct http_req *req, const char *name, const char *value,
+                     long max_age, unsigned flags);
 const struct auth_user *auth_user(const struct http_req *req);
 bool auth_user_is_2fa_verified(const struct auth_user *u);
 /* May this request see research data (rows of other families that the

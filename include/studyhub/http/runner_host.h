@@ -32,6 +32,15 @@ bool runner_host_serves(const char *path);
  * anything else is a 404. */
 void runner_host_elsewhere(struct http_req *req);
 
+/* A Location between the site and the runner's host, into out (outlen
+ * bytes): base (an origin, or "" for a path alone), then path (decoded)
+ * percent-encoded by runner_host_encode_path, then "?QUERY" when query
+ * is given and not empty (raw, as the client sent it: the caller decides
+ * whether it may pass), then handoff=CODE when handoff is given, after the
+ * query's '&' or as the query.  False when it does not fit. */
+bool runner_host_location(char *out, size_t outlen, const char *base, const char *path,
+                          const char *query, const char *handoff);
+
 /* The server's fallback (arg: struct app *): runner_host_elsewhere on the
  * runner host, else static_not_found. */
 void runner_host_not_found(struct http_req *req, void *arg);
