@@ -1,6 +1,11 @@
-/* build: the build_experiment task kind, its HTTP routes and its live event
- * stream.  See include/studyhub/tasks/build.h for the stages and promises,
- * sql/050_builds.sql for the statements that keep them.
+/* build: the build_experiment task kind: its states, names table and step
+ * function, the stages load, download, extract, upload and finish, and its
+ * hooks.  See include/studyhub/tasks/build.h for the stages and promises,
+ * sql/050_builds.sql for the statements that keep them.  Its other files
+ * (build_internal.h): build_wait (what it waits on), build_resolve (the
+ * stage resolve_sha), build_run (the stage build), build_exec (the
+ * children's command lines), build_flight (shared downloads and
+ * extractions), build_upload (the output to storage).
  *
  * Shape: one struct build per running task (t->data), driven by
  * build_step, which switches on the stage; every callback (query, GitHub
@@ -103,88 +108,7 @@ void bl_move(struct build *b, int state, enum task_stage_outcome o)
     task_set_state(b->t, state, o);
 }
 
-/* ---- what it waits on ---------------------------------------------------------------- */
-
-const char *const bl_wait_names[] = {
-    [BW_NONE] = "nothing", [BW_QUERY] = "query", [BW_GITHUB] = "github",
-    [BW_FLIGHT] = "flight", [BW_CHILD] = "child", [BW_UPLOAD] = "upload",
-    [BW_TIMER] = "timer",
-};
-
-void bl_wait(struct build *b, enum bl_wait w)
-{
-    if (b->wait != w)
-        log_debug("build %" PRId64 ": waits on %s -> %s", b->t->id,
-                  bl_wait_names[b->wait], bl_wait_names[w]);
-    b->wait = w;
-}
-
-void bl_wait_end(struct build *b, enum bl_wait w)
-{
-    if (b->wait == w)
-        bl_wait(b, BW_NONE);
-}
-
-int bl_query(struct build *b, const struct pg_stmt *stmt, int n,
-             const char *const *params, task_pg_cb cb)
-{
-    bl_wait(b, BW_QUERY);
-    if (task_pg_exec(b->t, stmt, n, params, cb) < 0) {
-        bl_wait(b, BW_NONE);
-        return -1;
-    }
-    return 0;
-}
-
-static void bl_wait_timer(struct build *b, int64_t ms)
-{
-    bl_wait(b, BW_TIMER);
-    util_timer_ms(b->timer, ms);
-}
-
 /* ---- the stages ----------------------------------------------------------------------- */
-
-static void bl_halt(struct build *b)
-{
-    if (b->req) {
-        fetch_cancel(b->req);
-        b->req = NULL;
-    }
-    flight_leave(b);
-    if (b->proc) {
-        proc_abandon(b->proc);
-        b->proc = NULL;
-    }
-    bl_disk_watch_stop(b);
-    if (b->up) {
-        up_free(b->up);
-        b->up = NULL;
-    }
-    if (b->timer)
-        evtimer_del(b->timer);
-    if (b->wait != BW_QUERY)
-        bl_wait(b, BW_NONE);    /* a query out still comes back */
-}
-
-static void docker_rm_done(const struct proc_result *r, void *arg)
-{
-    char how[128];
-
-    proc_result_describe(r, how, sizeof how);
-    log_debug("build: docker rm -f: %s", how);
-}
-
-/* Removes our container (a killed `docker run` client leaves it running). */
-static void docker_rm_later(const char *name)
-{
-    const char *argv[] = { the_builder->app->cfg->docker_bin, "rm", "-f", name, NULL };
-    struct proc_opts o = { .argv = argv, .timeout_ms = DOCKER_RM_TIMEOUT_MS, .tail_bytes = 2048,
-                           .envp = build_docker_env() };
-    char err[256];
-
-    if (!proc_spawn(the_builder->app->procs, &o, docker_rm_done, NULL, err, sizeof err))
-        log_warn("build: cannot run docker rm -f %s: %s", name, err);
-}
 
 /* To 'finish' with an outcome: stops what runs, notes why in the stage's
  * log, and closes the stage as failed (cancelled stages too: the runner's
@@ -197,7 +121,7 @@ void bl_stop(struct build *b, enum build_outcome o, const char *fmt, ...)
     if (b->moving)
         return;
     if (b->proc && b->child == CH_RUN && strcmp(the_builder->app->cfg->build_runner, "docker") == 0)
-        docker_rm_later(b->container);
+        bl_docker_rm_later(b->container);
     bl_halt(b);
     va_start(ap, fmt);
     vsnprintf(b->error, sizeof b->error, fmt, ap);
@@ -213,7 +137,7 @@ void bl_stop(struct build *b, enum build_outcome o, const char *fmt, ...)
 }
 
 /* Paths that follow from the commit and the task. */
-static int bl_paths(struct build *b)
+int bl_paths(struct build *b)
 {
     free(b->checkout);
     free(b->zip);
@@ -299,264 +223,7 @@ static void bl_load(struct build *b)
     }
 }
 
-static void on_bl_timer(evutil_socket_t fd, short what, void *arg)
-{
-    struct build *b = arg;
-
-    bl_wait_end(b, BW_TIMER);
-    task_wake(b->t);
-}
-
-/* -- resolve_sha */
-
-
-/* "https://github.com/OWNER/REPO(.git)(/)": the repository URL without the
- * suffixes, its owner and name.  -1 when it is not http(s) or lacks them. */
-static int parse_repo(struct build *b, const char *url)
-{
-    size_t n = strlen(url);
-    char *u, *slash;
-
-    if (strncmp(url, "https://", 8) != 0 && strncmp(url, "http://", 7) != 0)
-        return -1;
-    if (n > 1000 || strpbrk(url, " \t\r\n?#\"'\\"))
-        return -1;
-    u = strdup(url);
-    if (!u)
-        return -1;
-    while (n && u[n - 1] == '/')
-        u[--n] = '\0';
-    if (n > 4 && strcmp(u + n - 4, ".git") == 0)
-        u[n -= 4] = '\0';
-    slash = strrchr(u, '/');
-    if (!slash || slash[1] == '\0' || slash - u < 9) {
-        free(u);
-        return -1;
-    }
-    snprintf(b->repo, sizeof b->repo, "%s", slash + 1);
-    *slash = '\0';
-    {
-        char *o = strrchr(u, '/');
-        if (!o || o[1] == '\0' || o - u < 7 || o[-1] == '/') {
-            free(u);
-            return -1;
-        }
-        snprintf(b->owner, sizeof b->owner, "%s", o + 1);
-    }
-    *slash = '/';
-    free(b->repo_url);
-    b->repo_url = u;
-    for (const char *p = b->owner; *p; p++)
-        if (!isalnum((unsigned char)*p) && !strchr("-_.", *p))
-            return -1;
-    for (const char *p = b->repo; *p; p++)
-        if (!isalnum((unsigned char)*p) && !strchr("-_.", *p))
-            return -1;
-    return 0;
-}
-
-static const struct pg_stmt stmt_resolved = {
-    "build_resolved",
-    "WITH u AS (UPDATE study_builds SET repo_url = $2, sha = $3, cache_key = $4, shared = true,"
-    "             reused = EXISTS (SELECT 1 FROM runner_builds WHERE cache_key = $4)"
-    "           WHERE task_id = $1::bigint RETURNING task_id),"
-    " r AS (UPDATE runner_builds SET last_used_at = now() WHERE cache_key = $4"
-    "       RETURNING manifest)"
-    " SELECT (SELECT manifest::text FROM r), (SELECT count(*) FROM u)",
-};
-
-static void on_resolved_saved(struct task *t, PGresult *res)
-{
-    struct build *b = t->data;
-
-    bl_wait_end(b, BW_QUERY);
-    if (task_cancel_requested(t)) {
-        bl_stop(b, BO_CANCELLED, "cancelled while resolving the commit");
-        return;
-    }
-    if (!res || !pg_ok(res) || PQntuples(res) != 1) {
-        bl_stop(b, BO_FAILED, "cannot save the resolved commit: %s",
-                res ? PQresultErrorMessage(res) : "database unreachable");
-        return;
-    }
-    json_decref(b->manifest);
-    b->manifest = NULL;
-    if (!PQgetisnull(res, 0, 0)) {
-        b->manifest = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
-        task_log(t, "this runner (repository, commit and environment) was built before, for "
-                 "this study or another: its %zu files are served as they are, with no build",
-                 json_array_size(b->manifest));
-    }
-    bl_move(b, BS_DOWNLOAD, TASK_STAGE_OK);
-}
-
-/* The commit is known: the cache key, the paths, and save them. */
-static void resolve_done(struct build *b)
-{
-    struct task *t = b->t;
-    char *material;
-    const char *params[4];
-    char task[24];
-
-    for (char *p = b->sha; *p; p++)
-        *p = (char)tolower((unsigned char)*p);
-    /* What the output depends on, and nothing of the study: its assets'
-     * prefix is /runners/<this key>/ (build_env), so every study on this
-     * repository, commit and environment serves the same files. */
-    material = util_asprintf("%s\n%s\n/runners/\n%s\n", b->repo_url, b->sha,
-                             the_builder->env_hash);
-    if (!material || bl_paths(b) < 0) {
-        free(material);
-        bl_stop(b, BO_FAILED, "out of memory");
-        return;
-    }
-    util_sha256_hex(material, strlen(material), b->cache_key);
-    free(material);
-    task_log(t, "runner: %s at %s", b->repo_url, b->sha);
-    snprintf(task, sizeof task, "%" PRId64, t->id);
-    params[0] = task;
-    params[1] = b->repo_url;
-    params[2] = b->sha;
-    params[3] = b->cache_key;
-    if (bl_query(b, &stmt_resolved, 4, params, on_resolved_saved) < 0) {
-        bl_stop(b, BO_FAILED, "cannot save the resolved commit: out of memory");
-    }
-}
-
-static void api_get(struct build *b);
-
-static void on_api(struct fetch_req *req, const struct fetch_result *res, void *arg)
-{
-    struct build *b = arg;
-    json_t *doc;
-    const char *v;
-
-    b->req = NULL;
-    bl_wait_end(b, BW_GITHUB);
-    if (res->error || res->status != 200) {
-        if (res->status)
-            bl_stop(b, BO_FAILED, "GitHub API: HTTP %d for %s/%s%s%s after %d attempt%s: %.300s",
-                    res->status, b->owner, b->repo, b->api_step ? " branch " : "",
-                    b->api_step ? b->branch : "", res->attempts, res->attempts == 1 ? "" : "s",
-                    res->body);
-        else
-            bl_stop(b, BO_FAILED, "GitHub API unreachable after %d attempt%s: %s",
-                    res->attempts, res->attempts == 1 ? "" : "s", res->error);
-        return;
-    }
-    doc = json_loadb(res->body, res->body_len, 0, NULL);
-    if (b->api_step == 0) {
-        v = json_string_value(json_object_get(doc, "default_branch"));
-        if (!v || !*v || strlen(v) >= sizeof b->branch || strspn(v,
-                "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./") != strlen(v)) {
-            json_decref(doc);
-            bl_stop(b, BO_FAILED, "GitHub API: no usable default_branch for %s/%s", b->owner,
-                    b->repo);
-            return;
-        }
-        snprintf(b->branch, sizeof b->branch, "%s", v);
-        json_decref(doc);
-        task_log(b->t, "default branch: %s", b->branch);
-        b->api_step = 1;
-        api_get(b);
-        return;
-    }
-    v = json_string_value(json_object_get(doc, "sha"));
-    if (!is_sha(v)) {
-        json_decref(doc);
-        bl_stop(b, BO_FAILED, "GitHub API: no commit SHA for branch %s of %s/%s", b->branch,
-                b->owner, b->repo);
-        return;
-    }
-    snprintf(b->sha, sizeof b->sha, "%s", v);
-    json_decref(doc);
-    task_log(b->t, "head of %s: %s", b->branch, b->sha);
-    resolve_done(b);
-}
-
-static void api_get(struct build *b)
-{
-    const struct config *c = the_builder->app->cfg;
-    char auth[300];
-    const char *headers[4];
-    int nh = 0;
-    size_t n = strlen(c->github_api_url);
-    char *url;
-    struct fetch_opts o = {
-        .method = "GET",
-        .headers = headers,
-        .max_body = API_MAX_BODY,
-        .follow_redirects = true,
-        .connect_timeout_ms = 10000,
-        .timeout_ms = c->build_fetch_timeout_s * 1000,
-        .done = on_api,
-        .arg = b,
-    };
-
-    while (n && c->github_api_url[n - 1] == '/')
-        n--;
-    if (b->api_step == 0)
-        url = util_asprintf("%.*s/repos/%s/%s", (int)n, c->github_api_url, b->owner, b->repo);
-    else
-        url = util_asprintf("%.*s/repos/%s/%s/commits/%s", (int)n, c->github_api_url, b->owner,
-                        b->repo, b->branch);
-    headers[nh++] = "Accept: application/vnd.github+json";
-    headers[nh++] = "X-GitHub-Api-Version: 2022-11-28";
-    if (c->github_token[0]) {
-        snprintf(auth, sizeof auth, "Authorization: Bearer %s", c->github_token);
-        headers[nh++] = auth;
-    }
-    headers[nh] = NULL;
-    o.url = url;
-    if (!url || !bl_fetch() || !(b->req = fetch_submit(bl_fetch(), &o))) {
-        free(url);
-        bl_stop(b, BO_FAILED, "cannot call the GitHub API: out of memory");
-        return;
-    }
-    bl_wait(b, BW_GITHUB);
-    task_log(b->t, "GET %s", url);
-    free(url);
-}
-
-static void st_resolve(struct build *b)
-{
-    const char *repo = b->meta_repo && *b->meta_repo ? b->meta_repo
-                                                     : the_builder->app->cfg->runner_repo_url;
-
-    if (parse_repo(b, repo) < 0) {
-        bl_stop(b, BO_FAILED, "the runner repository \"%.300s\" is not an http(s) URL of the "
-                "form https://github.com/OWNER/REPO", repo);
-        return;
-    }
-    if (!builds_repo_allowed(the_builder->app->cfg, b->repo_url)) {
-        bl_stop(b, BO_FAILED, "the runner repository %.300s is not allowed here "
-                "(RUNNER_REPO_ALLOW)", b->repo_url);
-        return;
-    }
-    /* Checked at the request too; again here, as the study's metadata may
-     * have named another repository since. */
-    if (!b->repo_approved) {
-        bl_stop(b, BO_FAILED, "runner_repo_not_approved: the runner repository %.300s is not "
-                "the default one and is not approved for this study; a site reviewer must "
-                "approve it first", b->repo_url);
-        return;
-    }
-    task_log(b->t, "repository %s (%s)", b->repo_url,
-             b->meta_repo && *b->meta_repo ? "the study's player_repo_url" : "RUNNER_REPO_URL");
-    if (is_sha(b->meta_sha)) {
-        snprintf(b->sha, sizeof b->sha, "%s", b->meta_sha);
-        task_log(b->t, "the study pins commit %s", b->meta_sha);
-        resolve_done(b);
-        return;
-    }
-    if (b->meta_sha && *b->meta_sha)
-        task_log(b->t, "the study's last_known_player_sha \"%.80s\" is not a 40-hex SHA: "
-                 "using the head of the default branch", b->meta_sha);
-    else
-        task_log(b->t, "the study pins no commit: using the head of the default branch");
-    b->api_step = 0;
-    api_get(b);
-}
+/* -- resolve_sha: build_resolve.c */
 
 /* -- download and extract */
 
@@ -640,342 +307,7 @@ static void st_extract(struct build *b)
              the_builder->app->cfg->max_archive_bytes, the_builder->app->cfg->max_archive_files);
 }
 
-/* -- build */
-
-
-static void on_child(const struct proc_result *r, void *arg);
-
-static void child_start(struct build *b, int which)
-{
-    const struct config *c = the_builder->app->cfg;
-    struct strv argv = { 0 }, envp = { 0 };
-    struct proc_opts o = { .tail_bytes = CHILD_TAIL, .grace_ms = 3000 };
-    char err[600] = "out of memory";
-    int64_t left = b->deadline_ms - util_mono_ms();
-    int rc = 0;
-
-    b->child = which;
-    if (left < 1)
-        left = 1;
-    o.timeout_ms = left;
-    switch (which) {
-    case CH_DOCKER_RM:
-        rc |= strv_add(&argv, strdup(c->docker_bin));
-        rc |= strv_add(&argv, strdup("rm"));
-        rc |= strv_add(&argv, strdup("-f"));
-        rc |= strv_add(&argv, strdup(b->container));
-        o.timeout_ms = DOCKER_RM_TIMEOUT_MS;
-        break;
-    case CH_COPY:
-        /* BUILD_SANDBOX=none: a scratch copy, so the build may write
-         * anywhere in its tree while the checkout stays pristine. */
-        rc |= strv_add(&argv, strdup("cp"));
-        rc |= strv_add(&argv, strdup("-R"));
-        rc |= strv_add(&argv, strdup("--"));
-        rc |= strv_add(&argv, util_asprintf("%s/.", b->checkout));
-        rc |= strv_add(&argv, strdup(b->scratch));
-        break;
-    case CH_IMAGE:
-        rc |= strv_add(&argv, strdup(c->docker_bin));
-        rc |= strv_add(&argv, strdup("build"));
-        rc |= strv_add(&argv, strdup("-t"));
-        rc |= strv_add(&argv, strdup(c->builder_image));
-        rc |= strv_add(&argv, strdup(c->builder_context[0] ? c->builder_context : b->checkout));
-        break;
-    case CH_RUN:
-        if (runner_is_docker()) {
-            rc |= docker_run_args(b, &argv);
-        } else if (runner_is_sandboxed()) {
-            if (sandbox_run_args(b, &argv, err, sizeof err) < 0)
-                rc = -1;
-            /* bwrap itself needs no variable: --clearenv, then the list. */
-            rc |= strv_add(&envp, strdup("PATH=/usr/bin:/bin"));
-            o.rlimits = the_builder->limits;
-            build_proc_ids(&o);
-        } else {
-            rc |= strv_add(&argv, strdup("bash"));
-            rc |= strv_add(&argv, strdup("build.sh"));
-            rc |= local_env(b, &envp, false);
-            o.cwd = b->scratch;
-            o.rlimits = the_builder->limits;
-        }
-        break;
-    }
-    if (rc) {
-        strv_free(&argv);
-        strv_free(&envp);
-        bl_stop(b, BO_FAILED, "cannot start %s: %s", bl_child_name(which), err);
-        return;
-    }
-    bl_wait(b, BW_CHILD);
-    o.argv = (const char *const *)argv.v;
-    o.envp = envp.v ? (const char *const *)envp.v : NULL;
-    if (which != CH_COPY && (which != CH_RUN || runner_is_docker()))
-        o.envp = build_docker_env();
-    log_command(b, which, o.cwd, &argv);
-    b->proc = proc_spawn(the_builder->app->procs, &o, on_child, b, err, sizeof err);
-    strv_free(&argv);
-    strv_free(&envp);
-    if (!b->proc) {
-        bl_stop(b, BO_FAILED, "cannot start %s: %s", bl_child_name(which), err);
-        return;
-    }
-    if (which == CH_RUN)
-        bl_disk_watch_start(b);
-    if (which == CH_RUN && !runner_is_docker()) {
-        /* So a restarted server can find what this one left running. */
-        char *pf = util_asprintf("%s/pgid", b->work);
-        FILE *fp = pf ? fopen(pf, "we") : NULL;
-        if (fp) {
-            fprintf(fp, "%d\n", (int)proc_pid(b->proc));
-            fclose(fp);
-        }
-        free(pf);
-    }
-}
-
-static void build_done(struct build *b)
-{
-    char *dist = util_asprintf("%s/dist", b->scratch);
-
-    if (dir_nonempty(b->out)) {
-        task_log(b->t, "the output is in STUDY_OUTPUT_DIR (%s)", b->out);
-    } else if (dist && strcmp(the_builder->app->cfg->build_runner, "local") == 0 && dir_nonempty(dist)) {
-        task_log(b->t, "STUDY_OUTPUT_DIR is empty: the output is the build's dist/ (%s)", dist);
-    } else {
-        free(dist);
-        bl_stop(b, BO_FAILED, "the build exited 0 but wrote nothing to STUDY_OUTPUT_DIR%s",
-                strcmp(the_builder->app->cfg->build_runner, "local") == 0 ? " or dist/" : "");
-        return;
-    }
-    free(dist);
-    bl_move(b, BS_UPLOAD, TASK_STAGE_OK);
-}
-
-static void on_child(const struct proc_result *r, void *arg)
-{
-    struct build *b = arg;
-    bool docker = strcmp(the_builder->app->cfg->build_runner, "docker") == 0;
-    char how[160], label[96];
-
-    b->proc = NULL;
-    bl_wait_end(b, BW_CHILD);
-    bl_disk_watch_stop(b);
-    proc_result_describe(r, how, sizeof how);
-    task_log(b->t, "%s: %s after %.1f s", bl_child_name(b->child), how, r->duration_s);
-    /* The last CHILD_TAIL bytes of each stream (the end is what explains
-     * a failure). */
-    if (r->out_len) {
-        snprintf(label, sizeof label, r->out_len < r->out_total ? "stdout, the end of %zu"
-                 : "stdout", r->out_total);
-        task_log_text(b->t, label, r->out, r->out_len);
-    }
-    if (r->err_len) {
-        snprintf(label, sizeof label, r->err_len < r->err_total ? "stderr, the end of %zu"
-                 : "stderr", r->err_total);
-        task_log_text(b->t, label, r->err, r->err_len);
-    }
-    if (b->disk_exceeded) {
-        if (docker && b->child == CH_RUN)
-            docker_rm_later(b->container);
-        bl_stop(b, BO_FAILED, "%s wrote more than BUILD_MAX_OUTPUT_MB=%ld MiB to its folders: "
-                "it was killed", bl_child_name(b->child), the_builder->app->cfg->build_max_output_mb);
-        return;
-    }
-    if (r->killed || task_cancel_requested(b->t)) {
-        if (docker && b->child == CH_RUN)
-            docker_rm_later(b->container);
-        bl_stop(b, BO_CANCELLED, "cancelled during %s", bl_child_name(b->child));
-        return;
-    }
-    if (r->timed_out) {
-        if (docker && b->child == CH_RUN)
-            docker_rm_later(b->container);
-        bl_stop(b, BO_FAILED, "%s took longer than BUILD_TIMEOUT_S=%ld s: its process group "
-                "was killed", bl_child_name(b->child), the_builder->app->cfg->build_timeout_s);
-        return;
-    }
-    if (b->child == CH_DOCKER_RM) {
-        child_start(b, CH_IMAGE);   /* "no such container" is fine */
-        return;
-    }
-    if (!proc_result_ok(r)) {
-        /* Whatever it wrote, a failing build is a failure (lookit-api#503). */
-        bl_stop(b, BO_FAILED, "%s failed (%s)", bl_child_name(b->child), how);
-        return;
-    }
-    switch (b->child) {
-    case CH_COPY:
-        child_start(b, CH_RUN);
-        return;
-    case CH_IMAGE:
-        child_start(b, CH_RUN);
-        return;
-    default:
-        build_done(b);
-        return;
-    }
-}
-
-/* Another build on this server producing the same runner (its build ran
- * and it has not ended): twenty studies asking at once for a commit built
- * nowhere yet build it once.  Only builds that started producing are
- * waited for, so two builds never wait for each other.  Across servers a
- * runner may be built twice at once; its files are the same and each put
- * is atomic, so the second record only replaces the first. */
-static struct build *same_runner_producer(struct build *b)
-{
-    struct build *x;
-
-    TAILQ_FOREACH(x, &the_builder->running, rlink)
-        if (x != b && x->producing && strcmp(x->cache_key, b->cache_key) == 0 &&
-            (x->t->state == BS_BUILD || x->t->state == BS_UPLOAD))
-            return x;
-    return NULL;
-}
-
-static void st_build(struct build *b);
-
-/* After waiting: did the other build record the runner? */
-static void on_rechecked(struct task *t, PGresult *res)
-{
-    struct build *b = t->data;
-
-    bl_wait_end(b, BW_QUERY);
-    if (task_cancel_requested(t)) {
-        bl_stop(b, BO_CANCELLED, "cancelled while waiting for another build of this runner");
-        return;
-    }
-    if (!res || !pg_ok(res) || PQntuples(res) != 1) {
-        bl_stop(b, BO_FAILED, "cannot look for the runner: %s",
-                res ? PQresultErrorMessage(res) : "database unreachable");
-        return;
-    }
-    if (!PQgetisnull(res, 0, 0)) {
-        json_decref(b->manifest);
-        b->manifest = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
-        task_log(t, "the other build recorded the runner (%zu files): it is served as it is",
-                 json_array_size(b->manifest));
-        bl_move(b, BS_UPLOAD, TASK_STAGE_SKIPPED);
-        return;
-    }
-    task_log(t, "the other build did not record the runner: building it here");
-    st_build(b);
-}
-
-static void st_build(struct build *b)
-{
-    struct task *t = b->t;
-    const struct config *c = the_builder->app->cfg;
-    bool docker = strcmp(c->build_runner, "docker") == 0;
-    char *build_sh;
-    struct stat sb;
-    struct build *other;
-
-    if (b->manifest) {
-        task_log(t, "the runner is cached: nothing to build");
-        bl_move(b, BS_UPLOAD, TASK_STAGE_SKIPPED);
-        return;
-    }
-    if ((other = same_runner_producer(b))) {
-        if (!b->waited)
-            task_log(t, "build %s is producing this runner on this server: waiting for it",
-                     other->t->uuid);
-        b->waited = true;
-        bl_wait_timer(b, SAME_RUNNER_WAIT_MS);
-        return;
-    }
-    if (b->waited) {
-        char task[24];
-        const char *params[4] = { task, b->repo_url, b->sha, b->cache_key };
-
-        b->waited = false;
-        snprintf(task, sizeof task, "%" PRId64, t->id);
-        if (bl_query(b, &stmt_resolved, 4, params, on_rechecked) < 0) {
-            bl_stop(b, BO_FAILED, "cannot look for the runner: out of memory");
-        }
-        return;
-    }
-    if (runner_is_sandboxed() && the_builder->sandbox != SB_OK) {
-        if (the_builder->sandbox == SB_CHECKING) {
-            bl_wait_timer(b, PROBE_WAIT_MS);     /* the check at start */
-            return;
-        }
-        bl_stop(b, BO_FAILED, "builds are refused: the build sandbox does not work on this "
-                "server (BUILD_SANDBOX=bwrap): %s", the_builder->sandbox_err);
-        return;
-    }
-    if (!is_dir(b->checkout)) {
-        if (++b->rebuilds > MAX_REBUILDS) {
-            bl_stop(b, BO_FAILED, "the checkout %s vanished %d times", b->checkout, MAX_REBUILDS);
-            return;
-        }
-        task_log(t, "the checkout %s is gone: downloading it again", b->checkout);
-        bl_move(b, BS_DOWNLOAD, TASK_STAGE_SKIPPED);
-        return;
-    }
-    /* The checkout is in use: cleanup_checkouts keeps what was used in
-     * the last day. */
-    utimensat(AT_FDCWD, b->checkout, NULL, AT_SYMLINK_NOFOLLOW);
-    build_sh = util_asprintf("%s/build.sh", b->checkout);
-    if (!build_sh || lstat(build_sh, &sb) < 0 || !S_ISREG(sb.st_mode)) {
-        free(build_sh);
-        bl_stop(b, BO_FAILED, "the runner repository has no build.sh at its top");
-        return;
-    }
-    free(build_sh);
-    if (util_mkdir_p(b->work) < 0) {
-        bl_stop(b, BO_FAILED, "cannot create %s: %s", b->work, strerror(errno));
-        return;
-    }
-    if (t->attempts > 1 && !docker)
-        bl_kill_leftovers(b);
-    /* A previous attempt's folders are moved aside (one rename each) and
-     * removed by a child. */
-    for (int i = 0; i < 2; i++) {
-        const char *dir = i ? b->scratch : b->out;
-        if (exists(dir)) {
-            char rnd[13], *old;
-            util_random_hex(6, rnd);
-            old = util_asprintf("%s.old-%s", dir, rnd);
-            if (!old || rename(dir, old) < 0) {
-                free(old);
-                bl_stop(b, BO_FAILED, "cannot clear %s: %s", dir, strerror(errno));
-                return;
-            }
-            archive_remove_later(the_builder->app->procs, old);
-            free(old);
-        }
-        if (mkdir(dir, 0755) < 0) {
-            bl_stop(b, BO_FAILED, "cannot create %s: %s", dir, strerror(errno));
-            return;
-        }
-        /* The build's user writes here and nowhere else on the host. */
-        if ((docker || runner_is_sandboxed()) && builds_change_user() &&
-            chown(dir, (uid_t)c->build_uid, (gid_t)c->build_uid) < 0) {
-            bl_stop(b, BO_FAILED, "cannot hand %s to BUILD_UID=%ld: %s", dir, c->build_uid,
-                    strerror(errno));
-            return;
-        }
-    }
-    snprintf(b->container, sizeof b->container, "studyhub-build-%s", t->uuid);
-    b->producing = true;
-    b->deadline_ms = util_mono_ms() + c->build_timeout_s * 1000;
-    task_log(t, "runner: %s%s; timeout %ld s; network %s; at most %ld processes, %ld MiB of "
-             "memory each, %ld MiB per file and of output", c->build_runner,
-             docker ? "" : runner_is_sandboxed() ? " in the bwrap sandbox"
-                                                 : " WITHOUT a sandbox (BUILD_SANDBOX=none)",
-             c->build_timeout_s, c->build_network ? "on" : "off", c->build_max_procs,
-             c->build_memory_mb, c->build_max_output_mb);
-    if (runner_is_sandboxed())
-        child_start(b, CH_RUN);
-    else if (!docker)
-        child_start(b, CH_COPY);
-    else if (t->attempts > 1)
-        child_start(b, CH_DOCKER_RM);
-    else
-        child_start(b, CH_IMAGE);
-}
+/* -- build: build_run.c */
 
 /* -- upload */
 
@@ -1144,7 +476,7 @@ static void build_step(struct task *t)
     }
     switch ((enum build_state)t->state) {
     case BS_RESOLVE:
-        st_resolve(b);
+        bl_st_resolve(b);
         return;
     case BS_DOWNLOAD:
         st_download(b);
@@ -1153,7 +485,7 @@ static void build_step(struct task *t)
         st_extract(b);
         return;
     case BS_BUILD:
-        st_build(b);
+        bl_st_build(b);
         return;
     case BS_UPLOAD:
         st_upload(b);
@@ -1207,7 +539,7 @@ static int build_open(struct task *t, char *err, size_t errlen)
     b->deploy = strcmp(mode, "deploy") == 0;
     snprintf(b->study_uuid, sizeof b->study_uuid, "%s", study);
     b->announced = -1;
-    if (!(b->timer = evtimer_new(t->app->base, on_bl_timer, b))) {
+    if (!(b->timer = evtimer_new(t->app->base, bl_on_timer, b))) {
         free(b);
         snprintf(err, errlen, "out of memory");
         return -1;

@@ -1,7 +1,9 @@
 /* build_internal: what the files of the build task kind share (build.c,
- * the kind and its stages; build_flight.c, shared downloads and
- * extractions; build_upload.c, the output to storage; build_exec.c, the
- * build's environment and command lines).  Not for other modules. */
+ * the kind, its step and stages; build_wait.c, what a build waits on;
+ * build_resolve.c, the stage resolve_sha; build_run.c, the stage build
+ * and its children; build_flight.c, shared downloads and extractions;
+ * build_upload.c, the output to storage; build_exec.c, the build's
+ * environment and command lines).  Not for other modules. */
 #ifndef STUDYHUB_TASKS_BUILD_INTERNAL_H
 #define STUDYHUB_TASKS_BUILD_INTERNAL_H
 
@@ -280,6 +282,11 @@ void bl_stop(struct build *b, enum build_outcome o, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void bl_move(struct build *b, int state, enum task_stage_outcome o);
 const char *bl_state_name(int s);
+/* b's checkout, zip and work folders from its commit and task: 0 or -1. */
+int bl_paths(struct build *b);
+void bl_cache_gone(struct build *b, const char *what);
+
+/* build_wait.c */
 void bl_wait(struct build *b, enum bl_wait w);
 /* Back to BW_NONE if w is what b waits on (a query out stays). */
 void bl_wait_end(struct build *b, enum bl_wait w);
@@ -287,7 +294,40 @@ void bl_wait_end(struct build *b, enum bl_wait w);
  * could not be sent. */
 int bl_query(struct build *b, const struct pg_stmt *stmt, int n,
              const char *const *params, task_pg_cb cb);
-void bl_cache_gone(struct build *b, const char *what);
+/* b->timer in ms, waited on as BW_TIMER; bl_on_timer (b->timer's
+ * callback, arg b) ends the wait and steps the task again. */
+void bl_wait_timer(struct build *b, int64_t ms);
+void bl_on_timer(evutil_socket_t fd, short what, void *arg);
+/* Stops what b waits on (GitHub call, flight, child, upload, timer): back
+ * to BW_NONE, unless a query is out (its callback still comes). */
+void bl_halt(struct build *b);
+
+/* build_resolve.c */
+/* "https://github.com/OWNER/REPO(.git)(/)": *base (malloc'd) is the URL
+ * without the suffixes; owner and repo are GitHub's names (letters,
+ * digits, '-', '_', '.').  -1 (nothing set in *base) when it is not
+ * http(s) or lacks them. */
+int build_parse_repo(const char *url, char **base, char owner[128], char repo[128]);
+/* The runner's cache key (64 hex): what its output depends on, the
+ * repository, commit and BUILD_ENV's hash; nothing of the study.  0, or
+ * -1 when out of memory. */
+int build_cache_key(const char *repo_url, const char *sha, const char *env_hash, char out[65]);
+/* The stage resolve_sha. */
+void bl_st_resolve(struct build *b);
+/* Saves b's repository, commit and cache key (bl_query); the answer's
+ * one row holds the runner's manifest (NULL when never built). */
+int bl_query_resolved(struct build *b, task_pg_cb cb);
+
+/* build_run.c */
+/* The stage build. */
+void bl_st_build(struct build *b);
+/* The build stage's first child, and the one after which (-1: the build
+ * is done). */
+int bl_first_child(bool docker, bool sandboxed, int attempts);
+int bl_next_child(int which);
+/* Removes our container later (a killed `docker run` client leaves it
+ * running). */
+void bl_docker_rm_later(const char *name);
 void bl_on_flight_done(struct build *b, enum flight_kind kind, bool ok, const char *msg);
 
 /* build_flight.c */
