@@ -20,63 +20,14 @@
 #include <unistd.h>
 
 #include "studyhub/io/fetch.h"
-#include "unit_io.h"
+#include "unit_stub.h"
 
-/* --- the stub HTTP server ----------------------------------------------------------- */
+/* --- the stub's answers ----------------------------------------------------------- */
 
-static struct evhttp *stub;
-static int stub_port;
 static int flaky_left;       /* 503s still to send on /flaky */
-static int hits;             /* requests seen */
-static char last_method[16];
-static char last_expect[64];
-static char last_ctype[128];
-static size_t last_body_len;
-static char last_body[4096];
 
-
-static const char *method_name(enum evhttp_cmd_type t)
+static void stub_route(struct evhttp_request *req, const char *uri, struct evbuffer *in)
 {
-    switch (t) {
-    case EVHTTP_REQ_GET: return "GET";
-    case EVHTTP_REQ_PUT: return "PUT";
-    case EVHTTP_REQ_POST: return "POST";
-    case EVHTTP_REQ_DELETE: return "DELETE";
-    case EVHTTP_REQ_HEAD: return "HEAD";
-    default: return "OTHER";
-    }
-}
-
-static void copy_hdr(struct evhttp_request *req, const char *name, char *out, size_t n)
-{
-    const char *v = evhttp_find_header(evhttp_request_get_input_headers(req), name);
-    snprintf(out, n, "%s", v ? v : "");
-}
-
-static void reply(struct evhttp_request *req, int code, const char *body)
-{
-    struct evbuffer *b = evbuffer_new();
-    if (body)
-        evbuffer_add(b, body, strlen(body));
-    evhttp_send_reply(req, code, code < 300 ? "OK" : "Error", b);
-    evbuffer_free(b);
-}
-
-static void on_stub(struct evhttp_request *req, void *arg)
-{
-    (void)arg;
-    const char *uri = evhttp_request_get_uri(req);
-    struct evbuffer *in = evhttp_request_get_input_buffer(req);
-
-    hits++;
-    snprintf(last_method, sizeof last_method, "%s", method_name(evhttp_request_get_command(req)));
-    copy_hdr(req, "Expect", last_expect, sizeof last_expect);
-    copy_hdr(req, "Content-Type", last_ctype, sizeof last_ctype);
-    last_body_len = evbuffer_get_length(in);
-    size_t n = last_body_len < sizeof last_body - 1 ? last_body_len : sizeof last_body - 1;
-    evbuffer_copyout(in, last_body, n);
-    last_body[n] = '\0';
-
     if (!strcmp(uri, "/ok")) {
         reply(req, 200, "hello");
     } else if (!strcmp(uri, "/flaky")) {
@@ -107,19 +58,6 @@ static void on_stub(struct evhttp_request *req, void *arg)
     }
 }
 
-static void stub_start(void)
-{
-    stub = evhttp_new(base);
-    struct evhttp_bound_socket *h = evhttp_bind_socket_with_handle(stub, "127.0.0.1", 0);
-    ck_assert_ptr_nonnull(h);
-    struct sockaddr_in sa;
-    socklen_t sl = sizeof sa;
-    getsockname(evhttp_bound_socket_get_fd(h), (struct sockaddr *)&sa, &sl);
-    stub_port = ntohs(sa.sin_port);
-    evhttp_set_gencb(stub, on_stub, NULL);
-    hits = 0;
-}
-
 static char *url(const char *path)
 {
     static char u[256];
@@ -129,14 +67,12 @@ static char *url(const char *path)
 
 static void setup(void)
 {
-    io_setup("check_fetch");
-    stub_start();
+    stub_setup("check_fetch");
 }
 
 static void teardown(void)
 {
-    evhttp_free(stub);
-    io_teardown();
+    stub_teardown();
 }
 
 /* --- fetch -------------------------------------------------------------------- */
