@@ -582,6 +582,7 @@ static void op_write_done(PGresult *res, void *arg)
                                  "This password reset link is invalid or has expired.");
             break;
         }
+        auth_users_changed();          /* the epoch moved: sessions end */
         mail_sender_kick(op->app->mail);
         http_reply(req, 204, NULL, NULL, 0);
         break;

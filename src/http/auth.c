@@ -293,28 +293,47 @@ struct token_entry {
     int64_t expires_at;           /* epoch seconds */
 };
 
+/* Session users, by users.id: what the gate reads for every cookie (and
+ * runner key) request, kept as the token cache is.  Exact on this server:
+ * a write by a session or token ends by evicting its user (a site
+ * admin's, everyone), and a password reset clears it, so the next request
+ * reads the row again.  Other servers' writes arrive by NOTIFY. */
+static struct cache *session_users;         /* owned; NULL when off */
+
+#define SESSION_USERS_MAX 65536
+
+/* A user as the session check needs it: flags, and the epoch that ends
+ * older sessions.  Only active users are kept. */
+struct session_entry {
+    struct auth_user user;        /* mfa_verified and via_session unset */
+    int epoch;                    /* users.session_epoch */
+};
+
 static void token_users_notified(const char *channel, const char *payload, void *arg)
 {
     if (!token_users)
         return;
-    if (payload && *payload)
+    if (payload && *payload) {
         cache_del(token_users, payload);
-    else
+    } else {
         cache_clear(token_users);   /* resync, or a user changed */
+        cache_clear(session_users);
+    }
 }
 
 int auth_cache_start(struct pg_pool *pg)
 {
     token_users = cache_new(TOKEN_USERS_MAX, TOKEN_USERS_TTL_S);
-    if (!token_users)
-        return -1;
+    session_users = cache_new(SESSION_USERS_MAX, TOKEN_USERS_TTL_S);
+    if (!token_users || !session_users)
+        goto fail;
     token_users_pg = pg;
-    if (pg_pool_listen(pg, "auth_changed", token_users_notified, NULL) < 0) {
-        cache_free(token_users);
-        token_users = NULL;
-        return -1;
-    }
+    if (pg_pool_listen(pg, "auth_changed", token_users_notified, NULL) < 0)
+        goto fail;
     return 0;
+fail:
+    auth_cache_stop();
+    return -1;
 }
 
 void auth_token_forget(const char *token_hash)
@@ -323,10 +342,18 @@ void auth_token_forget(const char *token_hash)
         cache_del(token_users, token_hash);
 }
 
+void auth_users_changed(void)
+{
+    if (session_users)
+        cache_clear(session_users);
+}
+
 void auth_cache_stop(void)
 {
     cache_free(token_users);
+    cache_free(session_users);
     token_users = NULL;
+    session_users = NULL;
     token_users_pg = NULL;
 }
 
@@ -500,6 +527,34 @@ static bool session_value_parse(const char *s, size_t len, struct session_value 
     return true;
 }
 
+/* The session's user is u, active and of the session's epoch: the
+ * session's flags on it, CSRF, and on. */
+static void session_accept(struct auth_ctx *ctx, const struct auth_user *u)
+{
+    struct http_req *req = ctx->req;
+    bool mfa = ctx->user.mfa_verified;      /* the session's flag */
+
+    ctx->user = *u;
+    ctx->user.via_session = true;
+    ctx->user.mfa_verified = mfa && ctx->user.totp_enabled;
+    /* As DRF: authenticate first, then enforce CSRF on unsafe methods.  A
+     * runner key is sent by script in a header, never by the browser on
+     * its own, so it needs none. */
+    if (ctx->runner) {
+        ctx->user.via_session = false;
+        ctx->user.mfa_verified = false;   /* the family's view, never research */
+    }
+    /* The runner host's cookie goes out with every request the browser
+     * makes there, so it needs the CSRF check a session has. */
+    if ((!ctx->runner || ctx->runner_cookie) && !method_is_safe(http_req_method(req)) &&
+        !csrf_ok(req)) {
+        jsonapi_reply_errorf(req, 403, "permission_denied", "/data",
+                             "CSRF Failed: CSRF token missing or incorrect.");
+        return;
+    }
+    auth_proceed(ctx);
+}
+
 static void session_user_done(PGresult *res, void *arg)
 {
     struct auth_ctx *ctx = arg;
@@ -520,26 +575,15 @@ static void session_user_done(PGresult *res, void *arg)
         reply_no_session(req);
         return;
     }
-    bool mfa = ctx->user.mfa_verified;      /* the session's flag */
-    fill_user(&ctx->user, res);
-    ctx->user.via_session = true;
-    ctx->user.mfa_verified = mfa && ctx->user.totp_enabled;
-    /* As DRF: authenticate first, then enforce CSRF on unsafe methods.  A
-     * runner key is sent by script in a header, never by the browser on
-     * its own, so it needs none. */
-    if (ctx->runner) {
-        ctx->user.via_session = false;
-        ctx->user.mfa_verified = false;   /* the family's view, never research */
+    struct session_entry e;
+    fill_user(&e.user, res);
+    e.epoch = ctx->session_epoch;
+    if (ctx->token_cacheable && token_users_usable()) {
+        char id[24];
+        snprintf(id, sizeof id, "%lld", (long long)e.user.id);
+        cache_put(session_users, ctx->token_ticket, id, &e, sizeof e);
     }
-    /* The runner host's cookie goes out with every request the browser
-     * makes there, so it needs the CSRF check a session has. */
-    if ((!ctx->runner || ctx->runner_cookie) && !method_is_safe(http_req_method(req)) &&
-        !csrf_ok(req)) {
-        jsonapi_reply_errorf(req, 403, "permission_denied", "/data",
-                             "CSRF Failed: CSRF token missing or incorrect.");
-        return;
-    }
-    auth_proceed(ctx);
+    session_accept(ctx, &e.user);
 }
 
 static void session_get_done(redisReply *reply, void *arg)
@@ -567,6 +611,19 @@ static void session_get_done(redisReply *reply, void *arg)
     snprintf(id, sizeof id, "%lld", v.uid);
     ctx->session_epoch = v.epoch;
     ctx->user.mfa_verified = v.mfa;
+    if (token_users_usable()) {
+        size_t len;
+        pg_pool_poll_notifies(token_users_pg);
+        const struct session_entry *e = cache_get(session_users, id, &len);
+        /* Another epoch: the session is older than the row (ended), or the
+         * row cached is: the database says which. */
+        if (e && len == sizeof *e && e->epoch == v.epoch) {
+            session_accept(ctx, &e->user);
+            return;
+        }
+        ctx->token_cacheable = true;
+        ctx->token_ticket = cache_ticket(session_users);
+    }
     const char *p[1] = { id };
     if (pg_exec(ctx->app->pg, &auth_session_user_stmt, 1, p, session_user_done,
                 ctx) != 0)
@@ -618,6 +675,27 @@ static int split_words(const char *s, const char *w[3], size_t wl[3])
     return n;
 }
 
+/* Frees the ctx once the reply is out.  A write by a user (a runner key's
+ * writes are responses only) may have changed what the gate reads of
+ * them: two-factor, the epoch, their own flags; a site admin's, anyone's.
+ * Evicted here, after its commit and before any later request is read. */
+static void ctx_free(void *arg)
+{
+    struct auth_ctx *ctx = arg;
+
+    if (ctx->authenticated && ctx->req && !ctx->runner && session_users &&
+        !method_is_safe(http_req_method(ctx->req))) {
+        if (ctx->user.is_site_admin) {
+            cache_clear(session_users);
+        } else {
+            char id[24];
+            snprintf(id, sizeof id, "%lld", (long long)ctx->user.id);
+            cache_del(session_users, id);
+        }
+    }
+    free(ctx);
+}
+
 /* The request's ctx, made on first use. */
 static struct auth_ctx *ctx_get(struct http_req *req)
 {
@@ -627,7 +705,7 @@ static struct auth_ctx *ctx_get(struct http_req *req)
     ctx = calloc(1, sizeof *ctx);
     if (!ctx)
         return NULL;
-    http_req_set_data(req, ctx, free);
+    http_req_set_data(req, ctx, ctx_free);
     return ctx;
 }
 

@@ -1,12 +1,15 @@
 """test_caches: the in-process caches (active study documents, API-token
-users) never serve what PostgreSQL no longer says.  Changes are made behind
+and session users) never serve what PostgreSQL no longer says.  Changes are made behind
 the server's back, with psql, as another instance or an operator would;
 the NOTIFY triggers must evict the cached copies at commit."""
 
+import secrets
 import unittest
 
 from apifixtures import World
 from harness import StudyhubTestCase, wait_until
+
+PASSWORD = "cache password 1234"
 
 
 class TestCaches(StudyhubTestCase):
@@ -16,6 +19,20 @@ class TestCaches(StudyhubTestCase):
         cls.w = World(cls.srv)
         cls.lab = cls.w.lab("Cache Lab")
         cls.parent = cls.w.user("cache-parent")
+        email = f"cache-hash-{secrets.token_hex(4)}@example.test"
+        r = cls.srv.post("/api/v1/accounts/signup/",
+                         json_body={"email": email, "password": PASSWORD})
+        assert r.status == 201, r.body
+        cls.pw_hash = cls.w.sql(f"SELECT password_hash FROM users WHERE email = '{email}'")
+
+    def session(self, name):
+        """A user signed in by cookie: (user, client)."""
+        user = self.w.user(name)
+        self.w.sql(f"UPDATE users SET password_hash = '{self.pw_hash}' WHERE id = {user['id']}")
+        c = self.srv.client()
+        r = c.post("/api/v1/auth/login/", json_body={"email": user["email"], "password": PASSWORD})
+        self.assertStatus(r, 200)
+        return user, c
 
     def get_study(self, who, study):
         return self.w.api(who, "GET", f"/api/v1/studies/{study['uuid']}/")
@@ -63,6 +80,37 @@ class TestCaches(StudyhubTestCase):
         wait_until(lambda: self.get_study(user, study).status == 401, 2,
                    message="401 for an inactive user")
 
+    # -- session users: the gate keeps them too (issue 14's runner page)
+
+    def test_session_ends_when_its_epoch_moves_on(self):
+        user, c = self.session("cache-epoch")
+        for _ in range(3):   # the second and third come from the cache
+            self.assertStatus(c.get("/api/v1/users/"), 200)
+        self.w.sql(f"UPDATE users SET session_epoch = session_epoch + 1 WHERE id = {user['id']}")
+        wait_until(lambda: c.get("/api/v1/users/").status == 401, 2,
+                   message="401 for a session of an older epoch")
+
+    def test_session_of_deactivated_user_ends(self):
+        user, c = self.session("cache-session-inactive")
+        for _ in range(3):
+            self.assertStatus(c.get("/api/v1/users/"), 200)
+        self.w.sql(f"UPDATE users SET is_active = false WHERE id = {user['id']}")
+        wait_until(lambda: c.get("/api/v1/users/").status == 401, 2,
+                   message="401 for a deactivated user's session")
+
+    def test_admin_deactivation_is_seen_at_once(self):
+        """A site admin's write clears the cached session users before the
+        next request is read: no waiting for the notification."""
+        user, c = self.session("cache-admin-off")
+        admin = self.w.user("cache-admin")
+        self.w.sql(f"UPDATE users SET is_site_admin = true WHERE id = {admin['id']}")
+        for _ in range(3):
+            self.assertStatus(c.get("/api/v1/users/"), 200)
+        doc = {"data": {"type": "admin-users", "id": user["uuid"],
+                        "attributes": {"is_active": False}}}
+        r = self.w.api(admin, "PATCH", f"/api/v1/admin/users/{user['uuid']}/", doc)
+        self.assertStatus(r, 200)
+        self.assertEqual(c.get("/api/v1/users/").status, 401)
 
 if __name__ == "__main__":
     unittest.main()
