@@ -4,6 +4,8 @@
  * time parses, and registering adds them all to a scheduler and a runner
  * (the tests' own only with DEBUG_ROUTES=1), in the table's order.  No
  * database: registering queries nothing. */
+#include "config.h"
+
 #include <check.h>
 #include <event2/event.h>
 #include <stdio.h>

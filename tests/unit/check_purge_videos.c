@@ -4,6 +4,8 @@
  * and a kept response's stay; the zips of its study go, another study's
  * young zip stays and an old one goes; a missing object counts as gone;
  * without storage there is nothing to do. */
+#include "config.h"
+
 #include <sys/time.h>
 
 #include "studyhub/domain/videos.h"

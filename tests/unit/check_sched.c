@@ -6,6 +6,8 @@
  * off and refusing a bad time; the boot's baseline row; unknown and bad
  * names refused.  No Redis: runs go without the lock (the job_runs row
  * still makes a slot run once). */
+#include "config.h"
+
 #include <check.h>
 #include <event2/event.h>
 #include <libpq-fe.h>

@@ -5,7 +5,8 @@
  * optionally file:// storage in a fresh temporary folder.  us_run runs a
  * job as `studyhubctl run JOB` does and returns its report; us_q reads
  * with a separate blocking connection.  us_down ends with nothing of ours
- * on the loop (unit_loop_free). */
+ * on the loop (unit_loop_free).  For a task kind: us_runner registers it
+ * with a task runner, us_wait turns the loop until a query says so. */
 #ifndef STUDYHUB_TESTS_UNIT_SCHED_H
 #define STUDYHUB_TESTS_UNIT_SCHED_H
 
@@ -25,8 +26,10 @@
 #include "studyhub/core/util.h"
 #include "studyhub/io/migrate.h"
 #include "studyhub/io/pg.h"
+#include "studyhub/io/proc.h"
 #include "studyhub/io/storage.h"
 #include "studyhub/queue/sched.h"
+#include "studyhub/queue/task.h"
 #include "unit_loop.h"
 
 #define US_WAIT_MS 30000
@@ -92,6 +95,8 @@ static inline void us_up(bool with_storage)
     ck_assert_ptr_nonnull(us.app.pg);
     us.app.sched = sched_new(&us.app, err, sizeof err);
     ck_assert_msg(us.app.sched != NULL, "%s", err);
+    us.app.procs = proc_table_new(us.base);
+    ck_assert_ptr_nonnull(us.app.procs);
     us.db = PQconnectdb(us.db_url);
     ck_assert_int_eq(PQstatus(us.db), CONNECTION_OK);
     us.dir[0] = '\0';
@@ -117,6 +122,49 @@ static inline void us_add(const struct sched_job *job)
 static inline void us_start(void)
 {
     ck_assert_int_eq(sched_start(us.app.sched), 0);
+}
+
+/* A task runner with kind registered (started by us_runner_start). */
+static inline void us_runner(const struct task_kind *kind)
+{
+    us.app.tasks = task_runner_new(&us.app);
+    ck_assert_ptr_nonnull(us.app.tasks);
+    ck_assert_int_eq(task_register(us.app.tasks, kind), 0);
+}
+
+static inline void us_runner_start(void)
+{
+    ck_assert_int_eq(task_runner_start(us.app.tasks), 0);
+}
+
+static inline void us_on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    event_base_loopbreak(us.base);
+}
+
+/* Turns the loop until the query's first value is want (polled every
+ * 50 ms), or fails after US_WAIT_MS. */
+static inline void us_wait(const char *want, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static inline void us_wait(const char *want, const char *fmt, ...)
+{
+    int64_t deadline = util_mono_ms() + US_WAIT_MS;
+    struct event *tick = evtimer_new(us.base, us_on_tick, NULL);
+    char *sql;
+    va_list ap;
+
+    va_start(ap, fmt);
+    ck_assert_int_ge(vasprintf(&sql, fmt, ap), 0);
+    va_end(ap);
+    ck_assert_ptr_nonnull(tick);
+    while (strcmp(us_q("%s", sql), want) != 0 && util_mono_ms() < deadline) {
+        util_timer_ms(tick, 50);
+        event_base_dispatch(us.base);
+    }
+    event_free(tick);
+    ck_assert_msg(strcmp(us_q("%s", sql), want) == 0, "waited for [%s] = '%s'; it is '%s'",
+                  sql, want, us_q("%s", sql));
+    free(sql);
 }
 
 /* Writes an object straight into the file backend's folder. */
@@ -182,11 +230,13 @@ static inline struct us_ran us_run(const char *name)
 
 static inline void us_down(void)
 {
+    task_runner_free(us.app.tasks);
     sched_free(us.app.sched);
     if (us.app.storage)
         storage_free(us.app.storage);
     pg_pool_free(us.app.pg);
     reap_flush(us.base);
+    proc_table_free(us.app.procs);
     unit_loop_free(us.base);
     PQfinish(us.db);
     config_cleanup(&us.cfg);
