@@ -232,7 +232,7 @@ struct sched {
     struct {
         sched_waiter_fn fn;                /* borrowed: told once */
         void *arg;                         /* borrowed: fn's */
-        struct sched_entry *job;             /* borrowed: one of jobs */
+        struct sched_entry *job;           /* borrowed: one of jobs */
     } pending[SCHED_MAX_PENDING_RUNS];
     int npending;
     int baselines;               /* baseline inserts in flight at boot */
@@ -896,8 +896,6 @@ int sched_add(struct sched *s, const struct sched_job *def, const char *at)
     job->next = (time_t)-1;
     job->timer = evtimer_new(s->base, job_on_timer, job);
     if (!job->timer) {
-        if (job->timer)
-            event_free(job->timer);
         free(job);
         return -1;
     }
