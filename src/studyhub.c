@@ -65,14 +65,9 @@
 #include "studyhub/io/proc.h"
 #include "studyhub/io/redis.h"
 #include "studyhub/io/storage.h"
-#include "studyhub/tasks/purge_videos.h"
-#include "studyhub/tasks/build.h"
-#include "studyhub/tasks/test_sleep.h"
-#include "studyhub/tasks/cleanup.h"
-#include "studyhub/tasks/reconcile_videos.h"
-#include "studyhub/tasks/video_zip.h"
-#include "studyhub/tasks/erase_storage.h"
 #include "studyhub/tasks/announce.h"
+#include "studyhub/tasks/background.h"
+#include "studyhub/tasks/build.h"
 
 /* How long migrations wait for PostgreSQL to accept connections at start. */
 #define MIGRATE_WAIT_S 30
@@ -163,33 +158,14 @@ static void register_admin(struct admin_server *admin)
     erase_admin_register(admin);
 }
 
-/* Background work: every module's task kinds (task_register) and
- * scheduled jobs (sched_add) are added here, before the runner and the
- * scheduler start. */
+/* Background work: the builder's and the notices' set-up, then every task
+ * kind and scheduled job from tasks/background.c's table, before the
+ * runner and the scheduler start. */
 static int register_background(struct app *app)
 {
-    if (sched_add(app->sched, "cleanup_tasks", "04:45", task_cleanup_job, NULL) < 0)
+    if (build_start(app) < 0 || announce_start(app) < 0)
         return -1;
-    if (sched_add(app->sched, "cleanup_account_tokens", "04:30", accounts_cleanup_job,
-                  NULL) < 0)
-        return -1;
-    /* Videos: the zip kind, the reconcile kind and its nightly jobs. */
-    if (video_zip_register(app) < 0 || reconcile_videos_register(app) < 0 ||
-        purge_videos_register(app) < 0)
-        return -1;
-    /* The experiment builder: its task kind and its nightly sweeps. */
-    if (build_start(app) < 0 || cleanup_register(app) < 0)
-        return -1;
-    /* Erasure: the objects in storage an erasure left. */
-    if (erase_storage_register(app) < 0)
-        return -1;
-    /* Messages: new studies to families, researchers' notices gathered. */
-    if (announce_register(app) < 0)
-        return -1;
-    /* The kind the tests drive (DEBUG_ROUTES=1 only). */
-    if (test_sleep_register(app) < 0)
-        return -1;
-    return 0;
+    return background_register(app);
 }
 
 static bool drained(const struct app *app)

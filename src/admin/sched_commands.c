@@ -33,7 +33,8 @@ static void on_recent(struct sched *s, PGresult *res, void *arg)
         admin_printf(c, "job=%s at=%s zone=%s next=%s", job.name, job.at, sched_zone(s), when);
         if (job.next != (time_t)-1)
             admin_printf(c, " next_in_s=%lld", (long long)(job.next - now));
-        admin_printf(c, " running_here=%s%s\n", job.running_here ? "yes" : "no",
+        admin_printf(c, " running_here=%s%s%s%s\n", job.running_here ? "yes" : "no",
+                     job.state ? " state=" : "", job.state ? job.state : "",
                      job.pending ? " pending=yes" : "");
         for (int r = 0; res && r < PQntuples(res); r++) {
             const char *detail = PQgetvalue(res, r, 7);

@@ -1301,10 +1301,12 @@ static const struct pg_stmt acct_cleanup_stmt = {
     " SELECT count(*) FROM d",
 };
 
-void accounts_cleanup_job(struct sched_run *run, void *arg)
-{
-    sched_run_count(run, &acct_cleanup_stmt, 0, NULL, "emailed token", NULL);
-}
+static const struct sched_count acct_cleanup_count = {
+    .stmt = &acct_cleanup_stmt, .noun = "emailed token",
+};
+
+const struct sched_job accounts_cleanup_job =
+    SCHED_COUNT_JOB("cleanup_account_tokens", &acct_cleanup_count);
 
 /* ------------------------------------------------------------ routes */
 

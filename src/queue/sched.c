@@ -3,10 +3,11 @@
  * include/studyhub/queue/sched.h.
  *
  * Three state machines: the start-up (enum sched_boot: lock namespace,
- * abandoned runs, last recorded slots), and each run (enum run_phase:
- * lock, record, work, save, unlock, end), each with a names table and one
- * step function; every change goes through its setter.  A run's callbacks
- * only store their result and call run_step. */
+ * abandoned runs, last recorded slots), each run (enum run_phase: lock,
+ * record, work, save, unlock, end), and within the run's work, the job's
+ * own (struct sched_job: its states and step), each with a names table and
+ * one step function; every change goes through its setter.  A run's
+ * callbacks only store their result and call run_step. */
 #include "config.h"
 
 #include "studyhub/queue/sched.h"
@@ -40,7 +41,6 @@
 #define SCHED_DETAIL_MAX (16 * 1024)
 #define SCHED_SAVE_TRIES 5
 #define SCHED_KEEP_DAYS "90"           /* cleanup_job_runs */
-#define SCHED_TEST_SLEEP_MS 2000       /* test_sleep job */
 
 /* ---- SQL ------------------------------------------------------------------- */
 
@@ -169,12 +169,17 @@ enum run_result {
     RR_UNAVAILABLE,/* no database: try the slot again later */
 };
 
-struct sched_job;
+struct sched_entry;
 
 struct sched_run {
     struct sched *s;             /* borrowed; NULL once orphaned */
-    struct sched_job *job;       /* borrowed; NULL once orphaned */
-    char *job_name;              /* owned copy */
+    struct sched_entry *job;     /* borrowed; NULL once orphaned */
+    const struct sched_job *def; /* borrowed (static): the job's machine */
+    struct app *app;             /* borrowed */
+    const char *job_name;        /* borrowed: def->name */
+    int state;                   /* the job's state; sched_set_state */
+    void *data;                  /* the job's (open and close) */
+    bool opened;                 /* open ran and succeeded: close is due */
     time_t slot;                 /* scheduled_for; 0: manual (now) */
     const char *reason;          /* static: schedule, catch-up, manual */
     enum run_phase phase;        /* changed only by run_set_phase */
@@ -189,21 +194,18 @@ struct sched_run {
     struct proc_tail detail;     /* owned: detail lines, bounded */
     struct event *wake;          /* owned: deferred run_step */
     struct event *heartbeat;     /* owned: lock and lease renewal */
-    const char *count_noun;      /* static: sched_run_count's report */
-    const char *count_rest;      /* static */
     sched_waiter_fn waiter;      /* borrowed: a manual run's asker, or NULL */
     void *waiter_arg;            /* borrowed: its argument */
     int pending;                 /* redis and pg calls in flight */
     struct timespec started;     /* monotonic */
 };
 
-struct sched_job {
+struct sched_entry {
     struct sched *s;             /* borrowed: owner */
-    char *name;                  /* owned */
+    const struct sched_job *def; /* borrowed (static) */
+    const char *name;            /* borrowed: def->name */
     char at[32];                 /* as given (or overridden), for listing */
     struct sched_spec spec;      /* hour -1: off */
-    sched_job_fn fn;             /* borrowed */
-    void *arg;                   /* borrowed: fn's */
     struct event *timer;         /* owned: next slot, or a retry */
     time_t next;                 /* next slot; -1 off */
     time_t pending_slot;         /* a due slot not yet started; 0: none */
@@ -217,7 +219,7 @@ struct sched {
     char *zone;                            /* owned: SCHED_TIME_ZONE */
     char instance[96];                     /* host/pid, for job_runs */
     char ns[64];                           /* lock namespace ("" until read) */
-    struct sched_job *jobs[SCHED_MAX_JOBS];/* owned */
+    struct sched_entry *jobs[SCHED_MAX_JOBS];/* owned */
     int njobs;                             /* entries of jobs */
     char *overrides;                       /* owned: SCHED_JOBS */
     enum sched_boot boot;                  /* changed only by boot_set */
@@ -230,7 +232,7 @@ struct sched {
     struct {
         sched_waiter_fn fn;                /* borrowed: told once */
         void *arg;                         /* borrowed: fn's */
-        struct sched_job *job;             /* borrowed: one of jobs */
+        struct sched_entry *job;           /* borrowed: one of jobs */
     } pending[SCHED_MAX_PENDING_RUNS];
     int npending;
     int baselines;               /* baseline inserts in flight at boot */
@@ -238,8 +240,8 @@ struct sched {
 };
 
 static void run_step(struct sched_run *run);
-static void job_arm(struct sched_job *job);
-static void job_try(struct sched_job *job);
+static void job_arm(struct sched_entry *job);
+static void job_try(struct sched_entry *job);
 static void sched_destroy(void *arg);
 
 static void timer_arm_ms(struct event *ev, int64_t ms)
@@ -270,7 +272,6 @@ static void run_free(struct sched_run *run)
     if (run->heartbeat)
         event_free(run->heartbeat);
     proc_tail_cleanup(&run->detail);
-    free(run->job_name);
     free(run);
 }
 
@@ -307,7 +308,46 @@ void sched_run_log(struct sched_run *run, const char *fmt, ...)
 
 struct app *sched_run_app(const struct sched_run *run)
 {
-    return run->s ? run->s->app : NULL;
+    return run->app;
+}
+
+const void *sched_run_arg(const struct sched_run *run)
+{
+    return run->def->arg;
+}
+
+void *sched_run_data(const struct sched_run *run)
+{
+    return run->data;
+}
+
+void sched_run_set_data(struct sched_run *run, void *data)
+{
+    run->data = data;
+}
+
+int sched_run_state(const struct sched_run *run)
+{
+    return run->state;
+}
+
+void sched_set_state(struct sched_run *run, int state)
+{
+    if (run->phase != RUN_WORK || run->work_done || !run->opened) {
+        log_error("sched: %s: sched_set_state outside the job's work; ignored",
+                  run->job_name);
+        return;
+    }
+    if (state < 0 || state >= run->def->nstates) {
+        sched_done(run, SCHED_FAILED, "internal error: state %d of job %s", state,
+                   run->job_name);
+        return;
+    }
+    if (state != run->state)
+        log_debug("sched: %s: %s -> %s", run->job_name, run->def->states[run->state],
+                  run->def->states[state]);
+    run->state = state;
+    run_later(run);     /* run_step (RUN_WORK) calls the job's step */
 }
 
 const char *sched_run_job(const struct sched_run *run)
@@ -506,7 +546,7 @@ static char *run_report_text(const struct sched_run *run, double took, const cha
 /* What the scheduler does once a run is over. */
 static void run_report(struct sched_run *run)
 {
-    struct sched_job *job = run->job;
+    struct sched_entry *job = run->job;
     char *detail = proc_tail_text(&run->detail, NULL);
     struct timespec now;
     double took;
@@ -621,6 +661,12 @@ static void run_step(struct sched_run *run)
         run_step(run);
         return;
     case RUN_WORK:
+        if (run->opened) {
+            /* sched_set_state: the job's next step (also once orphaned:
+             * it goes on to its sched_done). */
+            run->def->step(run);
+            return;
+        }
         if (!s) {
             run_set_phase(run, RUN_END);
             run_step(run);
@@ -630,12 +676,31 @@ static void run_step(struct sched_run *run)
                  (long long)run->row_id);
         if (run->heartbeat)
             timer_arm_ms(run->heartbeat, SCHED_HEARTBEAT_MS);
-        run->job->fn(run, run->job->arg);   /* calls sched_done, now or later */
+        run->state = run->def->initial_state;
+        if (run->def->open) {
+            char err[256] = "";
+
+            if (run->def->open(run, err, sizeof err) < 0) {
+                sched_done(run, SCHED_FAILED, "%s", err[0] ? err : "cannot start");
+                return;
+            }
+        }
+        run->opened = true;
+        run->def->step(run);   /* calls sched_done, now or later */
         return;
     case RUN_SAVE: {
         char id[32];
         size_t dlen = 0;
-        char *detail = proc_tail_text(&run->detail, &dlen);
+        char *detail;
+
+        if (run->opened) {
+            /* After sched_done, from the loop: the job's data goes. */
+            run->opened = false;
+            if (run->def->close)
+                run->def->close(run);
+            run->data = NULL;
+        }
+        detail = proc_tail_text(&run->detail, &dlen);
 
         while (detail && dlen > 0 && detail[dlen - 1] == '\n')
             detail[--dlen] = '\0';
@@ -681,7 +746,7 @@ static void run_step(struct sched_run *run)
     }
 }
 
-static struct sched_run *run_new(struct sched_job *job, time_t slot,
+static struct sched_run *run_new(struct sched_entry *job, time_t slot,
                                  const char *reason)
 {
     struct sched *s = job->s;
@@ -692,12 +757,14 @@ static struct sched_run *run_new(struct sched_job *job, time_t slot,
         return NULL;
     run->s = s;
     run->job = job;
+    run->def = job->def;
+    run->app = s->app;
     run->slot = slot;
     run->reason = reason;
-    run->job_name = strdup(job->name);
+    run->job_name = job->name;
     run->wake = event_new(s->base, -1, 0, run_on_wake, run);
     run->heartbeat = evtimer_new(s->base, run_on_heartbeat, run);
-    if (!run->job_name || !run->wake || !run->heartbeat ||
+    if (!run->wake || !run->heartbeat ||
         proc_tail_init(&run->detail, SCHED_DETAIL_MAX) < 0) {
         run_free(run);
         return NULL;
@@ -713,7 +780,7 @@ static struct sched_run *run_new(struct sched_job *job, time_t slot,
 
 /* ---- jobs -------------------------------------------------------------------- */
 
-static void job_try(struct sched_job *job)
+static void job_try(struct sched_entry *job)
 {
     struct sched *s = job->s;
     struct sched_run *run;
@@ -731,7 +798,7 @@ static void job_try(struct sched_job *job)
 
 static void job_on_timer(evutil_socket_t fd, short what, void *arg)
 {
-    struct sched_job *job = arg;
+    struct sched_entry *job = arg;
     time_t now = time(NULL);
 
     if (job->s->draining || job->s->dying)
@@ -751,7 +818,7 @@ static void job_on_timer(evutil_socket_t fd, short what, void *arg)
     job_try(job);
 }
 
-static void job_arm(struct sched_job *job)
+static void job_arm(struct sched_entry *job)
 {
     time_t now = time(NULL);
     int64_t delay;
@@ -766,7 +833,7 @@ static void job_arm(struct sched_job *job)
     timer_arm_ms(job->timer, delay * 1000 + 20);
 }
 
-static struct sched_job *sched_find(const struct sched *s, const char *name)
+static struct sched_entry *sched_find(const struct sched *s, const char *name)
 {
     for (int i = 0; i < s->njobs; i++)
         if (strcmp(s->jobs[i]->name, name) == 0)
@@ -795,10 +862,10 @@ static const char *override_for(const struct sched *s, const char *name,
     return NULL;
 }
 
-int sched_add(struct sched *s, const char *name, const char *at,
-              sched_job_fn fn, void *arg)
+int sched_add(struct sched *s, const struct sched_job *def, const char *at)
 {
-    struct sched_job *job;
+    struct sched_entry *job;
+    const char *name = def ? def->name : NULL;
     char buf[32];
     const char *use;
 
@@ -807,8 +874,10 @@ int sched_add(struct sched *s, const char *name, const char *at,
     use = override_for(s, name, buf, sizeof buf);
     if (!use)
         use = at;
-    if (!name || !*name || !fn || s->started || s->njobs == SCHED_MAX_JOBS ||
-        sched_find(s, name) || strlen(name) > 100 || strpbrk(name, " \t\n\"\\{},")) {
+    if (!*name || !def->step || !def->states || def->nstates < 1 ||
+        def->initial_state < 0 || def->initial_state >= def->nstates || s->started ||
+        s->njobs == SCHED_MAX_JOBS || sched_find(s, name) || strlen(name) > 100 ||
+        strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789_") != strlen(name)) {
         log_error("sched: cannot add job %s", name ? name : "(null)");
         return -1;
     }
@@ -821,16 +890,12 @@ int sched_add(struct sched *s, const char *name, const char *at,
         return -1;
     }
     job->s = s;
-    job->name = strdup(name);
+    job->def = def;
+    job->name = name;
     snprintf(job->at, sizeof job->at, "%s", use);
-    job->fn = fn;
-    job->arg = arg;
     job->next = (time_t)-1;
     job->timer = evtimer_new(s->base, job_on_timer, job);
-    if (!job->name || !job->timer) {
-        free(job->name);
-        if (job->timer)
-            event_free(job->timer);
+    if (!job->timer) {
         free(job);
         return -1;
     }
@@ -840,7 +905,7 @@ int sched_add(struct sched *s, const char *name, const char *at,
 
 /* ---- start-up --------------------------------------------------------------- */
 
-static void run_now(struct sched *s, struct sched_job *job, sched_waiter_fn fn, void *arg);
+static void run_now(struct sched *s, struct sched_entry *job, sched_waiter_fn fn, void *arg);
 
 /* Answers the `run JOB` commands that wait for the boot. */
 static void pending_finish(struct sched *s, const char *why)
@@ -932,7 +997,7 @@ static void on_last_slots(PGresult *res, void *arg)
         return;
     }
     for (int i = 0; i < s->njobs; i++) {
-        struct sched_job *job = s->jobs[i];
+        struct sched_entry *job = s->jobs[i];
         time_t prev = sched_prev(&job->spec, now);
         bool seen = false;
         double last = 0;
@@ -1009,48 +1074,15 @@ static void boot_step(struct sched *s)
     }
 }
 
-/* ---- built-in jobs ------------------------------------------------------------- */
+/* ---- the scheduler's own job ------------------------------------------------- */
 
-static void job_cleanup_job_runs(struct sched_run *run, void *arg)
-{
-    const char *params[1] = { SCHED_KEEP_DAYS };
-
-    sched_run_count(run, &sql_cleanup_runs, 1, params, "job run",
-                    "older than " SCHED_KEEP_DAYS " days");
-}
-
-/* test_sleep (DEBUG_ROUTES=1 only): waits, then succeeds; for the tests of
- * the lock and of wall-clock runs. */
-struct test_sleep {
-    struct sched_run *run;  /* borrowed until sched_done */
-    struct event *timer;    /* owned */
+static const struct sched_count cleanup_job_runs_count = {
+    .stmt = &sql_cleanup_runs, .nparams = 1, .params = { SCHED_KEEP_DAYS },
+    .noun = "job run", .rest = "older than " SCHED_KEEP_DAYS " days",
 };
 
-static void on_test_sleep(evutil_socket_t fd, short what, void *arg)
-{
-    struct test_sleep *ts = arg;
-    struct sched_run *run = ts->run;
-
-    event_free(ts->timer);
-    free(ts);
-    sched_done(run, SCHED_SUCCEEDED, "slept %d ms", SCHED_TEST_SLEEP_MS);
-}
-
-static void job_test_sleep(struct sched_run *run, void *arg)
-{
-    struct test_sleep *ts = calloc(1, sizeof *ts);
-
-    if (ts)
-        ts->timer = evtimer_new(sched_run_app(run)->base, on_test_sleep, ts);
-    if (!ts || !ts->timer) {
-        free(ts);
-        sched_done(run, SCHED_FAILED, "out of memory");
-        return;
-    }
-    ts->run = run;
-    sched_run_log(run, "sleeping %d ms", SCHED_TEST_SLEEP_MS);
-    timer_arm_ms(ts->timer, SCHED_TEST_SLEEP_MS);
-}
+const struct sched_job sched_cleanup_job_runs_job =
+    SCHED_COUNT_JOB("cleanup_job_runs", &cleanup_job_runs_count);
 
 /* ---- the scheduler ----------------------------------------------------------- */
 
@@ -1105,13 +1137,6 @@ struct sched *sched_new(struct app *app, char *err, size_t errlen)
         snprintf(host, sizeof host, "localhost");
     host[sizeof host - 1] = '\0';
     snprintf(s->instance, sizeof s->instance, "%s/%d", host, (int)getpid());
-    if (sched_add(s, "cleanup_job_runs", "04:30", job_cleanup_job_runs, NULL) < 0 ||
-        (app->cfg->debug_routes &&
-         sched_add(s, "test_sleep", "off", job_test_sleep, NULL) < 0)) {
-        snprintf(err, errlen, "SCHED_JOBS: bad time for a built-in job");
-        sched_destroy(s);
-        return NULL;
-    }
     return s;
 }
 
@@ -1140,7 +1165,7 @@ int sched_start(struct sched *s)
     }
     s->started = true;
     for (int i = 0; i < s->njobs; i++) {
-        struct sched_job *job = s->jobs[i];
+        struct sched_entry *job = s->jobs[i];
         char when[64];
 
         job->next = sched_next(&job->spec, now);
@@ -1182,7 +1207,6 @@ static void sched_destroy(void *arg)
     for (int i = 0; i < s->njobs; i++) {
         if (s->jobs[i]->timer)
             event_free(s->jobs[i]->timer);
-        free(s->jobs[i]->name);
         free(s->jobs[i]);
     }
     if (s->boot_timer)
@@ -1225,9 +1249,14 @@ void sched_free(struct sched *s)
 
 /* ---- a job that is one counting statement ------------------------------------ */
 
+enum count_state { COUNT_DELETE };
+
+const char *const sched_count_states[] = { [COUNT_DELETE] = "delete" };
+
 static void on_counted(PGresult *res, void *arg)
 {
     struct sched_run *run = arg;
+    const struct sched_count *c = run->def->arg;
 
     if (!res) {
         sched_done(run, SCHED_FAILED, "database unavailable");
@@ -1235,19 +1264,24 @@ static void on_counted(PGresult *res, void *arg)
         sched_done(run, SCHED_FAILED, "%s", PQresultErrorMessage(res));
     } else {
         const char *n = PQgetvalue(res, 0, 0);
+        const char *rest = c->rest ? c->rest : "";
 
-        sched_done(run, SCHED_SUCCEEDED, "deleted %s %s%s%s%s", n, run->count_noun,
-                   strcmp(n, "1") ? "s" : "", *run->count_rest ? " " : "", run->count_rest);
+        sched_done(run, SCHED_SUCCEEDED, "deleted %s %s%s%s%s", n, c->noun,
+                   strcmp(n, "1") ? "s" : "", *rest ? " " : "", rest);
     }
 }
 
-void sched_run_count(struct sched_run *run, const struct pg_stmt *stmt, int nparams,
-                     const char *const *params, const char *noun, const char *rest)
+void sched_count_step(struct sched_run *run)
 {
-    run->count_noun = noun;
-    run->count_rest = rest ? rest : "";
-    if (pg_exec(run->s->app->pg, stmt, nparams, params, on_counted, run) < 0)
-        sched_done(run, SCHED_FAILED, "cannot queue the query");
+    const struct sched_count *c = run->def->arg;
+
+    switch ((enum count_state)run->state) {
+    case COUNT_DELETE:
+        if (pg_exec(run->app->pg, c->stmt, c->nparams, c->params, on_counted, run) < 0)
+            sched_done(run, SCHED_FAILED, "cannot queue the query");
+        return;
+    }
+    sched_done(run, SCHED_FAILED, "internal error: state %d", run->state);
 }
 
 /* ---- what the admin commands see ---------------------------------------------- */
@@ -1264,13 +1298,18 @@ int sched_job_count(const struct sched *s)
 
 void sched_job_view(const struct sched *s, int i, struct sched_job_view *out)
 {
-    const struct sched_job *job = s->jobs[i];
+    const struct sched_entry *job = s->jobs[i];
 
     out->name = job->name;
     out->at = job->at;
     out->next = job->next;
     out->running_here = job->running != NULL;
     out->pending = job->pending_slot != 0;
+    out->state = NULL;
+    if (job->running)
+        out->state = job->running->phase == RUN_WORK && job->running->opened
+                          ? job->def->states[job->running->state]
+                          : run_phase_names[job->running->phase];
 }
 
 struct recent_ctx {
@@ -1309,7 +1348,7 @@ void sched_recent_runs(struct sched *s, sched_recent_fn fn, void *arg)
 
 void sched_run_now(struct sched *s, const char *name, sched_waiter_fn fn, void *arg)
 {
-    struct sched_job *job = sched_find(s, name);
+    struct sched_entry *job = sched_find(s, name);
 
     if (!job) {
         fn("", "no such job (see `jobs`)", arg);
@@ -1334,7 +1373,7 @@ void sched_run_now(struct sched *s, const char *name, sched_waiter_fn fn, void *
     run_now(s, job, fn, arg);
 }
 
-static void run_now(struct sched *s, struct sched_job *job, sched_waiter_fn fn, void *arg)
+static void run_now(struct sched *s, struct sched_entry *job, sched_waiter_fn fn, void *arg)
 {
     struct sched_run *run;
 

@@ -394,6 +394,9 @@ static void on_enter(struct task_runner *r, struct task_impl *ti,
         }
         task_deliver_cancel(ti);
     }
+    /* The state's setup; it may have moved the task on already. */
+    if (ti->pub.kind->enter && ti->phase == TP_RUNNING)
+        ti->pub.kind->enter(&ti->pub, ti->pub.state);
     task_step(ti);
 }
 

@@ -160,13 +160,12 @@ int task_parse_ref(const char *ref, char *id, size_t idlen, char *uuid,
     return 0;
 }
 
-void task_cleanup_job(struct sched_run *run, void *arg)
-{
-    const char *params[1] = { TASK_KEEP_DAYS };
+static const struct sched_count cleanup_count = {
+    .stmt = &sql_cleanup, .nparams = 1, .params = { TASK_KEEP_DAYS },
+    .noun = "finished task", .rest = "older than " TASK_KEEP_DAYS " days",
+};
 
-    sched_run_count(run, &sql_cleanup, 1, params, "finished task",
-                    "older than " TASK_KEEP_DAYS " days");
-}
+const struct sched_job task_cleanup_job = SCHED_COUNT_JOB("cleanup_tasks", &cleanup_count);
 
 int task_enqueue_test(struct pg_pool *pg, const char *payload, const char *subject,
                       const char *count, void (*cb)(PGresult *res, void *arg),

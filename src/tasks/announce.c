@@ -49,25 +49,17 @@ static const struct pg_stmt window_stmt = {
  * evaluated), then ANNOUNCING (the one statement that writes). */
 enum announce_state { ANNOUNCE_CANDIDATES, ANNOUNCE_ANNOUNCING };
 
-struct announce_run {
-    enum announce_state state;
-    struct sched_run *run;      /* borrowed until sched_done */
-    struct app *app;            /* borrowed */
-    char base[512];
+static const char *const announce_state_names[] = {
+    [ANNOUNCE_CANDIDATES] = "candidates", [ANNOUNCE_ANNOUNCING] = "announcing",
 };
 
-static void announce_step(struct announce_run *a, PGresult *res);
-
-static void announce_cb(PGresult *res, void *arg)
-{
-    announce_step(arg, res);
-}
-
-static void announce_end(struct announce_run *a, enum sched_outcome r, const char *msg)
-{
-    sched_done(a->run, r, "%s", msg);
-    free(a);
-}
+/* The run's data. */
+struct announce_run {
+    struct sched_run *run;      /* borrowed: the run this is the data of */
+    struct app *app;            /* borrowed */
+    char base[512];
+    char *studies, *children;   /* owned: the pairs met, as array literals */
+};
 
 /* A PostgreSQL array literal being built: "{1,2,3}". */
 struct id_array {
@@ -136,70 +128,105 @@ static int met_pairs(PGresult *res, struct id_array *studies, struct id_array *c
     return id_array_close(studies) < 0 || id_array_close(children) < 0 ? -1 : 0;
 }
 
-static void announce_step(struct announce_run *a, PGresult *res)
+/* A failed statement ends the run; true then. */
+static bool announce_failed(struct announce_run *a, PGresult *res)
 {
-    char msg[256];
+    if (res && pg_ok(res))
+        return false;
+    sched_done(a->run, SCHED_FAILED, "%s",
+               res ? PQresultErrorMessage(res) : "the database is unreachable");
+    return true;
+}
 
-    if (!res || !pg_ok(res)) {
-        announce_end(a, SCHED_FAILED,
-                     res ? PQresultErrorMessage(res) : "the database is unreachable");
+static void on_candidates(PGresult *res, void *arg)
+{
+    struct announce_run *a = arg;
+    struct id_array studies = { 0 }, children = { 0 };
+    long unparsable = 0;
+
+    if (announce_failed(a, res))
         return;
-    }
-    switch (a->state) {
-    case ANNOUNCE_CANDIDATES: {
-        struct id_array studies = { 0 }, children = { 0 };
-        long unparsable = 0;
-        if (met_pairs(res, &studies, &children, &unparsable) < 0) {
-            free(studies.p);
-            free(children.p);
-            announce_end(a, SCHED_FAILED, "out of memory");
-            return;
-        }
-        if (unparsable)
-            log_warn("announce_new_studies: %ld criteria expressions not understood;"
-                     " those studies are not announced to those children", unparsable);
-        a->state = ANNOUNCE_ANNOUNCING;
-        const char *params[] = { a->base, studies.p, children.p };
-        int rc = pg_exec(a->app->pg, &announce_stmt, 3, params, announce_cb, a);
+    if (met_pairs(res, &studies, &children, &unparsable) < 0) {
         free(studies.p);
         free(children.p);
-        if (rc < 0)
-            announce_end(a, SCHED_FAILED, "out of memory");
+        sched_done(a->run, SCHED_FAILED, "out of memory");
         return;
     }
-    case ANNOUNCE_ANNOUNCING:
-        if (PQntuples(res) != 1) {
-            announce_end(a, SCHED_FAILED, "no answer from announce_new_studies");
-            return;
-        }
-        snprintf(msg, sizeof msg, "announced %s studies to %s families (%s emails)",
-                 PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 2));
-        announce_end(a, SCHED_SUCCEEDED, msg);
+    if (unparsable)
+        log_warn("announce_new_studies: %ld criteria expressions not understood;"
+                 " those studies are not announced to those children", unparsable);
+    a->studies = studies.p;
+    a->children = children.p;
+    sched_set_state(a->run, ANNOUNCE_ANNOUNCING);
+}
+
+static void on_announced(PGresult *res, void *arg)
+{
+    struct announce_run *a = arg;
+
+    if (announce_failed(a, res))
         return;
+    if (PQntuples(res) != 1) {
+        sched_done(a->run, SCHED_FAILED, "no answer from announce_new_studies");
+        return;
+    }
+    sched_done(a->run, SCHED_SUCCEEDED, "announced %s studies to %s families (%s emails)",
+               PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 2));
+}
+
+static void announce_step(struct sched_run *run)
+{
+    struct announce_run *a = sched_run_data(run);
+
+    switch ((enum announce_state)sched_run_state(run)) {
+    case ANNOUNCE_CANDIDATES:
+        if (pg_exec(a->app->pg, &candidates_stmt, 0, NULL, on_candidates, a) < 0)
+            sched_done(run, SCHED_FAILED, "out of memory");
+        return;
+    case ANNOUNCE_ANNOUNCING: {
+        const char *params[] = { a->base, a->studies, a->children };
+
+        if (pg_exec(a->app->pg, &announce_stmt, 3, params, on_announced, a) < 0)
+            sched_done(run, SCHED_FAILED, "out of memory");
+        return;
+    }
     }
 }
 
-static void announce_job(struct sched_run *run, void *arg)
+static int announce_open(struct sched_run *run, char *err, size_t errlen)
 {
     struct app *app = sched_run_app(run);
     const struct config *cfg = app->cfg;
-    struct announce_run *a;
+    struct announce_run *a = calloc(1, sizeof *a);
 
-    (void)arg;
-    if (!(a = calloc(1, sizeof *a))) {
-        sched_done(run, SCHED_FAILED, "out of memory");
-        return;
+    if (!a) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
     }
-    a->state = ANNOUNCE_CANDIDATES;
     a->run = run;
     a->app = app;
     if (cfg->base_url && *cfg->base_url)
         snprintf(a->base, sizeof a->base, "%s", cfg->base_url);
     else
         snprintf(a->base, sizeof a->base, "http://%s:%ld", cfg->listen_addr, cfg->listen_port);
-    if (pg_exec(app->pg, &candidates_stmt, 0, NULL, announce_cb, a) < 0)
-        announce_end(a, SCHED_FAILED, "out of memory");
+    sched_run_set_data(run, a);
+    return 0;
 }
+
+static void announce_close(struct sched_run *run)
+{
+    struct announce_run *a = sched_run_data(run);
+
+    free(a->studies);
+    free(a->children);
+    free(a);
+}
+
+const struct sched_job announce_new_studies_job = {
+    .name = "announce_new_studies", .states = announce_state_names, .nstates = 2,
+    .initial_state = ANNOUNCE_CANDIDATES,
+    .open = announce_open, .step = announce_step, .close = announce_close,
+};
 
 static void window_saved(PGresult *res, void *arg)
 {
@@ -209,13 +236,11 @@ static void window_saved(PGresult *res, void *arg)
                  res ? PQresultErrorMessage(res) : "the database is unreachable");
 }
 
-int announce_register(struct app *app)
+int announce_start(struct app *app)
 {
     char window[24];
 
     snprintf(window, sizeof window, "%ld", app->cfg->notify_window_s);
     const char *params[] = { window };
-    if (pg_exec(app->pg, &window_stmt, 1, params, window_saved, NULL) < 0)
-        return -1;
-    return sched_add(app->sched, "announce_new_studies", "10:00", announce_job, NULL);
+    return pg_exec(app->pg, &window_stmt, 1, params, window_saved, NULL);
 }

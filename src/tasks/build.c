@@ -615,7 +615,7 @@ static void build_close(struct task *t)
     t->data = NULL;
 }
 
-static const struct task_kind build_kind = {
+const struct task_kind build_kind = {
     .name = BUILD_KIND,
     .states = build_state_names,
     .nstates = BS_COUNT,
@@ -794,8 +794,6 @@ int build_start(struct app *app)
     if (util_mkdir_p(the_builder->checkouts) < 0 || util_mkdir_p(the_builder->builds) < 0)
         log_warn("build: cannot create the folders under BUILD_ROOT=%s: %s", c->build_root,
                  strerror(errno));
-    if (task_register(app->tasks, &build_kind) < 0 || up_sweep_register(app) < 0)
-        goto fail;
     limits_init(c);
     sandbox_host_probe(&the_builder->host);
     {

@@ -616,8 +616,13 @@ void up_from_output(struct upload *up, char *src_dir)
 #define RUNNER_SWEEP_DAYS "7"
 #define RUNNER_SWEEP_BATCH "100"        /* runners per run */
 
+enum rs_state { RS_CHOOSE, RS_DELETE };
+
+static const char *const rs_state_names[] = { [RS_CHOOSE] = "choose", [RS_DELETE] = "delete_files" };
+
+/* The run's data. */
 struct runner_sweep {
-    struct sched_run *run;      /* borrowed until sched_done */
+    struct sched_run *run;      /* borrowed: the run this is the data of */
     struct app *app;            /* borrowed */
     char (*keys)[65];           /* owned: the cache keys of the runners removed */
     json_t **manifests;         /* owned: their files */
@@ -643,8 +648,6 @@ static const struct pg_stmt stmt_sweep_runners = {
     " RETURNING r.cache_key, r.manifest::text",
 };
 
-static void sweep_next(struct runner_sweep *sw);
-
 static void sweep_free(struct runner_sweep *sw)
 {
     for (int i = 0; i < sw->n; i++)
@@ -653,20 +656,6 @@ static void sweep_free(struct runner_sweep *sw)
     free(sw->keys);
     free(sw);
 }
-
-static void sweep_end(struct runner_sweep *sw)
-{
-    if (sw->failed)
-        sched_done(sw->run, SCHED_PROBLEMS, "removed %d runner%s no study serves (%ld files); "
-                   "%ld files could not be deleted", sw->n, sw->n == 1 ? "" : "s", sw->files,
-                   sw->failed);
-    else
-        sched_done(sw->run, SCHED_SUCCEEDED, "removed %d runner%s no study serves (%ld files)",
-                   sw->n, sw->n == 1 ? "" : "s", sw->files);
-    sweep_free(sw);
-}
-
-static void sweep_next(struct runner_sweep *sw);
 
 static void on_sweep_deleted(const struct storage_result *res, void *arg)
 {
@@ -679,10 +668,11 @@ static void on_sweep_deleted(const struct storage_result *res, void *arg)
     } else {
         sw->files++;
     }
-    sweep_next(sw);
+    sched_set_state(sw->run, RS_DELETE);   /* the next file */
 }
 
-/* The next file of the current runner, or the next runner's first. */
+/* Deletes the next file of the current runner, or the next runner's
+ * first; when none is left, the run is over. */
 static void sweep_next(struct runner_sweep *sw)
 {
     while (sw->row < sw->n) {
@@ -702,7 +692,13 @@ static void sweep_next(struct runner_sweep *sw)
             return;
         sw->failed++;
     }
-    sweep_end(sw);
+    if (sw->failed)
+        sched_done(sw->run, SCHED_PROBLEMS, "removed %d runner%s no study serves (%ld files); "
+                   "%ld files could not be deleted", sw->n, sw->n == 1 ? "" : "s", sw->files,
+                   sw->failed);
+    else
+        sched_done(sw->run, SCHED_SUCCEEDED, "removed %d runner%s no study serves (%ld files)",
+                   sw->n, sw->n == 1 ? "" : "s", sw->files);
 }
 
 static void on_runners_swept(PGresult *res, void *arg)
@@ -713,7 +709,6 @@ static void on_runners_swept(PGresult *res, void *arg)
     if (!res || !pg_ok(res)) {
         sched_done(sw->run, SCHED_FAILED, "cannot choose the runners to remove: %s",
                    res ? PQresultErrorMessage(res) : "database unreachable");
-        sweep_free(sw);
         return;
     }
     /* The rows are gone already: their files go now, whatever happens. */
@@ -723,7 +718,6 @@ static void on_runners_swept(PGresult *res, void *arg)
     if (n && (!sw->keys || !sw->manifests)) {
         sched_done(sw->run, SCHED_FAILED, "out of memory: %d runners forgotten, their files "
                    "left in storage", n);
-        sweep_free(sw);
         return;
     }
     for (int i = 0; i < n; i++) {
@@ -733,33 +727,48 @@ static void on_runners_swept(PGresult *res, void *arg)
                       json_array_size(sw->manifests[i]));
     }
     sw->n = n;
-    sweep_next(sw);
+    sched_set_state(sw->run, RS_DELETE);
 }
 
-static void cleanup_runners(struct sched_run *run, void *arg)
+static void sweep_step(struct sched_run *run)
 {
-    struct app *app = sched_run_app(run);
-    struct runner_sweep *sw;
+    struct runner_sweep *sw = sched_run_data(run);
 
-    (void)arg;
-    if (!app->storage) {
-        sched_done(run, SCHED_SUCCEEDED, "nothing to do: the server has no object storage");
+    switch ((enum rs_state)sched_run_state(run)) {
+    case RS_CHOOSE:
+        if (!sw->app->storage) {
+            sched_done(run, SCHED_SUCCEEDED, "nothing to do: the server has no object storage");
+            return;
+        }
+        if (pg_exec(sw->app->pg, &stmt_sweep_runners, 0, NULL, on_runners_swept, sw) < 0)
+            sched_done(run, SCHED_FAILED, "cannot queue the query");
+        return;
+    case RS_DELETE:
+        sweep_next(sw);
         return;
     }
-    if (!(sw = calloc(1, sizeof *sw))) {
-        sched_done(run, SCHED_FAILED, "out of memory");
-        return;
+}
+
+static int sweep_open(struct sched_run *run, char *err, size_t errlen)
+{
+    struct runner_sweep *sw = calloc(1, sizeof *sw);
+
+    if (!sw) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
     }
     sw->run = run;
-    sw->app = app;
-    if (pg_exec(app->pg, &stmt_sweep_runners, 0, NULL, on_runners_swept, sw) < 0) {
-        sched_done(run, SCHED_FAILED, "cannot queue the query");
-        sweep_free(sw);
-    }
+    sw->app = sched_run_app(run);
+    sched_run_set_data(run, sw);
+    return 0;
 }
 
-int up_sweep_register(struct app *app)
+static void sweep_close(struct sched_run *run)
 {
-    return app->sched ? sched_add(app->sched, "cleanup_runners", "02:30", cleanup_runners, NULL)
-                      : 0;
+    sweep_free(sched_run_data(run));
 }
+
+const struct sched_job cleanup_runners_job = {
+    .name = "cleanup_runners", .states = rs_state_names, .nstates = RS_DELETE + 1,
+    .initial_state = RS_CHOOSE, .open = sweep_open, .step = sweep_step, .close = sweep_close,
+};

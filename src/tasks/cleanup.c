@@ -1,8 +1,8 @@
 /* cleanup: the builder's nightly sweeps (cleanup_builds, cleanup_docker_images,
  * cleanup_checkouts).  See include/studyhub/tasks/cleanup.h.
  *
- * A sweep is a small state machine of its own (enum sweep_state, its names
- * table, sweep_step): list the candidates (one readdir of a folder we own:
+ * A sweep is a job's state machine (enum sweep_state, its names table,
+ * sweep_step; queue/sched.h): list the candidates (one readdir of a folder we own:
  * its entries are builds and commits, a few thousand at most), ask
  * PostgreSQL which are in use, then remove the rest with `rm -rf` children
  * in batches, one batch at a time, and report.  Each callback stores its
@@ -55,9 +55,9 @@ static const char *const sweep_state_names[] = {
     [SWS_END] = "end",
 };
 
+/* The run's data (its state is the run's: sched_run_state). */
 struct sweep {
-    struct sched_run *run;     /* borrowed until sched_done */
-    enum sweep_state state;    /* changed only by sweep_set_state */
+    struct sched_run *run;     /* borrowed: the run this is the data of */
     enum sched_outcome outcome; /* SWS_END's */
     char *text;                /* owned: SWS_END's report; NULL: out of memory */
     struct app *app;           /* borrowed */
@@ -80,15 +80,6 @@ static void sweep_free(struct sweep *sw)
     free(sw);
 }
 
-static void sweep_step(struct sweep *sw);
-
-static void sweep_set_state(struct sweep *sw, enum sweep_state st)
-{
-    if (sw->state != st)
-        log_debug("sweep of %s: %s -> %s", sweep_what[sw->kind],
-                  sweep_state_names[sw->state], sweep_state_names[st]);
-    sw->state = st;
-}
 
 /* To SWS_END with the run's outcome and report. */
 static void sweep_finish(struct sweep *sw, enum sched_outcome o, const char *fmt, ...)
@@ -103,7 +94,7 @@ static void sweep_finish(struct sweep *sw, enum sched_outcome o, const char *fmt
         sw->text = NULL;
     va_end(ap);
     sw->outcome = o;
-    sweep_set_state(sw, SWS_END);
+    sched_set_state(sw->run, SWS_END);
 }
 
 static void on_rm(const struct proc_result *r, void *arg)
@@ -116,7 +107,7 @@ static void on_rm(const struct proc_result *r, void *arg)
         sched_run_log(sw->run, "rm -rf %s: %.500s", how, r->err);
         sw->failed = true;
     }
-    sweep_step(sw);
+    sched_set_state(sw->run, SWS_REMOVE);    /* the next batch */
 }
 
 /* Starts the next batch of names (NULL entries were kept): true when an
@@ -221,7 +212,6 @@ static void on_in_use(PGresult *res, void *arg)
     if (!res || !pg_ok(res)) {
         sweep_finish(sw, SCHED_FAILED, "cannot ask which builds run: %s",
                      res ? PQresultErrorMessage(res) : "database unreachable");
-        sweep_step(sw);
         return;
     }
     for (size_t i = 0; i < sw->n; i++) {
@@ -239,79 +229,84 @@ static void on_in_use(PGresult *res, void *arg)
             }
         }
     }
-    sweep_set_state(sw, SWS_REMOVE);
-    sweep_step(sw);
+    sched_set_state(sw->run, SWS_REMOVE);
 }
 
-static void sweep_step(struct sweep *sw)
+static void sweep_step(struct sched_run *run)
 {
-    for (;;) {
-        switch (sw->state) {
-        case SWS_LIST:
-            if (list_old(sw) < 0)
-                sweep_finish(sw, SCHED_FAILED, "cannot list %s: %s", sw->dir,
-                             strerror(errno));
-            else if (sw->n == 0)
-                sweep_finish(sw, SCHED_SUCCEEDED, "no %s older than a day in %s",
-                             sweep_what[sw->kind], sw->dir);
-            else
-                sweep_set_state(sw, SWS_IN_USE);
-            continue;
-        case SWS_IN_USE:
-            if (pg_exec(sw->app->pg, &stmt_in_use, 0, NULL, on_in_use, sw) == 0)
-                return;     /* on_in_use steps again */
+    struct sweep *sw = sched_run_data(run);
+
+    switch ((enum sweep_state)sched_run_state(run)) {
+    case SWS_LIST:
+        if (list_old(sw) < 0)
+            sweep_finish(sw, SCHED_FAILED, "cannot list %s: %s", sw->dir, strerror(errno));
+        else if (sw->n == 0)
+            sweep_finish(sw, SCHED_SUCCEEDED, "no %s older than a day in %s",
+                         sweep_what[sw->kind], sw->dir);
+        else
+            sched_set_state(run, SWS_IN_USE);
+        return;
+    case SWS_IN_USE:
+        if (pg_exec(sw->app->pg, &stmt_in_use, 0, NULL, on_in_use, sw) < 0)
             sweep_finish(sw, SCHED_FAILED, "cannot queue the query");
-            continue;
-        case SWS_REMOVE:
-            if (rm_batch(sw))
-                return;     /* on_rm steps again */
-            if (sw->failed)
-                sweep_finish(sw, SCHED_FAILED, "removed %zu %s older than a day (%zu in "
-                             "use kept); some could not be removed", sw->removed,
-                             sweep_what[sw->kind], sw->kept);
-            else
-                sweep_finish(sw, SCHED_SUCCEEDED, "removed %zu %s older than a day (%zu "
-                             "in use kept)", sw->removed, sweep_what[sw->kind], sw->kept);
-            continue;
-        case SWS_END:
-            sched_done(sw->run, sw->outcome, "%s", sw->text ? sw->text : "out of memory");
-            sweep_free(sw);
-            return;
-        }
+        return;     /* else on_in_use goes on */
+    case SWS_REMOVE:
+        if (rm_batch(sw))
+            return;     /* on_rm goes on */
+        if (sw->failed)
+            sweep_finish(sw, SCHED_FAILED, "removed %zu %s older than a day (%zu in "
+                         "use kept); some could not be removed", sw->removed,
+                         sweep_what[sw->kind], sw->kept);
+        else
+            sweep_finish(sw, SCHED_SUCCEEDED, "removed %zu %s older than a day (%zu "
+                         "in use kept)", sw->removed, sweep_what[sw->kind], sw->kept);
+        return;
+    case SWS_END:
+        sched_done(run, sw->outcome, "%s", sw->text ? sw->text : "out of memory");
+        return;     /* sweep_close frees sw */
     }
 }
 
-static void sweep_start(struct sched_run *run, enum sweep_kind kind)
+static int sweep_open(struct sched_run *run, char *err, size_t errlen)
 {
-    struct app *app = sched_run_app(run);
+    enum sweep_kind kind = *(const enum sweep_kind *)sched_run_arg(run);
     const char *dir = kind == SWEEP_BUILDS ? build_builds_dir() : build_checkouts_dir();
     struct sweep *sw;
 
     if (!dir) {
-        sched_done(run, SCHED_FAILED, "the builder is not set up");
-        return;
+        snprintf(err, errlen, "the builder is not set up");
+        return -1;
     }
     if (!(sw = calloc(1, sizeof *sw)) || !(sw->dir = strdup(dir))) {
         free(sw);
-        sched_done(run, SCHED_FAILED, "out of memory");
-        return;
+        snprintf(err, errlen, "out of memory");
+        return -1;
     }
     sw->run = run;
-    sw->app = app;
+    sw->app = sched_run_app(run);
     sw->kind = kind;
-    sweep_set_state(sw, SWS_LIST);
-    sweep_step(sw);
+    sched_run_set_data(run, sw);
+    return 0;
 }
 
-static void cleanup_builds(struct sched_run *run, void *arg)
+static void sweep_close(struct sched_run *run)
 {
-    sweep_start(run, SWEEP_BUILDS);
+    sweep_free(sched_run_data(run));
 }
 
-static void cleanup_checkouts(struct sched_run *run, void *arg)
-{
-    sweep_start(run, SWEEP_CHECKOUTS);
-}
+static const enum sweep_kind sweep_builds = SWEEP_BUILDS, sweep_checkouts = SWEEP_CHECKOUTS;
+
+const struct sched_job cleanup_builds_job = {
+    .name = "cleanup_builds", .states = sweep_state_names, .nstates = SWS_END + 1,
+    .initial_state = SWS_LIST, .arg = &sweep_builds,
+    .open = sweep_open, .step = sweep_step, .close = sweep_close,
+};
+
+const struct sched_job cleanup_checkouts_job = {
+    .name = "cleanup_checkouts", .states = sweep_state_names, .nstates = SWS_END + 1,
+    .initial_state = SWS_LIST, .arg = &sweep_checkouts,
+    .open = sweep_open, .step = sweep_step, .close = sweep_close,
+};
 
 /* -- docker images */
 
@@ -332,7 +327,12 @@ static void on_prune(const struct proc_result *r, void *arg)
         sched_done(run, SCHED_FAILED, "docker image prune: %s", how);
 }
 
-static void cleanup_docker_images(struct sched_run *run, void *arg)
+/* One state: the prune child runs. */
+enum prune_state { PRUNE_RUN };
+
+static const char *const prune_state_names[] = { [PRUNE_RUN] = "prune" };
+
+static void prune_step(struct sched_run *run)
 {
     struct app *app = sched_run_app(run);
     const struct config *c = app->cfg;
@@ -342,21 +342,21 @@ static void cleanup_docker_images(struct sched_run *run, void *arg)
                            .envp = build_docker_env() };
     char err[256];
 
-    if (strcmp(c->build_runner, "docker") != 0) {
-        sched_done(run, SCHED_SUCCEEDED, "nothing to do: BUILD_RUNNER is %s, not docker",
-                   c->build_runner);
+    switch ((enum prune_state)sched_run_state(run)) {
+    case PRUNE_RUN:
+        if (strcmp(c->build_runner, "docker") != 0) {
+            sched_done(run, SCHED_SUCCEEDED, "nothing to do: BUILD_RUNNER is %s, not docker",
+                       c->build_runner);
+            return;
+        }
+        sched_run_log(run, "$ %s image prune -f --filter until=24h", c->docker_bin);
+        if (!proc_spawn(app->procs, &o, on_prune, run, err, sizeof err))
+            sched_done(run, SCHED_FAILED, "cannot run %s: %s", c->docker_bin, err);
         return;
     }
-    sched_run_log(run, "$ %s image prune -f --filter until=24h", c->docker_bin);
-    if (!proc_spawn(app->procs, &o, on_prune, run, err, sizeof err))
-        sched_done(run, SCHED_FAILED, "cannot run %s: %s", c->docker_bin, err);
 }
 
-int cleanup_register(struct app *app)
-{
-    if (sched_add(app->sched, "cleanup_builds", "02:00", cleanup_builds, NULL) < 0 ||
-        sched_add(app->sched, "cleanup_docker_images", "03:00", cleanup_docker_images, NULL) < 0 ||
-        sched_add(app->sched, "cleanup_checkouts", "04:00", cleanup_checkouts, NULL) < 0)
-        return -1;
-    return 0;
-}
+const struct sched_job cleanup_docker_images_job = {
+    .name = "cleanup_docker_images", .states = prune_state_names, .nstates = 1,
+    .initial_state = PRUNE_RUN, .step = prune_step,
+};

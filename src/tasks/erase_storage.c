@@ -250,7 +250,6 @@ static void erase_step(struct task *t)
         return;
     }
     case ERASE_DELETE:
-        e->i = 0;
         delete_next(e);
         return;
     case ERASE_FORGET: {
@@ -276,6 +275,16 @@ static void erase_step(struct task *t)
         break;
     }
     task_finish(t, TASK_FAILED, NULL, "internal error: state %d", t->state);
+}
+
+/* The batch is walked from its first item each time DELETE is entered
+ * (what a retry already deleted is "already gone"). */
+static void erase_enter(struct task *t, int state)
+{
+    struct erase *e = t->data;
+
+    if (state == ERASE_DELETE)
+        e->i = 0;
 }
 
 static int erase_open(struct task *t, char *err, size_t errlen)
@@ -318,7 +327,7 @@ static void erase_close(struct task *t)
     t->data = NULL;
 }
 
-static const struct task_kind erase_storage_kind = {
+const struct task_kind erase_storage_kind = {
     .name = ERASE_STORAGE_KIND,
     .states = erase_state_names,
     .nstates = ERASE_NSTATES,
@@ -327,12 +336,8 @@ static const struct task_kind erase_storage_kind = {
     .retry_delay_s = 30,
     .resume_policy = TASK_RESUME_CONTINUE,
     .open = erase_open,
+    .enter = erase_enter,
     .step = erase_step,
     .resume = erase_resume,
     .close = erase_close,
 };
-
-int erase_storage_register(struct app *app)
-{
-    return task_register(app->tasks, &erase_storage_kind);
-}

@@ -1,9 +1,9 @@
 /* purge_videos: deletes withdrawn responses' non-consent videos and
- * expired or stale video zips (purge_videos.h).  One run is a state
- * machine (struct purge): FIND a batch of withdrawn videos, DELETE_OBJECTS
+ * expired or stale video zips (purge_videos.h).  The job is a state
+ * machine (enum purge_state, queue/sched.h): FIND a batch of withdrawn videos, DELETE_OBJECTS
  * one by one, DELETE_ROWS, again until none is left; then LIST_ZIPS a page
  * at a time and DELETE_ZIPS the ones to go.  Each callback stores its
- * result and calls purge_step. */
+ * result in struct purge (the run's data) and sets the next state. */
 #include "config.h"
 
 #include "studyhub/tasks/purge_videos.h"
@@ -33,9 +33,8 @@ static const char *const purge_state_names[] = { "find", "delete_objects", "dele
                                                  "list_zips", "delete_zips", "done" };
 
 struct purge {
-    struct sched_run *run;    /* borrowed until sched_done */
+    struct sched_run *run;    /* borrowed: the run this is the data of */
     struct app *app;          /* borrowed */
-    enum purge_state state;
     char **names;             /* owned: the batch's object keys (videos or zips) */
     char **ids;               /* owned: the batch's video ids */
     size_t n, i;              /* batch size, next to delete */
@@ -47,8 +46,6 @@ struct purge {
     long videos, zips;        /* deleted */
     const char *failure;      /* static: why the run failed */
 };
-
-static void purge_step(struct purge *p);
 
 static void batch_clear(struct purge *p)
 {
@@ -75,8 +72,7 @@ static void purge_free(struct purge *p)
 
 static void purge_set_state(struct purge *p, enum purge_state s)
 {
-    log_debug("purge_video_storage: %s -> %s", purge_state_names[p->state], purge_state_names[s]);
-    p->state = s;
+    sched_set_state(p->run, s);
 }
 
 static void purge_fail(struct purge *p, const char *why)
@@ -133,39 +129,41 @@ static void on_found(PGresult *res, void *arg)
         if (!p->names || !p->ids) {
             purge_fail(p, "out of memory");
         } else {
-            for (int k = 0; k < n; k++) {
+            bool oom = false;
+
+            for (int k = 0; k < n && !oom; k++) {
                 p->ids[k] = strdup(PQgetvalue(res, k, 0));
                 p->names[k] = strdup(PQgetvalue(res, k, 1));
                 note_study(p, PQgetvalue(res, k, 2));
                 p->n++;
-                if (!p->ids[k] || !p->names[k]) {
-                    purge_fail(p, "out of memory");
-                    break;
-                }
+                oom = !p->ids[k] || !p->names[k];
             }
-            if (p->state != PURGE_DONE)
+            if (oom)
+                purge_fail(p, "out of memory");
+            else
                 purge_set_state(p, PURGE_DELETE_OBJECTS);
         }
     }
-    purge_step(p);
 }
 
 static void on_object_deleted(const struct storage_result *res, void *arg)
 {
     struct purge *p = arg;
+    enum purge_state st = sched_run_state(p->run);
 
     if (res->err != 0 && res->err != -ENOENT) {
         sched_run_log(p->run, "cannot delete %s: %s", p->names[p->i],
                       res->error ? res->error : "failed");
         purge_fail(p, "a video object could not be deleted (its row is kept)");
-    } else if (++p->i == p->n) {
-        purge_set_state(p, p->state == PURGE_DELETE_ZIPS ? PURGE_LIST_ZIPS : PURGE_DELETE_ROWS);
-        if (p->state == PURGE_DELETE_ROWS)
-            p->videos += (long)p->n;
-        else
-            p->zips += (long)p->n;
+    } else if (++p->i < p->n) {
+        purge_set_state(p, st);     /* the next object */
+    } else if (st == PURGE_DELETE_ZIPS) {
+        p->zips += (long)p->n;
+        purge_set_state(p, PURGE_LIST_ZIPS);
+    } else {
+        p->videos += (long)p->n;
+        purge_set_state(p, PURGE_DELETE_ROWS);
     }
-    purge_step(p);
 }
 
 static void on_rows_deleted(PGresult *res, void *arg)
@@ -180,7 +178,6 @@ static void on_rows_deleted(PGresult *res, void *arg)
         p->batches++;
         purge_set_state(p, PURGE_FIND);
     }
-    purge_step(p);
 }
 
 /* "{1,2,3}" of the batch's ids. */
@@ -224,7 +221,6 @@ static void on_zips_listed(const struct storage_result *res, void *arg)
 
     if (res->err != 0) {
         purge_fail(p, "cannot list the video zips");
-        purge_step(p);
         return;
     }
     free(p->token);
@@ -233,105 +229,98 @@ static void on_zips_listed(const struct storage_result *res, void *arg)
     p->names = calloc(res->nobjects + 1, sizeof *p->names);
     if (!p->names) {
         purge_fail(p, "out of memory");
-        purge_step(p);
         return;
     }
     for (size_t k = 0; k < res->nobjects; k++)
         if (zip_goes(p, &res->objects[k], now) && (p->names[p->n] = strdup(res->objects[k].key)))
             p->n++;
-    if (p->n > 0)
+    if (p->n > 0) {
         purge_set_state(p, PURGE_DELETE_ZIPS);
-    else if (!p->more_zips)
+    } else if (!p->more_zips) {
         purge_set_state(p, PURGE_DONE);
-    else
-        batch_clear(p);       /* and list the next page */
-    purge_step(p);
+    } else {
+        batch_clear(p);
+        purge_set_state(p, PURGE_LIST_ZIPS);   /* the next page */
+    }
 }
 
 /* ------------------------------------------------------------ the machine */
 
-static void purge_step(struct purge *p)
+static void purge_step(struct sched_run *run)
 {
+    struct purge *p = sched_run_data(run);
     char limit[16];
     char *arr;
 
-    switch (p->state) {
+    switch ((enum purge_state)sched_run_state(run)) {
     case PURGE_FIND: {
+        if (!p->app->storage) {
+            sched_done(run, SCHED_SUCCEEDED, "nothing to do: no storage");
+            return;
+        }
         snprintf(limit, sizeof limit, "%d", PURGE_BATCH);
         const char *params[] = { limit };
-        if (pg_exec(p->app->pg, &purge_find_stmt, 1, params, on_found, p) < 0) {
+        if (pg_exec(p->app->pg, &purge_find_stmt, 1, params, on_found, p) < 0)
             purge_fail(p, "out of memory");
-            purge_step(p);
-        }
         return;
     }
     case PURGE_DELETE_OBJECTS:
     case PURGE_DELETE_ZIPS:
-        if (!storage_delete(p->app->storage, p->names[p->i], on_object_deleted, p)) {
+        if (!storage_delete(p->app->storage, p->names[p->i], on_object_deleted, p))
             purge_fail(p, "cannot start a delete");
-            purge_step(p);
-        }
         return;
     case PURGE_DELETE_ROWS: {
         if (!(arr = ids_array(p))) {
             purge_fail(p, "out of memory");
-            purge_step(p);
             return;
         }
         const char *params[] = { arr };
         int rc = pg_exec(p->app->pg, &purge_rows_stmt, 1, params, on_rows_deleted, p);
         free(arr);
-        if (rc < 0) {
+        if (rc < 0)
             purge_fail(p, "out of memory");
-            purge_step(p);
-        }
         return;
     }
     case PURGE_LIST_ZIPS:
         batch_clear(p);
         if (p->zips > 0 && !p->more_zips) {
             purge_set_state(p, PURGE_DONE);
-            purge_step(p);
             return;
         }
-        if (!storage_list(p->app->storage, VIDEO_ZIP_PREFIX, p->token, 1000, on_zips_listed, p)) {
+        if (!storage_list(p->app->storage, VIDEO_ZIP_PREFIX, p->token, 1000, on_zips_listed, p))
             purge_fail(p, "cannot list the video zips");
-            purge_step(p);
-        }
         return;
     case PURGE_DONE:
         if (p->failure)
-            sched_done(p->run, SCHED_FAILED, "%s; deleted %ld withdrawn videos and %ld zips",
+            sched_done(run, SCHED_FAILED, "%s; deleted %ld withdrawn videos and %ld zips",
                        p->failure, p->videos, p->zips);
         else
-            sched_done(p->run, SCHED_SUCCEEDED,
+            sched_done(run, SCHED_SUCCEEDED,
                        "deleted %ld withdrawn videos and %ld video zips", p->videos, p->zips);
-        purge_free(p);
-        return;
+        return;     /* purge_close frees p */
     }
 }
 
-static void purge_job(struct sched_run *run, void *arg)
+static int purge_open(struct sched_run *run, char *err, size_t errlen)
 {
-    struct app *app = sched_run_app(run);
     struct purge *p = calloc(1, sizeof *p);
 
     if (!p) {
-        sched_done(run, SCHED_FAILED, "out of memory");
-        return;
+        snprintf(err, errlen, "out of memory");
+        return -1;
     }
     p->run = run;
-    p->app = app;
-    if (!app->storage) {
-        sched_done(run, SCHED_SUCCEEDED, "nothing to do: no storage");
-        free(p);
-        return;
-    }
-    purge_set_state(p, PURGE_FIND);
-    purge_step(p);
+    p->app = sched_run_app(run);
+    sched_run_set_data(run, p);
+    return 0;
 }
 
-int purge_videos_register(struct app *app)
+static void purge_close(struct sched_run *run)
 {
-    return sched_add(app->sched, "purge_video_storage", "05:15", purge_job, NULL);
+    purge_free(sched_run_data(run));
 }
+
+const struct sched_job purge_video_storage_job = {
+    .name = "purge_video_storage", .states = purge_state_names, .nstates = PURGE_DONE + 1,
+    .initial_state = PURGE_FIND, .open = purge_open, .step = purge_step, .close = purge_close,
+};

@@ -131,8 +131,7 @@ static void on_page_saved(struct task *t, PGresult *res)
         return;
     }
     if (++r->pages_in_stage >= REC_PAGES_PER_STAGE) {
-        r->pages_in_stage = 0;
-        task_set_state(t, REC_PAGE, TASK_STAGE_OK);
+        task_set_state(t, REC_PAGE, TASK_STAGE_OK);     /* a new stage: rec_enter */
         return;
     }
     rec_list(r);
@@ -262,23 +261,34 @@ static int rec_open(struct task *t, char *err, size_t errlen)
     return 0;
 }
 
+/* Each page stage counts its own pages; the first of a claim may find
+ * the run already over (resumed after its last page was saved). */
+static void rec_enter(struct task *t, int state)
+{
+    struct rec *r = t->data;
+    json_t *pages = json_object_get(t->payload, "pages");
+
+    if (state != REC_PAGE)
+        return;
+    r->pages_in_stage = 0;
+    if (r->started)
+        return;
+    if (json_is_integer(pages) && !r->token) {
+        task_set_state(t, REC_FINISH, TASK_STAGE_SKIPPED);  /* nothing left */
+        return;
+    }
+    if (r->token)
+        task_log(t, "going on after page %lld", (long long)json_integer_value(pages));
+}
+
 static void rec_step(struct task *t)
 {
     struct rec *r = t->data;
 
     switch ((enum rec_state)t->state) {
-    case REC_PAGE: {
-        json_t *pages = json_object_get(t->payload, "pages");
-        if (!r->started && json_is_integer(pages) && !r->token) {
-            /* Resumed after the last page was saved: nothing left. */
-            task_set_state(t, REC_FINISH, TASK_STAGE_SKIPPED);
-            return;
-        }
-        if (!r->started && r->token)
-            task_log(t, "going on after page %lld", (long long)json_integer_value(pages));
+    case REC_PAGE:
         rec_list(r);
         return;
-    }
     case REC_FINISH: {
         char id[24];
         snprintf(id, sizeof id, "%lld", (long long)t->id);
@@ -306,7 +316,7 @@ static void rec_close(struct task *t)
     t->data = NULL;
 }
 
-static const struct task_kind reconcile_kind = {
+const struct task_kind reconcile_videos_kind = {
     .name = RECONCILE_VIDEOS_KIND,
     .states = rec_state_names,
     .nstates = REC_NSTATES,
@@ -316,11 +326,17 @@ static const struct task_kind reconcile_kind = {
     /* The token in the payload says where: run the page state again. */
     .resume_policy = TASK_RESUME_CONTINUE,
     .open = rec_open,
+    .enter = rec_enter,
     .step = rec_step,
     .close = rec_close,
 };
 
 /* ---- the nightly jobs ------------------------------------------------------------ */
+
+/* reconcile_videos: one state, queueing the task. */
+enum rj_state { RJ_ENQUEUE };
+
+static const char *const rj_state_names[] = { [RJ_ENQUEUE] = "enqueue" };
 
 static void on_reconcile_queued(enum task_enqueue_status st, int64_t id, const char *uuid,
                                 void *arg)
@@ -336,18 +352,33 @@ static void on_reconcile_queued(enum task_enqueue_status st, int64_t id, const c
         sched_done(run, SCHED_FAILED, "database unavailable");
 }
 
-static void reconcile_job(struct sched_run *run, void *arg)
+static void rj_step(struct sched_run *run)
 {
-    struct app *app = sched_run_app(run);
-
-    if (task_enqueue(app->pg, RECONCILE_VIDEOS_KIND, REC_SUBJECT, NULL, on_reconcile_queued,
-                     run) < 0)
-        sched_done(run, SCHED_FAILED, "cannot queue the task");
+    switch ((enum rj_state)sched_run_state(run)) {
+    case RJ_ENQUEUE:
+        if (task_enqueue(sched_run_app(run)->pg, RECONCILE_VIDEOS_KIND, REC_SUBJECT, NULL,
+                         on_reconcile_queued, run) < 0)
+            sched_done(run, SCHED_FAILED, "cannot queue the task");
+        return;
+    }
 }
 
-/* abort_stale_uploads: one run walking the incomplete uploads. */
+const struct sched_job reconcile_videos_job = {
+    .name = "reconcile_videos", .states = rj_state_names, .nstates = 1,
+    .initial_state = RJ_ENQUEUE, .step = rj_step,
+};
+
+/* abort_stale_uploads: the temp files of cut writes, then the incomplete
+ * uploads a page at a time, each stale one aborted in turn. */
+enum abort_state { ABORT_SWEEP_TMP, ABORT_LIST, ABORT_ABORT };
+
+static const char *const abort_state_names[] = {
+    [ABORT_SWEEP_TMP] = "sweep_tmp", [ABORT_LIST] = "list", [ABORT_ABORT] = "abort",
+};
+
+/* The run's data. */
 struct abort_run {
-    struct sched_run *run;          /* borrowed until sched_done */
+    struct sched_run *run;          /* borrowed: the run this is the data of */
     struct app *app;                /* borrowed */
     char *token;                    /* owned: the next page of uploads */
     time_t cutoff;                  /* started before this: aborted */
@@ -355,6 +386,17 @@ struct abort_run {
     size_t ntodo, next;
     long aborted, failed, kept;
 };
+
+static void todo_clear(struct abort_run *a)
+{
+    for (size_t i = 0; i < a->ntodo; i++) {
+        free((char *)a->todo[i].key);
+        free((char *)a->todo[i].upload_id);
+    }
+    free(a->todo);
+    a->todo = NULL;
+    a->ntodo = a->next = 0;
+}
 
 static void abort_run_end(struct abort_run *a, enum sched_outcome o, const char *error)
 {
@@ -365,18 +407,7 @@ static void abort_run_end(struct abort_run *a, enum sched_outcome o, const char 
         sched_done(a->run, o, "aborted %ld incomplete uploads older than %ld s, %ld failed, "
                    "%ld younger kept", a->aborted, a->app->cfg->stale_upload_age_s, a->failed,
                    a->kept);
-    for (size_t i = 0; i < a->ntodo; i++) {
-        free((char *)a->todo[i].key);
-        free((char *)a->todo[i].upload_id);
-    }
-    free(a->todo);
-    free(a->token);
-    free(a);
 }
-
-static void abort_page(struct abort_run *a);
-
-static void abort_next(struct abort_run *a);
 
 static void on_aborted(const struct storage_result *res, void *arg)
 {
@@ -392,21 +423,7 @@ static void on_aborted(const struct storage_result *res, void *arg)
         sched_run_log(a->run, "aborted %s (upload %s, started %lld)", u->key, u->upload_id,
                       (long long)u->initiated);
     }
-    abort_next(a);
-}
-
-static void abort_next(struct abort_run *a)
-{
-    if (a->next < a->ntodo) {
-        const struct storage_upload_info *u = &a->todo[a->next++];
-        if (!storage_mpu_abort(a->app->storage, u->key, u->upload_id, on_aborted, a))
-            abort_run_end(a, SCHED_FAILED, "out of memory");
-        return;
-    }
-    if (a->token)
-        abort_page(a);
-    else
-        abort_run_end(a, a->failed ? SCHED_FAILED : SCHED_SUCCEEDED, NULL);
+    sched_set_state(a->run, ABORT_ABORT);   /* the next one */
 }
 
 static void on_uploads(const struct storage_result *res, void *arg)
@@ -417,13 +434,7 @@ static void on_uploads(const struct storage_result *res, void *arg)
         abort_run_end(a, SCHED_FAILED, res->error ? res->error : "listing uploads failed");
         return;
     }
-    for (size_t i = 0; i < a->ntodo; i++) {
-        free((char *)a->todo[i].key);
-        free((char *)a->todo[i].upload_id);
-    }
-    free(a->todo);
-    a->todo = NULL;
-    a->ntodo = a->next = 0;
+    todo_clear(a);
     if (res->nuploads && !(a->todo = calloc(res->nuploads, sizeof *a->todo))) {
         abort_run_end(a, SCHED_FAILED, "out of memory");
         return;
@@ -450,44 +461,70 @@ static void on_uploads(const struct storage_result *res, void *arg)
         abort_run_end(a, SCHED_FAILED, "out of memory");
         return;
     }
-    abort_next(a);
+    sched_set_state(a->run, ABORT_ABORT);
 }
 
-static void abort_page(struct abort_run *a)
+static void abort_step(struct sched_run *run)
 {
-    if (!storage_mpu_list(a->app->storage, "", a->token, on_uploads, a))
-        abort_run_end(a, SCHED_FAILED, "out of memory");
+    struct abort_run *a = sched_run_data(run);
+
+    switch ((enum abort_state)sched_run_state(run)) {
+    case ABORT_SWEEP_TMP: {
+        if (!a->app->storage) {
+            sched_done(run, SCHED_FAILED, "no storage");
+            return;
+        }
+        /* file://'s own leftovers: temp files of writes cut by a crash. */
+        long swept = storage_sweep_tmp(a->app->storage, a->cutoff, false);
+        if (swept)
+            sched_run_log(run, "removed %ld temporary files of unfinished writes", swept);
+        sched_set_state(run, ABORT_LIST);
+        return;
+    }
+    case ABORT_LIST:
+        if (!storage_mpu_list(a->app->storage, "", a->token, on_uploads, a))
+            abort_run_end(a, SCHED_FAILED, "out of memory");
+        return;
+    case ABORT_ABORT:
+        if (a->next < a->ntodo) {
+            const struct storage_upload_info *u = &a->todo[a->next++];
+            if (!storage_mpu_abort(a->app->storage, u->key, u->upload_id, on_aborted, a))
+                abort_run_end(a, SCHED_FAILED, "out of memory");
+        } else if (a->token) {
+            sched_set_state(run, ABORT_LIST);
+        } else {
+            abort_run_end(a, a->failed ? SCHED_FAILED : SCHED_SUCCEEDED, NULL);
+        }
+        return;
+    }
 }
 
-static void abort_stale_uploads_job(struct sched_run *run, void *arg)
+static int abort_open(struct sched_run *run, char *err, size_t errlen)
 {
-    struct app *app = sched_run_app(run);
     struct abort_run *a = calloc(1, sizeof *a);
 
     if (!a) {
-        sched_done(run, SCHED_FAILED, "out of memory");
-        return;
-    }
-    if (!app->storage) {
-        free(a);
-        sched_done(run, SCHED_FAILED, "no storage");
-        return;
+        snprintf(err, errlen, "out of memory");
+        return -1;
     }
     a->run = run;
-    a->app = app;
-    a->cutoff = time(NULL) - app->cfg->stale_upload_age_s;
-    /* file://'s own leftovers: temp files of writes cut by a crash. */
-    long swept = storage_sweep_tmp(app->storage, a->cutoff, false);
-    if (swept)
-        sched_run_log(run, "removed %ld temporary files of unfinished writes", swept);
-    abort_page(a);
-}
-
-int reconcile_videos_register(struct app *app)
-{
-    if (task_register(app->tasks, &reconcile_kind) < 0 ||
-        sched_add(app->sched, "abort_stale_uploads", "05:00", abort_stale_uploads_job, NULL) < 0 ||
-        sched_add(app->sched, "reconcile_videos", "05:30", reconcile_job, NULL) < 0)
-        return -1;
+    a->app = sched_run_app(run);
+    a->cutoff = time(NULL) - a->app->cfg->stale_upload_age_s;
+    sched_run_set_data(run, a);
     return 0;
 }
+
+static void abort_close(struct sched_run *run)
+{
+    struct abort_run *a = sched_run_data(run);
+
+    todo_clear(a);
+    free(a->token);
+    free(a);
+}
+
+const struct sched_job abort_stale_uploads_job = {
+    .name = "abort_stale_uploads", .states = abort_state_names, .nstates = ABORT_ABORT + 1,
+    .initial_state = ABORT_SWEEP_TMP, .open = abort_open, .step = abort_step,
+    .close = abort_close,
+};

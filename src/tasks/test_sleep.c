@@ -1,6 +1,7 @@
-/* test_sleep: the task kind the tests drive (tests/e2e/test_tasks.py),
- * registered only with DEBUG_ROUTES=1 and queued by `task enqueue-test`.
- * A small complete example of a kind: states, open, step, resume, close. */
+/* test_sleep: the task kind and the scheduled job the tests drive
+ * (tests/e2e/test_tasks.py), listed only with DEBUG_ROUTES=1; the kind is
+ * queued by `task enqueue-test`, the job run by `run test_sleep`.  A small
+ * complete example of each: states, open, step, resume, close. */
 #include "config.h"
 
 #include "studyhub/tasks/test_sleep.h"
@@ -18,6 +19,7 @@
 #include "studyhub/core/log.h"
 #include "studyhub/core/util.h"
 #include "studyhub/io/proc.h"
+#include "studyhub/queue/sched.h"
 #include "studyhub/queue/task.h"
 
 /* Payload {"seconds": S, "stages": 1..3, "mode": "timer"|"child",
@@ -200,7 +202,7 @@ static void ts_close(struct task *t)
     t->data = NULL;
 }
 
-static const struct task_kind test_sleep_kind = {
+const struct task_kind test_sleep_kind = {
     .name = "test_sleep",
     .states = ts_state_names,
     .nstates = 3,
@@ -216,9 +218,46 @@ static const struct task_kind test_sleep_kind = {
     .close = ts_close,
 };
 
-int test_sleep_register(struct app *app)
+/* ---- the job: waits TEST_SLEEP_JOB_MS, then succeeds (for the tests of the
+ * scheduler's lock and of wall-clock runs) ---------------------------------- */
+
+enum tsj_state { TSJ_SLEEP };
+
+static const char *const tsj_state_names[] = { [TSJ_SLEEP] = "sleep" };
+
+static void tsj_on_timer(evutil_socket_t fd, short what, void *arg)
 {
-    if (!app->cfg->debug_routes)
-        return 0;
-    return task_register(app->tasks, &test_sleep_kind);
+    sched_done(arg, SCHED_SUCCEEDED, "slept %d ms", TEST_SLEEP_JOB_MS);
 }
+
+static int tsj_open(struct sched_run *run, char *err, size_t errlen)
+{
+    struct event *timer = evtimer_new(sched_run_app(run)->base, tsj_on_timer, run);
+
+    if (!timer) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    sched_run_set_data(run, timer);
+    return 0;
+}
+
+static void tsj_step(struct sched_run *run)
+{
+    switch ((enum tsj_state)sched_run_state(run)) {
+    case TSJ_SLEEP:
+        sched_run_log(run, "sleeping %d ms", TEST_SLEEP_JOB_MS);
+        util_timer_ms(sched_run_data(run), TEST_SLEEP_JOB_MS);
+        return;
+    }
+}
+
+static void tsj_close(struct sched_run *run)
+{
+    event_free(sched_run_data(run));
+}
+
+const struct sched_job test_sleep_job = {
+    .name = "test_sleep", .states = tsj_state_names, .nstates = 1,
+    .initial_state = TSJ_SLEEP, .open = tsj_open, .step = tsj_step, .close = tsj_close,
+};

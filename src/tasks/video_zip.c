@@ -541,9 +541,7 @@ static void build_start(struct vzip *z)
 static void build_step(struct vzip *z)
 {
     switch (z->phase) {
-    case BP_START:
-        build_start(z);
-        return;
+    case BP_START:      /* zip_enter starts it */
     case BP_VIDEOS:
     case BP_CLOSING:
         return;   /* callbacks drive it */
@@ -750,6 +748,17 @@ static int zip_open(struct task *t, char *err, size_t errlen)
     return 0;
 }
 
+/* Entering build sets the archive and its upload up and starts the
+ * first video; from then on the callbacks drive it, and step acts on the
+ * writer's outcome. */
+static void zip_enter(struct task *t, int state)
+{
+    struct vzip *z = t->data;
+
+    if (state == ZIP_BUILD && z->phase == BP_START)
+        build_start(z);
+}
+
 static void zip_step(struct task *t)
 {
     struct vzip *z = t->data;
@@ -811,7 +820,7 @@ static void zip_close(struct task *t)
     t->data = NULL;
 }
 
-static const struct task_kind video_zip_kind = {
+const struct task_kind video_zip_kind = {
     .name = VIDEO_ZIP_KIND,
     .states = zip_state_names,
     .nstates = ZIP_NSTATES,
@@ -820,13 +829,9 @@ static const struct task_kind video_zip_kind = {
     .retry_delay_s = 30,
     .resume_policy = TASK_RESUME_CONTINUE,
     .open = zip_open,
+    .enter = zip_enter,
     .step = zip_step,
     .resume = zip_resume,
     .cancel = zip_cancel,
     .close = zip_close,
 };
-
-int video_zip_register(struct app *app)
-{
-    return task_register(app->tasks, &video_zip_kind);
-}

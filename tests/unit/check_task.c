@@ -40,6 +40,7 @@ static const char *const ck_state_names[] = { "first", "second", "last" };
 struct ck_task {
     struct task *t;
     char mode[16];
+    int entered;                /* the state enter last set up, or -1 */
 };
 
 static int ck_closed;           /* close calls: every open is closed once */
@@ -56,13 +57,27 @@ static int ck_open(struct task *t, char *err, size_t errlen)
     }
     c->t = t;
     snprintf(c->mode, sizeof c->mode, "%s", mode);
+    c->entered = -1;
     t->data = c;
     return 0;
+}
+
+/* Each state is entered before its step: the log says so, and step checks
+ * it was entered for its own state. */
+static void ck_enter(struct task *t, int state)
+{
+    struct ck_task *c = t->data;
+
+    ck_assert_int_eq(state, t->state);
+    c->entered = state;
+    task_log(t, "entered %s", ck_state_names[state]);
 }
 
 static void ck_step(struct task *t)
 {
     struct ck_task *c = t->data;
+
+    ck_assert_int_eq(c->entered, t->state);
 
     if (strcmp(c->mode, "wait") == 0)
         return;                          /* until cancel */
@@ -107,7 +122,7 @@ static void ck_close(struct task *t)
 static const struct task_kind ck_kind = {
     .name = "check_steps", .states = ck_state_names, .nstates = 3,
     .initial_state = CKS_FIRST, .lease_s = 10, .max_attempts = 2, .retry_delay_s = 1,
-    .open = ck_open, .step = ck_step, .resume = ck_resume, .cancel = ck_cancel,
+    .open = ck_open, .enter = ck_enter, .step = ck_step, .resume = ck_resume, .cancel = ck_cancel,
     .close = ck_close,
 };
 
@@ -277,6 +292,12 @@ START_TEST(three_states_to_the_end)
     /* Each stage's log is saved with it. */
     ck_assert_str_eq(q("SELECT count(*) FROM task_stages s JOIN tasks t ON t.id = s.task_id"
                        " WHERE t.kind = 'check_steps' AND s.log LIKE '%done%'"), "2");
+    /* Each stage was entered once, before its step. */
+    ck_assert_str_eq(q("SELECT string_agg(rtrim(s.log, E'\\n'), '|' ORDER BY s.id)"
+                       " FROM task_stages s JOIN tasks t ON t.id = s.task_id"
+                       " WHERE t.kind = 'check_steps'"),
+                     "entered first\nstage first done|entered second\nstage second done|"
+                     "entered last");
     wait_closed(1);
 }
 END_TEST

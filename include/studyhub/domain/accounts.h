@@ -46,7 +46,6 @@
 #define STUDYHUB_DOMAIN_ACCOUNTS_H
 
 struct router;
-struct sched_run;
 
 /* Adds the module's route table (each route with its access policy);
  * 0, or -1 when the router refused one. */
@@ -54,6 +53,7 @@ int accounts_routes(struct router *r);
 
 /* Scheduled job cleanup_account_tokens: deletes emailed tokens a week
  * after they expired or were used. */
-void accounts_cleanup_job(struct sched_run *run, void *arg);
+struct sched_job;
+extern const struct sched_job accounts_cleanup_job;
 
 #endif

@@ -23,14 +23,28 @@
  * time that happens twice (fall back: 01:30) runs at the first one only.
  *
  * DEFINING A JOB
- *   static void cleanup_checkouts(struct sched_run *run, void *arg)
- *   {   struct app *app = sched_run_app(run);
- *       ... start async work with run as the callback argument ...
- *       later: sched_done(run, SCHED_SUCCEEDED, "removed %d folders", n); }
- *   sched_add(app->sched, "cleanup_checkouts", "04:00", cleanup_checkouts, NULL);
- * sched_done must be called exactly once per run; run is freed inside it.
- * SCHED_JOBS=cleanup_checkouts=04:15,reconcile_videos=off overrides times
- * ("off": only `studyhubctl run JOB`). */
+ * A job is a state machine, as a task kind is (queue/task.h): an enum of
+ * states with a names table and one step function that starts the work of
+ * the run's current state and returns.  The work's callback stores its
+ * result in the run's data and calls sched_set_state (step again, from
+ * the loop, in that state) or sched_done (the run is over).
+ *   enum sweep_state { SWEEP_LIST, SWEEP_REMOVE };
+ *   static const char *const sweep_names[] = { "list", "remove" };
+ *   static int sweep_open(struct sched_run *run, char *err, size_t n)
+ *       { sched_run_set_data(run, calloc(...)); return 0; }
+ *   static void sweep_step(struct sched_run *run)
+ *   {   switch (sched_run_state(run)) { case SWEEP_LIST: start it; ... } }
+ *   static void on_listed(..., void *arg)
+ *   {   ... sched_set_state(run, SWEEP_REMOVE);  or
+ *       sched_done(run, SCHED_SUCCEEDED, "removed %d folders", n); }
+ *   const struct sched_job cleanup_checkouts_job = {
+ *       .name = "cleanup_checkouts", .states = sweep_names, .nstates = 2,
+ *       .open = sweep_open, .step = sweep_step, .close = sweep_close };
+ * and one line in tasks/background.c's table: the job and its time.
+ * sched_done must be called exactly once per run; close (which frees the
+ * data) runs after it, from the loop.  SCHED_JOBS=cleanup_checkouts=04:15,
+ * reconcile_videos=off overrides times ("off": only `studyhubctl run JOB`).
+ * The state of a run in progress shows in `studyhubctl jobs`. */
 #ifndef STUDYHUB_QUEUE_SCHED_H
 #define STUDYHUB_QUEUE_SCHED_H
 
@@ -53,16 +67,30 @@ enum sched_outcome { SCHED_SUCCEEDED, SCHED_FAILED, SCHED_PROBLEMS };
 /* "succeeded", "failed", "succeeded_with_problems" (job_runs.outcome). */
 const char *sched_outcome_name(enum sched_outcome o);
 
-typedef void (*sched_job_fn)(struct sched_run *run, void *arg);
+/* A scheduled job: its name and its state machine (see above). */
+struct sched_job {
+    const char *name;            /* job_runs.job: [a-z0-9_]+, unique */
+    const char *const *states;   /* names table: states[i] names state i */
+    int nstates;                 /* entries of states */
+    int initial_state;           /* where a run starts */
+    const void *arg;             /* the job's own constants (sched_run_arg) */
+    /* Optional.  Called once when a run starts working (after its lock and
+     * its job_runs row): allocate the data (sched_run_set_data).  -1 with a
+     * message: the run fails with it, and close is not called. */
+    int (*open)(struct sched_run *run, char *err, size_t errlen);
+    /* The state machine: start the work of sched_run_state(run). */
+    void (*step)(struct sched_run *run);
+    /* Optional.  Frees the data; called once after sched_done, from the
+     * loop, for every run whose open succeeded. */
+    void (*close)(struct sched_run *run);
+};
 
-/* Sets TZ to SCHED_TIME_ZONE (an error if the zone is unknown), reads
- * SCHED_JOBS and registers the built-in job cleanup_job_runs (and
- * test_sleep when DEBUG_ROUTES=1).  NULL with a message on error. */
+/* Sets TZ to SCHED_TIME_ZONE (an error if the zone is unknown) and reads
+ * SCHED_JOBS.  NULL with a message on error. */
 struct sched *sched_new(struct app *app, char *err, size_t errlen);
 /* Before sched_start; `at` as sched_parse_at, overridden by SCHED_JOBS.
- * name is copied.  0 or -1. */
-int sched_add(struct sched *s, const char *name, const char *at,
-              sched_job_fn fn, void *arg);
+ * job is borrowed (static).  0 or -1 (bad or duplicate name, bad time). */
+int sched_add(struct sched *s, const struct sched_job *job, const char *at);
 /* Marks abandoned runs, runs missed slots once, arms the timers. */
 int sched_start(struct sched *s);
 /* SIGTERM: start no more runs. */
@@ -86,6 +114,8 @@ struct sched_job_view {
     time_t next;             /* next slot; -1 off */
     bool running_here;
     bool pending;            /* a due slot not started yet */
+    const char *state;       /* running here: the run's state (the job's,
+                                or the scheduler's: lock, record, save...) */
 };
 const char *sched_zone(const struct sched *s);
 int sched_job_count(const struct sched *s);
@@ -110,12 +140,36 @@ void sched_run_now(struct sched *s, const char *job, sched_waiter_fn fn, void *a
 struct app *sched_run_app(const struct sched_run *run);
 const char *sched_run_job(const struct sched_run *run);
 time_t sched_run_scheduled_for(const struct sched_run *run);
+/* The job's arg (struct sched_job). */
+const void *sched_run_arg(const struct sched_run *run);
+/* The run's data, owned by the job (open sets it, close frees it). */
+void *sched_run_data(const struct sched_run *run);
+void sched_run_set_data(struct sched_run *run, void *data);
+/* The job's state the run is in. */
+int sched_run_state(const struct sched_run *run);
+/* The run goes to state (the same one: again): logs "old -> new" and calls
+ * step from the loop, never from inside this call.  Only while it works. */
+void sched_set_state(struct sched_run *run, int state);
+
 /* A job that is one statement answering one row, a count of what it
- * deleted: runs it and ends the run, "deleted N NOUN(s) REST" or failed
- * with the database's error.  noun and rest are static strings. */
+ * deleted: "deleted N NOUN(s) REST", or failed with the database's
+ * error.  Its one state is "delete". */
 struct pg_stmt;
-void sched_run_count(struct sched_run *run, const struct pg_stmt *stmt, int nparams,
-                     const char *const *params, const char *noun, const char *rest);
+struct sched_count {
+    const struct pg_stmt *stmt;
+    int nparams;
+    const char *params[2];       /* static strings */
+    const char *noun, *rest;     /* static; rest may be NULL */
+};
+extern const char *const sched_count_states[];
+void sched_count_step(struct sched_run *run);
+#define SCHED_COUNT_JOB(NAME, COUNT) \
+    { .name = (NAME), .states = sched_count_states, .nstates = 1, \
+      .arg = (COUNT), .step = sched_count_step }
+
+/* The scheduler's own job: deletes job_runs rows older than 90 days. */
+extern const struct sched_job sched_cleanup_job_runs_job;
+
 /* Appends a line to the run's detail (the last 16 KiB are kept). */
 void sched_run_log(struct sched_run *run, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

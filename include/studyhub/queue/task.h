@@ -46,7 +46,8 @@
  *       .max_attempts = 1, .resume_policy = TASK_RESUME_CONTINUE,
  *       .open = build_open, .step = build_step, .resume = build_resume,
  *       .cancel = build_cancel, .close = build_close };
- *   task_register(app->tasks, &build_kind);   (before task_runner_start)
+ * and one line in tasks/background.c's table (&build_kind), which
+ * task_register's every kind before task_runner_start.
  * A kind whose terminal work (study log, emails, restoring the study's
  * state) must happen whatever the outcome models it as states of its own
  * and reaches them from resume (resumed after a crash) and cancel too.
@@ -119,8 +120,15 @@ struct task_kind {
      * t->payload, allocate t->data.  Return 0, or -1 with a message: the
      * task fails at once (no retry) and close is not called. */
     int (*open)(struct task *t, char *err, size_t errlen);
+    /* Optional, as curl's per-state setup: called once each time the task
+     * enters a state (after the change was saved; at a claim, for the state
+     * it starts or goes on in; again for task_set_state to the same
+     * state), before step, never after task_wake.  Reset what the state
+     * counts, set up what it needs.  It may end the stage itself
+     * (task_set_state, task_retry, task_finish): step is then not called. */
+    void (*enter)(struct task *t, int state);
     /* The state machine: start the work of t->state.  Called from the loop
-     * after the state was saved, and after task_wake. */
+     * after the state was saved (and entered), and after task_wake. */
     void (*step)(struct task *t);
     /* Optional.  The task's previous server died in interrupted_state (its
      * stage row is already closed 'interrupted').  Return the state to go

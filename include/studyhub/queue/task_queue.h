@@ -28,7 +28,6 @@
 #include <stdint.h>
 
 struct pg_pool;
-struct sched_run;
 
 /* The columns an enqueueing INSERT gives; follow with VALUES or SELECT of
  * (kind text, subject text or NULL, payload jsonb). */
@@ -67,7 +66,9 @@ int task_enqueue_test(struct pg_pool *pg, const char *payload, const char *subje
                       const char *count, void (*cb)(PGresult *res, void *arg),
                       void *arg);
 
-/* Scheduled job (sched_add): deletes finished tasks older than 90 days. */
-void task_cleanup_job(struct sched_run *run, void *arg);
+/* Scheduled job cleanup_tasks (a count job, queue/sched.h): deletes
+ * finished tasks older than 90 days. */
+struct sched_job;
+extern const struct sched_job task_cleanup_job;
 
 #endif

@@ -16,8 +16,12 @@
 #define STUDYHUB_TASKS_ANNOUNCE_H
 
 struct app;
+struct sched_job;
 
-/* Adds the job to app->sched and saves NOTIFY_WINDOW_S; 0 or -1. */
-int announce_register(struct app *app);
+/* The job announce_new_studies (listed in tasks/background.c). */
+extern const struct sched_job announce_new_studies_job;
+
+/* Saves NOTIFY_WINDOW_S (at start); 0 or -1. */
+int announce_start(struct app *app);
 
 #endif

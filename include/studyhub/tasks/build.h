@@ -80,9 +80,17 @@ struct router;
 
 #define BUILD_KIND "build_experiment"
 
+/* The kind, and the job cleanup_runners (02:30): shared runners that no
+ * study serves and no build used for a week, their rows and files
+ * (listed in tasks/background.c). */
+struct sched_job;
+struct task_kind;
+extern const struct task_kind build_kind;
+extern const struct sched_job cleanup_runners_job;
+
 /* Sets the builder up (folders under BUILD_ROOT, the subscriber of live
- * events), registers the kind with app->tasks and unmarks studies left
- * building without a build.  Before task_runner_start.  0 or -1. */
+ * events) and unmarks studies left building without a build.  Before
+ * task_runner_start.  0 or -1. */
 int build_start(struct app *app);
 /* After task_runner_free (running builds are closed by then): ends the
  * event streams and frees the subscriber and what the builder owns. */

@@ -403,9 +403,6 @@ size_t up_index_refs(const char *html, size_t len, const char *prefix,
                      void (*fn)(const char *rel, size_t n, void *arg), void *arg);
 #define SMOKE_INDEX_MAX (1 << 20)   /* bytes of index.html read */
 
-/* The job cleanup_runners (02:30): shared runners that no study serves and
- * no build used for a week, their rows and files.  0 or -1. */
-int up_sweep_register(struct app *app);
 
 /* build_exec.c */
 /* "the build", "copying the checkout"...: CH_* for logs. */

@@ -19,9 +19,10 @@
 #ifndef STUDYHUB_TASKS_CLEANUP_H
 #define STUDYHUB_TASKS_CLEANUP_H
 
-struct app;
+struct sched_job;
 
-/* Adds the three jobs to app->sched (before sched_start).  0 or -1. */
-int cleanup_register(struct app *app);
+/* The three jobs (listed in tasks/background.c). */
+extern const struct sched_job cleanup_builds_job, cleanup_docker_images_job,
+    cleanup_checkouts_job;
 
 #endif

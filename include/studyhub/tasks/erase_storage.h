@@ -15,7 +15,7 @@
 
 #include <stddef.h>
 
-struct app;
+struct task_kind;
 
 #define ERASE_STORAGE_KIND "erase_storage"
 #define ERASE_STORAGE_BATCH 100
@@ -25,7 +25,7 @@ struct app;
  * caller frees), NULL when out of memory. */
 char *erase_storage_text_array(char *const *keys, size_t n);
 
-/* Registers the kind with app->tasks; 0 or -1. */
-int erase_storage_register(struct app *app);
+/* The kind (listed in tasks/background.c). */
+extern const struct task_kind erase_storage_kind;
 
 #endif

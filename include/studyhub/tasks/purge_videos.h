@@ -16,13 +16,13 @@
 #ifndef STUDYHUB_TASKS_PURGE_VIDEOS_H
 #define STUDYHUB_TASKS_PURGE_VIDEOS_H
 
-struct app;
+struct sched_job;
 
 #define PURGE_BATCH 100
 /* Batches of withdrawn videos per run (the rest waits for the next). */
 #define PURGE_BATCHES_MAX 100
 
-/* Adds the job to app->sched; 0 or -1. */
-int purge_videos_register(struct app *app);
+/* The job purge_video_storage (listed in tasks/background.c). */
+extern const struct sched_job purge_video_storage_job;
 
 #endif

@@ -31,12 +31,13 @@
 #ifndef STUDYHUB_TASKS_RECONCILE_VIDEOS_H
 #define STUDYHUB_TASKS_RECONCILE_VIDEOS_H
 
-struct app;
+struct sched_job;
+struct task_kind;
 
 #define RECONCILE_VIDEOS_KIND "reconcile_videos"
 
-/* Registers the kind with app->tasks and both jobs with app->sched
- * (before they start).  Returns 0 or -1. */
-int reconcile_videos_register(struct app *app);
+/* The kind and the two jobs (listed in tasks/background.c). */
+extern const struct task_kind reconcile_videos_kind;
+extern const struct sched_job reconcile_videos_job, abort_stale_uploads_job;
 
 #endif

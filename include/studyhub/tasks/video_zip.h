@@ -30,10 +30,9 @@
 
 #include "studyhub/domain/videos.h"   /* VIDEO_ZIP_KIND, VIDEO_ZIP_PREFIX */
 
-struct app;
+struct task_kind;
 
-/* Registers the kind with app->tasks (before task_runner_start).
- * Returns 0 or -1. */
-int video_zip_register(struct app *app);
+/* The kind (listed in tasks/background.c). */
+extern const struct task_kind video_zip_kind;
 
 #endif
