@@ -6,12 +6,13 @@
  * loop runs until its reply, and the test reads status, headers and the
  * body (parsed when it is JSON).
  *
- * The database: tools/test hands every build one (TEST_DATABASE_URL).
- * The first test program of a build migrates a template beside it (under
- * an advisory lock; later ones find it ready) and each program gets a
- * copy of it (CREATE DATABASE ... TEMPLATE), dropped when it ends: a copy
- * takes a tenth of what migrating does.  Without TEST_DATABASE_URL,
- * TEST_REDIS_PORT and TEST_REDIS_PASSWORD a program SKIPs (77).
+ * The database: tools/test hands every build one (TEST_DATABASE_URL),
+ * which each program migrates (a no-op but for the SQL functions once the
+ * first did it) and all of them share: a copy per program (CREATE
+ * DATABASE ... TEMPLATE) cost 0.7-1.8 s each, more than the tests.  So a
+ * test keeps to the rows it made: names are unique, counts are of its own
+ * users' or studies' rows.  Without TEST_DATABASE_URL, TEST_REDIS_PORT and
+ * TEST_REDIS_PASSWORD a program SKIPs (77).
  *
  * Typical use:
  *     int main(void) { return unit_app_main("check_x", suite()); }
@@ -77,8 +78,8 @@ struct unit_app {
     int nusers;
 };
 
-/* The program's main: SKIP without the services; else makes its
- * database, runs the suite (CK_NORMAL) and drops the database. */
+/* The program's main: SKIP without the services; else migrates the
+ * database and runs the suite (CK_NORMAL, each test in its own fork). */
 int unit_app_main(const char *name, Suite *s);
 
 /* routes: a NULL-ended list of route tables to register, in order.  env:
@@ -123,8 +124,7 @@ void unit_study_member(struct unit_app *u, int64_t study, const struct unit_user
 int64_t unit_child(struct unit_app *u, const struct unit_user *who, const char *name,
                    int age_days, char *uuid);
 
-/* The database URL of this program's copy (for the tests driving a module
- * without the app). */
+/* The database's URL (for the tests driving a module without the app). */
 const char *unit_app_db_url(void);
 
 #endif
