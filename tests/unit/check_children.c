@@ -106,19 +106,18 @@ START_TEST(bad_documents)
                  "{\"data\": {\"type\": \"children\", \"attributes\": {\"given_name\": \"Max\","
                  " \"birthday\": \"2999-01-01\", \"gender\": \"x\"}}}");
     ck_assert_int_eq(r->status, 400);
-    ck_assert_int_eq((int)json_array_size(json_object_get(r->json, "errors")), 2);
-    ck_assert_str_eq(unit_json(r, "errors.0.source.pointer"), "/data/attributes/birthday");
-    ck_assert_str_eq(unit_json(r, "errors.1.source.pointer"), "/data/attributes/gender");
+    ck_assert_int_eq(unit_nerrors(r), 2);
+    ck_assert(unit_has_error(r, "/data/attributes/birthday"));
+    ck_assert(unit_has_error(r, "/data/attributes/gender"));
     /* given_name missing; gestational age a string. */
     r = unit_req(u, ann, "POST", "/api/v1/children/",
                  "{\"data\": {\"type\": \"children\", \"attributes\": {"
                  " \"birthday\": \"2020-01-01\", \"gender\": \"f\","
                  " \"gestational_age_at_birth\": \"forty\"}}}");
     ck_assert_int_eq(r->status, 400);
-    ck_assert_str_eq(unit_json(r, "errors.0.source.pointer"),
-                     "/data/attributes/gestational_age_at_birth");
-    ck_assert_str_eq(unit_json(r, "errors.1.source.pointer"), "/data/attributes/given_name");
-    ck_assert_str_eq(unit_json(r, "errors.1.detail"), "This field is required.");
+    ck_assert_int_eq(unit_nerrors(r), 2);
+    ck_assert(unit_has_error(r, "/data/attributes/gestational_age_at_birth"));
+    ck_assert(unit_has_error(r, "/data/attributes/given_name"));
     r = unit_req(u, ann, "POST", "/api/v1/children/",
                  "{\"data\": {\"type\": \"users\", \"attributes\": {}}}");
     ck_assert_int_eq(r->status, 409);

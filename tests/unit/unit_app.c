@@ -382,6 +382,26 @@ const char *unit_json(const struct unit_reply *r, const char *path)
     return NULL;
 }
 
+bool unit_has_error(const struct unit_reply *r, const char *pointer)
+{
+    json_t *errs = json_object_get(r->json, "errors");
+    size_t i;
+    json_t *e;
+
+    json_array_foreach(errs, i, e) {
+        const char *p = json_string_value(unit_json_at(e, "source.pointer"));
+
+        if (p && strcmp(p, pointer) == 0)
+            return true;
+    }
+    return false;
+}
+
+int unit_nerrors(const struct unit_reply *r)
+{
+    return (int)json_array_size(json_object_get(r->json, "errors"));
+}
+
 /* ---- SQL and fixtures --------------------------------------------------- */
 
 static const char *vsql(struct unit_app *u, const char *fmt, va_list ap)

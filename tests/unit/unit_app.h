@@ -101,6 +101,11 @@ const char *unit_reply_header(const struct unit_reply *r, const char *name);
  * ("data.attributes.name", "errors.0.detail"), or NULL. */
 const char *unit_json(const struct unit_reply *r, const char *path);
 json_t *unit_json_at(json_t *root, const char *path);
+/* Whether the reply's errors hold one whose source.pointer is pointer
+ * (their order follows the document's object, which is no order). */
+bool unit_has_error(const struct unit_reply *r, const char *pointer);
+/* How many errors the reply holds. */
+int unit_nerrors(const struct unit_reply *r);
 
 /* The first value of the first row of printf-formatted SQL, as text ("" for
  * no row), in a static buffer; fails the test on an error. */
