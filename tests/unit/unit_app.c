@@ -29,6 +29,8 @@
 #include "unit_loop.h"
 
 #define REPLY_WAIT_S 20          /* one request, on a loaded machine */
+/* Sessions, login counters: clear of the e2e servers' 0 and check_redis's 9. */
+#define REDIS_DB 8
 
 static char db_url[512];         /* the build's database */
 static char admin_url[512];      /* TEST_DATABASE_URL */
@@ -76,8 +78,8 @@ int unit_app_main(const char *name, Suite *s)
         return 77;              /* automake's SKIP: only outside tools/test */
     }
     snprintf(admin_url, sizeof admin_url, "%s", url);
-    snprintf(redis_url, sizeof redis_url, "redis://:%s@127.0.0.1:%s/0", redis_password,
-             redis_port);
+    snprintf(redis_url, sizeof redis_url, "redis://:%s@127.0.0.1:%s/%d", redis_password,
+             redis_port, REDIS_DB);
     if (db_prepare() < 0) {
         srunner_free(srunner_create(s));
         return EXIT_FAILURE;
@@ -452,6 +454,9 @@ static void session_put(struct unit_user *p, int epoch, bool mfa)
     ck_assert_msg(c && !c->err, "redis: %s", c ? c->errstr : "out of memory");
     r = redisCommand(c, "AUTH %s", redis_password);
     ck_assert_msg(r && r->type != REDIS_REPLY_ERROR, "redis AUTH failed");
+    freeReplyObject(r);
+    r = redisCommand(c, "SELECT %d", REDIS_DB);
+    ck_assert_msg(r && r->type != REDIS_REPLY_ERROR, "redis SELECT failed");
     freeReplyObject(r);
     r = redisCommand(c, "SET session:%s %lld:%d:%d EX 3600", p->session, (long long)p->id,
                      epoch, mfa ? 1 : 0);
