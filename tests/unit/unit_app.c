@@ -399,6 +399,21 @@ bool unit_has_error(const struct unit_reply *r, const char *pointer)
     return false;
 }
 
+bool unit_data_has(const struct unit_reply *r, const char *id)
+{
+    json_t *data = json_object_get(r->json, "data");
+    size_t i;
+    json_t *e;
+
+    json_array_foreach(data, i, e) {
+        const char *v = json_string_value(json_object_get(e, "id"));
+
+        if (v && strcmp(v, id) == 0)
+            return true;
+    }
+    return false;
+}
+
 int unit_nerrors(const struct unit_reply *r)
 {
     return (int)json_array_size(json_object_get(r->json, "errors"));

@@ -104,6 +104,8 @@ json_t *unit_json_at(json_t *root, const char *path);
 /* Whether the reply's errors hold one whose source.pointer is pointer
  * (their order follows the document's object, which is no order). */
 bool unit_has_error(const struct unit_reply *r, const char *pointer);
+/* Whether the reply's data array holds a resource of id. */
+bool unit_data_has(const struct unit_reply *r, const char *id);
 /* How many errors the reply holds. */
 int unit_nerrors(const struct unit_reply *r);
 
