@@ -563,3 +563,20 @@ int64_t unit_child(struct unit_app *u, const struct unit_user *who, const char *
                                           (long long)id));
     return id;
 }
+
+int64_t unit_response(struct unit_app *u, int64_t child, int64_t study, bool preview,
+                      bool accepted, char *uuid)
+{
+    int64_t id = unit_sql_int(u, "INSERT INTO responses (child_id, study_id, is_preview,"
+                              " sequence, exp_data) VALUES (%lld, %lld, %s, ARRAY['a'],"
+                              " '{\"a\": {}}') RETURNING id", (long long)child,
+                              (long long)study, preview ? "true" : "false");
+
+    if (accepted)
+        unit_sql(u, "INSERT INTO consent_rulings (response_id, action) VALUES (%lld,"
+                 " 'accepted')", (long long)id);
+    if (uuid)
+        snprintf(uuid, 37, "%s", unit_sql(u, "SELECT uuid FROM responses WHERE id = %lld",
+                                          (long long)id));
+    return id;
+}

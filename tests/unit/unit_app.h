@@ -131,6 +131,11 @@ void unit_study_member(struct unit_app *u, int64_t study, const struct unit_user
 int64_t unit_child(struct unit_app *u, const struct unit_user *who, const char *name,
                    int age_days, char *uuid);
 
+/* A response of child to study (a preview or not), its id; with
+ * accepted, a consent ruling accepts it.  uuid into uuid[37]. */
+int64_t unit_response(struct unit_app *u, int64_t child, int64_t study, bool preview,
+                      bool accepted, char *uuid);
+
 /* The database's URL (for the tests driving a module without the app). */
 const char *unit_app_db_url(void);
 
