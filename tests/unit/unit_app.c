@@ -568,7 +568,7 @@ int64_t unit_response(struct unit_app *u, int64_t child, int64_t study, bool pre
                       bool accepted, char *uuid)
 {
     int64_t id = unit_sql_int(u, "INSERT INTO responses (child_id, study_id, is_preview,"
-                              " sequence, exp_data) VALUES (%lld, %lld, %s, ARRAY['a'],"
+                              " sequence, exp_data) VALUES (%lld, %lld, %s, '[\"a\"]',"
                               " '{\"a\": {}}') RETURNING id", (long long)child,
                               (long long)study, preview ? "true" : "false");
 
