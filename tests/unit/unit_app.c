@@ -165,6 +165,19 @@ struct unit_app *unit_app_start(const unit_routes_fn *routes, const char *const 
     ck_assert_int_eq(participate_cache_start(u->app.pg), 0);
     u->db = PQconnectdb(db_url);
     ck_assert_msg(PQstatus(u->db) == CONNECTION_OK, "%s", PQerrorMessage(u->db));
+    /* As a server some moments after its start: the pool has a connection
+     * and Redis is connected (unless the test pointed it elsewhere). */
+    bool redis_elsewhere = false;
+    for (const char *const *e = env; e && *e; e += 2)
+        redis_elsewhere |= strcmp(e[0], "REDIS_URL") == 0;
+    for (int i = 0; i < 1000 && !(pg_pool_ready(u->app.pg) &&
+                                  (redis_elsewhere || redis_connected(u->app.redis))); i++) {
+        struct timeval tv = { 0, 10000 };
+
+        event_base_loopexit(u->base, &tv);
+        event_base_dispatch(u->base);
+    }
+    ck_assert_msg(pg_pool_ready(u->app.pg), "the pool did not connect");
     return u;
 }
 
