@@ -2,6 +2,10 @@
 #include "unit_app.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
@@ -15,6 +19,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "studyhub/admin/admin.h"
 #include "studyhub/core/log.h"
 #include "studyhub/core/metrics.h"
 #include "studyhub/core/reap.h"
@@ -192,6 +197,15 @@ static void reply_clear(struct unit_reply *r)
 void unit_app_stop(struct unit_app *u)
 {
     reply_clear(&u->reply);
+    free(u->admin_answer);
+    admin_server_free(u->app.admin);
+    if (u->admin_dir[0]) {
+        char path[96];
+
+        snprintf(path, sizeof path, "%s/admin.sock", u->admin_dir);
+        unlink(path);
+        rmdir(u->admin_dir);
+    }
     http_server_free(u->app.http);
     redis_client_free(u->app.redis);
     studies_cache_stop();
@@ -592,4 +606,90 @@ int64_t unit_response(struct unit_app *u, int64_t child, int64_t study, bool pre
         snprintf(uuid, 37, "%s", unit_sql(u, "SELECT uuid FROM responses WHERE id = %lld",
                                           (long long)id));
     return id;
+}
+
+/* ---- the admin socket ---------------------------------------------------- */
+
+void unit_admin_start(struct unit_app *u, const unit_admin_reg_fn *reg)
+{
+    char path[96];
+
+    snprintf(u->admin_dir, sizeof u->admin_dir, "/tmp/unit_app.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(u->admin_dir));
+    snprintf(path, sizeof path, "%s/admin.sock", u->admin_dir);
+    u->app.admin = admin_server_new(u->base, path, &u->app);
+    ck_assert_ptr_nonnull(u->app.admin);
+    for (const unit_admin_reg_fn *f = reg; f && *f; f++)
+        (*f)(u->app.admin);
+}
+
+static void admin_client_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    struct unit_app *u = arg;
+
+    u->admin_timed_out = true;
+    event_base_loopbreak(u->base);
+}
+
+struct admin_client {
+    struct unit_app *u;
+    struct evbuffer *got;
+    bool eof;
+};
+
+static void admin_client_read(evutil_socket_t fd, short what, void *arg)
+{
+    struct admin_client *c = arg;
+    char buf[4096];
+    ssize_t n = read(fd, buf, sizeof buf);
+
+    if (n > 0) {
+        evbuffer_add(c->got, buf, (size_t)n);
+        return;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    c->eof = true;
+    event_base_loopbreak(c->u->base);
+}
+
+const char *unit_admin(struct unit_app *u, const char *line)
+{
+    struct admin_client c = { u, evbuffer_new(), false };
+    struct sockaddr_un sun = { .sun_family = AF_UNIX };
+    struct event *ev;
+    int fd;
+
+    ck_assert_ptr_nonnull(u->app.admin);
+    snprintf(sun.sun_path, sizeof sun.sun_path, "%s/admin.sock", u->admin_dir);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&sun, sizeof sun), 0);
+    ck_assert_int_eq(write(fd, line, strlen(line)), (ssize_t)strlen(line));
+    ck_assert_int_eq(write(fd, "\n", 1), 1);
+    shutdown(fd, SHUT_WR);
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    ev = event_new(u->base, fd, EV_READ | EV_PERSIST, admin_client_read, &c);
+    ck_assert_ptr_nonnull(ev);
+    event_add(ev, NULL);
+    {
+        struct timeval tv = { REPLY_WAIT_S, 0 };
+        struct event *deadline = evtimer_new(u->base, admin_client_deadline, u);
+
+        evtimer_add(deadline, &tv);
+        while (!c.eof && !u->admin_timed_out)
+            event_base_dispatch(u->base);
+        event_free(deadline);
+    }
+    event_free(ev);
+    close(fd);
+    ck_assert_msg(c.eof, "%s: no answer in %d s", line, REPLY_WAIT_S);
+    free(u->admin_answer);
+    size_t n = evbuffer_get_length(c.got);
+    u->admin_answer = malloc(n + 1);
+    ck_assert_ptr_nonnull(u->admin_answer);
+    evbuffer_remove(c.got, u->admin_answer, n);
+    u->admin_answer[n] = '\0';
+    evbuffer_free(c.got);
+    return u->admin_answer;
 }

@@ -36,6 +36,7 @@
 #include "studyhub/core/config.h"
 
 struct router;
+struct admin_server;
 struct evhttp_connection;
 typedef int (*unit_routes_fn)(struct router *r);
 
@@ -76,6 +77,9 @@ struct unit_app {
     struct unit_reply reply;
     struct unit_user users[UNIT_MAX_USERS];
     int nusers;
+    char admin_dir[64];         /* the admin socket's folder, once started */
+    char *admin_answer;         /* the last admin answer */
+    bool admin_timed_out;
 };
 
 /* The program's main: SKIP without the services; else migrates the
@@ -135,6 +139,14 @@ int64_t unit_child(struct unit_app *u, const struct unit_user *who, const char *
  * accepted, a consent ruling accepts it.  uuid into uuid[37]. */
 int64_t unit_response(struct unit_app *u, int64_t child, int64_t study, bool preview,
                       bool accepted, char *uuid);
+
+/* The admin socket (in a folder of its own), its commands registered by
+ * each of the NULL-ended reg functions; app.admin is set. */
+typedef void (*unit_admin_reg_fn)(struct admin_server *srv);
+void unit_admin_start(struct unit_app *u, const unit_admin_reg_fn *reg);
+/* The whole answer to one command line (no newline needed): its lines,
+ * the last "OK" or "ERR why".  Valid until the next call or stop. */
+const char *unit_admin(struct unit_app *u, const char *line);
 
 /* The database's URL (for the tests driving a module without the app). */
 const char *unit_app_db_url(void);
