@@ -31,6 +31,8 @@
 #include "studyhub/io/migrate.h"
 #include "studyhub/io/pg.h"
 #include "studyhub/io/redis.h"
+#include "studyhub/queue/sched.h"
+#include "studyhub/queue/task.h"
 #include "unit_loop.h"
 
 #define REPLY_WAIT_S 20          /* one request, on a loaded machine */
@@ -207,6 +209,9 @@ void unit_app_stop(struct unit_app *u)
         rmdir(u->admin_dir);
     }
     http_server_free(u->app.http);
+    /* A test's runner and scheduler (as main: before the pool and Redis). */
+    task_runner_free(u->app.tasks);
+    sched_free(u->app.sched);
     redis_client_free(u->app.redis);
     studies_cache_stop();
     auth_cache_stop();

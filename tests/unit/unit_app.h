@@ -87,7 +87,9 @@ struct unit_app {
 int unit_app_main(const char *name, Suite *s);
 
 /* routes: a NULL-ended list of route tables to register, in order.  env:
- * NULL or "NAME", "value", ..., NULL: settings beside the harness's. */
+ * NULL or "NAME", "value", ..., NULL: settings beside the harness's.
+ * A test may set app.tasks (task_runner_new) and app.sched (sched_new):
+ * unit_app_stop frees them where main does. */
 struct unit_app *unit_app_start(const unit_routes_fn *routes, const char *const *env);
 void unit_app_stop(struct unit_app *u);
 
