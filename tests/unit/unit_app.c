@@ -36,8 +36,10 @@
 #include "unit_loop.h"
 
 #define REPLY_WAIT_S 20          /* one request, on a loaded machine */
-/* Sessions, login counters: clear of the e2e servers' 0 and check_redis's 9. */
-#define REDIS_DB 8
+/* Sessions and login counters go to TEST_REDIS_DB (tools/test gives each
+ * build its own: user ids repeat across the builds' databases), else 8:
+ * clear of the e2e servers' 0 and check_redis's 9. */
+static int redis_db = 8;
 
 static char db_url[512];         /* the build's database */
 static char admin_url[512];      /* TEST_DATABASE_URL */
@@ -85,8 +87,10 @@ int unit_app_main(const char *name, Suite *s)
         return 77;              /* automake's SKIP: only outside tools/test */
     }
     snprintf(admin_url, sizeof admin_url, "%s", url);
+    if (getenv("TEST_REDIS_DB") && *getenv("TEST_REDIS_DB"))
+        redis_db = atoi(getenv("TEST_REDIS_DB"));
     snprintf(redis_url, sizeof redis_url, "redis://:%s@127.0.0.1:%s/%d", redis_password,
-             redis_port, REDIS_DB);
+             redis_port, redis_db);
     if (db_prepare() < 0) {
         srunner_free(srunner_create(s));
         return EXIT_FAILURE;
@@ -502,7 +506,7 @@ static void session_put(struct unit_user *p, int epoch, bool mfa)
     r = redisCommand(c, "AUTH %s", redis_password);
     ck_assert_msg(r && r->type != REDIS_REPLY_ERROR, "redis AUTH failed");
     freeReplyObject(r);
-    r = redisCommand(c, "SELECT %d", REDIS_DB);
+    r = redisCommand(c, "SELECT %d", redis_db);
     ck_assert_msg(r && r->type != REDIS_REPLY_ERROR, "redis SELECT failed");
     freeReplyObject(r);
     r = redisCommand(c, "SET session:%s %lld:%d:%d EX 3600", p->session, (long long)p->id,

@@ -11,7 +11,8 @@
  * first did it) and all of them share: a copy per program (CREATE
  * DATABASE ... TEMPLATE) cost 0.7-1.8 s each, more than the tests.  So a
  * test keeps to the rows it made: names are unique, counts are of its own
- * users' or studies' rows.  Without TEST_DATABASE_URL, TEST_REDIS_PORT and
+ * users' or studies' rows.  Redis: TEST_REDIS_DB (tools/test: one per
+ * build), else 8.  Without TEST_DATABASE_URL, TEST_REDIS_PORT and
  * TEST_REDIS_PASSWORD a program SKIPs (77).
  *
  * Typical use:
