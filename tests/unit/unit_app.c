@@ -181,9 +181,9 @@ struct unit_app *unit_app_start(const unit_routes_fn *routes, const char *const 
     bool redis_elsewhere = false;
     for (const char *const *e = env; e && *e; e += 2)
         redis_elsewhere |= strcmp(e[0], "REDIS_URL") == 0;
-    for (int i = 0; i < 1000 && !(pg_pool_ready(u->app.pg) &&
+    for (int i = 0; i < 5000 && !(pg_pool_ready(u->app.pg) &&
                                   (redis_elsewhere || redis_connected(u->app.redis))); i++) {
-        struct timeval tv = { 0, 10000 };
+        struct timeval tv = { 0, 2000 };
 
         event_base_loopexit(u->base, &tv);
         event_base_dispatch(u->base);
