@@ -1,8 +1,9 @@
 /* Unit tests of domain/accounts through the HTTP stack (unit_app): sign-up
  * and the emailed verification link; a password reset through its link;
  * the caller's account; API tokens (a session makes them, a token may not;
- * listed, used, deleted; someone else's is a 404); TOTP enrolment and its
- * confirmation with a real code; and the researcher gate's answer. */
+ * listed, used, deleted; someone else's is a 404); TOTP enrolment, its
+ * confirmation with a real code and turning it off with a recovery code;
+ * and the researcher gate's answer. */
 #include <check.h>
 #include <stdio.h>
 #include <string.h>
@@ -213,7 +214,7 @@ START_TEST(totp_enrol_and_confirm)
     struct unit_user *ann = unit_user(u, "ann", UNIT_NO_MFA);
     const struct unit_reply *r;
     unsigned char key[TOTP_SECRET_BYTES];
-    char secret[64], body[64];
+    char secret[64], body[96], recovery[32];
 
     ann->use_session = true;
     r = unit_req_h(u, ann, "POST", "/api/v1/accounts/totp/", "Content-Type: application/json",
@@ -234,12 +235,31 @@ START_TEST(totp_enrol_and_confirm)
     ck_assert_int_eq(r->status, 200);
     ck_assert_int_eq((int)json_array_size(unit_json_at(r->json, "data.attributes.recovery_codes")),
                      10);
+    snprintf(recovery, sizeof recovery, "%s", unit_json(r, "data.attributes.recovery_codes.0"));
     /* The session is verified now and TOTP is on. */
     r = unit_req(u, ann, "GET", "/api/v1/accounts/totp/", NULL);
     ck_assert_int_eq(r->status, 200);
     ck_assert_str_eq(unit_json(r, "data.attributes.enabled"), "true");
     r = unit_req(u, ann, "GET", "/api/v1/accounts/me/", NULL);
     ck_assert_str_eq(unit_json(r, "data.attributes.two_factor_verified"), "true");
+
+    /* Off again with a recovery code (the lost phone's way); the code of
+     * this step is used up already. */
+    snprintf(body, sizeof body, "{\"recovery_code\": \"%s\"}", recovery);
+    r = unit_req_h(u, ann, "POST", "/api/v1/accounts/totp/disable/",
+                   "Content-Type: application/json", "{\"recovery_code\": \"nope-nope\"}");
+    ck_assert_int_eq(r->status, 400);
+    ck_assert_str_eq(unit_json(r, "errors.0.source.pointer"), "/recovery_code");
+    r = unit_req_h(u, ann, "POST", "/api/v1/accounts/totp/disable/",
+                   "Content-Type: application/json", body);
+    ck_assert_int_eq(r->status, 204);
+    ck_assert_str_eq(unit_sql(u, "SELECT count(*) FROM user_totp WHERE user_id = %lld"
+                              " AND confirmed_at IS NOT NULL", (long long)ann->id), "0");
+    ck_assert_str_eq(unit_sql(u, "SELECT count(*) FROM api_tokens WHERE user_id = %lld",
+                              (long long)ann->id), "0");     /* every token goes too */
+    r = unit_req_h(u, ann, "POST", "/api/v1/accounts/totp/disable/",
+                   "Content-Type: application/json", body);
+    ck_assert_int_eq(r->status, 409);
     unit_app_stop(u);
 }
 END_TEST
