@@ -15,17 +15,27 @@
 static const unit_admin_reg_fn reg[] = { sched_commands_register, NULL };
 static int runs;
 
-static void good_job(struct sched_run *run, void *arg)
+static void good_step(struct sched_run *run)
 {
     runs++;
     sched_done(run, SCHED_SUCCEEDED, "tidied %d things", 3);
 }
 
-static void bad_job(struct sched_run *run, void *arg)
+static void bad_step(struct sched_run *run)
 {
     runs++;
     sched_done(run, SCHED_FAILED, "the shelf fell");
 }
+
+/* One state each; the names are filled in per process by start. */
+static const char *const one_state[] = { "run" };
+static char good_name[48], bad_name[48];
+static const struct sched_job good_job = {
+    .name = good_name, .states = one_state, .nstates = 1, .step = good_step,
+};
+static const struct sched_job bad_job = {
+    .name = bad_name, .states = one_state, .nstates = 1, .step = bad_step,
+};
 
 /* A scheduler with this process's two jobs (names unique: the lock and
  * the history are shared with every program of the build). */
@@ -34,12 +44,14 @@ static struct unit_app *start(char good[48], char bad[48])
     struct unit_app *u = unit_app_start(NULL, NULL);
     char err[256] = "";
 
-    snprintf(good, 48, "check_good_%d", (int)getpid());
-    snprintf(bad, 48, "check_bad_%d", (int)getpid());
+    snprintf(good_name, sizeof good_name, "check_good_%d", (int)getpid());
+    snprintf(bad_name, sizeof bad_name, "check_bad_%d", (int)getpid());
+    snprintf(good, 48, "%s", good_name);
+    snprintf(bad, 48, "%s", bad_name);
     u->app.sched = sched_new(&u->app, err, sizeof err);
     ck_assert_msg(u->app.sched != NULL, "%s", err);
-    ck_assert_int_eq(sched_add(u->app.sched, good, "03:10", good_job, NULL), 0);
-    ck_assert_int_eq(sched_add(u->app.sched, bad, "03:20", bad_job, NULL), 0);
+    ck_assert_int_eq(sched_add(u->app.sched, &good_job, "03:10"), 0);
+    ck_assert_int_eq(sched_add(u->app.sched, &bad_job, "03:20"), 0);
     ck_assert_int_eq(sched_start(u->app.sched), 0);
     unit_admin_start(u, reg);
     runs = 0;

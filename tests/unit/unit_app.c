@@ -23,7 +23,7 @@
 #include "studyhub/core/log.h"
 #include "studyhub/core/metrics.h"
 #include "studyhub/core/reap.h"
-#include "studyhub/domain/participate.h"
+#include "studyhub/domain/participate_runner.h"
 #include "studyhub/domain/studies.h"
 #include "studyhub/http/auth.h"
 #include "studyhub/http/router.h"
@@ -173,7 +173,7 @@ struct unit_app *unit_app_start(const unit_routes_fn *routes, const char *const 
      * reads the database, which would test less of what runs). */
     ck_assert_int_eq(studies_cache_start(u->app.pg), 0);
     ck_assert_int_eq(auth_cache_start(u->app.pg), 0);
-    ck_assert_int_eq(participate_cache_start(u->app.pg), 0);
+    ck_assert_int_eq(participate_runner_cache_start(u->app.pg), 0);
     u->db = PQconnectdb(db_url);
     ck_assert_msg(PQstatus(u->db) == CONNECTION_OK, "%s", PQerrorMessage(u->db));
     /* As a server some moments after its start: the pool has a connection
@@ -219,7 +219,7 @@ void unit_app_stop(struct unit_app *u)
     redis_client_free(u->app.redis);
     studies_cache_stop();
     auth_cache_stop();
-    participate_cache_stop();
+    participate_runner_cache_stop();
     pg_pool_free(u->app.pg);
     reap_flush(u->base);
     router_free(u->router);
