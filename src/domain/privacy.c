@@ -57,6 +57,7 @@ static void account_erased(PGresult *res, void *arg)
                              PQgetvalue(res, 0, 1));
         goto out;
     }
+    auth_users_changed();               /* its tokens and sessions end here now */
     mail_sender_kick(op->app->mail);    /* the report */
     if (apidoc_init(&d, req) < 0) {
         jsonapi_reply_unavailable(req, "Memory");

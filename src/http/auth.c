@@ -346,6 +346,8 @@ void auth_users_changed(void)
 {
     if (session_users)
         cache_clear(session_users);
+    if (token_users)
+        cache_clear(token_users);
 }
 
 void auth_cache_stop(void)

@@ -67,6 +67,12 @@ START_TEST(erase_own_account)
     /* Its tokens are gone (the other servers' caches hear it by NOTIFY). */
     ck_assert_str_eq(unit_sql(u, "SELECT count(*) FROM api_tokens WHERE user_id = %lld",
                               (long long)ann->id), "0");
+    /* ... and this server's cache forgot it at once: the next request with
+     * the token, cached by the DELETE's own lookup, is refused. */
+    char data[128];
+    snprintf(data, sizeof data, "/api/v1/users/%s/data/", ann->uuid);
+    r = unit_req(u, ann, "GET", data, NULL);
+    ck_assert_int_eq(r->status, 401);
     unit_app_stop(u);
 }
 END_TEST

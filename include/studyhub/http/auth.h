@@ -182,9 +182,9 @@ void auth_cache_stop(void);
 /* Evicts a revoked token here at once (other servers hear the NOTIFY). */
 void auth_token_forget(const char *token_hash);
 
-/* Forgets every session's cached user here at once: call after a write
- * that no signed-in user made (a password reset by its emailed link)
- * changed a user's flags or epoch.  Other servers hear the NOTIFY. */
+/* Forgets every cached session and token user here at once: call after a
+ * write that ended a user's sessions or tokens (a password reset by its
+ * emailed link, an erasure).  Other servers hear the NOTIFY. */
 void auth_users_changed(void);
 
 #endif
