@@ -1,11 +1,10 @@
-/* Unit tests of sched, the scheduled jobs, on a real loop against a real
- * PostgreSQL (TEST_DATABASE_URL; migrated here).  A job of two states is
- * run through them (its state visible while it runs, its data opened and
- * closed once, its outcome row and report); the three outcomes; a job
- * whose open fails; the count jobs; SCHED_JOBS moving a job, turning one
- * off and refusing a bad time; the boot's baseline row; unknown and bad
- * names refused.  No Redis: runs go without the lock (the job_runs row
- * still makes a slot run once). */
+/* Unit tests of sched, the scheduler of the daily jobs, on a real loop
+ * against a real PostgreSQL (TEST_DATABASE_URL; migrated here): the count
+ * jobs; SCHED_JOBS moving a job, turning one off and refusing a bad time;
+ * the boot's baseline row; unknown and bad names refused.  A run's own
+ * life (its states, outcomes, a failed open) is check_sched_run's.  No
+ * Redis: runs go without the lock (the job_runs row still makes a slot
+ * run once). */
 #include "config.h"
 
 #include <check.h>
@@ -31,7 +30,7 @@ static const char *sched_jobs = "";
 
 /* ---- the jobs under test ---------------------------------------------------
  * check_states: first -> second -> sched_done with the outcome its arg
- * names; check_open_fails: open refuses. */
+ * names (here only added; check_sched_run runs such jobs). */
 
 enum ck_state { CK_FIRST, CK_SECOND };
 static const char *const ck_state_names[] = { [CK_FIRST] = "first", [CK_SECOND] = "second" };
@@ -111,17 +110,6 @@ static const struct sched_job ck_failed_job = {
     .name = "check_failed", .states = ck_state_names, .nstates = 2,
     .initial_state = CK_FIRST, .arg = &out_failed,
     .open = ck_open, .step = ck_step, .close = ck_close,
-};
-
-static int refuse_open(struct sched_run *run, char *err, size_t errlen)
-{
-    snprintf(err, errlen, "nothing to open here");
-    return -1;
-}
-
-static const struct sched_job ck_open_fails_job = {
-    .name = "check_open_fails", .states = ck_state_names, .nstates = 2,
-    .open = refuse_open, .step = ck_step, .close = ck_close,
 };
 
 /* ---- the fixture -------------------------------------------------------- */
@@ -235,74 +223,6 @@ static void wait_for(const char *sql, const char *want)
 }
 
 /* ---- the cases -------------------------------------------------------------- */
-
-START_TEST(a_job_runs_through_its_states)
-{
-    struct ran r;
-
-    sched_up("");
-    ck_assert_int_eq(sched_add(app.sched, &ck_job, "off"), 0);
-    ck_assert_int_eq(sched_start(app.sched), 0);
-    r = run_job("check_states");
-    ck_assert_msg(!r.failed, "%s", r.error);
-    ck_assert_msg(strstr(r.text, "job check_states: succeeded in ") == r.text, "%s", r.text);
-    ck_assert_msg(strstr(r.text, "  | in first; the view says first\n"), "%s", r.text);
-    ck_assert_msg(strstr(r.text, "  | done in 2 steps\n"), "%s", r.text);
-    /* Its row: a manual run, succeeded, with the detail lines. */
-    ck_assert_str_eq(q("SELECT reason || ':' || outcome FROM job_runs WHERE job = 'check_states'"),
-                     "manual:succeeded");
-    ck_assert_str_eq(q("SELECT detail FROM job_runs WHERE job = 'check_states'"),
-                     "in first; the view says first\ndone in 2 steps");
-    ck_assert_str_eq(q("SELECT finished_at IS NOT NULL AND lease_until IS NULL FROM job_runs"
-                       " WHERE job = 'check_states'"), "t");
-    ck_assert_int_eq(ck_opened, 1);
-    ck_assert_int_eq(ck_closed, 1);
-    /* Nothing runs now: the view says so. */
-    struct sched_job_view v;
-    sched_job_view(app.sched, view_index("check_states"), &v);
-    ck_assert(!v.running_here);
-    ck_assert_ptr_null(v.state);
-    long outcomes[SCHED_OUTCOMES];
-    sched_outcomes(app.sched, outcomes);
-    ck_assert_int_eq(outcomes[SCHED_SUCCEEDED], 1);
-}
-END_TEST
-
-START_TEST(three_outcomes_and_a_failed_open)
-{
-    struct ran r;
-    long outcomes[SCHED_OUTCOMES];
-
-    sched_up("");
-    ck_assert_int_eq(sched_add(app.sched, &ck_problems_job, "off"), 0);
-    ck_assert_int_eq(sched_add(app.sched, &ck_failed_job, "off"), 0);
-    ck_assert_int_eq(sched_add(app.sched, &ck_open_fails_job, "off"), 0);
-    ck_assert_int_eq(sched_start(app.sched), 0);
-
-    /* With problems it ran: no error, the report says what to look at. */
-    r = run_job("check_problems");
-    ck_assert_msg(!r.failed, "%s", r.error);
-    ck_assert_msg(strstr(r.text, "job check_problems: succeeded_with_problems"), "%s", r.text);
-    ck_assert_str_eq(q("SELECT outcome FROM job_runs WHERE job = 'check_problems'"),
-                     "succeeded_with_problems");
-
-    r = run_job("check_failed");
-    ck_assert_str_eq(r.error, "the job failed");
-    ck_assert_str_eq(q("SELECT outcome FROM job_runs WHERE job = 'check_failed'"), "failed");
-
-    /* open refused: failed with its message; close is not called. */
-    r = run_job("check_open_fails");
-    ck_assert_str_eq(r.error, "the job failed");
-    ck_assert_str_eq(q("SELECT outcome || ':' || detail FROM job_runs"
-                       " WHERE job = 'check_open_fails'"), "failed:nothing to open here");
-    ck_assert_int_eq(ck_opened, 2);
-    ck_assert_int_eq(ck_closed, 2);
-    sched_outcomes(app.sched, outcomes);
-    ck_assert_int_eq(outcomes[SCHED_SUCCEEDED], 0);
-    ck_assert_int_eq(outcomes[SCHED_PROBLEMS], 1);
-    ck_assert_int_eq(outcomes[SCHED_FAILED], 2);
-}
-END_TEST
 
 START_TEST(count_jobs_delete_and_report)
 {
@@ -422,8 +342,6 @@ int main(void)
     }
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, a_job_runs_through_its_states);
-    tcase_add_test(tc, three_outcomes_and_a_failed_open);
     tcase_add_test(tc, count_jobs_delete_and_report);
     tcase_add_test(tc, sched_jobs_moves_and_turns_off);
     tcase_add_test(tc, a_bad_override_time_is_refused);
