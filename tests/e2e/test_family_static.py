@@ -125,7 +125,7 @@ class StaticTest(StudyhubTestCase):
                                "/js/..%2f..%2fREADME": 404, "/css/../css/site.css": 404,
                                "/js/.hidden": 404, "/css//site.css": 404,
                                "/vendor/../../../../etc/passwd": 404,
-                               "/css/site.css%00.js": 404})
+                               "/css/site.css%00.js": 400})
 
     def test_not_found_for_browsers_and_for_the_api(self):
         page = self.get("/no/such/page/", **BROWSER)

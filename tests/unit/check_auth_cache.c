@@ -44,11 +44,17 @@ static void put_both(void)
     auth_cache_put_token(auth_cache_ticket_tokens(), HASH_B, &tb);
 }
 
+static bool usable(void *arg)
+{
+    (void)arg;
+    return auth_cache_usable();
+}
+
 START_TEST(kept_as_put)
 {
     struct unit_app *u = unit_app_start(NULL, NULL);
 
-    ck_assert(auth_cache_usable());
+    ck_assert(unit_await(u, usable, NULL));   /* once the LISTEN is in */
     ck_assert_ptr_null(auth_cache_session(101));
     put_both();
     const struct auth_session_entry *s = auth_cache_session(101);
