@@ -18,10 +18,10 @@
 #include <time.h>
 
 #include "studyhub/core/app.h"
-#include "studyhub/core/cache.h"
 #include "studyhub/core/config.h"
 #include "studyhub/core/log.h"
 #include "studyhub/core/util.h"
+#include "studyhub/http/auth_cache.h"
 #include "studyhub/http/auth_internal.h"
 #include "studyhub/http/auth_password.h"
 #include "studyhub/http/jsonapi.h"
@@ -46,8 +46,8 @@ struct auth_ctx {
     struct auth_user user;       /* the caller */
     int session_epoch;           /* of the session (sessions only) */
     char token_hash[65];         /* hex SHA-256 of the token ("" for sessions) */
-    uint64_t token_ticket;       /* token cache generation before the lookup */
-    bool token_cacheable;        /* notifications flowed when the lookup began */
+    uint64_t cache_ticket;       /* the cache's generation before the lookup */
+    bool cacheable;              /* notifications flowed when the lookup began */
     char session_id[AUTH_SESSION_ID_LEN + 1]; /* "" unless session auth */
     bool runner;                 /* a runner key (Authorization: Runner) */
     bool runner_cookie;          /* ... sent as the runner host's sessionid cookie */
@@ -275,95 +275,6 @@ static void auth_proceed(struct auth_ctx *ctx)
     ctx->next(ctx->req, ctx->app);
 }
 
-/* API tokens resolved to their users, by token hash.  Every runner PATCH
- * carries a token or session; this saves the token's round trip.  Kept
- * right by the auth_changed notification (sql/004, sql/060): a revoked
- * token or a changed user is evicted on every server at commit; while
- * notifications are not flowing the cache is bypassed. */
-static struct cache *token_users;           /* owned; NULL when off */
-static struct pg_pool *token_users_pg;       /* borrowed */
-
-#define TOKEN_USERS_MAX 65536
-#define TOKEN_USERS_TTL_S 60
-
-/* What the cache keeps per token: its user and when it stops working (so
- * a cached token still expires to the second). */
-struct token_entry {
-    struct auth_user user;        /* mfa_verified is the token's flag */
-    int64_t expires_at;           /* epoch seconds */
-};
-
-/* Session users, by users.id: what the gate reads for every cookie (and
- * runner key) request, kept as the token cache is.  Exact on this server:
- * a write by a session or token ends by evicting its user (a site
- * admin's, everyone), and a password reset clears it, so the next request
- * reads the row again.  Other servers' writes arrive by NOTIFY. */
-static struct cache *session_users;         /* owned; NULL when off */
-
-#define SESSION_USERS_MAX 65536
-
-/* A user as the session check needs it: flags, and the epoch that ends
- * older sessions.  Only active users are kept. */
-struct session_entry {
-    struct auth_user user;        /* mfa_verified and via_session unset */
-    int epoch;                    /* users.session_epoch */
-};
-
-static void token_users_notified(const char *channel, const char *payload, void *arg)
-{
-    if (!token_users)
-        return;
-    if (payload && *payload) {
-        cache_del(token_users, payload);
-    } else {
-        cache_clear(token_users);   /* resync, or a user changed */
-        cache_clear(session_users);
-    }
-}
-
-int auth_cache_start(struct pg_pool *pg)
-{
-    token_users = cache_new(TOKEN_USERS_MAX, TOKEN_USERS_TTL_S);
-    session_users = cache_new(SESSION_USERS_MAX, TOKEN_USERS_TTL_S);
-    if (!token_users || !session_users)
-        goto fail;
-    token_users_pg = pg;
-    if (pg_pool_listen(pg, "auth_changed", token_users_notified, NULL) < 0)
-        goto fail;
-    return 0;
-fail:
-    auth_cache_stop();
-    return -1;
-}
-
-void auth_token_forget(const char *token_hash)
-{
-    if (token_users)
-        cache_del(token_users, token_hash);
-}
-
-void auth_users_changed(void)
-{
-    if (session_users)
-        cache_clear(session_users);
-    if (token_users)
-        cache_clear(token_users);
-}
-
-void auth_cache_stop(void)
-{
-    cache_free(token_users);
-    cache_free(session_users);
-    token_users = NULL;
-    session_users = NULL;
-    token_users_pg = NULL;
-}
-
-static bool token_users_usable(void)
-{
-    return token_users && pg_pool_listening(token_users_pg);
-}
-
 static void reply_token_expired(struct http_req *req)
 {
     jsonapi_reply_errorf(req, 401, "authentication_failed", "/data",
@@ -397,15 +308,15 @@ static void token_user_done(PGresult *res, void *arg)
         reply_token_expired(req);
         return;
     }
-    struct token_entry e;
+    struct auth_token_entry e;
     fill_user(&e.user, res);
     /* Verified when a two-factor verified session, or an operator, made
      * it (turning two-factor off deletes the user's tokens). */
     e.user.mfa_verified = PQgetvalue(res, 0, TC_MFA)[0] == 't';
     e.expires_at = strtoll(PQgetvalue(res, 0, TC_EXPIRES), NULL, 10);
     ctx->user = e.user;
-    if (ctx->token_cacheable && token_users_usable())
-        cache_put(token_users, ctx->token_ticket, ctx->token_hash, &e, sizeof e);
+    if (ctx->cacheable && auth_cache_usable())
+        auth_cache_put_token(ctx->cache_ticket, ctx->token_hash, &e);
     if (PQgetvalue(res, 0, TC_TOUCH)[0] == 't') {
         const char *p[1] = { ctx->token_hash };
         pg_exec(ctx->app->pg, &auth_token_touch_stmt, 1, p, auth_ignore_result,
@@ -577,14 +488,11 @@ static void session_user_done(PGresult *res, void *arg)
         reply_no_session(req);
         return;
     }
-    struct session_entry e;
+    struct auth_session_entry e;
     fill_user(&e.user, res);
     e.epoch = ctx->session_epoch;
-    if (ctx->token_cacheable && token_users_usable()) {
-        char id[24];
-        snprintf(id, sizeof id, "%lld", (long long)e.user.id);
-        cache_put(session_users, ctx->token_ticket, id, &e, sizeof e);
-    }
+    if (ctx->cacheable && auth_cache_usable())
+        auth_cache_put_session(ctx->cache_ticket, &e);
     session_accept(ctx, &e.user);
 }
 
@@ -613,18 +521,16 @@ static void session_get_done(redisReply *reply, void *arg)
     snprintf(id, sizeof id, "%lld", v.uid);
     ctx->session_epoch = v.epoch;
     ctx->user.mfa_verified = v.mfa;
-    if (token_users_usable()) {
-        size_t len;
-        pg_pool_poll_notifies(token_users_pg);
-        const struct session_entry *e = cache_get(session_users, id, &len);
+    if (auth_cache_usable()) {
+        const struct auth_session_entry *e = auth_cache_session(v.uid);
         /* Another epoch: the session is older than the row (ended), or the
          * row cached is: the database says which. */
-        if (e && len == sizeof *e && e->epoch == v.epoch) {
+        if (e && e->epoch == v.epoch) {
             session_accept(ctx, &e->user);
             return;
         }
-        ctx->token_cacheable = true;
-        ctx->token_ticket = cache_ticket(session_users);
+        ctx->cacheable = true;
+        ctx->cache_ticket = auth_cache_ticket_sessions();
     }
     const char *p[1] = { id };
     if (pg_exec(ctx->app->pg, &auth_session_user_stmt, 1, p, session_user_done,
@@ -685,16 +591,9 @@ static void ctx_free(void *arg)
 {
     struct auth_ctx *ctx = arg;
 
-    if (ctx->authenticated && ctx->req && !ctx->runner && session_users &&
-        !method_is_safe(http_req_method(ctx->req))) {
-        if (ctx->user.is_site_admin) {
-            cache_clear(session_users);
-        } else {
-            char id[24];
-            snprintf(id, sizeof id, "%lld", (long long)ctx->user.id);
-            cache_del(session_users, id);
-        }
-    }
+    if (ctx->authenticated && ctx->req && !ctx->runner &&
+        !method_is_safe(http_req_method(ctx->req)))
+        auth_cache_user_wrote(&ctx->user);
     free(ctx);
 }
 
@@ -783,13 +682,9 @@ static void auth_require(struct http_req *req, struct app *app, auth_next_fn nex
         memcpy(key, w[1], wl[1]);
         key[wl[1]] = '\0';
         auth_token_hash(key, ctx->token_hash);
-        size_t len;
-        const struct token_entry *cached = NULL;
-        if (token_users_usable()) {
-            pg_pool_poll_notifies(token_users_pg);
-            cached = cache_get(token_users, ctx->token_hash, &len);
-        }
-        if (cached && len == sizeof *cached) {
+        const struct auth_token_entry *cached =
+            auth_cache_usable() ? auth_cache_token(ctx->token_hash) : NULL;
+        if (cached) {
             if ((int64_t)time(NULL) >= cached->expires_at) {
                 reply_token_expired(req);
                 return;
@@ -798,8 +693,8 @@ static void auth_require(struct http_req *req, struct app *app, auth_next_fn nex
             auth_proceed(ctx);
             return;
         }
-        ctx->token_cacheable = token_users_usable();
-        ctx->token_ticket = ctx->token_cacheable ? cache_ticket(token_users) : 0;
+        ctx->cacheable = auth_cache_usable();
+        ctx->cache_ticket = ctx->cacheable ? auth_cache_ticket_tokens() : 0;
         const char *p[1] = { ctx->token_hash };
         if (pg_exec(app->pg, &auth_token_user_stmt, 1, p, token_user_done,
                     ctx) != 0)

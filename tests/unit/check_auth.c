@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "studyhub/http/auth.h"
+#include "studyhub/http/auth_cache.h"
 #include "studyhub/http/jsonapi.h"
 #include "studyhub/http/router.h"
 #include "studyhub/http/server.h"
@@ -43,6 +44,11 @@ static int test_routes(struct router *r)
 }
 
 static const unit_routes_fn routes[] = { test_routes, NULL };
+
+static bool session_forgotten(void *arg)
+{
+    return auth_cache_session(*(const int64_t *)arg) == NULL;
+}
 
 START_TEST(user_policy)
 {
@@ -98,6 +104,8 @@ START_TEST(user_policy)
     ck_assert_int_eq(r->status, 403);
     unit_sql(u, "UPDATE users SET session_epoch = session_epoch + 1 WHERE id = %lld",
              (long long)ann->id);
+    /* Made behind the server's back: its notification evicts ann. */
+    ck_assert(unit_await(u, session_forgotten, &ann->id));
     r = unit_req(u, ann, "GET", "/t/user/", NULL);
     ck_assert_int_eq(r->status, 401);
     unit_app_stop(u);

@@ -702,3 +702,13 @@ const char *unit_admin(struct unit_app *u, const char *line)
     evbuffer_free(c.got);
     return u->admin_answer;
 }
+
+bool unit_await(struct unit_app *u, bool (*done)(void *arg), void *arg)
+{
+    for (int i = 0; i < 200 && !done(arg); i++) {
+        struct timeval tv = { 0, 10000 };
+        event_base_loopexit(u->base, &tv);
+        event_base_dispatch(u->base);
+    }
+    return done(arg);
+}

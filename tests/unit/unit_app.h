@@ -94,6 +94,11 @@ int unit_app_main(const char *name, Suite *s);
 struct unit_app *unit_app_start(const unit_routes_fn *routes, const char *const *env);
 void unit_app_stop(struct unit_app *u);
 
+/* Runs the loop in 10 ms turns until done(arg) or about 2 s; returns
+ * done(arg).  For what the app learns by notification (a change made
+ * behind its back, as psql or another server would). */
+bool unit_await(struct unit_app *u, bool (*done)(void *arg), void *arg);
+
 /* A request from who (NULL: no credentials); body NULL for none.  With a
  * body, Content-Type is JSON:API unless a "Content-Type: ..." line is in
  * headers (NULL or "Name: value" lines joined by \n). */

@@ -173,8 +173,10 @@ int auth_session_mark_verified(struct http_req *req, struct app *app, int epoch,
                                void (*cb)(bool ok, void *arg), void *arg);
 
 
-/* The in-process cache of API tokens' users, kept by the auth_changed
- * notification.  Start after pg_pool_new; stop before pg_pool_free. */
+/* The in-process caches of token and session users (http/auth_cache),
+ * kept by the auth_changed notification.  Start after pg_pool_new; stop
+ * before pg_pool_free.  Defined in src/http/auth_cache.c, as are the two
+ * evictions below. */
 struct pg_pool;
 int auth_cache_start(struct pg_pool *pg);
 void auth_cache_stop(void);

@@ -1,0 +1,149 @@
+/* auth_cache: the gate's in-process caches of token and session users.
+ * See include/studyhub/http/auth_cache.h. */
+#include "config.h"
+
+#include "studyhub/http/auth_cache.h"
+
+#include <stdio.h>
+
+#include "studyhub/core/cache.h"
+#include "studyhub/io/pg.h"
+
+/* Every runner PATCH carries a token or a runner key, and every page a
+ * session: each saves the user's round trip. */
+static struct cache *token_users;           /* owned; NULL when off */
+static struct cache *session_users;         /* owned; NULL when off */
+static struct pg_pool *notify_pg;           /* borrowed */
+
+#define USERS_MAX 65536
+#define USERS_TTL_S 60
+
+void auth_cache_notified(const char *channel, const char *payload, void *arg)
+{
+    (void)channel;
+    (void)arg;
+    if (!token_users)
+        return;
+    if (payload && *payload) {
+        cache_del(token_users, payload);
+    } else {
+        cache_clear(token_users);   /* resync, or a user changed */
+        cache_clear(session_users);
+    }
+}
+
+int auth_cache_start(struct pg_pool *pg)
+{
+    token_users = cache_new(USERS_MAX, USERS_TTL_S);
+    session_users = cache_new(USERS_MAX, USERS_TTL_S);
+    if (!token_users || !session_users)
+        goto fail;
+    notify_pg = pg;
+    if (pg_pool_listen(pg, "auth_changed", auth_cache_notified, NULL) < 0)
+        goto fail;
+    return 0;
+fail:
+    auth_cache_stop();
+    return -1;
+}
+
+void auth_cache_stop(void)
+{
+    cache_free(token_users);
+    cache_free(session_users);
+    token_users = NULL;
+    session_users = NULL;
+    notify_pg = NULL;
+}
+
+bool auth_cache_usable(void)
+{
+    if (!token_users || !pg_pool_listening(notify_pg))
+        return false;
+    pg_pool_poll_notifies(notify_pg);
+    return true;
+}
+
+uint64_t auth_cache_ticket_tokens(void)
+{
+    return token_users ? cache_ticket(token_users) : 0;
+}
+
+uint64_t auth_cache_ticket_sessions(void)
+{
+    return session_users ? cache_ticket(session_users) : 0;
+}
+
+static void user_key(int64_t id, char key[24])
+{
+    snprintf(key, 24, "%lld", (long long)id);
+}
+
+const struct auth_token_entry *auth_cache_token(const char *token_hash)
+{
+    size_t len;
+    const struct auth_token_entry *e;
+
+    if (!token_users)
+        return NULL;
+    e = cache_get(token_users, token_hash, &len);
+    return e && len == sizeof *e ? e : NULL;
+}
+
+const struct auth_session_entry *auth_cache_session(int64_t user_id)
+{
+    char key[24];
+    size_t len;
+    const struct auth_session_entry *e;
+
+    if (!session_users)
+        return NULL;
+    user_key(user_id, key);
+    e = cache_get(session_users, key, &len);
+    return e && len == sizeof *e ? e : NULL;
+}
+
+void auth_cache_put_token(uint64_t ticket, const char *token_hash,
+                          const struct auth_token_entry *e)
+{
+    if (token_users)
+        cache_put(token_users, ticket, token_hash, e, sizeof *e);
+}
+
+void auth_cache_put_session(uint64_t ticket, const struct auth_session_entry *e)
+{
+    char key[24];
+
+    if (!session_users)
+        return;
+    user_key(e->user.id, key);
+    cache_put(session_users, ticket, key, e, sizeof *e);
+}
+
+void auth_cache_user_wrote(const struct auth_user *u)
+{
+    char key[24];
+
+    if (!session_users)
+        return;
+    if (u->is_site_admin) {
+        cache_clear(session_users);
+        return;
+    }
+    user_key(u->id, key);
+    cache_del(session_users, key);
+}
+
+void auth_token_forget(const char *token_hash)
+{
+    if (token_users)
+        cache_del(token_users, token_hash);
+}
+
+void auth_users_changed(void)
+{
+    if (session_users)
+        cache_clear(session_users);
+    if (token_users)
+        cache_clear(token_users);
+}
