@@ -40,7 +40,9 @@
 /* ============================ queueing a zip ===================================== */
 
 /* $1 user, $2 study uuid, $3 consent only.  One row: (study found, may
- * read, videos, largest video id, sha256 of the sorted names).  The hash
+ * read, videos, largest video id, sha256 of the sorted names).  A study
+ * the caller may not see at all is not found (404), as in the list; one
+ * it sees but whose responses it may not read is a 403.  The hash
  * is upstream's, over names sorted by code point (COLLATE "C" is byte
  * order, the same for UTF-8). */
 static const struct pg_stmt zip_prepare_stmt = {
@@ -48,7 +50,8 @@ static const struct pg_stmt zip_prepare_stmt = {
     "WITH s AS MATERIALIZED ("
     "  SELECT s.id, has_study_perm($1, s.id, 'read_study__responses')"
     "         OR has_study_perm($1, s.id, 'read_study__responses(is_preview=True)') AS rd"
-    "    FROM studies s WHERE s.uuid = $2::uuid),"
+    "    FROM studies s WHERE s.uuid = $2::uuid"
+    "     AND has_study_perm($1, s.id, 'read_study__details')),"
     " lg AS (" VIDEO_LOG_COLS
     "  SELECT u.id, u.uuid, u.email, s.id, $2::uuid, 'video_zip',"
     "         CASE WHEN $3::boolean THEN 'consent videos' ELSE 'all videos' END"

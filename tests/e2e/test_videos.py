@@ -774,9 +774,10 @@ class VideoCase(StudyhubTestCase):
     def test_zip_denials_and_conflicts(self):
         f = self.f
         study, files, kinds = self.zip_world(self.srv, f)
-        for who in (f.readonly, f.stranger):
-            r = self.request_zip(who, study)
-            self.assertStatus(r, 403)
+        # Who sees the study but not its responses is refused; to a
+        # stranger the study does not exist.
+        self.assertStatus(self.request_zip(f.readonly, study), 403)
+        self.assertStatus(self.request_zip(f.stranger, study), 404)
         self.assertStatus(self.request_zip(f.member, {"uuid": str(uuid.uuid4())}), 404)
         self.assertStatus(self.request_zip(f.member, {"uuid": "nope"}), 404)
         r = request(self.srv.port, "POST", f"/api/v1/studies/{study['uuid']}/video-zips/",

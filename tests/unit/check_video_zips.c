@@ -2,8 +2,8 @@
  * reader of a study's responses queues a zip of its videos (202, a task
  * of kind video_zip with the set's size); the same set again is a 409
  * naming the task; the consent-only set is its own; the caller's zips are
- * listed; a study with nothing to zip is a 400; an outsider's list is a
- * 404 and their request a 403; consent_only must be a boolean. */
+ * listed; a study with nothing to zip is a 400; to an outsider the study
+ * does not exist (404, list and request); consent_only must be a boolean. */
 #include <check.h>
 #include <stdio.h>
 #include <string.h>
@@ -98,12 +98,11 @@ START_TEST(refusals)
     snprintf(path, sizeof path, "/api/v1/studies/%s/video-zips/", w.study);
     r = unit_req(w.u, w.viewer, "GET", path, NULL);
     ck_assert_int_eq(r->status, 200);            /* previews: it may read preview videos */
-    /* An outsider: the list hides the study (404); queueing answers 403
-     * (its statement does not ask for read_study__details first). */
+    /* An outsider: the study is not there for them, listed or zipped. */
     r = unit_req(w.u, w.outsider, "GET", path, NULL);
     ck_assert_int_eq(r->status, 404);
     r = unit_req(w.u, w.outsider, "POST", path, NULL);
-    ck_assert_int_eq(r->status, 403);
+    ck_assert_int_eq(r->status, 404);
     r = unit_req_h(w.u, w.reader, "POST", path, "Content-Type: application/json",
                    "{\"consent_only\": \"yes\"}");
     ck_assert_int_eq(r->status, 400);
