@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "studyhub/admin/admin.h"
+#include "unit_main.h"
 
 static struct event_base *base;
 static char dir[64];
@@ -345,9 +346,5 @@ int main(void)
 {
     /* As the server does (src/studyhub.c): a client gone is EPIPE, not death. */
     signal(SIGPIPE, SIG_IGN);
-    SRunner *sr = srunner_create(admin_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return unit_run(admin_suite());
 }

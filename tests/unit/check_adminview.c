@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "studyhub/domain/adminview.h"
+#include "unit_main.h"
 
 START_TEST(active_by_default)
 {
@@ -51,9 +52,5 @@ int main(void)
     tcase_add_test(tc, the_three_names);
     tcase_add_test(tc, refuses_others);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return unit_run(s);
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "studyhub/domain/analytics.h"
+#include "unit_main.h"
 
 START_TEST(check_accepts_the_charts)
 {
@@ -84,9 +85,5 @@ int main(void)
     tcase_add_test(tc, check_refuses_the_rest);
     tcase_add_test(tc, csv_writes_rows_and_suppressed_cells);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return unit_run(s);
 }

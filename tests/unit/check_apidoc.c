@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "studyhub/http/apidoc.h"
+#include "unit_main.h"
 
 static int scan(const char *s, struct apidoc_jspan *v)
 {
@@ -148,9 +149,5 @@ int main(void)
     tcase_add_test(tc, numbers_fit_numeric);
     tcase_add_test(tc, uuid_copy);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return unit_run(s);
 }

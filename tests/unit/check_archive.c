@@ -18,6 +18,7 @@
 #include "studyhub/io/archive.h"
 #include "studyhub/io/proc.h"
 #include "unit_loop.h"
+#include "unit_main.h"
 
 /* ---- a tiny zip writer (stored entries, unix modes) ------------------- */
 
@@ -518,17 +519,11 @@ static Suite *suite(void)
 
 int main(int argc, char **argv)
 {
-    SRunner *sr;
-    int failed;
 
     /* The job's child is this binary, as it is studyhub for the server. */
     if (argc > 1 && strcmp(argv[1], ARCHIVE_CHILD_FLAG) == 0)
         return archive_child_main(argc, argv);
     if (!realpath("/proc/self/exe", self_exe))
         return EXIT_FAILURE;
-    sr = srunner_create(suite());
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return unit_run(suite());
 }

@@ -8,6 +8,7 @@
 
 #include "studyhub/core/config.h"
 #include "studyhub/http/auth_limit.h"
+#include "unit_main.h"
 
 static const char *fake_getenv(const char *name, void *arg)
 {
@@ -113,9 +114,5 @@ static Suite *auth_limit_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(auth_limit_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return unit_run(auth_limit_suite());
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "studyhub/http/auth_password.h"
+#include "unit_main.h"
 
 static bool all_lower_hex(const char *s, size_t want)
 {
@@ -133,9 +134,5 @@ static Suite *auth_password_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(auth_password_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return unit_run(auth_password_suite());
 }

@@ -22,6 +22,7 @@
 #include "studyhub/tasks/build.h"
 #include "studyhub/tasks/test_sleep.h"
 #include "unit_loop.h"
+#include "unit_main.h"
 
 /* The jobs and their times as they were before the table (`studyhubctl
  * jobs` lists them in this order). */
@@ -174,16 +175,10 @@ int main(void)
 {
     Suite *s = suite_create("background");
     TCase *tc = tcase_create("table");
-    SRunner *sr;
-    int failed;
 
     tcase_add_test(tc, every_line_is_whole);
     tcase_add_test(tc, registers_all_in_order_tests_only_when_debug);
     tcase_add_test(tc, without_a_scheduler_only_kinds);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return unit_run(s);
 }

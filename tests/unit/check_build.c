@@ -11,6 +11,7 @@
 #include "studyhub/queue/task.h"
 #include "studyhub/tasks/build.h"
 #include "studyhub/tasks/build_internal.h"
+#include "unit_main.h"
 
 START_TEST(kind_table)
 {
@@ -91,9 +92,5 @@ int main(void)
     tcase_add_test(tc, resume_where_it_stopped);
     tcase_add_test(tc, resume_gives_up);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return unit_run(s);
 }

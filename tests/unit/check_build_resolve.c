@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "studyhub/tasks/build_internal.h"
+#include "unit_main.h"
 
 #define SHA "0123456789abcdef0123456789abcdef01234567"
 
@@ -95,9 +96,5 @@ int main(void)
     tcase_add_test(tc, refuses_what_is_not_one);
     tcase_add_test(tc, cache_key);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return unit_run(s);
 }

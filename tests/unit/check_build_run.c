@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "studyhub/tasks/build_internal.h"
+#include "unit_main.h"
 
 /* The children a build runs, in order, into seq (ended by -1). */
 static void sequence(bool docker, bool sandboxed, int attempts, int seq[8])
@@ -51,9 +52,5 @@ int main(void)
     TCase *tc = tcase_create("pure");
     tcase_add_test(tc, child_order);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return unit_run(s);
 }

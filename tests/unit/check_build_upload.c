@@ -10,6 +10,7 @@
 #include "studyhub/core/config.h"
 #include "studyhub/tasks/build_internal.h"
 #include "unit_loop.h"
+#include "unit_main.h"
 
 START_TEST(index_html_last)
 {
@@ -113,11 +114,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return unit_run(suite());
 }

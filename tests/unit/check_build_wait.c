@@ -8,6 +8,7 @@
 #include "studyhub/queue/task.h"
 #include "studyhub/tasks/build_internal.h"
 #include "unit_loop.h"
+#include "unit_main.h"
 
 START_TEST(every_wait_has_a_name)
 {
@@ -73,9 +74,5 @@ int main(void)
     tcase_add_test(tc, one_wait_at_a_time);
     tcase_add_test(tc, halt_stops_a_timer);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return unit_run(s);
 }

@@ -5,6 +5,7 @@
 
 #include "studyhub/core/config.h"
 #include "studyhub/domain/builds.h"
+#include "unit_main.h"
 
 START_TEST(repo_allowed)
 {
@@ -42,11 +43,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return unit_run(suite());
 }

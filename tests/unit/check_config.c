@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "studyhub/core/config.h"
+#include "unit_main.h"
 
 /* A fake environment: NULL-terminated name/value pairs. */
 static const char *fake_getenv(const char *name, void *arg)
@@ -238,9 +239,5 @@ int main(void)
     tcase_add_test(tc, redis_password_and_secrets);
     tcase_add_test(tc, trusted_proxies);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return unit_run(s);
 }

@@ -12,6 +12,7 @@
 #include "studyhub/queue/task_queue.h"
 #include "studyhub/tasks/erase_storage.h"
 #include "unit_sched.h"
+#include "unit_main.h"
 
 START_TEST(text_array_quotes_every_key)
 {
@@ -110,9 +111,5 @@ int main(void)
         tcase_add_test(db, deletes_forgets_and_marks_done);
         suite_add_tcase(s, db);
     }
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return unit_run(s);
 }

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "studyhub/domain/export.h"
+#include "unit_main.h"
 
 /* The buffer's text (caller frees); the buffer is drained. */
 static char *text_of(struct evbuffer *b)
@@ -262,9 +263,5 @@ int main(void)
     tcase_add_test(tc, frame_rows_unroll_exp_data);
     tcase_add_test(tc, exp_data_loses_free_text_unless_identifiable);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return unit_run(s);
 }

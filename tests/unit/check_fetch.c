@@ -21,6 +21,7 @@
 
 #include "studyhub/io/fetch.h"
 #include "unit_stub.h"
+#include "unit_main.h"
 
 /* --- the stub's answers ----------------------------------------------------------- */
 
@@ -328,9 +329,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return unit_run(suite());
 }

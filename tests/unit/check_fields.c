@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "studyhub/domain/fields.h"
+#include "unit_main.h"
 
 static const char *const colours[] = { "", "red", "blue", NULL };
 
@@ -125,9 +126,5 @@ int main(void)
     tcase_add_test(tc, every_error_at_once);
     tcase_add_test(tc, required_only_on_create);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return unit_run(s);
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "studyhub/http/jsonapi.h"
+#include "unit_main.h"
 
 START_TEST(error_document_shape)
 {
@@ -100,9 +101,5 @@ int main(void)
     tcase_add_test(tc, uuids);
     tcase_add_test(tc, page_offsets);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return unit_run(s);
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "studyhub/domain/listings.h"
+#include "unit_main.h"
 
 START_TEST(five_groups_with_upstreams_bounds)
 {
@@ -68,9 +69,5 @@ int main(void)
     tcase_add_test(tc, unknown_names);
     tcase_add_test(tc, overlap_rule);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return unit_run(s);
 }

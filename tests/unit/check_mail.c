@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "studyhub/io/mail.h"
+#include "unit_main.h"
 
 START_TEST(plain_addresses)
 {
@@ -138,9 +139,5 @@ static Suite *mail_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(mail_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return unit_run(mail_suite());
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "studyhub/core/metrics.h"
+#include "unit_main.h"
 
 static char *render(const struct metrics *m)
 {
@@ -76,11 +77,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return unit_run(suite());
 }

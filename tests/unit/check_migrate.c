@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "studyhub/io/migrate.h"
+#include "unit_main.h"
 
 static const char *admin_url;   /* TEST_DATABASE_URL: where CREATE DATABASE is sent */
 static char db_name[64];
@@ -299,9 +300,5 @@ int main(void)
         fprintf(stderr, "check_migrate: TEST_DATABASE_URL is not set (tools/test sets it)\n");
         return 77;              /* automake's SKIP: only outside tools/test */
     }
-    SRunner *sr = srunner_create(migrate_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return unit_run(migrate_suite());
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "studyhub/domain/participate.h"
+#include "unit_main.h"
 
 #define CHILD "26edcab0-b578-49e4-9ef3-6f9e5ee32642"
 
@@ -55,9 +56,5 @@ int main(void)
     tcase_add_test(tc, split);
     tcase_add_test(tc, external_location);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return unit_run(s);
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "studyhub/domain/participate_runner.h"
+#include "unit_main.h"
 
 #define CHILD "26edcab0-b578-49e4-9ef3-6f9e5ee32642"
 #define STUDY "c39fc4e9-0084-4efb-9db1-ea596c946108"
@@ -65,9 +66,5 @@ int main(void)
     tcase_add_test(tc, inject_places);
     tcase_add_test(tc, fingerprints);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return unit_run(s);
 }

@@ -18,6 +18,7 @@
 
 #include "studyhub/io/pg.h"
 #include "unit_loop.h"
+#include "unit_main.h"
 
 static const struct pg_stmt one_stmt = { "check_pg_one", "SELECT 1" };
 
@@ -342,11 +343,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return unit_run(suite());
 }

@@ -15,6 +15,7 @@
 
 #include "studyhub/io/proc.h"
 #include "unit_loop.h"
+#include "unit_main.h"
 
 /* ---- the tail -------------------------------------------------------- */
 
@@ -498,11 +499,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return unit_run(suite());
 }

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "studyhub/core/ptrmap.h"
+#include "unit_main.h"
 
 START_TEST(put_get_del)
 {
@@ -78,11 +79,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return unit_run(suite());
 }

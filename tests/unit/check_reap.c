@@ -9,6 +9,7 @@
 
 #include "studyhub/core/reap.h"
 #include "unit_loop.h"
+#include "unit_main.h"
 
 static int alive;          /* objects not yet destroyed */
 
@@ -232,8 +233,6 @@ int main(void)
 {
     Suite *s = suite_create("reap");
     TCase *tc = tcase_create("core");
-    SRunner *sr;
-    int failed;
 
     tcase_add_test(tc, released_outside_goes_at_once);
     tcase_add_test(tc, released_in_own_callback_goes_next_turn);
@@ -243,9 +242,5 @@ int main(void)
     tcase_add_test(tc, now_at_shutdown);
     tcase_add_test(tc, many);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return unit_run(s);
 }

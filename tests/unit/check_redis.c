@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "studyhub/io/redis.h"
+#include "unit_main.h"
 
 static struct event_base *base;
 static int redis_port;
@@ -337,9 +338,5 @@ int main(void)
     }
     redis_port = atoi(port);
     redis_password = getenv("TEST_REDIS_PASSWORD");
-    SRunner *sr = srunner_create(redis_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return unit_run(redis_suite());
 }

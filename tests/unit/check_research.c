@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "studyhub/domain/research.h"
+#include "unit_main.h"
 
 static json_t *obj(const char *text)
 {
@@ -113,9 +114,5 @@ int main(void)
     tcase_add_test(tc, edit_refuses_a_long_status);
     tcase_add_test(tc, ruling_attrs);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return unit_run(s);
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "studyhub/http/router.h"
+#include "unit_main.h"
 
 static void h_a(struct http_req *r, struct app *a) { (void)r; (void)a; }
 static void h_b(struct http_req *r, struct app *a) { (void)r; (void)a; }
@@ -197,9 +198,5 @@ int main(void)
     tcase_add_test(tc, policy_required);
     tcase_add_test(tc, tables);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return unit_run(s);
 }

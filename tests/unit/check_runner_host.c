@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "studyhub/http/runner_host.h"
+#include "unit_main.h"
 
 #define STUDY "/studies/0b5e7c0e-1111-4222-8333-444455556666/"
 
@@ -127,9 +128,5 @@ static Suite *runner_host_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(runner_host_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return unit_run(runner_host_suite());
 }

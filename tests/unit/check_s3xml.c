@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "studyhub/io/s3xml.h"
+#include "unit_main.h"
 
 static int parse(const char *xml, const char *item, struct s3xml_doc *d, const char **why)
 {
@@ -131,11 +132,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return unit_run(suite());
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "studyhub/tasks/sandbox.h"
+#include "unit_main.h"
 
 /* Debian 12's layout: /bin, /sbin, /lib, /lib32, /lib64 are links into
  * /usr, /libx32 is absent. */
@@ -173,9 +174,5 @@ int main(void)
     tcase_add_test(tc, bad_specs_are_refused);
     tcase_add_test(tc, host_probe_sees_this_machine);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return unit_run(s);
 }

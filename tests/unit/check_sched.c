@@ -22,6 +22,7 @@
 #include "studyhub/queue/sched.h"
 #include "studyhub/queue/task_queue.h"
 #include "unit_loop.h"
+#include "unit_main.h"
 
 #define WAIT_MS 30000
 
@@ -327,8 +328,6 @@ int main(void)
 {
     Suite *s = suite_create("sched");
     TCase *tc = tcase_create("db");
-    SRunner *sr;
-    int failed;
     char err[512];
 
     db_url = getenv("TEST_DATABASE_URL");
@@ -347,9 +346,5 @@ int main(void)
     tcase_add_test(tc, a_bad_override_time_is_refused);
     tcase_add_test(tc, unknown_and_bad_names_refused);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return unit_run(s);
 }

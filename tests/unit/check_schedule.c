@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "studyhub/queue/schedule.h"
+#include "unit_main.h"
 
 /* UTC date-time to time_t without depending on TZ. */
 static time_t utc(int y, int mo, int d, int h, int mi, int s)
@@ -186,11 +187,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return unit_run(suite());
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "studyhub/http/server.h"
+#include "unit_main.h"
 
 START_TEST(date_format_is_imf_fixdate)
 {
@@ -81,9 +82,5 @@ int main(void)
     tcase_add_test(tc, header_block_lines);
     tcase_add_test(tc, header_block_too_small);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return unit_run(s);
 }

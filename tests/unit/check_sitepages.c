@@ -9,6 +9,7 @@
 
 #include "studyhub/domain/sitepages.h"
 #include "studyhub/http/jsonapi.h"
+#include "unit_main.h"
 
 static json_t *obj(const char *text)
 {
@@ -155,9 +156,5 @@ int main(void)
     tcase_add_test(tc, support_fields);
     tcase_add_test(tc, support_refuses);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return unit_run(s);
 }

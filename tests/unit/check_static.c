@@ -13,6 +13,7 @@
 #include <zlib.h>
 
 #include "studyhub/http/static.h"
+#include "unit_main.h"
 
 static char root[256];
 
@@ -231,9 +232,5 @@ int main(void)
     tcase_add_test(tc, over_the_limit_is_an_error);
     tcase_add_test(tc, partials_are_included);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return unit_run(s);
 }

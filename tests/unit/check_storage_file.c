@@ -18,6 +18,7 @@
 
 #include "studyhub/io/storage.h"
 #include "unit_storage.h"
+#include "unit_main.h"
 
 static void setup(void)
 {
@@ -466,9 +467,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return unit_run(suite());
 }

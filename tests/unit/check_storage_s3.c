@@ -27,6 +27,7 @@
 #include "studyhub/io/storage.h"
 #include "studyhub/io/storage_writer.h"
 #include "unit_loop.h"
+#include "unit_main.h"
 
 static struct event_base *base;
 static struct fetch_client *fc;
@@ -542,10 +543,7 @@ int main(void)
     snprintf(run_id, sizeof run_id, "%ld-%ld", (long)time(NULL), (long)getpid());
     curl_global_init(CURL_GLOBAL_DEFAULT);
     const char *vh = getenv("S3_TEST_VHOST_ENDPOINT");
-    SRunner *sr = srunner_create(suite(vh && *vh));
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int rc = unit_run(suite(vh && *vh));
     curl_global_cleanup();
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return rc;
 }

@@ -23,6 +23,7 @@
 #include "studyhub/queue/task.h"
 #include "studyhub/queue/task_queue.h"
 #include "unit_loop.h"
+#include "unit_main.h"
 
 #define WAIT_MS 30000           /* for any one condition, on a loaded machine */
 
@@ -517,9 +518,5 @@ int main(void)
         fprintf(stderr, "check_task: cannot migrate: %s\n", err);
         return EXIT_FAILURE;
     }
-    SRunner *sr = srunner_create(task_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return unit_run(task_suite());
 }

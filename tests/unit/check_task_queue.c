@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "studyhub/queue/task_queue.h"
+#include "unit_main.h"
 
 START_TEST(ids_and_uuids)
 {
@@ -58,9 +59,5 @@ static Suite *task_queue_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(task_queue_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return unit_run(task_queue_suite());
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "studyhub/http/totp.h"
+#include "unit_main.h"
 
 /* The ASCII key of both RFCs' SHA-1 vectors. */
 static const unsigned char rfc_key[] = "12345678901234567890";
@@ -182,9 +183,5 @@ static Suite *totp_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(totp_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return unit_run(totp_suite());
 }

@@ -9,6 +9,7 @@
 
 #include "studyhub/domain/useradmin.h"
 #include "studyhub/http/jsonapi.h"
+#include "unit_main.h"
 
 static json_t *obj(const char *text)
 {
@@ -91,9 +92,5 @@ int main(void)
     tcase_add_test(tc, refuses_anything_else);
     tcase_add_test(tc, no_attributes_at_all);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return unit_run(s);
 }

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "studyhub/core/util.h"
+#include "unit_main.h"
 
 START_TEST(hex_and_sha256)
 {
@@ -118,9 +119,5 @@ int main(void)
     tcase_add_test(tc, mono_ms_does_not_go_back);
     tcase_add_test(tc, api_time_to_the_microsecond);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return unit_run(s);
 }

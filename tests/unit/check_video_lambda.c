@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "studyhub/domain/videos_internal.h"
+#include "unit_main.h"
 
 static const char *ATTRS =
     "{\"pipe_name\":\"vid\",\"frame_id\":\"2-x\",\"size\":1.5,\"n\":[1,null,true],"
@@ -78,11 +79,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return unit_run(suite());
 }

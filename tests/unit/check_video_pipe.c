@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "studyhub/domain/videos_internal.h"
+#include "unit_main.h"
 
 START_TEST(form_fields)
 {
@@ -60,11 +61,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return unit_run(suite());
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "studyhub/domain/videos.h"
+#include "unit_main.h"
 
 #define S "0b2f8a63-25b5-4b1c-9a43-57d2d7c3e4a1"
 #define R "9d6f0c5e-1c0f-4b44-8c61-0a8b7e6d2f10"
@@ -103,9 +104,5 @@ int main(void)
     tcase_add_test(tc, stored_names);
     tcase_add_test(tc, refused);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return unit_run(s);
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "studyhub/domain/workflow.h"
+#include "unit_main.h"
 
 /* A small workflow: a -go-> b -stop-> c, b -back[ok]-> a. */
 static const char *const TABLE =
@@ -131,9 +132,5 @@ int main(void)
     tcase_add_test(tc, roi_only);
     tcase_add_test(tc, malformed);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return unit_run(s);
 }

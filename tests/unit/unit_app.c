@@ -34,6 +34,7 @@
 #include "studyhub/queue/sched.h"
 #include "studyhub/queue/task.h"
 #include "unit_loop.h"
+#include "unit_main.h"
 
 #define REPLY_WAIT_S 20          /* one request, on a loaded machine */
 /* Sessions and login counters go to TEST_REDIS_DB (tools/test gives each
@@ -95,11 +96,7 @@ int unit_app_main(const char *name, Suite *s)
         srunner_free(srunner_create(s));
         return EXIT_FAILURE;
     }
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return unit_run(s);
 }
 
 /* ---- the app ---------------------------------------------------------- */

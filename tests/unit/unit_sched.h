@@ -31,6 +31,7 @@
 #include "studyhub/queue/sched.h"
 #include "studyhub/queue/task.h"
 #include "unit_loop.h"
+#include "unit_main.h"
 
 #define US_WAIT_MS 30000
 
@@ -264,11 +265,7 @@ static inline int us_main(const char *name, Suite *s)
         fprintf(stderr, "%s: cannot migrate: %s\n", name, err);
         return EXIT_FAILURE;
     }
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return unit_run(s);
 }
 
 #endif
