@@ -49,6 +49,9 @@ struct auth_ctx {
     uint64_t cache_ticket;       /* the cache's generation before the lookup */
     bool cacheable;              /* notifications flowed when the lookup began */
     char session_id[AUTH_SESSION_ID_LEN + 1]; /* "" unless session auth */
+    int64_t session_expires;     /* epoch seconds, 0 when its value says not */
+    uint64_t sid_ticket;         /* the session cache's generation before GET */
+    bool sid_cacheable;          /* ... and notifications flowed then */
     bool runner;                 /* a runner key (Authorization: Runner) */
     bool runner_cookie;          /* ... sent as the runner host's sessionid cookie */
 };
@@ -412,11 +415,14 @@ static void reply_no_session(struct http_req *req)
                          "Authentication credentials were not provided.");
 }
 
-/* The session's value: "<user id>:<epoch>:<2fa 0|1>". */
+/* The session's value: "<user id>:<epoch>:<2fa 0|1>[:<expires>]", the
+ * last the epoch second its Redis key ends (login writes it; runner keys
+ * and older sessions have none, and are never cached in process). */
 struct session_value {
     long long uid;
     int epoch;
     bool mfa;
+    long long expires;           /* 0: not given */
 };
 
 static bool session_value_parse(const char *s, size_t len, struct session_value *v)
@@ -434,9 +440,18 @@ static bool session_value_parse(const char *s, size_t len, struct session_value 
     if (errno || e < 0 || e > 1000000000L || *end != ':')
         return false;
     v->epoch = (int)e;
-    if ((end[1] != '0' && end[1] != '1') || end[2] != '\0')
+    if ((end[1] != '0' && end[1] != '1') || (end[2] != '\0' && end[2] != ':'))
         return false;
     v->mfa = end[1] == '1';
+    v->expires = 0;
+    if (end[2] == ':') {
+        const char *x = end + 3;
+        if (*x < '0' || *x > '9')
+            return false;
+        v->expires = strtoll(x, &end, 10);
+        if (errno || v->expires <= 0 || *end != '\0')
+            return false;
+    }
     return true;
 }
 
@@ -496,6 +511,34 @@ static void session_user_done(PGresult *res, void *arg)
     session_accept(ctx, &e.user);
 }
 
+/* The session (or runner key) stands for v: its user, from the cache or
+ * the database. */
+static void session_value_known(struct auth_ctx *ctx, const struct session_value *v)
+{
+    struct http_req *req = ctx->req;
+    char id[24];
+
+    snprintf(id, sizeof id, "%lld", v->uid);
+    ctx->session_epoch = v->epoch;
+    ctx->session_expires = v->expires;
+    ctx->user.mfa_verified = v->mfa;
+    if (auth_cache_usable()) {
+        const struct auth_session_entry *e = auth_cache_session(v->uid);
+        /* Another epoch: the session is older than the row (ended), or the
+         * row cached is: the database says which. */
+        if (e && e->epoch == v->epoch) {
+            session_accept(ctx, &e->user);
+            return;
+        }
+        ctx->cacheable = true;
+        ctx->cache_ticket = auth_cache_ticket_sessions();
+    }
+    const char *p[1] = { id };
+    if (pg_exec(ctx->app->pg, &auth_session_user_stmt, 1, p, session_user_done,
+                ctx) != 0)
+        jsonapi_reply_unavailable(req, "database");
+}
+
 static void session_get_done(redisReply *reply, void *arg)
 {
     struct auth_ctx *ctx = arg;
@@ -517,25 +560,13 @@ static void session_get_done(redisReply *reply, void *arg)
         reply_no_session(req);
         return;
     }
-    char id[24];
-    snprintf(id, sizeof id, "%lld", v.uid);
-    ctx->session_epoch = v.epoch;
-    ctx->user.mfa_verified = v.mfa;
-    if (auth_cache_usable()) {
-        const struct auth_session_entry *e = auth_cache_session(v.uid);
-        /* Another epoch: the session is older than the row (ended), or the
-         * row cached is: the database says which. */
-        if (e && e->epoch == v.epoch) {
-            session_accept(ctx, &e->user);
-            return;
-        }
-        ctx->cacheable = true;
-        ctx->cache_ticket = auth_cache_ticket_sessions();
+    if (!ctx->runner && ctx->sid_cacheable && v.expires > 0 && auth_cache_usable()) {
+        struct auth_sid_entry e = {
+            .uid = v.uid, .epoch = v.epoch, .mfa = v.mfa, .expires_at = v.expires,
+        };
+        auth_cache_put_sid(ctx->sid_ticket, ctx->session_id, &e);
     }
-    const char *p[1] = { id };
-    if (pg_exec(ctx->app->pg, &auth_session_user_stmt, 1, p, session_user_done,
-                ctx) != 0)
-        jsonapi_reply_unavailable(req, "database");
+    session_value_known(ctx, &v);
 }
 
 /* GET runner:<hash> answered: "uid:epoch:0 study child", the session value
@@ -732,6 +763,18 @@ static void auth_require(struct http_req *req, struct app *app, auth_next_fn nex
         return;
     }
     memcpy(ctx->session_id, sid, sizeof sid);
+    if (auth_cache_usable()) {
+        const struct auth_sid_entry *e = auth_cache_sid(sid, (int64_t)time(NULL));
+        if (e) {
+            struct session_value v = {
+                .uid = e->uid, .epoch = e->epoch, .mfa = e->mfa, .expires = e->expires_at,
+            };
+            session_value_known(ctx, &v);
+            return;
+        }
+        ctx->sid_cacheable = true;
+        ctx->sid_ticket = auth_cache_ticket_sids();
+    }
     if (redis_cmd(app->redis, session_get_done, ctx, "GET session:%s",
                   ctx->session_id) != 0)
         jsonapi_reply_unavailable(req, "redis");
@@ -887,6 +930,7 @@ const char *auth_session_id(const struct http_req *req)
 struct mark_ctx {
     void (*cb)(bool ok, void *arg);   /* the caller's */
     void *arg;                        /* borrowed */
+    char session_id[AUTH_SESSION_ID_LEN + 1];
 };
 
 static void mark_done(redisReply *reply, void *arg)
@@ -895,6 +939,9 @@ static void mark_done(redisReply *reply, void *arg)
     bool ok = reply && reply->type == REDIS_REPLY_STATUS;
     if (reply && reply->type == REDIS_REPLY_ERROR)
         log_error("auth: redis SET session: %s", reply->str);
+    /* This server's next request sees the second factor at once; another
+     * server's cached copy only lacks it (less, never more) for a moment. */
+    auth_cache_sid_ended(mc->session_id);
     mc->cb(ok, mc->arg);
     free(mc);
 }
@@ -913,7 +960,12 @@ int auth_session_mark_verified(struct http_req *req, struct app *app, int epoch,
         return -1;
     mc->cb = cb;
     mc->arg = arg;
-    snprintf(value, sizeof value, "%lld:%d:1", (long long)ctx->user.id, epoch);
+    memcpy(mc->session_id, ctx->session_id, sizeof mc->session_id);
+    if (ctx->session_expires > 0)
+        snprintf(value, sizeof value, "%lld:%d:1:%lld", (long long)ctx->user.id, epoch,
+                 (long long)ctx->session_expires);
+    else
+        snprintf(value, sizeof value, "%lld:%d:1", (long long)ctx->user.id, epoch);
     /* XX: never resurrect a session that ended meanwhile. */
     if (redis_cmd(app->redis, mark_done, mc, "SET session:%s %s XX KEEPTTL",
                   ctx->session_id, value) != 0) {

@@ -11,12 +11,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "studyhub/core/app.h"
 #include "studyhub/core/config.h"
 #include "studyhub/core/log.h"
 #include "studyhub/core/util.h"
 #include "studyhub/http/auth.h"
+#include "studyhub/http/auth_cache.h"
 #include "studyhub/http/auth_internal.h"
 #include "studyhub/http/auth_limit.h"
 #include "studyhub/http/auth_password.h"
@@ -41,6 +43,12 @@ enum { LC_HASH = UC_EXTRA, LC_EPOCH, LC_VERIFIED };
     "SELECT u.id, u.uuid, u.email, u.is_researcher, u.is_site_admin, u.is_active," \
     "       " TOTP_ON("u.id") ", u.password_hash, u.session_epoch," \
     "       u.email_verified_at IS NOT NULL FROM users u "
+
+/* A logout tells the other servers to forget the sessions they keep. */
+static const struct pg_stmt auth_logout_notify_stmt = {
+    "auth_logout_notify",
+    "SELECT pg_notify('auth_changed', '" AUTH_CACHE_SESSIONS_ENDED "')",
+};
 
 static const struct pg_stmt auth_login_stmt = {
     "auth_login", LOGIN_COLUMNS "WHERE lower(u.email) = lower($1)",
@@ -584,7 +592,9 @@ static void login_step(struct login_ctx *lc)
         char value[64], ttl[24];
         util_random_hex(32, lc->session_id);
         util_random_hex(32, lc->csrf);
-        snprintf(value, sizeof value, "%s:%d:%d", lc->user_id, lc->epoch, lc->mfa ? 1 : 0);
+        /* The value says when it ends, so a server may keep it (auth_cache). */
+        snprintf(value, sizeof value, "%s:%d:%d:%lld", lc->user_id, lc->epoch, lc->mfa ? 1 : 0,
+                 (long long)time(NULL) + (long long)app->cfg->session_ttl_s);
         snprintf(ttl, sizeof ttl, "%ld", app->cfg->session_ttl_s);
         if (redis_cmd(app->redis, login_session_stored, lc, "SETEX session:%s %s %s",
                       lc->session_id, ttl, value) != 0)
@@ -675,20 +685,34 @@ static void logout_reply(struct http_req *req, struct app *app)
     http_reply(req, 204, NULL, NULL, 0);
 }
 
-/* One logout's DEL in flight. */
+/* One logout in flight: the DEL, then the notification. */
 struct logout_ctx {
     struct http_req *req;         /* borrowed until replied */
     struct app *app;              /* borrowed */
 };
 
+static void logout_notified(PGresult *res, void *arg)
+{
+    struct logout_ctx *lo = arg;
+    /* The session is gone from Redis: the other servers' copies end with
+     * their minute (auth_cache's TTL) even when this did not reach them. */
+    if (!pg_ok(res))
+        log_warn("auth: logout notification: %s",
+                 res ? PQresultErrorMessage(res) : "no database");
+    logout_reply(lo->req, lo->app);
+    free(lo);
+}
+
 static void logout_deleted(redisReply *reply, void *arg)
 {
     struct logout_ctx *lo = arg;
-    if (!reply || reply->type == REDIS_REPLY_ERROR)
+    if (!reply || reply->type == REDIS_REPLY_ERROR) {
         jsonapi_reply_unavailable(lo->req, "redis");
-    else
-        logout_reply(lo->req, lo->app);
-    free(lo);
+        free(lo);
+        return;
+    }
+    if (pg_exec(lo->app->pg, &auth_logout_notify_stmt, 0, NULL, logout_notified, lo) < 0)
+        logout_notified(NULL, lo);
 }
 
 /* POST /api/v1/auth/logout/: a session write, so it needs the CSRF token
@@ -708,6 +732,7 @@ static void auth_logout(struct http_req *req, struct app *app)
     }
     lo->req = req;
     lo->app = app;
+    auth_cache_sid_ended(sid);
     if (redis_cmd(app->redis, logout_deleted, lo, "DEL session:%s", sid) != 0) {
         free(lo);
         jsonapi_reply_unavailable(req, "redis");

@@ -112,5 +112,24 @@ class TestCaches(StudyhubTestCase):
         self.assertStatus(r, 200)
         self.assertEqual(c.get("/api/v1/users/").status, 401)
 
+    def test_logout_ends_the_session_on_every_server(self):
+        """Sessions are kept in process by id: a logout forgets it at once on
+        its own server, and on another by the notification it sends."""
+        user, c = self.session("cache-logout")
+        other = self.server(database=self.srv.database)
+        c2 = other.client()
+        c2.cookies = dict(c.cookies)
+        for _ in range(3):   # the second and third come from each cache
+            self.assertStatus(c.get("/api/v1/users/"), 200)
+            self.assertStatus(c2.get("/api/v1/users/"), 200)
+        jar = dict(c.cookies)
+        r = c.post("/api/v1/auth/logout/",
+                   headers={"X-CSRFToken": c.cookies.get("csrftoken", "")})
+        self.assertStatus(r, 204)
+        self.assertEqual(self.srv.client().get("/api/v1/users/", cookies=jar).status, 401)
+        wait_until(lambda: c2.get("/api/v1/users/").status == 401, 2,
+                   message="401 on the other server after a logout")
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "studyhub/http/auth.h"
 #include "studyhub/http/auth_cache.h"
@@ -92,6 +93,8 @@ START_TEST(user_policy)
     r = unit_req(u, ann, "GET", "/t/user/", NULL);
     ck_assert_int_eq(r->status, 200);
     ck_assert_str_eq(unit_json(r, "session"), "true");
+    /* The session is kept in process: the next page reads no Redis. */
+    ck_assert_ptr_nonnull(auth_cache_sid(ann->session, (int64_t)time(NULL)));
     r = unit_req(u, ann, "POST", "/t/user/", "{}");
     ck_assert_int_eq(r->status, 200);
     snprintf(hdr, sizeof hdr, "Cookie: sessionid=%s; csrftoken=abc\nX-CSRFToken: abd",

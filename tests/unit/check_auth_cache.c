@@ -2,7 +2,9 @@
  * listening): entries come back as put; a put whose ticket an eviction
  * outdated is dropped; a user's own write evicts that user only, a site
  * admin's every session user; the notification evicts one token by hash
- * or, empty, everything; auth_users_changed empties both caches. */
+ * or, empty, everything; auth_users_changed empties both caches.  Session
+ * ids: kept until their own end, forgotten on this server at once by
+ * auth_cache_sid_ended and on every server by the "sessions" payload. */
 #include <check.h>
 #include <string.h>
 
@@ -144,6 +146,61 @@ START_TEST(users_changed_empties_both)
 }
 END_TEST
 
+#define SID_A "1111111111111111111111111111111111111111111111111111111111111111"
+#define SID_B "2222222222222222222222222222222222222222222222222222222222222222"
+
+static struct auth_sid_entry sid(int64_t uid, int64_t expires_at)
+{
+    struct auth_sid_entry e;
+
+    memset(&e, 0, sizeof e);
+    e.uid = uid;
+    e.epoch = 2;
+    e.mfa = true;
+    e.expires_at = expires_at;
+    return e;
+}
+
+START_TEST(sid_kept_until_its_end)
+{
+    struct unit_app *u = unit_app_start(NULL, NULL);
+    struct auth_sid_entry a = sid(401, 1000), b = sid(402, 0);
+
+    auth_cache_put_sid(auth_cache_ticket_sids(), SID_A, &a);
+    auth_cache_put_sid(auth_cache_ticket_sids(), SID_B, &b);   /* no end given */
+    const struct auth_sid_entry *e = auth_cache_sid(SID_A, 999);
+    ck_assert_ptr_nonnull(e);
+    ck_assert_int_eq(e->uid, 401);
+    ck_assert_int_eq(e->epoch, 2);
+    ck_assert(e->mfa);
+    ck_assert_ptr_null(auth_cache_sid(SID_A, 1000));        /* its second has come */
+    ck_assert_ptr_null(auth_cache_sid(SID_B, 1));
+    ck_assert_ptr_null(auth_cache_sid("3333", 1));
+    unit_app_stop(u);
+}
+END_TEST
+
+START_TEST(sid_ended_and_notified)
+{
+    struct unit_app *u = unit_app_start(NULL, NULL);
+    struct auth_sid_entry a = sid(501, 4102444800), b = sid(502, 4102444800);
+    uint64_t ticket = auth_cache_ticket_sids();
+
+    auth_cache_put_sid(auth_cache_ticket_sids(), SID_A, &a);
+    auth_cache_put_sid(auth_cache_ticket_sids(), SID_B, &b);
+    auth_cache_sid_ended(SID_A);                            /* a logout here */
+    ck_assert_ptr_null(auth_cache_sid(SID_A, 1));
+    ck_assert_ptr_nonnull(auth_cache_sid(SID_B, 1));
+    auth_cache_put_sid(ticket, SID_A, &a);                  /* a GET from before it */
+    ck_assert_ptr_null(auth_cache_sid(SID_A, 1));
+    auth_cache_notified("auth_changed", "", NULL);          /* a user: not sessions */
+    ck_assert_ptr_nonnull(auth_cache_sid(SID_B, 1));
+    auth_cache_notified("auth_changed", AUTH_CACHE_SESSIONS_ENDED, NULL);
+    ck_assert_ptr_null(auth_cache_sid(SID_B, 1));           /* a logout elsewhere */
+    unit_app_stop(u);
+}
+END_TEST
+
 static Suite *auth_cache_suite(void)
 {
     Suite *s = suite_create("auth_cache");
@@ -155,6 +212,8 @@ static Suite *auth_cache_suite(void)
     tcase_add_test(tc, admin_write_evicts_every_session);
     tcase_add_test(tc, notification);
     tcase_add_test(tc, users_changed_empties_both);
+    tcase_add_test(tc, sid_kept_until_its_end);
+    tcase_add_test(tc, sid_ended_and_notified);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <strings.h>
 #include <unistd.h>
 
@@ -493,7 +494,8 @@ int64_t unit_sql_int(struct unit_app *u, const char *fmt, ...)
     return strtoll(v, NULL, 10);
 }
 
-/* SET session:<sid> in Redis, as a login would. */
+/* SET session:<sid> in Redis, as a login would (the value says when it
+ * ends, so servers keep it). */
 static void session_put(struct unit_user *p, int epoch, bool mfa)
 {
     redisContext *c = redisConnect("127.0.0.1", atoi(redis_port));
@@ -506,8 +508,8 @@ static void session_put(struct unit_user *p, int epoch, bool mfa)
     r = redisCommand(c, "SELECT %d", redis_db);
     ck_assert_msg(r && r->type != REDIS_REPLY_ERROR, "redis SELECT failed");
     freeReplyObject(r);
-    r = redisCommand(c, "SET session:%s %lld:%d:%d EX 3600", p->session, (long long)p->id,
-                     epoch, mfa ? 1 : 0);
+    r = redisCommand(c, "SET session:%s %lld:%d:%d:%lld EX 3600", p->session,
+                     (long long)p->id, epoch, mfa ? 1 : 0, (long long)time(NULL) + 3600);
     ck_assert_msg(r && r->type != REDIS_REPLY_ERROR, "redis SET failed");
     freeReplyObject(r);
     redisFree(c);
