@@ -1,4 +1,4 @@
-/* cache: open addressing by FNV-1a hash of the key, linear probing,
+/* cache: open addressing by a word-at-a-time hash of the key, linear probing,
  * backward-shift deletion (no tombstones).  When full it is cleared: the
  * working sets here (active studies, live tokens) are far below the cap. */
 #include "studyhub/core/cache.h"
@@ -30,11 +30,24 @@ static time_t now_s(void)
     return ts.tv_sec;
 }
 
+/* Eight bytes a step, each mixed in by a multiply and a shift: the keys
+ * (session ids, "uid study child", storage keys) are 20 to 130 bytes,
+ * where FNV's byte a step showed in a page's profile. */
 static size_t hash_key(const char *k)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (; *k; k++)
-        h = (h ^ (unsigned char)*k) * 1099511628211ull;
+    size_t n = strlen(k);
+    uint64_t h = 0x9e3779b97f4a7c15ull ^ n, w;
+    const char *p = k;
+
+    for (; n >= 8; n -= 8, p += 8) {
+        memcpy(&w, p, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdull;
+        h ^= h >> 32;
+    }
+    w = 0;
+    memcpy(&w, p, n);
+    h = (h ^ w) * 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 29;
     return (size_t)h;
 }
 

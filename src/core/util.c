@@ -37,6 +37,25 @@ char *util_asprintf(const char *fmt, ...)
     return s;
 }
 
+size_t util_int_dec(int64_t v, char out[UTIL_INT_DEC_LEN])
+{
+    char tmp[UTIL_INT_DEC_LEN];
+    /* Through unsigned: INT64_MIN has no positive twin. */
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    size_t n = 0, len = 0;
+
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        out[len++] = '-';
+    while (n)
+        out[len++] = tmp[--n];
+    out[len] = '\0';
+    return len;
+}
+
 void util_hex(const void *in, size_t n, char *out)
 {
     static const char digits[] = "0123456789abcdef";

@@ -77,14 +77,28 @@ char *participate_runner_inject(const char *html, size_t len, const char *key,
                                 const char *study, const char *child, bool preview,
                                 size_t *out_len)
 {
-    char meta[256];
-    size_t at = 0;
-    int m = snprintf(meta, sizeof meta,
-                     "<meta name=\"studyhub-runner\" content=\"%s %s %s %d\">",
-                     key, study, child, preview ? 1 : 0);
+    static const char open[] = "<meta name=\"studyhub-runner\" content=\"";
+    char meta[256], *w = meta;
+    size_t at = 0, kl = strlen(key), sl = strlen(study), cl = strlen(child), m;
 
-    if (m < 0 || (size_t)m >= sizeof meta)
+    /* Built by hand, as snprintf's cost showed on every page. */
+    if (sizeof open + kl + sl + cl + 8 > sizeof meta)
         return NULL;
+    memcpy(w, open, sizeof open - 1);
+    w += sizeof open - 1;
+    memcpy(w, key, kl);
+    w += kl;
+    *w++ = ' ';
+    memcpy(w, study, sl);
+    w += sl;
+    *w++ = ' ';
+    memcpy(w, child, cl);
+    w += cl;
+    *w++ = ' ';
+    *w++ = preview ? '1' : '0';
+    *w++ = '"';
+    *w++ = '>';
+    m = (size_t)(w - meta);
     /* Right after the first "<head" tag's '>', matched without case. */
     for (size_t i = 0; i + 5 <= len; i++) {
         if (html[i] == '<' && strncasecmp(html + i + 1, "head", 4) == 0 &&
@@ -102,8 +116,8 @@ char *participate_runner_inject(const char *html, size_t len, const char *key,
     memcpy(out, html, at);
     memcpy(out + at, meta, (size_t)m);
     memcpy(out + at + m, html + at, len - at);
-    out[len + (size_t)m] = '\0';
-    *out_len = len + (size_t)m;
+    out[len + m] = '\0';
+    *out_len = len + m;
     return out;
 }
 
@@ -270,10 +284,20 @@ static void serve_free(struct serve *s)
     free(s);
 }
 
-/* "uid study child": the family's page. */
+/* "uid study child": the family's page (uid at most 20 digits, the
+ * uuids 36 characters each: it always fits). */
 static void page_cache_key(const struct serve *s, const char *uid, char out[128])
 {
-    snprintf(out, 128, "%s %s %s", uid, s->study, s->child);
+    size_t n = strnlen(uid, 24);
+    char *p = out;
+
+    memcpy(p, uid, n);
+    p += n;
+    *p++ = ' ';
+    memcpy(p, s->study, 36);
+    p += 36;
+    *p++ = ' ';
+    memcpy(p, s->child, 37);        /* with its NUL */
 }
 
 /* Headers of every runner file: the sandbox, and never cached by a
@@ -1016,7 +1040,8 @@ static void studies_files(struct http_req *req, struct app *app)
         participate_no_study(req);
         return;
     }
-    if (participate_split(rest, child) && runner_host_is(req, app->cfg)) {
+    bool page = participate_split(rest, child);
+    if (page && runner_host_is(req, app->cfg)) {
         const char *code = http_req_query(req, "handoff");
         if (code)
             handoff_take(req, app, code);
@@ -1024,7 +1049,7 @@ static void studies_files(struct http_req *req, struct app *app)
             auth_gate(req, &page_route, app);   /* the key as its cookie */
         return;
     }
-    if (participate_split(rest, child)) {
+    if (page) {
         /* A browser with no session at all goes to log in first. */
         const char *cookie = http_req_header(req, "Cookie");
         if (!http_req_header(req, "Authorization") &&

@@ -12,6 +12,7 @@
 #include <strings.h>
 
 #include "studyhub/core/log.h"
+#include "studyhub/core/util.h"
 #include "studyhub/http/auth.h"
 #include "studyhub/http/server.h"
 #include "studyhub/io/pg.h"
@@ -201,7 +202,7 @@ bool apidoc_db_failed(struct http_req *req, const PGresult *res, const char *wha
 const char *apidoc_user_id(const struct http_req *req, char buf[24])
 {
     const struct auth_user *u = auth_user(req);
-    snprintf(buf, 24, "%" PRId64, u ? u->id : (int64_t)0);
+    util_int_dec(u ? u->id : 0, buf);
     return buf;
 }
 

@@ -516,9 +516,8 @@ static void session_user_done(PGresult *res, void *arg)
 static void session_value_known(struct auth_ctx *ctx, const struct session_value *v)
 {
     struct http_req *req = ctx->req;
-    char id[24];
+    char id[UTIL_INT_DEC_LEN];
 
-    snprintf(id, sizeof id, "%lld", v->uid);
     ctx->session_epoch = v->epoch;
     ctx->session_expires = v->expires;
     ctx->user.mfa_verified = v->mfa;
@@ -533,6 +532,7 @@ static void session_value_known(struct auth_ctx *ctx, const struct session_value
         ctx->cacheable = true;
         ctx->cache_ticket = auth_cache_ticket_sessions();
     }
+    util_int_dec(v->uid, id);
     const char *p[1] = { id };
     if (pg_exec(ctx->app->pg, &auth_session_user_stmt, 1, p, session_user_done,
                 ctx) != 0)

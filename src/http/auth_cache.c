@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "studyhub/core/cache.h"
+#include "studyhub/core/util.h"
 #include "studyhub/io/pg.h"
 
 /* Every runner PATCH carries a token or a runner key, and every page a
@@ -90,9 +91,9 @@ uint64_t auth_cache_ticket_sids(void)
     return sids ? cache_ticket(sids) : 0;
 }
 
-static void user_key(int64_t id, char key[24])
+static void user_key(int64_t id, char key[UTIL_INT_DEC_LEN])
 {
-    snprintf(key, 24, "%lld", (long long)id);
+    util_int_dec(id, key);
 }
 
 const struct auth_token_entry *auth_cache_token(const char *token_hash)

@@ -365,8 +365,8 @@ bool jsonapi_is_uuid(const char *s)
         if (i == 8 || i == 13 || i == 18 || i == 23) {
             if (s[i] != '-')
                 return false;
-        } else if (!isxdigit((unsigned char)s[i]) || isupper((unsigned char)s[i])) {
-            return false;
+        } else if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) {
+            return false;       /* lowercase hex only, as uuid's text is */
         }
     }
     return true;

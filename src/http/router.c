@@ -1,7 +1,8 @@
 /* router: match a method and a decoded path against a table of patterns.
  * Patterns are split into segments once, at router_add; a match walks the
- * path once per candidate route.  The table is small (tens of routes), so a
- * linear scan costs less than a request's first syscall.  The router only
+ * path once per candidate route; a route whose first literal segment is
+ * not the path's is passed over by one compare.  The table is a few
+ * hundred routes, so a linear scan of them costs less than a syscall.  The router only
  * keeps each route's policy; the server's gate enforces it. */
 #include "studyhub/http/router.h"
 
@@ -194,11 +195,20 @@ enum router_result router_match(const struct router *r, enum http_method method,
     bool path_matched = false;
     size_t allow_used = 0;
 
+    /* The path's first segment, measured once: most routes start with a
+     * literal ("api", "studies", "exp") that settles them by a compare. */
+    const char *first = path[0] == '/' ? path + 1 : path;
+    size_t first_len = strcspn(first, "/");
+
     if (allow && allowlen)
         allow[0] = '\0';
     for (size_t i = 0; i < r->n; i++) {
         const struct compiled_route *cr = &r->routes[i];
+        const struct segment *s0 = &cr->segs[0];
         struct router_match m;
+        if (cr->nsegs > 0 && s0->kind == SEG_LITERAL &&
+            (s0->len != first_len || memcmp(s0->text, first, first_len) != 0))
+            continue;
         if (!match_one(cr, path, &m))
             continue;
         /* HEAD is served by the GET handler (evhttp drops the body). */

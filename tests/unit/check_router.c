@@ -55,6 +55,32 @@ START_TEST(literal_and_params)
 }
 END_TEST
 
+/* The first segment settles literal routes at once; a route starting
+ * with a parameter still sees every path, and a prefix of a literal is
+ * not the literal. */
+START_TEST(first_segment)
+{
+    struct router *r = router_new();
+    struct router_match m;
+
+    ck_assert_int_eq(add(r, HTTP_GET, "/api/v1/x/", h_a), 0);
+    ck_assert_int_eq(add(r, HTTP_GET, "/{slug}/about/", h_b), 0);
+    ck_assert_int_eq(add(r, HTTP_GET, "/apix/", h_c), 0);
+    ck_assert_int_eq(router_match(r, HTTP_GET, "/api/v1/x/", &m, NULL, 0), ROUTER_FOUND);
+    ck_assert_ptr_eq(m.route->handler, h_a);
+    ck_assert_int_eq(router_match(r, HTTP_GET, "/api/about/", &m, NULL, 0), ROUTER_FOUND);
+    ck_assert_ptr_eq(m.route->handler, h_b);
+    ck_assert_str_eq(m.param[0], "api");
+    ck_assert_int_eq(router_match(r, HTTP_GET, "/apix/", &m, NULL, 0), ROUTER_FOUND);
+    ck_assert_ptr_eq(m.route->handler, h_c);
+    ck_assert_int_eq(router_match(r, HTTP_GET, "/ap/", &m, NULL, 0), ROUTER_NOT_FOUND);
+    ck_assert_int_eq(router_match(r, HTTP_GET, "", &m, NULL, 0), ROUTER_NOT_FOUND);
+    ck_assert_int_eq(router_match(r, HTTP_POST, "/apix/", &m, NULL, 0),
+                     ROUTER_METHOD_NOT_ALLOWED);
+    router_free(r);
+}
+END_TEST
+
 START_TEST(trailing_slash_and_empty_segments)
 {
     struct router *r = make();
@@ -190,6 +216,7 @@ int main(void)
     Suite *s = suite_create("router");
     TCase *tc = tcase_create("router");
     tcase_add_test(tc, literal_and_params);
+    tcase_add_test(tc, first_segment);
     tcase_add_test(tc, trailing_slash_and_empty_segments);
     tcase_add_test(tc, optional_trailing_slash);
     tcase_add_test(tc, method_not_allowed);

@@ -29,6 +29,23 @@ START_TEST(hex_and_sha256)
 }
 END_TEST
 
+START_TEST(int_dec)
+{
+    char out[UTIL_INT_DEC_LEN];
+
+    ck_assert_uint_eq(util_int_dec(0, out), 1);
+    ck_assert_str_eq(out, "0");
+    ck_assert_uint_eq(util_int_dec(42, out), 2);
+    ck_assert_str_eq(out, "42");
+    ck_assert_uint_eq(util_int_dec(-7, out), 2);
+    ck_assert_str_eq(out, "-7");
+    util_int_dec(INT64_MAX, out);
+    ck_assert_str_eq(out, "9223372036854775807");
+    ck_assert_uint_eq(util_int_dec(INT64_MIN, out), 20);
+    ck_assert_str_eq(out, "-9223372036854775808");
+}
+END_TEST
+
 START_TEST(random_hex_is_hex_and_differs)
 {
     char a[129], b[129];
@@ -113,6 +130,7 @@ int main(void)
     Suite *s = suite_create("util");
     TCase *tc = tcase_create("util");
     tcase_add_test(tc, hex_and_sha256);
+    tcase_add_test(tc, int_dec);
     tcase_add_test(tc, random_hex_is_hex_and_differs);
     tcase_add_test(tc, asprintf_formats);
     tcase_add_test(tc, mkdir_p_nested_and_existing);

@@ -20,6 +20,11 @@ char *util_vasprintf(const char *fmt, va_list ap) __attribute__((format(printf, 
 #define UTIL_API_TIME_LEN 28
 void util_api_time(double epoch_s, char out[UTIL_API_TIME_LEN]);
 
+/* v in decimal and a NUL (at most 20 digits and a sign); returns the
+ * length.  For ids on hot paths, where snprintf's cost shows. */
+#define UTIL_INT_DEC_LEN 24
+size_t util_int_dec(int64_t v, char out[UTIL_INT_DEC_LEN]);
+
 /* n bytes as 2n lowercase hex digits and a NUL. */
 void util_hex(const void *in, size_t n, char *out);
 /* The SHA-256 of data as 64 hex digits and a NUL. */
