@@ -56,6 +56,15 @@ size_t util_int_dec(int64_t v, char out[UTIL_INT_DEC_LEN])
     return len;
 }
 
+size_t util_strlcpy(char *dst, const char *src, size_t cap)
+{
+    size_t n = strlen(src), k = n < cap ? n : cap - 1;
+
+    memcpy(dst, src, k);
+    dst[k] = '\0';
+    return n;
+}
+
 void util_hex(const void *in, size_t n, char *out)
 {
     static const char digits[] = "0123456789abcdef";

@@ -628,7 +628,7 @@ static void fetch_object(struct serve *s)
         const char *html;
         pg_pool_poll_notifies(asset_dirs_pg);
         if (!s->html_key[0])
-            snprintf(s->html_key, sizeof s->html_key, "%s", s->object);
+            util_strlcpy(s->html_key, s->object, sizeof s->html_key);
         if ((html = cache_get(page_html, s->html_key, &len))) {
             send_page(s, html, len);
             return;
@@ -656,10 +656,10 @@ static void key_stored(redisReply *reply, void *arg)
     if (s->cacheable && s->kind == SERVE_PAGE && page_keys_usable()) {
         struct page_key e;
         char ck[128], uid[24];
-        snprintf(e.key, sizeof e.key, "%s", s->key);
-        snprintf(e.session_value, sizeof e.session_value, "%s", s->session_value);
-        snprintf(e.object, sizeof e.object, "%s", s->object);
-        snprintf(e.html_key, sizeof e.html_key, "%s", s->html_key);
+        util_strlcpy(e.key, s->key, sizeof e.key);
+        util_strlcpy(e.session_value, s->session_value, sizeof e.session_value);
+        util_strlcpy(e.object, s->object, sizeof e.object);
+        util_strlcpy(e.html_key, s->html_key, sizeof e.html_key);
         page_cache_key(s, apidoc_user_id(s->req, uid), ck);
         cache_put(page_keys, s->ticket, ck, &e, sizeof e);
     }
@@ -984,8 +984,8 @@ static void studies_page(struct http_req *req, struct app *app)
         participate_unavailable_page(req);
         return;
     }
-    snprintf(s->study, sizeof s->study, "%s", study);
-    snprintf(s->child, sizeof s->child, "%s", child);
+    util_strlcpy(s->study, study, sizeof s->study);
+    util_strlcpy(s->child, child, sizeof s->child);
     apidoc_user_id(req, uid);
     s->on_runner_host = runner_host_is(req, app->cfg);
     if (s->on_runner_host && !auth_cookie(req, "sessionid", s->key, sizeof s->key)) {
@@ -1071,7 +1071,7 @@ static void studies_files(struct http_req *req, struct app *app)
         jsonapi_reply_unavailable(req, "Memory");
         return;
     }
-    snprintf(s->study, sizeof s->study, "%s", study);
+    util_strlcpy(s->study, study, sizeof s->study);
     if (asset_dirs_usable()) {
         size_t len;
         const char *dir;
@@ -1131,8 +1131,8 @@ static void preview_page(struct http_req *req, struct app *app)
         participate_unavailable_page(req);
         return;
     }
-    snprintf(s->study, sizeof s->study, "%s", study);
-    snprintf(s->child, sizeof s->child, "%s", child);
+    util_strlcpy(s->study, study, sizeof s->study);
+    util_strlcpy(s->child, child, sizeof s->child);
     const char *research = apidoc_research_id(req, rid);
     if (!research) {       /* the policy asks two-factor; belt and braces */
         participate_no_study(req);

@@ -1,8 +1,8 @@
 /* router: match a method and a decoded path against a table of patterns.
  * Patterns are split into segments once, at router_add; a match walks the
- * path once per candidate route; a route whose first literal segment is
- * not the path's is passed over by one compare.  The table is a few
- * hundred routes, so a linear scan of them costs less than a syscall.  The router only
+ * path once per candidate route.  Candidates are the routes filed under
+ * the path's first segment ("api", "studies") and those that start with
+ * a parameter: a few dozen of the few hundred.  The router only
  * keeps each route's policy; the server's gate enforces it. */
 #include "studyhub/http/router.h"
 
@@ -30,9 +30,27 @@ struct compiled_route {
     struct segment segs[ROUTER_MAX_SEGMENTS];
 };
 
+/* Indexes of routes, in table order. */
+struct route_list {
+    size_t *at;                     /* owned array */
+    size_t n, cap;
+};
+
+/* The routes whose pattern starts with one literal segment ("api",
+ * "studies"): a path is matched only against its first segment's
+ * bucket and the routes that start otherwise. */
+struct first_bucket {
+    const char *text;               /* points into the patterns (static) */
+    size_t len;
+    struct route_list routes;
+};
+
 struct router {
     struct compiled_route *routes;  /* owned array */
     size_t n, cap;
+    struct first_bucket *buckets;   /* owned array */
+    size_t nbuckets, bucket_cap;
+    struct route_list others;       /* a parameter or '*' first, or "/" */
 };
 
 struct router *router_new(void)
@@ -44,8 +62,60 @@ void router_free(struct router *r)
 {
     if (!r)
         return;
+    for (size_t i = 0; i < r->nbuckets; i++)
+        free(r->buckets[i].routes.at);
+    free(r->buckets);
+    free(r->others.at);
     free(r->routes);
     free(r);
+}
+
+static int list_push(struct route_list *l, size_t i)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 8;
+        size_t *na = realloc(l->at, cap * sizeof *na);
+        if (!na)
+            return -1;
+        l->at = na;
+        l->cap = cap;
+    }
+    l->at[l->n++] = i;
+    return 0;
+}
+
+static struct first_bucket *bucket_find(const struct router *r, const char *text, size_t len)
+{
+    for (size_t i = 0; i < r->nbuckets; i++)
+        if (r->buckets[i].len == len && memcmp(r->buckets[i].text, text, len) == 0)
+            return &r->buckets[i];
+    return NULL;
+}
+
+/* Files route i (compiled) under its first segment. */
+static int index_route(struct router *r, size_t i)
+{
+    const struct compiled_route *cr = &r->routes[i];
+    const struct segment *s0 = &cr->segs[0];
+    struct first_bucket *b;
+
+    if (cr->nsegs == 0 || s0->kind != SEG_LITERAL)
+        return list_push(&r->others, i);
+    if (!(b = bucket_find(r, s0->text, s0->len))) {
+        if (r->nbuckets == r->bucket_cap) {
+            size_t cap = r->bucket_cap ? r->bucket_cap * 2 : 8;
+            struct first_bucket *nb = realloc(r->buckets, cap * sizeof *nb);
+            if (!nb)
+                return -1;
+            r->buckets = nb;
+            r->bucket_cap = cap;
+        }
+        b = &r->buckets[r->nbuckets++];
+        memset(b, 0, sizeof *b);
+        b->text = s0->text;
+        b->len = s0->len;
+    }
+    return list_push(&b->routes, i);
 }
 
 static const char *const method_names[] = {
@@ -146,7 +216,10 @@ int router_add(struct router *r, const struct route *route)
         r->routes = nr;
         r->cap = cap;
     }
-    r->routes[r->n++] = cr;
+    r->routes[r->n] = cr;
+    if (index_route(r, r->n) < 0)
+        return -1;
+    r->n++;
     return 0;
 }
 
@@ -195,20 +268,22 @@ enum router_result router_match(const struct router *r, enum http_method method,
     bool path_matched = false;
     size_t allow_used = 0;
 
-    /* The path's first segment, measured once: most routes start with a
-     * literal ("api", "studies", "exp") that settles them by a compare. */
+    /* Only the routes that start with the path's first segment, and those
+     * that start with no literal, can match: both lists walked together
+     * in table order, so the first route declared still wins. */
     const char *first = path[0] == '/' ? path + 1 : path;
-    size_t first_len = strcspn(first, "/");
+    const struct first_bucket *b = bucket_find(r, first, strcspn(first, "/"));
+    const struct route_list none = { 0 }, *lit = b ? &b->routes : &none;
+    size_t li = 0, oi = 0;
 
     if (allow && allowlen)
         allow[0] = '\0';
-    for (size_t i = 0; i < r->n; i++) {
+    while (li < lit->n || oi < r->others.n) {
+        size_t i = oi >= r->others.n || (li < lit->n && lit->at[li] < r->others.at[oi])
+                       ? lit->at[li++]
+                       : r->others.at[oi++];
         const struct compiled_route *cr = &r->routes[i];
-        const struct segment *s0 = &cr->segs[0];
         struct router_match m;
-        if (cr->nsegs > 0 && s0->kind == SEG_LITERAL &&
-            (s0->len != first_len || memcmp(s0->text, first, first_len) != 0))
-            continue;
         if (!match_one(cr, path, &m))
             continue;
         /* HEAD is served by the GET handler (evhttp drops the body). */

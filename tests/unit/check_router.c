@@ -78,6 +78,20 @@ START_TEST(first_segment)
     ck_assert_int_eq(router_match(r, HTTP_POST, "/apix/", &m, NULL, 0),
                      ROUTER_METHOD_NOT_ALLOWED);
     router_free(r);
+
+    /* The first route declared wins, whichever list it is in. */
+    r = router_new();
+    ck_assert_int_eq(add(r, HTTP_GET, "/{x}/y/", h_a), 0);
+    ck_assert_int_eq(add(r, HTTP_GET, "/p/y/", h_b), 0);
+    ck_assert_int_eq(add(r, HTTP_GET, "/p/z/", h_b), 0);
+    ck_assert_int_eq(add(r, HTTP_GET, "/{x}/z/", h_c), 0);
+    ck_assert_int_eq(router_match(r, HTTP_GET, "/p/y/", &m, NULL, 0), ROUTER_FOUND);
+    ck_assert_ptr_eq(m.route->handler, h_a);
+    ck_assert_int_eq(router_match(r, HTTP_GET, "/p/z/", &m, NULL, 0), ROUTER_FOUND);
+    ck_assert_ptr_eq(m.route->handler, h_b);
+    ck_assert_int_eq(router_match(r, HTTP_GET, "/q/z/", &m, NULL, 0), ROUTER_FOUND);
+    ck_assert_ptr_eq(m.route->handler, h_c);
+    router_free(r);
 }
 END_TEST
 

@@ -25,6 +25,11 @@ void util_api_time(double epoch_s, char out[UTIL_API_TIME_LEN]);
 #define UTIL_INT_DEC_LEN 24
 size_t util_int_dec(int64_t v, char out[UTIL_INT_DEC_LEN]);
 
+/* src into dst of cap bytes (cap > 0), cut to fit, always NUL-terminated,
+ * as snprintf(dst, cap, "%s", src) without its cost; returns strlen(src)
+ * (>= cap: it was cut). */
+size_t util_strlcpy(char *dst, const char *src, size_t cap);
+
 /* n bytes as 2n lowercase hex digits and a NUL. */
 void util_hex(const void *in, size_t n, char *out);
 /* The SHA-256 of data as 64 hex digits and a NUL. */
