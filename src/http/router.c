@@ -70,16 +70,27 @@ void router_free(struct router *r)
     free(r);
 }
 
+/* Makes room for one more element in array arr of n, capacity cap
+ * (doubling from first); -1 when out of memory, arr unchanged. */
+#define GROW(arr, n, cap, first)                                              \
+    ((n) < (cap) ? 0 : grow_to((void **)&(arr), &(cap), sizeof *(arr), (first)))
+
+static int grow_to(void **arr, size_t *cap, size_t elem, size_t first)
+{
+    size_t ncap = *cap ? *cap * 2 : first;
+    void *na = realloc(*arr, ncap * elem);
+
+    if (!na)
+        return -1;
+    *arr = na;
+    *cap = ncap;
+    return 0;
+}
+
 static int list_push(struct route_list *l, size_t i)
 {
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 8;
-        size_t *na = realloc(l->at, cap * sizeof *na);
-        if (!na)
-            return -1;
-        l->at = na;
-        l->cap = cap;
-    }
+    if (GROW(l->at, l->n, l->cap, 8) < 0)
+        return -1;
     l->at[l->n++] = i;
     return 0;
 }
@@ -102,14 +113,8 @@ static int index_route(struct router *r, size_t i)
     if (cr->nsegs == 0 || s0->kind != SEG_LITERAL)
         return list_push(&r->others, i);
     if (!(b = bucket_find(r, s0->text, s0->len))) {
-        if (r->nbuckets == r->bucket_cap) {
-            size_t cap = r->bucket_cap ? r->bucket_cap * 2 : 8;
-            struct first_bucket *nb = realloc(r->buckets, cap * sizeof *nb);
-            if (!nb)
-                return -1;
-            r->buckets = nb;
-            r->bucket_cap = cap;
-        }
+        if (GROW(r->buckets, r->nbuckets, r->bucket_cap, 8) < 0)
+            return -1;
         b = &r->buckets[r->nbuckets++];
         memset(b, 0, sizeof *b);
         b->text = s0->text;
@@ -208,14 +213,8 @@ int router_add(struct router *r, const struct route *route)
             return -1;
         }
     }
-    if (r->n == r->cap) {
-        size_t cap = r->cap ? r->cap * 2 : 32;
-        struct compiled_route *nr = realloc(r->routes, cap * sizeof *nr);
-        if (!nr)
-            return -1;
-        r->routes = nr;
-        r->cap = cap;
-    }
+    if (GROW(r->routes, r->n, r->cap, 32) < 0)
+        return -1;
     r->routes[r->n] = cr;
     if (index_route(r, r->n) < 0)
         return -1;
