@@ -686,6 +686,20 @@ static int body_rel(const struct apidoc_doc *doc, const char *name, const char *
     return 0;
 }
 
+/* Does [p, p+len) hold "EXIT" in quotes, or a \\u escape? */
+static bool text_has_exit_or_escape(const char *p, size_t len)
+{
+    const char *end = p + len, *q;
+
+    for (q = p; (q = memchr(q, 'X', (size_t)(end - q))); q++)
+        if (q - p >= 2 && end - q >= 4 && memcmp(q - 2, "\"EXIT\"", 6) == 0)
+            return true;
+    for (q = p; end - q >= 2 && (q = memchr(q, '\\', (size_t)(end - q - 1))); q += 2)
+        if (q[1] == 'u')
+            return true;
+    return false;
+}
+
 /* Upstream's Response.withdrawn: the exit survey (an EFP frame of type
  * EXIT) says withdrawal true.  EFP's exp_data is an object keyed by frame
  * id; jsPsych's array has no exit frame. */
@@ -697,9 +711,10 @@ static bool exp_data_withdrawn(const struct apidoc_jspan *exp_data)
     if (exp_data->type != AJ_OBJECT)
         return false;
     /* Most PATCHes come before the exit frame: no "EXIT" in the text (nor
-     * an escape that could spell it) needs no walk through the frames. */
-    if (!memmem(exp_data->p, exp_data->len, "\"EXIT\"", 6) &&
-        !memmem(exp_data->p, exp_data->len, "\\u", 2))
+     * an escape that could spell it) needs no walk through the frames.
+     * By memchr for the rare 'X' and '\\': glibc's memmem of a short
+     * needle took a fifth of a PATCH's instructions. */
+    if (!text_has_exit_or_escape(exp_data->p, exp_data->len))
         return false;
     while (apidoc_json_member(exp_data, &it, &key, &frame)) {
         if (frame.type == AJ_OBJECT && apidoc_json_get(&frame, "frameType", &v) &&

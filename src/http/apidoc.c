@@ -294,6 +294,41 @@ static int utf8_seq(const unsigned char *p, const unsigned char *end)
     return n;
 }
 
+/* The bytes a string may hold as they are: printable ASCII but '"' and
+ * '\\'.  The scanner steps over runs of them by this table, a few
+ * instructions a byte, and looks closer only at the rest (a runner's
+ * 20 KB exp_data is almost all such runs). */
+static const unsigned char plain_in_string[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  /* 00 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  /* 10 */
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,  /* 20 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,  /* 30 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,  /* 40 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,  /* 50 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,  /* 60 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,  /* 70 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  /* 80 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  /* 90 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  /* a0 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  /* b0 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  /* c0 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  /* d0 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  /* e0 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  /* f0 */
+};
+
+/* Eight bytes at a time (SWAR): are all of w's bytes plain_in_string? */
+#define BYTES_ONES 0x0101010101010101ull
+#define BYTES_HIGHS 0x8080808080808080ull
+static bool plain_eight(uint64_t w)
+{
+    uint64_t quote = w ^ (BYTES_ONES * '"'), backslash = w ^ (BYTES_ONES * '\\');
+    uint64_t zero_in = ((quote - BYTES_ONES) & ~quote) | ((backslash - BYTES_ONES) & ~backslash);
+    uint64_t control = (w - BYTES_ONES * 0x20) & ~w;     /* a byte below 0x20 */
+
+    return ((zero_in | control | w) & BYTES_HIGHS) == 0;
+}
+
 /* p at the opening quote; returns the byte after the closing one. */
 static const char *scan_string(struct scan *sc, const char *p)
 {
@@ -301,6 +336,13 @@ static const char *scan_string(struct scan *sc, const char *p)
 
     p++;
     while (p < end) {
+        uint64_t w;
+        while (end - p >= 8 && (memcpy(&w, p, 8), plain_eight(w)))
+            p += 8;
+        while (p < end && plain_in_string[(unsigned char)*p])
+            p++;
+        if (p >= end)
+            break;
         unsigned char c = (unsigned char)*p;
         if (c == '"')
             return p + 1;
@@ -542,6 +584,11 @@ int apidoc_json_scan(const char *s, size_t len, struct apidoc_jspan *out,
     return 0;
 }
 
+/* What matters to skip_value outside strings: quotes and brackets. */
+static const unsigned char skip_stop[256] = {
+    ['"'] = 1, ['{'] = 1, ['}'] = 1, ['['] = 1, [']'] = 1,
+};
+
 /* Steps over one already-validated value at p: no checks, only strings
  * and brackets matter, so it is several times quicker than the scan. */
 static const char *skip_value(const char *p, const char *end, enum apidoc_jtype *type)
@@ -564,21 +611,28 @@ static const char *skip_value(const char *p, const char *end, enum apidoc_jtype 
     do {
         char c = *p++;
         if (c == '"') {
-            while (*p != '"') {
-                const char *q = memchr(p, '"', (size_t)(end - p));
-                const char *b = memchr(p, '\\', (size_t)(q - p));
-                if (!b) {
-                    p = q;
+            /* To the closing quote: the next '"' that an even run of
+             * backslashes precedes (in valid JSON a backslash only
+             * starts an escape). */
+            for (;;) {
+                const char *q = memchr(p, '"', (size_t)(end - p)), *b;
+                if (!q) {
+                    p = end;
                     break;
                 }
-                p = b + 2;
+                for (b = q; b > p && b[-1] == '\\'; b--)
+                    ;
+                p = q + 1;
+                if ((q - b) % 2 == 0)
+                    break;
             }
-            p++;
         } else if (c == '{' || c == '[') {
             depth++;
         } else if (c == '}' || c == ']') {
             depth--;
         }
+        while (depth > 0 && p < end && !skip_stop[(unsigned char)*p])
+            p++;
     } while (depth > 0 && p < end);
     return p;
 }

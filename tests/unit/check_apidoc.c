@@ -102,6 +102,50 @@ START_TEST(members_and_strings)
 }
 END_TEST
 
+/* The scanner steps over eight plain bytes at a time, and skip_value
+ * finds a string's end by its last quote: what stops either must stop it
+ * at every offset of an 8-byte window. */
+START_TEST(long_strings_every_offset)
+{
+    static const char *const stops[] = {
+        "\\\"", "\\\\", "\\u00e9", "\xc3\xa9", "\\\\\\\"",
+    };
+    char text[512], body[100];
+    struct apidoc_jspan doc, k, v;
+
+    for (size_t s = 0; s < sizeof stops / sizeof stops[0]; s++) {
+        for (int off = 0; off < 24; off++) {
+            size_t it = 0;
+            memset(body, 'a', (size_t)off);
+            snprintf(body + off, sizeof body - (size_t)off, "%s%s", stops[s],
+                     "bbbbbbbbbbbbbbbbbbbbbbb{[]}");
+            snprintf(text, sizeof text, "{\"k\":\"%s\",\"n\":[\"%s\"],\"z\":1}", body, body);
+            ck_assert_msg(scan(text, &doc) == 0, "refused: %s", text);
+            ck_assert(apidoc_json_member(&doc, &it, &k, &v));
+            ck_assert_int_eq(v.type, AJ_STRING);
+            ck_assert_uint_eq(v.len, strlen(body) + 2);
+            ck_assert(apidoc_json_member(&doc, &it, &k, &v));
+            ck_assert_int_eq(v.type, AJ_ARRAY);
+            ck_assert(apidoc_json_member(&doc, &it, &k, &v));
+            ck_assert(apidoc_json_string_is(&k, "z"));
+            ck_assert(!apidoc_json_member(&doc, &it, &k, &v));
+        }
+    }
+    /* A control byte, a stray quote or an invalid byte late in a long
+     * string is still refused. */
+    for (int off = 0; off < 24; off++) {
+        static const char bad[] = { '\x01', '\x1f', '\xff', '\x80' };
+        for (size_t b = 0; b < sizeof bad; b++) {
+            memset(body, 'a', sizeof body);
+            body[off] = bad[b];
+            body[40] = '\0';
+            snprintf(text, sizeof text, "\"%s\"", body);
+            ck_assert_msg(!ok(text), "accepted byte %02x at %d", (unsigned char)bad[b], off);
+        }
+    }
+}
+END_TEST
+
 static bool fits(const char *s)
 {
     struct apidoc_jspan v;
@@ -146,6 +190,7 @@ int main(void)
     tcase_add_test(tc, refuses);
     tcase_add_test(tc, depth);
     tcase_add_test(tc, members_and_strings);
+    tcase_add_test(tc, long_strings_every_offset);
     tcase_add_test(tc, numbers_fit_numeric);
     tcase_add_test(tc, uuid_copy);
     suite_add_tcase(s, tc);
