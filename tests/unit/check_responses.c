@@ -191,6 +191,41 @@ START_TEST(update_own_only)
 }
 END_TEST
 
+/* Withdrawal is an EXIT frame's withdrawal true: spelled plainly, or with
+ * its letters escaped (the quick look for "EXIT" must not miss it), and
+ * not a frame merely named EXIT-something. */
+START_TEST(withdrawn_by_the_exit_frame)
+{
+    static const struct {
+        const char *exp_data;
+        const char *withdrawn;
+    } cases[] = {
+        { "{\"0-a\": {\"frameType\": \"DEFAULT\", \"withdrawal\": true}}", "false" },
+        { "{\"0-x\": {\"frameType\": \"EXIT\", \"withdrawal\": true}}", "true" },
+        { "{\"0-x\": {\"frameType\": \"EXIT\", \"withdrawal\": false}}", "false" },
+        { "{\"0-x\": {\"frameType\": \"\\u0045XIT\", \"withdrawal\": true}}", "true" },
+        { "{\"0-x\": {\"frameType\": \"E\\u0058IT\", \"withdrawal\": true}}", "true" },
+        { "{\"EXITS\": {\"frameType\": \"EXITS\", \"withdrawal\": true}}", "false" },
+    };
+    struct world w;
+    char uuid[37], path[96], body[1024];
+
+    world(&w);
+    snprintf(uuid, sizeof uuid, "%s", created(&w));
+    snprintf(path, sizeof path, "/api/v1/responses/%s/", uuid);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const struct unit_reply *r;
+        snprintf(body, sizeof body, "{\"data\": {\"type\": \"responses\", \"id\": \"%s\","
+                 " \"attributes\": {\"exp_data\": %s}}}", uuid, cases[i].exp_data);
+        r = unit_req(w.u, w.ann, "PATCH", path, body);
+        ck_assert_int_eq(r->status, 200);
+        ck_assert_msg(strcmp(unit_json(r, "data.attributes.withdrawn"), cases[i].withdrawn) == 0,
+                      "case %zu: withdrawn %s", i, unit_json(r, "data.attributes.withdrawn"));
+    }
+    unit_app_stop(w.u);
+}
+END_TEST
+
 START_TEST(past_sessions_and_study_responses)
 {
     struct world w;
@@ -235,6 +270,7 @@ static Suite *responses_suite(void)
     tcase_add_test(tc, create_read_list);
     tcase_add_test(tc, create_refusals);
     tcase_add_test(tc, update_own_only);
+    tcase_add_test(tc, withdrawn_by_the_exit_frame);
     tcase_add_test(tc, past_sessions_and_study_responses);
     suite_add_tcase(s, tc);
     return s;
