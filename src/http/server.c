@@ -1,22 +1,35 @@
-/* server: the HTTP listener, on libevent's evhttp.  Every evhttp call of
- * the project is in this file, so the parser can be swapped for another
- * without touching a handler.  evhttp, not libevhtp: libevhtp truncates a
- * request path split across TCP reads or longer than 4 KiB (see
- * DESIGN.md). */
+/* server: the HTTP/1.1 listener and connection layer.  libevent gives the
+ * loop, the listener and the output evbuffers (sendfile segments stay
+ * zero-copy); the rest is ours: each connection reads into one buffer, the
+ * request head is parsed in place there (http_parse.c: no allocation per
+ * request or header), the request struct lives in the connection and is
+ * reused, and a reply's status line and headers are written in one piece.
+ * This replaced evhttp, whose per-request allocations, header parsing and
+ * formatting were most of a small request's cost (README, "The decision on
+ * evhttp").
+ *
+ * A connection is a state machine (enum conn_state): READING a request,
+ * HANDLING it (the handler has it), STREAMING a started reply, WRITING a
+ * finished reply until the socket took it, CLOSING (the last reply sent,
+ * the rest of the input read and dropped so the close does not reset the
+ * reply away), and DEAD: the socket is gone but the handler still holds
+ * its request, which is answered (and dropped) before the connection is
+ * freed.  One request at a time: pipelined requests wait in the buffer
+ * until the reply before them is written. */
 #include "studyhub/http/server.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
+#include <errno.h>
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <event2/listener.h>
+#include <event2/util.h>
+#include <fcntl.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <event2/event.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
-#include <event2/listener.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <unistd.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,15 +39,86 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "studyhub/core/config.h"
 #include "studyhub/core/log.h"
 #include "studyhub/core/metrics.h"
-#include "studyhub/core/ptrmap.h"
 #include "studyhub/core/util.h"
 #include "studyhub/http/conns.h"
+#include "studyhub/http/http_parse.h"
 #include "studyhub/http/jsonapi.h"
 #include "studyhub/http/router.h"
+
+#define IN_INITIAL 4096             /* a connection's input buffer at first */
+#define IN_KEEP (64 * 1024)         /* larger ones shrink back between requests */
+#define HEADER_HARD_LIMIT_FACTOR 4  /* past max_header_bytes times this: 400, close */
+#define LINGER_S 2                  /* reading what follows a last reply, at most */
+#define QUERY_MAX_PAIRS 64
+
+enum conn_state {
+    CONN_READING,       /* waiting for, or receiving, a request */
+    CONN_HANDLING,      /* the request is with its handler */
+    CONN_STREAMING,     /* a streamed reply is going out */
+    CONN_WRITING,       /* the reply is whole; the socket has not taken it all */
+    CONN_CLOSING,       /* the last reply is sent; input is read and dropped */
+    CONN_DEAD,          /* the socket is closed; the request is still answered */
+};
+
+struct conn;
+
+struct http_req {
+    struct http_server *srv;        /* borrowed */
+    struct conn *conn;              /* the connection it is part of */
+    enum http_method method;
+    const char *path;               /* decoded, in conn->in (or a literal) */
+    const char *query_raw;          /* in conn->in; "" if none */
+    char *query_buf;                /* owned: the query split into pairs, lazily */
+    struct http_query_pair *query;  /* owned with query_buf */
+    int nquery;                     /* -1: not parsed yet */
+    struct router_match match;      /* route and parameters */
+    const char *route;              /* pattern, or "unmatched" (static) */
+    char id[65];                    /* request id */
+    char *body;                     /* NUL-terminated copy, lazily (owned) */
+    size_t body_len;
+    void *data;                     /* handler data (owned via data_free) */
+    void (*data_free)(void *);
+    struct timespec start;          /* monotonic */
+    int stream_status;              /* http_reply_start's status (streams) */
+    bool chunked;                   /* the stream's body goes in chunks */
+    bool stream_body;               /* the stream has a body at all (not HEAD) */
+    char log_user[37];              /* the caller's uuid for the log line, "" if none */
+    char *out_h;                    /* owned: reply headers, "name\0value\0" each */
+    size_t out_len, out_cap;
+};
+
+struct conn {
+    TAILQ_ENTRY(conn) link;         /* in srv->conns_list */
+    struct http_server *srv;        /* borrowed */
+    int fd;                         /* owned; -1 once closed (DEAD) */
+    enum conn_state state;
+    struct event rev, wev;          /* reading (persistent) and writing */
+    bool rev_on, wev_on;            /* added */
+    bool processing;                /* process_input is on the stack: free later */
+    bool close_after;               /* close once the current reply is written */
+    bool req_active;                /* req is with a handler (not yet answered) */
+    struct evbuffer *out;           /* owned: bytes for the socket */
+    char *in;                       /* owned: bytes read, the current request first */
+    size_t in_len, in_cap;
+    size_t discarded;               /* CLOSING: bytes dropped */
+    /* The current request's parse. */
+    struct http_head_scan scan;
+    bool have_head;
+    struct http_head head;
+    size_t body_start, body_end;    /* its body in in[] */
+    size_t raw;                     /* chunked: the next undecoded byte */
+    size_t req_end;                 /* where the next request starts */
+    struct http_guard guard;        /* the slow-client guard (conns.h) */
+    char peer[INET6_ADDRSTRLEN];
+    struct http_req req;            /* the current request, reused */
+};
+
+TAILQ_HEAD(conn_list, conn);
 
 struct http_server {
     struct event_base *base;            /* borrowed */
@@ -44,12 +128,12 @@ struct http_server {
     http_gate_fn gate;                  /* runs matched routes */
     http_fallback_fn fallback;          /* answers unmatched paths; NULL: JSON 404 */
     void *arg;                          /* given to the gate; borrowed */
-    struct evhttp *http;                /* owned */
-    struct evhttp_bound_socket *bound;  /* owned by http; NULL once closed */
+    struct evconnlistener *listener;    /* owned; NULL once closed */
     int port;                           /* bound port */
     unsigned inflight;                  /* requests not yet answered */
-    struct ptrmap writing;              /* connections with a reply not yet sent */
+    unsigned writing;                   /* connections in CONN_WRITING */
     bool draining;                      /* stop_accepting was called */
+    struct conn_list conns_list;        /* owned: every connection */
     struct http_conns *conns;           /* owned: open connections, slow-client guard */
     int reserve_fd;                     /* owned: /dev/null, given up to refuse
                                          * a connection at the fd limit */
@@ -60,47 +144,18 @@ struct http_server {
     char *page_csp;                     /* owned: HTTP_PAGE_CSP with a media-src; NULL: as is */
     char base_url[320];                 /* http_req_base_url, made on first use */
     struct http_date_cache date;        /* the replies' Date, once a second */
-    struct evbuffer *scratch;           /* owned: http_reply's body, emptied by
-                                         * each send (evhttp moves its chains) */
+    struct evbuffer *scratch;           /* owned: http_reply's body, emptied by each send */
+    char *head_buf;                     /* owned: a reply's status line and headers */
+    size_t head_cap;
+    struct timeval idle_tv;             /* IDLE_TIMEOUT_S */
 };
-
-struct http_req {
-    struct http_server *srv;        /* borrowed */
-    struct evhttp_request *ev;      /* owned by evhttp until we reply */
-    enum http_method method;
-    char *path;                     /* decoded path (owned) */
-    const char *query_raw;          /* borrowed from the evhttp uri; "" if none */
-    struct evkeyvalq query;         /* parsed lazily (owned entries) */
-    bool query_parsed;
-    struct router_match match;      /* route and parameters */
-    const char *route;              /* pattern, or "unmatched" (static) */
-    char id[65];                    /* request id */
-    char *body;                     /* NUL-terminated copy, lazily (owned) */
-    size_t body_len;
-    void *data;                     /* handler data (owned via data_free) */
-    void (*data_free)(void *);
-    struct timespec start;          /* monotonic */
-    int stream_status;              /* http_reply_start's status (streams) */
-    char log_user[37];              /* the caller's uuid for the log line, "" if none */
-};
-
-static enum http_method method_of(enum evhttp_cmd_type t)
-{
-    switch (t) {
-    case EVHTTP_REQ_GET: return HTTP_GET;
-    case EVHTTP_REQ_HEAD: return HTTP_HEAD;
-    case EVHTTP_REQ_POST: return HTTP_POST;
-    case EVHTTP_REQ_PUT: return HTTP_PUT;
-    case EVHTTP_REQ_PATCH: return HTTP_PATCH;
-    case EVHTTP_REQ_DELETE: return HTTP_DELETE;
-    case EVHTTP_REQ_OPTIONS: return HTTP_OPTIONS;
-    default: return HTTP_OTHER;
-    }
-}
 
 static const char *const method_names[] = {
     "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "OTHER"
 };
+
+static void process_input(struct conn *c);
+static void conn_flush(struct conn *c);
 
 static double elapsed_ms(const struct timespec *start)
 {
@@ -122,102 +177,497 @@ static bool request_id_ok(const char *s)
     return n > 0;
 }
 
-static void on_conn_close(struct evhttp_connection *evcon, void *arg)
-{
-    struct http_server *srv = arg;
+/* ---- connections -------------------------------------------------------- */
 
-    /* A connection that fails mid-write never completes its reply. */
-    ptrmap_del(&srv->writing, evcon);
+static void set_state(struct conn *c, enum conn_state s)
+{
+    if (c->state == CONN_WRITING)
+        c->srv->writing--;
+    if (s == CONN_WRITING)
+        c->srv->writing++;
+    c->state = s;
 }
 
-static void on_reply_sent(struct evhttp_request *ev, void *arg)
+static void rev_add(struct conn *c, const struct timeval *tv)
 {
-    struct http_server *srv = arg;
-    struct evhttp_connection *evcon = evhttp_request_get_connection(ev);
-
-    ptrmap_del(&srv->writing, evcon);
-    http_conns_reply_done(srv->conns, evcon);
+    event_add(&c->rev, tv);
+    c->rev_on = true;
 }
 
-/* A reply is being written on evcon: drain waits for it. */
-static void writing_add(struct http_server *srv, struct evhttp_request *ev)
+static void conn_free(struct conn *c)
 {
-    struct evhttp_connection *evcon = evhttp_request_get_connection(ev);
+    struct http_req *req = &c->req;
 
-    /* Out of memory: drain may not wait for this one reply. */
-    if (ptrmap_put(&srv->writing, evcon, evcon) < 0)
-        log_warn("http: out of memory tracking a reply");
-    evhttp_request_set_on_complete_cb(ev, on_reply_sent, srv);
-}
-
-static void req_free(struct http_req *req)
-{
+    TAILQ_REMOVE(&c->srv->conns_list, c, link);
     if (req->data_free && req->data)
         req->data_free(req->data);
-    if (req->query_parsed)
-        evhttp_clear_headers(&req->query);
-    free(req->path);
+    free(req->query_buf);
+    free(req->query);
     free(req->body);
-    free(req);
+    free(req->out_h);
+    free(c->in);
+    free(c);
 }
 
-#define HEADER_HARD_LIMIT_FACTOR 4
-
-/* The request line and headers as they came, give or take the spaces. */
-static size_t header_bytes(struct evhttp_request *ev)
+/* Closes the socket: the connection is DEAD from here. */
+static void conn_shut(struct conn *c)
 {
-    const struct evkeyvalq *h = evhttp_request_get_input_headers(ev);
-    const char *uri = evhttp_request_get_uri(ev);
-    size_t n = (uri ? strlen(uri) : 0) + 20;   /* method, version, CRLF */
-
-    for (const struct evkeyval *kv = TAILQ_FIRST(h); kv; kv = TAILQ_NEXT(kv, next))
-        n += strlen(kv->key) + strlen(kv->value) + 4;
-    return n;
+    if (c->fd < 0)
+        return;
+    event_del(&c->rev);
+    event_del(&c->wev);
+    c->rev_on = c->wev_on = false;
+    close(c->fd);
+    c->fd = -1;
+    if (c->out) {
+        evbuffer_free(c->out);
+        c->out = NULL;
+    }
+    http_conns_close(c->srv->conns, &c->guard);
+    set_state(c, CONN_DEAD);
 }
 
-static void on_request(struct evhttp_request *ev, void *arg)
+/* The client went, or the connection is done: freed now, or once its
+ * handler answers (req_active) or process_input returns (processing). */
+static void conn_drop(struct conn *c)
 {
-    struct http_server *srv = arg;
-    struct http_req *req = calloc(1, sizeof *req);
-    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(ev);
-    struct evhttp_connection *evcon = evhttp_request_get_connection(ev);
-    const char *raw_path, *hdr;
-    size_t path_len = 0;
-    char allow[128];
+    conn_shut(c);
+    if (!c->req_active && !c->processing)
+        conn_free(c);
+}
 
-    if (!req) {
-        evhttp_send_error(ev, 503, "Out of memory");
+/* The conns table's sweep: a request past its deadline. */
+static void on_cut(void *conn, void *arg)
+{
+    (void)arg;
+    conn_drop(conn);
+}
+
+static int in_reserve(struct conn *c, size_t cap)
+{
+    char *p;
+
+    if (cap <= c->in_cap)
+        return 0;
+    p = realloc(c->in, cap);
+    if (!p)
+        return -1;
+    c->in = p;
+    c->in_cap = cap;
+    return 0;
+}
+
+/* The reply is written and nothing more follows: the client gets a FIN
+ * after it, and what it still sends is read and dropped for a while, so
+ * the close does not turn into a reset that could destroy the reply
+ * before the client read it (a 413 sent before the body came in). */
+static void conn_linger(struct conn *c)
+{
+    struct timeval tv = { LINGER_S, 0 };
+
+    set_state(c, CONN_CLOSING);
+    shutdown(c->fd, SHUT_WR);
+    c->in_len = 0;
+    c->discarded = 0;
+    rev_add(c, &tv);
+}
+
+/* The request's state, for the next one on the connection. */
+static void parse_reset(struct conn *c)
+{
+    memset(&c->scan, 0, sizeof c->scan);
+    c->have_head = false;
+    c->head.nheaders = 0;
+    c->body_start = c->body_end = c->raw = c->req_end = 0;
+}
+
+/* The reply is all in the socket. */
+static void on_drained(struct conn *c)
+{
+    size_t left;
+
+    set_state(c, CONN_READING);
+    if (c->close_after) {
+        conn_linger(c);
         return;
     }
+    left = c->in_len - c->req_end;
+    if (left)
+        memmove(c->in, c->in + c->req_end, left);
+    c->in_len = left;
+    parse_reset(c);
+    if (c->in_cap > IN_KEEP && left < IN_INITIAL) {
+        char *p = realloc(c->in, IN_INITIAL);
+        if (p) {
+            c->in = p;
+            c->in_cap = IN_INITIAL;
+        }
+    }
+    http_conns_reply_done(&c->guard, left);
+    rev_add(c, &c->srv->idle_tv);
+    if (left && !c->processing)
+        process_input(c);
+}
+
+/* Writes what the socket takes now.  A small reply goes out at once
+ * instead of waiting a loop pass for EV_WRITE (which would also cost an
+ * epoll_ctl on and one off); the rest waits on wev, with IDLE_TIMEOUT_S
+ * as the write timeout (a client that stops reading is dropped).  May
+ * free c: nothing touches it after. */
+static void conn_flush(struct conn *c)
+{
+    for (int i = 0; i < 4 && evbuffer_get_length(c->out) > 0; i++) {
+        int n = evbuffer_write(c->out, c->fd);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+                break;
+            conn_drop(c);
+            return;
+        }
+        if (n == 0)
+            break;
+    }
+    if (evbuffer_get_length(c->out) > 0) {
+        if (!c->wev_on) {
+            event_add(&c->wev, &c->srv->idle_tv);
+            c->wev_on = true;
+        }
+        return;
+    }
+    if (c->wev_on) {
+        event_del(&c->wev);
+        c->wev_on = false;
+    }
+    if (c->state == CONN_WRITING)
+        on_drained(c);
+}
+
+static void on_write(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+
+    (void)fd;
+    if (what & EV_TIMEOUT) {
+        conn_drop(c);
+        return;
+    }
+    conn_flush(c);
+}
+
+static void on_read(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    ssize_t n;
+
+    if (what & EV_TIMEOUT) {
+        conn_drop(c);   /* idle, or lingering long enough */
+        return;
+    }
+    if (c->state == CONN_CLOSING) {
+        char drop[16384];
+        while ((n = read(fd, drop, sizeof drop)) > 0) {
+            c->discarded += (size_t)n;
+            if (c->discarded > (size_t)c->srv->cfg->max_body_bytes + (1 << 20)) {
+                conn_drop(c);
+                return;
+            }
+        }
+        if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+            conn_drop(c);
+        return;
+    }
+    if (c->in_len == c->in_cap) {
+        /* process_input leaves room while it waits for more; a handled
+         * request's buffer does not move (its strings are in it), so
+         * bytes after it wait in the socket until its reply is out. */
+        if (c->state == CONN_READING) {
+            conn_drop(c);   /* out of memory for more */
+            return;
+        }
+        event_del(&c->rev);
+        c->rev_on = false;
+        return;
+    }
+    n = read(fd, c->in + c->in_len, c->in_cap - c->in_len);
+    if (n <= 0) {
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+            return;
+        conn_drop(c);   /* the client went (while handled: client_gone) */
+        return;
+    }
+    c->in_len += (size_t)n;
+    if (c->state == CONN_READING) {
+        http_conns_bytes_in(&c->guard, (size_t)n);
+        process_input(c);
+    }
+}
+
+static void conn_new(struct http_server *srv, int fd, const struct sockaddr *sa)
+{
+    struct conn *c = calloc(1, sizeof *c);
+    int one = 1;
+
+    if (!c || !(c->in = malloc(IN_INITIAL)) || !(c->out = evbuffer_new())) {
+        if (c) {
+            free(c->in);
+            free(c);
+        }
+        close(fd);
+        return;
+    }
+    c->in_cap = IN_INITIAL;
+    c->fd = fd;
+    c->srv = srv;
+    c->req.srv = srv;
+    c->req.conn = c;
+    c->req.nquery = -1;
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, c->peer, sizeof c->peer);
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, c->peer,
+                  sizeof c->peer);
+    event_assign(&c->rev, srv->base, fd, EV_READ | EV_PERSIST, on_read, c);
+    event_assign(&c->wev, srv->base, fd, EV_WRITE | EV_PERSIST, on_write, c);
+    TAILQ_INSERT_TAIL(&srv->conns_list, c, link);
+    if (http_conns_open(srv->conns, &c->guard, c->peer, c) < 0) {
+        conn_drop(c);
+        return;
+    }
+    /* Replies go out whole: without TCP_NODELAY a keep-alive reply larger
+     * than one write waits for the client's delayed ACK (~40 ms). */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    evbuffer_set_flags(c->out, EVBUFFER_FLAG_DRAINS_TO_FD);
+    c->state = CONN_READING;
+    rev_add(c, &srv->idle_tv);
+}
+
+/* ---- requests ----------------------------------------------------------- */
+
+/* The parsed request goes to a handler (or gets an error). */
+static struct http_req *request_begin(struct conn *c)
+{
+    struct http_server *srv = c->srv;
+    struct http_req *req = &c->req;
+    const char *hdr;
+
     clock_gettime(CLOCK_MONOTONIC, &req->start);
-    req->srv = srv;
-    req->ev = ev;
     req->route = "unmatched";
-    req->method = method_of(evhttp_request_get_command(ev));
+    req->method = c->have_head ? c->head.method : HTTP_OTHER;
+    req->path = "";
+    req->query_raw = "";
     srv->inflight++;
+    c->req_active = true;
+    set_state(c, CONN_HANDLING);
+    http_conns_request_in(&c->guard);
+    /* No read timeout while it is handled (or streamed): the client waits. */
+    event_remove_timer(&c->rev);
 
-    if (evcon)
-        http_conns_request_in(srv->conns, evcon);
-
-    hdr = evhttp_find_header(evhttp_request_get_input_headers(ev), "X-Request-Id");
+    hdr = http_req_header(req, "X-Request-Id");
     if (hdr && request_id_ok(hdr))
         snprintf(req->id, sizeof req->id, "%s", hdr);
     else
         snprintf(req->id, sizeof req->id, "%s%08llx", srv->id_prefix,
                  (unsigned long long)++srv->id_counter);
+    return req;
+}
 
-    if (header_bytes(ev) > (size_t)srv->cfg->max_header_bytes) {
+/* The answered request's state goes; the connection keeps the struct. */
+static void request_end(struct conn *c)
+{
+    struct http_req *req = &c->req;
+
+    if (req->data_free && req->data)
+        req->data_free(req->data);
+    req->data = NULL;
+    req->data_free = NULL;
+    free(req->query_buf);
+    free(req->query);
+    req->query_buf = NULL;
+    req->query = NULL;
+    req->nquery = -1;
+    free(req->body);
+    req->body = NULL;
+    req->body_len = 0;
+    req->out_len = 0;
+    req->log_user[0] = '\0';
+    req->chunked = req->stream_body = false;
+    memset(&req->match, 0, sizeof req->match);
+    c->req_active = false;
+    c->srv->inflight--;
+}
+
+/* A request refused before any handler: a JSON:API error, then close. */
+static void reject(struct conn *c, int status, const char *code, const char *detail)
+{
+    struct http_req *req;
+
+    if (!c->have_head)
+        c->head.nheaders = 0;   /* a head that failed to parse names nothing */
+    req = request_begin(c);
+    req->route = "bad_request";
+    c->close_after = true;
+    http_add_header(req, "Connection", "close");
+    jsonapi_reply_errorf(req, status, code, NULL, "%s", detail);
+}
+
+static void reject_parse(struct conn *c, long rc)
+{
+    switch (rc) {
+    case HTTP_PARSE_TOO_MANY:
+        reject(c, 431, "request_header_fields_too_large", "Too many request headers.");
+        break;
+    case HTTP_PARSE_METHOD:
+        reject(c, 501, "not_implemented", "Method not implemented.");
+        break;
+    case HTTP_PARSE_VERSION:
+        reject(c, 505, "http_version_not_supported", "Only HTTP/1.0 and HTTP/1.1 are served.");
+        break;
+    case HTTP_PARSE_EXPECT:
+        reject(c, 417, "expectation_failed", "Only \"Expect: 100-continue\" is understood.");
+        break;
+    case -413:
+        reject(c, 413, "payload_too_large", "The request body is too large.");
+        break;
+    default:
+        reject(c, 400, "invalid", "Malformed request.");
+        break;
+    }
+}
+
+static void reject_body_size(struct conn *c)
+{
+    struct http_req *req = request_begin(c);
+    char detail[96];
+
+    req->route = "bad_request";
+    c->close_after = true;
+    http_add_header(req, "Connection", "close");
+    snprintf(detail, sizeof detail, "The request body exceeds %ld bytes.",
+             c->srv->cfg->max_body_bytes);
+    jsonapi_reply_errorf(req, 413, "payload_too_large", NULL, "%s", detail);
+}
+
+/* Room for more bytes of a request not yet whole: 0, or -1 when it may
+ * not grow (past limit). */
+static int make_room(struct conn *c, size_t limit)
+{
+    size_t cap;
+
+    if (c->in_len < c->in_cap)
+        return 0;
+    if (c->in_cap >= limit)
+        return -1;
+    cap = c->in_cap * 2 < limit ? c->in_cap * 2 : limit;
+    return in_reserve(c, cap);
+}
+
+/* One step of reading a request: 1 when a whole one is in, 0 when more
+ * bytes are needed, -1 when it was refused (a reply is on its way). */
+static int parse_request(struct conn *c)
+{
+    const struct config *cfg = c->srv->cfg;
+    size_t hard = (size_t)cfg->max_header_bytes * HEADER_HARD_LIMIT_FACTOR;
+    size_t max_body = (size_t)cfg->max_body_bytes;
+
+    if (!c->have_head) {
+        long end = http_head_end(c->in, c->in_len, &c->scan);
+        long rc;
+
+        if (end < 0) {
+            reject(c, 400, "invalid", "Malformed request.");
+            return -1;
+        }
+        if (end == 0 || (size_t)end > hard) {
+            if (end == 0 && c->in_len < hard && make_room(c, hard) == 0)
+                return 0;
+            /* Absurd: no handler sees it. */
+            reject(c, 400, "invalid", "The request line and headers are far too large.");
+            return -1;
+        }
+        rc = http_parse_head(c->in, (size_t)end, &c->head);
+        if (rc < 0) {
+            reject_parse(c, rc);
+            return -1;
+        }
+        c->have_head = true;
+        c->body_start = c->body_end = c->raw = (size_t)end;
+        if (c->head.content_length > (int64_t)max_body) {
+            reject_body_size(c);
+            return -1;
+        }
+        /* The client waits for a go-ahead before it sends the body. */
+        if (c->head.expect_continue && c->head.minor >= 1 && c->in_len == (size_t)end &&
+            (c->head.chunked || c->head.content_length > 0)) {
+            evbuffer_add(c->out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+            conn_flush(c);
+            if (c->fd < 0)
+                return 0;
+        }
+    }
+    if (c->head.chunked) {
+        int rc = http_parse_chunked(c->in, c->in_len, &c->raw, &c->body_end, c->body_start,
+                                    max_body);
+        if (rc == 0) {
+            if (make_room(c, c->body_start + 2 * max_body + 65536) == 0)
+                return 0;
+            rc = -413;
+        }
+        if (rc < 0) {
+            reject_parse(c, rc);
+            return -1;
+        }
+        /* Pipelined bytes move down to the decoded body's end. */
+        memmove(c->in + c->body_end, c->in + c->raw, c->in_len - c->raw);
+        c->in_len -= c->raw - c->body_end;
+        c->req_end = c->body_end;
+        return 1;
+    }
+    size_t need = c->body_start + (size_t)(c->head.content_length > 0 ? c->head.content_length : 0);
+    if (c->in_len < need) {
+        if (in_reserve(c, need) < 0) {
+            reject(c, 503, "unavailable", "Out of memory.");
+            return -1;
+        }
+        return 0;
+    }
+    c->body_end = c->req_end = need;
+    return 1;
+}
+
+static void on_request(struct conn *c);
+
+/* Serves the requests in the buffer, one at a time: the loop goes on only
+ * when a reply was written at once and the connection stays open. */
+static void process_input(struct conn *c)
+{
+    c->processing = true;
+    while (c->state == CONN_READING) {
+        if (parse_request(c) <= 0)
+            break;
+        on_request(c);
+    }
+    c->processing = false;
+    if (c->state == CONN_DEAD && !c->req_active)
+        conn_free(c);
+}
+
+static void on_request(struct conn *c)
+{
+    struct http_server *srv = c->srv;
+    struct http_req *req = request_begin(c);
+    const char *hdr;
+    char allow[128];
+
+    if (c->head.head_len > (size_t)srv->cfg->max_header_bytes) {
         http_add_header(req, "Connection", "close");
         jsonapi_reply_errorf(req, 431, "request_header_fields_too_large", NULL,
                              "The request line and headers exceed %ld bytes.",
                              srv->cfg->max_header_bytes);
         return;
     }
-    raw_path = uri ? evhttp_uri_get_path(uri) : NULL;
-    req->query_raw = uri && evhttp_uri_get_query(uri) ? evhttp_uri_get_query(uri) : "";
-    req->path = evhttp_uridecode(raw_path && *raw_path ? raw_path : "/", 0, &path_len);
-    if (!req->path || strlen(req->path) != path_len) {
+    if (!http_target_split(c->in + c->head.target, &req->path, &req->query_raw)) {
         /* A %00 in the path: nothing we serve has one. */
+        req->path = "";
         jsonapi_reply_errorf(req, 400, "invalid", NULL, "Malformed request path.");
         return;
     }
@@ -225,7 +675,7 @@ static void on_request(struct evhttp_request *ev, void *arg)
     /* A runner page is served sandboxed (an opaque origin: Origin: null),
      * so its calls to the API are cross-origin; they carry a runner key in
      * Authorization and no cookies (domain/participate_runner.h). */
-    hdr = evhttp_find_header(evhttp_request_get_input_headers(ev), "Origin");
+    hdr = http_req_header(req, "Origin");
     if (hdr && strcmp(hdr, "null") == 0 && strncmp(req->path, "/api/v1/", 8) == 0) {
         http_add_header(req, "Access-Control-Allow-Origin", "*");
         if (req->method == HTTP_OPTIONS) {
@@ -264,10 +714,13 @@ static void on_request(struct evhttp_request *ev, void *arg)
 
 #define ACCEPT_PAUSE_MS 100
 
-/* The server whose listener is open.  The listener's callback argument is
- * evhttp's, so the error callback finds its server here: one listening
- * server per process, as studyhub runs. */
-static struct http_server *accepting_server;
+static void on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
+                      int socklen, void *arg)
+{
+    (void)lev;
+    (void)socklen;
+    conn_new(arg, fd, sa);
+}
 
 static void on_accept_pause_end(evutil_socket_t fd, short what, void *arg)
 {
@@ -275,8 +728,8 @@ static void on_accept_pause_end(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    if (srv->bound && !srv->draining)
-        evconnlistener_enable(evhttp_bound_socket_get_listener(srv->bound));
+    if (srv->listener && !srv->draining)
+        evconnlistener_enable(srv->listener);
 }
 
 /* accept(2) failed.  At the descriptor limit (EMFILE, ENFILE) the
@@ -289,19 +742,16 @@ static void on_accept_pause_end(evutil_socket_t fd, short what, void *arg)
 static void on_accept_error(struct evconnlistener *lev, void *arg)
 {
     static struct log_limit limit;
-    struct http_server *srv = accepting_server;
+    struct http_server *srv = arg;
     int err = EVUTIL_SOCKET_ERROR();
     long dropped;
 
-    (void)arg;  /* evhttp's own pointer: the listener belongs to it */
     if (err != EMFILE && err != ENFILE && err != ENOBUFS && err != ENOMEM) {
         if (log_limit_pass(&limit, 5, &dropped))
             log_warn("http: accept failed: %s (%ld more suppressed)",
                      strerror(err), dropped);
         return;
     }
-    if (!srv)
-        return;
     srv->accepts_refused++;
     if (srv->reserve_fd >= 0) {
         close(srv->reserve_fd);
@@ -330,21 +780,6 @@ const struct http_conns *http_server_conns(const struct http_server *srv)
     return srv->conns;
 }
 
-struct event_base *http_event_base_new(void)
-{
-    struct event_config *ec = event_config_new();
-    struct event_base *base;
-
-    if (!ec)
-        return NULL;
-    /* The change list's one caveat is a descriptor dup()ed while watched
-     * (libevent's event_config_set_flag): none is here. */
-    event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
-    base = event_base_new_with_config(ec);
-    event_config_free(ec);
-    return base;
-}
-
 struct http_server *http_server_new(struct event_base *base,
                                     const struct config *cfg,
                                     const struct router *router,
@@ -365,7 +800,8 @@ struct http_server *http_server_new(struct event_base *base,
     srv->router = router;
     srv->metrics = metrics;
     srv->arg = arg;
-    srv->http = evhttp_new(base);
+    TAILQ_INIT(&srv->conns_list);
+    srv->idle_tv.tv_sec = cfg->idle_timeout_s;
     srv->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     srv->accept_pause = evtimer_new(base, on_accept_pause_end, srv);
     srv->scratch = evbuffer_new();
@@ -374,26 +810,13 @@ struct http_server *http_server_new(struct event_base *base,
                                     .header_timeout_s = (int)cfg->request_header_timeout_s,
                                     .min_rate = cfg->request_min_rate,
                                     .max_per_addr = (int)cfg->max_conns_per_addr,
-                                }, on_conn_close, srv);
-    if (!srv->http || !srv->accept_pause || !srv->conns || !srv->scratch) {
+                                }, on_cut, srv);
+    if (!srv->accept_pause || !srv->conns || !srv->scratch) {
         http_server_free(srv);
         return NULL;
     }
-    http_conns_attach(srv->conns, srv->http);
     util_random_hex(4, rnd);
     snprintf(srv->id_prefix, sizeof srv->id_prefix, "%s", rnd);
-    /* evhttp's own limit answers a bare 400 and closes; ours (on_request)
-     * answers 431 with a JSON:API error, so evhttp's is set well above it
-     * and only stops what is absurd. */
-    evhttp_set_max_headers_size(srv->http,
-                                (ev_ssize_t)cfg->max_header_bytes * HEADER_HARD_LIMIT_FACTOR);
-    evhttp_set_max_body_size(srv->http, (ev_ssize_t)cfg->max_body_bytes);
-    evhttp_set_timeout(srv->http, (int)cfg->idle_timeout_s);
-    evhttp_set_allowed_methods(srv->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD |
-                               EVHTTP_REQ_POST | EVHTTP_REQ_PUT | EVHTTP_REQ_PATCH |
-                               EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS);
-    evhttp_set_default_content_type(srv->http, JSONAPI_MEDIA_TYPE);
-    evhttp_set_gencb(srv->http, on_request, srv);
     return srv;
 }
 
@@ -420,36 +843,56 @@ int http_server_set_media_origin(struct http_server *srv, const char *origin)
 
 void http_server_free(struct http_server *srv)
 {
+    struct conn *c, *next;
+
     if (!srv)
         return;
-    if (srv->http)
-        evhttp_free(srv->http);     /* closes connections; closecbs run */
+    if (srv->listener)
+        evconnlistener_free(srv->listener);
+    /* A connection whose request a handler still holds is closed but not
+     * freed: the handler may answer it yet. */
+    for (c = TAILQ_FIRST(&srv->conns_list); c; c = next) {
+        next = TAILQ_NEXT(c, link);
+        c->processing = false;
+        conn_drop(c);
+    }
     if (srv->accept_pause)
         event_free(srv->accept_pause);
     if (srv->reserve_fd >= 0)
         close(srv->reserve_fd);
-    if (accepting_server == srv)
-        accepting_server = NULL;
-    http_conns_free(srv->conns);     /* after evhttp_free (see conns.h) */
-    ptrmap_cleanup(&srv->writing);
+    http_conns_free(srv->conns);
     if (srv->scratch)
         evbuffer_free(srv->scratch);
+    free(srv->head_buf);
     free(srv->page_csp);
     free(srv);
 }
 
 int http_server_listen(struct http_server *srv, const char *addr, int port)
 {
-    srv->bound = evhttp_bind_socket_with_handle(srv->http, addr, (ev_uint16_t)port);
-    if (!srv->bound)
+    struct evutil_addrinfo hints, *ai = NULL;
+    char portstr[16];
+
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_protocol = IPPROTO_TCP;
+    hints.ai_flags = EVUTIL_AI_PASSIVE | EVUTIL_AI_ADDRCONFIG;
+    snprintf(portstr, sizeof portstr, "%d", port);
+    if (evutil_getaddrinfo(addr, portstr, &hints, &ai) != 0 || !ai)
         return -1;
-    evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(srv->bound),
-                                on_accept_error);
-    accepting_server = srv;
+    srv->listener = evconnlistener_new_bind(srv->base, on_accept, srv,
+                                            LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
+                                            LEV_OPT_CLOSE_ON_EXEC, -1,
+                                            ai->ai_addr, (int)ai->ai_addrlen);
+    evutil_freeaddrinfo(ai);
+    if (!srv->listener)
+        return -1;
+    evconnlistener_set_error_cb(srv->listener, on_accept_error);
     srv->base_url[0] = '\0';   /* the port may be new */
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
-    evutil_socket_t fd = evhttp_bound_socket_get_fd(srv->bound);
+    evutil_socket_t fd = evconnlistener_get_fd(srv->listener);
     if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0) {
         if (ss.ss_family == AF_INET)
             srv->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
@@ -471,9 +914,9 @@ int http_server_port(const struct http_server *srv)
 
 void http_server_stop_accepting(struct http_server *srv)
 {
-    if (srv->bound) {
-        evhttp_del_accept_socket(srv->http, srv->bound);
-        srv->bound = NULL;
+    if (srv->listener) {
+        evconnlistener_free(srv->listener);
+        srv->listener = NULL;
     }
     srv->draining = true;
 }
@@ -482,7 +925,7 @@ unsigned http_server_inflight(const struct http_server *srv)
 {
     /* A reply still in the socket buffer is in flight too: exiting before
      * it is written would cut it off. */
-    return srv->inflight + (unsigned)ptrmap_count(&srv->writing);
+    return srv->inflight + srv->writing;
 }
 
 unsigned http_server_connections(const struct http_server *srv)
@@ -515,35 +958,46 @@ const char *http_req_query_string(const struct http_req *req)
 
 const char *http_req_query(struct http_req *req, const char *key)
 {
-    if (!req->query_parsed) {
-        TAILQ_INIT(&req->query);
-        req->query_parsed = true;
-        if (*req->query_raw && evhttp_parse_query_str(req->query_raw, &req->query) < 0) {
-            evhttp_clear_headers(&req->query);
-            TAILQ_INIT(&req->query);
+    if (req->nquery < 0) {
+        req->nquery = 0;
+        if (*req->query_raw) {
+            req->query_buf = strdup(req->query_raw);
+            req->query = calloc(QUERY_MAX_PAIRS, sizeof *req->query);
+            if (req->query_buf && req->query) {
+                int n = http_parse_query(req->query_buf, req->query, QUERY_MAX_PAIRS);
+                req->nquery = n < 0 ? 0 : n;
+            }
         }
     }
-    return evhttp_find_header(&req->query, key);
+    /* evhttp_find_header's rule: the first pair, the key any case. */
+    for (int i = 0; i < req->nquery; i++)
+        if (strcasecmp(req->query[i].key, key) == 0)
+            return req->query[i].value;
+    return NULL;
 }
 
 const char *http_req_header(const struct http_req *req, const char *name)
 {
-    return evhttp_find_header(evhttp_request_get_input_headers(req->ev), name);
+    const struct conn *c = req->conn;
+
+    return http_head_header(&c->head, c->in, name);
 }
 
 const char *http_req_body(const struct http_req *req, size_t *len)
 {
     struct http_req *r = (struct http_req *)req;  /* lazily cached */
+    const struct conn *c = req->conn;
+
     if (!r->body) {
-        struct evbuffer *in = evhttp_request_get_input_buffer(req->ev);
-        size_t n = evbuffer_get_length(in);
+        size_t n = c->have_head ? c->body_end - c->body_start : 0;
         r->body = malloc(n + 1);
         if (!r->body) {
             if (len)
                 *len = 0;
             return "";
         }
-        evbuffer_copyout(in, r->body, n);
+        if (n)
+            memcpy(r->body, c->in + c->body_start, n);
         r->body[n] = '\0';
         r->body_len = n;
     }
@@ -555,17 +1009,6 @@ const char *http_req_body(const struct http_req *req, size_t *len)
 const char *http_req_id(const struct http_req *req)
 {
     return req->id;
-}
-
-const char *http_req_peer(const struct http_req *req)
-{
-    struct evhttp_connection *evcon = evhttp_request_get_connection(req->ev);
-    char *addr = NULL;
-    ev_uint16_t port;
-    if (!evcon)
-        return "";
-    evhttp_connection_get_peer(evcon, &addr, &port);
-    return addr ? addr : "";
 }
 
 const char *http_req_param(const struct http_req *req, int index)
@@ -615,15 +1058,49 @@ void *http_req_data(const struct http_req *req)
     return req->data;
 }
 
+const char *http_req_peer(const struct http_req *req)
+{
+    return req->conn->peer;
+}
+
 bool http_req_client_gone(const struct http_req *req)
 {
-    /* evhttp detaches a request from its connection when the client goes. */
-    return evhttp_request_get_connection(req->ev) == NULL;
+    return req->conn->fd < 0;
 }
 
 void http_add_header(struct http_req *req, const char *name, const char *value)
 {
-    evhttp_add_header(evhttp_request_get_output_headers(req->ev), name, value);
+    size_t nl = strlen(name), vl = strlen(value), need = req->out_len + nl + vl + 2;
+
+    /* A line break would let the value write headers (or a body) of its own. */
+    if (!nl || strpbrk(name, "\r\n: ") || strpbrk(value, "\r\n")) {
+        log_warn("http: header %s refused: a line break or bad name", name);
+        return;
+    }
+    if (need > req->out_cap) {
+        size_t cap = req->out_cap ? req->out_cap : 512;
+        while (cap < need)
+            cap *= 2;
+        char *p = realloc(req->out_h, cap);
+        if (!p)
+            return;
+        req->out_h = p;
+        req->out_cap = cap;
+    }
+    memcpy(req->out_h + req->out_len, name, nl + 1);
+    memcpy(req->out_h + req->out_len + nl + 1, value, vl + 1);
+    req->out_len = need;
+}
+
+const char *http_reply_header(const struct http_req *req, const char *name)
+{
+    for (size_t off = 0; off < req->out_len;) {
+        const char *n = req->out_h + off, *v = n + strlen(n) + 1;
+        if (strcasecmp(n, name) == 0)
+            return v;
+        off = (size_t)(v - req->out_h) + strlen(v) + 1;
+    }
+    return NULL;
 }
 
 /* ---- the fixed headers, as one block ---------------------------------- */
@@ -687,57 +1164,170 @@ size_t http_header_block(char *out, size_t cap, const char *date,
     return (size_t)(p - out);
 }
 
-/* The headers every reply carries (see server.h), with its Date and
- * X-Request-Id: one place, so no error path, stream or file reply can
- * leave them out.  They go in as one header entry named Date whose value
- * holds the other lines (evhttp writes each entry as "key: value\r\n"):
- * three allocations and one formatted write instead of three per header
- * and one each, and evhttp, finding a Date, formats none of its own.  The
- * values are ours (the request id is checked by request_id_ok, the CSP by
- * http_server_set_media_origin), so skipping evhttp_add_header's check
- * for line breaks lets nothing in. */
-static void add_fixed_headers(struct http_req *req, struct evkeyvalq *out,
-                              const char *content_type)
+static const char *reason_phrase(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 406: return "Not Acceptable";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 411: return "Length Required";
+    case 412: return "Precondition Failed";
+    case 413: return "Payload Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 416: return "Range Not Satisfiable";
+    case 417: return "Expectation Failed";
+    case 422: return "Unprocessable Entity";
+    case 428: return "Precondition Required";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return status < 300 ? "OK" : status < 400 ? "Redirect" : status < 500 ?
+                                                                       "Client Error" : "Server Error";
+    }
+}
+
+static char *put(char *p, const char *s, size_t n)
+{
+    memcpy(p, s, n);
+    return p + n;
+}
+#define PUTS(p, lit) ((p) = put((p), (lit), sizeof(lit) - 1))
+
+/* The status line and headers of req's reply, appended to the
+ * connection's output in one piece: the handler's headers, Content-Type
+ * (JSON:API unless set), Content-Length (body_len >= 0) or chunked
+ * Transfer-Encoding, Connection when it closes (or keeps a 1.0 client),
+ * and the fixed block (see server.h) with its Date. */
+static void write_head(struct http_req *req, int status, int64_t body_len, bool chunked)
 {
     struct http_server *srv = req->srv;
-    const char *csp = NULL;
-    char block[2048];
+    struct conn *c = req->conn;
+    bool has_body = status != 204 && status != 304 && status >= 200;
+    bool has_type = false, has_length = false, has_csp = false, close = c->close_after;
+    const char *csp = NULL, *ctype = NULL;
+    char block[2048], num[64];
     struct timeval now;
-    size_t n;
+    size_t n, need;
+    char *p;
 
-    if (!evhttp_find_header(out, "Content-Security-Policy")) {
-        bool html = content_type && strncasecmp(content_type, "text/html", 9) == 0;
+    for (size_t off = 0; off < req->out_len;) {
+        const char *k = req->out_h + off, *v = k + strlen(k) + 1;
+        off = (size_t)(v - req->out_h) + strlen(v) + 1;
+        if (strcasecmp(k, "Content-Type") == 0) {
+            has_type = true;
+            if (!ctype)
+                ctype = v;
+        } else if (strcasecmp(k, "Content-Length") == 0) {
+            has_length = true;
+        } else if (strcasecmp(k, "Content-Security-Policy") == 0) {
+            has_csp = true;
+        } else if (strcasecmp(k, "Connection") == 0 && strcasecmp(v, "close") == 0) {
+            close = true;
+        }
+    }
+    if (c->head.conn_close || (c->head.minor == 0 && !c->head.conn_keep_alive) || srv->draining)
+        close = true;
+    if (!has_body)
+        chunked = false;
+    if (!ctype && has_body && req->method != HTTP_HEAD)
+        ctype = JSONAPI_MEDIA_TYPE;
+    if (!has_csp) {
+        bool html = ctype && strncasecmp(ctype, "text/html", 9) == 0;
         csp = html ? (srv->page_csp ? srv->page_csp : HTTP_PAGE_CSP) : HTTP_BASE_CSP;
     }
     if (event_base_gettimeofday_cached(srv->base, &now) < 0)
         gettimeofday(&now, NULL);
     n = http_header_block(block, sizeof block, http_date_cached(&srv->date, now.tv_sec),
                           req->id, csp);
-    struct evkeyval *kv = n ? malloc(sizeof *kv) : NULL;
-    if (kv) {
-        kv->key = strdup("Date");
-        kv->value = malloc(n + 1);
-        if (kv->key && kv->value) {
-            memcpy(kv->value, block, n + 1);
-            TAILQ_INSERT_TAIL(out, kv, next);
+
+    need = req->out_len * 2 + n + 1024 + (ctype && !has_type ? strlen(ctype) : 0) +
+           (csp ? strlen(csp) : 0);
+    if (need > srv->head_cap) {
+        size_t cap = srv->head_cap ? srv->head_cap : 4096;
+        while (cap < need)
+            cap *= 2;
+        p = realloc(srv->head_buf, cap);
+        if (!p) {
+            conn_shut(c);   /* out of memory: the client sees a cut */
             return;
         }
-        free(kv->key);
-        free(kv->value);
-        free(kv);
+        srv->head_buf = p;
+        srv->head_cap = cap;
     }
-    /* Out of memory (or a CSP too long for the block): one by one. */
-    evhttp_add_header(out, "X-Request-Id", req->id);
-    evhttp_add_header(out, "X-Content-Type-Options", "nosniff");
-    evhttp_add_header(out, "Referrer-Policy", "same-origin");
-    evhttp_add_header(out, "X-Frame-Options", "DENY");
-    if (csp)
-        evhttp_add_header(out, "Content-Security-Policy", csp);
-}
-
-const char *http_reply_header(const struct http_req *req, const char *name)
-{
-    return evhttp_find_header(evhttp_request_get_output_headers(req->ev), name);
+    p = srv->head_buf;
+    n = (size_t)snprintf(num, sizeof num, "HTTP/1.1 %d ", status);
+    p = put(p, num, n);
+    const char *reason = reason_phrase(status);
+    p = put(p, reason, strlen(reason));
+    p = put(p, "\r\n", 2);
+    for (size_t off = 0; off < req->out_len;) {
+        const char *k = req->out_h + off;
+        size_t kl = strlen(k), vl = strlen(k + kl + 1);
+        p = put(p, k, kl);
+        p = put(p, ": ", 2);
+        p = put(p, k + kl + 1, vl);
+        p = put(p, "\r\n", 2);
+        off += kl + vl + 2;
+    }
+    if (ctype && !has_type) {
+        p = put(p, "Content-Type: ", 14);
+        p = put(p, ctype, strlen(ctype));
+        p = put(p, "\r\n", 2);
+    }
+    if (chunked) {
+        p = put(p, "Transfer-Encoding: chunked\r\n", 28);
+    } else if (body_len >= 0 && has_body && !has_length) {
+        n = (size_t)snprintf(num, sizeof num, "Content-Length: %lld\r\n", (long long)body_len);
+        p = put(p, num, n);
+    }
+    if (close)
+        p = put(p, "Connection: close\r\n", 19);
+    else if (c->head.minor == 0)
+        p = put(p, "Connection: keep-alive\r\n", 24);
+    c->close_after = close;
+    if (n) {
+        /* http_header_block starts with the Date's value. */
+        p = put(p, "Date: ", 6);
+        p = put(p, block, strlen(block));
+        p = put(p, "\r\n", 2);
+    } else {
+        /* A CSP too long for the block: the lines one by one. */
+        p = put(p, "X-Request-Id: ", 14);
+        p = put(p, req->id, strlen(req->id));
+        PUTS(p, "\r\nX-Content-Type-Options: nosniff\r\nReferrer-Policy: same-origin"
+                "\r\nX-Frame-Options: DENY\r\n");
+        if (csp) {
+            PUTS(p, "Content-Security-Policy: ");
+            p = put(p, csp, strlen(csp));
+            PUTS(p, "\r\n");
+        }
+    }
+    p = put(p, "\r\n", 2);
+    evbuffer_add(c->out, srv->head_buf, (size_t)(p - srv->head_buf));
 }
 
 struct evbuffer *http_file_buffer(int fd, int64_t off, int64_t len)
@@ -757,63 +1347,41 @@ struct evbuffer *http_file_buffer(int fd, int64_t off, int64_t len)
     return buf;
 }
 
-/* The reply just queued on evcon, written at once instead of on the next
- * loop pass: evhttp would turn EV_WRITE on, wait for epoll to say the
- * socket is writable (it is: the reply is small), write, and turn EV_WRITE
- * off, two epoll_ctl per request.  Written here, evhttp is told the
- * output drained as its own write callback would (bufferevent_trigger),
- * and the change list cancels the on and the off.  A reply the socket
- * does not take whole (large, or a slow client) goes on as before. */
-static void write_now(struct evhttp_connection *evcon)
+/* The log line and the metrics of an answered request; then its state
+ * goes, and the connection writes (and may be freed) or, dead, is freed. */
+static void request_done(struct http_req *req, int status)
 {
-    struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
-    struct evbuffer *out;
-    int fd;
+    struct http_server *srv = req->srv;
+    struct conn *c = req->conn;
+    double ms = elapsed_ms(&req->start);
 
-    if (!bev || (fd = bufferevent_getfd(bev)) < 0)
-        return;
-    out = bufferevent_get_output(bev);
-    /* evhttp may free the connection from the trigger: bev stays ours
-     * until the decref. */
-    bufferevent_incref(bev);
-    /* A bufferevent keeps its output's front frozen but while it writes
-     * itself: a write that cannot drain what it sent would send it twice. */
-    evbuffer_unfreeze(out, 1);
-    for (int i = 0; i < 2 && evbuffer_get_length(out) > 0; i++)
-        if (evbuffer_write(out, fd) <= 0)
-            break;
-    evbuffer_freeze(out, 1);
-    if (evbuffer_get_length(out) == 0)
-        bufferevent_trigger(bev, EV_WRITE, 0);
-    bufferevent_decref(bev);
+    metrics_observe_request(srv->metrics, req->route, status, ms / 1e3);
+    log_request(req->id, method_names[req->method], req->route, req->path ? req->path : "",
+                status, ms, req->log_user);
+    request_end(c);
+    if (c->fd >= 0)
+        conn_flush(c);
+    else if (!c->processing)
+        conn_free(c);
 }
 
 void http_reply_buffer(struct http_req *req, int status,
                        const char *content_type, struct evbuffer *body)
 {
-    struct http_server *srv = req->srv;
-    struct evkeyvalq *out = evhttp_request_get_output_headers(req->ev);
-    double ms;
+    struct conn *c = req->conn;
 
     if (content_type)
-        evhttp_add_header(out, "Content-Type", content_type);
-    add_fixed_headers(req, out, content_type);
-    if (srv->draining)
-        evhttp_add_header(out, "Connection", "close");
-    /* evhttp calls on_complete once the reply is written; a request whose
-     * client has gone is freed at once instead, without it. */
-    struct evhttp_connection *evcon = evhttp_request_get_connection(req->ev);
-    if (evcon)
-        writing_add(srv, req->ev);
-    evhttp_send_reply(req->ev, status, NULL, body);
-    if (evcon)
-        write_now(evcon);
-    ms = elapsed_ms(&req->start);
-    metrics_observe_request(srv->metrics, req->route, status, ms / 1e3);
-    log_request(req->id, method_names[req->method], req->route, req->path ? req->path : "",
-                status, ms, req->log_user);
-    srv->inflight--;
-    req_free(req);
+        http_add_header(req, "Content-Type", content_type);
+    if (c->fd >= 0) {
+        bool has_body = status != 204 && status != 304 && status >= 200;
+        write_head(req, status, (int64_t)evbuffer_get_length(body), false);
+        /* The body's chains move (no copy; sendfile segments stay so). */
+        if (c->fd >= 0 && has_body && req->method != HTTP_HEAD)
+            evbuffer_add_buffer(c->out, body);
+        if (c->fd >= 0)
+            set_state(c, CONN_WRITING);
+    }
+    request_done(req, status);
 }
 
 void http_reply(struct http_req *req, int status, const char *content_type,
@@ -821,9 +1389,8 @@ void http_reply(struct http_req *req, int status, const char *content_type,
 {
     struct evbuffer *buf = req->srv->scratch;
 
-    /* The scratch buffer is empty between replies: evhttp_send_reply
-     * moves its chains to the connection (or, the client gone, the
-     * request's own buffer is freed and this one is drained below). */
+    /* The scratch buffer is empty between replies: its chains move to the
+     * connection (what stays, a HEAD's or a gone client's, is drained). */
     if (len)
         evbuffer_add(buf, body, len);
     http_reply_buffer(req, status, content_type, buf);
@@ -834,28 +1401,29 @@ void http_reply(struct http_req *req, int status, const char *content_type,
 
 void http_reply_start(struct http_req *req, int status, const char *content_type)
 {
-    struct evkeyvalq *out = evhttp_request_get_output_headers(req->ev);
-    struct evhttp_connection *evcon;
+    struct conn *c = req->conn;
 
     if (content_type)
-        evhttp_add_header(out, "Content-Type", content_type);
+        http_add_header(req, "Content-Type", content_type);
     /* A stream of a file may be cacheable: its owner says so first. */
-    if (!evhttp_find_header(out, "Cache-Control"))
-        evhttp_add_header(out, "Cache-Control", "no-cache");
-    add_fixed_headers(req, out, content_type);
-    if (req->srv->draining)
-        evhttp_add_header(out, "Connection", "close");
+    if (!http_reply_header(req, "Cache-Control"))
+        http_add_header(req, "Cache-Control", "no-cache");
     req->stream_status = status;
-    evhttp_send_reply_start(req->ev, status, NULL);
-    /* After the start, which (re)enables reading: the client of a stream
-     * sends nothing, so only a stalled write ends the connection. */
-    evcon = evhttp_request_get_connection(req->ev);
-    if (evcon) {
-        struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
-        struct timeval wtv = { req->srv->cfg->idle_timeout_s, 0 };
-        if (bev)
-            bufferevent_set_timeouts(bev, NULL, &wtv);
-    }
+    if (c->fd < 0)
+        return;
+    req->stream_body = status != 204 && status != 304 && status >= 200 &&
+                       req->method != HTTP_HEAD;
+    /* A 1.0 client's stream ends at the close. */
+    req->chunked = req->stream_body && c->head.minor >= 1;
+    if (req->stream_body && !req->chunked)
+        c->close_after = true;
+    write_head(req, status, -1, req->chunked);
+    if (c->fd < 0)
+        return;
+    /* The client of a stream sends nothing: no read timeout (none is set
+     * while a request is handled); a stalled write still ends it. */
+    set_state(c, CONN_STREAMING);
+    conn_flush(c);
 }
 
 void http_req_set_log_user(struct http_req *req, const char *user_uuid)
@@ -865,69 +1433,97 @@ void http_req_set_log_user(struct http_req *req, const char *user_uuid)
 
 size_t http_reply_pending(const struct http_req *req)
 {
-    struct evhttp_connection *evcon = evhttp_request_get_connection(req->ev);
-    struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
-    return bev ? evbuffer_get_length(bufferevent_get_output(bev)) : 0;
+    const struct conn *c = req->conn;
+
+    return c->fd >= 0 ? evbuffer_get_length(c->out) : 0;
+}
+
+/* Frames len body bytes (their chunk header; the data follows it). */
+static void chunk_head(struct conn *c, size_t len)
+{
+    char hdr[24];
+    int n = snprintf(hdr, sizeof hdr, "%zx\r\n", len);
+
+    evbuffer_add(c->out, hdr, (size_t)n);
 }
 
 int http_reply_chunk_buffer(struct http_req *req, struct evbuffer *buf)
 {
-    if (!evhttp_request_get_connection(req->ev))
+    struct conn *c = req->conn;
+    size_t len = evbuffer_get_length(buf);
+
+    if (c->fd < 0 || c->state != CONN_STREAMING)
         return -1;
-    /* evhttp moves the bytes out of buf (no copy); the caller keeps the
-     * unsent total bounded by waiting on http_reply_pending. */
-    evhttp_send_reply_chunk(req->ev, buf);
+    if (len == 0 || !req->stream_body) {
+        evbuffer_drain(buf, len);
+        return 0;
+    }
+    /* The bytes move out of buf (no copy); the caller keeps the unsent
+     * total bounded by waiting on http_reply_pending. */
+    if (req->chunked)
+        chunk_head(c, len);
+    evbuffer_add_buffer(c->out, buf);
+    if (req->chunked)
+        evbuffer_add(c->out, "\r\n", 2);
+    conn_flush(c);
     return 0;
 }
 
 int http_reply_chunk(struct http_req *req, const void *data, size_t len)
 {
-    struct evhttp_connection *evcon = evhttp_request_get_connection(req->ev);
-    struct bufferevent *bev;
-    struct evbuffer *buf;
+    struct conn *c = req->conn;
 
-    if (!evcon)
+    if (c->fd < 0 || c->state != CONN_STREAMING ||
+        evbuffer_get_length(c->out) > HTTP_STREAM_MAX_BUFFERED)
         return -1;
-    bev = evhttp_connection_get_bufferevent(evcon);
-    if (bev && evbuffer_get_length(bufferevent_get_output(bev)) > HTTP_STREAM_MAX_BUFFERED)
+    if (len == 0 || !req->stream_body)
+        return 0;
+    if (req->chunked)
+        chunk_head(c, len);
+    if (evbuffer_add(c->out, data, len) < 0)
         return -1;
-    buf = evbuffer_new();
-    if (!buf || evbuffer_add(buf, data, len) < 0) {
-        if (buf)
-            evbuffer_free(buf);
-        return -1;
-    }
-    evhttp_send_reply_chunk(req->ev, buf);
-    evbuffer_free(buf);
+    if (req->chunked)
+        evbuffer_add(c->out, "\r\n", 2);
+    conn_flush(c);
     return 0;
 }
 
 void http_reply_end(struct http_req *req)
 {
-    struct http_server *srv = req->srv;
-    struct evhttp_connection *evcon = evhttp_request_get_connection(req->ev);
-    double ms;
+    struct conn *c = req->conn;
 
-    if (evcon)
-        writing_add(srv, req->ev);
-    /* Frees the evhttp request (at once when the client has gone). */
-    evhttp_send_reply_end(req->ev);
-    ms = elapsed_ms(&req->start);
-    metrics_observe_request(srv->metrics, req->route, req->stream_status, ms / 1e3);
-    log_request(req->id, method_names[req->method], req->route, req->path ? req->path : "",
-                req->stream_status, ms, req->log_user);
-    srv->inflight--;
-    req_free(req);
+    if (c->fd >= 0) {
+        if (c->state == CONN_STREAMING && req->chunked)
+            evbuffer_add(c->out, "0\r\n\r\n", 5);
+        set_state(c, CONN_WRITING);
+    }
+    request_done(req, req->stream_status);
 }
 
 void http_reply_abort(struct http_req *req)
 {
-    struct evhttp_connection *evcon = evhttp_request_get_connection(req->ev);
-    struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+    struct conn *c = req->conn;
 
     /* The socket is shut before the last chunk: the client sees a broken
      * body (and caches nothing), never a short one that looks whole. */
-    if (bev && bufferevent_getfd(bev) >= 0)
-        shutdown(bufferevent_getfd(bev), SHUT_RDWR);
-    http_reply_end(req);
+    if (c->fd >= 0) {
+        shutdown(c->fd, SHUT_RDWR);
+        conn_shut(c);
+    }
+    request_done(req, req->stream_status);
+}
+
+struct event_base *http_event_base_new(void)
+{
+    struct event_config *ec = event_config_new();
+    struct event_base *base;
+
+    if (!ec)
+        return NULL;
+    /* The change list's one caveat is a descriptor dup()ed while watched
+     * (libevent's event_config_set_flag): none is here. */
+    event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    base = event_base_new_with_config(ec);
+    event_config_free(ec);
+    return base;
 }

@@ -1,219 +1,144 @@
-/* Unit tests of conns on a real evhttp and loop, with raw client sockets:
- * a request trickled a byte at a time is cut at its deadline and never
- * reaches the handler; a whole request is served and its idle keep-alive
- * connection is left alone; a body arriving above the minimum rate gets
- * its allowance; a fourth connection from one address is closed at
- * accept; and the table counts what is open. */
-#include <arpa/inet.h>
+/* Unit tests of conns, the guard table, with a clock of the test's own
+ * (http_conns_sweep takes now): a request whose bytes trickle is cut at
+ * its deadline; one that is whole (handled) or idle is left alone; bytes
+ * above the minimum rate extend the deadline; a pipelined request's clock
+ * starts when the reply before it is written; the per-address cap refuses
+ * the connection over it and frees its place at close; and the table
+ * counts what is open. */
 #include <check.h>
-#include <errno.h>
-#include <event2/buffer.h>
 #include <event2/event.h>
-#include <event2/http.h>
-#include <netinet/in.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
+#include "studyhub/core/util.h"
 #include "studyhub/http/conns.h"
-#include "unit_loop.h"
 #include "unit_main.h"
 
 struct fixture {
     struct event_base *base;
-    struct evhttp *http;
-    struct http_conns *conns;
-    int port;
-    int handled;      /* requests that reached the handler */
-    int closed;       /* close callbacks */
+    struct http_conns *cs;
+    int cuts;
+    void *last_cut;
 };
 
-static void on_close(struct evhttp_connection *evcon, void *arg)
+static void on_cut(void *conn, void *arg)
 {
     struct fixture *f = arg;
 
-    (void)evcon;
-    f->closed++;
-}
-
-static void on_done(struct evhttp_request *req, void *arg)
-{
-    struct fixture *f = arg;
-
-    http_conns_reply_done(f->conns, evhttp_request_get_connection(req));
-}
-
-static void handler(struct evhttp_request *req, void *arg)
-{
-    struct fixture *f = arg;
-    struct evbuffer *body = evbuffer_new();
-
-    f->handled++;
-    http_conns_request_in(f->conns, evhttp_request_get_connection(req));
-    evbuffer_add_printf(body, "ok %zu", evbuffer_get_length(evhttp_request_get_input_buffer(req)));
-    evhttp_request_set_on_complete_cb(req, on_done, f);
-    evhttp_send_reply(req, 200, "OK", body);
-    evbuffer_free(body);
+    f->cuts++;
+    f->last_cut = conn;
+    /* The server closes the connection, which unlinks its guard. */
+    http_conns_close(f->cs, (struct http_guard *)conn);
 }
 
 static void setup(struct fixture *f, int header_s, long rate, int per_addr)
 {
     struct http_conns_limits lim = { header_s, rate, per_addr };
-    struct evhttp_bound_socket *bound;
-    struct sockaddr_in a;
-    socklen_t len = sizeof a;
 
     memset(f, 0, sizeof *f);
     f->base = event_base_new();
-    f->http = evhttp_new(f->base);
-    f->conns = http_conns_new(f->base, &lim, on_close, f);
-    ck_assert_ptr_nonnull(f->conns);
-    http_conns_attach(f->conns, f->http);
-    evhttp_set_timeout(f->http, 30);
-    evhttp_set_gencb(f->http, handler, f);
-    bound = evhttp_bind_socket_with_handle(f->http, "127.0.0.1", 0);
-    ck_assert_ptr_nonnull(bound);
-    getsockname(evhttp_bound_socket_get_fd(bound), (struct sockaddr *)&a, &len);
-    f->port = ntohs(a.sin_port);
+    f->cs = http_conns_new(f->base, &lim, on_cut, f);
+    ck_assert_ptr_nonnull(f->cs);
 }
 
 static void teardown(struct fixture *f)
 {
-    evhttp_free(f->http);
-    http_conns_free(f->conns);
-    unit_loop_free(f->base);
+    http_conns_free(f->cs);
+    event_base_free(f->base);
 }
 
-/* Runs the loop for about ms milliseconds. */
-static void pump(struct fixture *f, int ms)
+static unsigned open_count(struct fixture *f)
 {
-    struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+    struct http_conns_stats st;
 
-    event_base_loopexit(f->base, &tv);
-    event_base_dispatch(f->base);
-}
-
-static int client(struct fixture *f)
-{
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)f->port) };
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
-    pump(f, 20);   /* accepted and linked */
-    return fd;
-}
-
-static void say(int fd, const char *s)
-{
-    ck_assert_int_eq(send(fd, s, strlen(s), MSG_NOSIGNAL), (ssize_t)strlen(s));
-}
-
-/* 1: the server closed it; 0: open, nothing to read; 2: a reply waits. */
-static int peer_state(int fd, char *buf, size_t len)
-{
-    ssize_t r = recv(fd, buf, len - 1, MSG_DONTWAIT);
-
-    if (r == 0 || (r < 0 && errno == ECONNRESET))
-        return 1;
-    if (r < 0)
-        return 0;
-    buf[r] = '\0';
-    return 2;
+    http_conns_stats(f->cs, &st);
+    return st.open;
 }
 
 START_TEST(trickled_request_is_cut)
 {
     struct fixture f;
+    struct http_guard g;
     struct http_conns_stats st;
-    const char *req = "GET /slow HTTP/1.1\r\nHost: x\r\nX-Pad: aaaaaaaaaaaaaaaaaaaa\r\n\r\n";
-    char buf[512];
-    int fd, state = 0;
 
-    setup(&f, 1, 1024, 0);
-    fd = client(&f);
-    /* One byte every 100 ms: about 6 s for the whole header. */
-    for (size_t i = 0; i < strlen(req) && state == 0; i++) {
-        char one[2] = { req[i], '\0' };
-
-        if (send(fd, one, 1, MSG_NOSIGNAL) < 0)
-            break;
-        pump(&f, 100);
-        state = peer_state(fd, buf, sizeof buf);
-    }
-    for (int i = 0; i < 30 && state == 0; i++) {
-        pump(&f, 100);
-        state = peer_state(fd, buf, sizeof buf);
-    }
-    ck_assert_int_eq(state, 1);
-    ck_assert_int_eq(f.handled, 0);
-    http_conns_stats(f.conns, &st);
+    setup(&f, 2, 1024, 0);
+    ck_assert_int_eq(http_conns_open(f.cs, &g, "127.0.0.1", &g), 0);
+    ck_assert_uint_eq(open_count(&f), 1);
+    http_conns_bytes_in(&g, 1);
+    ck_assert_int_eq(g.state, HTTP_GUARD_RECEIVING);
+    int64_t t0 = g.started_ms;
+    for (int i = 0; i < 10; i++)
+        http_conns_bytes_in(&g, 1);   /* fresh bytes do not restart the clock */
+    ck_assert_int_eq(g.started_ms, t0);
+    http_conns_sweep(f.cs, t0 + 1000);
+    ck_assert_int_eq(f.cuts, 0);
+    http_conns_sweep(f.cs, t0 + 2011);   /* 2 s and 11 bytes at 1024 a second */
+    ck_assert_int_eq(f.cuts, 1);
+    ck_assert_ptr_eq(f.last_cut, &g);
+    ck_assert_uint_eq(open_count(&f), 0);
+    http_conns_stats(f.cs, &st);
     ck_assert_uint_eq(st.slow_closed, 1);
-    ck_assert_uint_eq(st.open, 0);
-    ck_assert_int_eq(f.closed, 1);
-    close(fd);
     teardown(&f);
 }
 END_TEST
 
-START_TEST(whole_request_served_and_idle_kept)
+START_TEST(handled_and_idle_are_left_alone)
 {
     struct fixture f;
-    struct http_conns_stats st;
-    char buf[512];
-    int fd;
+    struct http_guard g;
 
     setup(&f, 1, 1024, 0);
-    fd = client(&f);
-    say(fd, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
-    pump(&f, 50);
-    ck_assert_int_eq(peer_state(fd, buf, sizeof buf), 2);
-    ck_assert_ptr_nonnull(strstr(buf, "200 OK"));
-    /* Idle past the request deadline: not a slow request. */
-    pump(&f, 1600);
-    ck_assert_int_eq(peer_state(fd, buf, sizeof buf), 0);
-    say(fd, "GET /b HTTP/1.1\r\nHost: x\r\n\r\n");
-    pump(&f, 50);
-    ck_assert_int_eq(peer_state(fd, buf, sizeof buf), 2);
-    ck_assert_int_eq(f.handled, 2);
-    http_conns_stats(f.conns, &st);
-    ck_assert_uint_eq(st.open, 1);
-    ck_assert_uint_eq(st.slow_closed, 0);
-    close(fd);
-    pump(&f, 50);
-    http_conns_stats(f.conns, &st);
-    ck_assert_uint_eq(st.open, 0);
+    ck_assert_int_eq(http_conns_open(f.cs, &g, "127.0.0.1", &g), 0);
+    http_conns_sweep(f.cs, util_mono_ms() + 100000);   /* idle */
+    ck_assert_int_eq(f.cuts, 0);
+    http_conns_bytes_in(&g, 100);
+    http_conns_request_in(&g);
+    ck_assert_int_eq(g.state, HTTP_GUARD_HANDLING);
+    http_conns_bytes_in(&g, 100);   /* pipelined bytes while handled: no clock */
+    http_conns_sweep(f.cs, util_mono_ms() + 100000);
+    ck_assert_int_eq(f.cuts, 0);
+    http_conns_reply_done(&g, 0);
+    ck_assert_int_eq(g.state, HTTP_GUARD_IDLE);
+    http_conns_sweep(f.cs, util_mono_ms() + 100000);
+    ck_assert_int_eq(f.cuts, 0);
+    http_conns_close(f.cs, &g);
+    http_conns_close(f.cs, &g);     /* twice: a no-op */
+    ck_assert_uint_eq(open_count(&f), 0);
     teardown(&f);
 }
 END_TEST
 
-/* 8 KiB at ~5 KiB/s takes ~1.6 s, past the 1 s header deadline, but
- * within 1 s + 8 KiB / 1 KiB/s. */
 START_TEST(body_above_min_rate_gets_its_allowance)
 {
     struct fixture f;
-    char buf[512], chunk[1025];
-    int fd, state = 0;
+    struct http_guard g;
 
-    setup(&f, 1, 1024, 0);
-    memset(chunk, 'x', 1024);
-    chunk[1024] = '\0';
-    fd = client(&f);
-    say(fd, "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 8192\r\n\r\n");
-    for (int i = 0; i < 8; i++) {
-        pump(&f, 200);
-        ck_assert_int_eq(peer_state(fd, buf, sizeof buf), 0);
-        say(fd, chunk);
-    }
-    for (int i = 0; i < 10 && state == 0; i++) {
-        pump(&f, 50);
-        state = peer_state(fd, buf, sizeof buf);
-    }
-    ck_assert_int_eq(state, 2);
-    ck_assert_ptr_nonnull(strstr(buf, "ok 8192"));
-    close(fd);
+    setup(&f, 1, 1000, 0);
+    ck_assert_int_eq(http_conns_open(f.cs, &g, "::1", &g), 0);
+    http_conns_bytes_in(&g, 5000);  /* 5 s more than the 1 s */
+    int64_t t0 = g.started_ms;
+    http_conns_sweep(f.cs, t0 + 5500);
+    ck_assert_int_eq(f.cuts, 0);
+    http_conns_sweep(f.cs, t0 + 6001);
+    ck_assert_int_eq(f.cuts, 1);
+    teardown(&f);
+}
+END_TEST
+
+START_TEST(pipelined_request_clock_starts_at_reply)
+{
+    struct fixture f;
+    struct http_guard g;
+
+    setup(&f, 1, 0, 0);
+    ck_assert_int_eq(http_conns_open(f.cs, &g, "127.0.0.1", &g), 0);
+    http_conns_bytes_in(&g, 10);
+    http_conns_request_in(&g);
+    http_conns_reply_done(&g, 40);  /* the next request's bytes wait */
+    ck_assert_int_eq(g.state, HTTP_GUARD_RECEIVING);
+    ck_assert_uint_eq(g.received, 40);
+    http_conns_sweep(f.cs, g.started_ms + 1001);
+    ck_assert_int_eq(f.cuts, 1);
     teardown(&f);
 }
 END_TEST
@@ -221,51 +146,34 @@ END_TEST
 START_TEST(per_address_cap)
 {
     struct fixture f;
+    struct http_guard g[4], other;
     struct http_conns_stats st;
-    char buf[512];
-    int fd[4];
 
     setup(&f, 10, 1024, 3);
-    for (int i = 0; i < 4; i++)
-        fd[i] = client(&f);
-    pump(&f, 50);
     for (int i = 0; i < 3; i++)
-        ck_assert_int_eq(peer_state(fd[i], buf, sizeof buf), 0);
-    ck_assert_int_eq(peer_state(fd[3], buf, sizeof buf), 1);
-    http_conns_stats(f.conns, &st);
+        ck_assert_int_eq(http_conns_open(f.cs, &g[i], "10.0.0.1", &g[i]), 0);
+    ck_assert_int_eq(http_conns_open(f.cs, &g[3], "10.0.0.1", &g[3]), -1);
+    http_conns_close(f.cs, &g[3]);  /* refused: not open, a no-op */
+    ck_assert_int_eq(http_conns_open(f.cs, &other, "10.0.0.2", &other), 0);
+    http_conns_stats(f.cs, &st);
     ck_assert_uint_eq(st.over_cap, 1);
-    ck_assert_uint_eq(st.open, 3);
-    /* One goes: room for another. */
-    close(fd[0]);
-    close(fd[3]);
-    pump(&f, 50);
-    fd[0] = client(&f);
-    pump(&f, 50);
-    ck_assert_int_eq(peer_state(fd[0], buf, sizeof buf), 0);
-    say(fd[0], "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
-    pump(&f, 50);
-    ck_assert_int_eq(peer_state(fd[0], buf, sizeof buf), 2);
-    for (int i = 0; i < 3; i++)
-        close(fd[i]);
-    teardown(&f);
+    ck_assert_uint_eq(st.open, 4);
+    /* A close frees a place. */
+    http_conns_close(f.cs, &g[0]);
+    ck_assert_int_eq(http_conns_open(f.cs, &g[3], "10.0.0.1", &g[3]), 0);
+    teardown(&f);   /* frees with guards still open */
 }
 END_TEST
 
-static Suite *suite(void)
-{
-    Suite *s = suite_create("conns");
-    TCase *tc = tcase_create("guard");
-
-    tcase_add_test(tc, trickled_request_is_cut);
-    tcase_add_test(tc, whole_request_served_and_idle_kept);
-    tcase_add_test(tc, body_above_min_rate_gets_its_allowance);
-    tcase_add_test(tc, per_address_cap);
-    tcase_set_timeout(tc, 30);
-    suite_add_tcase(s, tc);
-    return s;
-}
-
 int main(void)
 {
-    return unit_run(suite());
+    Suite *s = suite_create("conns");
+    TCase *tc = tcase_create("conns");
+    tcase_add_test(tc, trickled_request_is_cut);
+    tcase_add_test(tc, handled_and_idle_are_left_alone);
+    tcase_add_test(tc, body_above_min_rate_gets_its_allowance);
+    tcase_add_test(tc, pipelined_request_clock_starts_at_reply);
+    tcase_add_test(tc, per_address_cap);
+    suite_add_tcase(s, tc);
+    return unit_run(s);
 }

@@ -1,7 +1,9 @@
-/* server: the HTTP listener.  Every evhttp call of the project lives in
- * src/http/server.c, so the parser can be swapped without touching
- * handlers.  A handler may reply at once or later, from any callback; the
- * request stays valid until http_reply* is called exactly once. */
+/* server: the HTTP listener and our own HTTP/1.1 connection layer
+ * (src/http/server.c on libevent's loop, listener and evbuffers; the
+ * request head parsed in place by http_parse.c).  Handlers see only this
+ * API, so the layer under it can change without touching one.  A handler
+ * may reply at once or later, from any callback; the request stays valid
+ * until http_reply* is called exactly once. */
 #ifndef STUDYHUB_HTTP_SERVER_H
 #define STUDYHUB_HTTP_SERVER_H
 
@@ -55,8 +57,8 @@ size_t http_header_block(char *out, size_t cap, const char *date,
                          const char *request_id, const char *csp);
 
 /* The event loop the server runs on: epoll with its change list, so a
- * request's read-off, write-on, write-off, read-on (evhttp toggles both
- * for every reply) cost one epoll_ctl per loop pass instead of four. */
+ * reply the socket does not take at once (EV_WRITE on, then off once
+ * written) costs at most one epoll_ctl per loop pass. */
 struct event_base *http_event_base_new(void);
 
 /* router and metrics are borrowed; every matched request goes to gate
