@@ -70,7 +70,7 @@ static const struct config_var vars[] = {
       STR(redis_url), check_redis_url },
     { "REDIS_TIMEOUT_MS", "2000", "longest wait for a Redis reply before answering 503",
       INT(redis_timeout_ms, 10, 600000), NULL },
-    { "MAX_HEADER_BYTES", "16384", "largest request line plus headers, in bytes (431 above; past 4 times this the connection is closed with a bare 400)",
+    { "MAX_HEADER_BYTES", "16384", "largest request line plus headers, in bytes (431 above; past 4 times this a JSON:API 400 and the connection is closed)",
       INT(max_header_bytes, 1024, 1048576), NULL },
     { "MAX_BODY_BYTES", "4194304", "largest request body, in bytes (413 above)",
       INT(max_body_bytes, 1024, 1073741824), NULL },

@@ -1133,8 +1133,8 @@ static void export_fetch(struct export_job *j)
     if (export_abandoned(j))
         return;
     if (http_reply_pending(j->req) > EXPORT_PENDING_MAX) {
-        /* evhttp keeps the connection's write callback to itself, so the
-         * stream looks again shortly instead of being told. */
+        /* The server tells a stream nothing when its output drains, so
+         * it looks again shortly. */
         export_set_state(j, EXPORT_WAITING);
         if (!j->timer && !(j->timer = evtimer_new(j->app->base, export_on_timer, j))) {
             export_finish(j, "out of memory");

@@ -480,8 +480,9 @@ static bool asset_fallback(struct serve *s)
 /* ---- s3:// and gs:// assets: streamed ------------------------------------
  * HEAD (for the ETag, and 304 without a body), then the object streamed
  * into a chunked reply as it arrives; while more than PENDING_MAX bytes
- * wait for the client, the stream pauses and a timer looks again (evhttp
- * keeps the connection's write callback to itself, as export.c notes). */
+ * wait for the client, the stream pauses and a timer looks again (the
+ * server tells a stream nothing when its output drains, as export.c
+ * notes). */
 #define ASSET_PENDING_MAX (256u * 1024)
 #define ASSET_WAIT_MS 5
 

@@ -285,7 +285,7 @@ enum router_result router_match(const struct router *r, enum http_method method,
         struct router_match m;
         if (!match_one(cr, path, &m))
             continue;
-        /* HEAD is served by the GET handler (evhttp drops the body). */
+        /* HEAD is served by the GET handler (the server drops the body). */
         if (cr->route.method == method ||
             (method == HTTP_HEAD && cr->route.method == HTTP_GET)) {
             *out = m;
