@@ -19,6 +19,8 @@ struct cache {
     size_t cap;                 /* power of two, twice max entries */
     size_t count;
     size_t max;
+    size_t bytes;               /* of the values stored */
+    size_t max_bytes;           /* 0: no limit */
     int ttl_s;
     uint64_t generation;        /* bumped by every del and clear */
 };
@@ -71,8 +73,14 @@ struct cache *cache_new(size_t max_entries, int ttl_s)
     return c;
 }
 
-static void entry_free(struct cache_entry *e)
+void cache_limit_bytes(struct cache *c, size_t max_bytes)
 {
+    c->max_bytes = max_bytes;
+}
+
+static void entry_free(struct cache *c, struct cache_entry *e)
+{
+    c->bytes -= e->len;
     free(e->key);
     free(e->value);
     memset(e, 0, sizeof *e);
@@ -82,7 +90,7 @@ void cache_clear(struct cache *c)
 {
     for (size_t i = 0; i < c->cap; i++)
         if (c->slots[i].key)
-            entry_free(&c->slots[i]);
+            entry_free(c, &c->slots[i]);
     c->count = 0;
     c->generation++;
 }
@@ -112,7 +120,7 @@ static struct cache_entry *find(const struct cache *c, const char *key, size_t *
 /* Removes slot i and shifts later members of its probe run back. */
 static void remove_at(struct cache *c, size_t i)
 {
-    entry_free(&c->slots[i]);
+    entry_free(c, &c->slots[i]);
     c->count--;
     for (size_t j = (i + 1) & (c->cap - 1); c->slots[j].key; j = (j + 1) & (c->cap - 1)) {
         size_t home = hash_key(c->slots[j].key) & (c->cap - 1);
@@ -153,13 +161,14 @@ void cache_put(struct cache *c, uint64_t ticket, const char *key,
     size_t i;
     struct cache_entry *e;
 
-    if (ticket != c->generation)
+    if (ticket != c->generation || (c->max_bytes && len > c->max_bytes))
         return;
     e = find(c, key, &i);
     if (e) {
         remove_at(c, i);
         find(c, key, &i);
-    } else if (c->count >= c->max) {
+    }
+    if (c->count >= c->max || (c->max_bytes && c->bytes + len > c->max_bytes)) {
         cache_clear(c);
         c->generation--;    /* a clear for room is no invalidation */
         find(c, key, &i);
@@ -175,6 +184,7 @@ void cache_put(struct cache *c, uint64_t ticket, const char *key,
     }
     memcpy(e->value, value, len);
     e->len = len;
+    c->bytes += len;
     e->expires = now_s() + c->ttl_s;
     c->count++;
 }

@@ -67,6 +67,38 @@ START_TEST(ttl_expires)
 }
 END_TEST
 
+/* A byte budget: a put past it empties the cache first; a value larger
+ * than the whole budget is not kept; replacing a value frees its bytes. */
+START_TEST(byte_budget)
+{
+    struct cache *c = cache_new(100, 60);
+    char big[600];
+    size_t len;
+
+    memset(big, 'x', sizeof big);
+    cache_limit_bytes(c, 1000);
+    cache_put(c, cache_ticket(c), "a", big, 400);
+    cache_put(c, cache_ticket(c), "b", big, 400);
+    ck_assert_uint_eq(cache_size(c), 2);
+    cache_put(c, cache_ticket(c), "b", big, 500);       /* replaced: 900 in all */
+    ck_assert_uint_eq(cache_size(c), 2);
+    ck_assert_ptr_nonnull(cache_get(c, "b", &len));
+    ck_assert_uint_eq(len, 500);
+    cache_put(c, cache_ticket(c), "c", big, 200);       /* 1100: emptied first */
+    ck_assert_uint_eq(cache_size(c), 1);
+    ck_assert_ptr_null(cache_get(c, "a", &len));
+    ck_assert_ptr_nonnull(cache_get(c, "c", &len));
+    uint64_t t = cache_ticket(c);
+    char huge[1001] = { 0 };
+    cache_put(c, t, "d", huge, sizeof huge);             /* larger than the budget */
+    ck_assert_ptr_null(cache_get(c, "d", &len));
+    ck_assert_ptr_nonnull(cache_get(c, "c", &len));
+    cache_put(c, t, "e", big, 100);                      /* the ticket still holds */
+    ck_assert_ptr_nonnull(cache_get(c, "e", &len));
+    cache_free(c);
+}
+END_TEST
+
 START_TEST(bounded_and_many_keys)
 {
     enum { MAX = 64, N = 5000 };
@@ -112,6 +144,7 @@ static Suite *suite(void)
     tcase_add_test(tc, stale_put_after_invalidation);
     tcase_add_test(tc, ttl_expires);
     tcase_add_test(tc, bounded_and_many_keys);
+    tcase_add_test(tc, byte_budget);
     tcase_set_timeout(tc, 30);
     suite_add_tcase(s, tc);
     return s;

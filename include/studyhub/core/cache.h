@@ -17,6 +17,10 @@
 struct cache;
 
 struct cache *cache_new(size_t max_entries, int ttl_s);
+/* At most max_bytes of values at once (0: no limit): a put that would go
+ * past it empties the cache first, as a put past max_entries does; a
+ * value larger than max_bytes is not kept. */
+void cache_limit_bytes(struct cache *c, size_t max_bytes);
 void cache_free(struct cache *c);
 
 /* The value (owned by the cache, valid until the next put, del or clear)
