@@ -405,6 +405,8 @@ int main(int argc, char **argv)
     http_server_set_router(app.http, router);
     app.pg = pg_pool_new(app.base, cfg.database_url, (int)cfg.pg_pool_size,
                          (int)cfg.pg_acquire_timeout_ms, (int)cfg.pg_query_timeout_ms);
+    if (app.pg)
+        pg_pool_set_group_max(app.pg, (int)cfg.pg_group_max);
     app.redis = redis_client_new(app.base, cfg.redis_host, (int)cfg.redis_port,
                                  cfg.redis_password, (int)cfg.redis_db, (int)cfg.redis_timeout_ms);
     if (!app.pg || !app.redis) {

@@ -62,6 +62,8 @@ static const struct config_var vars[] = {
       STR(database_url), NULL },
     { "PG_POOL_SIZE", "4", "PostgreSQL connections in the pool",
       INT(pg_pool_size, 1, 256), NULL },
+    { "PG_GROUP_MAX", "8", "most of the runner's waiting PATCH writes one connection commits as one transaction (group commit; 1: each alone)",
+      INT(pg_group_max, 1, 64), NULL },
     { "PG_ACQUIRE_TIMEOUT_MS", "2000", "longest wait for a PostgreSQL connection before answering 503",
       INT(pg_acquire_timeout_ms, 10, 600000), NULL },
     { "PG_QUERY_TIMEOUT_MS", "5000", "statement_timeout of the pool's sessions; a query with no answer 1 s later is dropped with its session (503) (0: none)",

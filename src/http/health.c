@@ -187,6 +187,10 @@ static void metrics_route(struct http_req *req, struct app *app)
         "# TYPE studyhub_pg_failed_fast_total counter\nstudyhub_pg_failed_fast_total %ld\n"
         "# HELP studyhub_pg_query_timeouts_total Queries whose session was dropped at the deadline.\n"
         "# TYPE studyhub_pg_query_timeouts_total counter\nstudyhub_pg_query_timeouts_total %ld\n"
+        "# HELP studyhub_pg_grouped_total Writes committed in a group (one transaction for several).\n"
+        "# TYPE studyhub_pg_grouped_total counter\nstudyhub_pg_grouped_total %ld\n"
+        "# HELP studyhub_pg_group_retries_total Groups rolled back whose writes then ran alone.\n"
+        "# TYPE studyhub_pg_group_retries_total counter\nstudyhub_pg_group_retries_total %ld\n"
         "# HELP studyhub_redis_connected 1 when the Redis connection is up.\n"
         "# TYPE studyhub_redis_connected gauge\nstudyhub_redis_connected %d\n"
         "# HELP studyhub_http_inflight Requests accepted and not yet answered.\n"
@@ -204,7 +208,7 @@ static void metrics_route(struct http_req *req, struct app *app)
         "# HELP studyhub_max_fds The process's descriptor limit (RLIMIT_NOFILE).\n"
         "# TYPE studyhub_max_fds gauge\nstudyhub_max_fds %ld\n",
         ps.size, ps.connected, ps.in_use, ps.waiting, ps.known_down ? 1 : 0,
-        ps.failed_fast, ps.timed_out, redis_connected(app->redis) ? 1 : 0,
+        ps.failed_fast, ps.timed_out, ps.grouped, ps.group_retries, redis_connected(app->redis) ? 1 : 0,
         http_server_inflight(app->http), http_server_connections(app->http),
         http_server_accepts_refused(app->http), cs.slow_closed, cs.over_cap,
         open_fd_count(), max_fd_count());

@@ -3,7 +3,8 @@
  * for PostgreSQL made here: a port where nothing listens (PostgreSQL
  * down), and a peer that completes the start-up handshake and then never
  * answers again (PostgreSQL frozen, as by SIGSTOP).  The happy paths run
- * end to end against a real server in tests/e2e. */
+ * end to end against a real server in tests/e2e; group commit is tested
+ * here against the real PostgreSQL of TEST_DATABASE_URL (tools/test). */
 #include <arpa/inet.h>
 #include <check.h>
 #include <event2/event.h>
@@ -15,6 +16,8 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <libpq-fe.h>
 
 #include "studyhub/io/pg.h"
 #include "unit_loop.h"
@@ -327,6 +330,291 @@ START_TEST(new_pool_is_not_known_down)
 }
 END_TEST
 
+/* ---- group commit, against a real PostgreSQL ------------------------------- */
+
+static const char *database_url;   /* TEST_DATABASE_URL */
+
+/* Each test's session has its own temporary table: the pool has one
+ * connection, so every statement below runs on that session. */
+static const struct pg_stmt group_table_stmt = {
+    "check_pg_group_table",
+    "CREATE TEMP TABLE g (k text PRIMARY KEY CHECK (k <> 'bad'), xid bigint, seen bigint)",
+};
+/* The row's transaction and how many rows it saw before its own. */
+static const struct pg_stmt group_insert_stmt = {
+    "check_pg_group_insert",
+    "INSERT INTO g VALUES ($1, txid_current(), (SELECT count(*) FROM g)) RETURNING xid, seen",
+};
+static const struct pg_stmt group_sleep_stmt = {
+    "check_pg_group_sleep", "SELECT pg_sleep($1::float8)",
+};
+static const struct pg_stmt group_count_stmt = {
+    "check_pg_group_count", "SELECT count(*) FROM g",
+};
+
+struct row_answer {
+    struct event_base *base;
+    int *left;                     /* answers still due, shared */
+    int calls;
+    bool null_res;
+    char sqlstate[6];
+    long long xid, seen;
+};
+
+static void on_row(PGresult *res, void *arg)
+{
+    struct row_answer *a = arg;
+
+    a->calls++;
+    a->null_res = res == NULL;
+    if (res && pg_ok(res) && PQntuples(res) == 1 && PQnfields(res) == 2) {
+        a->xid = atoll(PQgetvalue(res, 0, 0));
+        a->seen = atoll(PQgetvalue(res, 0, 1));
+    } else if (res) {
+        snprintf(a->sqlstate, sizeof a->sqlstate, "%s", pg_sqlstate(res));
+    }
+    if (--*a->left == 0)
+        event_base_loopbreak(a->base);
+}
+
+static void run_until_none_left(struct event_base *base, const int *left)
+{
+    int64_t end = now_ms() + 10000;
+
+    while (*left > 0 && now_ms() < end)
+        event_base_loop(base, EVLOOP_ONCE);
+    ck_assert_int_eq(*left, 0);
+}
+
+/* A pool of one connection with the table made and the insert prepared
+ * (a statement groups only once its connection has prepared it). */
+static struct pg_pool *group_pool(struct event_base *base, long long *first_xid)
+{
+    struct pg_pool *pool = pg_pool_new(base, database_url, 1, 5000, 5000);
+    int left = 2;
+    struct row_answer made = { .base = base, .left = &left };
+    struct row_answer first = { .base = base, .left = &left };
+    const char *k0[] = { "0" };
+
+    ck_assert_ptr_nonnull(pool);
+    ck_assert_int_eq(pg_exec(pool, &group_table_stmt, 0, NULL, on_row, &made), 0);
+    ck_assert_int_eq(pg_exec_grouped(pool, &group_insert_stmt, 1, k0, "0", on_row, &first), 0);
+    run_until_none_left(base, &left);
+    ck_assert(!first.null_res);
+    ck_assert_str_eq(first.sqlstate, "");
+    *first_xid = first.xid;
+    return pool;
+}
+
+/* Grouped writes that wait together go in one transaction, in key order,
+ * each answered with its own result once it committed. */
+START_TEST(waiting_writes_commit_as_one_group_in_key_order)
+{
+    struct event_base *base = event_base_new();
+    long long xid0;
+    struct pg_pool *pool = group_pool(base, &xid0);
+    struct pg_pool_stats st;
+    int left = 4;
+    struct row_answer busy = { .base = base, .left = &left };
+    struct row_answer a[3] = { { .base = base, .left = &left }, { .base = base, .left = &left },
+                               { .base = base, .left = &left } };
+    const char *keys[] = { "c", "a", "b" };
+    const char *pause[] = { "0.2" };
+
+    /* The one connection is busy while the three arrive. */
+    ck_assert_int_eq(pg_exec(pool, &group_sleep_stmt, 1, pause, on_row, &busy), 0);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(pg_exec_grouped(pool, &group_insert_stmt, 1, &keys[i], keys[i],
+                                         on_row, &a[i]), 0);
+    run_until_none_left(base, &left);
+    for (int i = 0; i < 3; i++) {
+        ck_assert(!a[i].null_res);
+        ck_assert_str_eq(a[i].sqlstate, "");
+        ck_assert_int_eq(a[i].calls, 1);
+    }
+    /* One transaction, not the one before it. */
+    ck_assert_int_eq(a[0].xid, a[1].xid);
+    ck_assert_int_eq(a[1].xid, a[2].xid);
+    ck_assert_int_ne(a[0].xid, xid0);
+    /* Key order: a saw only "0", b saw a too, c saw both. */
+    ck_assert_int_eq(a[1].seen, 1);
+    ck_assert_int_eq(a[2].seen, 2);
+    ck_assert_int_eq(a[0].seen, 3);
+    pg_pool_stats(pool, &st);
+    ck_assert_int_eq(st.grouped, 3);
+    ck_assert_int_eq(st.group_retries, 0);
+    pg_pool_free(pool);
+    unit_loop_free(base);
+}
+END_TEST
+
+/* PG_GROUP_MAX=1: grouped writes run as plain ones, each its own commit. */
+START_TEST(group_max_one_groups_nothing)
+{
+    struct event_base *base = event_base_new();
+    long long xid0;
+    struct pg_pool *pool = group_pool(base, &xid0);
+    struct pg_pool_stats st;
+    int left = 3;
+    struct row_answer busy = { .base = base, .left = &left };
+    struct row_answer a[2] = { { .base = base, .left = &left }, { .base = base, .left = &left } };
+    const char *keys[] = { "b", "a" };
+    const char *pause[] = { "0.2" };
+
+    pg_pool_set_group_max(pool, 1);
+    ck_assert_int_eq(pg_exec(pool, &group_sleep_stmt, 1, pause, on_row, &busy), 0);
+    for (int i = 0; i < 2; i++)
+        ck_assert_int_eq(pg_exec_grouped(pool, &group_insert_stmt, 1, &keys[i], keys[i],
+                                         on_row, &a[i]), 0);
+    run_until_none_left(base, &left);
+    ck_assert_int_ne(a[0].xid, a[1].xid);
+    ck_assert_int_eq(a[0].seen, 1);     /* arrival order, not key order */
+    ck_assert_int_eq(a[1].seen, 2);
+    pg_pool_stats(pool, &st);
+    ck_assert_int_eq(st.grouped, 0);
+    pg_pool_free(pool);
+    unit_loop_free(base);
+}
+END_TEST
+
+/* One failing write rolls its group back; each write then runs alone, so
+ * the others still succeed and the failing one gets its own error. */
+START_TEST(failed_group_runs_each_write_alone)
+{
+    struct event_base *base = event_base_new();
+    long long xid0;
+    struct pg_pool *pool = group_pool(base, &xid0);
+    struct pg_pool_stats st;
+    int left = 4;
+    struct row_answer busy = { .base = base, .left = &left };
+    struct row_answer a[3] = { { .base = base, .left = &left }, { .base = base, .left = &left },
+                               { .base = base, .left = &left } };
+    struct row_answer count = { .base = base, .left = &left };
+    const char *keys[] = { "a", "bad", "c" };
+    const char *pause[] = { "0.2" };
+
+    ck_assert_int_eq(pg_exec(pool, &group_sleep_stmt, 1, pause, on_row, &busy), 0);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(pg_exec_grouped(pool, &group_insert_stmt, 1, &keys[i], keys[i],
+                                         on_row, &a[i]), 0);
+    run_until_none_left(base, &left);
+    left = 1;
+    ck_assert_int_eq(pg_exec(pool, &group_count_stmt, 0, NULL, on_row, &count), 0);
+    run_until_none_left(base, &left);
+
+    ck_assert_str_eq(a[0].sqlstate, "");
+    ck_assert_str_eq(a[1].sqlstate, "23514");   /* its own check violation */
+    ck_assert_str_eq(a[2].sqlstate, "");
+    ck_assert(!a[1].null_res);
+    /* Each alone: two transactions; "a" committed before "c" ran. */
+    ck_assert_int_ne(a[0].xid, a[2].xid);
+    ck_assert_int_eq(a[0].seen, 1);
+    ck_assert_int_eq(a[2].seen, 2);
+    ck_assert_str_eq(count.sqlstate, "");
+    pg_pool_stats(pool, &st);
+    ck_assert_int_eq(st.grouped, 0);
+    ck_assert_int_eq(st.group_retries, 1);
+    pg_pool_free(pool);
+    unit_loop_free(base);
+}
+END_TEST
+
+/* A plain query at the head of the queue is not passed by a group: it
+ * goes first, and the grouped writes behind it after. */
+START_TEST(plain_query_is_not_passed_by_a_group)
+{
+    struct event_base *base = event_base_new();
+    long long xid0;
+    struct pg_pool *pool = group_pool(base, &xid0);
+    int left = 4;
+    struct row_answer busy = { .base = base, .left = &left };
+    struct row_answer plain = { .base = base, .left = &left };
+    struct row_answer a[2] = { { .base = base, .left = &left }, { .base = base, .left = &left } };
+    const char *keys[] = { "a", "b" };
+    const char *pause[] = { "0.2" };
+    const char *k_plain[] = { "p" };
+
+    ck_assert_int_eq(pg_exec(pool, &group_sleep_stmt, 1, pause, on_row, &busy), 0);
+    ck_assert_int_eq(pg_exec(pool, &group_insert_stmt, 1, k_plain, on_row, &plain), 0);
+    for (int i = 0; i < 2; i++)
+        ck_assert_int_eq(pg_exec_grouped(pool, &group_insert_stmt, 1, &keys[i], keys[i],
+                                         on_row, &a[i]), 0);
+    run_until_none_left(base, &left);
+    ck_assert_int_eq(plain.seen, 1);            /* after "0" only */
+    ck_assert_int_eq(a[0].seen, 2);
+    ck_assert_int_eq(a[1].seen, 3);
+    ck_assert_int_eq(a[0].xid, a[1].xid);
+    ck_assert_int_ne(plain.xid, a[0].xid);
+    pg_pool_free(pool);
+    unit_loop_free(base);
+}
+END_TEST
+
+/* The session dies while a group is out: every write of it is answered
+ * NULL (it may or may not have run: the caller answers 503), and the pool
+ * connects again. */
+struct terminator {
+    struct event *ev;
+    int killed;
+};
+
+static void on_terminate(evutil_socket_t fd, short what, void *arg)
+{
+    struct terminator *t = arg;
+    PGconn *pg = PQconnectdb(database_url);
+    PGresult *res;
+
+    (void)fd;
+    (void)what;
+    ck_assert_int_eq(PQstatus(pg), CONNECTION_OK);
+    res = PQexec(pg, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                      " WHERE application_name = 'studyhub' AND query LIKE '%pg_sleep(0.5), $1::text%'"
+                     "   AND pid <> pg_backend_pid() AND datname = current_database()");
+    ck_assert_int_eq(PQresultStatus(res), PGRES_TUPLES_OK);
+    t->killed = atoi(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    PQfinish(pg);
+}
+
+static const struct pg_stmt group_slow_stmt = {
+    "check_pg_group_slow", "SELECT pg_sleep(0.5), $1::text",
+};
+
+START_TEST(lost_session_answers_the_whole_group_null)
+{
+    struct event_base *base = event_base_new();
+    long long xid0;
+    struct pg_pool *pool = group_pool(base, &xid0);
+    int left = 1;
+    struct row_answer warm = { .base = base, .left = &left };
+    struct row_answer busy = { .base = base, .left = &left };
+    struct row_answer a[2] = { { .base = base, .left = &left }, { .base = base, .left = &left } };
+    const char *keys[] = { "a", "b" };
+    const char *pause[] = { "0.1" };
+    struct terminator t = { 0 };
+    struct timeval at = { 0, 350 * 1000 };
+
+    /* Prepared on the session first, so the two can group. */
+    ck_assert_int_eq(pg_exec_grouped(pool, &group_slow_stmt, 1, keys, "a", on_row, &warm), 0);
+    run_until_none_left(base, &left);
+    left = 3;
+    ck_assert_int_eq(pg_exec(pool, &group_sleep_stmt, 1, pause, on_row, &busy), 0);
+    for (int i = 0; i < 2; i++)
+        ck_assert_int_eq(pg_exec_grouped(pool, &group_slow_stmt, 1, &keys[i], keys[i],
+                                         on_row, &a[i]), 0);
+    t.ev = evtimer_new(base, on_terminate, &t);
+    evtimer_add(t.ev, &at);
+    run_until_none_left(base, &left);
+    ck_assert_int_eq(t.killed, 1);
+    ck_assert(a[0].null_res);
+    ck_assert(a[1].null_res);
+    ck_assert_int_eq(a[0].calls + a[1].calls, 2);
+    event_free(t.ev);
+    pg_pool_free(pool);
+    unit_loop_free(base);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("pg");
@@ -338,6 +626,22 @@ static Suite *suite(void)
     tcase_add_test(faults, held_queries_keep_their_owner);
     tcase_set_timeout(faults, 30);
     suite_add_tcase(s, faults);
+
+    /* Outside tools/test there is no PostgreSQL to group on. */
+    database_url = getenv("TEST_DATABASE_URL");
+    if (database_url && *database_url) {
+        TCase *groups = tcase_create("groups");
+
+        tcase_add_test(groups, waiting_writes_commit_as_one_group_in_key_order);
+        tcase_add_test(groups, failed_group_runs_each_write_alone);
+        tcase_add_test(groups, group_max_one_groups_nothing);
+        tcase_add_test(groups, plain_query_is_not_passed_by_a_group);
+        tcase_add_test(groups, lost_session_answers_the_whole_group_null);
+        tcase_set_timeout(groups, 30);
+        suite_add_tcase(s, groups);
+    } else {
+        fprintf(stderr, "check_pg: TEST_DATABASE_URL is not set: group commit untested\n");
+    }
     return s;
 }
 

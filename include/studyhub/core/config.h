@@ -22,6 +22,7 @@ struct config {
     char *base_url;             /* BASE_URL: absolute prefix for links, "" = listen address (owned) */
     char *database_url;         /* DATABASE_URL: libpq conninfo or URI (owned) */
     long pg_pool_size;          /* PG_POOL_SIZE */
+    long pg_group_max;          /* PG_GROUP_MAX */
     long pg_acquire_timeout_ms; /* PG_ACQUIRE_TIMEOUT_MS */
     long pg_query_timeout_ms;   /* PG_QUERY_TIMEOUT_MS */
     long request_header_timeout_s; /* REQUEST_HEADER_TIMEOUT_S */

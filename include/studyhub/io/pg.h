@@ -45,6 +45,24 @@ void pg_pool_free(struct pg_pool *pool);
 int pg_exec(struct pg_pool *pool, const struct pg_stmt *stmt, int nparams,
             const char *const *params, pg_cb cb, void *arg);
 
+/* pg_exec for a short write that may share its transaction, and so its
+ * commit, with other grouped writes: when a connection frees while
+ * several wait, it sends up to the group maximum of them behind one Sync (group commit:
+ * one WAL flush and one round trip for all).  Alone, it runs as pg_exec.
+ * A group runs in key order (strcmp; give the row's key), so groups lock
+ * rows in one order and do not deadlock one another.  cb sees the result
+ * only once the group committed.  When any statement of a group fails,
+ * nothing of the group is kept and each of its statements runs again
+ * alone, so each caller gets its own statement's outcome.  Only for a
+ * statement that may share a transaction: one that does not read what a
+ * concurrent write commits, and knows now() is the group's start. */
+int pg_exec_grouped(struct pg_pool *pool, const struct pg_stmt *stmt, int nparams,
+                    const char *const *params, const char *key, pg_cb cb, void *arg);
+
+/* The most grouped writes one transaction takes (8 unless set; 1: none
+ * are grouped).  1 to 64. */
+void pg_pool_set_group_max(struct pg_pool *pool, int n);
+
 /* An owner whose queries carry it (the mail sender, the scheduler): it
  * must not be freed while one is out, nor be called back once it is
  * going.  Each query sent through pg_exec_held holds it (core/reap); the
@@ -79,6 +97,8 @@ struct pg_pool_stats {
     bool known_down;   /* the circuit is open: queries fail at once */
     long failed_fast;  /* queries failed at once while known down */
     long timed_out;    /* queries whose session was dropped at the deadline */
+    long grouped;      /* queries committed as part of a group */
+    long group_retries; /* groups rolled back whose queries then ran alone */
 };
 void pg_pool_stats(const struct pg_pool *pool, struct pg_pool_stats *out);
 
