@@ -3,7 +3,12 @@ point 4).  No index of responses holds a column a PATCH changes, the table
 leaves room on its pages (fillfactor), and a PATCH that changes nothing the
 consent copy (response_consent) holds leaves that row alone, while one that
 completes the response, or a move to preview, still updates it.  The lists
-that sorted by date_modified through those indexes keep their order."""
+that sorted by date_modified through those indexes keep their order.
+Under load PATCHes share commits (group commit, io/pg.h): each still gets
+its own answer, and a bad one among them its own error."""
+
+import re
+from concurrent.futures import ThreadPoolExecutor
 
 from apifixtures import World
 from harness import StudyhubTestCase
@@ -85,3 +90,72 @@ class PatchHot(StudyhubTestCase):
         r = w.api(self.parent, "GET", f"/api/v1/responses/?child={c}")
         self.assertStatus(r, 200)
         self.assertEqual([d["id"] for d in r.json["data"]], want)
+
+
+class PatchGroups(StudyhubTestCase):
+    """One pool connection, so concurrent PATCHes wait together and go in
+    groups: every one is answered with what it wrote, and the rows end
+    with a value some PATCH wrote."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = cls.class_server(env={"PG_POOL_SIZE": "1"})
+        cls.w = World(cls.srv)
+        w = cls.w
+        cls.study = w.study(w.lab("Group lab"), "Group study")
+        cls.parent = w.user("groupparent")
+        w.demographics(cls.parent)
+        cls.child = w.child(cls.parent, "Groupkid")
+
+    def grouped_total(self):
+        m = re.search(r"^studyhub_pg_grouped_total (\d+)$", self.srv.get("/metrics").text, re.M)
+        return int(m.group(1))
+
+    def test_concurrent_patches_each_get_their_own_answer(self):
+        w = self.w
+        rids = [w.create_response(self.parent, self.child, self.study) for _ in range(4)]
+        before = self.grouped_total()
+
+        def patch(job):
+            rid, n = job
+            frames = {f"{k}-frame": {"n": n, "pad": "x" * 2000} for k in range(3)}
+            body = {"data": {"id": rid, "type": "responses",
+                             "attributes": {"exp_data": frames, "sequence": list(frames)}}}
+            r = w.api(self.parent, "PATCH", f"/api/v1/responses/{rid}/", body)
+            return rid, n, r
+
+        jobs = [(rid, n) for n in range(12) for rid in rids]
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            results = list(pool.map(patch, jobs))
+        for rid, n, r in results:
+            self.assertStatus(r, 200)
+            self.assertEqual(r.json["data"]["id"], rid)
+            self.assertEqual(r.json["data"]["attributes"]["exp_data"]["0-frame"]["n"], n)
+        # Some waited together and shared a commit.
+        self.assertGreater(self.grouped_total(), before)
+        for rid in rids:
+            r = w.api(self.parent, "GET", f"/api/v1/responses/{rid}/")
+            self.assertStatus(r, 200)
+            self.assertIn(r.json["data"]["attributes"]["exp_data"]["0-frame"]["n"], range(12))
+
+    def test_someone_elses_patch_among_a_group_is_refused_alone(self):
+        w = self.w
+        other = w.user("groupother")
+        mine = [w.create_response(self.parent, self.child, self.study) for _ in range(3)]
+
+        def patch(job):
+            who, rid = job
+            body = {"data": {"id": rid, "type": "responses",
+                             "attributes": {"exp_data": {"f": {"who": who["email"]}}}}}
+            return who, rid, w.api(who, "PATCH", f"/api/v1/responses/{rid}/", body)
+
+        jobs = [(self.parent, rid) for rid in mine for _ in range(4)] + [(other, mine[1])] * 3
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            results = list(pool.map(patch, jobs))
+        for who, rid, r in results:
+            if who is other:
+                self.assertStatus(r, 404)
+            else:
+                self.assertStatus(r, 200)
+        r = w.api(self.parent, "GET", f"/api/v1/responses/{mine[1]}/")
+        self.assertEqual(r.json["data"]["attributes"]["exp_data"]["f"]["who"], self.parent["email"])
