@@ -733,9 +733,8 @@ static int parse_write_body(struct http_req *req, const char *want_id, bool crea
 {
     struct jsonapi_error errs[MAX_ERRORS], conflict, e;
     struct apidoc_doc doc;
-    struct apidoc_jspan key, val;
     int nerr = 0;
-    size_t it = 0, size = 2;
+    size_t size = 2;
 
     memset(wb, 0, sizeof *wb);
     if (apidoc_parse_request(req, "responses", want_id, &doc, &e) < 0) {
@@ -747,24 +746,24 @@ static int parse_write_body(struct http_req *req, const char *want_id, bool crea
         jsonapi_reply_error(req, &conflict);
         return -1;
     }
-    if (doc.attributes.type == AJ_OBJECT) {
-        while (apidoc_json_member(&doc.attributes, &it, &key, &val)) {
-            char raw[64], name[64];
-            if (!apidoc_json_string(&key, raw, sizeof raw) || !underscore(raw, name, sizeof name))
+    /* The attributes' members, located once by apidoc_parse_request. */
+    for (size_t m = 0; m < doc.nattr; m++) {
+        const struct apidoc_jspan *key = &doc.attr[m].key, *val = &doc.attr[m].val;
+        char raw[64], name[64];
+        if (!apidoc_json_string(key, raw, sizeof raw) || !underscore(raw, name, sizeof name))
+            continue;
+        for (size_t i = 0; i < NWRITABLE; i++) {
+            if (strcmp(name, writable[i].name) != 0)
                 continue;
-            for (size_t i = 0; i < NWRITABLE; i++) {
-                if (strcmp(name, writable[i].name) != 0)
-                    continue;
-                if (create && !writable[i].on_create)
-                    break;
-                /* "expData" and "exp_data" both given: the later wins, as
-                 * in upstream's dict. */
-                wb->given[i] = val;
-                if (!attr_valid(name, writable[i].kind, &val, &errs[nerr]) &&
-                    nerr < MAX_ERRORS - 1)
-                    nerr++;
+            if (create && !writable[i].on_create)
                 break;
-            }
+            /* "expData" and "exp_data" both given: the later wins, as
+             * in upstream's dict. */
+            wb->given[i] = *val;
+            if (!attr_valid(name, writable[i].kind, val, &errs[nerr]) &&
+                nerr < MAX_ERRORS - 1)
+                nerr++;
+            break;
         }
     }
     if (nerr) {

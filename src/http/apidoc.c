@@ -237,11 +237,25 @@ bool apidoc_uuid_copy(const char *s, char out[37])
 /* Deeper than any runner document; keeps the recursion bounded. */
 #define SCAN_MAX_DEPTH 512
 
+/* Where the outer containers of a scanned document end, so stepping over
+ * one again (to reach the member after it) costs a lookup, not a pass:
+ * a runner PATCH's 20 KB exp_data sits inside the document, data and
+ * attributes, each of whose members are listed once.  The first
+ * JINDEX_MAX containers at most JINDEX_DEPTH deep, in document order. */
+#define JINDEX_MAX 32
+#define JINDEX_DEPTH 4
+struct jindex {
+    const char *open[JINDEX_MAX];
+    const char *close[JINDEX_MAX];   /* one past the bracket */
+    int n;
+};
+
 struct scan {
     const char *end;       /* one past the text (borrowed) */
     const char *err;       /* static message of the first error */
     const char *big;       /* the first number numeric cannot hold, or NULL */
     int depth;
+    struct jindex *ix;     /* NULL: not recorded */
 };
 
 static const char *scan_ws(const char *p, const char *end)
@@ -484,14 +498,22 @@ static const char *scan_container(struct scan *sc, const char *p, bool object)
 {
     const char *end = sc->end;
     char close = object ? '}' : ']';
+    int slot = -1;
 
     if (++sc->depth > SCAN_MAX_DEPTH) {
         sc->err = "nested too deeply";
         return NULL;
     }
+    if (sc->ix && sc->depth <= JINDEX_DEPTH && sc->ix->n < JINDEX_MAX) {
+        slot = sc->ix->n++;
+        sc->ix->open[slot] = p;
+        sc->ix->close[slot] = NULL;     /* set when it closes */
+    }
     p = scan_ws(p + 1, end);
     if (p < end && *p == close) {
         sc->depth--;
+        if (slot >= 0)
+            sc->ix->close[slot] = p + 1;
         return p + 1;
     }
     for (;;) {
@@ -519,6 +541,8 @@ static const char *scan_container(struct scan *sc, const char *p, bool object)
         }
         if (p < end && *p == close) {
             sc->depth--;
+            if (slot >= 0)
+                sc->ix->close[slot] = p + 1;
             return p + 1;
         }
         sc->err = object ? "expected ',' or '}'" : "expected ',' or ']'";
@@ -559,10 +583,10 @@ static const char *scan_value(struct scan *sc, const char *p, enum apidoc_jtype 
     }
 }
 
-int apidoc_json_scan(const char *s, size_t len, struct apidoc_jspan *out,
-                     const char **big_number, char *err, size_t errlen)
+static int json_scan(const char *s, size_t len, struct apidoc_jspan *out,
+                     const char **big_number, char *err, size_t errlen, struct jindex *ix)
 {
-    struct scan sc = { .end = s + len };
+    struct scan sc = { .end = s + len, .ix = ix };
     const char *p = scan_ws(s, sc.end), *start, *q;
 
     out->type = AJ_NONE;
@@ -582,6 +606,12 @@ int apidoc_json_scan(const char *s, size_t len, struct apidoc_jspan *out,
     if (big_number)
         *big_number = sc.big;
     return 0;
+}
+
+int apidoc_json_scan(const char *s, size_t len, struct apidoc_jspan *out,
+                     const char **big_number, char *err, size_t errlen)
+{
+    return json_scan(s, len, out, big_number, err, errlen, NULL);
 }
 
 /* What matters to skip_value outside strings: quotes and brackets. */
@@ -637,8 +667,23 @@ static const char *skip_value(const char *p, const char *end, enum apidoc_jtype 
     return p;
 }
 
-bool apidoc_json_member(const struct apidoc_jspan *obj, size_t *it,
-                        struct apidoc_jspan *key, struct apidoc_jspan *val)
+/* skip_value, with a lookup first for a container ix recorded. */
+static const char *skip_value_ix(const char *p, const char *end, enum apidoc_jtype *type,
+                                 const struct jindex *ix)
+{
+    if (ix && (*p == '{' || *p == '[')) {
+        for (int i = 0; i < ix->n && ix->open[i] <= p; i++) {
+            if (ix->open[i] == p && ix->close[i] && ix->close[i] <= end) {
+                *type = *p == '{' ? AJ_OBJECT : AJ_ARRAY;
+                return ix->close[i];
+            }
+        }
+    }
+    return skip_value(p, end, type);
+}
+
+static bool json_member(const struct apidoc_jspan *obj, size_t *it, struct apidoc_jspan *key,
+                        struct apidoc_jspan *val, const struct jindex *ix)
 {
     const char *end = obj->p + obj->len, *p;
     enum apidoc_jtype t;
@@ -656,10 +701,16 @@ bool apidoc_json_member(const struct apidoc_jspan *obj, size_t *it,
     key->len = (size_t)(p - key->p);
     p = scan_ws(scan_ws(p, end) + 1, end);     /* the ':' */
     val->p = p;
-    p = skip_value(p, end, &val->type);
+    p = skip_value_ix(p, end, &val->type, ix);
     val->len = (size_t)(p - val->p);
     *it = (size_t)(p - obj->p);
     return true;
+}
+
+bool apidoc_json_member(const struct apidoc_jspan *obj, size_t *it,
+                        struct apidoc_jspan *key, struct apidoc_jspan *val)
+{
+    return json_member(obj, it, key, val, NULL);
 }
 
 bool apidoc_json_element(const struct apidoc_jspan *arr, size_t *it,
@@ -783,13 +834,13 @@ bool apidoc_json_get(const struct apidoc_jspan *obj, const char *key,
 
 /* ---- request documents with the scanner -------------------------------------- */
 
-size_t apidoc_json_members(const struct apidoc_jspan *obj, struct apidoc_jmember *out,
-                           size_t max)
+static size_t json_members(const struct apidoc_jspan *obj, struct apidoc_jmember *out,
+                           size_t max, const struct jindex *ix)
 {
     struct apidoc_jspan k, v;
     size_t it = 0, n = 0;
 
-    while (apidoc_json_member(obj, &it, &k, &v)) {
+    while (json_member(obj, &it, &k, &v, ix)) {
         if (n < max) {
             out[n].key = k;
             out[n].val = v;
@@ -799,16 +850,23 @@ size_t apidoc_json_members(const struct apidoc_jspan *obj, struct apidoc_jmember
     return n;
 }
 
+size_t apidoc_json_members(const struct apidoc_jspan *obj, struct apidoc_jmember *out,
+                           size_t max)
+{
+    return json_members(obj, out, max, NULL);
+}
+
 /* Members of the objects the API reads (the document, data, attributes,
  * relationships): a handful each.  More than this many is not a request
  * we serve. */
-#define DOC_MAX_MEMBERS 64
+#define DOC_MAX_MEMBERS APIDOC_DOC_MAX_MEMBERS
 
 /* Loads obj's members into m; false when there are too many or a name is
  * repeated (pairwise: the lists are short). */
-static bool members_unique(const struct apidoc_jspan *obj, struct apidoc_jmember *m, size_t *n)
+static bool members_unique(const struct apidoc_jspan *obj, struct apidoc_jmember *m, size_t *n,
+                           const struct jindex *ix)
 {
-    *n = apidoc_json_members(obj, m, DOC_MAX_MEMBERS);
+    *n = json_members(obj, m, DOC_MAX_MEMBERS, ix);
     if (*n > DOC_MAX_MEMBERS)
         return false;
     for (size_t i = 0; i < *n; i++) {
@@ -842,6 +900,7 @@ int apidoc_parse_request(struct http_req *req, const char *want_type, const char
     size_t len, n;
     const char *body = http_req_body(req, &len);
     char err[96];
+    struct jindex ix;
 
     memset(doc, 0, sizeof *doc);
     if (!jsonapi_content_type_ok(http_req_header(req, "Content-Type"))) {
@@ -849,11 +908,12 @@ int apidoc_parse_request(struct http_req *req, const char *want_type, const char
                           "Unsupported media type in request; use %s.", JSONAPI_MEDIA_TYPE);
         return -1;
     }
-    if (apidoc_json_scan(body, len, &top, &doc->big_number, err, sizeof err) < 0) {
+    ix.n = 0;
+    if (json_scan(body, len, &top, &doc->big_number, err, sizeof err, &ix) < 0) {
         jsonapi_error_set(e, 400, "parse_error", "/data", "JSON parse error - %s", err);
         return -1;
     }
-    if (top.type == AJ_OBJECT && !members_unique(&top, m, &n)) {
+    if (top.type == AJ_OBJECT && !members_unique(&top, m, &n, &ix)) {
         jsonapi_error_set(e, 400, "parse_error", "/data", "JSON parse error - duplicate key");
         return -1;
     }
@@ -863,7 +923,7 @@ int apidoc_parse_request(struct http_req *req, const char *want_type, const char
         return -1;
     }
     doc->data = *v;
-    if (!members_unique(&doc->data, m, &n)) {
+    if (!members_unique(&doc->data, m, &n, &ix)) {
         jsonapi_error_set(e, 400, "parse_error", "/data", "JSON parse error - duplicate key");
         return -1;
     }
@@ -900,7 +960,8 @@ int apidoc_parse_request(struct http_req *req, const char *want_type, const char
             jsonapi_error_set(e, 400, "parse_error", pointer, "%s must be an object", parts[i]);
             return -1;
         }
-        if (!members_unique(v, inner, &ninner)) {
+        if (!members_unique(v, i == 0 ? doc->attr : inner, i == 0 ? &doc->nattr : &ninner,
+                            &ix)) {
             jsonapi_error_set(e, 400, "parse_error", pointer, "JSON parse error - duplicate key");
             return -1;
         }

@@ -5,6 +5,7 @@
  * a wrong type, an unknown study, a changed study); and no credentials. */
 #include <check.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "studyhub/domain/responses.h"
@@ -191,6 +192,59 @@ START_TEST(update_own_only)
 }
 END_TEST
 
+/* The scanner notes where the document's outer containers end, so a
+ * member after a big one is found without stepping over it again
+ * (apidoc.c, jindex).  Bodies with more containers than it notes, empty
+ * ones, every order of the parts, and repeated names after a noted
+ * container: the same answers as a plain walk gives. */
+START_TEST(big_documents_are_read_right)
+{
+    struct world w;
+    char uuid[37], path[96];
+    char *body = malloc(16384), filler[8192];
+    size_t n = 0;
+    const struct unit_reply *r;
+
+    world(&w);
+    snprintf(uuid, sizeof uuid, "%s", created(&w));
+    snprintf(path, sizeof path, "/api/v1/responses/%s/", uuid);
+    /* 40 unknown object attributes (past the 32 noted), an empty one,
+     * then the ones the API reads. */
+    for (int i = 0; i < 40; i++)
+        n += (size_t)snprintf(filler + n, sizeof filler - n,
+                              "\"x%d\": {\"a\": [1, {\"b\": []}], \"c\": {}}, ", i);
+    snprintf(body, 16384,
+             "{\"meta\": {}, \"data\": {\"relationships\": {}, \"type\": \"responses\","
+             " \"attributes\": {%s\"e\": [], \"exp_data\": {\"f\": [{}, []], \"g\": {\"h\": 2}},"
+             " \"sequence\": [\"f\", \"g\"], \"completed\": true}, \"id\": \"%s\"}}",
+             filler, uuid);
+    r = unit_req(w.u, w.ann, "PATCH", path, body);
+    ck_assert_int_eq(r->status, 200);
+    ck_assert_str_eq(unit_json(r, "data.attributes.sequence.1"), "g");
+    ck_assert_str_eq(unit_json(r, "data.attributes.exp_data.g.h"), "2");
+    ck_assert_str_eq(unit_sql(w.u, "SELECT exp_data::text FROM responses WHERE uuid = '%s'", uuid),
+                     "{\"f\": [{}, []], \"g\": {\"h\": 2}}");
+    /* A name repeated after a big member: in data, then in attributes. */
+    snprintf(body, 16384,
+             "{\"data\": {\"type\": \"responses\", \"id\": \"%s\", \"attributes\": {%s\"y\": 1},"
+             " \"type\": \"responses\"}}", uuid, filler);
+    r = unit_req(w.u, w.ann, "PATCH", path, body);
+    ck_assert_int_eq(r->status, 400);
+    ck_assert_str_eq(unit_json(r, "errors.0.detail"), "JSON parse error - duplicate key");
+    snprintf(body, 16384,
+             "{\"data\": {\"type\": \"responses\", \"id\": \"%s\", \"attributes\": {%s"
+             "\"completed\": false, \"x3\": {}}}}", uuid, filler);
+    r = unit_req(w.u, w.ann, "PATCH", path, body);
+    ck_assert_int_eq(r->status, 400);
+    ck_assert_str_eq(unit_json(r, "errors.0.source.pointer"), "/data/attributes");
+    /* Nothing of the refused ones was written. */
+    ck_assert_str_eq(unit_sql(w.u, "SELECT completed::text FROM responses WHERE uuid = '%s'", uuid),
+                     "true");
+    free(body);
+    unit_app_stop(w.u);
+}
+END_TEST
+
 /* Withdrawal is an EXIT frame's withdrawal true: spelled plainly, or with
  * its letters escaped (the quick look for "EXIT" must not miss it), and
  * not a frame merely named EXIT-something. */
@@ -271,6 +325,7 @@ static Suite *responses_suite(void)
     tcase_add_test(tc, create_refusals);
     tcase_add_test(tc, update_own_only);
     tcase_add_test(tc, withdrawn_by_the_exit_frame);
+    tcase_add_test(tc, big_documents_are_read_right);
     tcase_add_test(tc, past_sessions_and_study_responses);
     suite_add_tcase(s, tc);
     return s;

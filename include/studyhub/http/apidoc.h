@@ -130,12 +130,16 @@ size_t apidoc_json_members(const struct apidoc_jspan *obj, struct apidoc_jmember
 
 /* A request document located by the scanner.  Spans point into the
  * request body, which lives as long as the request; absent members have
- * type AJ_NONE. */
+ * type AJ_NONE.  The attributes' members come located (a handler need
+ * not step over a 20 KB exp_data again to find the next one). */
+#define APIDOC_DOC_MAX_MEMBERS 64
 struct apidoc_doc {
     struct apidoc_jspan data;
     struct apidoc_jspan attributes;
     struct apidoc_jspan relationships;
     const char *big_number;    /* see apidoc_json_scan */
+    struct apidoc_jmember attr[APIDOC_DOC_MAX_MEMBERS];  /* attributes' members */
+    size_t nattr;                                        /* entries in attr */
 };
 
 /* jsonapi_parse_request for the scanner: the same checks, statuses and
