@@ -198,7 +198,8 @@ static void conn_free(struct conn *c)
 {
     struct http_req *req = &c->req;
 
-    TAILQ_REMOVE(&c->srv->conns_list, c, link);
+    if (c->srv)
+        TAILQ_REMOVE(&c->srv->conns_list, c, link);
     if (req->data_free && req->data)
         req->data_free(req->data);
     free(req->query_buf);
@@ -493,7 +494,8 @@ static void request_end(struct conn *c)
     req->chunked = req->stream_body = false;
     memset(&req->match, 0, sizeof req->match);
     c->req_active = false;
-    c->srv->inflight--;
+    if (c->srv)
+        c->srv->inflight--;
 }
 
 /* A request refused before any handler: a JSON:API error, then close. */
@@ -849,12 +851,19 @@ void http_server_free(struct http_server *srv)
         return;
     if (srv->listener)
         evconnlistener_free(srv->listener);
-    /* A connection whose request a handler still holds is closed but not
-     * freed: the handler may answer it yet. */
+    /* A connection whose request a handler still holds is closed and
+     * orphaned (no server): the handler may answer it yet, and that answer
+     * frees it without touching the server. */
     for (c = TAILQ_FIRST(&srv->conns_list); c; c = next) {
         next = TAILQ_NEXT(c, link);
         c->processing = false;
-        conn_drop(c);
+        if (c->req_active) {
+            conn_shut(c);
+            TAILQ_REMOVE(&srv->conns_list, c, link);
+            c->srv = c->req.srv = NULL;
+        } else {
+            conn_drop(c);
+        }
     }
     if (srv->accept_pause)
         event_free(srv->accept_pause);
@@ -1022,6 +1031,8 @@ const char *http_req_base_url(struct http_req *req)
 {
     struct http_server *srv = req->srv;
 
+    if (!srv)
+        return "";  /* orphaned: the reply goes nowhere */
     if (srv->base_url[0])
         return srv->base_url;
     const struct config *cfg = srv->cfg;
@@ -1103,113 +1114,6 @@ const char *http_reply_header(const struct http_req *req, const char *name)
     return NULL;
 }
 
-/* ---- the fixed headers, as one block ---------------------------------- */
-
-void http_date_format(time_t t, char out[30])
-{
-    static const char days[7][4] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
-    static const char months[12][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                         "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
-    struct tm tm;
-    char tmp[96];   /* what the compiler cannot bound; the year is 4 digits */
-
-    if (!gmtime_r(&t, &tm) || tm.tm_year + 1900 > 9999 || tm.tm_year + 1900 < 0) {
-        t = 0;
-        gmtime_r(&t, &tm);
-    }
-    snprintf(tmp, sizeof tmp, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday % 7],
-             tm.tm_mday, months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour,
-             tm.tm_min, tm.tm_sec);
-    memcpy(out, tmp, 29);
-    out[29] = '\0';
-}
-
-const char *http_date_cached(struct http_date_cache *c, time_t t)
-{
-    if (c->second != t || !c->text[0]) {
-        http_date_format(t, c->text);
-        c->second = t;
-    }
-    return c->text;
-}
-
-static char *block_put(char *p, char *end, const char *s)
-{
-    size_t n = strlen(s);
-
-    if (!p || (size_t)(end - p) < n)
-        return NULL;
-    memcpy(p, s, n);
-    return p + n;
-}
-
-size_t http_header_block(char *out, size_t cap, const char *date,
-                         const char *request_id, const char *csp)
-{
-    char *p = out, *end = out + cap;
-
-    p = block_put(p, end, date);
-    p = block_put(p, end, "\r\nX-Request-Id: ");
-    p = block_put(p, end, request_id);
-    p = block_put(p, end, "\r\nX-Content-Type-Options: nosniff"
-                          "\r\nReferrer-Policy: same-origin"
-                          "\r\nX-Frame-Options: DENY");
-    if (csp) {
-        p = block_put(p, end, "\r\nContent-Security-Policy: ");
-        p = block_put(p, end, csp);
-    }
-    if (!p || p == end)
-        return 0;
-    *p = '\0';
-    return (size_t)(p - out);
-}
-
-static const char *reason_phrase(int status)
-{
-    switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 206: return "Partial Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 303: return "See Other";
-    case 304: return "Not Modified";
-    case 307: return "Temporary Redirect";
-    case 308: return "Permanent Redirect";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 406: return "Not Acceptable";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 410: return "Gone";
-    case 411: return "Length Required";
-    case 412: return "Precondition Failed";
-    case 413: return "Payload Too Large";
-    case 414: return "URI Too Long";
-    case 415: return "Unsupported Media Type";
-    case 416: return "Range Not Satisfiable";
-    case 417: return "Expectation Failed";
-    case 422: return "Unprocessable Entity";
-    case 428: return "Precondition Required";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    default: return status < 300 ? "OK" : status < 400 ? "Redirect" : status < 500 ?
-                                                                       "Client Error" : "Server Error";
-    }
-}
-
 static char *put(char *p, const char *s, size_t n)
 {
     memcpy(p, s, n);
@@ -1221,7 +1125,7 @@ static char *put(char *p, const char *s, size_t n)
  * connection's output in one piece: the handler's headers, Content-Type
  * (JSON:API unless set), Content-Length (body_len >= 0) or chunked
  * Transfer-Encoding, Connection when it closes (or keeps a 1.0 client),
- * and the fixed block (see server.h) with its Date. */
+ * and the fixed block (reply_head.h) with its Date. */
 static void write_head(struct http_req *req, int status, int64_t body_len, bool chunked)
 {
     struct http_server *srv = req->srv;
@@ -1281,7 +1185,7 @@ static void write_head(struct http_req *req, int status, int64_t body_len, bool 
     p = srv->head_buf;
     n = (size_t)snprintf(num, sizeof num, "HTTP/1.1 %d ", status);
     p = put(p, num, n);
-    const char *reason = reason_phrase(status);
+    const char *reason = http_reason_phrase(status);
     p = put(p, reason, strlen(reason));
     p = put(p, "\r\n", 2);
     for (size_t off = 0; off < req->out_len;) {
@@ -1355,7 +1259,8 @@ static void request_done(struct http_req *req, int status)
     struct conn *c = req->conn;
     double ms = elapsed_ms(&req->start);
 
-    metrics_observe_request(srv->metrics, req->route, status, ms / 1e3);
+    if (srv)    /* NULL: orphaned by http_server_free */
+        metrics_observe_request(srv->metrics, req->route, status, ms / 1e3);
     log_request(req->id, method_names[req->method], req->route, req->path ? req->path : "",
                 status, ms, req->log_user);
     request_end(c);
@@ -1387,8 +1292,12 @@ void http_reply_buffer(struct http_req *req, int status,
 void http_reply(struct http_req *req, int status, const char *content_type,
                 const char *body, size_t len)
 {
-    struct evbuffer *buf = req->srv->scratch;
+    struct evbuffer *buf = req->srv ? req->srv->scratch : NULL;
 
+    if (!buf) {     /* orphaned: nothing is sent */
+        http_reply_buffer(req, status, content_type, NULL);
+        return;
+    }
     /* The scratch buffer is empty between replies: its chains move to the
      * connection (what stays, a HEAD's or a gone client's, is drained). */
     if (len)

@@ -12,6 +12,8 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "studyhub/http/reply_head.h"
+
 struct event_base;
 struct evbuffer;
 struct config;
@@ -33,29 +35,6 @@ enum http_method {
 typedef void (*http_gate_fn)(struct http_req *req, const struct route *route,
                              void *arg);
 
-/* ---- the fixed part of every reply's headers (pure; check_server) ---- */
-
-/* t as an HTTP date (RFC 7231 IMF-fixdate, "Sun, 06 Nov 1994 08:49:37
- * GMT", 29 characters); out holds 30. */
-void http_date_format(time_t t, char out[30]);
-
-/* The Date of second t, formatted once per second (the last second's text
- * is kept): every reply of one second shares it. */
-struct http_date_cache {
-    time_t second;      /* of text; -1 before the first use */
-    char text[30];
-};
-const char *http_date_cached(struct http_date_cache *c, time_t t);
-
-/* The headers every reply carries, as one block of "Name: value" lines
- * joined by CRLF, without the last CRLF (the writer adds it): Date,
- * X-Request-Id, X-Content-Type-Options, Referrer-Policy, X-Frame-Options,
- * then Content-Security-Policy: csp unless csp is NULL (the handler set
- * its own).  Returns the length,
- * or 0 when it does not fit in cap (out is then unusable). */
-size_t http_header_block(char *out, size_t cap, const char *date,
-                         const char *request_id, const char *csp);
-
 /* The event loop the server runs on: epoll with its change list, so a
  * reply the socket does not take at once (EV_WRITE on, then off once
  * written) costs at most one epoll_ctl per loop pass. */
@@ -68,6 +47,9 @@ struct http_server *http_server_new(struct event_base *base,
                                     const struct router *router,
                                     struct metrics *metrics, http_gate_fn gate,
                                     void *arg);
+/* Closes every connection.  One whose request a handler still holds is
+ * freed when the handler answers it (which it still must; the answer goes
+ * nowhere and touches no server state). */
 void http_server_free(struct http_server *srv);
 /* Serves router's routes from now on (the start-up router is swapped for
  * the full one once the server can answer them). */
