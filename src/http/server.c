@@ -1191,11 +1191,14 @@ static void write_head(struct http_req *req, int status, int64_t body_len, bool 
     for (size_t off = 0; off < req->out_len;) {
         const char *k = req->out_h + off;
         size_t kl = strlen(k), vl = strlen(k + kl + 1);
+        off += kl + vl + 2;
+        /* Connection is the writer's own line, below: once. */
+        if (kl == 10 && strcasecmp(k, "Connection") == 0)
+            continue;
         p = put(p, k, kl);
         p = put(p, ": ", 2);
         p = put(p, k + kl + 1, vl);
         p = put(p, "\r\n", 2);
-        off += kl + vl + 2;
     }
     if (ctype && !has_type) {
         p = put(p, "Content-Type: ", 14);
