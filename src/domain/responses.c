@@ -257,8 +257,10 @@ static const struct pg_stmt responses_insert_stmt = {
 
 /* The columns a PATCH or PUT sets: each from $3 (the attributes but
  * exp_data) when the key is there, exp_data from $6 and withdrawn from $7,
- * else the current value. */
+ * else the current value; and date_modified, which spares the row the
+ * touch trigger's PL/pgSQL call (sql/110). */
 #define UPDATE_SET \
+    "    date_modified = now()," \
     "    conditions = coalesce($3::jsonb -> 'conditions', r.conditions)," \
     "    global_event_timings = coalesce($3::jsonb -> 'global_event_timings', r.global_event_timings)," \
     "    exp_data = coalesce($6::json, r.exp_data)," \

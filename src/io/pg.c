@@ -780,6 +780,20 @@ static void conn_drain_notifies(struct pg_conn *c)
         PQfreemem(n);
 }
 
+/* A busy connection's socket is ready: reads what came, then flushes
+ * what was pending (libpq: after reading, flush again).  False when the
+ * session was lost. */
+static bool conn_pump(struct pg_conn *c, short what)
+{
+    if (((what & EV_READ) && !PQconsumeInput(c->pg)) ||
+        (c->flushing && conn_flush(c) < 0)) {
+        conn_lost(c, NULL);
+        return false;
+    }
+    conn_drain_notifies(c);
+    return true;
+}
+
 static void conn_on_io(evutil_socket_t fd, short what, void *arg)
 {
     struct pg_conn *c = arg;
@@ -802,16 +816,8 @@ static void conn_on_io(evutil_socket_t fd, short what, void *arg)
         return;
     case PGC_PREPARE:
     case PGC_QUERY:
-        if ((what & EV_READ) && !PQconsumeInput(c->pg)) {
-            conn_lost(c, NULL);
+        if (!conn_pump(c, what))
             return;
-        }
-        /* libpq: after reading, flush again if output was pending. */
-        if (c->flushing && conn_flush(c) < 0) {
-            conn_lost(c, NULL);
-            return;
-        }
-        conn_drain_notifies(c);
         while (!PQisBusy(c->pg)) {
             PGresult *res = PQgetResult(c->pg);
 
@@ -827,16 +833,8 @@ static void conn_on_io(evutil_socket_t fd, short what, void *arg)
             conn_lost(c, NULL);
         return;
     case PGC_GROUP:
-        if ((what & EV_READ) && !PQconsumeInput(c->pg)) {
-            conn_lost(c, NULL);
-            return;
-        }
-        if (c->flushing && conn_flush(c) < 0) {
-            conn_lost(c, NULL);
-            return;
-        }
-        conn_drain_notifies(c);
-        conn_read_group(c);
+        if (conn_pump(c, what))
+            conn_read_group(c);
         return;
     case PGC_WAIT:
         break;

@@ -406,6 +406,19 @@ static struct pg_pool *group_pool(struct event_base *base, long long *first_xid)
     return pool;
 }
 
+/* The pool's one connection busy for 0.2 s, and n grouped inserts of
+ * keys queued behind it: they wait together. */
+static void grouped_behind_busy(struct pg_pool *pool, struct row_answer *busy,
+                                const struct pg_stmt *stmt, const char *const *keys, int n,
+                                struct row_answer *a)
+{
+    static const char *const pause[] = { "0.2" };
+
+    ck_assert_int_eq(pg_exec(pool, &group_sleep_stmt, 1, pause, on_row, busy), 0);
+    for (int i = 0; i < n; i++)
+        ck_assert_int_eq(pg_exec_grouped(pool, stmt, 1, &keys[i], keys[i], on_row, &a[i]), 0);
+}
+
 /* Grouped writes that wait together go in one transaction, in key order,
  * each answered with its own result once it committed. */
 START_TEST(waiting_writes_commit_as_one_group_in_key_order)
@@ -419,13 +432,8 @@ START_TEST(waiting_writes_commit_as_one_group_in_key_order)
     struct row_answer a[3] = { { .base = base, .left = &left }, { .base = base, .left = &left },
                                { .base = base, .left = &left } };
     const char *keys[] = { "c", "a", "b" };
-    const char *pause[] = { "0.2" };
 
-    /* The one connection is busy while the three arrive. */
-    ck_assert_int_eq(pg_exec(pool, &group_sleep_stmt, 1, pause, on_row, &busy), 0);
-    for (int i = 0; i < 3; i++)
-        ck_assert_int_eq(pg_exec_grouped(pool, &group_insert_stmt, 1, &keys[i], keys[i],
-                                         on_row, &a[i]), 0);
+    grouped_behind_busy(pool, &busy, &group_insert_stmt, keys, 3, a);
     run_until_none_left(base, &left);
     for (int i = 0; i < 3; i++) {
         ck_assert(!a[i].null_res);
@@ -459,13 +467,9 @@ START_TEST(group_max_one_groups_nothing)
     struct row_answer busy = { .base = base, .left = &left };
     struct row_answer a[2] = { { .base = base, .left = &left }, { .base = base, .left = &left } };
     const char *keys[] = { "b", "a" };
-    const char *pause[] = { "0.2" };
 
     pg_pool_set_group_max(pool, 1);
-    ck_assert_int_eq(pg_exec(pool, &group_sleep_stmt, 1, pause, on_row, &busy), 0);
-    for (int i = 0; i < 2; i++)
-        ck_assert_int_eq(pg_exec_grouped(pool, &group_insert_stmt, 1, &keys[i], keys[i],
-                                         on_row, &a[i]), 0);
+    grouped_behind_busy(pool, &busy, &group_insert_stmt, keys, 2, a);
     run_until_none_left(base, &left);
     ck_assert_int_ne(a[0].xid, a[1].xid);
     ck_assert_int_eq(a[0].seen, 1);     /* arrival order, not key order */
@@ -491,12 +495,8 @@ START_TEST(failed_group_runs_each_write_alone)
                                { .base = base, .left = &left } };
     struct row_answer count = { .base = base, .left = &left };
     const char *keys[] = { "a", "bad", "c" };
-    const char *pause[] = { "0.2" };
 
-    ck_assert_int_eq(pg_exec(pool, &group_sleep_stmt, 1, pause, on_row, &busy), 0);
-    for (int i = 0; i < 3; i++)
-        ck_assert_int_eq(pg_exec_grouped(pool, &group_insert_stmt, 1, &keys[i], keys[i],
-                                         on_row, &a[i]), 0);
+    grouped_behind_busy(pool, &busy, &group_insert_stmt, keys, 3, a);
     run_until_none_left(base, &left);
     left = 1;
     ck_assert_int_eq(pg_exec(pool, &group_count_stmt, 0, NULL, on_row, &count), 0);

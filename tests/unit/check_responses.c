@@ -245,6 +245,35 @@ START_TEST(big_documents_are_read_right)
 }
 END_TEST
 
+/* A PATCH sets date_modified itself (sql/110: the touch trigger skips
+ * it); any other UPDATE still gets the trigger's now(). */
+START_TEST(date_modified_moves_on_every_update)
+{
+    struct world w;
+    char uuid[37], path[96], body[512];
+    const struct unit_reply *r;
+
+    world(&w);
+    snprintf(uuid, sizeof uuid, "%s", created(&w));
+    snprintf(path, sizeof path, "/api/v1/responses/%s/", uuid);
+    /* Set outright, it sticks (the trigger sees it changed). */
+    unit_sql(w.u, "UPDATE responses SET date_modified = '2000-01-01Z' WHERE uuid = '%s'", uuid);
+    snprintf(body, sizeof body, "{\"data\": {\"type\": \"responses\", \"id\": \"%s\","
+             " \"attributes\": {\"completed\": true}}}", uuid);
+    r = unit_req(w.u, w.ann, "PATCH", path, body);
+    ck_assert_int_eq(r->status, 200);
+    ck_assert_str_eq(unit_sql(w.u, "SELECT date_modified > now() - interval '1 minute'"
+                              " FROM responses WHERE uuid = '%s'", uuid), "t");
+    unit_sql(w.u, "UPDATE responses SET date_modified = '2000-01-01Z' WHERE uuid = '%s'", uuid);
+    ck_assert_str_eq(unit_sql(w.u, "SELECT date_modified = '2000-01-01Z' FROM responses"
+                              " WHERE uuid = '%s'", uuid), "t");
+    unit_sql(w.u, "UPDATE responses SET survey_consent = true WHERE uuid = '%s'", uuid);
+    ck_assert_str_eq(unit_sql(w.u, "SELECT date_modified > now() - interval '1 minute'"
+                              " FROM responses WHERE uuid = '%s'", uuid), "t");
+    unit_app_stop(w.u);
+}
+END_TEST
+
 /* Withdrawal is an EXIT frame's withdrawal true: spelled plainly, or with
  * its letters escaped (the quick look for "EXIT" must not miss it), and
  * not a frame merely named EXIT-something. */
@@ -326,6 +355,7 @@ static Suite *responses_suite(void)
     tcase_add_test(tc, update_own_only);
     tcase_add_test(tc, withdrawn_by_the_exit_frame);
     tcase_add_test(tc, big_documents_are_read_right);
+    tcase_add_test(tc, date_modified_moves_on_every_update);
     tcase_add_test(tc, past_sessions_and_study_responses);
     suite_add_tcase(s, tc);
     return s;
