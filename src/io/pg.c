@@ -157,6 +157,7 @@ static void listener_subscribe(struct pg_conn *c);
 static int conn_flush(struct pg_conn *c);
 static void conn_start(struct pg_conn *c);
 static void conn_run_line(struct pg_conn *c);
+static void conn_go_on(struct pg_conn *c);
 static void pool_dispatch(struct pg_pool *pool);
 static bool pool_any_up(const struct pg_pool *pool);
 
@@ -526,6 +527,12 @@ static void conn_command_done(struct pg_conn *c)
     pool_complete(c->pool, q, res);
     evtimer_del(c->ev_timer);
     conn_set_state(c, PGC_IDLE);
+    conn_go_on(c);
+}
+
+/* c is idle again: a rolled-back group's next query, or the waiting ones. */
+static void conn_go_on(struct pg_conn *c)
+{
     if (conn_watch(c, EV_READ, false) < 0) {
         conn_lost(c, "cannot watch the socket");
         return;
@@ -659,15 +666,7 @@ static void conn_group_done(struct pg_conn *c)
             pool_complete(pool, q, res);
         }
     }
-    if (conn_watch(c, EV_READ, false) < 0) {
-        conn_lost(c, "cannot watch the socket");
-        return;
-    }
-    if (!TAILQ_EMPTY(&c->line)) {
-        conn_run_line(c);
-        return;
-    }
-    pool_dispatch(pool);
+    conn_go_on(c);
 }
 
 /* Reads a group's results: each query's, a NULL after each, then the
