@@ -110,6 +110,7 @@ struct pg_conn {
                                        * queries still to run alone */
     struct pg_query *line_cur;        /* PGC_GROUP: whose results come next */
     bool line_failed;                 /* PGC_GROUP: a result was an error */
+    int64_t deadline_ms;              /* the query deadline armed, for the log */
     bool listener;                    /* the pool's LISTEN session, not for queries */
     bool subscribing;                 /* LISTEN sent, its results not all read */
 };
@@ -551,9 +552,10 @@ static void conn_arm_deadline(struct pg_conn *c, int queries)
     struct pg_pool *pool = c->pool;
 
     /* statement_timeout ends each statement of a group on a live server. */
-    if (pool->query_timeout_ms > 0)
-        timer_arm_us(c->ev_timer, ((int64_t)pool->query_timeout_ms * queries +
-                                   PG_QUERY_GRACE_MS) * 1000);
+    if (pool->query_timeout_ms > 0) {
+        c->deadline_ms = (int64_t)pool->query_timeout_ms * queries + PG_QUERY_GRACE_MS;
+        timer_arm_us(c->ev_timer, c->deadline_ms * 1000);
+    }
 }
 
 /* The next query of a rolled-back group, alone. */
@@ -866,8 +868,8 @@ static void conn_on_timer(evutil_socket_t fd, short what, void *arg)
         pool->timed_out++;
         const struct pg_query *late = c->q ? c->q : TAILQ_FIRST(&c->line);
 
-        snprintf(why, sizeof why, "query %s had no answer in time",
-                 late ? late->stmt->name : "?");
+        snprintf(why, sizeof why, "query %s had no answer in %lld ms",
+                 late ? late->stmt->name : "?", (long long)c->deadline_ms);
         conn_lost(c, why);
         /* A stalled server stalls every session: the idle ones would take
          * the next queries and hang them too.  Open them anew instead;
