@@ -3,13 +3,24 @@
  * working sets here (active studies, live tokens) are far below the cap. */
 #include "studyhub/core/cache.h"
 
+#include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+/* A value's bytes follow its count of holders: the entry is one, and each
+ * cache_hold another, so a held value outlives its entry. */
+struct cache_value {
+    size_t refs;
+    unsigned char bytes[];
+};
+
+#define DELETED_SLOTS 256   /* a power of two */
+
 struct cache_entry {
     char *key;          /* owned; NULL = empty slot */
-    void *value;        /* owned */
+    void *value;        /* the bytes of a cache_value (one of its refs) */
     size_t len;
     time_t expires;     /* monotonic seconds */
 };
@@ -22,7 +33,13 @@ struct cache {
     size_t bytes;               /* of the values stored */
     size_t max_bytes;           /* 0: no limit */
     int ttl_s;
-    uint64_t generation;        /* bumped by every del and clear */
+    /* Tickets: seq moves on at every del and clear.  A put is stale when
+     * its key's slot of deleted_at (the keys whose hash shares its low
+     * bits), or cleared_at, moved past its ticket: a del outdates puts in
+     * flight of its own key (and of a few others), not of every key. */
+    uint64_t seq;
+    uint64_t cleared_at;
+    uint64_t deleted_at[DELETED_SLOTS];
 };
 
 static time_t now_s(void)
@@ -78,28 +95,45 @@ void cache_limit_bytes(struct cache *c, size_t max_bytes)
     c->max_bytes = max_bytes;
 }
 
+static struct cache_value *value_of(const void *bytes)
+{
+    return (struct cache_value *)((char *)(uintptr_t)bytes - offsetof(struct cache_value, bytes));
+}
+
+void cache_release(const void *held)
+{
+    if (held && --value_of(held)->refs == 0)
+        free(value_of(held));
+}
+
 static void entry_free(struct cache *c, struct cache_entry *e)
 {
     c->bytes -= e->len;
     free(e->key);
-    free(e->value);
+    cache_release(e->value);
     memset(e, 0, sizeof *e);
 }
 
-void cache_clear(struct cache *c)
+/* Empties the cache without outdating puts in flight (for room). */
+static void empty(struct cache *c)
 {
     for (size_t i = 0; i < c->cap; i++)
         if (c->slots[i].key)
             entry_free(c, &c->slots[i]);
     c->count = 0;
-    c->generation++;
+}
+
+void cache_clear(struct cache *c)
+{
+    empty(c);
+    c->cleared_at = ++c->seq;
 }
 
 void cache_free(struct cache *c)
 {
     if (!c)
         return;
-    cache_clear(c);
+    empty(c);
     free(c->slots);
     free(c);
 }
@@ -150,9 +184,18 @@ const void *cache_get(struct cache *c, const char *key, size_t *len)
     return e->value;
 }
 
+const void *cache_hold(struct cache *c, const char *key, size_t *len)
+{
+    const void *v = cache_get(c, key, len);
+
+    if (v)
+        value_of(v)->refs++;
+    return v;
+}
+
 uint64_t cache_ticket(const struct cache *c)
 {
-    return c->generation;
+    return c->seq;
 }
 
 void cache_put(struct cache *c, uint64_t ticket, const char *key,
@@ -161,7 +204,10 @@ void cache_put(struct cache *c, uint64_t ticket, const char *key,
     size_t i;
     struct cache_entry *e;
 
-    if (ticket != c->generation || (c->max_bytes && len > c->max_bytes))
+    size_t h = hash_key(key);
+
+    if (ticket < c->cleared_at || ticket < c->deleted_at[h & (DELETED_SLOTS - 1)] ||
+        (c->max_bytes && len > c->max_bytes))
         return;
     e = find(c, key, &i);
     if (e) {
@@ -169,20 +215,21 @@ void cache_put(struct cache *c, uint64_t ticket, const char *key,
         find(c, key, &i);
     }
     if (c->count >= c->max || (c->max_bytes && c->bytes + len > c->max_bytes)) {
-        cache_clear(c);
-        c->generation--;    /* a clear for room is no invalidation */
+        empty(c);
         find(c, key, &i);
     }
     e = &c->slots[i];
+    struct cache_value *cv = malloc(sizeof *cv + (len ? len : 1));
     e->key = strdup(key);
-    e->value = malloc(len ? len : 1);
-    if (!e->key || !e->value) {
+    if (!e->key || !cv) {
         free(e->key);
-        free(e->value);
+        free(cv);
         memset(e, 0, sizeof *e);
         return;
     }
-    memcpy(e->value, value, len);
+    cv->refs = 1;
+    memcpy(cv->bytes, value, len);
+    e->value = cv->bytes;
     e->len = len;
     c->bytes += len;
     e->expires = now_s() + c->ttl_s;
@@ -194,7 +241,7 @@ void cache_del(struct cache *c, const char *key)
     size_t i;
     if (find(c, key, &i))
         remove_at(c, i);
-    c->generation++;
+    c->deleted_at[hash_key(key) & (DELETED_SLOTS - 1)] = ++c->seq;
 }
 
 size_t cache_size(const struct cache *c)

@@ -1309,6 +1309,23 @@ void http_reply(struct http_req *req, int status, const char *content_type,
     evbuffer_drain(buf, evbuffer_get_length(buf));
 }
 
+void http_reply_ref(struct http_req *req, int status, const char *content_type,
+                    const void *body, size_t len,
+                    void (*release)(const void *body, size_t len, void *arg), void *arg)
+{
+    struct evbuffer *buf = req->srv ? req->srv->scratch : NULL;
+
+    /* evbuffer calls release when the chain is sent or freed; on failure
+     * (or nothing to send) the bytes are copied and released now. */
+    if (!buf || !len || evbuffer_add_reference(buf, body, len, release, arg) < 0) {
+        http_reply(req, status, content_type, body, len);
+        release(body, len, arg);
+        return;
+    }
+    http_reply_buffer(req, status, content_type, buf);
+    evbuffer_drain(buf, evbuffer_get_length(buf));
+}
+
 /* ---- streamed replies (server-sent events; added for tasks/build.c) ---------- */
 
 void http_reply_start(struct http_req *req, int status, const char *content_type)

@@ -71,19 +71,28 @@ END_TEST
 START_TEST(outdated_ticket_is_dropped)
 {
     struct unit_app *u = unit_app_start(NULL, NULL);
-    struct auth_session_entry s = session(201, 0, false);
-    struct auth_token_entry t = token(201);
+    struct auth_session_entry s = session(201, 0, false), s2 = session(202, 0, false);
+    struct auth_token_entry t = token(201), t2 = token(202);
 
-    /* A lookup began, then someone's write evicted: the row read may be
-     * from before that write. */
+    /* A lookup began, then that user's write (or the token's end)
+     * evicted: the row read may be from before it, so it is not kept. */
     uint64_t st = auth_cache_ticket_sessions(), tt = auth_cache_ticket_tokens();
-    struct auth_user other = { .id = 999 };
-    auth_cache_user_wrote(&other);
-    auth_token_forget(HASH_B);
+    auth_cache_user_wrote(&s.user);
+    auth_token_forget(HASH_A);
     auth_cache_put_session(st, &s);
     auth_cache_put_token(tt, HASH_A, &t);
     ck_assert_ptr_null(auth_cache_session(201));
     ck_assert_ptr_null(auth_cache_token(HASH_A));
+    /* Someone else's eviction in between outdates nothing of theirs. */
+    st = auth_cache_ticket_sessions();
+    tt = auth_cache_ticket_tokens();
+    struct auth_user other = { .id = 999 };
+    auth_cache_user_wrote(&other);
+    auth_token_forget("cccc");
+    auth_cache_put_session(st, &s2);
+    auth_cache_put_token(tt, HASH_B, &t2);
+    ck_assert_ptr_nonnull(auth_cache_session(202));
+    ck_assert_ptr_nonnull(auth_cache_token(HASH_B));
     unit_app_stop(u);
 }
 END_TEST

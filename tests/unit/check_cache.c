@@ -1,5 +1,5 @@
 /* Unit tests of cache: get/put/del, the ticket that stops a stale put after
- * an invalidation, the TTL, eviction at the size bound, and many keys
+ * an invalidation of its key, held values, the TTL, eviction at the size bound, and many keys
  * against a reference (deletions keep every other key findable). */
 #include <check.h>
 #include <stdio.h>
@@ -51,6 +51,67 @@ START_TEST(stale_put_after_invalidation)
     cache_put(c, cache_ticket(c), "study", "new", 3);
     ck_assert_ptr_nonnull(cache_get(c, "study", &len));
     cache_free(c);
+}
+END_TEST
+
+/* A del outdates the puts in flight of its own key, not of every key: a
+ * logout on a busy server must not drop every session lookup under way. */
+START_TEST(del_outdates_its_key_only)
+{
+    struct cache *c = cache_new(64, 60);
+    size_t len;
+    uint64_t t = cache_ticket(c);
+    char key[32];
+    int kept = 0;
+
+    cache_del(c, "session-a");
+    cache_put(c, t, "session-a", "old", 3);
+    ck_assert_ptr_null(cache_get(c, "session-a", &len));
+    /* Of 40 other keys, those not sharing the del's slot are stored. */
+    for (int i = 0; i < 40; i++) {
+        snprintf(key, sizeof key, "session-%d", i);
+        cache_put(c, t, key, "v", 1);
+        kept += cache_get(c, key, &len) != NULL;
+    }
+    ck_assert_int_ge(kept, 36);
+    /* A put for room empties the cache but outdates nothing. */
+    struct cache *small = cache_new(2, 60);
+    t = cache_ticket(small);
+    cache_put(small, t, "x", "1", 1);
+    cache_put(small, t, "y", "2", 1);
+    cache_put(small, t, "z", "3", 1);
+    ck_assert_ptr_nonnull(cache_get(small, "z", &len));
+    cache_free(small);
+    cache_free(c);
+}
+END_TEST
+
+/* A held value stays readable past del, replacement, clear and free of
+ * its cache, until released (ASan sees a use after free otherwise). */
+START_TEST(held_value_outlives_its_entry)
+{
+    struct cache *c = cache_new(16, 60);
+    size_t len = 0;
+
+    ck_assert_ptr_null(cache_hold(c, "a", &len));
+    cache_release(NULL);
+    cache_put(c, cache_ticket(c), "a", "first", 5);
+    const char *one = cache_hold(c, "a", &len);
+    const char *two = cache_hold(c, "a", &len);
+    ck_assert_uint_eq(len, 5);
+    cache_put(c, cache_ticket(c), "a", "second", 6);
+    ck_assert_int_eq(memcmp(one, "first", 5), 0);
+    cache_del(c, "a");
+    cache_release(one);
+    ck_assert_int_eq(memcmp(two, "first", 5), 0);
+    cache_put(c, cache_ticket(c), "b", "third", 5);
+    const char *three = cache_hold(c, "b", &len);
+    cache_clear(c);
+    cache_free(c);
+    ck_assert_int_eq(memcmp(two, "first", 5), 0);
+    ck_assert_int_eq(memcmp(three, "third", 5), 0);
+    cache_release(two);
+    cache_release(three);
 }
 END_TEST
 
@@ -142,6 +203,8 @@ static Suite *suite(void)
 
     tcase_add_test(tc, put_get_del);
     tcase_add_test(tc, stale_put_after_invalidation);
+    tcase_add_test(tc, del_outdates_its_key_only);
+    tcase_add_test(tc, held_value_outlives_its_entry);
     tcase_add_test(tc, ttl_expires);
     tcase_add_test(tc, bounded_and_many_keys);
     tcase_add_test(tc, byte_budget);

@@ -129,6 +129,27 @@ static void release_later(void)
     evtimer_add(release_ev, &now);
 }
 
+/* /ref: a body sent by reference; how often, and with what, it was
+ * released. */
+static const char ref_body[] = "by reference\n";
+static int ref_releases;
+static const void *ref_released_body;
+
+static void ref_release(const void *body, size_t len, void *arg)
+{
+    ck_assert_uint_eq(len, sizeof ref_body - 1);
+    ck_assert_ptr_eq(arg, &ref_releases);
+    ref_released_body = body;
+    ref_releases++;
+}
+
+static void ref(struct http_req *req, struct app *app)
+{
+    (void)app;
+    http_reply_ref(req, 200, "text/plain", ref_body, sizeof ref_body - 1, ref_release,
+                   &ref_releases);
+}
+
 static void gate(struct http_req *req, const struct route *route, void *arg)
 {
     route->handler(req, arg);
@@ -139,6 +160,8 @@ static const struct route routes[] = {
     { HTTP_POST, "/echo", echo, ROUTE_PUBLIC },
     { HTTP_GET, "/a/b", echo, ROUTE_PUBLIC },
     { HTTP_GET, "/later", later, ROUTE_PUBLIC },
+    { HTTP_GET, "/ref", ref, ROUTE_PUBLIC },
+    { HTTP_HEAD, "/ref", ref, ROUTE_PUBLIC },
 };
 
 /* ---- the client --------------------------------------------------------- */
@@ -292,6 +315,8 @@ static void setup(void)
     held = NULL;
     held_count = released = 0;
     gone_at_reply = false;
+    ref_releases = 0;
+    ref_released_body = NULL;
 }
 
 static void teardown(void)
@@ -324,6 +349,29 @@ START_TEST(echo_and_keep_alive)
     ck_assert_uint_eq(http_server_connections(srv), 1);
     client_close(cl);
     RUN_UNTIL(http_server_connections(srv) == 0);
+}
+END_TEST
+
+/* A body sent by reference arrives whole and is released once it is sent;
+ * a HEAD's, never sent, is released at once. */
+START_TEST(reply_by_reference)
+{
+    struct client *cl = client_open();
+    struct reply r = { 0 };
+
+    send_str(cl, GET("/ref"));
+    await_reply(cl, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(r.body, ref_body);
+    RUN_UNTIL(ref_releases == 1);
+    ck_assert_ptr_eq(ref_released_body, ref_body);
+    send_str(cl, "HEAD /ref HTTP/1.1\r\nHost: t\r\n\r\n");
+    RUN_UNTIL(strstr(cl->buf, "\r\n\r\n"));
+    ck_assert_ptr_nonnull(strstr(cl->buf, "Content-Length: 13\r\n"));
+    ck_assert_int_eq(ref_releases, 2);
+    client_close(cl);
+    RUN_UNTIL(http_server_connections(srv) == 0);
+    ck_assert_int_eq(ref_releases, 2);
 }
 END_TEST
 
@@ -550,6 +598,7 @@ int main(void)
     tcase_add_test(tc, query_pairs_past_64_are_not_found);
     tcase_add_test(tc, pipelined_requests_are_answered_in_order);
     tcase_add_test(tc, half_close_counts_as_gone);
+    tcase_add_test(tc, reply_by_reference);
     tcase_add_test(tc, late_reply_after_client_closed);
     tcase_add_loop_test(tc, malformed_head_is_400_and_close, 0, 3);
     tcase_add_test(tc, unknown_method_is_501);

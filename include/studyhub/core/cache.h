@@ -5,8 +5,9 @@
  * The race it guards against: a query reads the old row, a change commits
  * and its notification flushes the key, then the old answer arrives and is
  * stored.  cache_ticket() taken before the query and passed to cache_put()
- * makes such a put a no-op: any invalidation in between bumps the
- * generation. */
+ * makes such a put a no-op when that key was deleted in between, or the
+ * cache cleared.  (A del also outdates the puts in flight of the few keys
+ * whose hash shares its slot: a lost put, never a stale one.) */
 #ifndef STUDYHUB_CORE_CACHE_H
 #define STUDYHUB_CORE_CACHE_H
 
@@ -26,8 +27,13 @@ void cache_free(struct cache *c);
 /* The value (owned by the cache, valid until the next put, del or clear)
  * or NULL. */
 const void *cache_get(struct cache *c, const char *key, size_t *len);
+/* As cache_get, but the value stays valid past any put, del, clear or
+ * cache_free until cache_release(value): a reply can send it by
+ * reference instead of copying it. */
+const void *cache_hold(struct cache *c, const char *key, size_t *len);
+void cache_release(const void *held);
 uint64_t cache_ticket(const struct cache *c);
-/* Stores a copy, unless an invalidation happened since ticket. */
+/* Stores a copy, unless key was deleted or the cache cleared since ticket. */
 void cache_put(struct cache *c, uint64_t ticket, const char *key,
                const void *value, size_t len);
 void cache_del(struct cache *c, const char *key);

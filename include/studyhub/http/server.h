@@ -122,6 +122,12 @@ int http_server_set_media_origin(struct http_server *srv, const char *origin);
 /* Replies and frees the request. */
 void http_reply(struct http_req *req, int status, const char *content_type,
                 const char *body, size_t len);
+/* As http_reply, but the body is sent by reference, not copied:
+ * release(body, len, arg) runs once, when the connection no longer needs
+ * the bytes (sent, or never to be). */
+void http_reply_ref(struct http_req *req, int status, const char *content_type,
+                    const void *body, size_t len,
+                    void (*release)(const void *body, size_t len, void *arg), void *arg);
 /* A buffer holding bytes [off, off + len) of fd as a sendfile segment
  * (without it libevent maps the file and copies it, and unmaps it: a TLB
  * flush a request).  It owns fd from here: closed when the segment is sent
