@@ -166,8 +166,10 @@ void auth_cache_user_wrote(const struct auth_user *u)
 
     if (!session_users)
         return;
-    if (u->is_site_admin) {
+    if (u->is_site_admin) {     /* anyone's flags: tokens' users too */
         cache_clear(session_users);
+        if (token_users)
+            cache_clear(token_users);
         return;
     }
     user_key(u->id, key);

@@ -112,6 +112,22 @@ class TestCaches(StudyhubTestCase):
         self.assertStatus(r, 200)
         self.assertEqual(c.get("/api/v1/users/").status, 401)
 
+    def test_admin_deactivation_of_a_token_user_is_seen_at_once(self):
+        """The same for a user who calls with an API token: a site admin's
+        write clears the cached token users too.  (The notification may
+        come first here; check_auth_cache tests the eviction alone.)"""
+        user = self.w.user("cache-admin-off-token")
+        admin = self.w.user("cache-admin-2")
+        self.w.sql(f"UPDATE users SET is_site_admin = true WHERE id = {admin['id']}")
+        study = self.w.study(self.lab)
+        for _ in range(3):
+            self.assertEqual(self.get_study(user, study).status, 200)
+        doc = {"data": {"type": "admin-users", "id": user["uuid"],
+                        "attributes": {"is_active": False}}}
+        r = self.w.api(admin, "PATCH", f"/api/v1/admin/users/{user['uuid']}/", doc)
+        self.assertStatus(r, 200)
+        self.assertEqual(self.get_study(user, study).status, 401)
+
     def test_logout_ends_the_session_on_every_server(self):
         """Sessions are kept in process by id: a logout forgets it at once on
         its own server, and on another by the notification it sends."""
