@@ -617,18 +617,17 @@ static int split_words(const char *s, const char *w[3], size_t wl[3])
 /* Frees the ctx once the reply is out.  A write by a user (a runner key's
  * writes are responses only) may have changed what the gate reads of
  * them: two-factor, the epoch, their own flags; a site admin's, anyone's.
- * Evicted here, after its commit and before any later request is read:
- * the user's session entry, and the token the write came with. */
+ * Evicted here, after its commit and before any later request is read.
+ * (A token's own entry is not: every write by a token, a PATCH a frame,
+ * would then cost the next request its lookup; the notification evicts
+ * it.) */
 static void ctx_free(void *arg)
 {
     struct auth_ctx *ctx = arg;
 
     if (ctx->authenticated && ctx->req && !ctx->runner &&
-        !method_is_safe(http_req_method(ctx->req))) {
+        !method_is_safe(http_req_method(ctx->req)))
         auth_cache_user_wrote(&ctx->user);
-        if (ctx->token_hash[0])
-            auth_token_forget(ctx->token_hash);
-    }
     free(ctx);
 }
 
